@@ -1,0 +1,64 @@
+"""Application factory: settings in, a wired FastAPI app out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from promptlooper import __version__
+from promptlooper.api.errors import install_error_handlers
+from promptlooper.api.health import router as health_router
+from promptlooper.auth.ratelimit import LoginThrottle
+from promptlooper.auth.routes import router as auth_router
+from promptlooper.auth.service import AuthConfig
+from promptlooper.db.engine import create_engine, create_sessionmaker
+from promptlooper.events import EventBus
+from promptlooper.projects.routes import router as projects_router
+from promptlooper.settings import Settings
+
+PUBLIC_PATHS = frozenset({"/api/health", "/api/auth/login"})
+"""Routes that answer without credentials; every other route requires them."""
+
+
+def _operation_id(route: APIRoute) -> str:
+    tag = str(route.tags[0]).replace(" ", "_") if route.tags else "default"
+    return f"{tag}-{route.name}"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app. Nothing connects until the first request; shutdown releases the pools."""
+    settings = settings or Settings()
+    engine = create_engine(settings)
+    event_bus = EventBus(settings.redis_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await event_bus.close()
+        await engine.dispose()
+
+    app = FastAPI(
+        title="PromptLooper",
+        version=__version__,
+        summary="Sweeps, variants, online experiments and fine-tuning for LLM applications.",
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.event_bus = event_bus
+    app.state.auth_config = AuthConfig(
+        jwt_secret=settings.jwt_secret_value(),
+        jwt_expire_minutes=settings.jwt_expire_minutes,
+        bootstrap_key=settings.api_key.get_secret_value() if settings.api_key else None,
+    )
+    app.state.login_throttle = LoginThrottle(settings.login_rate_limit)
+
+    install_error_handlers(app)
+    for router in (health_router, auth_router, projects_router):
+        app.include_router(router)
+    return app

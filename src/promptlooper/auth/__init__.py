@@ -1,0 +1,1 @@
+"""Users, passwords, JWTs, API keys and the request principal."""

@@ -1,0 +1,72 @@
+"""Shared CLI plumbing: settings, database access, async commands and consoles."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from rich.console import Console
+
+from promptlooper import migrations
+from promptlooper.errors import ConfigurationError
+
+if TYPE_CHECKING:  # database and settings machinery loads when a command needs it
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+    from promptlooper.settings import Settings
+
+console = Console()
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def async_command(func: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """Let a Typer command be written as ``async def``."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        return asyncio.run(func(*args, **kwargs))
+
+    return wrapper
+
+
+@asynccontextmanager
+async def database(
+    settings: Settings, *, require_schema: bool = True
+) -> AsyncIterator[AsyncEngine]:
+    """An engine for the command's lifetime; refuses to work on an unmigrated database."""
+    from promptlooper.db.engine import create_engine
+
+    engine = create_engine(settings)
+    try:
+        if require_schema:
+            current = await migrations.current_revision(engine)
+            if current != migrations.head_revision():
+                raise ConfigurationError(
+                    "the database schema is not up to date; run `promptlooper db upgrade` first"
+                )
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def session_scope(settings: Settings) -> AsyncIterator[AsyncSession]:
+    """One unit of work: commits when the block succeeds, rolls back when it raises."""
+    from promptlooper.db.engine import create_sessionmaker
+
+    async with database(settings) as engine, create_sessionmaker(engine)() as session:
+        yield session
+        await session.commit()
+
+
+def load_settings() -> Settings:
+    """Settings from the environment and ``.env``, read when a command runs."""
+    from promptlooper.settings import Settings
+
+    return Settings()

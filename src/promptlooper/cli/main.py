@@ -1,0 +1,73 @@
+"""Entry point: the Typer app, its command groups, and one-line error reporting."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from promptlooper import __version__
+from promptlooper.cli.common import err_console
+from promptlooper.cli.db import app as db_app
+from promptlooper.cli.server import demo, serve
+from promptlooper.cli.users import apikey_app, user_app
+from promptlooper.errors import PromptLooperError
+
+EXIT_ERROR = 2
+
+app = typer.Typer(
+    name="promptlooper",
+    help="PromptLooper: sweeps, variants, online experiments and fine-tuning for LLM apps.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db_app, name="db")
+app.add_typer(user_app, name="user")
+app.add_typer(apikey_app, name="apikey")
+app.command()(serve)
+app.command()(demo)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"promptlooper {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    """Configuration comes from the environment and .env (see the README)."""
+
+
+def _one_line(exc: BaseException) -> str | None:
+    """The one-line message for an expected failure; None for a bug, which keeps its traceback."""
+    from pydantic import ValidationError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if isinstance(exc, PromptLooperError):
+        return exc.message
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]).upper()
+        return f"invalid setting {field}: {first['msg']}"
+    if isinstance(exc, SQLAlchemyError | OSError):
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        return f"database error: {detail}"
+    return None
+
+
+def main() -> None:
+    """Run the CLI; any failure becomes one line on stderr and exit code 2."""
+    try:
+        app()
+    except Exception as exc:
+        message = _one_line(exc)
+        if message is None:
+            raise
+        err_console.print(f"error: {message}")
+        sys.exit(EXIT_ERROR)

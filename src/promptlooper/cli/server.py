@@ -1,0 +1,88 @@
+"""``promptlooper serve`` and ``promptlooper demo``."""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING
+
+import typer
+
+from promptlooper import migrations
+from promptlooper.cli.common import async_command, console, database, load_settings, session_scope
+
+if TYPE_CHECKING:
+    from promptlooper.settings import Settings
+
+DEMO_USERNAME = "demo"
+
+HostOption = typer.Option("127.0.0.1", "--host", help="Interface to listen on.")
+PortOption = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on.")
+
+
+@async_command
+async def _migrate(settings: Settings) -> str | None:
+    async with database(settings, require_schema=False) as engine:
+        await migrations.upgrade(engine)
+        return await migrations.current_revision(engine)
+
+
+def _run_server(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        "promptlooper.api:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_level=settings.log_level,
+    )
+
+
+def serve(
+    host: str = HostOption,
+    port: int = PortOption,
+    no_migrate: bool = typer.Option(
+        False, "--no-migrate", help="Do not upgrade the database schema before starting."
+    ),
+) -> None:
+    """Serve the REST API (docs at /docs), upgrading the schema first."""
+    settings = load_settings()
+    if not no_migrate:
+        revision = _migrate(settings)
+        console.print(f"database schema at revision {revision}")
+    _run_server(settings, host, port)
+
+
+@async_command
+async def _reset_demo_admin(settings: Settings) -> str:
+    from promptlooper.auth import service
+
+    password = secrets.token_urlsafe(12)
+    async with session_scope(settings) as session:
+        user = await service.get_user_by_username(session, DEMO_USERNAME)
+        if user is None:
+            await service.create_user(session, DEMO_USERNAME, password, is_admin=True)
+        else:
+            await service.set_password(session, user, password)
+    return password
+
+
+def demo(host: str = HostOption, port: int = PortOption) -> None:
+    """Set up a demo database with an admin user, print its credentials, and serve."""
+    settings = load_settings()
+    _migrate(settings)
+    password = _reset_demo_admin(settings)
+    base = f"http://{host}:{port}"
+    console.print(
+        f"""
+[bold]PromptLooper demo[/bold]  database: {settings.async_database_url}
+
+  admin user:  [bold]{DEMO_USERNAME}[/bold]
+  password:    [bold]{password}[/bold]   (new on every `make demo`)
+
+  API docs:    {base}/docs
+  log in:      curl -s -X POST {base}/api/auth/login -H 'Content-Type: application/json' \\
+                 -d '{{"username": "{DEMO_USERNAME}", "password": "{password}"}}'
+"""
+    )
+    _run_server(settings, host, port)

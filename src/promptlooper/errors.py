@@ -1,0 +1,47 @@
+"""Domain exceptions.
+
+Services raise these; the HTTP layer maps each to a status code and the CLI to a one-line
+message with exit code 2. Nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+
+class PromptLooperError(Exception):
+    """Base class: ``message`` is safe to show to the user as is."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(PromptLooperError):
+    """The resource does not exist, or the caller may not know that it exists."""
+
+
+class Conflict(PromptLooperError):
+    """The write clashes with existing state (a duplicate name, say)."""
+
+
+class Invalid(PromptLooperError):
+    """The input is well-formed but not acceptable."""
+
+
+class Unauthenticated(PromptLooperError):
+    """Missing or bad credentials."""
+
+
+class Forbidden(PromptLooperError):
+    """Valid credentials without the right to do this."""
+
+
+class RateLimited(PromptLooperError):
+    """Too many attempts; ``retry_after`` says how many seconds to wait."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ConfigurationError(PromptLooperError):
+    """The process is configured in a way it cannot run with."""

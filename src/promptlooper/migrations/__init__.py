@@ -1,0 +1,65 @@
+"""Alembic migrations: one linear history for SQLite and PostgreSQL, run programmatically.
+
+The server, the CLI and the tests call ``upgrade()``/``downgrade()`` on an async engine; the
+Alembic ``env.py`` then migrates over that engine's connection.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # alembic is imported where it is used: most commands never migrate
+    from alembic.config import Config
+    from sqlalchemy import MetaData
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+HERE = Path(__file__).parent
+
+
+def target_metadata() -> MetaData:
+    """The metadata of every table, with each domain's models imported so they register."""
+    from promptlooper.auth import models as _auth_models  # noqa: F401
+    from promptlooper.db.base import Base
+    from promptlooper.projects import models as _project_models  # noqa: F401
+
+    return Base.metadata
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(HERE))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    from alembic import command
+
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), revision))
+
+
+async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    from alembic import command
+
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda sync: command.downgrade(alembic_config(sync), revision))
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(
+            lambda sync: MigrationContext.configure(sync).get_current_revision()
+        )

@@ -1,0 +1,1 @@
+"""Projects: the owned container every experiment, agent and dataset belongs to."""

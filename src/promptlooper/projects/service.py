@@ -1,0 +1,92 @@
+"""Project operations with owner-only access (admins see everything). The caller commits."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from promptlooper.auth.principal import Principal
+from promptlooper.errors import Conflict, Invalid, NotFound
+from promptlooper.projects.models import Project
+
+
+async def _flush_or_conflict(session: AsyncSession, name: str) -> None:
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"You already have a project named {name!r}") from exc
+
+
+async def _name_taken(session: AsyncSession, owner_id: uuid.UUID, name: str) -> bool:
+    query = select(Project.id).where(Project.owner_id == owner_id, Project.name == name)
+    return await session.scalar(query) is not None
+
+
+async def create_project(
+    session: AsyncSession, principal: Principal, name: str, description: str = ""
+) -> Project:
+    if await _name_taken(session, principal.user_id, name):
+        raise Conflict(f"You already have a project named {name!r}")
+    project = Project(owner_id=principal.user_id, name=name, description=description)
+    session.add(project)
+    await _flush_or_conflict(session, name)
+    return project
+
+
+async def list_projects(
+    session: AsyncSession, principal: Principal, *, limit: int = 100, offset: int = 0
+) -> tuple[list[Project], int]:
+    """The caller's projects (every project for an admin), newest first, and the total."""
+    query = select(Project)
+    if not principal.is_admin:
+        query = query.where(Project.owner_id == principal.user_id)
+    total = await session.scalar(select(func.count()).select_from(query.subquery()))
+    page = query.order_by(Project.created_at.desc(), Project.id).limit(limit).offset(offset)
+    return list(await session.scalars(page)), total or 0
+
+
+async def get_project(
+    session: AsyncSession, principal: Principal, project_id: uuid.UUID
+) -> Project:
+    """The project, if it exists (404) and the caller may see it (403).
+
+    Other domains call this before touching anything inside a project.
+    """
+    project = await session.get(Project, project_id)
+    if project is None:
+        raise NotFound("Project not found")
+    principal.ensure_can_access(project.owner_id, "project")
+    return project
+
+
+async def update_project(
+    session: AsyncSession, principal: Principal, project_id: uuid.UUID, changes: dict[str, Any]
+) -> Project:
+    """Apply the given fields only; unchanged values are not written."""
+    project = await get_project(session, principal, project_id)
+    if "name" in changes:
+        if changes["name"] is None:
+            raise Invalid("name cannot be null")
+        if changes["name"] != project.name and await _name_taken(
+            session, project.owner_id, changes["name"]
+        ):
+            raise Conflict(f"You already have a project named {changes['name']!r}")
+    if changes.get("description", "") is None:
+        changes["description"] = ""
+    for field, value in changes.items():
+        if getattr(project, field) != value:
+            setattr(project, field, value)
+    await _flush_or_conflict(session, project.name)
+    return project
+
+
+async def delete_project(
+    session: AsyncSession, principal: Principal, project_id: uuid.UUID
+) -> None:
+    project = await get_project(session, principal, project_id)
+    await session.delete(project)
+    await session.flush()

@@ -1,0 +1,151 @@
+"""The real console script in a subprocess, against both databases."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from promptlooper import __version__, migrations
+
+CLI = [sys.executable, "-m", "promptlooper"]
+
+
+def _env(tmp_path: Path, db_url: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"API_KEY", "JWT_SECRET", "REDIS_URL"}}
+    env["DATA_DIR"] = str(tmp_path / "data")
+    if db_url is None:
+        env.pop("DATABASE_URL", None)
+    else:
+        env["DATABASE_URL"] = db_url
+    return env
+
+
+def _run(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], input=stdin, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_version():
+    result = subprocess.run([*CLI, "--version"], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == f"promptlooper {__version__}"
+
+
+def test_user_and_key_commands(tmp_path: Path, db_url: str):
+    env = _env(tmp_path, db_url)
+
+    upgraded = _run(env, "db", "upgrade")
+    created = _run(
+        env, "user", "create", "alice", "--admin", "--password-stdin", stdin="long enough pw\n"
+    )
+    duplicate = _run(env, "user", "create", "alice", "--password-stdin", stdin="long enough pw\n")
+    short = _run(env, "user", "create", "bob", "--password-stdin", stdin="short\n")
+    key = _run(env, "apikey", "create", "--user", "alice", "--name", "ci")
+    missing = _run(env, "apikey", "create", "--user", "nobody")
+    listed = _run(env, "apikey", "list", "--user", "alice")
+
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert created.returncode == 0, created.stderr
+    assert "created user alice (admin)" in created.stdout
+    assert (duplicate.returncode, duplicate.stderr) == (
+        2,
+        "error: Username 'alice' is already taken\n",
+    )
+    assert short.returncode == 2
+    assert short.stderr.startswith("error: password:")
+    assert short.stderr.count("\n") == 1
+    assert key.returncode == 0
+    raw_key = key.stdout.strip()
+    assert raw_key.startswith("pl_")
+    assert "shown only once" in key.stderr
+    assert (missing.returncode, missing.stderr) == (2, "error: No user named 'nobody'\n")
+    assert raw_key[:12] in listed.stdout
+    assert raw_key not in listed.stdout
+
+
+async def test_a_cli_created_key_authenticates_against_the_api(
+    tmp_path: Path, db_url: str, client: httpx.AsyncClient
+):
+    env = _env(tmp_path, db_url)
+    _run(env, "user", "create", "alice", "--password-stdin", stdin="long enough pw\n")
+    raw_key = _run(env, "apikey", "create", "--user", "alice").stdout.strip()
+
+    me = await client.get("/api/auth/me", headers={"X-Api-Key": raw_key})
+
+    assert me.status_code == 200
+    assert me.json()["username"] == "alice"
+
+
+def test_commands_refuse_an_unmigrated_database(tmp_path: Path):
+    env = _env(tmp_path, None)  # default SQLite under DATA_DIR, never upgraded
+
+    result = _run(env, "user", "list")
+
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: the database schema is not up to date; run `promptlooper db upgrade` first\n"
+    )
+
+
+def test_bad_settings_and_unreachable_databases_are_one_line_errors(tmp_path: Path):
+    bad_scheme = _run(_env(tmp_path, "mysql://u@h/d"), "db", "upgrade")
+    unreachable = _run(_env(tmp_path, "postgresql://nobody@127.0.0.1:1/x"), "db", "upgrade")
+    bad_number = _run({**_env(tmp_path, None), "JWT_EXPIRE_MINUTES": "soon"}, "db", "current")
+
+    for result in (bad_scheme, unreachable, bad_number):
+        assert result.returncode == 2
+        assert result.stderr.startswith("error: ")
+        assert result.stderr.count("\n") == 1
+        assert "Traceback" not in result.stderr
+    assert "DATABASE_URL" in bad_scheme.stderr
+    assert "JWT_EXPIRE_MINUTES" in bad_number.stderr
+
+
+def test_downgrade_and_current(tmp_path: Path):
+    env = _env(tmp_path, None)
+    _run(env, "db", "upgrade")
+
+    down = _run(env, "db", "downgrade", "base")
+    current = _run(env, "db", "current")
+
+    assert down.returncode == 0
+    assert "current: none" in current.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("migrate", [True, False])
+def test_serve_upgrades_the_schema_unless_told_not_to(tmp_path: Path, migrate: bool):
+    env = _env(tmp_path, None)
+    port = _free_port()
+    args = ["serve", "--port", str(port)] + ([] if migrate else ["--no-migrate"])
+    server = subprocess.Popen(
+        [*CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        health = None
+        for _ in range(100):
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        current = _run(env, "db", "current")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+    assert health is not None
+    assert health.status_code == 200
+    assert (f"current: {migrations.head_revision()}" in current.stdout) is migrate

@@ -1,0 +1,196 @@
+"""Shared fixtures: SQLite and PostgreSQL databases, real Redis, the app and an HTTP client.
+
+Every test that asks for ``db_url`` (directly or through ``app``/``client``/``sessionmaker``)
+runs twice, once per backend. Each backend gets a fresh, migrated database for the test run,
+and every table is emptied after each test. With ``CI`` set, an unreachable PostgreSQL or Redis
+fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from promptlooper import migrations
+from promptlooper.api import create_app
+from promptlooper.db.engine import create_engine
+from promptlooper.settings import Settings
+
+PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+TEST_JWT_SECRET = "test-jwt-secret-not-for-production"
+BOOTSTRAP_KEY = "test-bootstrap-admin-key"
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def service_unavailable(what: str, exc: BaseException) -> None:
+    message = f"{what} is unreachable: {exc}"
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def _async(url: str) -> str:
+    return Settings(_env_file=None, database_url=url).async_database_url  # type: ignore[call-arg]
+
+
+async def _create_pg_database() -> str:
+    """A new, empty PostgreSQL database; returns its async URL."""
+    import asyncpg
+
+    name = f"promptlooper_test_{uuid.uuid4().hex[:12]}"
+    url = make_url(_async(PG_URL))
+    try:
+        conn = await asyncpg.connect(
+            host=url.host, port=url.port or 5432, user=url.username, database=url.database
+        )
+    except (OSError, asyncpg.PostgresError) as exc:
+        service_unavailable("PostgreSQL", exc)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+async def _drop_pg_database(async_url: str) -> None:
+    import asyncpg
+
+    url = make_url(_async(PG_URL))
+    conn = await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, database=url.database
+    )
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{make_url(async_url).database}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def fresh_database(backend: str, tmp_dir: Path) -> str:
+    """An empty database of ``backend`` (no schema); returns its async URL."""
+    if backend == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_dir / f'{uuid.uuid4().hex}.db'}"
+    return await _create_pg_database()
+
+
+async def drop_database(url: str) -> None:
+    if url.startswith("postgresql"):
+        await _drop_pg_database(url)
+
+
+@pytest.fixture(scope="session")
+async def _databases(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, str]]:
+    """Lazily created, migrated test databases, one per backend, dropped at the end."""
+    created: dict[str, str] = {}
+    yield created
+    for url in created.values():
+        await drop_database(url)
+
+
+@pytest.fixture(scope="session")
+async def _admin_engines() -> AsyncIterator[dict[str, AsyncEngine]]:
+    """One engine per backend for arranging and cleaning; disposed at the end of the run."""
+    engines: dict[str, AsyncEngine] = {}
+    yield engines
+    for engine in engines.values():
+        await engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+async def db_url(
+    request: pytest.FixtureRequest,
+    _databases: dict[str, str],
+    _admin_engines: dict[str, AsyncEngine],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[str]:
+    """The URL of a migrated database of each backend; emptied after the test."""
+    backend: str = request.param
+    if backend not in _databases:
+        url = await fresh_database(backend, tmp_path_factory.mktemp("sqlite"))
+        engine = create_engine(url)
+        await migrations.upgrade(engine)
+        _databases[backend] = url
+        _admin_engines[backend] = engine
+    yield _databases[backend]
+    await truncate_all(_admin_engines[backend])
+
+
+async def truncate_all(engine: AsyncEngine) -> None:
+    tables = list(reversed(migrations.target_metadata().sorted_tables))
+    async with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in tables)
+            await conn.execute(text(f"TRUNCATE TABLE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                await conn.execute(table.delete())
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=db_url,
+        data_dir=tmp_path / "data",
+        redis_url="",
+        jwt_secret=TEST_JWT_SECRET,
+        api_key=BOOTSTRAP_KEY,
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    yield application
+    await application.state.event_bus.close()
+    await application.state.engine.dispose()
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+def sessionmaker(app: FastAPI) -> async_sessionmaker[AsyncSession]:
+    """Sessions on the same database as the app, for arranging and checking state."""
+    return app.state.sessionmaker
+
+
+@pytest.fixture
+async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = create_engine(db_url)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture
+def bootstrap_headers() -> dict[str, str]:
+    return {"X-Api-Key": BOOTSTRAP_KEY}
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    """A reachable Redis (database 15), flushed before and after the test."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        await client.flushdb()
+    except Exception as exc:
+        await client.aclose()
+        service_unavailable("Redis", exc)
+    yield REDIS_URL
+    await client.flushdb()
+    await client.aclose()
