@@ -83,6 +83,7 @@ def demo(host: str = HostOption, port: int = PortOption) -> None:
   API docs:    {base}/docs
   log in:      curl -s -X POST {base}/api/auth/login -H 'Content-Type: application/json' \\
                  -d '{{"username": "{DEMO_USERNAME}", "password": "{password}"}}'
-"""
+""",
+        soft_wrap=True,
     )
     _run_server(settings, host, port)
