@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     jwt_expire_minutes: int = Field(default=12 * 60, ge=1)
     api_key: SecretStr | None = None
     login_rate_limit: str = "10/minute"
+    allow_python_callables: bool = False
+    """Let sweeps sent to the server import and run Python code (``python:`` providers and
+    scorers). The CLI always may: it runs the user's own sweep on the user's machine."""
     log_level: str = "info"
 
     @field_validator("jwt_secret", "api_key", mode="before")

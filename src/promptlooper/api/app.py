@@ -18,6 +18,9 @@ from promptlooper.db.engine import create_engine, create_sessionmaker
 from promptlooper.events import EventBus
 from promptlooper.projects.routes import router as projects_router
 from promptlooper.settings import Settings
+from promptlooper.sweeps.execution import ExecutionOptions, SweepJobs
+from promptlooper.sweeps.routes import export_router as sweeps_export_router
+from promptlooper.sweeps.routes import router as sweeps_router
 
 PUBLIC_PATHS = frozenset({"/api/health", "/api/auth/login"})
 """Routes that answer without credentials; every other route requires them."""
@@ -32,11 +35,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app. Nothing connects until the first request; shutdown releases the pools."""
     settings = settings or Settings()
     engine = create_engine(settings)
+    sessionmaker = create_sessionmaker(engine)
     event_bus = EventBus(settings.redis_url)
+    sweep_jobs = SweepJobs(
+        sessionmaker, event_bus, ExecutionOptions(allow_python=settings.allow_python_callables)
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        await sweep_jobs.shutdown()
         await event_bus.close()
         await engine.dispose()
 
@@ -49,8 +57,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.sessionmaker = sessionmaker
     app.state.event_bus = event_bus
+    app.state.sweep_jobs = sweep_jobs
     app.state.auth_config = AuthConfig(
         jwt_secret=settings.jwt_secret_value(),
         jwt_expire_minutes=settings.jwt_expire_minutes,
@@ -59,6 +68,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.login_throttle = LoginThrottle(settings.login_rate_limit)
 
     install_error_handlers(app)
-    for router in (health_router, auth_router, projects_router):
+    for router in (
+        health_router,
+        auth_router,
+        projects_router,
+        sweeps_router,
+        sweeps_export_router,
+    ):
         app.include_router(router)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -18,7 +19,8 @@ if TYPE_CHECKING:  # database and settings machinery loads when a command needs 
 
     from promptlooper.settings import Settings
 
-console = Console()
+# Piped output is read by programs and wide terminals alike: do not wrap it at 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 P = ParamSpec("P")

@@ -10,6 +10,7 @@ from promptlooper import __version__
 from promptlooper.cli.common import err_console
 from promptlooper.cli.db import app as db_app
 from promptlooper.cli.server import demo, serve
+from promptlooper.cli.sweeps import cache_app, export_command, sweep_app
 from promptlooper.cli.users import apikey_app, user_app
 from promptlooper.errors import PromptLooperError
 
@@ -25,6 +26,9 @@ app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(sweep_app, name="sweep")
+app.add_typer(cache_app, name="cache")
+app.command("export")(export_command)
 app.command()(serve)
 app.command()(demo)
 

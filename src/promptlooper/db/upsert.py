@@ -12,6 +12,8 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+_MAX_PARAMETERS = 30_000
+
 
 async def insert_ignore(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> int:
     """Insert the rows that clash with no unique constraint; return how many went in."""
@@ -19,5 +21,11 @@ async def insert_ignore(session: AsyncSession, table: Table, rows: list[dict[str
         return 0
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    result = await session.execute(insert(table).values(rows).on_conflict_do_nothing())
-    return max(result.rowcount, 0)  # type: ignore[attr-defined]
+    # Both databases cap the bound parameters of one statement (32,767 on PostgreSQL).
+    chunk = max(1, _MAX_PARAMETERS // len(rows[0]))
+    inserted = 0
+    for start in range(0, len(rows), chunk):
+        statement = insert(table).values(rows[start : start + chunk]).on_conflict_do_nothing()
+        result = await session.execute(statement)
+        inserted += max(result.rowcount, 0)  # type: ignore[attr-defined]
+    return inserted

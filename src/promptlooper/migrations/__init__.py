@@ -23,6 +23,7 @@ def target_metadata() -> MetaData:
     from promptlooper.auth import models as _auth_models  # noqa: F401
     from promptlooper.db.base import Base
     from promptlooper.projects import models as _project_models  # noqa: F401
+    from promptlooper.sweeps import models as _sweep_models  # noqa: F401
 
     return Base.metadata
 

@@ -37,6 +37,12 @@ async def create_project(
     return project
 
 
+async def get_or_create_project(session: AsyncSession, principal: Principal, name: str) -> Project:
+    """The caller's project called ``name``, created if it does not exist yet."""
+    query = select(Project).where(Project.owner_id == principal.user_id, Project.name == name)
+    return await session.scalar(query) or await create_project(session, principal, name)
+
+
 async def list_projects(
     session: AsyncSession, principal: Principal, *, limit: int = 100, offset: int = 0
 ) -> tuple[list[Project], int]:

@@ -1,0 +1,372 @@
+"""``promptlooper sweep``, ``promptlooper export`` and ``promptlooper cache``.
+
+Sweeps run in this process against ``DATABASE_URL``; a server is not needed. Work is owned by
+``--user`` (the built-in admin by default) and filed under ``--project``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from promptlooper.auth.principal import Principal
+from promptlooper.cli.common import (
+    async_command,
+    console,
+    database,
+    err_console,
+    load_settings,
+    session_scope,
+)
+from promptlooper.errors import Invalid
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from promptlooper.settings import Settings
+    from promptlooper.sweeps.execution import ExecutionResult
+
+sweep_app = typer.Typer(help="Run and inspect sweeps.", no_args_is_help=True)
+cache_app = typer.Typer(help="Inspect or clear the response cache.", no_args_is_help=True)
+
+EXIT_INTERRUPTED = 130
+FORMATS = {"json": "best", "env": "env", "yaml": "yaml", "md": "report"}
+
+
+async def _principal(session: AsyncSession, username: str | None) -> Principal:
+    from promptlooper.auth import service as auth
+
+    user = await (
+        auth.require_user(session, username) if username else auth.bootstrap_user(session)
+    )
+    return Principal(user.id, user.username, user.is_admin, "local")
+
+
+def _progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f}"),
+        TextColumn(
+            "[green]{task.fields[done]} done[/] [red]{task.fields[failed]} failed[/] "
+            "[cyan]{task.fields[cached]} cached[/]"
+        ),
+        TextColumn("{task.fields[rate]:.1f} runs/s"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    )
+
+
+async def _execute(
+    settings: Settings, experiment_id: uuid.UUID, *, concurrency: int | None, use_cache: bool
+) -> ExecutionResult:
+    import os
+
+    from promptlooper.db.engine import create_sessionmaker
+    from promptlooper.events import EventBus
+    from promptlooper.sweeps.execution import ExecutionOptions, run_experiment
+
+    bar = _progress_bar()
+    tasks: list[Any] = []
+
+    def started(pending: int, total: int) -> None:
+        tasks.append(bar.add_task("sweep", total=pending, done=0, failed=0, cached=0, rate=0.0))
+        if pending < total:
+            err_console.print(f"resuming: {total - pending} of {total} runs already completed")
+
+    def advanced(progress: Any, _outcome: Any) -> None:
+        bar.update(
+            tasks[0],
+            completed=progress.finished,
+            done=progress.done,
+            failed=progress.failed,
+            cached=progress.cached,
+            rate=progress.rate,
+        )
+
+    bus = EventBus(settings.redis_url)
+    options = ExecutionOptions(
+        concurrency=concurrency, use_cache=use_cache, allow_python=True, env=os.environ
+    )
+    try:
+        async with database(settings) as engine:
+            with bar:
+                return await run_experiment(
+                    create_sessionmaker(engine),
+                    experiment_id,
+                    options=options,
+                    bus=bus,
+                    on_progress=advanced,
+                    on_start=started,
+                )
+    finally:
+        await bus.close()
+
+
+LONG_VALUE = 24
+
+
+def _labels(space: dict[str, list[Any]]) -> dict[str, dict[str, str]]:
+    """Short labels (``#1``, ``#2``) for parameters whose values are too long for a table."""
+    labels: dict[str, dict[str, str]] = {}
+    for key, values in space.items():
+        if any(len(str(v)) > LONG_VALUE for v in values):
+            labels[key] = {json.dumps(v, sort_keys=True): f"#{i}" for i, v in enumerate(values, 1)}
+    return labels
+
+
+async def _show_leaderboard(settings: Settings, experiment_id: uuid.UUID, limit: int = 10) -> None:
+    from promptlooper.sweeps import service
+
+    async with session_scope(settings) as session:
+        experiment = await service.get_experiment(
+            session, Principal.local_operator(), experiment_id
+        )
+        summary = await service.summary(session, experiment)
+    space = experiment.parameter_space
+    labels = _labels(space)
+    table = Table(
+        "#",
+        "score",
+        "runs",
+        "fail",
+        *space,
+        *summary.scorers,
+        "p50 ms",
+        "config",
+        title=f"{experiment.name}: leaderboard",
+    )
+    for rank, config in enumerate(summary.configs[:limit], start=1):
+        params = [
+            labels[k].get(json.dumps(config.parameters.get(k), sort_keys=True), "?")
+            if k in labels
+            else str(config.parameters.get(k))
+            for k in space
+        ]
+        scorer_means = [
+            f"{config.scores[n]:.3f}" if n in config.scores else "" for n in summary.scorers
+        ]
+        table.add_row(
+            str(rank),
+            f"{config.score:.4f}" if config.score is not None else "n/a",
+            str(config.completed),
+            str(config.failed or ""),
+            *params,
+            *scorer_means,
+            f"{config.p50_latency_ms:.0f}" if config.p50_latency_ms is not None else "",
+            config.config_hash[:8],
+        )
+    console.print(table)
+    for key in labels:
+        for index, value in enumerate(space[key], start=1):
+            console.print(
+                f"  {key} #{index}: {_short(value, 100)}", highlight=False, soft_wrap=True
+            )
+    counts = summary.counts
+    console.print(
+        f"experiment {experiment.id}  status {experiment.status}  "
+        f"completed {counts.get('completed', 0)}  failed {counts.get('failed', 0)}  "
+        f"pending {counts.get('pending', 0)}",
+        soft_wrap=True,
+    )
+
+
+def _short(value: Any, width: int = 40) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _finish(settings: Settings, experiment_id: uuid.UUID, result: ExecutionResult | None) -> None:
+    import asyncio
+
+    if result is not None:
+        p = result.progress
+        err_console.print(
+            f"{p.finished} runs in {p.elapsed:.2f} s: {p.done} completed, {p.failed} failed, "
+            f"{p.cached} from cache, {result.retries} retries"
+        )
+    asyncio.run(_show_leaderboard(settings, experiment_id))
+    console.print(
+        f"exports: promptlooper export {experiment_id} --format json|env|yaml|md", soft_wrap=True
+    )
+
+
+def _run_or_interrupt(settings: Settings, experiment_id: uuid.UUID, **kwargs: Any) -> None:
+    import asyncio
+
+    try:
+        result = asyncio.run(_execute(settings, experiment_id, **kwargs))
+    except KeyboardInterrupt:
+        err_console.print(
+            f"interrupted: finished runs are saved; resume with "
+            f"`promptlooper sweep resume {experiment_id}`"
+        )
+        sys.exit(EXIT_INTERRUPTED)
+    _finish(settings, experiment_id, result)
+
+
+@sweep_app.command("run")
+def run(
+    file: Path = typer.Argument(..., help="Sweep file (YAML or JSON)."),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", "-c", min=1, max=4096, help="Parallel runs (default: the file's)."
+    ),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or fill the cache."),
+    project: str = typer.Option("default", "--project", help="Project to file it under."),
+    user: str | None = typer.Option(None, "--user", help="Owner (default: the built-in admin)."),
+) -> None:
+    """Create an experiment from FILE and run it, with a progress bar and a leaderboard."""
+    from promptlooper.sweeps.spec import load_sweep_file, parse_spec
+
+    settings = load_settings()
+    spec = parse_spec(load_sweep_file(file))
+    experiment_id = _create(settings, spec, project, user)
+    err_console.print(f"experiment {experiment_id}: {spec.name}")
+    _run_or_interrupt(settings, experiment_id, concurrency=concurrency, use_cache=not no_cache)
+
+
+@async_command
+async def _create(settings: Settings, spec: Any, project: str, user: str | None) -> uuid.UUID:
+    from promptlooper.projects import service as projects
+    from promptlooper.sweeps import service
+
+    async with session_scope(settings) as session:
+        principal = await _principal(session, user)
+        owned = await projects.get_or_create_project(session, principal, project)
+        experiment = await service.create_experiment(
+            session, principal, owned.id, spec, allow_python=True
+        )
+        return experiment.id
+
+
+@sweep_app.command("resume")
+def resume(
+    experiment_id: uuid.UUID = typer.Argument(..., help="The experiment to continue."),
+    concurrency: int | None = typer.Option(None, "--concurrency", "-c", min=1, max=4096),
+    no_cache: bool = typer.Option(False, "--no-cache"),
+) -> None:
+    """Run what an interrupted or failed sweep has not completed; nothing runs twice."""
+    _run_or_interrupt(
+        load_settings(), experiment_id, concurrency=concurrency, use_cache=not no_cache
+    )
+
+
+@sweep_app.command("validate")
+def validate(file: Path = typer.Argument(..., help="Sweep file (YAML or JSON).")) -> None:
+    """Check a sweep file without running it."""
+    from promptlooper.sweeps.plan import compile_plan
+    from promptlooper.sweeps.spec import load_sweep_file, parse_spec
+
+    spec = parse_spec(load_sweep_file(file))
+    plan = compile_plan(spec, allow_python=True)
+    models = sorted({s.model for c in plan.configs for s in plan.stages_for(c)})
+    console.print(
+        f"ok: {spec.name}: {len(plan.configs)} configs × {len(plan.rows)} rows × "
+        f"{spec.repeats} repeats = {plan.total_runs} runs; "
+        f"{len(plan.stages)} stage(s); models {', '.join(models)}; "
+        f"scorers {', '.join(f'{n} ({w:g})' for n, w in plan.weights.items()) or 'none'}"
+    )
+
+
+@sweep_app.command("show")
+@async_command
+async def show(experiment_id: uuid.UUID = typer.Argument(...)) -> None:
+    """Show an experiment's leaderboard."""
+    await _show_leaderboard(load_settings(), experiment_id, limit=50)
+
+
+@sweep_app.command("list")
+@async_command
+async def list_experiments(
+    project: str = typer.Option("default", "--project"),
+    user: str | None = typer.Option(None, "--user"),
+) -> None:
+    """List a project's experiments with their progress."""
+    from promptlooper.projects import service as projects
+    from promptlooper.sweeps import service
+
+    async with session_scope(load_settings()) as session:
+        principal = await _principal(session, user)
+        owned = await projects.get_or_create_project(session, principal, project)
+        experiments, _ = await service.list_experiments(session, principal, owned.id, limit=500)
+        counts = await service.progress(session, [e.id for e in experiments])
+    table = Table("id", "name", "status", "completed", "failed", "pending", "created")
+    for e in experiments:
+        c = counts[e.id]
+        table.add_row(
+            str(e.id),
+            e.name,
+            e.status,
+            str(c["completed"]),
+            str(c["failed"]),
+            str(c["pending"]),
+            f"{e.created_at:%Y-%m-%d %H:%M}",
+        )
+    console.print(table)
+
+
+def export_command(
+    experiment_id: uuid.UUID = typer.Argument(...),
+    format: str = typer.Option("json", "--format", "-f", help="json, env, yaml or md."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write here, not stdout."),
+    top_n: int = typer.Option(5, "--top-n", min=1, max=100, help="Configs in the md report."),
+) -> None:
+    """Export an experiment's best config (json, env, yaml) or its markdown report (md)."""
+    import asyncio
+    import json
+
+    if format not in FORMATS:
+        raise Invalid(f"--format must be one of {', '.join(FORMATS)}")
+
+    async def render() -> str:
+        from promptlooper.sweeps import export, service
+
+        async with session_scope(load_settings()) as session:
+            experiment = await service.get_experiment(
+                session, Principal.local_operator(), experiment_id
+            )
+            summary = await service.summary(session, experiment)
+        if format == "md":
+            return export.render_report(experiment, summary, top_n)
+        best = export.best_config(experiment.id, experiment.name, summary)
+        if format == "json":
+            return json.dumps(best, indent=2) + "\n"
+        return export.render_env(best) if format == "env" else export.render_yaml(best)
+
+    text = asyncio.run(render())
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        err_console.print(f"wrote {output}")
+
+
+@cache_app.command("stats")
+@async_command
+async def cache_stats() -> None:
+    """Entries in the response cache and how often they were served."""
+    from promptlooper.sweeps import service
+
+    async with session_scope(load_settings()) as session:
+        stats = await service.cache_stats(session)
+    console.print(f"entries: {stats['entries']}  hits: {stats['hits']}")
+
+
+@cache_app.command("clear")
+@async_command
+async def cache_clear() -> None:
+    """Delete every cached response."""
+    from promptlooper.sweeps import service
+
+    async with session_scope(load_settings()) as session:
+        removed = await service.clear_cache(session)
+    console.print(f"removed {removed} cached responses")

@@ -1,0 +1,1 @@
+"""Sweeps: experiments over prompt templates × models × parameters, scored and ranked."""

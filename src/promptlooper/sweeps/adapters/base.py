@@ -1,0 +1,83 @@
+"""The adapter protocol every provider implements, and the provider settings it is built from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(slots=True)
+class AdapterResponse:
+    text: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_ms: float = 0.0
+    model: str = ""
+    finish_reason: str | None = None
+
+
+class AdapterError(Exception):
+    """A provider call that failed. ``retryable`` calls (429, 5xx, timeouts, dropped
+    connections) are tried again by the executor, after ``retry_after`` seconds when the
+    provider said so."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status = status
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    async def complete(
+        self, prompt: str, model: str, params: dict[str, Any], *, system: str | None = None
+    ) -> AdapterResponse: ...
+
+    async def list_models(self) -> list[str]: ...
+
+    async def test_connection(self) -> bool: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(slots=True)
+class ModelPrice:
+    """US dollars per million tokens."""
+
+    input: float = 0.0
+    output: float = 0.0
+
+
+@dataclass(slots=True)
+class ProviderConfig:
+    """How to reach one provider: the ``providers:`` entry of a sweep file, resolved.
+
+    ``name`` is what model references use (``name:model``); ``type`` picks the adapter, so
+    several OpenAI-compatible servers can be named apart (``vllm: {type: openai, ...}``).
+    """
+
+    name: str
+    type: str
+    base_url: str | None = None
+    api_key: str | None = None
+    concurrency: int | None = None
+    rate_limit: float | None = None  # requests per minute
+    timeout: float = 60.0
+    max_retries: int = 4
+    prices: dict[str, ModelPrice] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def cost(self, model: str, tokens_in: int, tokens_out: int) -> float:
+        price = self.prices.get(model)
+        if price is None:
+            return 0.0
+        return (tokens_in * price.input + tokens_out * price.output) / 1_000_000

@@ -1,0 +1,103 @@
+"""Shared HTTP plumbing for providers spoken to over JSON: one pooled aiohttp session per
+provider, and one mapping from HTTP failures to retryable or final ``AdapterError``s.
+
+aiohttp rather than httpx: on the sweep hot path it keeps its efficiency at high concurrency
+(see PERF-NOTES in the design docs).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from typing import Any
+
+import aiohttp
+
+from promptlooper.sweeps.adapters.base import AdapterError, ProviderConfig
+
+RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - time.time())
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body[:200].decode(errors="replace").strip()
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("message") or error)
+    return str(error or data)[:200]
+
+
+class HttpJsonAdapter:
+    """Base for adapters that POST JSON and read JSON back."""
+
+    default_base_url = ""
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+        self.base_url = (config.base_url or self.default_base_url).rstrip("/")
+        self._session: aiohttp.ClientSession | None = None
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self.config.concurrency or 100)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers={"Content-Type": "application/json", **self.headers()},
+                timeout=aiohttp.ClientTimeout(total=self.config.timeout),
+            )
+        return self._session
+
+    async def request_json(self, method: str, path: str, body: Any = None) -> Any:
+        url = f"{self.base_url}{path}"
+        try:
+            async with self._client().request(
+                method, url, data=None if body is None else json.dumps(body)
+            ) as response:
+                raw = await response.read()
+                if response.status >= 400:
+                    raise AdapterError(
+                        f"{self.config.name} answered HTTP {response.status}: "
+                        f"{_error_message(raw)}",
+                        retryable=response.status in RETRYABLE_STATUSES,
+                        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                        status=response.status,
+                    )
+        except TimeoutError as exc:
+            raise AdapterError(
+                f"{self.config.name} timed out after {self.config.timeout:g} s", retryable=True
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise AdapterError(
+                f"cannot reach {self.config.name} at {self.base_url}: {exc}", retryable=True
+            ) from exc
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise AdapterError(
+                f"{self.config.name} sent a malformed response (not JSON): {raw[:120]!r}"
+            ) from exc
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

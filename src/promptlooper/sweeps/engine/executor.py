@@ -1,0 +1,201 @@
+"""Runs many ``RunTask``s: bounded concurrency, per-provider limits, retries, cancellation.
+
+A fixed pool of ``concurrency`` workers pulls tasks; each worker runs one run's stages in
+order, so multi-stage pipelines stay parallel across runs. Every provider call passes its
+provider's gate: a concurrency cap, a requests-per-minute limiter, a per-call timeout, and
+retries with exponential backoff and jitter on retryable failures, waiting ``Retry-After``
+when the provider sends one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiolimiter import AsyncLimiter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from promptlooper.errors import Invalid
+from promptlooper.events import EventBus
+from promptlooper.sweeps.adapters.base import (
+    Adapter,
+    AdapterError,
+    AdapterResponse,
+    ProviderConfig,
+)
+from promptlooper.sweeps.adapters.registry import create_adapter, parse_model_ref
+from promptlooper.sweeps.engine.cache import ResponseCache
+from promptlooper.sweeps.engine.persistence import RunOutcome, RunSink
+from promptlooper.sweeps.engine.runner import RunTask, run_single
+from promptlooper.sweeps.scorers.base import Scorer
+
+MAX_RETRY_AFTER = 120.0
+_backoff = wait_exponential_jitter(initial=0.25, max=20, jitter=0.5)
+
+
+def _wait(state: RetryCallState) -> float:
+    error = state.outcome.exception() if state.outcome else None
+    if isinstance(error, AdapterError) and error.retry_after is not None:
+        return min(error.retry_after, MAX_RETRY_AFTER)
+    return _backoff(state)
+
+
+def _retryable(error: BaseException) -> bool:
+    return isinstance(error, AdapterError) and error.retryable
+
+
+@dataclass
+class _Gate:
+    adapter: Adapter
+    config: ProviderConfig
+    semaphore: asyncio.Semaphore | None
+    limiter: AsyncLimiter | None
+
+
+class Providers:
+    """The ``ModelCaller`` the runner uses: adapters built from provider configs, each
+    behind its gate. Adapters are created on first use and closed by ``aclose``."""
+
+    def __init__(self, configs: Mapping[str, ProviderConfig]) -> None:
+        self.configs = dict(configs)
+        self._gates: dict[str, _Gate] = {}
+        self.retries = 0
+
+    def _gate(self, provider: str) -> _Gate:
+        gate = self._gates.get(provider)
+        if gate is None:
+            config = self.configs.get(provider)
+            if config is None:
+                raise Invalid(f"provider {provider!r} is not configured")
+            gate = _Gate(
+                adapter=create_adapter(config),
+                config=config,
+                semaphore=asyncio.Semaphore(config.concurrency) if config.concurrency else None,
+                limiter=AsyncLimiter(config.rate_limit, 60) if config.rate_limit else None,
+            )
+            self._gates[provider] = gate
+        return gate
+
+    async def _attempt(
+        self, gate: _Gate, model: str, prompt: str, params: dict[str, Any], system: str | None
+    ) -> AdapterResponse:
+        if gate.limiter is not None:
+            await gate.limiter.acquire()
+        try:
+            async with asyncio.timeout(gate.config.timeout):
+                if gate.semaphore is None:
+                    return await gate.adapter.complete(prompt, model, params, system=system)
+                async with gate.semaphore:
+                    return await gate.adapter.complete(prompt, model, params, system=system)
+        except TimeoutError as exc:
+            raise AdapterError(
+                f"{gate.config.name} timed out after {gate.config.timeout:g} s", retryable=True
+            ) from exc
+
+    async def complete(
+        self, model_ref: str, prompt: str, params: dict[str, Any], system: str | None
+    ) -> AdapterResponse:
+        provider, model = parse_model_ref(model_ref)
+        gate = self._gate(provider)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(gate.config.max_retries + 1),
+            wait=_wait,
+            retry=retry_if_exception(_retryable),
+            reraise=True,
+            before_sleep=self._count_retry,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._attempt(gate, model, prompt, params, system)
+        raise AssertionError("unreachable: tenacity reraises the last error")
+
+    def _count_retry(self, _state: RetryCallState) -> None:
+        self.retries += 1
+
+    def cost(self, model_ref: str, tokens_in: int, tokens_out: int) -> float:
+        provider, model = parse_model_ref(model_ref)
+        config = self.configs.get(provider)
+        return config.cost(model, tokens_in, tokens_out) if config else 0.0
+
+    async def aclose(self) -> None:
+        for gate in self._gates.values():
+            with contextlib.suppress(Exception):
+                await gate.adapter.aclose()
+        self._gates.clear()
+
+
+@dataclass
+class Progress:
+    """Running totals, handed to the progress callback after every run."""
+
+    total: int
+    done: int = 0
+    failed: int = 0
+    cached: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    @property
+    def rate(self) -> float:
+        return self.finished / self.elapsed if self.elapsed > 0 else 0.0
+
+
+async def execute(
+    tasks: Iterable[RunTask],
+    *,
+    total: int,
+    providers: Providers,
+    sink: RunSink,
+    concurrency: int,
+    cache: ResponseCache | None = None,
+    scorers: Sequence[Scorer] = (),
+    weights: Mapping[str, float] | None = None,
+    bus: EventBus | None = None,
+    on_progress: Callable[[Progress, RunOutcome], None] | None = None,
+) -> Progress:
+    """Run every task and hand each outcome to ``sink``; returns the final totals.
+
+    Cancelling the caller cancels the workers: runs in flight are not recorded (they stay
+    pending and run again on resume), and everything already finished is flushed first.
+    """
+    progress = Progress(total=total)
+    queue = iter(tasks)
+
+    async def worker() -> None:
+        for task in queue:
+            outcome = await run_single(
+                task, providers, cache=cache, scorers=scorers, weights=weights, bus=bus
+            )
+            await sink.record(outcome)
+            if outcome.status == "completed":
+                progress.done += 1
+                progress.cached += outcome.cached
+            else:
+                progress.failed += 1
+            if on_progress is not None:
+                on_progress(progress, outcome)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(max(1, min(concurrency, total))):
+                group.create_task(worker())
+    finally:
+        await asyncio.shield(sink.flush())
+    return progress

@@ -1,0 +1,234 @@
+"""``run_single``: one config applied to one dataset row, stage by stage.
+
+For each stage the prompt (and system prompt) render in the sandbox with ``input``, the row's
+fields, ``config``, ``stages`` (earlier outputs), ``prev_output`` and ``stage_index``; the cache
+is asked before the provider and filled after it. Scorers then run on the last output: sync or
+async, clamped to [0, 1], and a scorer that raises is logged and skipped. A failing stage marks
+the run failed with its error. ``run.started``, ``run.stage_completed``, ``run.completed`` and
+``run.failed`` go out on the event bus, which never raises into the run.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from promptlooper.errors import PromptLooperError
+from promptlooper.events import EventBus
+from promptlooper.sweeps.adapters.base import AdapterError, AdapterResponse
+from promptlooper.sweeps.engine.cache import CachedResponse, ResponseCache, cache_key
+from promptlooper.sweeps.engine.persistence import RunOutcome, StageOutcome
+from promptlooper.sweeps.engine.templating import render
+from promptlooper.sweeps.scorers.base import Scorer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class StageDef:
+    """One pipeline stage with its config-level values resolved; prompts stay templates."""
+
+    prompt_template: str
+    model: str
+    params: dict[str, Any] = field(default_factory=dict)
+    system: str | None = None
+    name: str | None = None
+
+
+@dataclass(slots=True)
+class RunTask:
+    run_id: uuid.UUID
+    experiment_id: uuid.UUID | None
+    stages: Sequence[StageDef]
+    config: Mapping[str, Any]
+    row: Mapping[str, Any]
+    use_cache: bool = True
+
+
+class ModelCaller(Protocol):
+    """Calls a model by reference (``provider:model``), with retries and limits applied."""
+
+    async def complete(
+        self, model_ref: str, prompt: str, params: dict[str, Any], system: str | None
+    ) -> AdapterResponse: ...
+
+    def cost(self, model_ref: str, tokens_in: int, tokens_out: int) -> float: ...
+
+
+def weighted_score(scores: Mapping[str, float], weights: Mapping[str, float]) -> float | None:
+    """Σ wᵢ·vᵢ / Σ wᵢ over the scores present; a scorer without a weight weighs 1."""
+    total = sum(weights.get(name, 1.0) for name in scores)
+    if total <= 0:
+        return None
+    return sum(value * weights.get(name, 1.0) for name, value in scores.items()) / total
+
+
+def template_context(task: RunTask) -> dict[str, Any]:
+    """Variables every stage template sees. ``expected`` is kept from prompts: it is for
+    scorers, and leaking it into a prompt would make every score meaningless."""
+    row = dict(task.row)
+    visible = {key: value for key, value in row.items() if key != "expected"}
+    return {**visible, "input": row.get("input", visible), "row": visible, "config": task.config}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _score(
+    scorers: Sequence[Scorer], output: str, context: dict[str, Any]
+) -> dict[str, float]:
+    scores: dict[str, float] = {}
+    for scorer in scorers:
+        try:
+            value = scorer.score(context["input"], output, context)
+            if inspect.isawaitable(value):
+                value = await value
+            number = float(value)
+            if math.isnan(number):
+                raise ValueError("score is NaN")
+        except Exception as exc:
+            logger.warning("scorer %r failed and was skipped: %s", scorer.name, exc)
+            continue
+        scores[scorer.name] = min(1.0, max(0.0, number))
+    return scores
+
+
+async def run_single(
+    task: RunTask,
+    caller: ModelCaller,
+    *,
+    cache: ResponseCache | None = None,
+    scorers: Sequence[Scorer] = (),
+    weights: Mapping[str, float] | None = None,
+    bus: EventBus | None = None,
+) -> RunOutcome:
+    ids = {"run_id": str(task.run_id), "experiment_id": str(task.experiment_id)}
+    started_at = _now()
+    if bus is not None:
+        await bus.publish({"type": "run.started", **ids})
+    base = template_context(task)
+    stages: list[StageOutcome] = []
+    views: list[dict[str, Any]] = []
+    prev_output = ""
+    try:
+        for index, stage in enumerate(task.stages):
+            context = {**base, "stages": views, "prev_output": prev_output, "stage_index": index}
+            prompt = render(stage.prompt_template, context)
+            system = render(stage.system, context) if stage.system else None
+            outcome = await _run_stage(task, caller, cache, index, stage, prompt, system)
+            stages.append(outcome)
+            views.append({"output": outcome.response_raw, "prompt": prompt, "model": stage.model})
+            prev_output = outcome.response_raw
+            if bus is not None:
+                await bus.publish(
+                    {
+                        "type": "run.stage_completed",
+                        **ids,
+                        "stage_index": index,
+                        "cached": outcome.cached,
+                        "latency_ms": outcome.latency_ms,
+                    }
+                )
+    except (AdapterError, PromptLooperError) as exc:
+        message = exc.message
+        failed = RunOutcome(
+            run_id=task.run_id,
+            status="failed",
+            started_at=started_at,
+            completed_at=_now(),
+            stages=stages,
+            error=message,
+        )
+        if bus is not None:
+            await bus.publish({"type": "run.failed", **ids, "error": message})
+        return failed
+
+    score_context = {
+        **base,
+        "expected": task.row.get("expected"),
+        "row": dict(task.row),
+        "stages": views,
+        "output": prev_output,
+    }
+    scores = await _score(scorers, prev_output, score_context)
+    outcome = RunOutcome(
+        run_id=task.run_id,
+        status="completed",
+        started_at=started_at,
+        completed_at=_now(),
+        stages=stages,
+        scores=scores,
+        weighted_score=weighted_score(scores, weights or {}),
+    )
+    if bus is not None:
+        await bus.publish(
+            {
+                "type": "run.completed",
+                **ids,
+                "weighted_score": outcome.weighted_score,
+                "duration_ms": outcome.duration_ms,
+            }
+        )
+    return outcome
+
+
+async def _run_stage(
+    task: RunTask,
+    caller: ModelCaller,
+    cache: ResponseCache | None,
+    index: int,
+    stage: StageDef,
+    prompt: str,
+    system: str | None,
+) -> StageOutcome:
+    provider = stage.model.partition(":")[0]
+    key = cache_key(prompt, stage.model, stage.params, system)
+    use_cache = cache is not None and task.use_cache
+    hit = await cache.get(key) if use_cache and cache is not None else None
+    if hit is not None:
+        return StageOutcome(
+            stage_index=index,
+            prompt_sent=prompt,
+            system_sent=system,
+            response_raw=hit.text,
+            model_used=hit.model,
+            provider=provider,
+            params=stage.params,
+            tokens_in=hit.tokens_in,
+            tokens_out=hit.tokens_out,
+            latency_ms=0.0,
+            cost=0.0,
+            cached=True,
+        )
+    response = await caller.complete(stage.model, prompt, stage.params, system)
+    if use_cache and cache is not None:
+        await cache.put(
+            key,
+            CachedResponse(
+                text=response.text,
+                model=response.model or stage.model,
+                tokens_in=response.tokens_in,
+                tokens_out=response.tokens_out,
+            ),
+        )
+    return StageOutcome(
+        stage_index=index,
+        prompt_sent=prompt,
+        system_sent=system,
+        response_raw=response.text,
+        model_used=response.model or stage.model,
+        provider=provider,
+        params=stage.params,
+        tokens_in=response.tokens_in,
+        tokens_out=response.tokens_out,
+        latency_ms=response.latency_ms,
+        cost=caller.cost(stage.model, response.tokens_in, response.tokens_out),
+        cached=False,
+    )

@@ -1,0 +1,330 @@
+"""From a validated sweep document to an executable plan, checking everything on the way.
+
+``compile_plan`` is where a sweep is judged before anything runs: unknown providers and
+scorers, template syntax, undefined template variables (per row), an empty grid, bad weights
+and oversized sweeps all fail here with a message that names the field.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from promptlooper.errors import Invalid
+from promptlooper.sweeps.adapters.base import ModelPrice, ProviderConfig
+from promptlooper.sweeps.adapters.registry import adapter_types, parse_model_ref
+from promptlooper.sweeps.engine.runner import StageDef
+from promptlooper.sweeps.engine.space import Config, select_configs, space_size
+from promptlooper.sweeps.engine.templating import (
+    GLOBAL_NAMES,
+    TemplateError,
+    check_syntax,
+    is_template,
+    referenced_attributes,
+    referenced_names,
+    render_value,
+)
+from promptlooper.sweeps.scorers.base import BaseScorer, ScorerContext
+from promptlooper.sweeps.scorers.registry import create_scorer, scorer_class
+from promptlooper.sweeps.spec import MAX_RUNS, StageSpec, SweepSpec
+
+RUNTIME_NAMES = frozenset({"input", "row", "config", "stages", "prev_output", "stage_index"})
+SINGLE_STAGE_KEYS = ("prompt", "model", "system")
+
+# Providers usable without a ``providers:`` entry, and where their settings come from.
+_DEFAULT_PROVIDERS: dict[str, dict[str, Any]] = {
+    "mock": {},
+    "openai": {"base_url_env": "OPENAI_BASE_URL", "api_key_env": "OPENAI_API_KEY"},
+    "anthropic": {"base_url_env": "ANTHROPIC_BASE_URL", "api_key_env": "ANTHROPIC_API_KEY"},
+    "python": {},
+}
+
+
+def _implicit_stage(space: Mapping[str, list[Any]]) -> StageSpec:
+    """Without a pipeline: one stage from ``prompt``/``model``/``system``, the rest params."""
+    missing = [key for key in ("prompt", "model") if key not in space]
+    if missing:
+        raise Invalid(
+            f"parameter_space.{missing[0]}: needed when there is no pipeline "
+            "(or give a pipeline of stages)"
+        )
+    return StageSpec(
+        prompt_template="{{ config.prompt }}",
+        model="{{ config.model }}",
+        system="{{ config.system }}" if "system" in space else None,
+        params={k: f"{{{{ config.{k} }}}}" for k in space if k not in SINGLE_STAGE_KEYS},
+    )
+
+
+def _config_only(value: Any) -> bool:
+    """Whether every template inside ``value`` reads nothing but ``config``."""
+    if isinstance(value, dict):
+        return all(_config_only(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_config_only(v) for v in value)
+    return not is_template(value) or referenced_names(value) <= {"config"}
+
+
+@dataclass
+class SweepPlan:
+    spec: SweepSpec
+    configs: list[Config]
+    stages: list[StageSpec]
+    rows: list[dict[str, Any]]
+    providers: dict[str, ProviderConfig]
+    weights: dict[str, float]
+    allow_python: bool
+
+    @property
+    def is_pipeline(self) -> bool:
+        return self.spec.pipeline is not None
+
+    @property
+    def total_runs(self) -> int:
+        return len(self.configs) * len(self.rows) * self.spec.repeats
+
+    def stages_for(self, config: Config) -> list[StageDef]:
+        """The stages with ``config``'s values in place; prompts stay per-row templates."""
+        context = {"config": config}
+        resolved = []
+        for stage in self.stages:
+
+            def value(field: Any, ctx: dict[str, Any] = context) -> Any:
+                return render_value(field, ctx) if _config_only(field) else field
+
+            resolved.append(
+                StageDef(
+                    prompt_template=str(value(stage.prompt_template)),
+                    model=str(value(stage.model)),
+                    params=value(stage.params),
+                    system=None if stage.system is None else value(stage.system),
+                    name=stage.name,
+                )
+            )
+        return resolved
+
+    def run_config(self, config: Config, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The executable config stored on a run, in the seed's two shapes."""
+        stages = self.stages_for(config)
+        if self.is_pipeline:
+            return {
+                "pipeline_stages": [
+                    {
+                        "prompt_template": s.prompt_template,
+                        "model": s.model,
+                        "params": s.params,
+                        "system": s.system,
+                        "name": s.name,
+                    }
+                    for s in stages
+                ],
+                "input_data": dict(row),
+            }
+        (stage,) = stages
+        return {
+            "prompt": stage.prompt_template,
+            "model": stage.model,
+            "params": stage.params,
+            "system": stage.system,
+            "input_data": dict(row),
+        }
+
+    def build_scorers(self, context: ScorerContext) -> list[BaseScorer]:
+        return [create_scorer(s.type, s.name, s.all_options, context) for s in self.spec.scorers]
+
+
+def _provider_configs(
+    spec: SweepSpec, env: Mapping[str, str], allow_python: bool
+) -> dict[str, ProviderConfig]:
+    configs: dict[str, ProviderConfig] = {}
+    for name, defaults in _DEFAULT_PROVIDERS.items():
+        if name == "python" and not allow_python:
+            continue
+        configs[name] = ProviderConfig(
+            name=name,
+            type=name,
+            base_url=env.get(defaults.get("base_url_env", "")) or None,
+            api_key=env.get(defaults.get("api_key_env", "")) or None,
+        )
+    for name, entry in spec.providers.items():
+        where = f"providers.{name}"
+        kind = entry.type or name
+        if kind not in adapter_types():
+            raise Invalid(
+                f"{where}.type: unknown provider type {kind!r}; known: {', '.join(adapter_types())}"
+            )
+        if kind == "python" and not allow_python:
+            raise Invalid(
+                f"{where}: python callables are disabled here "
+                "(set ALLOW_PYTHON_CALLABLES=true to allow them)"
+            )
+        defaults = _DEFAULT_PROVIDERS.get(kind, {})
+        key_env = entry.api_key_env or defaults.get("api_key_env")
+        if entry.api_key_env and entry.api_key_env not in env:
+            raise Invalid(
+                f"{where}.api_key_env: the environment variable {entry.api_key_env} is not set"
+            )
+        configs[name] = ProviderConfig(
+            name=name,
+            type=kind,
+            base_url=entry.base_url or env.get(defaults.get("base_url_env", "")) or None,
+            api_key=env.get(key_env) if key_env else None,
+            concurrency=entry.concurrency,
+            rate_limit=entry.rate_limit,
+            timeout=entry.timeout,
+            max_retries=entry.max_retries,
+            prices={m: ModelPrice(p.input, p.output) for m, p in entry.prices.items()},
+            options=entry.options,
+        )
+    return configs
+
+
+def _check_model(ref: Any, where: str, providers: Mapping[str, ProviderConfig]) -> None:
+    if not isinstance(ref, str):
+        raise Invalid(f"{where}: a model must be a string provider:model, got {ref!r}")
+    try:
+        provider, _ = parse_model_ref(ref)
+    except Invalid as exc:
+        raise Invalid(f"{where}: {exc.message}") from exc
+    if provider not in providers:
+        raise Invalid(
+            f"{where}: unknown provider {provider!r} in {ref!r}; configure it "
+            f"under providers, or use one of: {', '.join(sorted(providers))}"
+        )
+
+
+def _check_template(
+    source: Any, where: str, space: Mapping[str, Any], rows: list[dict[str, Any]]
+) -> None:
+    if not isinstance(source, str):
+        raise Invalid(f"{where}: a prompt template must be text, got {source!r}")
+    try:
+        check_syntax(source)
+        names = referenced_names(source)
+        config_keys = referenced_attributes(source, "config")
+    except TemplateError as exc:
+        raise Invalid(f"{where}: {exc.message}") from exc
+    for key in sorted(config_keys - set(space)):
+        raise Invalid(f"{where}: config.{key} is not a parameter of the parameter_space")
+    for name in sorted(names - RUNTIME_NAMES - GLOBAL_NAMES):
+        if name == "expected":
+            raise Invalid(f"{where}: `expected` is kept from prompts (it is for scorers)")
+        missing = next((i for i, row in enumerate(rows) if name not in row), None)
+        if missing is not None:
+            raise Invalid(
+                f"{where}: undefined template variable {name!r} "
+                f"(dataset row {missing} has no field {name!r})"
+            )
+
+
+def _where(plan: SweepPlan, index: int, field: str) -> str:
+    """Where a stage field came from, as the user wrote it."""
+    if plan.is_pipeline:
+        return f"pipeline[{index}].{field}"
+    return "parameter_space." + {"prompt_template": "prompt"}.get(field, field)
+
+
+def _check_stages(plan: SweepPlan, space: Mapping[str, list[Any]]) -> None:
+    for index, stage in enumerate(plan.stages):
+        for field in ("model", "params"):
+            value = getattr(stage, field)
+            if not _config_only(value):
+                raise Invalid(f"{_where(plan, index, field)}: may use config values only")
+            for source in _templates_in(value):
+                _check_template(source, _where(plan, index, field), space, plan.rows)
+    checked: set[tuple[int, str, str]] = set()
+    for config in plan.configs:
+        for index, stage in enumerate(plan.stages_for(config)):
+            _check_model(stage.model, _where(plan, index, "model"), plan.providers)
+            for field in ("prompt_template", "system"):
+                source = getattr(stage, field)
+                if source is None or (index, field, str(source)) in checked:
+                    continue
+                checked.add((index, field, str(source)))
+                _check_template(source, _where(plan, index, field), space, plan.rows)
+
+
+def _templates_in(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _templates_in(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in _templates_in(v)]
+    return [value] if is_template(value) else []
+
+
+def _weights(spec: SweepSpec) -> dict[str, float]:
+    names = [s.name for s in spec.scorers]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate:
+        raise Invalid(f"scorers: two scorers are named {duplicate!r}")
+    weights = {s.name: s.weight for s in spec.scorers}
+    if spec.scoring_config is not None:
+        for name, weight in spec.scoring_config.weights.items():
+            if name not in weights:
+                raise Invalid(f"scoring_config.weights.{name}: no scorer is named {name!r}")
+            weights[name] = weight
+    if spec.scorers and sum(weights.values()) <= 0:
+        raise Invalid("scorers: the weights add up to 0; give at least one a positive weight")
+    return weights
+
+
+def _check_scorers(plan: SweepPlan) -> None:
+    context = ScorerContext(complete=_never_called, allow_python=plan.allow_python)
+    for index, scorer in enumerate(plan.spec.scorers):
+        where = f"scorers[{index}]"
+        try:
+            cls = scorer_class(scorer.type)
+            create_scorer(scorer.type, scorer.name, scorer.all_options, context)
+        except Invalid as exc:
+            raise Invalid(f"{where}: {exc.message}") from exc
+        model = scorer.all_options.get("model")
+        if scorer.type == "llm_judge":
+            _check_model(model, f"{where}.model", plan.providers)
+        if cls.needs_reference and scorer.all_options.get("value") is None:
+            missing = next((i for i, r in enumerate(plan.rows) if r.get("expected") is None), None)
+            if missing is not None:
+                raise Invalid(
+                    f"{where}: {scorer.type} compares with `expected`, but dataset "
+                    f"row {missing} has none (add it, or give a value option)"
+                )
+
+
+async def _never_called(*_args: Any) -> Any:  # pragma: no cover - validation never scores
+    raise AssertionError("scorers are not run during validation")
+
+
+def compile_plan(
+    spec: SweepSpec, *, allow_python: bool = False, env: Mapping[str, str] | None = None
+) -> SweepPlan:
+    """Check a sweep in depth and return what the executor needs; ``Invalid`` otherwise."""
+    env = os.environ if env is None else env
+    space = spec.parameter_space
+    if spec.dataset.rows is None:
+        raise Invalid("dataset.path: files are read by the CLI; send the rows inline")
+    size = space_size(space)
+    if spec.search.strategy == "grid" and size * len(spec.dataset.rows) * spec.repeats > MAX_RUNS:
+        raise Invalid(
+            f"parameter_space: {size} configs × {len(spec.dataset.rows)} rows × "
+            f"{spec.repeats} repeats is over the limit of {MAX_RUNS} runs; "
+            "use search: {strategy: random, n: ...}"
+        )
+    stages = spec.pipeline if spec.pipeline is not None else [_implicit_stage(space)]
+    plan = SweepPlan(
+        spec=spec,
+        configs=select_configs(space, spec.search.strategy, spec.search.model_dump()),
+        stages=stages,
+        rows=spec.dataset.rows,
+        providers=_provider_configs(spec, env, allow_python),
+        weights=_weights(spec),
+        allow_python=allow_python,
+    )
+    if plan.total_runs > MAX_RUNS:
+        raise Invalid(f"search.n: {plan.total_runs} runs is over the limit of {MAX_RUNS}")
+    try:
+        _check_stages(plan, space)
+    except TemplateError as exc:
+        raise Invalid(exc.message) from exc
+    _check_scorers(plan)
+    return plan

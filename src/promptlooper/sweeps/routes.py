@@ -1,0 +1,331 @@
+"""``/api/projects/{id}/experiments``, ``/api/experiments/...``, ``/api/export/...`` and
+``/api/cache``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import PlainTextResponse, StreamingResponse
+
+from promptlooper.auth.deps import AdminDep, PrincipalDep
+from promptlooper.db.deps import SessionDep
+from promptlooper.errors import Conflict
+from promptlooper.sweeps import export, service
+from promptlooper.sweeps.engine.runner import weighted_score
+from promptlooper.sweeps.execution import SweepJobs
+from promptlooper.sweeps.models import Experiment
+from promptlooper.sweeps.schemas import (
+    CacheStats,
+    ExperimentDetail,
+    ExperimentList,
+    ExperimentPublic,
+    Leaderboard,
+    LeaderboardEntry,
+    Progress,
+    RunDetail,
+    RunList,
+    RunPublic,
+    StagePublic,
+    StartRequest,
+    StartResponse,
+)
+from promptlooper.sweeps.spec import SweepSpec, reject_file_references
+
+router = APIRouter(tags=["experiments"])
+export_router = APIRouter(prefix="/api/export/experiments", tags=["export"])
+
+FINAL_EVENTS = frozenset({"experiment.completed", "experiment.cancelled", "experiment.failed"})
+KEEPALIVE_SECONDS = 15.0
+
+
+def _jobs(request: Request) -> SweepJobs:
+    return request.app.state.sweep_jobs
+
+
+async def _public(session: SessionDep, experiment: Experiment, model: type = ExperimentPublic):
+    counts = (await service.progress(session, [experiment.id]))[experiment.id]
+    return model.model_validate(experiment).model_copy(update={"progress": Progress(**counts)})
+
+
+@router.post("/api/projects/{project_id}/experiments", status_code=status.HTTP_201_CREATED)
+async def create_experiment(
+    project_id: uuid.UUID,
+    body: SweepSpec,
+    request: Request,
+    principal: PrincipalDep,
+    session: SessionDep,
+) -> ExperimentDetail:
+    """Create an experiment from a sweep document (validated in depth; 422 names the field)."""
+    reject_file_references(body.model_dump())
+    settings = request.app.state.settings
+    experiment = await service.create_experiment(
+        session, principal, project_id, body, allow_python=settings.allow_python_callables
+    )
+    await session.commit()
+    return await _public(session, experiment, ExperimentDetail)
+
+
+@router.get("/api/projects/{project_id}/experiments")
+async def list_experiments(
+    project_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> ExperimentList:
+    experiments, total = await service.list_experiments(
+        session, principal, project_id, limit=limit, offset=offset
+    )
+    counts = await service.progress(session, [e.id for e in experiments])
+    data = [
+        ExperimentPublic.model_validate(e).model_copy(update={"progress": Progress(**counts[e.id])})
+        for e in experiments
+    ]
+    return ExperimentList(data=data, count=total)
+
+
+@router.get("/api/experiments/{experiment_id}")
+async def get_experiment(
+    experiment_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
+) -> ExperimentDetail:
+    experiment = await service.get_experiment(session, principal, experiment_id)
+    return await _public(session, experiment, ExperimentDetail)
+
+
+@router.delete("/api/experiments/{experiment_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_experiment(
+    experiment_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, request: Request
+) -> None:
+    if _jobs(request).is_running(experiment_id):
+        raise Conflict("The experiment is running; cancel it first")
+    await service.delete_experiment(session, principal, experiment_id)
+    await session.commit()
+
+
+@router.post("/api/experiments/{experiment_id}/start", status_code=status.HTTP_202_ACCEPTED)
+async def start_experiment(
+    experiment_id: uuid.UUID,
+    request: Request,
+    principal: PrincipalDep,
+    session: SessionDep,
+    body: StartRequest | None = None,
+) -> StartResponse:
+    """Run what is not completed yet, in the background. Starting twice is harmless."""
+    await service.get_experiment(session, principal, experiment_id)
+    body = body or StartRequest()
+    started = _jobs(request).start(
+        experiment_id, concurrency=body.concurrency, use_cache=body.cache
+    )
+    return StartResponse(id=experiment_id, status="running", started=started)
+
+
+@router.post("/api/experiments/{experiment_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
+async def cancel_experiment(
+    experiment_id: uuid.UUID, request: Request, principal: PrincipalDep, session: SessionDep
+) -> StartResponse:
+    """Stop a running experiment; finished runs are kept, and a later start resumes."""
+    await service.get_experiment(session, principal, experiment_id)
+    await _jobs(request).cancel(experiment_id)
+    return StartResponse(id=experiment_id, status="cancelled", started=False)
+
+
+@router.get("/api/experiments/{experiment_id}/runs")
+async def list_runs(
+    experiment_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    run_status: Annotated[
+        Literal["pending", "completed", "failed"] | None, Query(alias="status")
+    ] = None,
+    config_hash: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> RunList:
+    experiment = await service.get_experiment(session, principal, experiment_id)
+    runs, total = await service.list_runs(
+        session,
+        principal,
+        experiment_id,
+        status=run_status,
+        config_hash=config_hash,
+        limit=limit,
+        offset=offset,
+    )
+    scores = await service.run_scores(session, [r.id for r in runs])
+    weights = experiment.scoring_config.get("weights", {})
+    data = [
+        RunPublic.model_validate(run).model_copy(
+            update={
+                "weighted_score": weighted_score(scores[run.id], weights)
+                if scores.get(run.id)
+                else None
+            }
+        )
+        for run in runs
+    ]
+    return RunList(data=data, count=total)
+
+
+@router.get("/api/experiments/{experiment_id}/runs/{run_id}")
+async def get_run(
+    experiment_id: uuid.UUID, run_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
+) -> RunDetail:
+    experiment = await service.get_experiment(session, principal, experiment_id)
+    run, stages, scores = await service.get_run(session, principal, experiment_id, run_id)
+    weights = experiment.scoring_config.get("weights", {})
+    return RunDetail.model_validate(
+        {
+            **RunPublic.model_validate(run).model_dump(),
+            "weighted_score": weighted_score(scores, weights) if scores else None,
+            "config": run.config,
+            "stages": [StagePublic.model_validate(s) for s in stages],
+            "scores": scores,
+        }
+    )
+
+
+@router.get("/api/experiments/{experiment_id}/leaderboard")
+async def leaderboard(
+    experiment_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
+) -> Leaderboard:
+    """Configs ranked by mean weighted score, with per-scorer means, tokens, cost, latency."""
+    experiment = await service.get_experiment(session, principal, experiment_id)
+    summary = await service.summary(session, experiment)
+    entries = [
+        LeaderboardEntry(
+            rank=rank,
+            config_hash=c.config_hash,
+            parameters=c.parameters,
+            score=c.score,
+            runs=c.completed,
+            failed=c.failed,
+            scores=c.scores,
+            tokens_in=c.tokens_in,
+            tokens_out=c.tokens_out,
+            cost=c.cost,
+            p50_latency_ms=c.p50_latency_ms,
+            best_run_id=c.best_run_id,
+        )
+        for rank, c in enumerate(summary.configs, start=1)
+    ]
+    return Leaderboard(experiment_id=experiment_id, weights=summary.weights, data=entries)
+
+
+def _sse(event: str, data: object) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
+
+
+@router.get(
+    "/api/experiments/{experiment_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def experiment_events(
+    experiment_id: uuid.UUID, request: Request, principal: PrincipalDep, session: SessionDep
+) -> StreamingResponse:
+    """Server-sent events: a ``progress`` snapshot, then every run and experiment event until
+    the experiment finishes (or at once, if it is not running)."""
+    experiment = await service.get_experiment(session, principal, experiment_id)
+    snapshot = {
+        "experiment_id": str(experiment_id),
+        "status": experiment.status,
+        **(await service.progress(session, [experiment_id]))[experiment_id],
+    }
+    live = experiment.status == "running" or _jobs(request).is_running(experiment_id)
+    bus = request.app.state.event_bus
+
+    async def stream() -> AsyncIterator[str]:
+        yield _sse("progress", snapshot)
+        if not live:
+            return
+        queue: asyncio.Queue[dict] = asyncio.Queue()
+
+        async def pump() -> None:
+            async for event in bus.listen():
+                if event.get("experiment_id") == str(experiment_id):
+                    queue.put_nowait(event)
+
+        pumping = asyncio.create_task(pump())
+        try:
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                yield _sse(event["type"], event)
+                if event["type"] in FINAL_EVENTS:
+                    return
+        finally:
+            pumping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pumping
+
+    return StreamingResponse(stream(), media_type="text/event-stream")
+
+
+@router.get("/api/cache", tags=["cache"])
+async def cache_stats(_principal: PrincipalDep, session: SessionDep) -> CacheStats:
+    """Entries in the shared response cache and how often they were served."""
+    return CacheStats(**await service.cache_stats(session))
+
+
+@router.delete("/api/cache", tags=["cache"])
+async def clear_cache(_admin: AdminDep, session: SessionDep) -> CacheStats:
+    """Empty the response cache (admin only); answers the counts before clearing."""
+    before = await service.cache_stats(session)
+    await service.clear_cache(session)
+    await session.commit()
+    return CacheStats(**before)
+
+
+async def _best(session: SessionDep, principal: PrincipalDep, experiment_id: uuid.UUID) -> dict:
+    experiment = await service.get_experiment(session, principal, experiment_id)
+    summary = await service.summary(session, experiment)
+    return export.best_config(experiment.id, experiment.name, summary)
+
+
+@export_router.get("/{experiment_id}/best")
+async def export_best(
+    experiment_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
+) -> dict:
+    """The best config as JSON, with its weighted score and provenance."""
+    return await _best(session, principal, experiment_id)
+
+
+@export_router.get("/{experiment_id}/env", response_class=PlainTextResponse)
+async def export_env(
+    experiment_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
+) -> PlainTextResponse:
+    """The best config as ``KEY=VALUE`` lines with comment headers."""
+    best = await _best(session, principal, experiment_id)
+    return PlainTextResponse(export.render_env(best))
+
+
+@export_router.get("/{experiment_id}/yaml", response_class=PlainTextResponse)
+async def export_yaml(
+    experiment_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
+) -> PlainTextResponse:
+    best = await _best(session, principal, experiment_id)
+    return PlainTextResponse(export.render_yaml(best), media_type="text/yaml")
+
+
+@export_router.get("/{experiment_id}/report", response_class=PlainTextResponse)
+async def export_report(
+    experiment_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    top_n: Annotated[int, Query(ge=1, le=100)] = 5,
+) -> PlainTextResponse:
+    """A markdown report; works for experiments with no runs yet."""
+    experiment = await service.get_experiment(session, principal, experiment_id)
+    summary = await service.summary(session, experiment)
+    return PlainTextResponse(
+        export.render_report(experiment, summary, top_n), media_type="text/markdown"
+    )

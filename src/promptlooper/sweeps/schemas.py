@@ -1,0 +1,131 @@
+"""Request and response bodies for experiments, runs, leaderboards and the cache."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Progress(BaseModel):
+    pending: int = 0
+    completed: int = 0
+    failed: int = 0
+    cached: int = 0
+
+
+class ExperimentPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    project_id: uuid.UUID
+    name: str
+    description: str
+    status: str = Field(description="draft, running, completed, cancelled or failed")
+    total_runs: int
+    progress: Progress = Field(default_factory=Progress)
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    error: str | None
+
+
+class ExperimentDetail(ExperimentPublic):
+    spec: dict[str, Any]
+    parameter_space: dict[str, Any]
+    scoring_config: dict[str, Any]
+
+
+class ExperimentList(BaseModel):
+    data: list[ExperimentPublic]
+    count: int
+
+
+class StartRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: int | None = Field(default=None, ge=1, le=4096)
+    cache: bool = True
+
+
+class StartResponse(BaseModel):
+    id: uuid.UUID
+    status: str
+    started: bool = Field(description="False when it was already running (start is idempotent)")
+
+
+class RunPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    config_hash: str
+    parameters: dict[str, Any]
+    row_index: int
+    repeat: int
+    status: str
+    error: str | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    duration_ms: float | None
+    tokens_in: int
+    tokens_out: int
+    cost: float
+    cached: bool
+    weighted_score: float | None = None
+
+
+class StagePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    stage_index: int
+    prompt_sent: str
+    system_sent: str | None
+    response_raw: str
+    model_used: str
+    provider: str
+    params: dict[str, Any]
+    tokens_in: int
+    tokens_out: int
+    latency_ms: float
+    cost: float
+    cached: bool
+
+
+class RunDetail(RunPublic):
+    config: dict[str, Any]
+    stages: list[StagePublic]
+    scores: dict[str, float]
+
+
+class RunList(BaseModel):
+    data: list[RunPublic]
+    count: int
+
+
+class LeaderboardEntry(BaseModel):
+    rank: int
+    config_hash: str
+    parameters: dict[str, Any]
+    score: float | None = Field(description="Mean weighted score of the config's runs")
+    runs: int
+    failed: int
+    scores: dict[str, float] = Field(description="Mean of each scorer")
+    tokens_in: int
+    tokens_out: int
+    cost: float
+    p50_latency_ms: float | None
+    best_run_id: uuid.UUID | None
+
+
+class Leaderboard(BaseModel):
+    experiment_id: uuid.UUID
+    weights: dict[str, float]
+    data: list[LeaderboardEntry]
+
+
+class CacheStats(BaseModel):
+    entries: int
+    hits: int

@@ -1,0 +1,192 @@
+"""Experiments, runs, leaderboards and the response cache. Functions take a session; the caller
+commits. Access to an experiment is access to its project."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from promptlooper.auth.principal import Principal
+from promptlooper.errors import Conflict, NotFound
+from promptlooper.projects import service as projects
+from promptlooper.sweeps.models import CacheEntry, Experiment, Run, Score, StageResult
+from promptlooper.sweeps.plan import compile_plan
+from promptlooper.sweeps.spec import SweepSpec
+from promptlooper.sweeps.store import cache_summary
+from promptlooper.sweeps.summary import ExperimentSummary, RunRow, summarise
+
+RUN_STATUSES = ("pending", "completed", "failed")
+
+
+async def create_experiment(
+    session: AsyncSession,
+    principal: Principal,
+    project_id: uuid.UUID,
+    spec: SweepSpec,
+    *,
+    allow_python: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> Experiment:
+    """Validate the sweep in depth and store it as a draft experiment."""
+    await projects.get_project(session, principal, project_id)
+    plan = compile_plan(spec, allow_python=allow_python, env=env)
+    experiment = Experiment(
+        project_id=project_id,
+        name=spec.name,
+        description=spec.description,
+        spec=spec.model_dump(mode="json", exclude_none=True),
+        parameter_space=spec.parameter_space,
+        scoring_config={"weights": plan.weights},
+        status="draft",
+        total_runs=plan.total_runs,
+    )
+    session.add(experiment)
+    await session.flush()
+    return experiment
+
+
+async def get_experiment(
+    session: AsyncSession, principal: Principal, experiment_id: uuid.UUID
+) -> Experiment:
+    experiment = await session.get(Experiment, experiment_id)
+    if experiment is None:
+        raise NotFound("Experiment not found")
+    await projects.get_project(session, principal, experiment.project_id)
+    return experiment
+
+
+async def list_experiments(
+    session: AsyncSession,
+    principal: Principal,
+    project_id: uuid.UUID,
+    *,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[Experiment], int]:
+    await projects.get_project(session, principal, project_id)
+    query = select(Experiment).where(Experiment.project_id == project_id)
+    total = await session.scalar(select(func.count()).select_from(query.subquery()))
+    page = query.order_by(Experiment.created_at.desc(), Experiment.id).limit(limit).offset(offset)
+    return list(await session.scalars(page)), total or 0
+
+
+async def progress(
+    session: AsyncSession, experiment_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, int]]:
+    """Run counts per status (and served from cache) for each experiment."""
+    counts: dict[uuid.UUID, dict[str, int]] = defaultdict(
+        lambda: dict.fromkeys((*RUN_STATUSES, "cached"), 0)
+    )
+    if not experiment_ids:
+        return counts
+    query = (
+        select(Run.experiment_id, Run.status, Run.cached, func.count())
+        .where(Run.experiment_id.in_(experiment_ids))
+        .group_by(Run.experiment_id, Run.status, Run.cached)
+    )
+    for experiment_id, status, cached, n in await session.execute(query):
+        counts[experiment_id][status] = counts[experiment_id].get(status, 0) + n
+        if cached:
+            counts[experiment_id]["cached"] += n
+    return counts
+
+
+async def delete_experiment(
+    session: AsyncSession, principal: Principal, experiment_id: uuid.UUID
+) -> None:
+    experiment = await get_experiment(session, principal, experiment_id)
+    if experiment.status == "running":
+        raise Conflict("The experiment is running; cancel it first")
+    await session.delete(experiment)
+    await session.flush()
+
+
+async def list_runs(
+    session: AsyncSession,
+    principal: Principal,
+    experiment_id: uuid.UUID,
+    *,
+    status: str | None = None,
+    config_hash: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[Run], int]:
+    await get_experiment(session, principal, experiment_id)
+    query = select(Run).where(Run.experiment_id == experiment_id)
+    if status is not None:
+        query = query.where(Run.status == status)
+    if config_hash is not None:
+        query = query.where(Run.config_hash == config_hash)
+    total = await session.scalar(select(func.count()).select_from(query.subquery()))
+    page = query.order_by(Run.config_hash, Run.row_index, Run.repeat).limit(limit).offset(offset)
+    return list(await session.scalars(page)), total or 0
+
+
+async def run_scores(
+    session: AsyncSession, run_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, float]]:
+    scores: dict[uuid.UUID, dict[str, float]] = defaultdict(dict)
+    if run_ids:
+        query = select(Score.run_id, Score.scorer_name, Score.value).where(
+            Score.run_id.in_(run_ids)
+        )
+        for run_id, name, value in await session.execute(query):
+            scores[run_id][name] = value
+    return scores
+
+
+async def get_run(
+    session: AsyncSession, principal: Principal, experiment_id: uuid.UUID, run_id: uuid.UUID
+) -> tuple[Run, list[StageResult], dict[str, float]]:
+    await get_experiment(session, principal, experiment_id)
+    run = await session.get(Run, run_id)
+    if run is None or run.experiment_id != experiment_id:
+        raise NotFound("Run not found")
+    stages = await session.scalars(
+        select(StageResult).where(StageResult.run_id == run_id).order_by(StageResult.stage_index)
+    )
+    return run, list(stages), (await run_scores(session, [run_id])).get(run_id, {})
+
+
+async def summary(session: AsyncSession, experiment: Experiment) -> ExperimentSummary:
+    """Everything the leaderboard, exports and report show, computed from the runs."""
+    runs = [
+        RunRow(*row)
+        for row in await session.execute(
+            select(
+                Run.id,
+                Run.config_hash,
+                Run.parameters,
+                Run.status,
+                Run.duration_ms,
+                Run.tokens_in,
+                Run.tokens_out,
+                Run.cost,
+                Run.cached,
+            ).where(Run.experiment_id == experiment.id)
+        )
+    ]
+    scores: dict[uuid.UUID, dict[str, float]] = defaultdict(dict)
+    query = (
+        select(Score.run_id, Score.scorer_name, Score.value)
+        .join(Run, Run.id == Score.run_id)
+        .where(Run.experiment_id == experiment.id, Run.status == "completed")
+    )
+    for run_id, name, value in await session.execute(query):
+        scores[run_id][name] = value
+    weights: dict[str, Any] = (experiment.scoring_config or {}).get("weights", {})
+    return summarise(runs, scores, weights)
+
+
+async def cache_stats(session: AsyncSession) -> dict[str, int]:
+    return await cache_summary(session)
+
+
+async def clear_cache(session: AsyncSession) -> int:
+    result = await session.execute(delete(CacheEntry))
+    return max(result.rowcount, 0)  # type: ignore[attr-defined]

@@ -1,0 +1,263 @@
+"""The sweep document: its schema, and loading it from a YAML/JSON file.
+
+The same document is a sweep file for the CLI and the JSON body of
+``POST /api/projects/{id}/experiments``. Files it refers to (``{file: ...}`` prompts, a dataset
+``path``) are read by ``load_sweep_file`` relative to the sweep file, so what is stored is
+self-contained and reproducible; the API accepts only inline content.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from promptlooper.errors import Invalid
+
+MAX_RUNS = 250_000
+MAX_ROWS = 100_000
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StageSpec(_Strict):
+    prompt_template: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+    system: str | None = None
+    name: str | None = None
+
+
+class DatasetSpec(_Strict):
+    rows: list[dict[str, Any]] | None = None
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatasetSpec:
+        if (self.rows is None) == (self.path is None):
+            raise ValueError("give exactly one of rows or path")
+        if self.rows is not None and not self.rows:
+            raise ValueError("the dataset has no rows")
+        if self.rows is not None and len(self.rows) > MAX_ROWS:
+            raise ValueError(f"at most {MAX_ROWS} rows")
+        return self
+
+
+class ModelPriceSpec(_Strict):
+    input: float = Field(default=0.0, ge=0)
+    output: float = Field(default=0.0, ge=0)
+
+
+class ProviderSpec(BaseModel):
+    """A provider entry; fields beyond these are adapter options (``knowledge`` for mock)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    concurrency: int | None = Field(default=None, ge=1, le=4096)
+    rate_limit: float | None = Field(default=None, gt=0, description="requests per minute")
+    timeout: float = Field(default=60.0, gt=0, le=3600)
+    max_retries: int = Field(default=4, ge=0, le=20)
+    prices: dict[str, ModelPriceSpec] = Field(default_factory=dict)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class ScorerSpec(BaseModel):
+    """A scorer; its options may be nested under ``options`` or written beside the name."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1, max_length=100)
+    type: str = Field(min_length=1)
+    weight: float = Field(default=1.0, ge=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def all_options(self) -> dict[str, Any]:
+        return {**self.options, **(self.model_extra or {})}
+
+
+class SearchSpec(_Strict):
+    strategy: Literal["grid", "random"] = "grid"
+    n: int | None = Field(default=None, ge=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _random_needs_n(self) -> SearchSpec:
+        if self.strategy == "random" and self.n is None:
+            raise ValueError("random search needs n, the number of configs to sample")
+        return self
+
+
+class ScoringConfig(_Strict):
+    weights: dict[str, Annotated[float, Field(ge=0)]]
+
+
+class SweepSpec(_Strict):
+    name: Name
+    description: str = Field(default="", max_length=5000)
+    parameter_space: dict[str, Any] = Field(default_factory=dict)
+    dataset: DatasetSpec
+    pipeline: list[StageSpec] | None = Field(default=None, min_length=1)
+    scorers: list[ScorerSpec] = Field(default_factory=list)
+    scoring_config: ScoringConfig | None = None
+    providers: dict[str, ProviderSpec] = Field(default_factory=dict)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    concurrency: int = Field(default=16, ge=1, le=4096)
+    cache: bool = True
+    repeats: int = Field(default=1, ge=1, le=100)
+
+    @field_validator("parameter_space")
+    @classmethod
+    def _lists(cls, space: dict[str, Any]) -> dict[str, list[Any]]:
+        """A scalar is a one-value list; an empty list would make the grid empty."""
+        normalised: dict[str, list[Any]] = {}
+        for key, values in space.items():
+            values = values if isinstance(values, list) else [values]
+            if not values:
+                raise ValueError(f"{key}: an empty list makes the grid empty")
+            normalised[key] = values
+        return normalised
+
+
+def _validation_message(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "document"
+    message = first["msg"].removeprefix("Value error, ")
+    extra = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{where}: {message}{extra}"
+
+
+def parse_spec(document: Any) -> SweepSpec:
+    """Validate a sweep document's shape; ``Invalid`` names the first bad field."""
+    if not isinstance(document, dict):
+        raise Invalid("a sweep document must be a mapping (YAML or JSON object)")
+    try:
+        return SweepSpec.model_validate(document)
+    except ValidationError as exc:
+        raise Invalid(_validation_message(exc)) from exc
+
+
+def reject_file_references(document: dict[str, Any]) -> None:
+    """The API stores self-contained documents: files are read on the caller's side."""
+    dataset = document.get("dataset")
+    if isinstance(dataset, dict) and "path" in dataset:
+        raise Invalid("dataset.path: files are read by the CLI; send the rows inline")
+    for key, values in (document.get("parameter_space") or {}).items():
+        for index, value in enumerate(values if isinstance(values, list) else [values]):
+            if isinstance(value, dict) and "file" in value:
+                raise Invalid(
+                    f"parameter_space.{key}[{index}]: files are read by the CLI; "
+                    "send the template inline"
+                )
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def _read_text(base: Path, ref: Any, where: str) -> str:
+    if not isinstance(ref, str) or not ref:
+        raise Invalid(f"{where}: file must be a path")
+    path = (base / ref).expanduser()
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise Invalid(f"{where}: cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    suffix = path.suffix.lower()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise Invalid(f"dataset.path: cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        if suffix == ".csv":
+            return [dict(row) for row in csv.DictReader(text.splitlines())]
+        if suffix in {".jsonl", ".ndjson"}:
+            rows = []
+            for number, line in enumerate(text.splitlines(), start=1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except ValueError as exc:
+                        raise Invalid(f"dataset.path: {path.name} line {number}: {exc}") from exc
+            return rows
+        if suffix == ".json":
+            data = json.loads(text)
+            return data if isinstance(data, list) else data.get("rows", [])
+    except (ValueError, csv.Error) as exc:
+        if isinstance(exc, Invalid):
+            raise
+        raise Invalid(f"dataset.path: {path.name}: {exc}") from exc
+    raise Invalid(f"dataset.path: {path.name}: use a .csv, .jsonl or .json file")
+
+
+def resolve_files(document: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Inline ``{file: ...}`` templates and the dataset file, relative to ``base``."""
+    document = dict(document)
+    space = document.get("parameter_space")
+    if isinstance(space, dict):
+        resolved: dict[str, Any] = {}
+        for key, values in space.items():
+            items = values if isinstance(values, list) else [values]
+            resolved[key] = [
+                _read_text(base, value["file"], f"parameter_space.{key}[{i}].file")
+                if isinstance(value, dict) and set(value) == {"file"}
+                else value
+                for i, value in enumerate(items)
+            ]
+        document["parameter_space"] = resolved
+    stages = document.get("pipeline")
+    if isinstance(stages, list):
+        document["pipeline"] = [
+            {
+                **stage,
+                **{
+                    field: _read_text(base, stage[field]["file"], f"pipeline[{i}].{field}.file")
+                    for field in ("prompt_template", "system")
+                    if isinstance(stage, dict) and isinstance(stage.get(field), dict)
+                },
+            }
+            if isinstance(stage, dict)
+            else stage
+            for i, stage in enumerate(stages)
+        ]
+    dataset = document.get("dataset")
+    if isinstance(dataset, dict) and isinstance(dataset.get("path"), str):
+        rows = _read_rows((base / dataset["path"]).expanduser())
+        if not all(isinstance(row, dict) for row in rows):
+            raise Invalid("dataset.path: every row must be an object")
+        document["dataset"] = {"rows": rows}
+    return document
+
+
+def load_sweep_file(path: Path) -> dict[str, Any]:
+    """Read a YAML or JSON sweep file and inline what it refers to."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise Invalid(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise Invalid(f"{path.name}{where}: not valid YAML/JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise Invalid(f"{path.name}: a sweep file must be a mapping")
+    return resolve_files(document, path.parent)
