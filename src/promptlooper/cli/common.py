@@ -44,6 +44,7 @@ async def database(
     """An engine for the command's lifetime; refuses to work on an unmigrated database."""
     from promptlooper.db.engine import create_engine
 
+    migrations.target_metadata()  # every table registered, so foreign keys resolve
     engine = create_engine(settings)
     try:
         if require_schema:

@@ -73,5 +73,5 @@ def main() -> None:
         message = _one_line(exc)
         if message is None:
             raise
-        err_console.print(f"error: {message}")
+        err_console.print("error: " + " ".join(message.split()), markup=False)
         sys.exit(EXIT_ERROR)

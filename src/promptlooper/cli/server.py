@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
     from promptlooper.settings import Settings
 
 DEMO_USERNAME = "demo"
+DEMO_PROJECT = "demo"
+DEMO_SWEEP = Path("examples/ticket-triage/sweep.yaml")
 
 HostOption = typer.Option("127.0.0.1", "--host", help="Interface to listen on.")
 PortOption = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on.")
@@ -67,11 +70,43 @@ async def _reset_demo_admin(settings: Settings) -> str:
     return password
 
 
-def demo(host: str = HostOption, port: int = PortOption) -> None:
-    """Set up a demo database with an admin user, print its credentials, and serve."""
+@async_command
+async def _demo_sweep(settings: Settings, path: Path) -> Any:
+    """Run the example sweep as the demo user, in the demo project."""
+    from promptlooper.auth import service as auth
+    from promptlooper.auth.principal import Principal
+    from promptlooper.projects import service as projects
+    from promptlooper.sweeps import service as sweeps
+    from promptlooper.sweeps.spec import load_sweep_file, parse_spec
+
+    spec = parse_spec(load_sweep_file(path))
+    async with session_scope(settings) as session:
+        user = await auth.require_user(session, DEMO_USERNAME)
+        principal = Principal(user.id, user.username, user.is_admin, "local")
+        project = await projects.get_or_create_project(session, principal, DEMO_PROJECT)
+        experiment = await sweeps.create_experiment(session, principal, project.id, spec)
+        return experiment.id
+
+
+def demo(
+    host: str = HostOption,
+    port: int = PortOption,
+    sweep: Path = typer.Option(DEMO_SWEEP, "--sweep", help="Sweep file to run before serving."),
+) -> None:
+    """Set up a demo: admin user, an example sweep run end to end with its exports, then serve."""
+    from promptlooper.cli.sweeps import run_and_report, write_exports
+
     settings = load_settings()
     _migrate(settings)
     password = _reset_demo_admin(settings)
+    experiment_id = None
+    if sweep.exists():
+        experiment_id = _demo_sweep(settings, sweep)
+        run_and_report(settings, experiment_id, concurrency=None, use_cache=True)
+        written = write_exports(settings, experiment_id, settings.data_dir / "exports")
+        console.print("exports: " + "  ".join(str(p) for p in written), soft_wrap=True)
+    else:
+        console.print(f"(no {sweep} here: skipping the example sweep)")
     base = f"http://{host}:{port}"
     console.print(
         f"""
@@ -81,6 +116,7 @@ def demo(host: str = HostOption, port: int = PortOption) -> None:
   password:    [bold]{password}[/bold]   (new on every `make demo`)
 
   API docs:    {base}/docs
+  experiment:  {base}/api/experiments/{experiment_id}  (leaderboard: .../leaderboard)
   log in:      curl -s -X POST {base}/api/auth/login -H 'Content-Type: application/json' \\
                  -d '{{"username": "{DEMO_USERNAME}", "password": "{password}"}}'
 """,

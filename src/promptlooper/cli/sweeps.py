@@ -37,7 +37,7 @@ sweep_app = typer.Typer(help="Run and inspect sweeps.", no_args_is_help=True)
 cache_app = typer.Typer(help="Inspect or clear the response cache.", no_args_is_help=True)
 
 EXIT_INTERRUPTED = 130
-FORMATS = {"json": "best", "env": "env", "yaml": "yaml", "md": "report"}
+FORMATS = ("json", "env", "yaml", "md")
 
 
 async def _principal(session: AsyncSession, username: str | None) -> Principal:
@@ -79,6 +79,7 @@ async def _execute(
     tasks: list[Any] = []
 
     def started(pending: int, total: int) -> None:
+        bar.start()
         tasks.append(bar.add_task("sweep", total=pending, done=0, failed=0, cached=0, rate=0.0))
         if pending < total:
             err_console.print(f"resuming: {total - pending} of {total} runs already completed")
@@ -99,16 +100,17 @@ async def _execute(
     )
     try:
         async with database(settings) as engine:
-            with bar:
-                return await run_experiment(
-                    create_sessionmaker(engine),
-                    experiment_id,
-                    options=options,
-                    bus=bus,
-                    on_progress=advanced,
-                    on_start=started,
-                )
+            return await run_experiment(
+                create_sessionmaker(engine),
+                experiment_id,
+                options=options,
+                bus=bus,
+                on_progress=advanced,
+                on_start=started,
+            )
     finally:
+        if tasks:
+            bar.stop()
         await bus.close()
 
 
@@ -200,7 +202,8 @@ def _finish(settings: Settings, experiment_id: uuid.UUID, result: ExecutionResul
     )
 
 
-def _run_or_interrupt(settings: Settings, experiment_id: uuid.UUID, **kwargs: Any) -> None:
+def run_and_report(settings: Settings, experiment_id: uuid.UUID, **kwargs: Any) -> None:
+    """Execute with a progress bar, then print the leaderboard; Ctrl-C exits with 130."""
     import asyncio
 
     try:
@@ -231,7 +234,7 @@ def run(
     spec = parse_spec(load_sweep_file(file))
     experiment_id = _create(settings, spec, project, user)
     err_console.print(f"experiment {experiment_id}: {spec.name}")
-    _run_or_interrupt(settings, experiment_id, concurrency=concurrency, use_cache=not no_cache)
+    run_and_report(settings, experiment_id, concurrency=concurrency, use_cache=not no_cache)
 
 
 @async_command
@@ -255,9 +258,7 @@ def resume(
     no_cache: bool = typer.Option(False, "--no-cache"),
 ) -> None:
     """Run what an interrupted or failed sweep has not completed; nothing runs twice."""
-    _run_or_interrupt(
-        load_settings(), experiment_id, concurrency=concurrency, use_cache=not no_cache
-    )
+    run_and_report(load_settings(), experiment_id, concurrency=concurrency, use_cache=not no_cache)
 
 
 @sweep_app.command("validate")
@@ -322,32 +323,46 @@ def export_command(
 ) -> None:
     """Export an experiment's best config (json, env, yaml) or its markdown report (md)."""
     import asyncio
-    import json
 
     if format not in FORMATS:
         raise Invalid(f"--format must be one of {', '.join(FORMATS)}")
-
-    async def render() -> str:
-        from promptlooper.sweeps import export, service
-
-        async with session_scope(load_settings()) as session:
-            experiment = await service.get_experiment(
-                session, Principal.local_operator(), experiment_id
-            )
-            summary = await service.summary(session, experiment)
-        if format == "md":
-            return export.render_report(experiment, summary, top_n)
-        best = export.best_config(experiment.id, experiment.name, summary)
-        if format == "json":
-            return json.dumps(best, indent=2) + "\n"
-        return export.render_env(best) if format == "env" else export.render_yaml(best)
-
-    text = asyncio.run(render())
+    text = asyncio.run(_render(load_settings(), experiment_id, format, top_n))
     if output is None:
         sys.stdout.write(text)
     else:
         output.write_text(text, encoding="utf-8")
         err_console.print(f"wrote {output}")
+
+
+async def _render(settings: Settings, experiment_id: uuid.UUID, format: str, top_n: int) -> str:
+    import json
+
+    from promptlooper.sweeps import export, service
+
+    async with session_scope(settings) as session:
+        experiment = await service.get_experiment(
+            session, Principal.local_operator(), experiment_id
+        )
+        summary = await service.summary(session, experiment)
+    if format == "md":
+        return export.render_report(experiment, summary, top_n)
+    best = export.best_config(experiment.id, experiment.name, summary)
+    if format == "json":
+        return json.dumps(best, indent=2) + "\n"
+    return export.render_env(best) if format == "env" else export.render_yaml(best)
+
+
+def write_exports(settings: Settings, experiment_id: uuid.UUID, folder: Path) -> list[Path]:
+    """All four exports of an experiment into ``folder``; returns the files written."""
+    import asyncio
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for format in FORMATS:
+        path = folder / f"best.{format}" if format != "md" else folder / "report.md"
+        path.write_text(asyncio.run(_render(settings, experiment_id, format, 5)), encoding="utf-8")
+        written.append(path)
+    return written
 
 
 @cache_app.command("stats")

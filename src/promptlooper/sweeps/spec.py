@@ -154,7 +154,7 @@ def parse_spec(document: Any) -> SweepSpec:
 def reject_file_references(document: dict[str, Any]) -> None:
     """The API stores self-contained documents: files are read on the caller's side."""
     dataset = document.get("dataset")
-    if isinstance(dataset, dict) and "path" in dataset:
+    if isinstance(dataset, dict) and dataset.get("path") is not None:
         raise Invalid("dataset.path: files are read by the CLI; send the rows inline")
     for key, values in (document.get("parameter_space") or {}).items():
         for index, value in enumerate(values if isinstance(values, list) else [values]):
@@ -256,8 +256,9 @@ def load_sweep_file(path: Path) -> dict[str, Any]:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise Invalid(f"{path.name}{where}: not valid YAML/JSON: {exc}") from exc
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise Invalid(f"{path.name}{where}: not valid YAML/JSON: {problem}") from exc
     if not isinstance(document, dict):
         raise Invalid(f"{path.name}: a sweep file must be a mapping")
     return resolve_files(document, path.parent)

@@ -40,7 +40,7 @@ from promptlooper.sweeps.engine.runner import RunTask, run_single
 from promptlooper.sweeps.scorers.base import Scorer
 
 MAX_RETRY_AFTER = 120.0
-_backoff = wait_exponential_jitter(initial=0.25, max=20, jitter=0.5)
+_backoff = wait_exponential_jitter(multiplier=0.25, max=20, jitter=0.5)
 
 
 def _wait(state: RetryCallState) -> float:
@@ -52,6 +52,14 @@ def _wait(state: RetryCallState) -> float:
 
 def _retryable(error: BaseException) -> bool:
     return isinstance(error, AdapterError) and error.retryable
+
+
+def _limiter(per_minute: float) -> AsyncLimiter:
+    """At most ``per_minute`` requests a minute, in bursts of at most one second's worth
+    (a 60,000-per-minute limit must not allow 60,000 at once)."""
+    if per_minute >= 60:
+        return AsyncLimiter(per_minute / 60, 1)
+    return AsyncLimiter(1, 60 / per_minute)
 
 
 @dataclass
@@ -81,7 +89,7 @@ class Providers:
                 adapter=create_adapter(config),
                 config=config,
                 semaphore=asyncio.Semaphore(config.concurrency) if config.concurrency else None,
-                limiter=AsyncLimiter(config.rate_limit, 60) if config.rate_limit else None,
+                limiter=_limiter(config.rate_limit) if config.rate_limit else None,
             )
             self._gates[provider] = gate
         return gate

@@ -14,7 +14,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -80,7 +80,10 @@ def render_value(value: Any, context: dict[str, Any]) -> Any:
     match = _SINGLE_EXPRESSION.match(value)
     if match and "{%" not in value:
         try:
-            return _compile_expression(match.group("expr").strip())(**context)
+            result = _compile_expression(match.group("expr").strip())(**context)
+            if isinstance(result, Undefined):
+                str(result)  # a strict undefined raises when it is used
+            return result
         except UndefinedError as exc:
             raise TemplateError(f"undefined template variable: {exc.message}") from exc
         except SecurityError as exc:

@@ -1,0 +1,239 @@
+"""``promptlooper sweep``/``export``/``cache`` as a user runs them, in a subprocess, on both
+databases, including a sweep killed mid-run and resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import func, select
+
+from promptlooper.db.engine import create_engine
+from promptlooper.sweeps.models import Experiment, Run, Score, StageResult
+
+CLI = [sys.executable, "-m", "promptlooper"]
+EXAMPLE = Path(__file__).parents[2] / "examples" / "ticket-triage" / "sweep.yaml"
+ID = re.compile(r"experiment ([0-9a-f-]{36})")
+
+
+def env_for(tmp_path: Path, db_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"API_KEY", "REDIS_URL"}}
+    return env | {"DATABASE_URL": db_url, "DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def slow_sweep(tmp_path: Path, rows: int = 20) -> Path:
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    doc["parameter_space"] = {
+        "model": ["mock:small", "mock:large"],
+        "prompt": ["A {{ input }}", "B {{ input }}"],
+    }
+    doc["dataset"] = {
+        "rows": [{"input": f"ticket {i} charged", "expected": "billing"} for i in range(rows)]
+    }
+    doc["providers"]["mock"]["latency_ms"] = 60
+    doc["concurrency"] = 2
+    path = tmp_path / "slow.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+async def _state(db_url: str, experiment_id: str) -> dict[str, int | str]:
+    engine = create_engine(db_url)
+    eid = uuid.UUID(experiment_id)
+    try:
+        async with engine.connect() as conn:
+            status = await conn.scalar(select(Experiment.status).where(Experiment.id == eid))
+            runs = dict(
+                (
+                    await conn.execute(
+                        select(Run.status, func.count())
+                        .where(Run.experiment_id == eid)
+                        .group_by(Run.status)
+                    )
+                ).all()
+            )
+            stages = await conn.scalar(
+                select(func.count())
+                .select_from(StageResult)
+                .join(Run)
+                .where(Run.experiment_id == eid)
+            )
+            distinct_stages = await conn.scalar(
+                select(func.count(func.distinct(StageResult.run_id)))
+                .join(Run)
+                .where(Run.experiment_id == eid)
+            )
+            scores = await conn.scalar(
+                select(func.count()).select_from(Score).join(Run).where(Run.experiment_id == eid)
+            )
+    finally:
+        await engine.dispose()
+    return {
+        "status": status or "",
+        **runs,
+        "stages": stages or 0,
+        "runs_with_stages": distinct_stages or 0,
+        "scores": scores or 0,
+    }
+
+
+def test_validate_reports_ok_and_one_line_errors(tmp_path: Path, db_url: str):
+    env = env_for(tmp_path, db_url)
+    good = run(env, "sweep", "validate", str(EXAMPLE))
+    shutil.copytree(EXAMPLE.parent, tmp_path / "example")
+    bad_doc = yaml.safe_load(EXAMPLE.read_text())
+    bad_doc["scorers"][0]["type"] = "telepathy"
+    bad = tmp_path / "example" / "bad.yaml"
+    bad.write_text(yaml.safe_dump(bad_doc))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+
+    results = {
+        "bad": run(env, "sweep", "validate", str(bad)),
+        "broken": run(env, "sweep", "validate", str(broken)),
+        "missing": run(env, "sweep", "validate", str(tmp_path / "nope.yaml")),
+        "run-bad": run(env, "sweep", "run", str(bad)),
+    }
+
+    assert good.returncode == 0, good.stderr
+    assert "12 configs × 12 rows × 1 repeats = 144 runs" in good.stdout
+    for name, result in results.items():
+        assert result.returncode == 2, name
+        assert result.stderr.startswith("error: "), name
+        assert result.stderr.count("\n") == 1, (name, result.stderr)
+    assert "scorers[0]: unknown scorer type 'telepathy'" in results["bad"].stderr
+    assert "broken.yaml line" in results["broken"].stderr
+    assert "cannot read" in results["missing"].stderr
+
+
+def test_run_prints_leaderboard_and_exports_work(tmp_path: Path, db_url: str):
+    env = env_for(tmp_path, db_url)
+
+    result = run(env, "sweep", "run", str(EXAMPLE), "--concurrency", "32", "--project", "cli")
+
+    assert result.returncode == 0, result.stderr
+    experiment_id = ID.search(result.stdout).group(1)
+    assert "ticket-triage: leaderboard" in result.stdout
+    assert "prompt #3: You triage customer support tickets." in result.stdout
+    assert "144 runs in" in result.stderr
+
+    out = tmp_path / "best.json"
+    exported = run(env, "export", experiment_id, "--format", "json", "-o", str(out))
+    env_text = run(env, "export", experiment_id, "--format", "env").stdout
+    report = run(env, "export", experiment_id, "--format", "md", "--top-n", "3").stdout
+    bad_format = run(env, "export", experiment_id, "--format", "xml")
+
+    assert exported.returncode == 0
+    best = json.loads(out.read_text())
+    assert best["experiment_name"] == "ticket-triage"
+    assert best["config"]["model"] in {"mock:small", "mock:large"}
+    assert "MODEL=" in env_text
+    assert "## Top 3 Configurations" in report
+    assert bad_format.returncode == 2
+    assert "--format must be one of" in bad_format.stderr
+
+    again = run(env, "sweep", "run", str(EXAMPLE), "--project", "cli")
+    assert "144 from cache" in again.stderr
+    stats = run(env, "cache", "stats")
+    assert "entries: 144" in stats.stdout
+    cleared = run(env, "cache", "clear")
+    assert "removed 144" in cleared.stdout
+    listed = run(env, "sweep", "list", "--project", "cli")
+    assert listed.stdout.count("ticket-triage") == 2
+
+
+def _start(env: dict[str, str], path: Path) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [*CLI, "sweep", "run", str(path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    line = process.stderr.readline()
+    match = ID.search(line)
+    assert match, line
+    return process, match.group(1)
+
+
+async def _wait_for_progress(db_url: str, experiment_id: str, at_least: int) -> None:
+    import asyncio
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if int((await _state(db_url, experiment_id)).get("completed", 0)) >= at_least:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the sweep made no progress")
+
+
+async def test_a_killed_sweep_resumes_and_every_run_completes_exactly_once(
+    tmp_path: Path, db_url: str
+):
+    env = env_for(tmp_path, db_url)
+    process, experiment_id = _start(env, slow_sweep(tmp_path))
+    await _wait_for_progress(db_url, experiment_id, at_least=8)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    crashed = await _state(db_url, experiment_id)
+
+    resumed = run(env, "sweep", "resume", experiment_id)
+    final = await _state(db_url, experiment_id)
+
+    assert crashed["status"] == "running"  # nobody could mark it: it was killed
+    assert 8 <= int(crashed["completed"]) < 80
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming: {crashed['completed']} of 80 runs already completed" in resumed.stderr
+    assert final["status"] == "completed"
+    assert final["completed"] == 80
+    assert "pending" not in final
+    assert "failed" not in final
+    assert final["stages"] == final["runs_with_stages"] == 80  # one stage row per run, no more
+    assert final["scores"] == 160
+
+
+async def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path, db_url: str):
+    env = env_for(tmp_path, db_url)
+    process, experiment_id = _start(env, slow_sweep(tmp_path))
+    await _wait_for_progress(db_url, experiment_id, at_least=4)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    stopped = await _state(db_url, experiment_id)
+
+    resumed = run(env, "sweep", "resume", experiment_id)
+    final = await _state(db_url, experiment_id)
+
+    assert process.returncode == 130
+    assert f"resume with `promptlooper sweep resume {experiment_id}`" in stderr
+    assert "Traceback" not in stderr
+    assert stopped["status"] == "cancelled"
+    assert resumed.returncode == 0, resumed.stderr
+    assert final["completed"] == 80
+    assert final["stages"] == 80
+
+
+def test_resume_of_an_unknown_experiment_is_a_one_line_error(tmp_path: Path, db_url: str):
+    result = run(env_for(tmp_path, db_url), "sweep", "resume", str(uuid.uuid4()))
+    assert result.returncode == 2
+    assert result.stderr == "error: Experiment not found\n"
+
+
+@pytest.mark.parametrize("bad_id", ["not-a-uuid"])
+def test_malformed_ids_are_usage_errors(tmp_path: Path, db_url: str, bad_id: str):
+    result = run(env_for(tmp_path, db_url), "sweep", "show", bad_id)
+    assert result.returncode == 2

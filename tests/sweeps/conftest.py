@@ -1,0 +1,85 @@
+"""Fixtures for sweep tests: a project to work in, documents, and waiting for a sweep."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tests.factories import Actor, make_actor
+from tests.fakes.openai_server import FakeOpenAI, start
+
+ROWS = [
+    {"input": "My card was charged twice", "expected": "billing"},
+    {"input": "The app crashes on start", "expected": "bug"},
+    {"input": "I forgot my password", "expected": "account"},
+]
+
+BASE_DOCUMENT: dict[str, Any] = {
+    "name": "ticket-triage",
+    "description": "Classify support tickets",
+    "parameter_space": {
+        "model": ["mock:small", "mock:large"],
+        "temperature": [0.0, 0.7],
+        "prompt": ["Classify: {{ input }}. One word.", "Ticket: {{ input }}"],
+    },
+    "dataset": {"rows": ROWS},
+    "scorers": [
+        {"name": "accuracy", "type": "exact_match", "weight": 0.7, "ignore_case": True},
+        {"name": "brevity", "type": "length", "weight": 0.3, "max": 20},
+    ],
+    "providers": {
+        "mock": {
+            "models": {"small": {"accuracy": 0.5}, "large": {"accuracy": 0.95}},
+            "knowledge": {"charged": "billing", "crash": "bug", "password": "account"},
+        }
+    },
+    "concurrency": 4,
+}
+
+
+def document(**changes: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(BASE_DOCUMENT)
+    doc.update(changes)
+    return doc
+
+
+@pytest.fixture
+async def owner(sessionmaker) -> Actor:
+    return await make_actor(sessionmaker, "owner")
+
+
+@pytest.fixture
+async def project_id(client: httpx.AsyncClient, owner: Actor) -> str:
+    response = await client.post("/api/projects", json={"name": "sweeps"}, headers=owner.headers)
+    return response.json()["id"]
+
+
+async def create(client: httpx.AsyncClient, owner: Actor, project_id: str, doc: dict) -> dict:
+    response = await client.post(
+        f"/api/projects/{project_id}/experiments", json=doc, headers=owner.headers
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def run_to_end(
+    client: httpx.AsyncClient, app: FastAPI, owner: Actor, experiment_id: str
+) -> dict:
+    started = await client.post(f"/api/experiments/{experiment_id}/start", headers=owner.headers)
+    assert started.status_code == 202, started.text
+    await asyncio.wait_for(app.state.sweep_jobs.wait(__import__("uuid").UUID(experiment_id)), 30)
+    return (await client.get(f"/api/experiments/{experiment_id}", headers=owner.headers)).json()
+
+
+@pytest.fixture
+async def fake_openai() -> AsyncIterator[tuple[FakeOpenAI, str]]:
+    server = FakeOpenAI()
+    runner, url = await start(server)
+    yield server, url
+    await runner.cleanup()
