@@ -49,6 +49,10 @@ async def test_migrated_schema_equals_the_models(empty_engine: AsyncEngine):
     assert await migrations.current_revision(empty_engine) == migrations.head_revision()
 
 
+def test_head_constant_matches_the_history():
+    assert migrations.head_revision() == migrations.HEAD
+
+
 async def test_downgrade_and_upgrade_round_trip(empty_engine: AsyncEngine):
     model_tables = {t.name for t in migrations.target_metadata().sorted_tables}
     await migrations.upgrade(empty_engine)

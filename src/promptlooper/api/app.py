@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     sessionmaker = create_sessionmaker(engine)
     event_bus = EventBus(settings.redis_url)
     sweep_jobs = SweepJobs(
-        sessionmaker, event_bus, ExecutionOptions(allow_python=settings.allow_python_callables)
+        engine, event_bus, ExecutionOptions(allow_python=settings.allow_python_callables)
     )
 
     @asynccontextmanager

@@ -49,7 +49,7 @@ async def database(
     try:
         if require_schema:
             current = await migrations.current_revision(engine)
-            if current != migrations.head_revision():
+            if current != migrations.HEAD:
                 raise ConfigurationError(
                     "the database schema is not up to date; run `promptlooper db upgrade` first"
                 )

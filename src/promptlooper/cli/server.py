@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -70,39 +70,22 @@ async def _reset_demo_admin(settings: Settings) -> str:
     return password
 
 
-@async_command
-async def _demo_sweep(settings: Settings, path: Path) -> Any:
-    """Run the example sweep as the demo user, in the demo project."""
-    from promptlooper.auth import service as auth
-    from promptlooper.auth.principal import Principal
-    from promptlooper.projects import service as projects
-    from promptlooper.sweeps import service as sweeps
-    from promptlooper.sweeps.spec import load_sweep_file, parse_spec
-
-    spec = parse_spec(load_sweep_file(path))
-    async with session_scope(settings) as session:
-        user = await auth.require_user(session, DEMO_USERNAME)
-        principal = Principal(user.id, user.username, user.is_admin, "local")
-        project = await projects.get_or_create_project(session, principal, DEMO_PROJECT)
-        experiment = await sweeps.create_experiment(session, principal, project.id, spec)
-        return experiment.id
-
-
 def demo(
     host: str = HostOption,
     port: int = PortOption,
     sweep: Path = typer.Option(DEMO_SWEEP, "--sweep", help="Sweep file to run before serving."),
 ) -> None:
     """Set up a demo: admin user, an example sweep run end to end with its exports, then serve."""
-    from promptlooper.cli.sweeps import run_and_report, write_exports
+    from promptlooper.cli.sweeps import run_sweep, write_exports
+    from promptlooper.sweeps.spec import load_sweep_file, parse_spec
 
     settings = load_settings()
     _migrate(settings)
     password = _reset_demo_admin(settings)
     experiment_id = None
     if sweep.exists():
-        experiment_id = _demo_sweep(settings, sweep)
-        run_and_report(settings, experiment_id, concurrency=None, use_cache=True)
+        spec = parse_spec(load_sweep_file(sweep))
+        experiment_id = run_sweep(settings, spec=spec, project=DEMO_PROJECT, user=DEMO_USERNAME)
         written = write_exports(settings, experiment_id, settings.data_dir / "exports")
         console.print("exports: " + "  ".join(str(p) for p in written), soft_wrap=True)
     else:

@@ -28,7 +28,7 @@ from promptlooper.cli.common import (
 from promptlooper.errors import Invalid
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
     from promptlooper.settings import Settings
     from promptlooper.sweeps.execution import ExecutionResult
@@ -66,12 +66,31 @@ def _progress_bar() -> Progress:
     )
 
 
+async def _create(engine: AsyncEngine, spec: Any, project: str, user: str | None) -> uuid.UUID:
+    from promptlooper.db.engine import create_sessionmaker
+    from promptlooper.projects import service as projects
+    from promptlooper.sweeps import service
+
+    async with create_sessionmaker(engine)() as session:
+        principal = await _principal(session, user)
+        owned = await projects.get_or_create_project(session, principal, project)
+        experiment = await service.create_experiment(
+            session, principal, owned.id, spec, allow_python=True
+        )
+        await session.commit()
+        return experiment.id
+
+
 async def _execute(
-    settings: Settings, experiment_id: uuid.UUID, *, concurrency: int | None, use_cache: bool
+    engine: AsyncEngine,
+    settings: Settings,
+    experiment_id: uuid.UUID,
+    *,
+    concurrency: int | None,
+    use_cache: bool,
 ) -> ExecutionResult:
     import os
 
-    from promptlooper.db.engine import create_sessionmaker
     from promptlooper.events import EventBus
     from promptlooper.sweeps.execution import ExecutionOptions, run_experiment
 
@@ -99,15 +118,9 @@ async def _execute(
         concurrency=concurrency, use_cache=use_cache, allow_python=True, env=os.environ
     )
     try:
-        async with database(settings) as engine:
-            return await run_experiment(
-                create_sessionmaker(engine),
-                experiment_id,
-                options=options,
-                bus=bus,
-                on_progress=advanced,
-                on_start=started,
-            )
+        return await run_experiment(
+            engine, experiment_id, options=options, bus=bus, on_progress=advanced, on_start=started
+        )
     finally:
         if tasks:
             bar.stop()
@@ -126,10 +139,11 @@ def _labels(space: dict[str, list[Any]]) -> dict[str, dict[str, str]]:
     return labels
 
 
-async def _show_leaderboard(settings: Settings, experiment_id: uuid.UUID, limit: int = 10) -> None:
+async def _show_leaderboard(engine: AsyncEngine, experiment_id: uuid.UUID, limit: int = 10) -> None:
+    from promptlooper.db.engine import create_sessionmaker
     from promptlooper.sweeps import service
 
-    async with session_scope(settings) as session:
+    async with create_sessionmaker(engine)() as session:
         experiment = await service.get_experiment(
             session, Principal.local_operator(), experiment_id
         )
@@ -154,16 +168,14 @@ async def _show_leaderboard(settings: Settings, experiment_id: uuid.UUID, limit:
             else str(config.parameters.get(k))
             for k in space
         ]
-        scorer_means = [
-            f"{config.scores[n]:.3f}" if n in config.scores else "" for n in summary.scorers
-        ]
+        means = [f"{config.scores[n]:.3f}" if n in config.scores else "" for n in summary.scorers]
         table.add_row(
             str(rank),
             f"{config.score:.4f}" if config.score is not None else "n/a",
             str(config.completed),
             str(config.failed or ""),
             *params,
-            *scorer_means,
+            *means,
             f"{config.p50_latency_ms:.0f}" if config.p50_latency_ms is not None else "",
             config.config_hash[:8],
         )
@@ -187,34 +199,50 @@ def _short(value: Any, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _finish(settings: Settings, experiment_id: uuid.UUID, result: ExecutionResult | None) -> None:
+def run_sweep(
+    settings: Settings,
+    *,
+    experiment_id: uuid.UUID | None = None,
+    spec: Any = None,
+    project: str = "default",
+    user: str | None = None,
+    concurrency: int | None = None,
+    use_cache: bool = True,
+) -> uuid.UUID:
+    """Create (from ``spec``) or resume an experiment, run it with a progress bar and print the
+    leaderboard, all in one event loop; Ctrl-C saves what finished and exits with 130."""
     import asyncio
 
-    if result is not None:
-        p = result.progress
-        err_console.print(
-            f"{p.finished} runs in {p.elapsed:.2f} s: {p.done} completed, {p.failed} failed, "
-            f"{p.cached} from cache, {result.retries} retries"
+    current: list[uuid.UUID] = [experiment_id] if experiment_id else []
+
+    async def main() -> None:
+        async with database(settings) as engine:
+            if spec is not None:
+                current.append(await _create(engine, spec, project, user))
+                err_console.print(f"experiment {current[-1]}: {spec.name}")
+            result = await _execute(
+                engine, settings, current[-1], concurrency=concurrency, use_cache=use_cache
+            )
+            p = result.progress
+            err_console.print(
+                f"{p.finished} runs in {p.elapsed:.2f} s: {p.done} completed, {p.failed} failed, "
+                f"{p.cached} from cache, {result.retries} retries"
+            )
+            await _show_leaderboard(engine, current[-1])
+        console.print(
+            f"exports: promptlooper export {current[-1]} --format json|env|yaml|md", soft_wrap=True
         )
-    asyncio.run(_show_leaderboard(settings, experiment_id))
-    console.print(
-        f"exports: promptlooper export {experiment_id} --format json|env|yaml|md", soft_wrap=True
-    )
-
-
-def run_and_report(settings: Settings, experiment_id: uuid.UUID, **kwargs: Any) -> None:
-    """Execute with a progress bar, then print the leaderboard; Ctrl-C exits with 130."""
-    import asyncio
 
     try:
-        result = asyncio.run(_execute(settings, experiment_id, **kwargs))
+        asyncio.run(main())
     except KeyboardInterrupt:
-        err_console.print(
-            f"interrupted: finished runs are saved; resume with "
-            f"`promptlooper sweep resume {experiment_id}`"
-        )
+        if current:
+            err_console.print(
+                "interrupted: finished runs are saved; resume with "
+                f"`promptlooper sweep resume {current[-1]}`"
+            )
         sys.exit(EXIT_INTERRUPTED)
-    _finish(settings, experiment_id, result)
+    return current[-1]
 
 
 @sweep_app.command("run")
@@ -230,25 +258,15 @@ def run(
     """Create an experiment from FILE and run it, with a progress bar and a leaderboard."""
     from promptlooper.sweeps.spec import load_sweep_file, parse_spec
 
-    settings = load_settings()
     spec = parse_spec(load_sweep_file(file))
-    experiment_id = _create(settings, spec, project, user)
-    err_console.print(f"experiment {experiment_id}: {spec.name}")
-    run_and_report(settings, experiment_id, concurrency=concurrency, use_cache=not no_cache)
-
-
-@async_command
-async def _create(settings: Settings, spec: Any, project: str, user: str | None) -> uuid.UUID:
-    from promptlooper.projects import service as projects
-    from promptlooper.sweeps import service
-
-    async with session_scope(settings) as session:
-        principal = await _principal(session, user)
-        owned = await projects.get_or_create_project(session, principal, project)
-        experiment = await service.create_experiment(
-            session, principal, owned.id, spec, allow_python=True
-        )
-        return experiment.id
+    run_sweep(
+        load_settings(),
+        spec=spec,
+        project=project,
+        user=user,
+        concurrency=concurrency,
+        use_cache=not no_cache,
+    )
 
 
 @sweep_app.command("resume")
@@ -258,7 +276,12 @@ def resume(
     no_cache: bool = typer.Option(False, "--no-cache"),
 ) -> None:
     """Run what an interrupted or failed sweep has not completed; nothing runs twice."""
-    run_and_report(load_settings(), experiment_id, concurrency=concurrency, use_cache=not no_cache)
+    run_sweep(
+        load_settings(),
+        experiment_id=experiment_id,
+        concurrency=concurrency,
+        use_cache=not no_cache,
+    )
 
 
 @sweep_app.command("validate")
@@ -282,7 +305,8 @@ def validate(file: Path = typer.Argument(..., help="Sweep file (YAML or JSON).")
 @async_command
 async def show(experiment_id: uuid.UUID = typer.Argument(...)) -> None:
     """Show an experiment's leaderboard."""
-    await _show_leaderboard(load_settings(), experiment_id, limit=50)
+    async with database(load_settings()) as engine:
+        await _show_leaderboard(engine, experiment_id, limit=50)
 
 
 @sweep_app.command("list")

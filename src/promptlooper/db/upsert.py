@@ -10,22 +10,18 @@ from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
-
-_MAX_PARAMETERS = 30_000
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 
-async def insert_ignore(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> int:
-    """Insert the rows that clash with no unique constraint; return how many went in."""
+async def insert_ignore(
+    executor: AsyncSession | AsyncConnection, table: Table, rows: list[dict[str, Any]]
+) -> None:
+    """Insert the rows that clash with no unique constraint; the others are skipped.
+
+    Sent as one executemany, so the statement is compiled once whatever the number of rows.
+    """
     if not rows:
-        return 0
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    # Both databases cap the bound parameters of one statement (32,767 on PostgreSQL).
-    chunk = max(1, _MAX_PARAMETERS // len(rows[0]))
-    inserted = 0
-    for start in range(0, len(rows), chunk):
-        statement = insert(table).values(rows[start : start + chunk]).on_conflict_do_nothing()
-        result = await session.execute(statement)
-        inserted += max(result.rowcount, 0)  # type: ignore[attr-defined]
-    return inserted
+        return
+    bind = executor if isinstance(executor, AsyncConnection) else executor.get_bind()
+    insert = postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert
+    await executor.execute(insert(table).on_conflict_do_nothing(), rows)

@@ -16,15 +16,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from promptlooper.db.base import utcnow
+from promptlooper.db.engine import create_sessionmaker
 from promptlooper.db.upsert import insert_ignore
 from promptlooper.errors import Conflict, NotFound
 from promptlooper.events import EventBus
 from promptlooper.sweeps.engine.executor import Progress, Providers, execute
 from promptlooper.sweeps.engine.persistence import RunOutcome
-from promptlooper.sweeps.engine.runner import RunTask, StageDef
+from promptlooper.sweeps.engine.runner import RunTask, StageDef, first_stage_key
 from promptlooper.sweeps.engine.space import config_hash
 from promptlooper.sweeps.models import Experiment, Run, Score, StageResult
 from promptlooper.sweeps.plan import SweepPlan, compile_plan
@@ -61,8 +62,9 @@ async def prepare_runs(session: AsyncSession, experiment: Experiment, plan: Swee
     rows = []
     for config in plan.configs:
         digest = config_hash(config)
+        stages = plan.stages_for(config)
         for row_index, row in enumerate(plan.rows):
-            executable = plan.run_config(config, row)
+            executable = plan.run_config(config, row, stages)
             for repeat in range(plan.spec.repeats):
                 rows.append(
                     {
@@ -135,7 +137,7 @@ async def _finish(
 
 
 async def run_experiment(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
     experiment_id: uuid.UUID,
     *,
     options: ExecutionOptions | None = None,
@@ -148,6 +150,7 @@ async def run_experiment(
     ``on_start(pending, total)`` is called once the work is known, before the first call.
     """
     options = options or ExecutionOptions()
+    sessionmaker = create_sessionmaker(engine)
     async with sessionmaker() as session:
         experiment = await session.get(Experiment, experiment_id)
         if experiment is None:
@@ -167,8 +170,10 @@ async def run_experiment(
         on_start(len(tasks), plan.total_runs)
 
     providers = Providers(plan.providers)
-    cache = SqlResponseCache(sessionmaker) if use_cache else None
-    sink = SqlRunSink(sessionmaker, cache=cache)
+    cache = SqlResponseCache(engine) if use_cache else None
+    if cache is not None:
+        await cache.preload([key for task in tasks if (key := first_stage_key(task))])
+    sink = SqlRunSink(engine, cache=cache)
     scorers = plan.build_scorers(
         ScorerContext(complete=providers.complete, allow_python=options.allow_python)
     )
@@ -200,7 +205,7 @@ async def run_experiment(
         raise
     finally:
         await providers.aclose()
-        await asyncio.shield(_finish(sessionmaker, experiment_id, status, error))
+        await _finish(sessionmaker, experiment_id, status, error)
         if bus is not None:
             await bus.publish({"type": f"experiment.{status}", **ids, "error": error})
     return ExecutionResult(
@@ -216,13 +221,8 @@ async def run_experiment(
 class SweepJobs:
     """Experiments executing in this server process, one task each."""
 
-    def __init__(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        bus: EventBus,
-        options: ExecutionOptions,
-    ) -> None:
-        self._sessionmaker = sessionmaker
+    def __init__(self, engine: AsyncEngine, bus: EventBus, options: ExecutionOptions) -> None:
+        self._engine = engine
         self._bus = bus
         self._options = options
         self._tasks: dict[uuid.UUID, asyncio.Task[ExecutionResult]] = {}
@@ -244,7 +244,7 @@ class SweepJobs:
             env=self._options.env,
         )
         task = asyncio.create_task(
-            run_experiment(self._sessionmaker, experiment_id, options=options, bus=self._bus),
+            run_experiment(self._engine, experiment_id, options=options, bus=self._bus),
             name=f"sweep-{experiment_id}",
         )
         task.add_done_callback(self._forget(experiment_id))

@@ -105,9 +105,11 @@ class SweepPlan:
             )
         return resolved
 
-    def run_config(self, config: Config, row: Mapping[str, Any]) -> dict[str, Any]:
+    def run_config(
+        self, config: Config, row: Mapping[str, Any], stages: list[StageDef] | None = None
+    ) -> dict[str, Any]:
         """The executable config stored on a run, in the seed's two shapes."""
-        stages = self.stages_for(config)
+        stages = self.stages_for(config) if stages is None else stages
         if self.is_pipeline:
             return {
                 "pipeline_stages": [

@@ -59,7 +59,12 @@ class HttpJsonAdapter:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self.config.concurrency or 100)
+            connector = aiohttp.TCPConnector(
+                limit=self.config.concurrency or 100,
+                # Building a TLS context costs ~50 ms; a plain-HTTP server (a local vLLM,
+                # Ollama, a test double) never needs one.
+                ssl=not self.base_url.startswith("http://"),
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 headers={"Content-Type": "application/json", **self.headers()},

@@ -205,5 +205,6 @@ async def execute(
             for _ in range(max(1, min(concurrency, total))):
                 group.create_task(worker())
     finally:
-        await asyncio.shield(sink.flush())
+        # Also after a cancellation: what finished is written before the error propagates.
+        await sink.flush()
     return progress

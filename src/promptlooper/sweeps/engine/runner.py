@@ -81,6 +81,28 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _render_stage(
+    stage: StageDef, base: dict[str, Any], views: list[dict[str, Any]], prev: str, index: int
+) -> tuple[str, str | None]:
+    """The prompt and system prompt a stage sends, given what earlier stages produced."""
+    context = {**base, "stages": views, "prev_output": prev, "stage_index": index}
+    prompt = render(stage.prompt_template, context)
+    return prompt, render(stage.system, context) if stage.system else None
+
+
+def first_stage_key(task: RunTask) -> str | None:
+    """The cache key of a task's first call, known before anything runs (later stages depend
+    on earlier outputs); None when the task skips the cache or its prompt does not render."""
+    if not task.stages or not task.use_cache:
+        return None
+    stage = task.stages[0]
+    try:
+        prompt, system = _render_stage(stage, template_context(task), [], "", 0)
+    except PromptLooperError:
+        return None
+    return cache_key(prompt, stage.model, stage.params, system)
+
+
 async def _score(
     scorers: Sequence[Scorer], output: str, context: dict[str, Any]
 ) -> dict[str, float]:
@@ -119,9 +141,7 @@ async def run_single(
     prev_output = ""
     try:
         for index, stage in enumerate(task.stages):
-            context = {**base, "stages": views, "prev_output": prev_output, "stage_index": index}
-            prompt = render(stage.prompt_template, context)
-            system = render(stage.system, context) if stage.system else None
+            prompt, system = _render_stage(stage, base, views, prev_output, index)
             outcome = await _run_stage(task, caller, cache, index, stage, prompt, system)
             stages.append(outcome)
             views.append({"output": outcome.response_raw, "prompt": prompt, "model": stage.model})

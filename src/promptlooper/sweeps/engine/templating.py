@@ -96,15 +96,17 @@ def check_syntax(source: str) -> None:
     _compile(source)
 
 
-def referenced_names(source: str) -> set[str]:
+@lru_cache(maxsize=4096)
+def referenced_names(source: str) -> frozenset[str]:
     """Top-level variables a template reads (``input``, ``config``, a row field...)."""
     try:
-        return set(meta.find_undeclared_variables(_env.parse(source)))
+        return frozenset(meta.find_undeclared_variables(_env.parse(source)))
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error on line {exc.lineno}: {exc.message}") from exc
 
 
-def referenced_attributes(source: str, name: str) -> set[str]:
+@lru_cache(maxsize=4096)
+def referenced_attributes(source: str, name: str) -> frozenset[str]:
     """Attributes read from ``name`` (``config.model`` and ``config['model']`` give "model")."""
     found: set[str] = set()
     for node in _env.parse(source).find_all((nodes.Getattr, nodes.Getitem)):
@@ -114,4 +116,4 @@ def referenced_attributes(source: str, name: str) -> set[str]:
                 found.add(node.attr)
             elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
                 found.add(node.arg.value)
-    return found
+    return frozenset(found)
