@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -73,7 +74,7 @@ async def run_to_end(
 ) -> dict:
     started = await client.post(f"/api/experiments/{experiment_id}/start", headers=owner.headers)
     assert started.status_code == 202, started.text
-    await asyncio.wait_for(app.state.sweep_jobs.wait(__import__("uuid").UUID(experiment_id)), 30)
+    await asyncio.wait_for(app.state.sweep_jobs.wait(uuid.UUID(experiment_id)), 30)
     return (await client.get(f"/api/experiments/{experiment_id}", headers=owner.headers)).json()
 
 

@@ -48,17 +48,6 @@ class AnthropicAdapter(HttpJsonAdapter):
             finish_reason=data.get("stop_reason"),
         )
 
-    async def list_models(self) -> list[str]:
-        data = await self.request_json("GET", "/models")
-        return sorted(item["id"] for item in data.get("data", []))
-
-    async def test_connection(self) -> bool:
-        try:
-            await self.list_models()
-        except AdapterError:
-            return False
-        return True
-
 
 @register_adapter("anthropic")
 def _factory(config: ProviderConfig) -> AnthropicAdapter:

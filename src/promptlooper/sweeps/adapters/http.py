@@ -102,6 +102,18 @@ class HttpJsonAdapter:
                 f"{self.config.name} sent a malformed response (not JSON): {raw[:120]!r}"
             ) from exc
 
+    async def list_models(self) -> list[str]:
+        """Both OpenAI-style and Anthropic servers list models as ``{"data": [{"id"}]}``."""
+        data = await self.request_json("GET", "/models")
+        return sorted(item["id"] for item in data.get("data", []))
+
+    async def test_connection(self) -> bool:
+        try:
+            await self.list_models()
+        except AdapterError:
+            return False
+        return True
+
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()

@@ -41,17 +41,6 @@ class OpenAIAdapter(HttpJsonAdapter):
             finish_reason=choice.get("finish_reason"),
         )
 
-    async def list_models(self) -> list[str]:
-        data = await self.request_json("GET", "/models")
-        return sorted(item["id"] for item in data.get("data", []))
-
-    async def test_connection(self) -> bool:
-        try:
-            await self.list_models()
-        except AdapterError:
-            return False
-        return True
-
 
 @register_adapter("openai")
 def _factory(config: ProviderConfig) -> OpenAIAdapter:

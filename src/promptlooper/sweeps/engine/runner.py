@@ -132,9 +132,13 @@ async def run_single(
     bus: EventBus | None = None,
 ) -> RunOutcome:
     ids = {"run_id": str(task.run_id), "experiment_id": str(task.experiment_id)}
+
+    async def emit(kind: str, **fields: Any) -> None:
+        if bus is not None:
+            await bus.publish({"type": kind, **ids, **fields})
+
     started_at = _now()
-    if bus is not None:
-        await bus.publish({"type": "run.started", **ids})
+    await emit("run.started")
     base = template_context(task)
     stages: list[StageOutcome] = []
     views: list[dict[str, Any]] = []
@@ -146,16 +150,12 @@ async def run_single(
             stages.append(outcome)
             views.append({"output": outcome.response_raw, "prompt": prompt, "model": stage.model})
             prev_output = outcome.response_raw
-            if bus is not None:
-                await bus.publish(
-                    {
-                        "type": "run.stage_completed",
-                        **ids,
-                        "stage_index": index,
-                        "cached": outcome.cached,
-                        "latency_ms": outcome.latency_ms,
-                    }
-                )
+            await emit(
+                "run.stage_completed",
+                stage_index=index,
+                cached=outcome.cached,
+                latency_ms=outcome.latency_ms,
+            )
     except (AdapterError, PromptLooperError) as exc:
         message = exc.message
         failed = RunOutcome(
@@ -166,8 +166,7 @@ async def run_single(
             stages=stages,
             error=message,
         )
-        if bus is not None:
-            await bus.publish({"type": "run.failed", **ids, "error": message})
+        await emit("run.failed", error=message)
         return failed
 
     score_context = {
@@ -187,15 +186,9 @@ async def run_single(
         scores=scores,
         weighted_score=weighted_score(scores, weights or {}),
     )
-    if bus is not None:
-        await bus.publish(
-            {
-                "type": "run.completed",
-                **ids,
-                "weighted_score": outcome.weighted_score,
-                "duration_ms": outcome.duration_ms,
-            }
-        )
+    await emit(
+        "run.completed", weighted_score=outcome.weighted_score, duration_ms=outcome.duration_ms
+    )
     return outcome
 
 

@@ -110,8 +110,3 @@ class EmbeddingSimilarity(BaseScorer):
         refs = [str(r) for r in reference] if isinstance(reference, list) else [str(reference)]
         vectors = _embedder()([output, *refs])
         return max(0.0, float((vectors[1:] @ vectors[0]).max()))
-
-
-def model_refs(options: dict[str, Any]) -> list[str]:
-    """Model references a scorer's options point at (for validating providers)."""
-    return [options["model"]] if isinstance(options.get("model"), str) else []
