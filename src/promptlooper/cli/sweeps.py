@@ -226,7 +226,8 @@ def run_sweep(
             p = result.progress
             err_console.print(
                 f"{p.finished} runs in {p.elapsed:.2f} s: {p.done} completed, {p.failed} failed, "
-                f"{p.cached} from cache, {result.retries} retries"
+                f"{p.cached} from cache; cache {result.cache_hits} hits, "
+                f"{result.cache_misses} misses; {result.retries} retries"
             )
             await _show_leaderboard(engine, current[-1])
         console.print(

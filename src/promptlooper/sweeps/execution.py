@@ -52,6 +52,7 @@ class ExecutionResult:
     status: str
     progress: Progress
     cache_hits: int = 0
+    cache_misses: int = 0
     retries: int = 0
     skipped_completed: int = 0
 
@@ -213,6 +214,7 @@ async def run_experiment(
         status=status,
         progress=progress,
         cache_hits=cache.stats.hits if cache else 0,
+        cache_misses=cache.stats.misses if cache else 0,
         retries=providers.retries,
         skipped_completed=plan.total_runs - len(tasks),
     )

@@ -1,0 +1,99 @@
+"""Sweep files: YAML/JSON, prompt files, CSV/JSONL/JSON datasets, both weight forms."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from promptlooper.errors import Invalid
+from promptlooper.sweeps.plan import compile_plan
+from promptlooper.sweeps.spec import load_sweep_file, parse_spec
+
+SWEEP = """
+name: files
+parameter_space:
+  model: mock:small
+  prompt:
+    - {file: prompts/a.j2}
+    - "Inline: {{ input }}"
+dataset: {path: DATA}
+scorers:
+  - {name: accuracy, type: exact_match}
+  - {name: brevity, type: length, max: 10}
+scoring_config: {weights: {accuracy: 0.7, brevity: 0.3}}
+"""
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "a.j2").write_text("From a file: {{ input }} ({{ customer }})\n")
+    (tmp_path / "rows.csv").write_text("input,expected,customer\nhello,hi,ACME\nbye,ciao,Initech\n")
+    (tmp_path / "rows.jsonl").write_text(
+        '{"input": "hello", "expected": "hi", "customer": "ACME"}\n\n'
+        '{"input": "bye", "expected": "ciao", "customer": "Initech"}\n'
+    )
+    (tmp_path / "rows.json").write_text(
+        json.dumps({"rows": [{"input": "hello", "expected": "hi", "customer": "ACME"}]})
+    )
+    return tmp_path
+
+
+@pytest.mark.parametrize(("data", "rows"), [("rows.csv", 2), ("rows.jsonl", 2), ("rows.json", 1)])
+def test_files_are_inlined_and_the_plan_compiles(folder: Path, data: str, rows: int):
+    path = folder / "sweep.yaml"
+    path.write_text(SWEEP.replace("DATA", data))
+
+    document = load_sweep_file(path)
+    plan = compile_plan(parse_spec(document))
+
+    assert document["parameter_space"]["prompt"][0] == "From a file: {{ input }} ({{ customer }})\n"
+    assert document["dataset"] == {"rows": document["dataset"]["rows"]}
+    assert document["dataset"]["rows"][0] == {
+        "input": "hello",
+        "expected": "hi",
+        "customer": "ACME",
+    }
+    assert plan.total_runs == 2 * rows
+    assert plan.weights == {"accuracy": 0.7, "brevity": 0.3}
+    assert plan.run_config(plan.configs[0], plan.rows[0])["params"] == {}
+
+
+def test_json_sweep_files_work_too(folder: Path):
+    path = folder / "sweep.json"
+    path.write_text(
+        json.dumps(
+            {
+                "name": "json",
+                "parameter_space": {"model": ["mock:a"], "prompt": ["{{ input }}"]},
+                "dataset": {"rows": [{"input": "x"}]},
+            }
+        )
+    )
+    assert compile_plan(parse_spec(load_sweep_file(path))).total_runs == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("input\n", "the dataset has no rows"),
+        ('{"input": "ok"}\nnot json\n', "rows.jsonl line 2"),
+    ],
+)
+def test_bad_dataset_files_name_the_problem(folder: Path, content: str, message: str):
+    suffix = ".csv" if content.startswith("input") else ".jsonl"
+    (folder / f"rows{suffix}").write_text(content)
+    path = folder / "sweep.yaml"
+    path.write_text(SWEEP.replace("DATA", f"rows{suffix}"))
+    with pytest.raises(Invalid, match=message):
+        parse_spec(load_sweep_file(path))
+
+
+def test_unsupported_dataset_format(folder: Path):
+    (folder / "rows.xlsx").write_text("")
+    path = folder / "sweep.yaml"
+    path.write_text(SWEEP.replace("DATA", "rows.xlsx"))
+    with pytest.raises(Invalid, match=r"use a \.csv, \.jsonl or \.json file"):
+        load_sweep_file(path)
