@@ -21,6 +21,7 @@ from promptlooper.settings import Settings
 from promptlooper.sweeps.execution import ExecutionOptions, SweepJobs
 from promptlooper.sweeps.routes import export_router as sweeps_export_router
 from promptlooper.sweeps.routes import router as sweeps_router
+from promptlooper.variants.routes import router as variants_router
 
 PUBLIC_PATHS = frozenset({"/api/health", "/api/auth/login"})
 """Routes that answer without credentials; every other route requires them."""
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         projects_router,
         sweeps_router,
         sweeps_export_router,
+        variants_router,
     ):
         app.include_router(router)
     return app

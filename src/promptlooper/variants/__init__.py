@@ -1,0 +1,1 @@
+"""Agents and variants: the configs production code runs, versioned, with one active variant."""

@@ -1,0 +1,136 @@
+"""Typed agent config fields, variant overlays and slugs. Pure: no I/O.
+
+An agent has a base config; a variant stores only the fields it overrides. "Not overridden"
+(the key is absent, ``UNSET``) follows later edits of the agent; "overridden" (present, even
+with ``None``) does not. Resolution lays a variant's overrides over the agent's base and says,
+per field, where the value came from.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from promptlooper.errors import Invalid
+from promptlooper.types import UNSET, UnsetType
+
+Source = Literal["agent", "variant", "default"]
+
+
+class ConfigFields(BaseModel):
+    """Every config field, all optional: the same rules for a base config and for overrides."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_provider: str | None = Field(default=None, min_length=1, max_length=100)
+    model_name: str | None = Field(default=None, min_length=1, max_length=200)
+    system_prompt: str | None = Field(default=None, max_length=100_000)
+    user_prompt_template: str | None = Field(default=None, max_length=100_000)
+    prompt_version: str | None = Field(default=None, max_length=100)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1)
+    context_window: int | None = Field(default=None, ge=1)
+    input_token_limit: int | None = Field(default=None, ge=1)
+    token_budget: int | None = Field(default=None, ge=1)
+    timeout_seconds: float | None = Field(default=None, ge=1)
+    max_retries: int | None = Field(default=None, ge=0)
+
+
+CONFIG_FIELDS: tuple[str, ...] = tuple(ConfigFields.model_fields)
+REQUIRED_BASE_FIELDS = ("model_provider", "model_name")
+
+
+def validate_fields(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Check config values by the field rules; ``Invalid`` names the first bad field."""
+    try:
+        parsed = ConfigFields.model_validate(dict(values))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise Invalid(f"{where}: {first['msg']}") from exc
+    return parsed.model_dump(include=set(values))
+
+
+def base_config(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A complete base config: every field present (None where not given)."""
+    config = dict.fromkeys(CONFIG_FIELDS) | validate_fields(values)
+    for field in REQUIRED_BASE_FIELDS:
+        if not config[field]:
+            raise Invalid(f"{field}: an agent needs a {field.replace('_', ' ')}")
+    return config
+
+
+def override(overrides: Mapping[str, Any], field: str) -> Any | UnsetType:
+    """A variant's value for ``field``, or ``UNSET`` when it inherits the agent's."""
+    return overrides.get(field, UNSET)
+
+
+def overlay(base: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The effective config: each overridden field from ``overrides``, the rest from ``base``."""
+    overrides = overrides or {}
+    result = {}
+    for field in CONFIG_FIELDS:
+        value = override(overrides, field)
+        result[field] = base.get(field) if value is UNSET else value
+    return result
+
+
+def provenance(base: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Source]:
+    """Where each effective value comes from."""
+    overrides = overrides or {}
+    return {
+        field: "variant"
+        if field in overrides
+        else ("agent" if base.get(field) is not None else "default")
+        for field in CONFIG_FIELDS
+    }
+
+
+def changed(current: Mapping[str, Any], proposed: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``proposed`` that differ from ``current`` (absent counts as different)."""
+    return {k: v for k, v in proposed.items() if k not in current or current[k] != v}
+
+
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+# Letters that Unicode does not decompose into an ASCII base letter.
+_TRANSLITERATE = str.maketrans(
+    {
+        "ł": "l",
+        "Ł": "L",
+        "ø": "o",
+        "Ø": "O",
+        "ß": "ss",
+        "æ": "ae",
+        "Æ": "AE",
+        "œ": "oe",
+        "Œ": "OE",
+        "đ": "d",
+        "Đ": "D",
+        "ð": "d",
+        "þ": "th",
+        "Þ": "Th",
+    }
+)
+
+
+def slugify(name: str, fallback: str = "item") -> str:
+    """Deterministic kebab-case: accents folded to ASCII, runs of anything else become one
+    hyphen, no leading or trailing hyphen; ``fallback`` when nothing alphanumeric is left."""
+    folded = unicodedata.normalize("NFKD", name.translate(_TRANSLITERATE))
+    ascii_name = folded.encode("ascii", "ignore").decode()
+    slug = _NON_ALNUM.sub("-", ascii_name.lower()).strip("-")
+    return slug[:100].rstrip("-") or fallback
+
+
+def unique_slug(base: str, taken: set[str]) -> str:
+    """``base``, or ``base-2``, ``base-3``... whichever is free."""
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"

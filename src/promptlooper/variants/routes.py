@@ -1,0 +1,320 @@
+"""``/api/projects/{id}/agents`` and ``/api/agents/...``."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+from fastapi.responses import JSONResponse
+
+from promptlooper.auth.deps import PrincipalDep
+from promptlooper.db.deps import SessionDep
+from promptlooper.variants import service
+from promptlooper.variants.models import Agent, Variant
+from promptlooper.variants.resolver import Resolution, resolve
+from promptlooper.variants.schemas import (
+    ActivationList,
+    ActivationPublic,
+    ActivationRequest,
+    AgentCreate,
+    AgentList,
+    AgentPublic,
+    AgentUpdate,
+    ResolvedConfig,
+    RevisionList,
+    RevisionPublic,
+    VariantCreate,
+    VariantList,
+    VariantPublic,
+    VariantUpdate,
+    config_fields,
+)
+
+router = APIRouter(tags=["agents"])
+
+
+async def _agent_out(session: SessionDep, agent: Agent) -> AgentPublic:
+    active = await service.active_variant(session, agent.id)
+    return AgentPublic.model_validate(agent).model_copy(
+        update={"active_variant_id": active.id if active else None}
+    )
+
+
+def _variant_out(agent: Agent, variant: Variant) -> VariantPublic:
+    return VariantPublic.model_validate(variant).model_copy(
+        update={"config": resolve(agent, variant).config}
+    )
+
+
+def _resolved_out(found: Resolution) -> ResolvedConfig:
+    return ResolvedConfig(
+        agent_id=found.agent.id,
+        agent_slug=found.agent.slug,
+        source=found.source,  # type: ignore[arg-type]
+        variant_id=found.variant.id if found.variant else None,
+        variant_slug=found.variant.slug if found.variant else None,
+        revision=found.revision,
+        etag=found.etag,
+        config=found.config,
+        provenance=found.provenance,
+    )
+
+
+def _conditional(found: Resolution, if_none_match: str | None) -> Response:
+    """The resolved config with its ETag, or 304 when the caller already has it."""
+    etag = f'"{found.etag}"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return JSONResponse(_resolved_out(found).model_dump(mode="json"), headers=headers)
+
+
+@router.post("/api/projects/{project_id}/agents", status_code=status.HTTP_201_CREATED)
+async def create_agent(
+    project_id: uuid.UUID, body: AgentCreate, principal: PrincipalDep, session: SessionDep
+) -> AgentPublic:
+    agent = await service.create_agent(
+        session,
+        principal,
+        project_id,
+        name=body.name,
+        description=body.description,
+        slug=body.slug,
+        fields=config_fields(body),
+    )
+    await session.commit()
+    return await _agent_out(session, agent)
+
+
+@router.get("/api/projects/{project_id}/agents")
+async def list_agents(
+    project_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> AgentList:
+    agents, total = await service.list_agents(
+        session, principal, project_id, limit=limit, offset=offset
+    )
+    return AgentList(data=[await _agent_out(session, a) for a in agents], count=total)
+
+
+@router.get("/api/projects/{project_id}/agents/{slug}/config", response_model=ResolvedConfig)
+async def resolve_by_slug(
+    project_id: uuid.UUID,
+    slug: str,
+    principal: PrincipalDep,
+    session: SessionDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The config to run now for the agent ``slug`` (304 when ``If-None-Match`` still holds)."""
+    agent = await service.get_agent_by_slug(session, principal, project_id, slug)
+    return _conditional(await service.resolution(session, agent), if_none_match)
+
+
+@router.get("/api/agents/{agent_id}")
+async def get_agent(
+    agent_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
+) -> AgentPublic:
+    return await _agent_out(session, await service.get_agent(session, principal, agent_id))
+
+
+@router.patch("/api/agents/{agent_id}")
+async def update_agent(
+    agent_id: uuid.UUID, body: AgentUpdate, principal: PrincipalDep, session: SessionDep
+) -> AgentPublic:
+    """Change the fields sent; sending the current values changes (and records) nothing."""
+    sent = body.model_dump(exclude_unset=True)
+    agent = await service.update_agent(
+        session,
+        principal,
+        agent_id,
+        fields=config_fields(body),
+        name=sent.get("name"),
+        description=sent.get("description"),
+    )
+    await session.commit()
+    return await _agent_out(session, agent)
+
+
+@router.delete("/api/agents/{agent_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_agent(agent_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> None:
+    await service.delete_agent(session, principal, agent_id)
+    await session.commit()
+
+
+@router.get("/api/agents/{agent_id}/config", response_model=ResolvedConfig)
+async def resolve_config(
+    agent_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The config to run now: the active variant over the agent's base, with provenance."""
+    agent = await service.get_agent(session, principal, agent_id)
+    return _conditional(await service.resolution(session, agent), if_none_match)
+
+
+@router.post("/api/agents/{agent_id}/variants", status_code=status.HTTP_201_CREATED)
+async def create_variant(
+    agent_id: uuid.UUID, body: VariantCreate, principal: PrincipalDep, session: SessionDep
+) -> VariantPublic:
+    """A variant overriding exactly the config fields in the body."""
+    variant = await service.create_variant(
+        session,
+        principal,
+        agent_id,
+        name=body.name,
+        description=body.description,
+        slug=body.slug,
+        overrides=config_fields(body),
+    )
+    await session.commit()
+    return _variant_out(await service.get_agent(session, principal, agent_id), variant)
+
+
+@router.get("/api/agents/{agent_id}/variants")
+async def list_variants(
+    agent_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
+) -> VariantList:
+    agent = await service.get_agent(session, principal, agent_id)
+    variants = await service.list_variants(session, principal, agent_id)
+    return VariantList(data=[_variant_out(agent, v) for v in variants], count=len(variants))
+
+
+@router.post("/api/agents/{agent_id}/clone", status_code=status.HTTP_201_CREATED)
+async def clone_agent(
+    agent_id: uuid.UUID, body: VariantCreate, principal: PrincipalDep, session: SessionDep
+) -> VariantPublic:
+    """A new variant from the agent's base config, with the overrides in the body."""
+    variant = await service.clone_variant(
+        session,
+        principal,
+        agent_id,
+        None,
+        name=body.name,
+        description=body.description,
+        slug=body.slug,
+        overrides=config_fields(body),
+    )
+    await session.commit()
+    return _variant_out(await service.get_agent(session, principal, agent_id), variant)
+
+
+@router.get("/api/agents/{agent_id}/variants/{variant_id}")
+async def get_variant(
+    agent_id: uuid.UUID, variant_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
+) -> VariantPublic:
+    agent, variant = await service.get_variant(session, principal, agent_id, variant_id)
+    return _variant_out(agent, variant)
+
+
+@router.patch("/api/agents/{agent_id}/variants/{variant_id}")
+async def update_variant(
+    agent_id: uuid.UUID,
+    variant_id: uuid.UUID,
+    body: VariantUpdate,
+    principal: PrincipalDep,
+    session: SessionDep,
+) -> VariantPublic:
+    """Override the fields sent; ``inherit`` lists fields to hand back to the agent."""
+    sent = body.model_dump(exclude_unset=True)
+    variant = await service.update_variant(
+        session,
+        principal,
+        agent_id,
+        variant_id,
+        fields=config_fields(body),
+        inherit=list(body.inherit),
+        name=sent.get("name"),
+        description=sent.get("description"),
+    )
+    await session.commit()
+    return _variant_out(await service.get_agent(session, principal, agent_id), variant)
+
+
+@router.delete(
+    "/api/agents/{agent_id}/variants/{variant_id}", status_code=status.HTTP_204_NO_CONTENT
+)
+async def delete_variant(
+    agent_id: uuid.UUID, variant_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
+) -> None:
+    """Delete a variant (the active one is deactivated first)."""
+    await service.delete_variant(session, principal, agent_id, variant_id)
+    await session.commit()
+
+
+@router.post("/api/agents/{agent_id}/variants/{variant_id}/clone", status_code=201)
+async def clone_variant(
+    agent_id: uuid.UUID,
+    variant_id: uuid.UUID,
+    body: VariantCreate,
+    principal: PrincipalDep,
+    session: SessionDep,
+) -> VariantPublic:
+    """A new variant from another: the body's overrides win, the rest keeps the source's."""
+    variant = await service.clone_variant(
+        session,
+        principal,
+        agent_id,
+        variant_id,
+        name=body.name,
+        description=body.description,
+        slug=body.slug,
+        overrides=config_fields(body),
+    )
+    await session.commit()
+    return _variant_out(await service.get_agent(session, principal, agent_id), variant)
+
+
+@router.post("/api/agents/{agent_id}/variants/{variant_id}/activate")
+async def activate_variant(
+    agent_id: uuid.UUID,
+    variant_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    body: ActivationRequest | None = None,
+) -> VariantPublic:
+    """Make this the agent's one active variant (the previous one is deactivated)."""
+    variant = await service.activate(
+        session, principal, agent_id, variant_id, reason=(body or ActivationRequest()).reason
+    )
+    await session.commit()
+    return _variant_out(await service.get_agent(session, principal, agent_id), variant)
+
+
+@router.post("/api/agents/{agent_id}/deactivate")
+async def deactivate(
+    agent_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    body: ActivationRequest | None = None,
+) -> AgentPublic:
+    """Serve the agent's base config again."""
+    await service.deactivate(
+        session, principal, agent_id, reason=(body or ActivationRequest()).reason
+    )
+    await session.commit()
+    return await _agent_out(session, await service.get_agent(session, principal, agent_id))
+
+
+@router.get("/api/agents/{agent_id}/revisions")
+async def list_revisions(
+    agent_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
+) -> RevisionList:
+    revisions = await service.list_revisions(session, principal, agent_id)
+    return RevisionList(
+        data=[RevisionPublic.model_validate(r) for r in revisions], count=len(revisions)
+    )
+
+
+@router.get("/api/agents/{agent_id}/activations")
+async def list_activations(
+    agent_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
+) -> ActivationList:
+    events = await service.list_activations(session, principal, agent_id)
+    return ActivationList(
+        data=[ActivationPublic.model_validate(e) for e in events], count=len(events)
+    )

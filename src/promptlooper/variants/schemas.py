@@ -1,0 +1,146 @@
+"""Request and response bodies for agents and variants.
+
+Request bodies carry config fields at top level next to ``name`` and ``description``; which
+fields a variant overrides is exactly which fields its body sets (``exclude_unset``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from promptlooper.variants.config import CONFIG_FIELDS, ConfigFields
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=100)]
+Description = Annotated[str, StringConstraints(max_length=5000)]
+META_FIELDS = frozenset({"name", "description", "slug", "inherit", "reason"})
+
+
+class AgentCreate(ConfigFields):
+    name: Name
+    slug: Slug | None = None
+    description: Description = ""
+
+
+class AgentUpdate(ConfigFields):
+    name: Name | None = None
+    description: Description | None = None
+
+
+class VariantCreate(ConfigFields):
+    name: Name
+    slug: Slug | None = None
+    description: Description = ""
+
+
+class VariantUpdate(ConfigFields):
+    name: Name | None = None
+    description: Description | None = None
+    inherit: list[Literal[CONFIG_FIELDS]] = Field(  # type: ignore[valid-type]
+        default_factory=list,
+        description="Fields to stop overriding: they follow the agent's value again",
+    )
+
+
+class ActivationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(max_length=1000)] = ""
+
+
+def config_fields(body: BaseModel) -> dict[str, Any]:
+    """The config fields a request body set (not the ones it left out)."""
+    return {k: v for k, v in body.model_dump(exclude_unset=True).items() if k in CONFIG_FIELDS}
+
+
+class AgentPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    project_id: uuid.UUID
+    name: str
+    slug: str
+    description: str
+    config: dict[str, Any]
+    revision: int
+    active_variant_id: uuid.UUID | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class AgentList(BaseModel):
+    data: list[AgentPublic]
+    count: int
+
+
+class VariantPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    agent_id: uuid.UUID
+    name: str
+    slug: str
+    description: str
+    overrides: dict[str, Any] = Field(description="Only the fields this variant overrides")
+    config: dict[str, Any] = Field(default_factory=dict, description="The effective config")
+    is_active: bool
+    origin: dict[str, Any] | None
+    revision: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class VariantList(BaseModel):
+    data: list[VariantPublic]
+    count: int
+
+
+class ResolvedConfig(BaseModel):
+    agent_id: uuid.UUID
+    agent_slug: str
+    source: Literal["variant", "agent"]
+    variant_id: uuid.UUID | None
+    variant_slug: str | None
+    revision: str = Field(description="agent revision.variant revision (0 without a variant)")
+    etag: str
+    config: dict[str, Any]
+    provenance: dict[str, Literal["agent", "variant", "default"]]
+
+
+class RevisionPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    agent_id: uuid.UUID
+    variant_id: uuid.UUID | None
+    number: int
+    values: dict[str, Any]
+    changed_fields: list[str]
+    actor_id: uuid.UUID | None
+    created_at: datetime
+
+
+class ActivationPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    agent_id: uuid.UUID
+    from_variant_id: uuid.UUID | None
+    to_variant_id: uuid.UUID | None
+    actor_id: uuid.UUID | None
+    reason: str
+    created_at: datetime
+
+
+class RevisionList(BaseModel):
+    data: list[RevisionPublic]
+    count: int
+
+
+class ActivationList(BaseModel):
+    data: list[ActivationPublic]
+    count: int

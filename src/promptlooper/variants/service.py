@@ -1,0 +1,435 @@
+"""Agents and variants: CRUD, clone, activation and resolution. The caller commits.
+
+Every effective change of an agent's base config or of a variant's overrides appends an
+immutable revision; an update that changes nothing writes nothing. Activation locks the agent
+row (on PostgreSQL) so concurrent activations queue up, and the partial unique index in the
+schema guarantees a single active variant whatever happens.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from promptlooper.auth.principal import Principal
+from promptlooper.errors import Conflict, Invalid, NotFound
+from promptlooper.projects import service as projects
+from promptlooper.variants.config import (
+    base_config,
+    changed,
+    slugify,
+    unique_slug,
+    validate_fields,
+)
+from promptlooper.variants.models import ActivationEvent, Agent, Revision, Variant
+from promptlooper.variants.resolver import Resolution, resolve
+
+
+async def _flush(session: AsyncSession, what: str) -> None:
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"{what} clashes with an existing name or slug") from exc
+
+
+def _record(
+    session: AsyncSession,
+    principal: Principal,
+    agent: Agent,
+    variant: Variant | None,
+    values: Mapping[str, Any],
+    changed_fields: list[str],
+) -> None:
+    session.add(
+        Revision(
+            agent_id=agent.id,
+            variant_id=variant.id if variant else None,
+            number=(variant or agent).revision,
+            values=dict(values),
+            changed_fields=sorted(changed_fields),
+            actor_id=_actor(principal),
+        )
+    )
+
+
+def _actor(principal: Principal) -> uuid.UUID | None:
+    return None if principal.method == "local" else principal.user_id
+
+
+# --- agents -------------------------------------------------------------------------------
+
+
+async def _agent_slug(
+    session: AsyncSession, project_id: uuid.UUID, name: str, slug: str | None
+) -> str:
+    taken = set(await session.scalars(select(Agent.slug).where(Agent.project_id == project_id)))
+    names = set(await session.scalars(select(Agent.name).where(Agent.project_id == project_id)))
+    if name in names:
+        raise Conflict(f"This project already has an agent named {name!r}")
+    if slug is not None:
+        if slug in taken:
+            raise Conflict(f"This project already has an agent with slug {slug!r}")
+        return slug
+    return unique_slug(slugify(name, "agent"), taken)
+
+
+async def create_agent(
+    session: AsyncSession,
+    principal: Principal,
+    project_id: uuid.UUID,
+    *,
+    name: str,
+    fields: Mapping[str, Any],
+    description: str = "",
+    slug: str | None = None,
+) -> Agent:
+    await projects.get_project(session, principal, project_id)
+    config = base_config(fields)
+    agent = Agent(
+        project_id=project_id,
+        name=name,
+        slug=await _agent_slug(session, project_id, name, slug),
+        description=description,
+        config=config,
+        revision=1,
+    )
+    session.add(agent)
+    await _flush(session, "The agent")
+    _record(
+        session, principal, agent, None, config, [k for k, v in config.items() if v is not None]
+    )
+    await session.flush()
+    return agent
+
+
+async def get_agent(session: AsyncSession, principal: Principal, agent_id: uuid.UUID) -> Agent:
+    agent = await session.get(Agent, agent_id)
+    if agent is None:
+        raise NotFound("Agent not found")
+    await projects.get_project(session, principal, agent.project_id)
+    return agent
+
+
+async def get_agent_by_slug(
+    session: AsyncSession, principal: Principal, project_id: uuid.UUID, slug: str
+) -> Agent:
+    await projects.get_project(session, principal, project_id)
+    agent = await session.scalar(
+        select(Agent).where(Agent.project_id == project_id, Agent.slug == slug)
+    )
+    if agent is None:
+        raise NotFound(f"No agent with slug {slug!r} in this project")
+    return agent
+
+
+async def list_agents(
+    session: AsyncSession,
+    principal: Principal,
+    project_id: uuid.UUID,
+    *,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[Agent], int]:
+    await projects.get_project(session, principal, project_id)
+    query = select(Agent).where(Agent.project_id == project_id)
+    total = await session.scalar(select(func.count()).select_from(query.subquery()))
+    page = query.order_by(Agent.name).limit(limit).offset(offset)
+    return list(await session.scalars(page)), total or 0
+
+
+async def update_agent(
+    session: AsyncSession,
+    principal: Principal,
+    agent_id: uuid.UUID,
+    *,
+    fields: Mapping[str, Any],
+    name: str | None = None,
+    description: str | None = None,
+) -> Agent:
+    """Change only what differs; a config change bumps the revision and records it."""
+    agent = await get_agent(session, principal, agent_id)
+    if name is not None and name != agent.name:
+        clash = await session.scalar(
+            select(Agent.id).where(Agent.project_id == agent.project_id, Agent.name == name)
+        )
+        if clash is not None:
+            raise Conflict(f"This project already has an agent named {name!r}")
+        agent.name = name
+    if description is not None and description != agent.description:
+        agent.description = description
+    diff = changed(agent.config, validate_fields(fields))
+    if diff:
+        agent.config = base_config({**agent.config, **diff})
+        agent.revision += 1
+        _record(session, principal, agent, None, agent.config, list(diff))
+    await _flush(session, "The agent")
+    return agent
+
+
+async def delete_agent(session: AsyncSession, principal: Principal, agent_id: uuid.UUID) -> None:
+    agent = await get_agent(session, principal, agent_id)
+    await session.delete(agent)
+    await session.flush()
+
+
+# --- variants -----------------------------------------------------------------------------
+
+
+async def active_variant(session: AsyncSession, agent_id: uuid.UUID) -> Variant | None:
+    return await session.scalar(
+        select(Variant)
+        .where(Variant.agent_id == agent_id, Variant.is_active)
+        .execution_options(populate_existing=True)
+    )
+
+
+async def list_variants(
+    session: AsyncSession, principal: Principal, agent_id: uuid.UUID
+) -> list[Variant]:
+    await get_agent(session, principal, agent_id)
+    query = select(Variant).where(Variant.agent_id == agent_id).order_by(Variant.created_at)
+    return list(await session.scalars(query))
+
+
+async def get_variant(
+    session: AsyncSession, principal: Principal, agent_id: uuid.UUID, variant_id: uuid.UUID
+) -> tuple[Agent, Variant]:
+    agent = await get_agent(session, principal, agent_id)
+    variant = await session.get(Variant, variant_id)
+    if variant is None or variant.agent_id != agent.id:
+        raise NotFound("Variant not found for this agent")
+    return agent, variant
+
+
+async def _variant_slug(
+    session: AsyncSession, agent_id: uuid.UUID, name: str, slug: str | None
+) -> str:
+    rows = (
+        await session.execute(
+            select(Variant.slug, Variant.name).where(Variant.agent_id == agent_id)
+        )
+    ).all()
+    if name in {n for _, n in rows}:
+        raise Conflict(f"This agent already has a variant named {name!r}")
+    taken = {s for s, _ in rows}
+    if slug is not None:
+        if slug in taken:
+            raise Conflict(f"This agent already has a variant with slug {slug!r}")
+        return slug
+    return unique_slug(slugify(name, "variant"), taken)
+
+
+async def create_variant(
+    session: AsyncSession,
+    principal: Principal,
+    agent_id: uuid.UUID,
+    *,
+    name: str,
+    overrides: Mapping[str, Any],
+    description: str = "",
+    slug: str | None = None,
+    origin: dict[str, Any] | None = None,
+) -> Variant:
+    """A variant overriding exactly ``overrides``; every other field follows the agent."""
+    agent = await get_agent(session, principal, agent_id)
+    values = validate_fields(overrides)
+    for field in ("model_provider", "model_name"):
+        if field in values and not values[field]:
+            raise Invalid(f"{field}: a variant cannot clear the agent's {field.replace('_', ' ')}")
+    variant = Variant(
+        agent_id=agent.id,
+        name=name,
+        slug=await _variant_slug(session, agent.id, name, slug),
+        description=description,
+        overrides=values,
+        is_active=False,
+        origin=origin,
+        revision=1,
+    )
+    session.add(variant)
+    await _flush(session, "The variant")
+    _record(session, principal, agent, variant, values, list(values))
+    await session.flush()
+    return variant
+
+
+async def clone_variant(
+    session: AsyncSession,
+    principal: Principal,
+    agent_id: uuid.UUID,
+    source_variant_id: uuid.UUID | None,
+    *,
+    name: str,
+    overrides: Mapping[str, Any],
+    description: str = "",
+    slug: str | None = None,
+) -> Variant:
+    """A new variant from the agent's base (no source) or from another variant of the same
+    agent: the given overrides win, every other field keeps the source's value."""
+    base: dict[str, Any] = {}
+    if source_variant_id is not None:
+        _, source = await get_variant(session, principal, agent_id, source_variant_id)
+        base = dict(source.overrides)
+    return await create_variant(
+        session,
+        principal,
+        agent_id,
+        name=name,
+        overrides={**base, **overrides},
+        description=description,
+        slug=slug,
+        origin={"cloned_from": str(source_variant_id) if source_variant_id else "agent"},
+    )
+
+
+async def update_variant(
+    session: AsyncSession,
+    principal: Principal,
+    agent_id: uuid.UUID,
+    variant_id: uuid.UUID,
+    *,
+    fields: Mapping[str, Any],
+    inherit: list[str] = (),  # type: ignore[assignment]
+    name: str | None = None,
+    description: str | None = None,
+) -> Variant:
+    """Override ``fields``, stop overriding ``inherit``; writes nothing when nothing changes."""
+    agent, variant = await get_variant(session, principal, agent_id, variant_id)
+    both = set(fields) & set(inherit)
+    if both:
+        raise Invalid(f"{sorted(both)[0]}: cannot both set and inherit a field")
+    if name is not None and name != variant.name:
+        clash = await session.scalar(
+            select(Variant.id).where(Variant.agent_id == agent.id, Variant.name == name)
+        )
+        if clash is not None:
+            raise Conflict(f"This agent already has a variant named {name!r}")
+        variant.name = name
+    if description is not None and description != variant.description:
+        variant.description = description
+    values = validate_fields(fields)
+    proposed = {k: v for k, v in {**variant.overrides, **values}.items() if k not in inherit}
+    diff = set(changed(variant.overrides, proposed)) | (set(variant.overrides) - set(proposed))
+    if diff:
+        variant.overrides = proposed
+        variant.revision += 1
+        _record(session, principal, agent, variant, proposed, list(diff))
+    await _flush(session, "The variant")
+    return variant
+
+
+async def delete_variant(
+    session: AsyncSession, principal: Principal, agent_id: uuid.UUID, variant_id: uuid.UUID
+) -> None:
+    """Delete a variant; the active one is deactivated first (and that is recorded)."""
+    agent, variant = await get_variant(session, principal, agent_id, variant_id)
+    if variant.is_active:
+        await deactivate(session, principal, agent.id, reason=f"variant {variant.slug} deleted")
+    await session.delete(variant)
+    await session.flush()
+
+
+# --- activation and resolution ------------------------------------------------------------
+
+
+async def _locked_agent(session: AsyncSession, principal: Principal, agent_id: uuid.UUID) -> Agent:
+    """The agent, locked until commit so activations of one agent run one at a time.
+
+    A no-op UPDATE rather than SELECT ... FOR UPDATE: it row-locks on PostgreSQL and takes
+    the write lock on SQLite, where reads alone would let two activations see the same state.
+    """
+    agent = await get_agent(session, principal, agent_id)
+    await session.execute(
+        update(Agent).where(Agent.id == agent.id).values(revision=Agent.revision),
+        execution_options={"synchronize_session": False},
+    )
+    return agent
+
+
+async def activate(
+    session: AsyncSession,
+    principal: Principal,
+    agent_id: uuid.UUID,
+    variant_id: uuid.UUID,
+    *,
+    reason: str = "",
+) -> Variant:
+    agent = await _locked_agent(session, principal, agent_id)
+    _, variant = await get_variant(session, principal, agent.id, variant_id)
+    current = await active_variant(session, agent.id)
+    if current is not None and current.id == variant.id:
+        return variant
+    if current is not None:
+        current.is_active = False
+        await session.flush()  # before the new one goes active: the index allows only one
+    variant.is_active = True
+    session.add(
+        ActivationEvent(
+            agent_id=agent.id,
+            from_variant_id=current.id if current else None,
+            to_variant_id=variant.id,
+            actor_id=_actor(principal),
+            reason=reason,
+        )
+    )
+    await session.flush()
+    return variant
+
+
+async def deactivate(
+    session: AsyncSession, principal: Principal, agent_id: uuid.UUID, *, reason: str = ""
+) -> Variant | None:
+    """Serve the agent's base config again; returns the variant that was active, if any."""
+    agent = await _locked_agent(session, principal, agent_id)
+    current = await active_variant(session, agent.id)
+    if current is None:
+        return None
+    current.is_active = False
+    session.add(
+        ActivationEvent(
+            agent_id=agent.id,
+            from_variant_id=current.id,
+            to_variant_id=None,
+            actor_id=_actor(principal),
+            reason=reason,
+        )
+    )
+    await session.flush()
+    return current
+
+
+async def resolution(session: AsyncSession, agent: Agent) -> Resolution:
+    return resolve(agent, await active_variant(session, agent.id))
+
+
+async def effective_config(session: AsyncSession, agent: Agent, variant: Variant) -> dict[str, Any]:
+    return resolve(agent, variant).config
+
+
+async def list_revisions(
+    session: AsyncSession, principal: Principal, agent_id: uuid.UUID
+) -> list[Revision]:
+    await get_agent(session, principal, agent_id)
+    query = (
+        select(Revision)
+        .where(Revision.agent_id == agent_id)
+        .order_by(Revision.created_at, Revision.number)
+    )
+    return list(await session.scalars(query))
+
+
+async def list_activations(
+    session: AsyncSession, principal: Principal, agent_id: uuid.UUID
+) -> list[ActivationEvent]:
+    await get_agent(session, principal, agent_id)
+    query = (
+        select(ActivationEvent)
+        .where(ActivationEvent.agent_id == agent_id)
+        .order_by(ActivationEvent.created_at)
+    )
+    return list(await session.scalars(query))
