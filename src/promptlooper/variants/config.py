@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from promptlooper.errors import Invalid
+from promptlooper.errors import Conflict, Invalid
 from promptlooper.types import UNSET, UnsetType
 
 Source = Literal["agent", "variant", "default"]
@@ -124,6 +124,20 @@ def slugify(name: str, fallback: str = "item") -> str:
     ascii_name = folded.encode("ascii", "ignore").decode()
     slug = _NON_ALNUM.sub("-", ascii_name.lower()).strip("-")
     return slug[:100].rstrip("-") or fallback
+
+
+def claim_slug(
+    name: str, requested: str | None, names: set[str], slugs: set[str], *, owner: str, kind: str
+) -> str:
+    """The slug for a new ``kind`` called ``name`` among its siblings: the requested one if
+    free, else one made from the name; a name or requested slug already in use is a conflict."""
+    if name in names:
+        raise Conflict(f"This {owner} already has {kind} named {name!r}")
+    if requested is None:
+        return unique_slug(slugify(name, kind.split()[-1]), slugs)
+    if requested in slugs:
+        raise Conflict(f"This {owner} already has {kind} with slug {requested!r}")
+    return requested
 
 
 def unique_slug(base: str, taken: set[str]) -> str:

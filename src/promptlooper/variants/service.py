@@ -22,8 +22,7 @@ from promptlooper.projects import service as projects
 from promptlooper.variants.config import (
     base_config,
     changed,
-    slugify,
-    unique_slug,
+    claim_slug,
     validate_fields,
 )
 from promptlooper.variants.models import ActivationEvent, Agent, Revision, Variant
@@ -67,15 +66,12 @@ def _actor(principal: Principal) -> uuid.UUID | None:
 async def _agent_slug(
     session: AsyncSession, project_id: uuid.UUID, name: str, slug: str | None
 ) -> str:
-    taken = set(await session.scalars(select(Agent.slug).where(Agent.project_id == project_id)))
-    names = set(await session.scalars(select(Agent.name).where(Agent.project_id == project_id)))
-    if name in names:
-        raise Conflict(f"This project already has an agent named {name!r}")
-    if slug is not None:
-        if slug in taken:
-            raise Conflict(f"This project already has an agent with slug {slug!r}")
-        return slug
-    return unique_slug(slugify(name, "agent"), taken)
+    rows = (
+        await session.execute(select(Agent.name, Agent.slug).where(Agent.project_id == project_id))
+    ).all()
+    return claim_slug(
+        name, slug, {n for n, _ in rows}, {s for _, s in rows}, owner="project", kind="an agent"
+    )
 
 
 async def create_agent(
@@ -211,17 +207,12 @@ async def _variant_slug(
 ) -> str:
     rows = (
         await session.execute(
-            select(Variant.slug, Variant.name).where(Variant.agent_id == agent_id)
+            select(Variant.name, Variant.slug).where(Variant.agent_id == agent_id)
         )
     ).all()
-    if name in {n for _, n in rows}:
-        raise Conflict(f"This agent already has a variant named {name!r}")
-    taken = {s for s, _ in rows}
-    if slug is not None:
-        if slug in taken:
-            raise Conflict(f"This agent already has a variant with slug {slug!r}")
-        return slug
-    return unique_slug(slugify(name, "variant"), taken)
+    return claim_slug(
+        name, slug, {n for n, _ in rows}, {s for _, s in rows}, owner="agent", kind="a variant"
+    )
 
 
 async def create_variant(
