@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime
 
 from promptlooper.auth.deps import PrincipalDep
 from promptlooper.db.deps import SessionDep
-from promptlooper.variants import service
+from promptlooper.variants import performance, service
+from promptlooper.variants.metrics import Summary
 from promptlooper.variants.models import Agent, Variant
 from promptlooper.variants.resolver import Resolution, resolve
 from promptlooper.variants.schemas import (
@@ -21,11 +23,18 @@ from promptlooper.variants.schemas import (
     AgentList,
     AgentPublic,
     AgentUpdate,
+    HistoryPoint,
+    HistoryResponse,
+    MetricsResponse,
+    PerformanceBatch,
+    PerformanceIn,
+    Recorded,
     ResolvedConfig,
     RevisionList,
     RevisionPublic,
     VariantCreate,
     VariantList,
+    VariantMetrics,
     VariantPublic,
     VariantUpdate,
     config_fields,
@@ -318,3 +327,78 @@ async def list_activations(
     return ActivationList(
         data=[ActivationPublic.model_validate(e) for e in events], count=len(events)
     )
+
+
+def _metrics_out(variant_id: uuid.UUID | None, slug: str | None, summary: Summary) -> dict:
+    return {
+        "variant_id": variant_id,
+        "variant_slug": slug,
+        "n": summary.n,
+        "success_rate": summary.success_rate,
+        "success_ci": summary.success_ci,
+        "latency_p50_ms": summary.latency_p50_ms,
+        "latency_p95_ms": summary.latency_p95_ms,
+        "mean_tokens_in": summary.mean_tokens_in,
+        "mean_tokens_out": summary.mean_tokens_out,
+        "mean_cost": summary.mean_cost,
+        "quality_mean": summary.quality_mean,
+        "quality_ci": summary.quality_ci,
+        "quality_n": summary.quality_n,
+    }
+
+
+@router.post("/api/agents/{agent_id}/performance", status_code=status.HTTP_201_CREATED)
+async def record_performance(
+    agent_id: uuid.UUID,
+    body: PerformanceIn | PerformanceBatch,
+    principal: PrincipalDep,
+    session: SessionDep,
+) -> Recorded:
+    """Log served calls: one record, or a list of up to 1,000 (stored all or none)."""
+    items = body if isinstance(body, list) else [body]
+    count = await performance.record(
+        session, principal, agent_id, [i.model_dump(exclude_unset=True) for i in items]
+    )
+    await session.commit()
+    return Recorded(recorded=count)
+
+
+@router.get("/api/agents/{agent_id}/metrics")
+async def agent_metrics(
+    agent_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
+) -> MetricsResponse:
+    """Per variant over a window (default: the last 30 days): n, success rate with a Wilson
+    interval, p50/p95 latency, mean tokens and cost, mean quality with a 95 % interval."""
+    start, end, summaries, slugs = await performance.metrics(
+        session, principal, agent_id, since=since, until=until
+    )
+    data = [
+        VariantMetrics(**_metrics_out(key, slugs.get(key) if key else None, summary))
+        for key, summary in summaries.items()
+    ]
+    return MetricsResponse(agent_id=agent_id, since=start, until=end, data=data)
+
+
+@router.get("/api/agents/{agent_id}/history")
+async def agent_history(
+    agent_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    bucket: Literal["hour", "day"] = "day",
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
+) -> HistoryResponse:
+    """The metrics per hour or day and variant, oldest first."""
+    points = await performance.history(
+        session, principal, agent_id, bucket=bucket, since=since, until=until
+    )
+    slugs = {v.id: v.slug for v in await service.list_variants(session, principal, agent_id)}
+    data = [
+        HistoryPoint(bucket_start=start, **_metrics_out(key, slugs.get(key) if key else None, s))
+        for start, key, s in points
+    ]
+    return HistoryResponse(agent_id=agent_id, bucket=bucket, data=data)

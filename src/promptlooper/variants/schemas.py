@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from promptlooper.variants.config import CONFIG_FIELDS, ConfigFields
 
@@ -144,3 +144,60 @@ class RevisionList(BaseModel):
 class ActivationList(BaseModel):
     data: list[ActivationPublic]
     count: int
+
+
+class PerformanceIn(BaseModel):
+    """One served call. ``variant_id`` null: the agent's base config answered."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    variant_id: uuid.UUID | None = None
+    revision: Annotated[str, StringConstraints(max_length=40)] | None = None
+    latency_ms: float | None = Field(default=None, ge=0)
+    tokens_in: int = Field(default=0, ge=0)
+    tokens_out: int = Field(default=0, ge=0)
+    cost: float = Field(default=0.0, ge=0)
+    success: bool = True
+    quality: float | None = Field(default=None, ge=0, le=1)
+    error: Annotated[str, StringConstraints(max_length=5000)] | None = None
+    timestamp: AwareDatetime | None = None
+
+
+PerformanceBatch = Annotated[list[PerformanceIn], Field(min_length=1, max_length=1000)]
+
+
+class Recorded(BaseModel):
+    recorded: int
+
+
+class VariantMetrics(BaseModel):
+    variant_id: uuid.UUID | None = Field(description="null: the agent's base config")
+    variant_slug: str | None
+    n: int
+    success_rate: float | None
+    success_ci: tuple[float, float] = Field(description="95 % Wilson interval")
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    mean_tokens_in: float | None
+    mean_tokens_out: float | None
+    mean_cost: float | None
+    quality_mean: float | None
+    quality_ci: tuple[float | None, float | None] = Field(description="95 % Student-t interval")
+    quality_n: int
+
+
+class MetricsResponse(BaseModel):
+    agent_id: uuid.UUID
+    since: datetime
+    until: datetime
+    data: list[VariantMetrics]
+
+
+class HistoryPoint(VariantMetrics):
+    bucket_start: datetime
+
+
+class HistoryResponse(BaseModel):
+    agent_id: uuid.UUID
+    bucket: Literal["hour", "day"]
+    data: list[HistoryPoint]

@@ -1,0 +1,150 @@
+"""The performance log, metrics and history through the HTTP API on both databases."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+
+async def _variant(client, owner, agent, name: str) -> dict:
+    return (
+        await client.post(
+            f"/api/agents/{agent['id']}/variants", json={"name": name}, headers=owner.headers
+        )
+    ).json()
+
+
+async def test_log_and_read_metrics_per_variant(client: httpx.AsyncClient, owner, agent):
+    a = await _variant(client, owner, agent, "A")
+    b = await _variant(client, owner, agent, "B")
+    records = [
+        {
+            "variant_id": a["id"],
+            "revision": "1.1",
+            "latency_ms": 100 + i,
+            "tokens_in": 50,
+            "tokens_out": 10,
+            "cost": 0.002,
+            "success": i < 8,
+            "quality": 0.8,
+        }
+        for i in range(10)
+    ]
+    records.append({"latency_ms": 300, "success": False, "error": "timeout"})  # base config
+
+    batch = await client.post(
+        f"/api/agents/{agent['id']}/performance", json=records, headers=owner.headers
+    )
+    single = await client.post(
+        f"/api/agents/{agent['id']}/performance",
+        json={"variant_id": b["id"], "latency_ms": 50, "quality": 1.0},
+        headers=owner.headers,
+    )
+    metrics = (await client.get(f"/api/agents/{agent['id']}/metrics", headers=owner.headers)).json()
+
+    assert batch.json() == {"recorded": 11}
+    assert single.status_code == 201
+    by_variant = {m["variant_slug"]: m for m in metrics["data"]}
+    assert set(by_variant) == {None, "a", "b"}
+    assert by_variant["a"]["n"] == 10
+    assert by_variant["a"]["success_rate"] == pytest.approx(0.8)
+    assert by_variant["a"]["success_ci"] == [
+        pytest.approx(0.4902, abs=1e-4),
+        pytest.approx(0.9433, abs=1e-4),
+    ]
+    assert by_variant["a"]["latency_p50_ms"] == pytest.approx(104.5)
+    assert by_variant["a"]["mean_cost"] == pytest.approx(0.002)
+    assert by_variant["a"]["quality_mean"] == pytest.approx(0.8)
+    assert by_variant["b"]["n"] == 1
+    assert by_variant["b"]["quality_ci"] == [None, None]
+    assert by_variant[None]["success_rate"] == 0.0
+
+
+async def test_window_and_history_buckets(client: httpx.AsyncClient, owner, agent):
+    a = await _variant(client, owner, agent, "A")
+    now = datetime.now(UTC).replace(minute=30)
+    stamps = [
+        now - timedelta(days=3),
+        now - timedelta(days=3, hours=1),
+        now - timedelta(hours=2),
+        now - timedelta(days=40),
+    ]
+    await client.post(
+        f"/api/agents/{agent['id']}/performance",
+        json=[
+            {"variant_id": a["id"], "latency_ms": 10, "timestamp": t.isoformat()} for t in stamps
+        ],
+        headers=owner.headers,
+    )
+
+    days = (
+        await client.get(f"/api/agents/{agent['id']}/history?bucket=day", headers=owner.headers)
+    ).json()
+    hours = (
+        await client.get(f"/api/agents/{agent['id']}/history?bucket=hour", headers=owner.headers)
+    ).json()
+    window = (
+        await client.get(
+            f"/api/agents/{agent['id']}/metrics",
+            params={"since": (now - timedelta(days=1)).isoformat()},
+            headers=owner.headers,
+        )
+    ).json()
+
+    assert [p["n"] for p in days["data"]] in ([2, 1], [1, 1, 1])  # the last 30 days only
+    assert sum(p["n"] for p in hours["data"]) == 3
+    assert len(hours["data"]) == 3
+    assert all(p["bucket_start"].endswith(("00:00Z", "00:00+00:00")) for p in hours["data"])
+    assert {m["variant_slug"]: m["n"] for m in window["data"]} == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"quality": 1.5}, 422),
+        ({"latency_ms": -1}, 422),
+        ({"surprise": True}, 422),
+        ([], 422),
+        ({"variant_id": str(uuid.uuid4())}, 422),
+        ({"timestamp": "2099-01-01T00:00:00Z"}, 422),
+        ({"timestamp": "2026-01-01T00:00:00"}, 422),
+    ],
+)
+async def test_bad_performance_records_are_refused_whole(
+    client: httpx.AsyncClient, owner, agent, body, status
+):
+    payload = [{"latency_ms": 5}, body] if isinstance(body, dict) else body
+    response = await client.post(
+        f"/api/agents/{agent['id']}/performance", json=payload, headers=owner.headers
+    )
+    metrics = (await client.get(f"/api/agents/{agent['id']}/metrics", headers=owner.headers)).json()
+
+    assert response.status_code == status, response.text
+    assert metrics["data"] == []  # nothing half-written
+
+
+async def test_a_variant_of_another_agent_is_refused(
+    client: httpx.AsyncClient, owner, agent, project_id
+):
+    from tests.variants.conftest import BASE
+
+    other = (
+        await client.post(
+            f"/api/projects/{project_id}/agents",
+            json={"name": "Other", **BASE},
+            headers=owner.headers,
+        )
+    ).json()
+    theirs = await _variant(client, owner, other, "X")
+
+    response = await client.post(
+        f"/api/agents/{agent['id']}/performance",
+        json={"variant_id": theirs["id"]},
+        headers=owner.headers,
+    )
+
+    assert response.status_code == 422
+    assert "is not a variant of this agent" in response.json()["detail"]
