@@ -148,3 +148,24 @@ def unique_slug(base: str, taken: set[str]) -> str:
     while f"{base}-{n}" in taken:
         n += 1
     return f"{base}-{n}"
+
+
+_SWEEP_PARAMS = ("temperature", "max_tokens", "timeout_seconds", "max_retries")
+
+
+def from_sweep_config(run_config: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Overrides from a single-stage sweep config (``prompt``, ``model``, ``system``,
+    ``params``), and the parameters that have no agent field."""
+    if "pipeline_stages" in run_config:
+        raise Invalid("config_hash: a pipeline config does not map onto one agent config")
+    values: dict[str, Any] = {}
+    provider, _, model = str(run_config.get("model", "")).partition(":")
+    if provider and model:
+        values["model_provider"], values["model_name"] = provider, model
+    if run_config.get("prompt") is not None:
+        values["user_prompt_template"] = run_config["prompt"]
+    if run_config.get("system") is not None:
+        values["system_prompt"] = run_config["system"]
+    params = dict(run_config.get("params") or {})
+    values.update({k: params.pop(k) for k in _SWEEP_PARAMS if k in params})
+    return validate_fields(values), sorted(params)

@@ -11,7 +11,9 @@ from pydantic import AwareDatetime
 
 from promptlooper.auth.deps import PrincipalDep
 from promptlooper.db.deps import SessionDep
-from promptlooper.variants import performance, service
+from promptlooper.errors import NotFound
+from promptlooper.variants import performance, promotion, service
+from promptlooper.variants.compare import compare
 from promptlooper.variants.metrics import Summary
 from promptlooper.variants.models import Agent, Variant
 from promptlooper.variants.resolver import Resolution, resolve
@@ -23,11 +25,15 @@ from promptlooper.variants.schemas import (
     AgentList,
     AgentPublic,
     AgentUpdate,
+    ComparedItem,
+    Comparison,
     HistoryPoint,
     HistoryResponse,
     MetricsResponse,
     PerformanceBatch,
     PerformanceIn,
+    Promoted,
+    PromoteRequest,
     Recorded,
     ResolvedConfig,
     RevisionList,
@@ -402,3 +408,60 @@ async def agent_history(
         for start, key, s in points
     ]
     return HistoryResponse(agent_id=agent_id, bucket=bucket, data=data)
+
+
+@router.post("/api/agents/{agent_id}/variants/from-experiment", status_code=201)
+async def promote_from_experiment(
+    agent_id: uuid.UUID, body: PromoteRequest, principal: PrincipalDep, session: SessionDep
+) -> Promoted:
+    """A variant from a sweep's best config (or the config named by ``config_hash``); model,
+    prompt, system prompt, temperature, max_tokens, timeout and retries carry over."""
+    variant, unmapped = await promotion.from_experiment(
+        session,
+        principal,
+        agent_id,
+        body.experiment_id,
+        config_hash=body.config_hash,
+        name=body.name,
+        description=body.description,
+    )
+    await session.commit()
+    agent = await service.get_agent(session, principal, agent_id)
+    return Promoted(**_variant_out(agent, variant).model_dump(), unmapped_parameters=unmapped)
+
+
+def _compared(
+    variant: Variant | None, summaries: dict[uuid.UUID | None, Summary], any_active: bool
+) -> ComparedItem:
+    key = variant.id if variant else None
+    slug = variant.slug if variant else None
+    summary = summaries.get(key)
+    return ComparedItem(
+        name=slug or "agent",
+        variant_id=key,
+        is_active=variant.is_active if variant else not any_active,
+        metrics=VariantMetrics(**_metrics_out(key, slug, summary)) if summary else None,
+    )
+
+
+@router.get("/api/agents/{agent_id}/compare")
+async def compare_variants(
+    agent_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    variants: Annotated[str, Query(description="Comma-separated variant ids or slugs")] = "",
+) -> Comparison:
+    """The agent and the chosen variants (all, if none chosen) field by field, with prompt
+    diffs and each one's metrics over the last 30 days."""
+    agent = await service.get_agent(session, principal, agent_id)
+    every = await service.list_variants(session, principal, agent_id)
+    wanted = [w.strip() for w in variants.split(",") if w.strip()]
+    by_key = {str(v.id): v for v in every} | {v.slug: v for v in every}
+    missing = [w for w in wanted if w not in by_key]
+    if missing:
+        raise NotFound(f"No variant {missing[0]!r} for this agent")
+    chosen = [by_key[w] for w in dict.fromkeys(wanted)] or every
+    _, _, summaries, _ = await performance.metrics(session, principal, agent_id)
+    any_active = any(v.is_active for v in every)
+    items = [_compared(v, summaries, any_active) for v in [None, *chosen]]
+    return Comparison(agent_id=agent.id, items=items, **compare(agent, chosen))

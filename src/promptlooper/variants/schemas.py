@@ -201,3 +201,34 @@ class HistoryResponse(BaseModel):
     agent_id: uuid.UUID
     bucket: Literal["hour", "day"]
     data: list[HistoryPoint]
+
+
+class PromoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    experiment_id: uuid.UUID
+    config_hash: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None, description="A config of the experiment; its best one if left out"
+    )
+    name: Name | None = None
+    description: Description = ""
+
+
+class Promoted(VariantPublic):
+    unmapped_parameters: list[str] = Field(
+        default_factory=list, description="Sweep parameters with no agent field, not carried over"
+    )
+
+
+class ComparedItem(BaseModel):
+    name: str = Field(description='"agent" or a variant slug')
+    variant_id: uuid.UUID | None
+    is_active: bool
+    metrics: VariantMetrics | None
+
+
+class Comparison(BaseModel):
+    agent_id: uuid.UUID
+    items: list[ComparedItem]
+    fields: list[dict[str, Any]]
+    prompt_diffs: list[dict[str, str]]

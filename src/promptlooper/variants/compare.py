@@ -1,0 +1,50 @@
+"""Field-by-field comparison of an agent's base config and some of its variants.
+
+Which fields differ, where each value comes from, and a unified diff for the prompts, so a
+reviewer sees exactly what a variant changes before activating it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from typing import Any
+
+from promptlooper.variants.config import CONFIG_FIELDS, overlay, provenance
+from promptlooper.variants.models import Agent, Variant
+
+PROMPT_FIELDS = ("system_prompt", "user_prompt_template")
+
+
+def compare(agent: Agent, variants: Sequence[Variant]) -> dict[str, Any]:
+    """``fields``: per field, the value of the agent and of each variant (by slug), whether
+    they differ and each value's source; ``prompt_diffs``: each variant's prompt changes."""
+    configs = {"agent": dict(agent.config)} | {
+        v.slug: overlay(agent.config, v.overrides) for v in variants
+    }
+    sources = {"agent": dict.fromkeys(CONFIG_FIELDS, "agent")} | {
+        v.slug: provenance(agent.config, v.overrides) for v in variants
+    }
+    fields = [
+        {
+            "field": field,
+            "differs": len({repr(c[field]) for c in configs.values()}) > 1,
+            "values": {name: c[field] for name, c in configs.items()},
+            "sources": {name: s[field] for name, s in sources.items()},
+        }
+        for field in CONFIG_FIELDS
+    ]
+    diffs = []
+    for variant in variants:
+        for field in PROMPT_FIELDS:
+            before = agent.config.get(field) or ""
+            after = configs[variant.slug][field] or ""
+            if before != after:
+                lines = difflib.unified_diff(
+                    before.splitlines(keepends=True),
+                    after.splitlines(keepends=True),
+                    fromfile=f"agent/{field}",
+                    tofile=f"{variant.slug}/{field}",
+                )
+                diffs.append({"variant": variant.slug, "field": field, "diff": "".join(lines)})
+    return {"fields": fields, "prompt_diffs": diffs}
