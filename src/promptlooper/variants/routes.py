@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response, status
@@ -336,21 +337,7 @@ async def list_activations(
 
 
 def _metrics_out(variant_id: uuid.UUID | None, slug: str | None, summary: Summary) -> dict:
-    return {
-        "variant_id": variant_id,
-        "variant_slug": slug,
-        "n": summary.n,
-        "success_rate": summary.success_rate,
-        "success_ci": summary.success_ci,
-        "latency_p50_ms": summary.latency_p50_ms,
-        "latency_p95_ms": summary.latency_p95_ms,
-        "mean_tokens_in": summary.mean_tokens_in,
-        "mean_tokens_out": summary.mean_tokens_out,
-        "mean_cost": summary.mean_cost,
-        "quality_mean": summary.quality_mean,
-        "quality_ci": summary.quality_ci,
-        "quality_n": summary.quality_n,
-    }
+    return {"variant_id": variant_id, "variant_slug": slug, **asdict(summary)}
 
 
 @router.post("/api/agents/{agent_id}/performance", status_code=status.HTTP_201_CREATED)
