@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import JSONResponse
@@ -61,6 +61,24 @@ def _variant_out(agent: Agent, variant: Variant) -> VariantPublic:
     return VariantPublic.model_validate(variant).model_copy(
         update={"config": resolve(agent, variant).config}
     )
+
+
+def _new_variant_args(body: VariantCreate) -> dict[str, Any]:
+    """What a create or clone body says about the new variant: its names and its overrides."""
+    return {
+        "name": body.name,
+        "description": body.description,
+        "slug": body.slug,
+        "overrides": config_fields(body),
+    }
+
+
+async def _committed(
+    session: SessionDep, principal: PrincipalDep, agent_id: uuid.UUID, variant: Variant
+) -> VariantPublic:
+    """Commit the request's work, then answer with the variant as it now resolves."""
+    await session.commit()
+    return _variant_out(await service.get_agent(session, principal, agent_id), variant)
 
 
 def _resolved_out(found: Resolution) -> ResolvedConfig:
@@ -178,17 +196,8 @@ async def create_variant(
     agent_id: uuid.UUID, body: VariantCreate, principal: PrincipalDep, session: SessionDep
 ) -> VariantPublic:
     """A variant overriding exactly the config fields in the body."""
-    variant = await service.create_variant(
-        session,
-        principal,
-        agent_id,
-        name=body.name,
-        description=body.description,
-        slug=body.slug,
-        overrides=config_fields(body),
-    )
-    await session.commit()
-    return _variant_out(await service.get_agent(session, principal, agent_id), variant)
+    variant = await service.create_variant(session, principal, agent_id, **_new_variant_args(body))
+    return await _committed(session, principal, agent_id, variant)
 
 
 @router.get("/api/agents/{agent_id}/variants")
@@ -206,17 +215,9 @@ async def clone_agent(
 ) -> VariantPublic:
     """A new variant from the agent's base config, with the overrides in the body."""
     variant = await service.clone_variant(
-        session,
-        principal,
-        agent_id,
-        None,
-        name=body.name,
-        description=body.description,
-        slug=body.slug,
-        overrides=config_fields(body),
+        session, principal, agent_id, None, **_new_variant_args(body)
     )
-    await session.commit()
-    return _variant_out(await service.get_agent(session, principal, agent_id), variant)
+    return await _committed(session, principal, agent_id, variant)
 
 
 @router.get("/api/agents/{agent_id}/variants/{variant_id}")
@@ -247,8 +248,7 @@ async def update_variant(
         name=sent.get("name"),
         description=sent.get("description"),
     )
-    await session.commit()
-    return _variant_out(await service.get_agent(session, principal, agent_id), variant)
+    return await _committed(session, principal, agent_id, variant)
 
 
 @router.delete(
@@ -272,17 +272,9 @@ async def clone_variant(
 ) -> VariantPublic:
     """A new variant from another: the body's overrides win, the rest keeps the source's."""
     variant = await service.clone_variant(
-        session,
-        principal,
-        agent_id,
-        variant_id,
-        name=body.name,
-        description=body.description,
-        slug=body.slug,
-        overrides=config_fields(body),
+        session, principal, agent_id, variant_id, **_new_variant_args(body)
     )
-    await session.commit()
-    return _variant_out(await service.get_agent(session, principal, agent_id), variant)
+    return await _committed(session, principal, agent_id, variant)
 
 
 @router.post("/api/agents/{agent_id}/variants/{variant_id}/activate")
@@ -297,8 +289,7 @@ async def activate_variant(
     variant = await service.activate(
         session, principal, agent_id, variant_id, reason=(body or ActivationRequest()).reason
     )
-    await session.commit()
-    return _variant_out(await service.get_agent(session, principal, agent_id), variant)
+    return await _committed(session, principal, agent_id, variant)
 
 
 @router.post("/api/agents/{agent_id}/deactivate")
