@@ -39,6 +39,7 @@ from promptlooper.variants.schemas import (
     ResolvedConfig,
     RevisionList,
     RevisionPublic,
+    RolledBack,
     VariantCreate,
     VariantList,
     VariantMetrics,
@@ -314,6 +315,22 @@ async def list_revisions(
     revisions = await service.list_revisions(session, principal, agent_id)
     return RevisionList(
         data=[RevisionPublic.model_validate(r) for r in revisions], count=len(revisions)
+    )
+
+
+@router.post("/api/agents/{agent_id}/revisions/{revision_id}/rollback")
+async def rollback(
+    agent_id: uuid.UUID, revision_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
+) -> RolledBack:
+    """Re-apply an old revision; it becomes a new revision (nothing when already current)."""
+    agent, variant = await service.rollback(session, principal, agent_id, revision_id)
+    await session.commit()
+    if variant is None:
+        return RolledBack(target="agent", agent=await _agent_out(session, agent))
+    return RolledBack(
+        target="variant",
+        agent=await _agent_out(session, agent),
+        variant=_variant_out(agent, variant),
     )
 
 

@@ -146,6 +146,14 @@ class ActivationList(BaseModel):
     count: int
 
 
+class RolledBack(BaseModel):
+    """What a rollback re-applied to: the agent's base, or one variant (then ``variant``)."""
+
+    target: Literal["agent", "variant"]
+    agent: AgentPublic
+    variant: VariantPublic | None = None
+
+
 class PerformanceIn(BaseModel):
     """One served call. ``variant_id`` null: the agent's base config answered."""
 

@@ -325,6 +325,28 @@ async def delete_variant(
     await session.flush()
 
 
+async def rollback(
+    session: AsyncSession, principal: Principal, agent_id: uuid.UUID, revision_id: uuid.UUID
+) -> tuple[Agent, Variant | None]:
+    """Re-apply an old revision of the agent's base or of one variant as a new revision.
+
+    History is never rewritten: rolling back appends a revision whose values are the old
+    one's, and rolling back to what is already current writes nothing.
+    """
+    agent = await get_agent(session, principal, agent_id)
+    revision = await session.get(Revision, revision_id)
+    if revision is None or revision.agent_id != agent.id:
+        raise NotFound("Revision not found for this agent")
+    if revision.variant_id is None:
+        return await update_agent(session, principal, agent.id, fields=revision.values), None
+    _, variant = await get_variant(session, principal, agent.id, revision.variant_id)
+    dropped = [field for field in variant.overrides if field not in revision.values]
+    variant = await update_variant(
+        session, principal, agent.id, variant.id, fields=revision.values, inherit=dropped
+    )
+    return agent, variant
+
+
 # --- activation and resolution ------------------------------------------------------------
 
 
