@@ -29,7 +29,8 @@ async def test_rolling_back_the_agent_restores_its_base_as_a_new_revision(
 
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["target"] == "agent" and body["variant"] is None
+    assert body["target"] == "agent"
+    assert body["variant"] is None
     assert body["agent"]["revision"] == 4
     assert body["agent"]["config"] == first["values"]
     latest = (await _revisions(client, owner, agent))[-1]

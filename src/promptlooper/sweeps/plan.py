@@ -15,6 +15,7 @@ from typing import Any
 from promptlooper.errors import Invalid
 from promptlooper.sweeps.adapters.base import ModelPrice, ProviderConfig
 from promptlooper.sweeps.adapters.registry import adapter_types, parse_model_ref
+from promptlooper.sweeps.engine.budget import split_params
 from promptlooper.sweeps.engine.runner import StageDef
 from promptlooper.sweeps.engine.space import Config, select_configs, space_size
 from promptlooper.sweeps.engine.templating import (
@@ -240,12 +241,23 @@ def _check_stages(plan: SweepPlan, space: Mapping[str, list[Any]]) -> None:
     for config in plan.configs:
         for index, stage in enumerate(plan.stages_for(config)):
             _check_model(stage.model, _where(plan, index, "model"), plan.providers)
+            _check_budget(stage.params, plan, index)
             for field in ("prompt_template", "system"):
                 source = getattr(stage, field)
                 if source is None or (index, field, str(source)) in checked:
                     continue
                 checked.add((index, field, str(source)))
                 _check_template(source, _where(plan, index, field), space, plan.rows)
+
+
+def _check_budget(params: Any, plan: SweepPlan, index: int) -> None:
+    if not isinstance(params, dict):
+        raise Invalid(f"{_where(plan, index, 'params')}: must be a mapping, got {params!r}")
+    try:
+        split_params(params)
+    except Invalid as exc:
+        where = f"pipeline[{index}].params" if plan.is_pipeline else "parameter_space"
+        raise Invalid(f"{where}.{exc.message}") from exc
 
 
 def _templates_in(value: Any) -> list[str]:

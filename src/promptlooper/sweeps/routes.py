@@ -48,7 +48,10 @@ def _jobs(request: Request) -> SweepJobs:
     return request.app.state.sweep_jobs
 
 
-async def _public(session: SessionDep, experiment: Experiment, model: type = ExperimentPublic):
+async def experiment_out(
+    session: SessionDep, experiment: Experiment, model: type = ExperimentPublic
+) -> ExperimentPublic:
+    """An experiment as the API shows it, with its run counts."""
     counts = (await service.progress(session, [experiment.id]))[experiment.id]
     return model.model_validate(experiment).model_copy(update={"progress": Progress(**counts)})
 
@@ -68,7 +71,7 @@ async def create_experiment(
         session, principal, project_id, body, allow_python=settings.allow_python_callables
     )
     await session.commit()
-    return await _public(session, experiment, ExperimentDetail)
+    return await experiment_out(session, experiment, ExperimentDetail)
 
 
 @router.get("/api/projects/{project_id}/experiments")
@@ -95,7 +98,7 @@ async def get_experiment(
     experiment_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
 ) -> ExperimentDetail:
     experiment = await service.get_experiment(session, principal, experiment_id)
-    return await _public(session, experiment, ExperimentDetail)
+    return await experiment_out(session, experiment, ExperimentDetail)
 
 
 @router.delete("/api/experiments/{experiment_id}", status_code=status.HTTP_204_NO_CONTENT)

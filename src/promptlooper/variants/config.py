@@ -151,6 +151,7 @@ def unique_slug(base: str, taken: set[str]) -> str:
 
 
 _SWEEP_PARAMS = ("temperature", "max_tokens", "timeout_seconds", "max_retries")
+_BUDGET_PARAMS = ("timeout_seconds", "max_retries", "token_budget", "input_token_limit")
 
 
 def from_sweep_config(run_config: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -169,3 +170,35 @@ def from_sweep_config(run_config: Mapping[str, Any]) -> tuple[dict[str, Any], li
     params = dict(run_config.get("params") or {})
     values.update({k: params.pop(k) for k in _SWEEP_PARAMS if k in params})
     return validate_fields(values), sorted(params)
+
+
+def as_sweep(config: Mapping[str, Any], document: Mapping[str, Any]) -> dict[str, Any]:
+    """A sweep document that starts from an effective agent config.
+
+    Each config value becomes a one-value parameter unless the document sweeps that
+    parameter itself, so a sweep file needs only what it varies. Budget fields reach every
+    stage: as parameters of the implicit stage, and as params of each pipeline stage that does
+    not set them.
+    """
+    fixed: dict[str, Any] = {
+        "model": f"{config['model_provider']}:{config['model_name']}",
+        "prompt": config.get("user_prompt_template"),
+        "system": config.get("system_prompt"),
+        **{k: config.get(k) for k in ("temperature", "max_tokens", *_BUDGET_PARAMS)},
+    }
+    result = dict(document)
+    space = dict(result.get("parameter_space") or {})
+    pipeline = result.get("pipeline")
+    for key, value in fixed.items():
+        if value is not None and key not in space:
+            space[key] = [value]
+    result["parameter_space"] = space
+    if isinstance(pipeline, list):
+        budget = {k: config[k] for k in _BUDGET_PARAMS if config.get(k) is not None}
+        result["pipeline"] = [
+            {**stage, "params": {**budget, **(stage.get("params") or {})}}
+            if isinstance(stage, dict)
+            else stage
+            for stage in pipeline
+        ]
+    return result

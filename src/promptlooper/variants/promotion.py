@@ -1,18 +1,47 @@
-"""Promote a sweep's result to a variant: the best config of an experiment (or a chosen one)
-becomes a variant of an agent, with the experiment recorded as its origin."""
+"""Sweeps and variants, both ways: a sweep that starts from an agent's (or a variant's)
+effective config, and promotion of a sweep's best config (or a chosen one) to a variant with
+the experiment recorded as its origin."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.auth.principal import Principal
 from promptlooper.errors import Invalid, NotFound
 from promptlooper.sweeps import service as sweeps
+from promptlooper.sweeps.models import Experiment
+from promptlooper.sweeps.spec import parse_spec
 from promptlooper.variants import service
-from promptlooper.variants.config import from_sweep_config
+from promptlooper.variants.config import as_sweep, from_sweep_config
 from promptlooper.variants.models import Variant
+from promptlooper.variants.resolver import resolve
+
+
+async def sweep_of(
+    session: AsyncSession,
+    principal: Principal,
+    agent_id: uuid.UUID,
+    document: Mapping[str, Any],
+    *,
+    variant_id: uuid.UUID | None = None,
+    allow_python: bool = False,
+) -> Experiment:
+    """An experiment in the agent's project sweeping ``document`` around the config the agent
+    serves now, or around ``variant_id``'s config; its budget fields are enforced per run."""
+    agent = await service.get_agent(session, principal, agent_id)
+    if variant_id is None:
+        config = (await service.resolution(session, agent)).config
+    else:
+        _, variant = await service.get_variant(session, principal, agent.id, variant_id)
+        config = resolve(agent, variant).config
+    spec = parse_spec(as_sweep(config, {"name": f"{agent.name} sweep", **document}))
+    return await sweeps.create_experiment(
+        session, principal, agent.project_id, spec, allow_python=allow_python
+    )
 
 
 async def from_experiment(

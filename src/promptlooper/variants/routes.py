@@ -6,13 +6,16 @@ import uuid
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
 from promptlooper.auth.deps import PrincipalDep
 from promptlooper.db.deps import SessionDep
 from promptlooper.errors import NotFound
+from promptlooper.sweeps.routes import experiment_out
+from promptlooper.sweeps.schemas import ExperimentDetail
+from promptlooper.sweeps.spec import reject_file_references
 from promptlooper.variants import performance, promotion, service
 from promptlooper.variants.compare import compare
 from promptlooper.variants.metrics import Summary
@@ -25,6 +28,7 @@ from promptlooper.variants.schemas import (
     AgentCreate,
     AgentList,
     AgentPublic,
+    AgentSweepRequest,
     AgentUpdate,
     ComparedItem,
     Comparison,
@@ -403,6 +407,30 @@ async def agent_history(
         for start, key, s in points
     ]
     return HistoryResponse(agent_id=agent_id, bucket=bucket, data=data)
+
+
+@router.post("/api/agents/{agent_id}/experiments", status_code=status.HTTP_201_CREATED)
+async def sweep_agent(
+    agent_id: uuid.UUID,
+    body: AgentSweepRequest,
+    request: Request,
+    principal: PrincipalDep,
+    session: SessionDep,
+) -> ExperimentDetail:
+    """A draft experiment in the agent's project, sweeping around the agent's config; start
+    it with ``POST /api/experiments/{id}/start``."""
+    document = dict(body.model_extra or {})
+    reject_file_references(document)
+    experiment = await promotion.sweep_of(
+        session,
+        principal,
+        agent_id,
+        document,
+        variant_id=body.variant_id,
+        allow_python=request.app.state.settings.allow_python_callables,
+    )
+    await session.commit()
+    return await experiment_out(session, experiment, ExperimentDetail)  # type: ignore[return-value]
 
 
 @router.post("/api/agents/{agent_id}/variants/from-experiment", status_code=201)

@@ -154,6 +154,17 @@ class RolledBack(BaseModel):
     variant: VariantPublic | None = None
 
 
+class AgentSweepRequest(BaseModel):
+    """A sweep document (see the experiments API) whose grid starts from the agent's config:
+    parameters it leaves out take the agent's values, budget fields included."""
+
+    model_config = ConfigDict(extra="allow")
+
+    variant_id: uuid.UUID | None = Field(
+        default=None, description="Sweep around this variant (default: what the agent serves)"
+    )
+
+
 class PerformanceIn(BaseModel):
     """One served call. ``variant_id`` null: the agent's base config answered."""
 

@@ -95,28 +95,43 @@ class Providers:
         return gate
 
     async def _attempt(
-        self, gate: _Gate, model: str, prompt: str, params: dict[str, Any], system: str | None
+        self,
+        gate: _Gate,
+        model: str,
+        prompt: str,
+        params: dict[str, Any],
+        system: str | None,
+        seconds: float,
     ) -> AdapterResponse:
         if gate.limiter is not None:
             await gate.limiter.acquire()
         try:
-            async with asyncio.timeout(gate.config.timeout):
+            async with asyncio.timeout(seconds):
                 if gate.semaphore is None:
                     return await gate.adapter.complete(prompt, model, params, system=system)
                 async with gate.semaphore:
                     return await gate.adapter.complete(prompt, model, params, system=system)
         except TimeoutError as exc:
             raise AdapterError(
-                f"{gate.config.name} timed out after {gate.config.timeout:g} s", retryable=True
+                f"{gate.config.name} timed out after {seconds:g} s", retryable=True
             ) from exc
 
     async def complete(
-        self, model_ref: str, prompt: str, params: dict[str, Any], system: str | None
+        self,
+        model_ref: str,
+        prompt: str,
+        params: dict[str, Any],
+        system: str | None,
+        *,
+        call_timeout: float | None = None,
+        max_retries: int | None = None,
     ) -> AdapterResponse:
         provider, model = parse_model_ref(model_ref)
         gate = self._gate(provider)
+        seconds = gate.config.timeout if call_timeout is None else call_timeout
+        retries = gate.config.max_retries if max_retries is None else max_retries
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(gate.config.max_retries + 1),
+            stop=stop_after_attempt(retries + 1),
             wait=_wait,
             retry=retry_if_exception(_retryable),
             reraise=True,
@@ -124,7 +139,7 @@ class Providers:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._attempt(gate, model, prompt, params, system)
+                return await self._attempt(gate, model, prompt, params, system, seconds)
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     def _count_retry(self, _state: RetryCallState) -> None:

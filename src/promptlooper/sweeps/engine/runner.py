@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from promptlooper.errors import PromptLooperError
+from promptlooper.errors import Invalid, PromptLooperError
 from promptlooper.events import EventBus
 from promptlooper.sweeps.adapters.base import AdapterError, AdapterResponse
+from promptlooper.sweeps.engine.budget import Budget, check_input, split_params
 from promptlooper.sweeps.engine.cache import CachedResponse, ResponseCache, cache_key
 from promptlooper.sweeps.engine.persistence import RunOutcome, StageOutcome
 from promptlooper.sweeps.engine.templating import render
@@ -52,10 +53,18 @@ class RunTask:
 
 
 class ModelCaller(Protocol):
-    """Calls a model by reference (``provider:model``), with retries and limits applied."""
+    """Calls a model by reference (``provider:model``), with retries and limits applied;
+    ``call_timeout`` (seconds) and ``max_retries`` override the provider's for this call."""
 
     async def complete(
-        self, model_ref: str, prompt: str, params: dict[str, Any], system: str | None
+        self,
+        model_ref: str,
+        prompt: str,
+        params: dict[str, Any],
+        system: str | None,
+        *,
+        call_timeout: float | None = None,
+        max_retries: int | None = None,
     ) -> AdapterResponse: ...
 
     def cost(self, model_ref: str, tokens_in: int, tokens_out: int) -> float: ...
@@ -98,9 +107,10 @@ def first_stage_key(task: RunTask) -> str | None:
     stage = task.stages[0]
     try:
         prompt, system = _render_stage(stage, template_context(task), [], "", 0)
+        params, _ = split_params(stage.params)
     except PromptLooperError:
         return None
-    return cache_key(prompt, stage.model, stage.params, system)
+    return cache_key(prompt, stage.model, params, system)
 
 
 async def _score(
@@ -143,10 +153,18 @@ async def run_single(
     stages: list[StageOutcome] = []
     views: list[dict[str, Any]] = []
     prev_output = ""
+    token_budget: int | None = None
     try:
         for index, stage in enumerate(task.stages):
+            params, budget = split_params(stage.params)
+            if budget.token_budget is not None:
+                token_budget = min(token_budget or budget.token_budget, budget.token_budget)
+            _check_budget(token_budget, stages)
             prompt, system = _render_stage(stage, base, views, prev_output, index)
-            outcome = await _run_stage(task, caller, cache, index, stage, prompt, system)
+            check_input(prompt, system, stage.model, budget.input_token_limit)
+            outcome = await _run_stage(
+                task, caller, cache, index, stage, params, budget, prompt, system
+            )
             stages.append(outcome)
             views.append({"output": outcome.response_raw, "prompt": prompt, "model": stage.model})
             prev_output = outcome.response_raw
@@ -192,17 +210,31 @@ async def run_single(
     return outcome
 
 
+def _check_budget(token_budget: int | None, done: Sequence[StageOutcome]) -> None:
+    """Stop a pipeline whose earlier stages used up the run's token budget."""
+    if token_budget is None or not done:
+        return
+    used = sum(stage.tokens_in + stage.tokens_out for stage in done)
+    if used >= token_budget:
+        raise Invalid(
+            f"token_budget: {used} tokens used by {len(done)} of the pipeline's stages "
+            f"reached the budget of {token_budget}; the pipeline stopped"
+        )
+
+
 async def _run_stage(
     task: RunTask,
     caller: ModelCaller,
     cache: ResponseCache | None,
     index: int,
     stage: StageDef,
+    params: dict[str, Any],
+    budget: Budget,
     prompt: str,
     system: str | None,
 ) -> StageOutcome:
     provider = stage.model.partition(":")[0]
-    key = cache_key(prompt, stage.model, stage.params, system)
+    key = cache_key(prompt, stage.model, params, system)
     use_cache = cache is not None and task.use_cache
     hit = await cache.get(key) if use_cache and cache is not None else None
     if hit is not None:
@@ -220,7 +252,14 @@ async def _run_stage(
             cost=0.0,
             cached=True,
         )
-    response = await caller.complete(stage.model, prompt, stage.params, system)
+    response = await caller.complete(
+        stage.model,
+        prompt,
+        params,
+        system,
+        call_timeout=budget.timeout_seconds,
+        max_retries=budget.max_retries,
+    )
     if use_cache and cache is not None:
         await cache.put(
             key,
