@@ -27,7 +27,6 @@ from promptlooper.sweeps.schemas import (
     ExperimentPublic,
     Leaderboard,
     LeaderboardEntry,
-    Progress,
     RunDetail,
     RunList,
     RunPublic,
@@ -48,12 +47,9 @@ def _jobs(request: Request) -> SweepJobs:
     return request.app.state.sweep_jobs
 
 
-async def experiment_out(
-    session: SessionDep, experiment: Experiment, model: type = ExperimentPublic
-) -> ExperimentPublic:
-    """An experiment as the API shows it, with its run counts."""
+async def _detail(session: SessionDep, experiment: Experiment) -> ExperimentDetail:
     counts = (await service.progress(session, [experiment.id]))[experiment.id]
-    return model.model_validate(experiment).model_copy(update={"progress": Progress(**counts)})
+    return ExperimentDetail.with_progress(experiment, counts)
 
 
 @router.post("/api/projects/{project_id}/experiments", status_code=status.HTTP_201_CREATED)
@@ -71,7 +67,7 @@ async def create_experiment(
         session, principal, project_id, body, allow_python=settings.allow_python_callables
     )
     await session.commit()
-    return await experiment_out(session, experiment, ExperimentDetail)
+    return await _detail(session, experiment)
 
 
 @router.get("/api/projects/{project_id}/experiments")
@@ -86,10 +82,7 @@ async def list_experiments(
         session, principal, project_id, limit=limit, offset=offset
     )
     counts = await service.progress(session, [e.id for e in experiments])
-    data = [
-        ExperimentPublic.model_validate(e).model_copy(update={"progress": Progress(**counts[e.id])})
-        for e in experiments
-    ]
+    data = [ExperimentPublic.with_progress(e, counts[e.id]) for e in experiments]
     return ExperimentList(data=data, count=total)
 
 
@@ -98,7 +91,7 @@ async def get_experiment(
     experiment_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
 ) -> ExperimentDetail:
     experiment = await service.get_experiment(session, principal, experiment_id)
-    return await experiment_out(session, experiment, ExperimentDetail)
+    return await _detail(session, experiment)
 
 
 @router.delete("/api/experiments/{experiment_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,6 +31,11 @@ class ExperimentPublic(BaseModel):
     started_at: datetime | None
     completed_at: datetime | None
     error: str | None
+
+    @classmethod
+    def with_progress(cls, experiment: Any, counts: dict[str, int]) -> Self:
+        """The experiment as the API shows it, with its run counts by status."""
+        return cls.model_validate(experiment).model_copy(update={"progress": Progress(**counts)})
 
 
 class ExperimentDetail(ExperimentPublic):

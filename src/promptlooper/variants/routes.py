@@ -13,7 +13,7 @@ from pydantic import AwareDatetime
 from promptlooper.auth.deps import PrincipalDep
 from promptlooper.db.deps import SessionDep
 from promptlooper.errors import NotFound
-from promptlooper.sweeps.routes import experiment_out
+from promptlooper.sweeps import service as sweeps
 from promptlooper.sweeps.schemas import ExperimentDetail
 from promptlooper.sweeps.spec import reject_file_references
 from promptlooper.variants import performance, promotion, service
@@ -430,7 +430,8 @@ async def sweep_agent(
         allow_python=request.app.state.settings.allow_python_callables,
     )
     await session.commit()
-    return await experiment_out(session, experiment, ExperimentDetail)  # type: ignore[return-value]
+    counts = (await sweeps.progress(session, [experiment.id]))[experiment.id]
+    return ExperimentDetail.with_progress(experiment, counts)
 
 
 @router.post("/api/agents/{agent_id}/variants/from-experiment", status_code=201)
