@@ -1,0 +1,15 @@
+"""The Python SDK: ``Client`` (blocking) and ``AsyncClient`` over the REST API.
+
+from promptlooper.client import Client
+
+client = Client("http://127.0.0.1:8000", api_key="pl_...", project_id="...")
+served = client.variants.resolve("extractor", default={"model_name": "gpt-4o-mini"})
+client.variants.log(served, latency_ms=420, tokens_in=812, tokens_out=64, quality=0.9)
+"""
+
+from promptlooper.client.aio import AsyncClient
+from promptlooper.client.calls import Resolved
+from promptlooper.client.errors import APIError
+from promptlooper.client.sync import Client
+
+__all__ = ["APIError", "AsyncClient", "Client", "Resolved"]

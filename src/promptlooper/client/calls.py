@@ -1,0 +1,158 @@
+"""What the SDK asks the server, and how answers become results; no I/O here.
+
+Each SDK method builds a ``Call`` (or a ``Resolve``); the sync and async clients only carry it
+over HTTP. Keeping requests, parsing and the resolve cache in one place means the two clients
+cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import httpx
+
+from promptlooper.client.errors import APIError
+
+Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def _json(response: httpx.Response) -> Any:
+    return response.json() if response.content else None
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    method: Method
+    path: str
+    json: Any = None
+    params: Mapping[str, Any] | None = None
+    parse: Callable[[httpx.Response], Any] = _json
+    skip: bool = False
+    """Nothing to send (logging for a fallback config, say); the call returns None."""
+
+    def result(self, response: httpx.Response) -> Any:
+        raise_for_status(response)
+        return self.parse(response)
+
+
+def raise_for_status(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        detail = response.text
+    raise APIError(response.status_code, detail if isinstance(detail, str) else str(detail))
+
+
+def text(response: httpx.Response) -> str:
+    return response.text
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """The config to run for an agent, and where it came from.
+
+    ``source`` is ``variant`` or ``agent`` when the server answered, ``default`` when it could
+    not be reached and the caller's default stands in (``fallback`` is then True). ``stale``
+    marks a cached config served because a refresh failed.
+    """
+
+    config: dict[str, Any]
+    source: Literal["variant", "agent", "default"]
+    agent_id: str | None = None
+    agent_slug: str | None = None
+    variant_id: str | None = None
+    variant_slug: str | None = None
+    revision: str | None = None
+    etag: str | None = None
+    provenance: dict[str, str] = field(default_factory=dict)
+    fallback: bool = False
+    stale: bool = False
+    error: str | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return self.config[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.config.get(key, default)
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Resolved:
+        return cls(
+            config=dict(body["config"]),
+            source=body["source"],
+            agent_id=body["agent_id"],
+            agent_slug=body.get("agent_slug"),
+            variant_id=body.get("variant_id"),
+            variant_slug=body.get("variant_slug"),
+            revision=body.get("revision"),
+            etag=body.get("etag"),
+            provenance=dict(body.get("provenance") or {}),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Resolve:
+    """Resolve an agent's config: by id, or by slug within ``project_id``."""
+
+    path: str
+    params: Mapping[str, Any]
+    default: Mapping[str, Any] | None
+
+    @property
+    def key(self) -> tuple[str, tuple[tuple[str, Any], ...]]:
+        return self.path, tuple(sorted(self.params.items()))
+
+
+@dataclass(slots=True)
+class _Entry:
+    resolved: Resolved
+    checked_at: float
+
+
+class ResolveCache:
+    """Resolved configs by agent (and unit): served without a request for ``ttl`` seconds,
+    then revalidated with ``If-None-Match`` so an unchanged config costs a 304 and no body."""
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._entries: dict[tuple[str, tuple[tuple[str, Any], ...]], _Entry] = {}
+
+    def fresh(self, call: Resolve) -> Resolved | None:
+        entry = self._entries.get(call.key)
+        if entry is not None and self._clock() - entry.checked_at < self.ttl:
+            return entry.resolved
+        return None
+
+    def headers(self, call: Resolve) -> dict[str, str]:
+        entry = self._entries.get(call.key)
+        if entry is None or entry.resolved.etag is None:
+            return {}
+        return {"If-None-Match": f'"{entry.resolved.etag}"'}
+
+    def absorb(self, call: Resolve, response: httpx.Response) -> Resolved:
+        """The config from the server's answer; a server error counts as unreachable."""
+        entry = self._entries.get(call.key)
+        if response.status_code == 304 and entry is not None:
+            entry.checked_at = self._clock()
+            return entry.resolved
+        if response.status_code >= 500:
+            return self.unreachable(call, f"server error {response.status_code}")
+        raise_for_status(response)
+        resolved = Resolved.from_body(response.json())
+        self._entries[call.key] = _Entry(resolved, self._clock())
+        return resolved
+
+    def unreachable(self, call: Resolve, error: str) -> Resolved:
+        """Last known config (marked stale), else the caller's default (marked fallback)."""
+        entry = self._entries.get(call.key)
+        if entry is not None:
+            return replace(entry.resolved, stale=True, error=error)
+        if call.default is None:
+            raise APIError(None, f"cannot resolve {call.path}: {error}; no default given")
+        return Resolved(config=dict(call.default), source="default", fallback=True, error=error)
