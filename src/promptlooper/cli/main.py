@@ -7,6 +7,7 @@ import sys
 import typer
 
 from promptlooper import __version__
+from promptlooper.cli.agents import agent_app, variant_app
 from promptlooper.cli.common import err_console
 from promptlooper.cli.db import app as db_app
 from promptlooper.cli.server import demo, serve
@@ -28,6 +29,8 @@ app.add_typer(user_app, name="user")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(sweep_app, name="sweep")
 app.add_typer(cache_app, name="cache")
+app.add_typer(agent_app, name="agent")
+app.add_typer(variant_app, name="variant")
 app.command("export")(export_command)
 app.command()(serve)
 app.command()(demo)

@@ -40,7 +40,7 @@ EXIT_INTERRUPTED = 130
 FORMATS = ("json", "env", "yaml", "md")
 
 
-async def _principal(session: AsyncSession, username: str | None) -> Principal:
+async def principal_for(session: AsyncSession, username: str | None) -> Principal:
     from promptlooper.auth import service as auth
 
     user = await (
@@ -72,7 +72,7 @@ async def _create(engine: AsyncEngine, spec: Any, project: str, user: str | None
     from promptlooper.sweeps import service
 
     async with create_sessionmaker(engine)() as session:
-        principal = await _principal(session, user)
+        principal = await principal_for(session, user)
         owned = await projects.get_or_create_project(session, principal, project)
         experiment = await service.create_experiment(
             session, principal, owned.id, spec, allow_python=True
@@ -321,7 +321,7 @@ async def list_experiments(
     from promptlooper.sweeps import service
 
     async with session_scope(load_settings()) as session:
-        principal = await _principal(session, user)
+        principal = await principal_for(session, user)
         owned = await projects.get_or_create_project(session, principal, project)
         experiments, _ = await service.list_experiments(session, principal, owned.id, limit=500)
         counts = await service.progress(session, [e.id for e in experiments])

@@ -37,10 +37,24 @@ async def create_project(
     return project
 
 
-async def get_or_create_project(session: AsyncSession, principal: Principal, name: str) -> Project:
-    """The caller's project called ``name``, created if it does not exist yet."""
+async def _by_name(session: AsyncSession, principal: Principal, name: str) -> Project | None:
     query = select(Project).where(Project.owner_id == principal.user_id, Project.name == name)
-    return await session.scalar(query) or await create_project(session, principal, name)
+    return await session.scalar(query)
+
+
+async def get_or_create_project(session: AsyncSession, principal: Principal, name: str) -> Project:
+    """The caller's project called ``name``, created if missing (the CLI files work this way)."""
+    return await _by_name(session, principal, name) or await create_project(
+        session, principal, name
+    )
+
+
+async def find_project(session: AsyncSession, principal: Principal, name: str) -> Project:
+    """The caller's project called ``name``; looking something up never creates it."""
+    project = await _by_name(session, principal, name)
+    if project is None:
+        raise NotFound(f"No project named {name!r}")
+    return project
 
 
 async def list_projects(

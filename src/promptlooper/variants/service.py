@@ -202,6 +202,25 @@ async def get_variant(
     return agent, variant
 
 
+async def find_variant(
+    session: AsyncSession, principal: Principal, agent_id: uuid.UUID, ref: str
+) -> Variant:
+    """A variant of the agent by id or by slug (what a person types)."""
+    try:
+        variant_id = uuid.UUID(ref)
+    except ValueError:
+        variant_id = None
+    if variant_id is not None:
+        return (await get_variant(session, principal, agent_id, variant_id))[1]
+    await get_agent(session, principal, agent_id)
+    variant = await session.scalar(
+        select(Variant).where(Variant.agent_id == agent_id, Variant.slug == ref)
+    )
+    if variant is None:
+        raise NotFound(f"No variant {ref!r} for this agent")
+    return variant
+
+
 async def _variant_slug(
     session: AsyncSession, agent_id: uuid.UUID, name: str, slug: str | None
 ) -> str:
