@@ -16,6 +16,8 @@ from promptlooper.auth.routes import router as auth_router
 from promptlooper.auth.service import AuthConfig
 from promptlooper.db.engine import create_engine, create_sessionmaker
 from promptlooper.events import EventBus
+from promptlooper.online.routes import admin_router as online_admin_router
+from promptlooper.online.routes import public_router as online_public_router
 from promptlooper.projects.routes import router as projects_router
 from promptlooper.settings import Settings
 from promptlooper.sweeps.execution import ExecutionOptions, SweepJobs
@@ -23,7 +25,17 @@ from promptlooper.sweeps.routes import export_router as sweeps_export_router
 from promptlooper.sweeps.routes import router as sweeps_router
 from promptlooper.variants.routes import router as variants_router
 
-PUBLIC_PATHS = frozenset({"/api/health", "/api/auth/login"})
+PUBLIC_PATHS = frozenset(
+    {
+        "/api/health",
+        "/api/auth/login",
+        "/api/experiments",
+        "/api/experiments/{experiment_key}/assignment",
+        "/api/experiments/event",
+        "/api/experiments/impression",
+        "/api/experiments/batch",
+    }
+)
 """Routes that answer without credentials; every other route requires them."""
 
 
@@ -76,6 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sweeps_router,
         sweeps_export_router,
         variants_router,
+        online_admin_router,
+        online_public_router,
     ):
         app.include_router(router)
     return app

@@ -57,8 +57,10 @@ def serve(
 
 
 @async_command
-async def _reset_demo_admin(settings: Settings) -> str:
+async def _prepare_demo(settings: Settings) -> str:
+    """The demo admin with a new password, and the demo A/B registry."""
     from promptlooper.auth import service
+    from promptlooper.online.demo import seed_demo
 
     password = secrets.token_urlsafe(12)
     async with session_scope(settings) as session:
@@ -67,6 +69,7 @@ async def _reset_demo_admin(settings: Settings) -> str:
             await service.create_user(session, DEMO_USERNAME, password, is_admin=True)
         else:
             await service.set_password(session, user, password)
+        await seed_demo(session)
     return password
 
 
@@ -81,7 +84,7 @@ def demo(
 
     settings = load_settings()
     _migrate(settings)
-    password = _reset_demo_admin(settings)
+    password = _prepare_demo(settings)
     experiment_id = None
     if sweep.exists():
         spec = parse_spec(load_sweep_file(sweep))
@@ -100,6 +103,7 @@ def demo(
 
   API docs:    {base}/docs
   experiment:  {base}/api/experiments/{experiment_id}  (leaderboard: .../leaderboard)
+  online:      {base}/api/experiments  (the A/B registry: homepage_hero_test, pricing_cta_test)
   log in:      curl -s -X POST {base}/api/auth/login -H 'Content-Type: application/json' \\
                  -d '{{"username": "{DEMO_USERNAME}", "password": "{password}"}}'
 """,

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # alembic is imported where it is used: most commands never m
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 HERE = Path(__file__).parent
-HEAD = "0004"
+HEAD = "0005"
 """The newest revision. Kept here so that checking a database needs no Alembic import;
 ``tests/db/test_migrations.py`` fails if it falls behind the history."""
 
@@ -25,6 +25,7 @@ def target_metadata() -> MetaData:
     """The metadata of every table, with each domain's models imported so they register."""
     from promptlooper.auth import models as _auth_models  # noqa: F401
     from promptlooper.db.base import Base
+    from promptlooper.online import models as _online_models  # noqa: F401
     from promptlooper.projects import models as _project_models  # noqa: F401
     from promptlooper.sweeps import models as _sweep_models  # noqa: F401
     from promptlooper.variants import models as _variant_models  # noqa: F401

@@ -1,0 +1,1 @@
+"""Online (A/B) experiments on live traffic."""

@@ -1,0 +1,179 @@
+"""Request and response bodies for online experiments, as the seed's contract shapes them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+Key = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9]+([_-][a-z0-9]+)*$", min_length=1, max_length=100)
+]
+CookieName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$", max_length=100)]
+Status = Literal["draft", "running", "stopped"]
+EVENT_TYPES = ("impression", "cta_click", "form_start", "form_submit", "conversion")
+MAX_METADATA_BYTES = 4096
+MAX_BATCH = 1000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VariantDefinition(_Strict):
+    variant_key: Key
+    label: Annotated[str, StringConstraints(max_length=200)] = ""
+    allocation: float = Field(ge=0, le=100, description="Percent of covered traffic")
+    is_control: bool = False
+    agent_variant_id: uuid.UUID | None = Field(
+        default=None, description="The agent variant this arm serves (for ?unit_id= resolution)"
+    )
+
+
+class ExperimentDefinition(_Strict):
+    """The full definition, as ``PUT /api/admin/experiments/{key}`` replaces it."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    description: Annotated[str, StringConstraints(max_length=5000)] = ""
+    cookie_name: CookieName
+    enabled: bool = True
+    status: Status = "running"
+    eligible_routes: list[Annotated[str, StringConstraints(max_length=500)]] = Field(
+        default_factory=list, description="Exact paths, or prefixes written /blog/*; empty: all"
+    )
+    coverage: float = Field(default=100.0, ge=0, le=100, description="Percent of traffic")
+    hash_seed: Annotated[str, StringConstraints(max_length=200)] | None = Field(
+        default=None, description="Default: the experiment key; changing it re-randomises"
+    )
+    primary_metric: Literal[EVENT_TYPES] = "conversion"  # type: ignore[valid-type]
+    guardrail_metrics: list[Literal[EVENT_TYPES]] = Field(default_factory=list)  # type: ignore[valid-type]
+    variants: list[VariantDefinition] = Field(min_length=2, max_length=20)
+
+    @field_validator("eligible_routes")
+    @classmethod
+    def _routes(cls, routes: list[str]) -> list[str]:
+        for route in routes:
+            if not route.startswith("/"):
+                raise ValueError(f"route {route!r} must start with /")
+            if "*" in route[:-1] or (route.endswith("*") and not route.endswith("/*")):
+                raise ValueError(f"route {route!r}: only a trailing /* is a pattern")
+        return routes
+
+    @model_validator(mode="after")
+    def _variants(self) -> ExperimentDefinition:
+        keys = [v.variant_key for v in self.variants]
+        duplicate = next((k for k in keys if keys.count(k) > 1), None)
+        if duplicate:
+            raise ValueError(f"variants: variant_key {duplicate!r} is used twice")
+        controls = [v for v in self.variants if v.is_control]
+        if len(controls) != 1:
+            raise ValueError(f"variants: exactly one control is needed, found {len(controls)}")
+        total = sum(v.allocation for v in self.variants)
+        if abs(total - 100) > 1e-6:
+            raise ValueError(f"variants: allocations must sum to 100, not {total:g}")
+        # Control first, the rest in the order given.
+        self.variants = controls + [v for v in self.variants if not v.is_control]
+        return self
+
+
+class ExperimentCreate(ExperimentDefinition):
+    experiment_key: Key
+
+
+class ExperimentPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    experiment_key: str
+    name: str
+    description: str
+    cookie_name: str
+    enabled: bool
+    status: str
+    eligible_routes: list[str]
+    coverage: float
+    hash_seed: str
+    primary_metric: str
+    guardrail_metrics: list[str]
+    variants: list[dict[str, Any]]
+
+
+class ExperimentAdmin(ExperimentPublic):
+    id: uuid.UUID
+    archived_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class SettingsBody(_Strict):
+    site_name: Annotated[str, StringConstraints(max_length=200)] = ""
+    experiments_enabled: bool = True
+
+
+class Assignment(BaseModel):
+    experiment_key: str
+    variant_key: str | None = Field(description="null: not in the experiment")
+
+
+class EventIn(BaseModel):
+    """One browser event. Unknown fields are ignored (browsers send what they send)."""
+
+    experiment_key: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    variant_key: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    session_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    path: Annotated[str, StringConstraints(max_length=2000)] = ""
+    event_name: Annotated[str, StringConstraints(min_length=1, max_length=50)] | None = None
+    timestamp: AwareDatetime | None = None
+    event_id: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = Field(
+        default=None, description="Idempotency key: a retry with the same id is not counted twice"
+    )
+    value: float | None = Field(default=None, description="A conversion's value")
+    metadata: dict[str, Any] | None = None
+
+
+class Accepted(BaseModel):
+    ok: bool = True
+    accepted: bool
+
+
+class BatchIn(BaseModel):
+    events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class BatchItem(BaseModel):
+    accepted: bool
+    reason: str | None = None
+
+
+class BatchOut(BaseModel):
+    ok: bool = True
+    accepted: int
+    rejected: int
+    results: list[BatchItem]
+
+
+class VariantResult(BaseModel):
+    variant_key: str
+    impressions: int
+    cta_clicks: int
+    form_starts: int
+    form_submits: int
+    conversions: int
+    unique_sessions: int
+    conversion_rate: float
+    conversion_value_total: float
+
+
+class ExperimentResults(BaseModel):
+    experiment_key: str
+    variants: list[VariantResult]
+    health: dict[str, Any] = Field(default_factory=dict)

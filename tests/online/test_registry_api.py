@@ -1,0 +1,193 @@
+"""The registry and site settings: seed 004's scenarios and validation, on both databases."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.factories import make_actor
+
+HOMEPAGE_PUT = {
+    "cookie_name": "exp_homepage_hero",
+    "name": "Homepage hero test",
+    "description": "Updated from admin",
+    "enabled": False,
+    "eligible_routes": ["/", "/contact"],
+    "variants": [
+        {"variant_key": "control", "label": "Original", "allocation": 20, "is_control": True},
+        {
+            "variant_key": "tiny_gang_social_proof",
+            "label": "Social proof",
+            "allocation": 80,
+            "is_control": False,
+        },
+    ],
+}
+
+
+async def test_list_experiments_returns_seeded_registry(client: httpx.AsyncClient, registry):
+    response = await client.get("/api/experiments")
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [item["experiment_key"] for item in body] == ["homepage_hero_test", "pricing_cta_test"]
+    assert body[0]["cookie_name"] == "exp_homepage_hero"
+    assert body[0]["variants"][0]["variant_key"] == "control"
+
+
+async def test_admin_can_update_backend_managed_experiment_definition(
+    client: httpx.AsyncClient, registry, bootstrap_headers
+):
+    response = await client.put(
+        "/api/admin/experiments/homepage_hero_test", headers=bootstrap_headers, json=HOMEPAGE_PUT
+    )
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["enabled"] is False
+    assert body["eligible_routes"] == ["/", "/contact"]
+    assert body["variants"][1]["allocation"] == 80
+    assert body["hash_seed"] == "homepage_hero_test"  # kept: units stay in their variants
+    public = (await client.get("/api/experiments")).json()
+    updated = next(item for item in public if item["experiment_key"] == "homepage_hero_test")
+    assert updated["enabled"] is False
+    assert updated["description"] == "Updated from admin"
+
+
+async def test_an_admin_jwt_works_as_well_as_an_admin_key(
+    client: httpx.AsyncClient, sessionmaker, registry
+):
+    admin = await make_actor(sessionmaker, "site-admin", is_admin=True)
+
+    response = await client.put(
+        "/api/admin/experiments/homepage_hero_test", headers=admin.headers, json=HOMEPAGE_PUT
+    )
+
+    assert response.status_code == 200
+
+
+async def test_public_experiments_return_empty_when_globally_disabled(
+    client: httpx.AsyncClient, registry, bootstrap_headers
+):
+    saved = await client.put(
+        "/api/admin/settings",
+        json={"site_name": "", "experiments_enabled": False},
+        headers=bootstrap_headers,
+    )
+    assert saved.status_code == 200
+
+    response = await client.get("/api/experiments")
+
+    assert response.status_code == 200
+    assert response.json() == []
+    admin_list = await client.get("/api/admin/experiments", headers=bootstrap_headers)
+    assert admin_list.status_code == 404
+    settings = await client.get("/api/admin/settings", headers=bootstrap_headers)
+    assert settings.json() == {"site_name": "", "experiments_enabled": False}
+
+
+async def test_create_list_and_archive(client: httpx.AsyncClient, registry, bootstrap_headers):
+    body = HOMEPAGE_PUT | {"experiment_key": "signup_copy", "cookie_name": "exp_signup"}
+
+    created = await client.post("/api/admin/experiments", json=body, headers=bootstrap_headers)
+    assert created.status_code == 201, created.text
+    assert created.json()["hash_seed"] == "signup_copy"
+    again = await client.post("/api/admin/experiments", json=body, headers=bootstrap_headers)
+    assert again.status_code == 409
+
+    archived = await client.post(
+        "/api/admin/experiments/signup_copy/archive", headers=bootstrap_headers
+    )
+    assert archived.json()["status"] == "stopped"
+    assert archived.json()["archived_at"] is not None
+    keys = [e["experiment_key"] for e in (await client.get("/api/experiments")).json()]
+    assert "signup_copy" not in keys
+    listed = await client.get(
+        "/api/admin/experiments", params={"include_archived": True}, headers=bootstrap_headers
+    )
+    assert "signup_copy" in [e["experiment_key"] for e in listed.json()]
+
+
+async def test_control_is_kept_first(client: httpx.AsyncClient, registry, bootstrap_headers):
+    variants = list(reversed(HOMEPAGE_PUT["variants"]))
+
+    response = await client.put(
+        "/api/admin/experiments/homepage_hero_test",
+        json=HOMEPAGE_PUT | {"variants": variants},
+        headers=bootstrap_headers,
+    )
+
+    assert [v["variant_key"] for v in response.json()["variants"]] == [
+        "control",
+        "tiny_gang_social_proof",
+    ]
+
+
+def _variants(*allocations_and_controls) -> list[dict]:
+    return [
+        {"variant_key": f"v{i}", "allocation": a, "is_control": c}
+        for i, (a, c) in enumerate(allocations_and_controls)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"variants": _variants((50, True), (40, False))}, "allocations must sum to 100"),
+        ({"variants": _variants((50, False), (50, False))}, "exactly one control"),
+        ({"variants": _variants((50, True), (50, True))}, "exactly one control"),
+        ({"variants": _variants((100, True))}, "at least 2 items"),
+        (
+            {
+                "variants": [
+                    {"variant_key": "a", "allocation": 50, "is_control": True},
+                    {"variant_key": "a", "allocation": 50},
+                ]
+            },
+            "used twice",
+        ),
+        (
+            {
+                "variants": [
+                    {"variant_key": "Not OK", "allocation": 50, "is_control": True},
+                    {"variant_key": "b", "allocation": 50},
+                ]
+            },
+            "variant_key",
+        ),
+        ({"eligible_routes": ["contact"]}, "must start with /"),
+        ({"eligible_routes": ["/a*b"]}, "only a trailing /* is a pattern"),
+        ({"coverage": 120}, "coverage"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
+async def test_bad_definitions_are_422_with_a_message(
+    client: httpx.AsyncClient, registry, bootstrap_headers, changes, message
+):
+    response = await client.put(
+        "/api/admin/experiments/homepage_hero_test",
+        json=HOMEPAGE_PUT | changes,
+        headers=bootstrap_headers,
+    )
+
+    assert response.status_code == 422
+    assert message in response.text
+
+
+async def test_admin_routes_refuse_non_admins(client: httpx.AsyncClient, sessionmaker, registry):
+    user = await make_actor(sessionmaker, "plain-user")
+
+    for method, url in [
+        ("GET", "/api/admin/experiments"),
+        ("PUT", "/api/admin/experiments/homepage_hero_test"),
+        ("GET", "/api/admin/settings"),
+        ("GET", "/api/v1/experiments/results"),
+    ]:
+        response = await client.request(method, url, json=HOMEPAGE_PUT, headers=user.headers)
+        assert response.status_code == 403, (method, url)
+    unknown = await client.put(
+        "/api/admin/experiments/nope",
+        json=HOMEPAGE_PUT,
+        headers={"X-Api-Key": "test-bootstrap-admin-key"},
+    )
+    assert unknown.status_code == 404
