@@ -1,0 +1,193 @@
+"""Ingestion: seed 004's scenarios, rejection reasons, idempotency and the batch endpoint."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from promptlooper.online.models import ExperimentEvent
+from tests.online.conftest import BROWSER, event
+
+
+async def _stored(sessionmaker) -> list[ExperimentEvent]:
+    async with sessionmaker() as session:
+        return list(await session.scalars(select(ExperimentEvent).order_by(ExperimentEvent.id)))
+
+
+async def test_ingest_experiment_event_persists_event(
+    client: httpx.AsyncClient, sessionmaker, registry
+):
+    body = event(metadata={"element": "Explore Pack Walks", "slot": "primary"})
+
+    response = await client.post("/api/experiments/event", json=body, headers=BROWSER)
+
+    assert response.status_code == 202, response.text
+    assert response.json() == {"ok": True, "accepted": True}
+    (stored,) = await _stored(sessionmaker)
+    assert stored.experiment_key == "homepage_hero_test"
+    assert stored.variant_key == "control"
+    assert stored.event_type == "cta_click"
+    assert stored.metadata_["element"] == "Explore Pack Walks"
+
+
+@pytest.mark.parametrize(
+    "user_agent",
+    [
+        "Googlebot/2.1",
+        "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+        "python-requests/2.32",
+        "",
+    ],
+)
+async def test_ingest_experiment_event_filters_bots(
+    client: httpx.AsyncClient, sessionmaker, registry, user_agent
+):
+    response = await client.post(
+        "/api/experiments/impression",
+        json=event(event_name="impression"),
+        headers={"user-agent": user_agent},
+    )
+
+    assert response.status_code == 202, response.text
+    assert response.json() == {"ok": True, "accepted": False}
+    assert response.headers["X-Event-Rejected"] == "bot"
+    assert await _stored(sessionmaker) == []
+
+
+async def test_experiment_ingest_is_ignored_when_globally_disabled(
+    client: httpx.AsyncClient, sessionmaker, registry, bootstrap_headers
+):
+    await client.put(
+        "/api/admin/settings",
+        json={"site_name": "", "experiments_enabled": False},
+        headers=bootstrap_headers,
+    )
+
+    response = await client.post("/api/experiments/event", json=event(), headers=BROWSER)
+
+    assert response.status_code == 202
+    assert response.json() == {"ok": True, "accepted": False}
+    assert response.headers["X-Event-Rejected"] == "experiments_disabled"
+    assert await _stored(sessionmaker) == []
+
+
+def _future() -> str:
+    return (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"experiment_key": "nope"}, "unknown_experiment"),
+        ({"variant_key": "nope"}, "unknown_variant"),
+        ({"event_name": "scroll"}, "unknown_event"),
+        ({"timestamp": "FUTURE"}, "future_timestamp"),
+        ({"timestamp": "2020-01-01T00:00:00+00:00"}, "stale_timestamp"),
+        ({"metadata": {"blob": "x" * 5000}}, "metadata_too_large"),
+    ],
+)
+async def test_unacceptable_events_store_nothing_and_say_why(
+    client: httpx.AsyncClient, sessionmaker, registry, changes, reason
+):
+    if changes.get("timestamp") == "FUTURE":
+        changes = {"timestamp": _future()}
+
+    response = await client.post("/api/experiments/event", json=event(**changes), headers=BROWSER)
+
+    assert response.status_code == 202
+    assert response.json() == {"ok": True, "accepted": False}
+    assert response.headers["X-Event-Rejected"] == reason
+    assert await _stored(sessionmaker) == []
+
+
+async def test_a_stopped_experiment_accepts_nothing(
+    client: httpx.AsyncClient, sessionmaker, registry, bootstrap_headers
+):
+    await client.post(
+        "/api/admin/experiments/homepage_hero_test/archive", headers=bootstrap_headers
+    )
+
+    response = await client.post("/api/experiments/event", json=event(), headers=BROWSER)
+
+    assert response.headers["X-Event-Rejected"] == "experiment_inactive"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"variant_key": "control"},
+        event(session_id=""),
+        event(timestamp="yesterday"),
+        event(value="a lot"),
+    ],
+)
+async def test_malformed_bodies_are_422(client: httpx.AsyncClient, registry, body):
+    response = await client.post("/api/experiments/event", json=body, headers=BROWSER)
+
+    assert response.status_code == 422
+
+
+async def test_a_retried_event_id_is_stored_once(client: httpx.AsyncClient, sessionmaker, registry):
+    body = event(event_id="evt-0001")
+
+    first = await client.post("/api/experiments/event", json=body, headers=BROWSER)
+    retry = await client.post("/api/experiments/event", json=body, headers=BROWSER)
+
+    assert first.json() == retry.json() == {"ok": True, "accepted": True}
+    assert len(await _stored(sessionmaker)) == 1
+    other = await client.post(
+        "/api/experiments/event", json=event(event_id="evt-0002"), headers=BROWSER
+    )
+    assert other.json()["accepted"] is True
+    assert len(await _stored(sessionmaker)) == 2
+
+
+async def test_batch_gives_a_verdict_per_event_and_stores_the_accepted(
+    client: httpx.AsyncClient, sessionmaker, registry
+):
+    events = [
+        event(event_name="impression", event_id="b-1"),
+        event(event_name="impression", event_id="b-1"),  # a duplicate in the same batch
+        event(variant_key="ghost"),
+        event(event_name="conversion", value=12.5, event_id="b-2"),
+    ]
+
+    response = await client.post("/api/experiments/batch", json={"events": events}, headers=BROWSER)
+
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert [r["accepted"] for r in body["results"]] == [True, True, False, True]
+    assert body["results"][2]["reason"] == "unknown_variant"
+    assert (body["accepted"], body["rejected"]) == (3, 1)
+    stored = await _stored(sessionmaker)
+    assert [e.event_type for e in stored] == ["impression", "conversion"]
+    assert stored[1].value == 12.5
+
+
+async def test_batches_are_limited_to_1000_events(client: httpx.AsyncClient, registry):
+    response = await client.post(
+        "/api/experiments/batch", json={"events": [event()] * 1001}, headers=BROWSER
+    )
+
+    assert response.status_code == 422
+
+
+async def test_rejections_are_counted_by_reason_for_the_results(
+    client: httpx.AsyncClient, sessionmaker, registry, bootstrap_headers
+):
+    await client.post("/api/experiments/event", json=event(), headers={"user-agent": "Googlebot"})
+    await client.post("/api/experiments/event", json=event(), headers={"user-agent": "curl/8"})
+    await client.post("/api/experiments/event", json=event(variant_key="ghost"), headers=BROWSER)
+
+    response = await client.get(
+        "/api/v1/experiments/results",
+        params={"experiment_key": "homepage_hero_test"},
+        headers=bootstrap_headers,
+    )
+
+    assert response.json()[0]["health"]["rejected"] == {"bot": 2, "unknown_variant": 1}
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(ExperimentEvent)) == 0
