@@ -8,7 +8,9 @@ answers 404), as the seed specifies.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -152,6 +154,40 @@ async def assign_unit(
     if not await experiments_enabled(session):
         return None
     return variant_for(experiment, unit_id, path)
+
+
+@dataclass(frozen=True, slots=True)
+class Arm:
+    """Where a unit landed in an online experiment that serves agent variants."""
+
+    experiment_key: str
+    variant_key: str
+    agent_variant_id: uuid.UUID | None
+
+
+async def arm_for(
+    session: AsyncSession, agent_variant_ids: set[uuid.UUID], unit_id: str
+) -> Arm | None:
+    """The unit's arm in the oldest live experiment that links any of ``agent_variant_ids``;
+    None when no such experiment runs or the unit is outside it."""
+    if not agent_variant_ids or not await experiments_enabled(session):
+        return None
+    wanted = {str(i) for i in agent_variant_ids}
+    for experiment in await list_experiments(session):
+        linked = {v.get("agent_variant_id") for v in experiment.variants}
+        if not is_live(experiment) or not linked & wanted:
+            continue
+        key = variant_for(experiment, unit_id)
+        if key is None:
+            return None
+        arm = next(v for v in experiment.variants if v["variant_key"] == key)
+        link = arm.get("agent_variant_id")
+        return Arm(
+            experiment.experiment_key,
+            key,
+            uuid.UUID(link) if link and link in wanted else None,
+        )
+    return None
 
 
 # --- results --------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ class Resolution:
     variant: Variant | None
     config: dict[str, Any]
     provenance: dict[str, Source]
+    experiment: dict[str, str] | None = None
+    """The online experiment arm that chose the variant, when resolved for a unit."""
 
     @property
     def source(self) -> str:
@@ -40,11 +42,14 @@ class Resolution:
         return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
-def resolve(agent: Agent, active: Variant | None) -> Resolution:
+def resolve(
+    agent: Agent, active: Variant | None, experiment: dict[str, str] | None = None
+) -> Resolution:
     overrides = active.overrides if active is not None else None
     return Resolution(
         agent=agent,
         variant=active,
         config=overlay(agent.config, overrides),
         provenance=provenance(agent.config, overrides),
+        experiment=experiment,
     )

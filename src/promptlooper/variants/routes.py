@@ -53,6 +53,14 @@ from promptlooper.variants.schemas import (
 )
 
 router = APIRouter(tags=["agents"])
+UnitId = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=200,
+        description="Resolve for this unit through the online experiment running on the agent",
+    ),
+]
 
 
 async def _agent_out(session: SessionDep, agent: Agent) -> AgentPublic:
@@ -97,6 +105,7 @@ def _resolved_out(found: Resolution) -> ResolvedConfig:
         etag=found.etag,
         config=found.config,
         provenance=found.provenance,
+        experiment=found.experiment,
     )
 
 
@@ -147,10 +156,11 @@ async def resolve_by_slug(
     principal: PrincipalDep,
     session: SessionDep,
     if_none_match: Annotated[str | None, Header()] = None,
+    unit_id: UnitId = None,
 ) -> Response:
     """The config to run now for the agent ``slug`` (304 when ``If-None-Match`` still holds)."""
     agent = await service.get_agent_by_slug(session, principal, project_id, slug)
-    return _conditional(await service.resolution(session, agent), if_none_match)
+    return _conditional(await service.resolution(session, agent, unit_id), if_none_match)
 
 
 @router.get("/api/agents/{agent_id}")
@@ -190,10 +200,12 @@ async def resolve_config(
     principal: PrincipalDep,
     session: SessionDep,
     if_none_match: Annotated[str | None, Header()] = None,
+    unit_id: UnitId = None,
 ) -> Response:
-    """The config to run now: the active variant over the agent's base, with provenance."""
+    """The config to run now: the active variant over the agent's base, with provenance;
+    with ``unit_id``, the variant an online experiment on this agent assigns that unit."""
     agent = await service.get_agent(session, principal, agent_id)
-    return _conditional(await service.resolution(session, agent), if_none_match)
+    return _conditional(await service.resolution(session, agent, unit_id), if_none_match)
 
 
 @router.post("/api/agents/{agent_id}/variants", status_code=status.HTTP_201_CREATED)

@@ -109,6 +109,10 @@ class ResolvedConfig(BaseModel):
     etag: str
     config: dict[str, Any]
     provenance: dict[str, Literal["agent", "variant", "default"]]
+    experiment: dict[str, str] | None = Field(
+        default=None,
+        description="With unit_id: the online experiment and arm that picked the variant",
+    )
 
 
 class RevisionPublic(BaseModel):

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.auth.principal import Principal
 from promptlooper.errors import Conflict, Invalid, NotFound
+from promptlooper.online import service as online
 from promptlooper.projects import service as projects
 from promptlooper.variants.config import (
     base_config,
@@ -435,8 +436,20 @@ async def deactivate(
     return current
 
 
-async def resolution(session: AsyncSession, agent: Agent) -> Resolution:
-    return resolve(agent, await active_variant(session, agent.id))
+async def resolution(session: AsyncSession, agent: Agent, unit_id: str | None = None) -> Resolution:
+    """What the agent serves: the active variant over the base config; for a ``unit_id``,
+    the variant its arm links to when an online experiment runs on this agent's variants
+    (an arm with no link serves what the agent serves anyway)."""
+    active = await active_variant(session, agent.id)
+    if unit_id is None:
+        return resolve(agent, active)
+    ids = set(await session.scalars(select(Variant.id).where(Variant.agent_id == agent.id)))
+    arm = await online.arm_for(session, ids, unit_id)
+    if arm is None:
+        return resolve(agent, active)
+    chosen = await session.get(Variant, arm.agent_variant_id) if arm.agent_variant_id else active
+    assigned = {"experiment_key": arm.experiment_key, "variant_key": arm.variant_key}
+    return resolve(agent, chosen, assigned)
 
 
 async def effective_config(session: AsyncSession, agent: Agent, variant: Variant) -> dict[str, Any]:

@@ -1,0 +1,74 @@
+"""``?unit_id=`` resolves through the online experiment running on the agent's variants."""
+
+from __future__ import annotations
+
+import httpx
+
+from promptlooper.online.assignment import assign
+from tests.variants.test_agents_api import url
+
+UNITS = [f"visitor-{i}" for i in range(12)]
+
+
+async def _experiment(client, headers, treatment_id: str, **changes) -> None:
+    body = {
+        "experiment_key": "extractor_temperature",
+        "name": "Extractor temperature",
+        "cookie_name": "exp_extractor",
+        "variants": [
+            {"variant_key": "control", "allocation": 50, "is_control": True},
+            {"variant_key": "hot", "allocation": 50, "agent_variant_id": treatment_id},
+        ],
+    } | changes
+    response = await client.post("/api/admin/experiments", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+
+
+async def test_units_get_the_variant_their_arm_links_to(
+    client: httpx.AsyncClient, owner, agent, bootstrap_headers
+):
+    cool = (
+        await client.post(
+            url(agent, "variants"), json={"name": "Cool", "temperature": 0.1}, headers=owner.headers
+        )
+    ).json()
+    hot = (
+        await client.post(
+            url(agent, "variants"), json={"name": "Hot", "temperature": 1.2}, headers=owner.headers
+        )
+    ).json()
+    await client.post(url(agent, "variants", cool["id"], "activate"), headers=owner.headers)
+    await _experiment(client, bootstrap_headers, hot["id"])
+
+    for unit in UNITS:
+        response = await client.get(
+            url(agent, "config"), params={"unit_id": unit}, headers=owner.headers
+        )
+        body = response.json()
+        arm = ["control", "hot"][assign(unit, "extractor_temperature", [50, 50])]  # type: ignore[index]
+        assert body["experiment"] == {"experiment_key": "extractor_temperature", "variant_key": arm}
+        expected = hot if arm == "hot" else cool  # control serves what the agent serves
+        assert body["variant_id"] == expected["id"], unit
+        assert body["config"]["temperature"] == (1.2 if arm == "hot" else 0.1)
+
+    plain = (await client.get(url(agent, "config"), headers=owner.headers)).json()
+    assert plain["variant_id"] == cool["id"]
+    assert plain["experiment"] is None
+
+
+async def test_without_a_live_experiment_unit_id_changes_nothing(
+    client: httpx.AsyncClient, owner, agent, bootstrap_headers
+):
+    hot = (
+        await client.post(
+            url(agent, "variants"), json={"name": "Hot", "temperature": 1.2}, headers=owner.headers
+        )
+    ).json()
+    await _experiment(client, bootstrap_headers, hot["id"], status="stopped")
+
+    for unit in UNITS[:4]:
+        body = (
+            await client.get(url(agent, "config"), params={"unit_id": unit}, headers=owner.headers)
+        ).json()
+        assert body["source"] == "agent"
+        assert body["experiment"] is None
