@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 
+from promptlooper.online import stats
 from promptlooper.online.models import ExperimentEvent
 from tests.online.conftest import BROWSER, event
 
@@ -104,3 +106,85 @@ async def test_results_for_an_unknown_experiment_are_404(
     )
 
     assert response.status_code == 404
+
+
+async def _exposures(sessionmaker, key: str, arms: dict[str, tuple[int, int]]) -> None:
+    """For each arm, ``exposed`` sessions with an impression, ``converting`` of them with a
+    conversion worth 10."""
+    now = datetime.now(UTC)
+    rows = []
+    for variant, (exposed, converting) in arms.items():
+        for i in range(exposed):
+            sid = f"{variant}-{i}"
+            rows.append(ExperimentEvent(experiment_key=key, variant_key=variant, session_id=sid,
+                                        event_type="impression", created_at=now))  # fmt: skip
+            if i < converting:
+                rows.append(ExperimentEvent(experiment_key=key, variant_key=variant,
+                                            session_id=sid, event_type="conversion", value=10.0,
+                                            created_at=now))  # fmt: skip
+    async with sessionmaker() as session:
+        session.add_all(rows)
+        await session.commit()
+
+
+async def test_treatments_carry_stats_against_control_and_health(
+    client: httpx.AsyncClient, sessionmaker, registry, bootstrap_headers
+):
+    await _exposures(
+        sessionmaker,
+        "pricing_cta_test",
+        {"control": (400, 40), "meet_greet_emphasis": (420, 70)},
+    )
+
+    response = await client.get(
+        "/api/v1/experiments/results",
+        params={"experiment_key": "pricing_cta_test"},
+        headers=bootstrap_headers,
+    )
+
+    (result,) = response.json()
+    control, treatment = result["variants"]
+    assert "stats" not in control
+    conversion = treatment["stats"]["conversion_rate"]
+    expected = stats.compare(stats.Moments.binary(400, 40), stats.Moments.binary(420, 70))
+    assert conversion["relative_lift"] == pytest.approx(70 / 420 / 0.1 - 1)
+    assert conversion["frequentist"]["p_value"] == pytest.approx(expected["frequentist"]["p_value"])
+    assert conversion["frequentist"]["ci"] == pytest.approx(expected["frequentist"]["ci"])
+    assert conversion["bayesian"]["chance_to_beat_control"] == pytest.approx(
+        expected["bayesian"]["chance_to_beat_control"]
+    )
+    assert conversion["sequential"]["p_value"] >= conversion["frequentist"]["p_value"]
+    assert "p_value_adjusted" in conversion["frequentist"]  # two metrics were tested
+    value = treatment["stats"]["value_per_session"]
+    assert value["treatment_mean"] == pytest.approx(70 * 10 / 420)
+    health = result["health"]
+    assert health["srm_p_value"] == pytest.approx(stats.srm_p_value([400, 420], [50, 50]))
+    assert health["srm_mismatch"] is False
+    assert health["enough_data"] is True
+    assert health["multiple_exposure_rate"] == 0.0
+
+
+async def test_health_flags_sample_ratio_mismatch_and_multiple_exposure(
+    client: httpx.AsyncClient, sessionmaker, registry, bootstrap_headers
+):
+    await _exposures(
+        sessionmaker,
+        "homepage_hero_test",
+        {"control": (300, 30), "tiny_gang_social_proof": (90, 9)},
+    )
+    await client.post(
+        "/api/experiments/impression",
+        json=event(session_id="control-1", variant_key="tiny_gang_social_proof"),
+        headers=BROWSER,
+    )
+
+    response = await client.get(
+        "/api/v1/experiments/results",
+        params={"experiment_key": "homepage_hero_test"},
+        headers=bootstrap_headers,
+    )
+
+    health = response.json()[0]["health"]
+    assert health["srm_mismatch"] is True
+    assert health["enough_data"] is False  # 91 exposed sessions in the treatment
+    assert health["multiple_exposure_rate"] == pytest.approx(1 / 390)

@@ -7,7 +7,7 @@ was refused travels in the ``X-Event-Rejected`` header (and per event in the bat
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response, status
 
@@ -105,13 +105,17 @@ async def experiment_results(
     _admin: AdminDep,
     session: SessionDep,
     experiment_key: Annotated[str | None, Query(max_length=100)] = None,
+    correction: Literal["holm", "bh"] = "holm",
 ) -> list[ExperimentResults]:
-    """Per-variant counts for one experiment, or for every one when no key is given."""
+    """Per-variant counts for one experiment (or every one when no key is given); each
+    treatment's ``stats`` against control, p-values adjusted for multiple comparisons
+    (Holm–Bonferroni, or Benjamini–Hochberg with ``correction=bh``); and a health block."""
     if experiment_key is not None:
         keys = [experiment_key]
     else:
         keys = [e.experiment_key for e in await service.list_experiments(session)]
-    return [ExperimentResults(**r) for r in await service.results(session, keys)]
+    found = await service.results(session, keys, correction=correction)
+    return [ExperimentResults(**r) for r in found]
 
 
 # --- public -----------------------------------------------------------------------------------

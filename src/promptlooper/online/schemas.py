@@ -13,6 +13,7 @@ from pydantic import (
     Field,
     StringConstraints,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -171,9 +172,25 @@ class VariantResult(BaseModel):
     unique_sessions: int
     conversion_rate: float
     conversion_value_total: float
+    stats: dict[str, dict[str, Any]] | None = Field(
+        default=None,
+        description="Treatments only: per metric, lift against control with frequentist, "
+        "sequential and Bayesian results",
+    )
+
+    @model_serializer(mode="wrap")
+    def _control_has_no_stats(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("stats") is None:
+            data.pop("stats", None)
+        return data
 
 
 class ExperimentResults(BaseModel):
     experiment_key: str
     variants: list[VariantResult]
-    health: dict[str, Any] = Field(default_factory=dict)
+    health: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Sample-ratio mismatch, rejected events by reason, multiple exposure, "
+        "and whether every arm has the minimum sample",
+    )

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.errors import Conflict, NotFound
-from promptlooper.online import assignment
+from promptlooper.online import assignment, stats
 from promptlooper.online.models import ExperimentEvent, OnlineExperiment, Rejection, SiteSettings
 from promptlooper.online.schemas import ExperimentCreate, ExperimentDefinition, SettingsBody
 
@@ -232,8 +232,10 @@ async def variant_counts(session: AsyncSession, key: str) -> dict[str, dict[str,
         ),
     ).group_by(per_session.c.variant_key)
     rows = (await session.execute(query)).mappings().all()
-    return {row["variant_key"]: {k: float(v or 0) for k, v in row.items() if k != "variant_key"}
-            for row in rows}  # fmt: skip
+    return {
+        row["variant_key"]: {k: float(v or 0) for k, v in row.items() if k != "variant_key"}
+        for row in rows
+    }
 
 
 async def rejection_counts(session: AsyncSession, key: str) -> dict[str, int]:
@@ -257,21 +259,81 @@ def seed_fields(variant_key: str, counts: dict[str, float] | None) -> dict[str, 
     }
 
 
-async def results(session: AsyncSession, keys: Sequence[str]) -> list[dict[str, Any]]:
-    """Results for each experiment in ``keys``: the seed's fields per variant, in the
-    registry's order (control first), and a health block."""
+MIN_UNITS = 100
+"""Exposed sessions each arm needs before the results call a winner."""
+SRM_THRESHOLD = 0.001
+
+
+async def multiple_exposure(session: AsyncSession, key: str) -> tuple[int, int]:
+    """Sessions seen in more than one variant, and sessions in all."""
+    per_session = (
+        select(func.count(func.distinct(ExperimentEvent.variant_key)).label("arms"))
+        .where(ExperimentEvent.experiment_key == key)
+        .group_by(ExperimentEvent.session_id)
+        .subquery()
+    )
+    row = (
+        await session.execute(
+            select(func.sum(case((per_session.c.arms > 1, 1), else_=0)), func.count())
+        )
+    ).one()
+    return int(row[0] or 0), int(row[1] or 0)
+
+
+def _arm_metrics(counts: dict[str, float]) -> dict[str, stats.Moments]:
+    exposed = int(counts.get("exposed", 0))
+    return {
+        "conversion_rate": stats.Moments.binary(exposed, counts.get("converting", 0.0)),
+        "value_per_session": stats.Moments(
+            exposed, counts.get("value_exposed", 0.0), counts.get("value_squares", 0.0)
+        ),
+    }
+
+
+def _adjust(blocks: list[dict[str, Any]], correction: str) -> None:
+    """Adjust every frequentist p-value for the number of comparisons made."""
+    tested = [b for b in blocks if "frequentist" in b]
+    if len(tested) < 2:
+        return
+    raw = [b["frequentist"]["p_value"] for b in tested]
+    adjusted = stats.holm(raw) if correction == "holm" else stats.benjamini_hochberg(raw)
+    for block, value in zip(tested, adjusted, strict=True):
+        block["frequentist"]["p_value_adjusted"] = value
+        block["frequentist"]["correction"] = correction
+
+
+async def results(
+    session: AsyncSession, keys: Sequence[str], *, correction: str = "holm"
+) -> list[dict[str, Any]]:
+    """Per experiment: the seed's fields per variant (control first), a ``stats`` block for
+    each treatment against control (conversion rate and value per exposed session), and the
+    experiment's health."""
     answer = []
     for key in keys:
         experiment = await get_experiment(session, key)
         counts = await variant_counts(session, key)
-        answer.append(
-            {
-                "experiment_key": key,
-                "variants": [
-                    seed_fields(v["variant_key"], counts.get(v["variant_key"]))
-                    for v in experiment.variants
-                ],
-                "health": {"rejected": await rejection_counts(session, key)},
-            }
-        )
+        arms = [counts.get(v["variant_key"], {}) for v in experiment.variants]
+        control = _arm_metrics(arms[0])
+        variants = [seed_fields(experiment.variants[0]["variant_key"], arms[0])]
+        blocks: list[dict[str, Any]] = []
+        for definition, arm in zip(experiment.variants[1:], arms[1:], strict=True):
+            treatment = _arm_metrics(arm)
+            compared = {m: stats.compare(control[m], treatment[m]) for m in control}
+            blocks.extend(compared.values())
+            variants.append(seed_fields(definition["variant_key"], arm) | {"stats": compared})
+        _adjust(blocks, correction)
+        exposed = [a.get("exposed", 0.0) for a in arms]
+        srm = stats.srm_p_value(exposed, [v["allocation"] for v in experiment.variants])
+        rejected = await rejection_counts(session, key)
+        multiple, sessions = await multiple_exposure(session, key)
+        health = {
+            "srm_p_value": srm,
+            "srm_mismatch": srm < SRM_THRESHOLD,
+            "rejected": rejected,
+            "bots_rejected": rejected.get("bot", 0),
+            "multiple_exposure_rate": multiple / sessions if sessions else 0.0,
+            "min_units_per_arm": MIN_UNITS,
+            "enough_data": min(exposed) >= MIN_UNITS,
+        }
+        answer.append({"experiment_key": key, "variants": variants, "health": health})
     return answer
