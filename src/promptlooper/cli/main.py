@@ -10,6 +10,7 @@ from promptlooper import __version__
 from promptlooper.cli.agents import agent_app, variant_app
 from promptlooper.cli.common import err_console
 from promptlooper.cli.db import app as db_app
+from promptlooper.cli.online import online_app
 from promptlooper.cli.server import demo, serve
 from promptlooper.cli.sweeps import cache_app, export_command, sweep_app
 from promptlooper.cli.users import apikey_app, user_app
@@ -31,6 +32,7 @@ app.add_typer(sweep_app, name="sweep")
 app.add_typer(cache_app, name="cache")
 app.add_typer(agent_app, name="agent")
 app.add_typer(variant_app, name="variant")
+app.add_typer(online_app, name="online")
 app.command("export")(export_command)
 app.command()(serve)
 app.command()(demo)

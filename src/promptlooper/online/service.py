@@ -106,6 +106,16 @@ async def update_experiment(
     return experiment
 
 
+async def set_status(session: AsyncSession, key: str, status: str) -> OnlineExperiment:
+    """Start (``running``) or stop (``stopped``) an experiment without touching the rest."""
+    experiment = await get_experiment(session, key)
+    if experiment.archived_at is not None and status == "running":
+        raise Conflict(f"{key!r} is archived; create a new experiment instead")
+    experiment.status = status
+    await session.flush()
+    return experiment
+
+
 async def list_experiments(
     session: AsyncSession, *, include_archived: bool = False
 ) -> list[OnlineExperiment]:

@@ -1,0 +1,176 @@
+"""``promptlooper online``: the A/B registry and its results from the terminal.
+
+Works on ``DATABASE_URL`` directly, like the other commands. Definitions are YAML or JSON
+files with the same fields as the admin API's bodies.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from promptlooper.cli.common import async_command, console, load_settings, session_scope
+from promptlooper.errors import Invalid
+
+online_app = typer.Typer(help="Online A/B experiments: registry and results.", no_args_is_help=True)
+FILE = typer.Argument(..., help="Definition file (YAML or JSON), as the admin API's body.")
+
+
+def _definition(path: Path, model: Any) -> Any:
+    import yaml
+    from pydantic import ValidationError
+
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise Invalid(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise Invalid(f"{path.name}: not valid YAML/JSON") from exc
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "document"
+        raise Invalid(f"{where}: {first['msg'].removeprefix('Value error, ')}") from exc
+
+
+def _summary(experiment: Any) -> str:
+    split = "/".join(f"{v['variant_key']}={v['allocation']:g}%" for v in experiment.variants)
+    return f"{experiment.experiment_key}: {experiment.status}, {split}"
+
+
+@online_app.command("create")
+@async_command
+async def create(file: Path = FILE) -> None:
+    """Register an experiment from a definition file (with experiment_key)."""
+    from promptlooper.online import service
+    from promptlooper.online.schemas import ExperimentCreate
+
+    body = _definition(file, ExperimentCreate)
+    async with session_scope(load_settings()) as session:
+        experiment = await service.create_experiment(session, body)
+    console.print(f"created {_summary(experiment)}")
+
+
+@online_app.command("update")
+@async_command
+async def update(key: str = typer.Argument(...), file: Path = FILE) -> None:
+    """Replace an experiment's definition (the hash seed stays unless the file sets one)."""
+    from promptlooper.online import service
+    from promptlooper.online.schemas import ExperimentDefinition
+
+    body = _definition(file, ExperimentDefinition)
+    async with session_scope(load_settings()) as session:
+        experiment = await service.update_experiment(session, key, body)
+    console.print(f"updated {_summary(experiment)}")
+
+
+@online_app.command("list")
+@async_command
+async def list_experiments(archived: bool = typer.Option(False, "--archived")) -> None:
+    """The registry, in creation order."""
+    from promptlooper.online import service
+
+    async with session_scope(load_settings()) as session:
+        found = await service.list_experiments(session, include_archived=archived)
+    table = Table("key", "status", "enabled", "coverage", "variants", "routes")
+    for e in found:
+        table.add_row(
+            e.experiment_key,
+            e.status + (" (archived)" if e.archived_at else ""),
+            "yes" if e.enabled else "no",
+            f"{e.coverage:g}%",
+            ", ".join(f"{v['variant_key']} {v['allocation']:g}%" for v in e.variants),
+            " ".join(e.eligible_routes) or "all",
+        )
+    console.print(table)
+
+
+@online_app.command("show")
+@async_command
+async def show(key: str = typer.Argument(...)) -> None:
+    """One experiment's definition, as JSON."""
+    from promptlooper.online import service
+    from promptlooper.online.schemas import ExperimentAdmin
+
+    async with session_scope(load_settings()) as session:
+        experiment = await service.get_experiment(session, key)
+        body = ExperimentAdmin.model_validate(experiment).model_dump(mode="json")
+    console.print_json(json.dumps(body))
+
+
+@online_app.command("stop")
+@async_command
+async def stop(key: str = typer.Argument(...)) -> None:
+    """Stop assigning and ingesting (``online start`` resumes)."""
+    from promptlooper.online import service
+
+    async with session_scope(load_settings()) as session:
+        experiment = await service.set_status(session, key, "stopped")
+    console.print(f"stopped {_summary(experiment)}")
+
+
+@online_app.command("start")
+@async_command
+async def start(key: str = typer.Argument(...)) -> None:
+    """Assign and ingest again."""
+    from promptlooper.online import service
+
+    async with session_scope(load_settings()) as session:
+        experiment = await service.set_status(session, key, "running")
+    console.print(f"started {_summary(experiment)}")
+
+
+@online_app.command("results")
+@async_command
+async def results(
+    key: str = typer.Argument(...),
+    as_json: bool = typer.Option(False, "--json", help="Print the API's JSON."),
+) -> None:
+    """Per-variant counts, lift against control with p-values and chance to win, health."""
+    from promptlooper.online import service
+
+    async with session_scope(load_settings()) as session:
+        (found,) = await service.results(session, [key])
+    if as_json:
+        console.print_json(json.dumps(found))
+        return
+    table = Table("variant", "impressions→conversions", "rate", "lift", "95% CI", "p", "p adj.",
+                  "chance to win", title=f"{key}: conversion rate")  # fmt: skip
+    for variant in found["variants"]:
+        row = _row(variant.get("stats", {}).get("conversion_rate"))
+        table.add_row(
+            variant["variant_key"],
+            f"{variant['impressions']}→{variant['conversions']}",
+            f"{variant['conversion_rate']:.2%}",
+            *row,
+        )
+    console.print(table)
+    health = found["health"]
+    console.print(
+        f"SRM p={health['srm_p_value']:.4g}{' MISMATCH' if health['srm_mismatch'] else ''}  "
+        f"bots rejected {health['bots_rejected']}  "
+        f"multiple exposure {health['multiple_exposure_rate']:.2%}  "
+        f"{'enough data' if health['enough_data'] else 'not enough data yet'}",
+        soft_wrap=True,
+    )
+
+
+def _row(block: dict[str, Any] | None) -> list[str]:
+    if block is None:
+        return ["control", "", "", "", ""]
+    if "error" in block:
+        return ["n/a", "", "", "", ""]
+    low, high = block["frequentist"]["ci"]
+    adjusted = block["frequentist"].get("p_value_adjusted")
+    return [
+        f"{block['relative_lift']:+.1%}",
+        f"{low:+.1%} … {high:+.1%}",
+        f"{block['frequentist']['p_value']:.3g}",
+        "" if adjusted is None else f"{adjusted:.3g}",
+        f"{block['bayesian']['chance_to_beat_control']:.1%}",
+    ]

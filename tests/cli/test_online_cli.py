@@ -1,0 +1,83 @@
+"""``promptlooper online`` as a user runs it, on both databases."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.cli.test_sweep_cli import env_for, run
+
+DEFINITION = {
+    "experiment_key": "signup_copy",
+    "name": "Signup copy",
+    "cookie_name": "exp_signup",
+    "eligible_routes": ["/signup"],
+    "variants": [
+        {"variant_key": "control", "allocation": 50, "is_control": True},
+        {"variant_key": "short", "allocation": 50},
+    ],
+}
+
+
+@pytest.fixture
+def env(tmp_path: Path, db_url: str) -> dict[str, str]:
+    return env_for(tmp_path, db_url)
+
+
+def ok(env: dict[str, str], *args: str) -> str:
+    result = run(env, *args)
+    assert result.returncode == 0, result.stderr + result.stdout
+    return result.stdout
+
+
+def test_online_registry_from_the_terminal(env: dict[str, str], tmp_path: Path):
+    created = tmp_path / "signup.yaml"
+    created.write_text(yaml.safe_dump(DEFINITION))
+    assert "created signup_copy: running, control=50%/short=50%" in ok(
+        env, "online", "create", str(created)
+    )
+
+    changed = {k: v for k, v in DEFINITION.items() if k != "experiment_key"}
+    changed["variants"] = [
+        {"variant_key": "control", "allocation": 30, "is_control": True},
+        {"variant_key": "short", "allocation": 70},
+    ]
+    update = tmp_path / "update.json"
+    update.write_text(json.dumps(changed))
+    assert "control=30%/short=70%" in ok(env, "online", "update", "signup_copy", str(update))
+
+    shown = json.loads(ok(env, "online", "show", "signup_copy"))
+    assert shown["hash_seed"] == "signup_copy"
+    assert "stopped" in ok(env, "online", "stop", "signup_copy")
+    assert "signup_copy" in ok(env, "online", "list")
+    assert "running" in ok(env, "online", "start", "signup_copy")
+
+    results = ok(env, "online", "results", "signup_copy")
+    assert "signup_copy: conversion rate" in results
+    assert "not enough data yet" in results
+    as_json = json.loads(ok(env, "online", "results", "signup_copy", "--json"))
+    assert [v["variant_key"] for v in as_json["variants"]] == ["control", "short"]
+
+
+@pytest.mark.parametrize(
+    ("definition", "message"),
+    [
+        (DEFINITION | {"variants": DEFINITION["variants"][:1]}, "variants: List should have"),
+        (DEFINITION | {"eligible_routes": ["signup"]}, "must start with /"),
+        ({"name": "x"}, "cookie_name: Field required"),
+    ],
+)
+def test_bad_definitions_are_one_line_errors(
+    env: dict[str, str], tmp_path: Path, definition: dict, message: str
+):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(definition))
+
+    result = run(env, "online", "create", str(path))
+
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
