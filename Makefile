@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
 .PHONY: demo test lint install install-dev clean
 
 $(BIN)/python:
@@ -31,7 +33,12 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/lint-imports
 
-test: lint
+# The browser tests drive Debian's Chromium through chromedriver; installed once.
+/usr/bin/chromedriver:
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver
+
+test: lint | /usr/bin/chromedriver
 	$(BIN)/pytest
 
 clean:

@@ -1,19 +1,10 @@
-"""Fixtures for SDK tests: the app behind a switchable transport, and a live server."""
+"""Fixtures for SDK tests: the app behind a switchable transport."""
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
-from collections.abc import Iterator
-
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
-
-from promptlooper.api.app import create_app
-from promptlooper.settings import Settings
 
 
 class Switch(httpx.AsyncBaseTransport):
@@ -39,29 +30,3 @@ class Switch(httpx.AsyncBaseTransport):
 @pytest.fixture
 def switch(app: FastAPI) -> Switch:
     return Switch(app)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def live_url(settings: Settings) -> Iterator[str]:
-    """A real uvicorn server on 127.0.0.1 in a thread, on the test's database."""
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    for _ in range(500):
-        if server.started:
-            break
-        threading.Event().wait(0.01)
-    else:
-        raise RuntimeError("the test server did not start")
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)

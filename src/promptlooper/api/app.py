@@ -24,6 +24,8 @@ from promptlooper.sweeps.execution import ExecutionOptions, SweepJobs
 from promptlooper.sweeps.routes import export_router as sweeps_export_router
 from promptlooper.sweeps.routes import router as sweeps_router
 from promptlooper.variants.routes import router as variants_router
+from promptlooper.web.routes import router as web_router
+from promptlooper.web.routes import static_files
 
 PUBLIC_PATHS = frozenset(
     {
@@ -36,7 +38,8 @@ PUBLIC_PATHS = frozenset(
         "/api/experiments/batch",
     }
 )
-"""Routes that answer without credentials; every other route requires them."""
+"""API routes that answer without credentials; every other API route requires them. (The
+demo page at ``/`` and ``/static`` are outside the API and public too.)"""
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -90,6 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         variants_router,
         online_admin_router,
         online_public_router,
+        web_router,
     ):
         app.include_router(router)
+    app.mount("/static", static_files, name="static")
     return app

@@ -1,0 +1,139 @@
+"""The browser script in real headless Chromium: assignment, cookie, events, results."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import BOOTSTRAP_KEY, service_unavailable
+from tests.online.conftest import registry  # noqa: F401 (fixture)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+# Headless Chromium announces itself as HeadlessChrome, which the bot filter rightly refuses;
+# the test browses as the desktop browser it is.
+USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/156.0.0.0 Safari/537.36"
+)
+ADMIN = {"X-Api-Key": BOOTSTRAP_KEY}
+
+
+@pytest.fixture
+def browser():
+    if not CHROMIUM.exists() or not CHROMEDRIVER.exists() or shutil.which("chromium") is None:
+        service_unavailable("Chromium", FileNotFoundError(str(CHROMIUM)))
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    options.add_argument(f"--user-agent={USER_AGENT}")
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def _results(base: str) -> dict:
+    response = httpx.get(
+        f"{base}/api/v1/experiments/results",
+        params={"experiment_key": "homepage_hero_test"},
+        headers=ADMIN,
+    )
+    return {v["variant_key"]: v for v in response.json()[0]["variants"]}
+
+
+def _wait_for(check, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def _scenario(driver, base: str) -> dict:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(base + "/")
+    WebDriverWait(driver, 15).until(
+        lambda d: d.find_element(By.ID, "assigned").text.startswith("{")
+    )
+    cookies = {c["name"]: c["value"] for c in driver.get_cookies()}
+    shown = driver.find_elements(By.CSS_SELECTOR, "[data-experiment-shown]")
+    hidden = driver.find_elements(By.CSS_SELECTOR, "[data-experiment]")
+    variants = [s.get_attribute("data-variant") for s in shown if s.is_displayed()]
+
+    driver.find_element(By.ID, "cta").click()
+    driver.find_element(By.ID, "email").send_keys("owner@example.com")
+    driver.find_element(By.ID, "submit").click()
+    WebDriverWait(driver, 5).until(
+        expected_conditions.invisibility_of_element_located((By.ID, "signup"))
+    )
+    driver.find_element(By.ID, "book").click()
+
+    variant = cookies.get("exp_homepage_hero")
+    counted = _wait_for(
+        lambda: (r := _results(base)[variant])["conversions"] == 1 and r["form_submits"] == 1
+    )
+    driver.refresh()  # a returning visitor: same variant, no second impression
+    WebDriverWait(driver, 15).until(
+        lambda d: d.find_element(By.ID, "assigned").text.startswith("{")
+    )
+    again = {c["name"]: c["value"] for c in driver.get_cookies()}["exp_homepage_hero"]
+    time.sleep(0.5)
+    server = httpx.get(
+        f"{base}/api/experiments/homepage_hero_test/assignment",
+        params={"unit_id": cookies.get("pl_sid"), "path": "/"},
+    ).json()
+    return {
+        "server_variant": server["variant_key"],
+        "cookies": cookies,
+        "variants": variants,
+        "hidden": len(hidden),
+        "counted": counted,
+        "again": again,
+        "results": _results(base),
+    }
+
+
+async def test_the_demo_page_assigns_sets_the_cookie_and_reports_events(
+    browser,
+    live_url: str,
+    registry,  # noqa: F811
+):
+    seen = await asyncio.to_thread(_scenario, browser, live_url)
+
+    variant = seen["cookies"]["exp_homepage_hero"]
+    assert variant == seen["server_variant"]  # the browser hashes as the server does
+    assert seen["variants"] == [variant]  # exactly the assigned hero is on the page
+    assert seen["hidden"] == 0
+    assert seen["counted"]
+    assert seen["again"] == variant
+    mine = seen["results"][variant]
+    assert mine["impressions"] == 1  # the reload's impression was a retry of the same id
+    assert (mine["cta_clicks"], mine["form_starts"], mine["form_submits"]) == (1, 1, 1)
+    assert mine["conversions"] == 1
+    assert mine["conversion_value_total"] == 49.0
+    assert mine["conversion_rate"] == 1.0
+    assert mine["unique_sessions"] == 1
+
+
+async def test_the_script_and_the_page_are_served(client: httpx.AsyncClient):
+    page = await client.get("/")
+    assert page.status_code == 200
+    assert '<script src="/static/promptlooper-ab.js" defer></script>' in page.text
+    response = await client.get("/static/promptlooper-ab.js")
+    assert response.status_code == 200
+    assert "javascript" in response.headers["content-type"]
+    assert "fnv1a32" in response.text
