@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.cli.inprocess import Invoke
 from tests.cli.test_sweep_cli import env_for, run
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -113,11 +114,11 @@ def test_agent_sweep_runs_around_the_agent_config(env: dict[str, str], tmp_path:
         (["agent", "rollback", "missing", "not-an-id"], "revision_id: not an id"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(env: dict[str, str], args: list[str], message: str):
-    ok(env, "agent", "create", "Seed", "--model", "mock:m")  # the default project exists
+def test_bad_input_is_one_line_and_exit_2(cli: Invoke, args: list[str], message: str):
+    assert cli("agent", "create", "Seed", "--model", "mock:m").code == 0  # "default" exists
 
-    result = run(env, *args)
+    result = cli(*args)
 
-    assert result.returncode == 2, result.stdout
-    assert message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.code == 2, result.out
+    assert message in result.err
+    assert len(result.err.strip().splitlines()) == 1

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.cli.inprocess import Invoke
 from tests.cli.test_sweep_cli import env_for, run
 
 DEFINITION = {
@@ -71,13 +72,13 @@ def test_online_registry_from_the_terminal(env: dict[str, str], tmp_path: Path):
     ],
 )
 def test_bad_definitions_are_one_line_errors(
-    env: dict[str, str], tmp_path: Path, definition: dict, message: str
+    cli: Invoke, tmp_path: Path, definition: dict, message: str
 ):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(definition))
 
-    result = run(env, "online", "create", str(path))
+    result = cli("online", "create", str(path))
 
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.code == 2
+    assert message in result.err
+    assert len(result.err.strip().splitlines()) == 1

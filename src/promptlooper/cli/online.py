@@ -132,10 +132,10 @@ async def results(
     as_json: bool = typer.Option(False, "--json", help="Print the API's JSON."),
 ) -> None:
     """Per-variant counts, lift against control with p-values and chance to win, health."""
-    from promptlooper.online import service
+    from promptlooper.online import results as outcomes
 
     async with session_scope(load_settings()) as session:
-        (found,) = await service.results(session, [key])
+        (found,) = await outcomes.compute(session, [key])
     if as_json:
         console.print_json(json.dumps(found))
         return

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, Query, Response, status
 
 from promptlooper.auth.deps import AdminDep
 from promptlooper.db.deps import SessionDep
-from promptlooper.online import ingestion, service
+from promptlooper.online import ingestion, results, service
 from promptlooper.online.schemas import (
     Accepted,
     Assignment,
@@ -114,7 +114,7 @@ async def experiment_results(
         keys = [experiment_key]
     else:
         keys = [e.experiment_key for e in await service.list_experiments(session)]
-    found = await service.results(session, keys, correction=correction)
+    found = await results.compute(session, keys, correction=correction)
     return [ExperimentResults(**r) for r in found]
 
 
