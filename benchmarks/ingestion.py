@@ -1,0 +1,182 @@
+"""Online-experiment ingestion over HTTP: events/s, latency, and nothing lost or doubled.
+
+One server process (`promptlooper serve`, uvicorn) on a fresh PostgreSQL database with the demo
+registry; a load generator in this process (aiohttp, on loopback) posts events with distinct
+`event_id`s at a fixed concurrency. Afterwards the stored rows are counted: every acknowledged
+(202, accepted) event must be there exactly once. Scenarios: single events on
+`/api/experiments/event`, and batches of 1,000 on `/api/experiments/batch`.
+
+    .venv/bin/python -m benchmarks.ingestion --events 20000 --concurrency 64 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+
+from benchmarks.sweep_throughput import ROOT, fresh_database
+
+UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130 Safari"
+PORT = 8791
+
+
+def event(i: int, run: str) -> dict:
+    return {
+        "experiment_key": "homepage_hero_test",
+        "variant_key": "control" if i % 2 else "tiny_gang_social_proof",
+        "session_id": f"s-{i // 3}",
+        "path": "/",
+        "event_name": "cta_click" if i % 3 else "impression",
+        "event_id": f"{run}-{i}",
+    }
+
+
+async def single(base: str, total: int, concurrency: int, run: str) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    counter = iter(range(total))
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, headers={"User-Agent": UA}) as http:
+
+        async def worker() -> None:
+            for i in counter:
+                started = time.perf_counter()
+                async with http.post(f"{base}/api/experiments/event", json=event(i, run)) as r:
+                    body = await r.json()
+                    if r.status != 202 or not body["accepted"]:
+                        raise SystemExit(f"event {i} refused: {r.status} {body}")
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started, latencies
+
+
+async def batches(base: str, total: int, concurrency: int, run: str) -> tuple[float, list[float]]:
+    size = 1000
+    latencies: list[float] = []
+    chunks = iter(range(0, total, size))
+    async with aiohttp.ClientSession(headers={"User-Agent": UA}) as http:
+
+        async def worker() -> None:
+            for start in chunks:
+                payload = {"events": [event(i, run) for i in range(start, start + size)]}
+                began = time.perf_counter()
+                async with http.post(f"{base}/api/experiments/batch", json=payload) as r:
+                    body = await r.json()
+                    if r.status != 202 or body["accepted"] != size:
+                        raise SystemExit(f"batch at {start} refused: {r.status}")
+                latencies.append(time.perf_counter() - began)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - began, latencies
+
+
+async def stored(database: str, run: str) -> tuple[int, int]:
+    import asyncpg
+
+    conn = await asyncpg.connect(database)
+    try:
+        rows = await conn.fetchval(
+            "SELECT count(*) FROM online_events WHERE event_id LIKE $1", f"{run}-%"
+        )
+        distinct = await conn.fetchval(
+            "SELECT count(DISTINCT event_id) FROM online_events WHERE event_id LIKE $1", f"{run}-%"
+        )
+        return rows, distinct
+    finally:
+        await conn.close()
+
+
+async def seed(database: str) -> None:
+    from promptlooper.db.engine import create_engine, create_sessionmaker
+    from promptlooper.online.demo import seed_demo
+    from promptlooper.settings import Settings
+
+    engine = create_engine(Settings(_env_file=None, database_url=database))  # type: ignore[call-arg]
+    async with create_sessionmaker(engine)() as session:
+        await seed_demo(session)
+        await session.commit()
+    await engine.dispose()
+
+
+def serve(database: str, folder: Path) -> subprocess.Popen:
+    env = {**os.environ, "DATABASE_URL": database, "DATA_DIR": str(folder), "LOG_LEVEL": "warning"}
+    cli = [sys.executable, "-m", "promptlooper"]
+    subprocess.run([*cli, "db", "upgrade"], env=env, check=True, capture_output=True, cwd=ROOT)
+    asyncio.run(seed(database))
+    server = subprocess.Popen(
+        [*cli, "serve", "--no-migrate", "--port", str(PORT)], env=env, cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    for _ in range(200):
+        try:
+            import urllib.request
+
+            urllib.request.urlopen(f"http://127.0.0.1:{PORT}/api/health", timeout=1)
+            return server
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    raise SystemExit("the server did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    results: dict[str, list[dict]] = {"single": [], "batch": []}
+    with tempfile.TemporaryDirectory() as folder:
+        database, drop = fresh_database("postgresql", Path(folder))
+        server = serve(database, Path(folder))
+        base = f"http://127.0.0.1:{PORT}"
+        try:
+            for _ in range(args.repeats):
+                for name, function, total, concurrency in (
+                    ("single", single, args.events, args.concurrency),
+                    ("batch", batches, args.events * 10, 4),
+                ):
+                    run = uuid.uuid4().hex[:8]
+                    wall, latencies = asyncio.run(function(base, total, concurrency, run))
+                    rows, distinct = asyncio.run(stored(database, run))
+                    latencies.sort()
+                    results[name].append(
+                        {
+                            "rate": total / wall,
+                            "p50": latencies[len(latencies) // 2] * 1000,
+                            "p99": latencies[int(len(latencies) * 0.99)] * 1000,
+                            "lost": total - distinct,
+                            "doubled": rows - distinct,
+                        }
+                    )
+        finally:
+            server.terminate()
+            server.wait(10)
+            drop()
+    for name, runs in results.items():
+        rate = statistics.median(r["rate"] for r in runs)
+        p50 = statistics.median(r["p50"] for r in runs)
+        p99 = statistics.median(r["p99"] for r in runs)
+        lost = sum(r["lost"] for r in runs)
+        doubled = sum(r["doubled"] for r in runs)
+        unit = "events/s" if name == "single" else "events/s (1,000 per request)"
+        print(
+            f"{name:>6}: {rate:,.0f} {unit}; request p50 {p50:.1f} ms, p99 {p99:.1f} ms; "
+            f"lost {lost}, doubled {doubled}"
+        )
+
+
+if __name__ == "__main__":
+    main()
