@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -191,3 +192,38 @@ async def test_rejections_are_counted_by_reason_for_the_results(
     assert response.json()[0]["health"]["rejected"] == {"bot": 2, "unknown_variant": 1}
     async with sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(ExperimentEvent)) == 0
+
+
+async def test_concurrent_events_are_group_committed_once_each(
+    client: httpx.AsyncClient, sessionmaker, registry
+):
+    bodies = [event(event_id=f"c-{i % 150}", session_id=f"s-{i}") for i in range(200)]
+
+    answers = await asyncio.gather(
+        *(client.post("/api/experiments/event", json=b, headers=BROWSER) for b in bodies)
+    )
+
+    assert {a.status_code for a in answers} == {202}
+    assert all(a.json()["accepted"] for a in answers)
+    stored = await _stored(sessionmaker)
+    assert len(stored) == 150  # 50 retries of an event_id stored nothing new
+    assert len({e.event_id for e in stored}) == 150
+
+
+async def test_another_process_registry_change_shows_within_the_ttl(
+    app, client: httpx.AsyncClient, sessionmaker, registry
+):
+    from promptlooper.online import service
+
+    first = await client.post("/api/experiments/event", json=event(), headers=BROWSER)
+    assert first.json()["accepted"] is True
+    async with sessionmaker() as session:  # as the CLI would, bypassing this app
+        await service.set_status(session, "homepage_hero_test", "stopped")
+        await session.commit()
+
+    cached = await client.post("/api/experiments/event", json=event(), headers=BROWSER)
+    app.state.intake._ttl = 0
+    fresh = await client.post("/api/experiments/event", json=event(), headers=BROWSER)
+
+    assert cached.json()["accepted"] is True  # inside the TTL the snapshot still holds
+    assert fresh.headers["X-Event-Rejected"] == "experiment_inactive"

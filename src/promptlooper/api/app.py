@@ -16,6 +16,7 @@ from promptlooper.auth.routes import router as auth_router
 from promptlooper.auth.service import AuthConfig
 from promptlooper.db.engine import create_engine, create_sessionmaker
 from promptlooper.events import EventBus
+from promptlooper.online.ingestion import Intake
 from promptlooper.online.routes import admin_router as online_admin_router
 from promptlooper.online.routes import public_router as online_public_router
 from promptlooper.projects.routes import router as projects_router
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = sessionmaker
     app.state.event_bus = event_bus
     app.state.sweep_jobs = sweep_jobs
+    app.state.intake = Intake(sessionmaker)
     app.state.auth_config = AuthConfig(
         jwt_secret=settings.jwt_secret_value(),
         jwt_expire_minutes=settings.jwt_expire_minutes,

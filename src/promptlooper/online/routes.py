@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 
 from promptlooper.auth.deps import AdminDep
 from promptlooper.db.deps import SessionDep
-from promptlooper.online import ingestion, results, service
+from promptlooper.online import results, service
+from promptlooper.online.ingestion import Intake
 from promptlooper.online.schemas import (
     Accepted,
     Assignment,
@@ -46,20 +47,24 @@ async def get_settings(_admin: AdminDep, session: SessionDep) -> SettingsBody:
 
 
 @admin_router.put("/settings")
-async def put_settings(body: SettingsBody, _admin: AdminDep, session: SessionDep) -> SettingsBody:
+async def put_settings(
+    body: SettingsBody, request: Request, _admin: AdminDep, session: SessionDep
+) -> SettingsBody:
     """``experiments_enabled: false`` is the global kill switch for online experiments."""
     await service.save_settings(session, body)
     await session.commit()
+    _intake(request).invalidate()
     return body
 
 
 @admin_router.post("/experiments", status_code=status.HTTP_201_CREATED)
 async def create_experiment(
-    body: ExperimentCreate, _admin: AdminDep, session: SessionDep
+    body: ExperimentCreate, request: Request, _admin: AdminDep, session: SessionDep
 ) -> ExperimentAdmin:
     """Register an experiment; allocations must sum to 100 with exactly one control."""
     experiment = await service.create_experiment(session, body)
     await session.commit()
+    _intake(request).invalidate()
     return ExperimentAdmin.model_validate(experiment)
 
 
@@ -82,21 +87,27 @@ async def get_experiment(
 
 @admin_router.put("/experiments/{experiment_key}")
 async def update_experiment(
-    experiment_key: str, body: ExperimentDefinition, _admin: AdminDep, session: SessionDep
+    experiment_key: str,
+    body: ExperimentDefinition,
+    request: Request,
+    _admin: AdminDep,
+    session: SessionDep,
 ) -> ExperimentAdmin:
     """Replace the definition (the hash seed stays unless the body sets a new one)."""
     experiment = await service.update_experiment(session, experiment_key, body)
     await session.commit()
+    _intake(request).invalidate()
     return ExperimentAdmin.model_validate(experiment)
 
 
 @admin_router.post("/experiments/{experiment_key}/archive")
 async def archive_experiment(
-    experiment_key: str, _admin: AdminDep, session: SessionDep
+    experiment_key: str, request: Request, _admin: AdminDep, session: SessionDep
 ) -> ExperimentAdmin:
     """Stop it and drop it from the public list; events and results are kept."""
     experiment = await service.archive_experiment(session, experiment_key)
     await session.commit()
+    _intake(request).invalidate()
     return ExperimentAdmin.model_validate(experiment)
 
 
@@ -141,15 +152,14 @@ async def assign(
     return Assignment(experiment_key=experiment_key, variant_key=variant)
 
 
+def _intake(request: Request) -> Intake:
+    return request.app.state.intake
+
+
 async def _single(
-    session: SessionDep,
-    event: EventIn,
-    user_agent: str | None,
-    response: Response,
-    kind: str | None,
+    request: Request, event: EventIn, user_agent: str | None, response: Response, kind: str | None
 ) -> Accepted:
-    (verdict,) = await ingestion.ingest(session, [event], user_agent=user_agent, event_type=kind)
-    await session.commit()
+    (verdict,) = await _intake(request).ingest([event], user_agent=user_agent, event_type=kind)
     if verdict.reason is not None:
         response.headers[REJECTED_HEADER] = verdict.reason
     return Accepted(accepted=verdict.accepted)
@@ -157,28 +167,25 @@ async def _single(
 
 @public_router.post("/api/experiments/event", status_code=status.HTTP_202_ACCEPTED)
 async def ingest_event(
-    event: EventIn, session: SessionDep, response: Response, user_agent: UserAgent = None
+    event: EventIn, request: Request, response: Response, user_agent: UserAgent = None
 ) -> Accepted:
     """One event (``event_name``: cta_click, form_start, form_submit, conversion or
     impression). ``accepted: false`` stores nothing; the reason is in ``X-Event-Rejected``."""
-    return await _single(session, event, user_agent, response, None)
+    return await _single(request, event, user_agent, response, None)
 
 
 @public_router.post("/api/experiments/impression", status_code=status.HTTP_202_ACCEPTED)
 async def ingest_impression(
-    event: EventIn, session: SessionDep, response: Response, user_agent: UserAgent = None
+    event: EventIn, request: Request, response: Response, user_agent: UserAgent = None
 ) -> Accepted:
     """An exposure: the unit saw its variant."""
-    return await _single(session, event, user_agent, response, "impression")
+    return await _single(request, event, user_agent, response, "impression")
 
 
 @public_router.post("/api/experiments/batch", status_code=status.HTTP_202_ACCEPTED)
-async def ingest_batch(
-    body: BatchIn, session: SessionDep, user_agent: UserAgent = None
-) -> BatchOut:
+async def ingest_batch(body: BatchIn, request: Request, user_agent: UserAgent = None) -> BatchOut:
     """Up to 1,000 events; each gets its own verdict and reason, in order."""
-    verdicts = await ingestion.ingest(session, body.events, user_agent=user_agent)
-    await session.commit()
+    verdicts = await _intake(request).ingest(body.events, user_agent=user_agent)
     accepted = sum(v.accepted for v in verdicts)
     return BatchOut(
         accepted=accepted,
