@@ -116,6 +116,15 @@ async def _variant(scope: Scope, agent: Agent, ref: str) -> Variant:
     return await service.find_variant(scope.session, scope.principal, agent.id, ref)
 
 
+async def _variant_slugs(scope: Scope, agent: Agent) -> dict[Any, str]:
+    """Variant ids to slugs, for showing history that refers to variants by id."""
+    from promptlooper.variants import service
+
+    return {
+        v.id: v.slug for v in await service.list_variants(scope.session, scope.principal, agent.id)
+    }
+
+
 def _config_table(config: dict[str, Any], provenance: dict[str, str] | None = None) -> Table:
     table = Table("field", "value", *(["from"] if provenance else []))
     for key, value in config.items():
@@ -296,10 +305,7 @@ async def list_revisions(
     async with _scope(project, user) as scope:
         agent = await _agent(scope, slug)
         revisions = await service.list_revisions(scope.session, scope.principal, agent.id)
-        slugs = {
-            v.id: v.slug
-            for v in await service.list_variants(scope.session, scope.principal, agent.id)
-        }
+        slugs = await _variant_slugs(scope, agent)
     table = Table("when", "of", "number", "changed", "id")
     for revision in revisions:
         table.add_row(
@@ -347,10 +353,7 @@ async def list_activations(
     async with _scope(project, user) as scope:
         agent = await _agent(scope, slug)
         events = await service.list_activations(scope.session, scope.principal, agent.id)
-        slugs = {
-            v.id: v.slug
-            for v in await service.list_variants(scope.session, scope.principal, agent.id)
-        }
+        slugs = await _variant_slugs(scope, agent)
     table = Table("when", "from", "to", "reason")
     for event in events:
         table.add_row(
