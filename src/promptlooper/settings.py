@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     """Let sweeps sent to the server import and run Python code (``python:`` providers and
     scorers). The CLI always may: it runs the user's own sweep on the user's machine."""
     log_level: str = "info"
+    training_models_file: Path | None = None
+    """A YAML model registry for the training API, replacing the one shipped in the package."""
+    training_device: str = "auto"
+    """``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda``."""
 
     @field_validator("jwt_secret", "api_key", mode="before")
     @classmethod

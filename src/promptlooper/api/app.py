@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,6 +25,10 @@ from promptlooper.settings import Settings
 from promptlooper.sweeps.execution import ExecutionOptions, SweepJobs
 from promptlooper.sweeps.routes import export_router as sweeps_export_router
 from promptlooper.sweeps.routes import router as sweeps_router
+from promptlooper.training.backend import TrainingBackend
+from promptlooper.training.registry import load_registry
+from promptlooper.training.routes import router as training_router
+from promptlooper.training.trainer import Trainer
 from promptlooper.variants.routes import router as variants_router
 from promptlooper.web.routes import router as web_router
 from promptlooper.web.routes import static_files
@@ -58,9 +63,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine, event_bus, ExecutionOptions(allow_python=settings.allow_python_callables)
     )
 
+    trainer = Trainer(
+        sessionmaker,
+        TrainingBackend(settings.data_dir, settings.training_device),
+        load_registry(settings.training_models_file),
+        settings.data_dir,
+    )
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        await asyncio.to_thread(trainer.backend.shutdown)
         await sweep_jobs.shutdown()
         await event_bus.close()
         await engine.dispose()
@@ -78,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.event_bus = event_bus
     app.state.sweep_jobs = sweep_jobs
     app.state.intake = Intake(sessionmaker)
+    app.state.trainer = trainer
     app.state.auth_config = AuthConfig(
         jwt_secret=settings.jwt_secret_value(),
         jwt_expire_minutes=settings.jwt_expire_minutes,
@@ -95,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         variants_router,
         online_admin_router,
         online_public_router,
+        training_router,
         web_router,
     ):
         app.include_router(router)

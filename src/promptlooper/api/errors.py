@@ -15,6 +15,7 @@ from promptlooper import errors
 logger = logging.getLogger(__name__)
 
 STATUS_BY_ERROR: dict[type[errors.PromptLooperError], int] = {
+    errors.BadRequest: 400,
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.Invalid: 422,

@@ -1,0 +1,208 @@
+"""``/api/training``: models, runs and the Tinker-style primitives.
+
+Every primitive takes ``?wait=false`` to return at once with a future id (202); ``GET
+/api/training/futures/{id}`` then answers 202 while it runs, the result when done, or the
+error the call would have answered with.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from promptlooper.auth.deps import PrincipalDep
+from promptlooper.db.deps import SessionDep
+from promptlooper.training import service
+from promptlooper.training.registry import ModelRegistry
+from promptlooper.training.schemas import (
+    CheckpointList,
+    CheckpointPublic,
+    FuturePublic,
+    LoadResult,
+    LoadState,
+    LossRequest,
+    LossResult,
+    MetricsPublic,
+    ModelList,
+    OptimResult,
+    OptimStep,
+    RunCreate,
+    RunList,
+    RunPublic,
+    SampleRequest,
+    SampleResult,
+    SaveState,
+    StepMetric,
+)
+from promptlooper.training.trainer import Trainer
+
+router = APIRouter(prefix="/api/training", tags=["training"])
+
+WaitQuery = Annotated[
+    bool, Query(description="false: answer 202 with a future id instead of waiting")
+]
+PENDING: dict[int | str, dict[str, Any]] = {202: {"description": "Queued; poll the future"}}
+
+
+def _trainer(request: Request) -> Trainer:
+    return request.app.state.trainer  # type: ignore[no-any-return]
+
+
+def _registry(request: Request) -> ModelRegistry:
+    return _trainer(request).registry
+
+
+def _answer(outcome: BaseModel | str, operation: str) -> Any:
+    if isinstance(outcome, str):
+        ticket = FuturePublic(future_id=outcome, operation=operation, status="pending")
+        return JSONResponse(ticket.model_dump(), status_code=status.HTTP_202_ACCEPTED)
+    return outcome
+
+
+@router.get("/models")
+async def list_models(request: Request, _principal: PrincipalDep) -> ModelList:
+    return service.list_models(_registry(request))
+
+
+@router.post("/runs", status_code=status.HTTP_201_CREATED)
+async def create_run(
+    body: RunCreate, request: Request, principal: PrincipalDep, session: SessionDep
+) -> RunPublic:
+    run = await service.create_run(session, principal, _registry(request), body)
+    await session.commit()
+    return RunPublic.model_validate(run)
+
+
+@router.get("/runs")
+async def list_runs(
+    principal: PrincipalDep,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> RunList:
+    runs, total = await service.list_runs(session, principal, limit=limit, offset=offset)
+    return RunList(data=[RunPublic.model_validate(r) for r in runs], count=total)
+
+
+@router.get("/runs/{run_id}")
+async def get_run(run_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> RunPublic:
+    return RunPublic.model_validate(await service.get_run(session, principal, run_id))
+
+
+@router.delete("/runs/{run_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_run(run_id: uuid.UUID, request: Request, principal: PrincipalDep) -> None:
+    await _trainer(request).delete_run(principal, run_id)
+
+
+@router.get("/runs/{run_id}/metrics")
+async def get_metrics(
+    run_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
+) -> MetricsPublic:
+    run = await service.get_run(session, principal, run_id)
+    steps = await service.steps(session, run)
+    return MetricsPublic(run_id=run.id, steps=[StepMetric.model_validate(s) for s in steps])
+
+
+@router.get("/runs/{run_id}/checkpoints")
+async def list_checkpoints(
+    run_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
+) -> CheckpointList:
+    run = await service.get_run(session, principal, run_id)
+    rows = await service.checkpoints(session, run)
+    return CheckpointList(data=[CheckpointPublic.model_validate(c) for c in rows])
+
+
+@router.post("/runs/{run_id}/forward_backward", responses=PENDING)
+async def forward_backward(
+    run_id: uuid.UUID,
+    body: LossRequest,
+    request: Request,
+    principal: PrincipalDep,
+    wait: WaitQuery = True,
+) -> LossResult:
+    """Compute the loss and add its gradients to the run's accumulated ones."""
+    outcome = await _trainer(request).forward_backward(principal, run_id, body, wait=wait)
+    return _answer(outcome, "forward_backward")  # type: ignore[no-any-return]
+
+
+@router.post("/runs/{run_id}/forward", responses=PENDING)
+async def forward(
+    run_id: uuid.UUID,
+    body: LossRequest,
+    request: Request,
+    principal: PrincipalDep,
+    wait: WaitQuery = True,
+) -> LossResult:
+    """The loss alone, without gradients (evaluation)."""
+    outcome = await _trainer(request).forward(principal, run_id, body, wait=wait)
+    return _answer(outcome, "forward")  # type: ignore[no-any-return]
+
+
+@router.post("/runs/{run_id}/optim_step", responses=PENDING)
+async def optim_step(
+    run_id: uuid.UUID,
+    request: Request,
+    principal: PrincipalDep,
+    body: OptimStep | None = None,
+    wait: WaitQuery = True,
+) -> OptimResult:
+    """Apply the accumulated gradients with AdamW; 400 when there are none."""
+    outcome = await _trainer(request).optim_step(principal, run_id, body or OptimStep(), wait=wait)
+    return _answer(outcome, "optim_step")  # type: ignore[no-any-return]
+
+
+@router.post("/runs/{run_id}/sample", responses=PENDING)
+async def sample(
+    run_id: uuid.UUID,
+    body: SampleRequest,
+    request: Request,
+    principal: PrincipalDep,
+    wait: WaitQuery = True,
+) -> SampleResult:
+    outcome = await _trainer(request).sample(principal, run_id, body, wait=wait)
+    return _answer(outcome, "sample")  # type: ignore[no-any-return]
+
+
+@router.post("/runs/{run_id}/save_state", status_code=status.HTTP_201_CREATED, responses=PENDING)
+async def save_state(
+    run_id: uuid.UUID,
+    request: Request,
+    principal: PrincipalDep,
+    body: SaveState | None = None,
+    wait: WaitQuery = True,
+) -> CheckpointPublic:
+    """Save the adapter (with optimizer state, to resume) or a merged standalone model."""
+    outcome = await _trainer(request).save_state(principal, run_id, body or SaveState(), wait=wait)
+    return _answer(outcome, "save_state")  # type: ignore[no-any-return]
+
+
+@router.post("/runs/{run_id}/load_state", responses=PENDING)
+async def load_state(
+    run_id: uuid.UUID,
+    body: LoadState,
+    request: Request,
+    principal: PrincipalDep,
+    wait: WaitQuery = True,
+) -> LoadResult:
+    outcome = await _trainer(request).load_state(principal, run_id, body, wait=wait)
+    return _answer(outcome, "load_state")  # type: ignore[no-any-return]
+
+
+@router.get("/futures/{future_id}", responses=PENDING)
+async def retrieve_future(
+    future_id: str, request: Request, response: Response, principal: PrincipalDep
+) -> FuturePublic:
+    operation, result = await _trainer(request).retrieve(principal, future_id)
+    if result is None:
+        response.status_code = status.HTTP_202_ACCEPTED
+        return FuturePublic(future_id=future_id, operation=operation, status="pending")
+    return FuturePublic(
+        future_id=future_id,
+        operation=operation,
+        status="done",
+        result=result.model_dump(mode="json"),
+    )

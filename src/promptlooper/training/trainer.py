@@ -1,0 +1,260 @@
+"""The training primitives as a service: look up and authorise the run, queue the call on the
+base model's worker, then record what it changed (metrics, checkpoints, the step counter).
+
+A call can be awaited, or submitted without waiting: the caller then gets a future id and
+fetches the outcome later. Either way the work runs to completion and its bookkeeping is
+written, even when the client has gone away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from promptlooper.auth.principal import Principal
+from promptlooper.errors import BadRequest, NotFound
+from promptlooper.training import service
+from promptlooper.training.backend import TrainingBackend
+from promptlooper.training.backend.host import RunSpec
+from promptlooper.training.models import TrainingCheckpoint, TrainingRun, TrainingStep
+from promptlooper.training.registry import ModelRegistry
+from promptlooper.training.schemas import (
+    CheckpointPublic,
+    LoadResult,
+    LoadState,
+    LossRequest,
+    OptimResult,
+    OptimStep,
+    SampleRequest,
+    SaveState,
+)
+
+FUTURE_TTL = 3600.0
+"""Seconds a finished future's outcome is kept for the client to fetch."""
+
+Finisher = Callable[[AsyncSession, Any], Awaitable[BaseModel]]
+
+
+@dataclass(slots=True)
+class Pending:
+    owner_id: uuid.UUID
+    operation: str
+    task: asyncio.Task[BaseModel]
+    finished_at: float | None = None
+
+
+class Trainer:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        backend: TrainingBackend,
+        registry: ModelRegistry,
+        data_dir: Path,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.backend = backend
+        self.registry = registry
+        self.root = data_dir / "training"
+        self._futures: dict[str, Pending] = {}
+
+    # --- the primitives -------------------------------------------------------------------------
+
+    async def forward_backward(
+        self, principal: Principal, run_id: uuid.UUID, body: LossRequest, *, wait: bool = True
+    ) -> BaseModel | str:
+        return await self._call(principal, run_id, "forward_backward", (body,), wait=wait)
+
+    async def forward(
+        self, principal: Principal, run_id: uuid.UUID, body: LossRequest, *, wait: bool = True
+    ) -> BaseModel | str:
+        return await self._call(principal, run_id, "forward", (body,), wait=wait)
+
+    async def sample(
+        self, principal: Principal, run_id: uuid.UUID, body: SampleRequest, *, wait: bool = True
+    ) -> BaseModel | str:
+        return await self._call(principal, run_id, "sample", (body,), wait=wait)
+
+    async def optim_step(
+        self, principal: Principal, run_id: uuid.UUID, body: OptimStep, *, wait: bool = True
+    ) -> BaseModel | str:
+        async def record(session: AsyncSession, result: OptimResult) -> OptimResult:
+            # A step number seen before means the run was rewound (load_state): the new
+            # branch replaces the old one from there on.
+            await session.execute(
+                delete(TrainingStep).where(
+                    TrainingStep.run_id == run_id, TrainingStep.step >= result.step
+                )
+            )
+            session.add(
+                TrainingStep(
+                    run_id=run_id,
+                    step=result.step,
+                    loss=result.loss,
+                    tokens=result.tokens,
+                    grad_norm=result.grad_norm,
+                    learning_rate=result.learning_rate,
+                )
+            )
+            await self._set_step(session, run_id, result.step)
+            return result
+
+        return await self._call(principal, run_id, "optim_step", (body,), record, wait=wait)
+
+    async def save_state(
+        self, principal: Principal, run_id: uuid.UUID, body: SaveState, *, wait: bool = True
+    ) -> BaseModel | str:
+        folder = self.root / str(run_id) / uuid.uuid4().hex
+
+        async def record(session: AsyncSession, step: int) -> CheckpointPublic:
+            name = body.name or (f"step-{step}" if body.kind == "adapter" else f"merged-{step}")
+            old = await session.scalar(
+                select(TrainingCheckpoint).where(
+                    TrainingCheckpoint.run_id == run_id, TrainingCheckpoint.name == name
+                )
+            )
+            if old is not None:
+                shutil.rmtree(old.path, ignore_errors=True)
+                await session.delete(old)
+                await session.flush()
+            checkpoint = TrainingCheckpoint(
+                run_id=run_id, name=name, kind=body.kind, step=step, path=str(folder.resolve())
+            )
+            session.add(checkpoint)
+            await session.flush()
+            return CheckpointPublic.model_validate(checkpoint)
+
+        return await self._call(
+            principal, run_id, "save_state", (body.kind, folder), record, wait=wait
+        )
+
+    async def load_state(
+        self, principal: Principal, run_id: uuid.UUID, body: LoadState, *, wait: bool = True
+    ) -> BaseModel | str:
+        async with self.sessionmaker() as session:
+            run = await service.get_run(session, principal, run_id)
+            source_run = (
+                await service.get_run(session, principal, body.run_id) if body.run_id else run
+            )
+            if source_run.base_model != run.base_model:
+                raise BadRequest(
+                    f"checkpoint is for {source_run.base_model}, this run trains {run.base_model}"
+                )
+            checkpoint = await service.find_checkpoint(session, source_run, body.checkpoint)
+            if checkpoint.kind != "adapter":
+                raise BadRequest("only adapter checkpoints can be loaded into a run")
+
+        async def record(session: AsyncSession, step: int) -> LoadResult:
+            await session.execute(
+                delete(TrainingStep).where(TrainingStep.run_id == run_id, TrainingStep.step > step)
+            )
+            await self._set_step(session, run_id, step)
+            return LoadResult(step=step, with_optimizer=body.with_optimizer)
+
+        args = (Path(checkpoint.path), body.with_optimizer)
+        return await self._call(principal, run_id, "load_state", args, record, wait=wait)
+
+    async def delete_run(self, principal: Principal, run_id: uuid.UUID) -> None:
+        async with self.sessionmaker() as session:
+            run = await service.get_run(session, principal, run_id)
+            entry = self.registry.get(run.base_model)
+            dropped = self.backend.forget(entry, run.adapter_key)
+            if dropped is not None:
+                await asyncio.wrap_future(dropped)
+            await session.delete(run)
+            await session.commit()
+        shutil.rmtree(self.root / str(run_id), ignore_errors=True)
+
+    # --- futures --------------------------------------------------------------------------------
+
+    async def retrieve(self, principal: Principal, future_id: str) -> tuple[str, BaseModel | None]:
+        """``(operation, result)``; the result is None while the call is pending, and a failed
+        call raises its error here, as the call itself would have."""
+        pending = self._futures.get(future_id)
+        if pending is None:
+            raise NotFound("Future not found (unknown, or its result has expired)")
+        principal.ensure_can_access(pending.owner_id, "future")
+        if not pending.task.done():
+            return pending.operation, None
+        return pending.operation, pending.task.result()
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        principal: Principal,
+        run_id: uuid.UUID,
+        method: str,
+        args: tuple[Any, ...],
+        record: Finisher | None = None,
+        *,
+        wait: bool,
+    ) -> BaseModel | str:
+        async with self.sessionmaker() as session:
+            run = await service.get_run(session, principal, run_id)
+            entry = self.registry.get(run.base_model)
+            spec = await self._spec(session, run)
+        work = self.backend.submit(entry, method, spec, *args)
+        task = asyncio.create_task(self._finish(work, record))
+        if wait:
+            return await task
+        self._prune()
+        future_id = uuid.uuid4().hex
+        self._futures[future_id] = Pending(principal.user_id, method, task)
+        task.add_done_callback(lambda _t: self._finished(future_id))
+        return future_id
+
+    async def _finish(self, work: Any, record: Finisher | None) -> BaseModel:
+        result = await asyncio.wrap_future(work)
+        if record is None:
+            return result  # type: ignore[no-any-return]
+        async with self.sessionmaker() as session:
+            recorded = await record(session, result)
+            await session.commit()
+        return recorded
+
+    async def _spec(self, session: AsyncSession, run: TrainingRun) -> RunSpec:
+        latest = await session.scalar(
+            select(TrainingCheckpoint.path)
+            .where(TrainingCheckpoint.run_id == run.id, TrainingCheckpoint.kind == "adapter")
+            .order_by(TrainingCheckpoint.created_at.desc())
+            .limit(1)
+        )
+        return RunSpec(
+            key=run.adapter_key,
+            seed=run.seed,
+            rank=int(run.lora["rank"]),
+            alpha=float(run.lora["alpha"]),
+            dropout=float(run.lora["dropout"]),
+            target_modules=tuple(run.lora["target_modules"]),
+            resume_from=latest,
+        )
+
+    @staticmethod
+    async def _set_step(session: AsyncSession, run_id: uuid.UUID, step: int) -> None:
+        run = await session.get(TrainingRun, run_id)
+        if run is not None:
+            run.step = step
+
+    def _finished(self, future_id: str) -> None:
+        pending = self._futures.get(future_id)
+        if pending is not None:
+            pending.finished_at = time.monotonic()
+            if not pending.task.cancelled():
+                pending.task.exception()  # retrieved later by the client; not "never retrieved"
+
+    def _prune(self) -> None:
+        cutoff = time.monotonic() - FUTURE_TTL
+        for key in [
+            k for k, p in self._futures.items() if p.finished_at and p.finished_at < cutoff
+        ]:
+            del self._futures[key]

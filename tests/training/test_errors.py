@@ -1,0 +1,256 @@
+"""The seed's error scenarios, and bad input that must leave the run as it was."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+
+from tests.factories import Actor
+from tests.training.conftest import new_run, on_disk
+
+GOOD = {"examples": [{"text": "The capital of France is Paris."}]}
+
+
+async def test_models_are_listed(client: httpx.AsyncClient, alice: Actor) -> None:
+    response = await client.get("/api/training/models", headers=alice.headers)
+    assert response.status_code == 200
+    models = {m["name"]: m for m in response.json()["models"]}
+    assert set(models) == {"tiny-test", "smollm2-135m-instruct"}
+    assert models["tiny-test"]["available"] is True
+    assert models["tiny-test"]["source"] == "builtin"
+    assert models["smollm2-135m-instruct"]["source"] == "gguf"
+    assert models["smollm2-135m-instruct"]["max_seq_len"] == 2048
+
+
+async def test_unsupported_model_is_400_with_the_supported_list(
+    client: httpx.AsyncClient, alice: Actor
+) -> None:
+    response = await client.post(
+        "/api/training/runs", json={"base_model": "gpt-9"}, headers=alice.headers
+    )
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert "gpt-9" in detail
+    assert "tiny-test" in detail
+    assert "smollm2-135m-instruct" in detail
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/training/models"),
+        ("GET", "/api/training/runs"),
+        ("POST", "/api/training/runs"),
+        ("POST", "/api/training/runs/{run}/forward_backward"),
+        ("GET", "/api/training/runs/{run}/metrics"),
+    ],
+)
+async def test_a_missing_or_invalid_api_key_is_401(
+    client: httpx.AsyncClient, alice: Actor, method: str, path: str
+) -> None:
+    run = await new_run(client, alice)
+    url = path.format(run=run)
+    for headers in ({}, {"Authorization": "Bearer pl_not-a-real-key"}, {"X-Api-Key": "nope"}):
+        response = await client.request(method, url, json=GOOD, headers=headers)
+        assert response.status_code == 401, (headers, response.text)
+
+
+async def test_another_users_run_is_403_everywhere(
+    client: httpx.AsyncClient, alice: Actor, bob: Actor
+) -> None:
+    run = await new_run(client, alice)
+    base = f"/api/training/runs/{run}"
+    calls = [
+        ("GET", base, None),
+        ("GET", f"{base}/metrics", None),
+        ("GET", f"{base}/checkpoints", None),
+        ("POST", f"{base}/forward_backward", GOOD),
+        ("POST", f"{base}/forward", GOOD),
+        ("POST", f"{base}/optim_step", {}),
+        ("POST", f"{base}/sample", {"prompts": ["hi"]}),
+        ("POST", f"{base}/save_state", {}),
+        ("POST", f"{base}/load_state", {"checkpoint": "x"}),
+        ("DELETE", base, None),
+    ]
+    for method, url, body in calls:
+        response = await client.request(method, url, json=body, headers=bob.headers)
+        assert response.status_code == 403, (method, url, response.text)
+    assert (await client.get(base, headers=alice.headers)).status_code == 200
+
+
+async def test_an_unknown_run_is_404(client: httpx.AsyncClient, alice: Actor) -> None:
+    missing = uuid.uuid4()
+    for method, suffix, body in [
+        ("GET", "", None),
+        ("POST", "/forward_backward", GOOD),
+        ("POST", "/optim_step", {}),
+        ("DELETE", "", None),
+    ]:
+        response = await client.request(
+            method, f"/api/training/runs/{missing}{suffix}", json=body, headers=alice.headers
+        )
+        assert response.status_code == 404, (method, suffix)
+        assert response.json()["detail"] == "Training run not found"
+
+
+async def test_optim_step_without_gradients_is_400(client: httpx.AsyncClient, alice: Actor) -> None:
+    run = await new_run(client, alice)
+    response = await client.post(f"/api/training/runs/{run}/optim_step", headers=alice.headers)
+    assert response.status_code == 400
+    assert "forward_backward" in response.json()["detail"]
+    # After a step, the gradients are spent: a second step has nothing to apply.
+    await client.post(
+        f"/api/training/runs/{run}/forward_backward", json=GOOD, headers=alice.headers
+    )
+    first = await client.post(f"/api/training/runs/{run}/optim_step", headers=alice.headers)
+    assert first.status_code == 200
+    again = await client.post(f"/api/training/runs/{run}/optim_step", headers=alice.headers)
+    assert again.status_code == 400
+
+
+LONG = "word " * 400
+NO_ASSISTANT = [{"role": "user", "content": "hello?"}]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        ({"examples": []}, 422, "examples"),
+        ({}, 422, "examples"),
+        ({"examples": [{"text": LONG}]}, 400, "over the model's limit of 256"),
+        ({"examples": [{"messages": NO_ASSISTANT}]}, 400, "assistant turn"),
+        ({"examples": [{"messages": [{"role": "robot", "content": "x"}]}]}, 422, "role"),
+        ({"examples": [{"text": "a b"}], "loss_fn": "hinge"}, 422, "loss_fn"),
+        ({"examples": [{"text": "two words"}], "loss_fn": "ppo"}, 400, "logprobs"),
+        ({"examples": [{"tokens": [1, 2, 3], "weights": [1, 1]}]}, 400, "weights has 2"),
+        ({"examples": [{"tokens": [1, 99999]}]}, 400, "token ids"),
+        ({"examples": [{"text": "a", "tokens": [1, 2]}]}, 422, "exactly one"),
+        ({"examples": [{"text": "x"}]}, 400, "at least two tokens"),
+    ],
+)
+async def test_bad_batches_are_refused_and_change_nothing(
+    client: httpx.AsyncClient, alice: Actor, body: dict, status: int, needle: str
+) -> None:
+    run = await new_run(client, alice)
+    before = (
+        await client.post(f"/api/training/runs/{run}/forward", json=GOOD, headers=alice.headers)
+    ).json()
+    # A good example next to the bad one must not slip its gradients in either.
+    if body.get("examples"):
+        body = {**body, "examples": [GOOD["examples"][0], *body["examples"]]}
+    response = await client.post(
+        f"/api/training/runs/{run}/forward_backward", json=body, headers=alice.headers
+    )
+    assert response.status_code == status, response.text
+    assert needle in str(response.json()["detail"])
+    step = await client.post(f"/api/training/runs/{run}/optim_step", headers=alice.headers)
+    assert step.status_code == 400  # no gradients were accumulated
+    after = (
+        await client.post(f"/api/training/runs/{run}/forward", json=GOOD, headers=alice.headers)
+    ).json()
+    assert after == before
+
+
+async def test_malformed_json_is_422(client: httpx.AsyncClient, alice: Actor) -> None:
+    run = await new_run(client, alice)
+    response = await client.post(
+        f"/api/training/runs/{run}/forward_backward",
+        content=b'{"examples": [',
+        headers={**alice.headers, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"learning_rate": -1e-4},
+        {"beta1": 1.5},
+        {"eps": 0},
+        {"learning_rate": "fast"},
+        {"momentum": 0.9},
+    ],
+)
+async def test_bad_optimizer_params_are_422_and_keep_the_gradients(
+    client: httpx.AsyncClient, alice: Actor, body: dict
+) -> None:
+    run = await new_run(client, alice)
+    await client.post(
+        f"/api/training/runs/{run}/forward_backward", json=GOOD, headers=alice.headers
+    )
+    response = await client.post(
+        f"/api/training/runs/{run}/optim_step", json=body, headers=alice.headers
+    )
+    assert response.status_code == 422
+    ok = await client.post(f"/api/training/runs/{run}/optim_step", headers=alice.headers)
+    assert ok.json()["step"] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"base_model": "tiny-test", "lora_rank": 0}, 422),
+        ({"base_model": "tiny-test", "lora_dropout": 1.5}, 422),
+        ({"base_model": "tiny-test", "lora_target_modules": []}, 422),
+        ({"base_model": "tiny-test", "colour": "red"}, 422),
+        ({}, 422),
+    ],
+)
+async def test_bad_run_configs_are_refused(
+    client: httpx.AsyncClient, alice: Actor, body: dict, status: int
+) -> None:
+    response = await client.post("/api/training/runs", json=body, headers=alice.headers)
+    assert response.status_code == status
+    listed = (await client.get("/api/training/runs", headers=alice.headers)).json()
+    assert listed["count"] == 0
+
+
+async def test_a_target_module_the_model_lacks_is_400(
+    client: httpx.AsyncClient, alice: Actor
+) -> None:
+    run = await new_run(client, alice, lora_target_modules=["no_such_proj"])
+    response = await client.post(
+        f"/api/training/runs/{run}/forward_backward", json=GOOD, headers=alice.headers
+    )
+    assert response.status_code == 400
+    assert "no_such_proj" in response.json()["detail"]
+
+
+async def test_bad_sampling_and_checkpoint_requests(
+    client: httpx.AsyncClient, alice: Actor
+) -> None:
+    run = await new_run(client, alice)
+    url = f"/api/training/runs/{run}"
+    cases = [
+        ("sample", {"prompts": []}, 422),
+        ("sample", {"prompts": ["hi"], "temperature": -1}, 422),
+        ("sample", {"prompts": ["hi"], "max_tokens": 0}, 422),
+        ("sample", {"prompts": [LONG]}, 400),
+        ("save_state", {"kind": "zip"}, 422),
+        ("save_state", {"name": "../escape"}, 422),
+        ("load_state", {"checkpoint": "never-saved"}, 404),
+        ("load_state", {}, 422),
+    ]
+    for op, body, status in cases:
+        response = await client.post(f"{url}/{op}", json=body, headers=alice.headers)
+        assert response.status_code == status, (op, body, response.text)
+
+
+async def test_delete_removes_the_run_and_its_files(
+    client: httpx.AsyncClient, alice: Actor
+) -> None:
+    run = await new_run(client, alice)
+    await client.post(
+        f"/api/training/runs/{run}/forward_backward", json=GOOD, headers=alice.headers
+    )
+    await client.post(f"/api/training/runs/{run}/optim_step", headers=alice.headers)
+    saved = await client.post(f"/api/training/runs/{run}/save_state", headers=alice.headers)
+    folder = saved.json()["path"]
+    assert on_disk(folder)
+    assert (
+        await client.delete(f"/api/training/runs/{run}", headers=alice.headers)
+    ).status_code == 204
+    assert not on_disk(folder)
+    assert (await client.get(f"/api/training/runs/{run}", headers=alice.headers)).status_code == 404

@@ -1,0 +1,72 @@
+"""Submitting without waiting: calls queue in order, and their outcome is fetched by id."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from tests.factories import Actor
+from tests.training.conftest import new_run
+
+GOOD = {"examples": [{"text": "The capital of France is Paris."}]}
+
+
+async def result_of(client: httpx.AsyncClient, actor: Actor, future_id: str) -> httpx.Response:
+    for _ in range(500):
+        response = await client.get(f"/api/training/futures/{future_id}", headers=actor.headers)
+        if response.status_code != 202:
+            return response
+        assert response.json()["status"] == "pending"
+        await asyncio.sleep(0.01)
+    raise AssertionError("the future never finished")
+
+
+async def test_pipelined_calls_run_in_order(client: httpx.AsyncClient, alice: Actor) -> None:
+    run = await new_run(client, alice)
+    url = f"/api/training/runs/{run}"
+    tickets = []
+    for op, body in [
+        ("forward_backward", GOOD),
+        ("optim_step", {"learning_rate": 1e-2}),
+        ("forward_backward", GOOD),
+        ("optim_step", {"learning_rate": 1e-2}),
+    ]:
+        response = await client.post(f"{url}/{op}?wait=false", json=body, headers=alice.headers)
+        assert response.status_code == 202
+        assert response.json()["operation"] == op
+        tickets.append(response.json()["future_id"])
+    outcomes = [(await result_of(client, alice, t)).json() for t in tickets]
+    assert [o["status"] for o in outcomes] == ["done"] * 4
+    assert [outcomes[1]["result"]["step"], outcomes[3]["result"]["step"]] == [1, 2]
+    assert outcomes[2]["result"]["loss"] < outcomes[0]["result"]["loss"]
+    metrics = (await client.get(f"{url}/metrics", headers=alice.headers)).json()
+    assert [m["step"] for m in metrics["steps"]] == [1, 2]
+
+
+async def test_a_failed_future_answers_with_the_calls_error(
+    client: httpx.AsyncClient, alice: Actor
+) -> None:
+    run = await new_run(client, alice)
+    response = await client.post(
+        f"/api/training/runs/{run}/optim_step?wait=false", headers=alice.headers
+    )
+    assert response.status_code == 202
+    outcome = await result_of(client, alice, response.json()["future_id"])
+    assert outcome.status_code == 400
+    assert "forward_backward" in outcome.json()["detail"]
+
+
+async def test_futures_belong_to_their_caller(
+    client: httpx.AsyncClient, alice: Actor, bob: Actor
+) -> None:
+    run = await new_run(client, alice)
+    response = await client.post(
+        f"/api/training/runs/{run}/forward?wait=false", json=GOOD, headers=alice.headers
+    )
+    future_id = response.json()["future_id"]
+    await result_of(client, alice, future_id)
+    other = await client.get(f"/api/training/futures/{future_id}", headers=bob.headers)
+    assert other.status_code == 403
+    unknown = await client.get("/api/training/futures/nope", headers=alice.headers)
+    assert unknown.status_code == 404
