@@ -13,6 +13,7 @@ from promptlooper.cli.db import app as db_app
 from promptlooper.cli.online import online_app
 from promptlooper.cli.server import demo, serve
 from promptlooper.cli.sweeps import cache_app, export_command, sweep_app
+from promptlooper.cli.training import train_app
 from promptlooper.cli.users import apikey_app, user_app
 from promptlooper.errors import PromptLooperError
 
@@ -33,6 +34,7 @@ app.add_typer(cache_app, name="cache")
 app.add_typer(agent_app, name="agent")
 app.add_typer(variant_app, name="variant")
 app.add_typer(online_app, name="online")
+app.add_typer(train_app, name="train")
 app.command("export")(export_command)
 app.command()(serve)
 app.command()(demo)

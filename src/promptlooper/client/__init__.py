@@ -9,7 +9,33 @@ client.variants.log(served, latency_ms=420, tokens_in=812, tokens_out=64, qualit
 
 from promptlooper.client.aio import AsyncClient
 from promptlooper.client.calls import Resolved
-from promptlooper.client.errors import APIError
+from promptlooper.client.errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    ValidationError,
+)
 from promptlooper.client.sync import Client
+from promptlooper.client.training import TrainingClient, TrainingFuture
 
-__all__ = ["APIError", "AsyncClient", "Client", "Resolved"]
+__all__ = [
+    "APIError",
+    "AsyncClient",
+    "AuthenticationError",
+    "BadRequestError",
+    "Client",
+    "ConflictError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "Resolved",
+    "ServerError",
+    "TrainingClient",
+    "TrainingFuture",
+    "ValidationError",
+]

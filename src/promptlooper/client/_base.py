@@ -7,6 +7,7 @@ from typing import Any
 
 from promptlooper.client.calls import ResolveCache
 from promptlooper.client.resources import Agents, Experiments, Projects, Runner, Variants
+from promptlooper.client.training import Training
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TTL = 30.0
@@ -32,6 +33,7 @@ class Resources:
     agents: Agents
     variants: Variants
     experiments: Experiments
+    training: Training
 
     def _attach(self, run: Runner, project_id: Any, ttl: float) -> None:
         project = str(project_id) if project_id else None
@@ -40,3 +42,4 @@ class Resources:
         self.agents = Agents(run, project)
         self.variants = Variants(run, project)
         self.experiments = Experiments(run, project)
+        self.training = Training(run)

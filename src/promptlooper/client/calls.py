@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import httpx
 
-from promptlooper.client.errors import APIError
+from promptlooper.client.errors import APIError, error_for
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -32,10 +32,16 @@ class Call:
     parse: Callable[[httpx.Response], Any] = _json
     skip: bool = False
     """Nothing to send (logging for a fallback config, say); the call returns None."""
+    timeout: float | None = None
+    """Seconds for this call, when the client's default is too short (a training step)."""
 
     def result(self, response: httpx.Response) -> Any:
         raise_for_status(response)
         return self.parse(response)
+
+
+def call_timeout(call: Call) -> Any:
+    return httpx.USE_CLIENT_DEFAULT if call.timeout is None else call.timeout
 
 
 def raise_for_status(response: httpx.Response) -> None:
@@ -45,7 +51,7 @@ def raise_for_status(response: httpx.Response) -> None:
         detail = response.json().get("detail", response.text)
     except ValueError:
         detail = response.text
-    raise APIError(response.status_code, detail if isinstance(detail, str) else str(detail))
+    raise error_for(response.status_code, detail if isinstance(detail, str) else str(detail))
 
 
 def text(response: httpx.Response) -> str:

@@ -1,4 +1,5 @@
-"""The SDK's one error type."""
+"""The SDK's errors: ``APIError``, with one subclass per kind of refusal so callers can catch
+exactly what they handle (``except NotFoundError``) or everything (``except APIError``)."""
 
 from __future__ import annotations
 
@@ -11,3 +12,51 @@ class APIError(Exception):
         super().__init__(f"{status_code}: {detail}" if status_code else detail)
         self.status_code = status_code
         self.detail = detail
+
+
+class BadRequestError(APIError):
+    """400: the request cannot be carried out (an unsupported model, no gradients to apply)."""
+
+
+class AuthenticationError(APIError):
+    """401: missing or invalid credentials."""
+
+
+class PermissionDeniedError(APIError):
+    """403: the resource belongs to someone else."""
+
+
+class NotFoundError(APIError):
+    """404."""
+
+
+class ConflictError(APIError):
+    """409."""
+
+
+class ValidationError(APIError):
+    """422: the body does not match the schema; ``detail`` names the field."""
+
+
+class RateLimitError(APIError):
+    """429."""
+
+
+class ServerError(APIError):
+    """5xx."""
+
+
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: ValidationError,
+    429: RateLimitError,
+}
+
+
+def error_for(status_code: int, detail: str) -> APIError:
+    cls = _BY_STATUS.get(status_code, ServerError if status_code >= 500 else APIError)
+    return cls(status_code, detail)

@@ -194,9 +194,14 @@ async def load_state(
 
 @router.get("/futures/{future_id}", responses=PENDING)
 async def retrieve_future(
-    future_id: str, request: Request, response: Response, principal: PrincipalDep
+    future_id: str,
+    request: Request,
+    response: Response,
+    principal: PrincipalDep,
+    wait_seconds: Annotated[float, Query(ge=0, le=300)] = 0,
 ) -> FuturePublic:
-    operation, result = await _trainer(request).retrieve(principal, future_id)
+    """The call's result; with ``wait_seconds``, the answer waits up to that long for it."""
+    operation, result = await _trainer(request).retrieve(principal, future_id, wait=wait_seconds)
     if result is None:
         response.status_code = status.HTTP_202_ACCEPTED
         return FuturePublic(future_id=future_id, operation=operation, status="pending")

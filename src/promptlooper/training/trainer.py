@@ -176,13 +176,18 @@ class Trainer:
 
     # --- futures --------------------------------------------------------------------------------
 
-    async def retrieve(self, principal: Principal, future_id: str) -> tuple[str, BaseModel | None]:
-        """``(operation, result)``; the result is None while the call is pending, and a failed
-        call raises its error here, as the call itself would have."""
+    async def retrieve(
+        self, principal: Principal, future_id: str, *, wait: float = 0.0
+    ) -> tuple[str, BaseModel | None]:
+        """``(operation, result)``, waiting up to ``wait`` seconds for it; the result is None
+        while the call is pending, and a failed call raises its error here, as the call itself
+        would have."""
         pending = self._futures.get(future_id)
         if pending is None:
             raise NotFound("Future not found (unknown, or its result has expired)")
         principal.ensure_can_access(pending.owner_id, "future")
+        if wait > 0 and not pending.task.done():
+            await asyncio.wait({pending.task}, timeout=wait)
         if not pending.task.done():
             return pending.operation, None
         return pending.operation, pending.task.result()

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from promptlooper.errors import ConfigurationError
 from promptlooper.training.backend import tiny
@@ -27,6 +28,9 @@ class LoadedModel:
     model: Any
     tokenizer: Any
     device: torch.device
+
+
+hf_logging.disable_progress_bar()  # a server log or the CLI's own bar is the place for progress
 
 
 def pick_device(setting: str) -> torch.device:
