@@ -63,6 +63,16 @@ class Settings(BaseSettings):
             )
         return f"{_ASYNC_DRIVERS[scheme]}://{rest}"
 
+    def provider_env(self) -> dict[str, str]:
+        """The environment sweeps read provider settings from, with this process's DATA_DIR and
+        model registry in it (they may come from ``.env`` rather than the environment), so the
+        ``local`` provider finds the same models and checkpoints as the training API."""
+        env = dict(os.environ)
+        env["DATA_DIR"] = str(self.data_dir)
+        if self.training_models_file is not None:
+            env["TRAINING_MODELS_FILE"] = str(self.training_models_file)
+        return env
+
     def jwt_secret_value(self) -> str:
         """The signing secret: the setting, else one generated once and kept under DATA_DIR.
 

@@ -60,12 +60,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     sessionmaker = create_sessionmaker(engine)
     event_bus = EventBus(settings.redis_url)
     sweep_jobs = SweepJobs(
-        engine, event_bus, ExecutionOptions(allow_python=settings.allow_python_callables)
+        engine,
+        event_bus,
+        ExecutionOptions(allow_python=settings.allow_python_callables, env=settings.provider_env()),
     )
 
     trainer = Trainer(
         sessionmaker,
-        TrainingBackend(settings.data_dir, settings.training_device),
+        TrainingBackend.shared(settings.data_dir, settings.training_device),
         load_registry(settings.training_models_file),
         settings.data_dir,
     )

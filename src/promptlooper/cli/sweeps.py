@@ -89,7 +89,6 @@ async def _execute(
     concurrency: int | None,
     use_cache: bool,
 ) -> ExecutionResult:
-    import os
 
     from promptlooper.events import EventBus
     from promptlooper.sweeps.execution import ExecutionOptions, run_experiment
@@ -115,7 +114,10 @@ async def _execute(
 
     bus = EventBus(settings.redis_url)
     options = ExecutionOptions(
-        concurrency=concurrency, use_cache=use_cache, allow_python=True, env=os.environ
+        concurrency=concurrency,
+        use_cache=use_cache,
+        allow_python=True,
+        env=settings.provider_env(),
     )
     try:
         return await run_experiment(
@@ -293,7 +295,7 @@ def validate(file: Path = typer.Argument(..., help="Sweep file (YAML or JSON).")
 
     spec = parse_spec(load_sweep_file(file))
     plan = compile_plan(spec, allow_python=True)
-    models = sorted({s.model for c in plan.configs for s in plan.stages_for(c)})
+    models = sorted(plan.model_refs())
     console.print(
         f"ok: {spec.name}: {len(plan.configs)} configs × {len(plan.rows)} rows × "
         f"{spec.repeats} repeats = {plan.total_runs} runs; "

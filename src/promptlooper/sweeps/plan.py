@@ -40,6 +40,7 @@ _DEFAULT_PROVIDERS: dict[str, dict[str, Any]] = {
     "openai": {"base_url_env": "OPENAI_BASE_URL", "api_key_env": "OPENAI_API_KEY"},
     "anthropic": {"base_url_env": "ANTHROPIC_BASE_URL", "api_key_env": "ANTHROPIC_API_KEY"},
     "python": {},
+    "local": {"options_env": {"data_dir": "DATA_DIR", "models_file": "TRAINING_MODELS_FILE"}},
 }
 
 
@@ -106,6 +107,10 @@ class SweepPlan:
             )
         return resolved
 
+    def model_refs(self) -> set[str]:
+        """Every ``provider:model`` the sweep will call."""
+        return {stage.model for config in self.configs for stage in self.stages_for(config)}
+
     def run_config(
         self, config: Config, row: Mapping[str, Any], stages: list[StageDef] | None = None
     ) -> dict[str, Any]:
@@ -138,6 +143,12 @@ class SweepPlan:
         return [create_scorer(s.type, s.name, s.all_options, context) for s in self.spec.scorers]
 
 
+def _options_from_env(defaults: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """Options a provider reads from the process environment unless the sweep sets them."""
+    names: Mapping[str, str] = defaults.get("options_env", {})
+    return {option: env[var] for option, var in names.items() if env.get(var)}
+
+
 def _provider_configs(
     spec: SweepSpec, env: Mapping[str, str], allow_python: bool
 ) -> dict[str, ProviderConfig]:
@@ -150,6 +161,7 @@ def _provider_configs(
             type=name,
             base_url=env.get(defaults.get("base_url_env", "")) or None,
             api_key=env.get(defaults.get("api_key_env", "")) or None,
+            options=_options_from_env(defaults, env),
         )
     for name, entry in spec.providers.items():
         where = f"providers.{name}"
@@ -179,7 +191,7 @@ def _provider_configs(
             timeout=entry.timeout,
             max_retries=entry.max_retries,
             prices={m: ModelPrice(p.input, p.output) for m, p in entry.prices.items()},
-            options=entry.options,
+            options={**_options_from_env(defaults, env), **entry.options},
         )
     return configs
 

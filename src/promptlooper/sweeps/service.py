@@ -15,10 +15,12 @@ from promptlooper.auth.principal import Principal
 from promptlooper.errors import Conflict, NotFound
 from promptlooper.projects import service as projects
 from promptlooper.sweeps.models import CacheEntry, Experiment, Run, Score, StageResult
-from promptlooper.sweeps.plan import compile_plan
+from promptlooper.sweeps.plan import SweepPlan, compile_plan
 from promptlooper.sweeps.spec import SweepSpec
 from promptlooper.sweeps.store import cache_summary
 from promptlooper.sweeps.summary import ExperimentSummary, RunRow, summarise
+from promptlooper.training import service as training
+from promptlooper.training.layout import parse_checkpoint_ref
 
 RUN_STATUSES = ("pending", "completed", "failed")
 
@@ -35,6 +37,7 @@ async def create_experiment(
     """Validate the sweep in depth and store it as a draft experiment."""
     await projects.get_project(session, principal, project_id)
     plan = compile_plan(spec, allow_python=allow_python, env=env)
+    await _check_checkpoint_access(session, principal, plan)
     experiment = Experiment(
         project_id=project_id,
         name=spec.name,
@@ -48,6 +51,18 @@ async def create_experiment(
     session.add(experiment)
     await session.flush()
     return experiment
+
+
+async def _check_checkpoint_access(
+    session: AsyncSession, principal: Principal, plan: SweepPlan
+) -> None:
+    """A sweep may generate with a training run's checkpoint only if the run is the caller's."""
+    for ref in sorted(plan.model_refs()):
+        provider, _, model = ref.partition(":")
+        kind = plan.providers[provider].type if provider in plan.providers else provider
+        checkpoint = parse_checkpoint_ref(model) if kind == "local" else None
+        if checkpoint is not None:
+            await training.get_run(session, principal, checkpoint[0])
 
 
 async def get_experiment(

@@ -26,6 +26,7 @@ from promptlooper.errors import BadRequest, NotFound
 from promptlooper.training import service
 from promptlooper.training.backend import TrainingBackend
 from promptlooper.training.backend.host import RunSpec
+from promptlooper.training.layout import checkpoint_root
 from promptlooper.training.models import TrainingCheckpoint, TrainingRun, TrainingStep
 from promptlooper.training.registry import ModelRegistry
 from promptlooper.training.schemas import (
@@ -64,7 +65,7 @@ class Trainer:
         self.sessionmaker = sessionmaker
         self.backend = backend
         self.registry = registry
-        self.root = data_dir / "training"
+        self.data_dir = data_dir
         self._futures: dict[str, Pending] = {}
 
     # --- the primitives -------------------------------------------------------------------------
@@ -113,29 +114,29 @@ class Trainer:
     async def save_state(
         self, principal: Principal, run_id: uuid.UUID, body: SaveState, *, wait: bool = True
     ) -> BaseModel | str:
-        folder = self.root / str(run_id) / uuid.uuid4().hex
+        folder = self.checkpoint_root(run_id)
 
-        async def record(session: AsyncSession, step: int) -> CheckpointPublic:
-            name = body.name or (f"step-{step}" if body.kind == "adapter" else f"merged-{step}")
-            old = await session.scalar(
-                select(TrainingCheckpoint).where(
+        async def record(session: AsyncSession, saved: tuple[int, str]) -> CheckpointPublic:
+            step, name = saved
+            await session.execute(
+                delete(TrainingCheckpoint).where(
                     TrainingCheckpoint.run_id == run_id, TrainingCheckpoint.name == name
                 )
             )
-            if old is not None:
-                shutil.rmtree(old.path, ignore_errors=True)
-                await session.delete(old)
-                await session.flush()
             checkpoint = TrainingCheckpoint(
-                run_id=run_id, name=name, kind=body.kind, step=step, path=str(folder.resolve())
+                run_id=run_id, name=name, kind=body.kind, step=step, path=str(folder / name)
             )
             session.add(checkpoint)
             await session.flush()
             return CheckpointPublic.model_validate(checkpoint)
 
-        return await self._call(
-            principal, run_id, "save_state", (body.kind, folder), record, wait=wait
-        )
+        args = (body.kind, folder, body.name)
+        return await self._call(principal, run_id, "save_state", args, record, wait=wait)
+
+    def checkpoint_root(self, run_id: uuid.UUID) -> Path:
+        """Where a run's checkpoints live: ``DATA_DIR/training/<run id>/<checkpoint name>``,
+        which is also how ``local:<run id>@<name>`` finds them in a sweep."""
+        return checkpoint_root(self.data_dir, run_id)
 
     async def load_state(
         self, principal: Principal, run_id: uuid.UUID, body: LoadState, *, wait: bool = True
@@ -172,7 +173,7 @@ class Trainer:
                 await asyncio.wrap_future(dropped)
             await session.delete(run)
             await session.commit()
-        shutil.rmtree(self.root / str(run_id), ignore_errors=True)
+        shutil.rmtree(self.checkpoint_root(run_id), ignore_errors=True)
 
     # --- futures --------------------------------------------------------------------------------
 

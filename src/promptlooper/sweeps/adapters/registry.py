@@ -21,6 +21,7 @@ _BUILTIN_MODULES = {
     "openai": "promptlooper.sweeps.adapters.openai",
     "anthropic": "promptlooper.sweeps.adapters.anthropic",
     "python": "promptlooper.sweeps.adapters.python",
+    "local": "promptlooper.sweeps.adapters.local",
 }
 
 

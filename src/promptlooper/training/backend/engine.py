@@ -225,10 +225,16 @@ class ModelHost:
 
     # --- checkpoints ----------------------------------------------------------------------------
 
-    def save_state(self, run: RunSpec, kind: CheckpointKind, target: Path) -> int:
-        """Write the checkpoint into ``target`` (replacing it); returns the step saved."""
+    def save_state(
+        self, run: RunSpec, kind: CheckpointKind, folder: Path, name: str | None
+    ) -> tuple[int, str]:
+        """Write the checkpoint to ``folder/name``, replacing one of the same name; returns the
+        step saved and the name (by default ``step-<n>``, or ``merged-<n>``, with the step this
+        call saw, which for a pipelined call may be later than when it was sent)."""
         _model, state = self._activate(run)
-        staging = target.with_name(f".{target.name}.partial")
+        name = name or (f"step-{state.step}" if kind == "adapter" else f"merged-{state.step}")
+        target = folder / name
+        staging = folder / f".{name}.partial"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         try:
@@ -240,7 +246,7 @@ class ModelHost:
             staging.rename(target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        return state.step
+        return state.step, name
 
     def _save_adapter(self, run: RunSpec, state: RunState, folder: Path) -> None:
         assert self.peft is not None

@@ -45,6 +45,19 @@ class _Slot:
 
 
 class TrainingBackend:
+    _shared: dict[tuple[Path, str], TrainingBackend] = {}  # noqa: RUF012 - process-wide on purpose
+    _shared_lock = threading.Lock()
+
+    @classmethod
+    def shared(cls, data_dir: Path, device: str = "auto") -> TrainingBackend:
+        """The process's backend for this DATA_DIR: the API's trainer and the sweeps' ``local``
+        provider use one, so a base model is loaded once whichever of them asks first."""
+        key = (data_dir.resolve(), device)
+        with cls._shared_lock:
+            if key not in cls._shared:
+                cls._shared[key] = cls(data_dir, device)
+            return cls._shared[key]
+
     def __init__(self, data_dir: Path, device: str = "auto") -> None:
         self.data_dir = data_dir
         self.device = device
@@ -83,5 +96,13 @@ class TrainingBackend:
         return [name for name, slot in self._slots.items() if slot.host is not None]
 
     def shutdown(self) -> None:
-        for slot in self._slots.values():
+        """Finish the calls under way, drop the queued ones and the models; a later
+        ``shared()`` for the same DATA_DIR starts afresh."""
+        with self._lock:
+            slots, self._slots = list(self._slots.values()), {}
+        for slot in slots:
             slot.executor.shutdown(wait=True, cancel_futures=True)
+        with self._shared_lock:
+            for key, backend in list(self._shared.items()):
+                if backend is self:
+                    del self._shared[key]

@@ -1,0 +1,103 @@
+"""The sweeps' ``local`` provider: a registry model and a run's checkpoints as sweep models."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+from fastapi import FastAPI
+
+from tests.factories import Actor
+from tests.training.conftest import new_run
+
+ROWS = [{"input": "my card was charged twice"}, {"input": "the app crashes"}]
+
+
+async def trained_run(client: httpx.AsyncClient, actor: Actor) -> str:
+    run = await new_run(client, actor)
+    url = f"/api/training/runs/{run}"
+    chat = [
+        {"role": "user", "content": "Classify: my card was charged twice"},
+        {"role": "assistant", "content": "billing"},
+    ]
+    for _ in range(12):
+        await client.post(
+            f"{url}/forward_backward",
+            json={"examples": [{"messages": chat}]},
+            headers=actor.headers,
+        )
+        await client.post(f"{url}/optim_step", json={"learning_rate": 2e-2}, headers=actor.headers)
+    for body in ({"name": "tuned"}, {"kind": "merged", "name": "whole"}):
+        saved = await client.post(f"{url}/save_state", json=body, headers=actor.headers)
+        assert saved.status_code == 201, saved.text
+    return run
+
+
+def sweep(models: list[str]) -> dict:
+    return {
+        "name": "base-vs-tuned",
+        "parameter_space": {
+            "model": models,
+            "prompt": ["Classify: {{ input }}"],
+            "max_tokens": [6],
+        },
+        "dataset": {"rows": ROWS},
+        "scorers": [{"name": "short", "type": "length", "max": 40}],
+        "concurrency": 4,
+    }
+
+
+async def project(client: httpx.AsyncClient, actor: Actor) -> str:
+    response = await client.post("/api/projects", json={"name": f"p-{uuid.uuid4().hex[:6]}"}, headers=actor.headers)
+    return response.json()["id"]
+
+
+async def test_a_sweep_compares_a_base_model_with_its_fine_tunes(
+    client: httpx.AsyncClient, alice: Actor, trained_app: FastAPI
+) -> None:
+    run = await trained_run(client, alice)
+    models = ["local:tiny-test", f"local:{run}@tuned", f"local:{run}@whole"]
+    created = await client.post(
+        f"/api/projects/{await project(client, alice)}/experiments",
+        json=sweep(models),
+        headers=alice.headers,
+    )
+    assert created.status_code == 201, created.text
+    eid = created.json()["id"]
+    await client.post(f"/api/experiments/{eid}/start", headers=alice.headers)
+    await asyncio.wait_for(trained_app.state.sweep_jobs.wait(uuid.UUID(eid)), 60)
+    final = (await client.get(f"/api/experiments/{eid}", headers=alice.headers)).json()
+    assert final["progress"]["completed"] == 6, final
+
+    texts: dict[str, list[str]] = {}
+    runs = await client.get(f"/api/experiments/{eid}/runs?limit=10", headers=alice.headers)
+    for row in runs.json()["data"]:
+        detail = await client.get(f"/api/experiments/{eid}/runs/{row['id']}", headers=alice.headers)
+        body = detail.json()
+        (stage,) = body["stages"]
+        assert stage["tokens_out"] <= 6
+        texts.setdefault(body["config"]["model"], []).append(stage["response_raw"])
+    # The adapter on its base and the merged model are the same weights: the same answers.
+    assert sorted(texts[f"local:{run}@tuned"]) == sorted(texts[f"local:{run}@whole"])
+    assert sorted(texts["local:tiny-test"]) != sorted(texts[f"local:{run}@tuned"])
+    assert "billing" in texts[f"local:{run}@tuned"]  # what it was taught for that prompt
+
+
+async def test_another_users_checkpoint_cannot_be_swept(
+    client: httpx.AsyncClient, alice: Actor, bob: Actor
+) -> None:
+    run = await trained_run(client, alice)
+    response = await client.post(
+        f"/api/projects/{await project(client, bob)}/experiments",
+        json=sweep([f"local:{run}@tuned"]),
+        headers=bob.headers,
+    )
+    assert response.status_code == 403
+    missing = await client.post(
+        f"/api/projects/{await project(client, bob)}/experiments",
+        json=sweep(["local:not-a-run@x"]),
+        headers=bob.headers,
+    )
+    assert missing.status_code == 422
+    assert "<run id>@<checkpoint>" in str(missing.json()["detail"])
