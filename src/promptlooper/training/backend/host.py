@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from promptlooper.errors import ConfigurationError
 from promptlooper.training.registry import ModelEntry
 
 ENGINE_MODULE = "promptlooper.training.backend.engine"
@@ -78,7 +79,13 @@ class TrainingBackend:
 
         def job() -> Any:
             if slot.host is None:
-                engine = importlib.import_module(ENGINE_MODULE)
+                try:
+                    engine = importlib.import_module(ENGINE_MODULE)
+                except ImportError as exc:
+                    raise ConfigurationError(
+                        f"training needs PyTorch, transformers and PEFT ({exc.msg}): "
+                        "pip install 'promptlooper[training]'"
+                    ) from exc
                 slot.host = engine.ModelHost(entry, self.data_dir, self.device)
             return getattr(slot.host, method)(*args)
 
