@@ -28,7 +28,7 @@ from promptlooper.training.backend import TrainingBackend
 from promptlooper.training.backend.host import RunSpec
 from promptlooper.training.layout import checkpoint_root
 from promptlooper.training.models import TrainingCheckpoint, TrainingRun, TrainingStep
-from promptlooper.training.registry import ModelRegistry
+from promptlooper.training.registry import ModelEntry, ModelRegistry
 from promptlooper.training.schemas import (
     CheckpointPublic,
     LoadResult,
@@ -44,6 +44,16 @@ FUTURE_TTL = 3600.0
 """Seconds a finished future's outcome is kept for the client to fetch."""
 
 Finisher = Callable[[AsyncSession, Any], Awaitable[BaseModel]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """What a call on a run needs, kept after the first call so the next ones skip the
+    database: the owner (checked on every call), the base model and the adapter's spec."""
+
+    owner_id: uuid.UUID
+    entry: ModelEntry
+    spec: RunSpec
 
 
 @dataclass(slots=True)
@@ -67,6 +77,7 @@ class Trainer:
         self.registry = registry
         self.data_dir = data_dir
         self._futures: dict[str, Pending] = {}
+        self._targets: dict[uuid.UUID, _Target] = {}
 
     # --- the primitives -------------------------------------------------------------------------
 
@@ -126,6 +137,7 @@ class Trainer:
             checkpoint = TrainingCheckpoint(
                 run_id=run_id, name=name, kind=body.kind, step=step, path=str(folder / name)
             )
+            self._targets.pop(run_id, None)  # the spec's resume_from is now this checkpoint
             session.add(checkpoint)
             await session.flush()
             return CheckpointPublic.model_validate(checkpoint)
@@ -168,6 +180,7 @@ class Trainer:
         async with self.sessionmaker() as session:
             run = await service.get_run(session, principal, run_id)
             entry = self.registry.get(run.base_model)
+            self._targets.pop(run_id, None)
             dropped = self.backend.forget(entry, run.adapter_key)
             if dropped is not None:
                 await asyncio.wrap_future(dropped)
@@ -205,11 +218,16 @@ class Trainer:
         *,
         wait: bool,
     ) -> BaseModel | str:
-        async with self.sessionmaker() as session:
-            run = await service.get_run(session, principal, run_id)
-            entry = self.registry.get(run.base_model)
-            spec = await self._spec(session, run)
-        work = self.backend.submit(entry, method, spec, *args)
+        target = self._targets.get(run_id)
+        if target is None:
+            async with self.sessionmaker() as session:
+                run = await service.get_run(session, principal, run_id)
+                target = _Target(
+                    run.owner_id, self.registry.get(run.base_model), await self._spec(session, run)
+                )
+            self._targets[run_id] = target
+        principal.ensure_can_access(target.owner_id, "training run")
+        work = self.backend.submit(target.entry, method, target.spec, *args)
         task = asyncio.create_task(self._finish(work, record))
         if wait:
             return await task
