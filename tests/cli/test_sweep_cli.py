@@ -156,6 +156,13 @@ def test_run_prints_leaderboard_and_exports_work(tmp_path: Path, db_url: str):
     assert listed.stdout.count("ticket-triage") == 2
 
 
+def _interruptible() -> None:
+    """A terminal's Ctrl-C reaches a program with SIGINT's default handling, even when the
+    test run itself was started in the background (which ignores SIGINT, and children inherit
+    that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(env: dict[str, str], path: Path) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
         [*CLI, "sweep", "run", str(path)],
@@ -163,6 +170,7 @@ def _start(env: dict[str, str], path: Path) -> tuple[subprocess.Popen[str], str]
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_interruptible,
     )
     assert process.stderr is not None
     line = process.stderr.readline()
