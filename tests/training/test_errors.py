@@ -216,6 +216,15 @@ async def test_a_target_module_the_model_lacks_is_400(
     )
     assert response.status_code == 400
     assert "no_such_proj" in response.json()["detail"]
+    # The half-made adapter is gone: the base model still serves other runs.
+    good = await new_run(client, alice)
+    trained = await client.post(
+        f"/api/training/runs/{good}/forward_backward", json=GOOD, headers=alice.headers
+    )
+    assert trained.status_code == 200
+    assert (
+        await client.post(f"/api/training/runs/{good}/optim_step", headers=alice.headers)
+    ).status_code == 200
 
 
 async def test_bad_sampling_and_checkpoint_requests(

@@ -104,6 +104,7 @@ def demo(
   API docs:    {base}/docs
   experiment:  {base}/api/experiments/{experiment_id}  (leaderboard: .../leaderboard)
   online:      {base}/api/experiments  (the A/B registry: homepage_hero_test, pricing_cta_test)
+  training:    {base}/api/training/models  (fine-tune: `promptlooper train sft`, README "Training")
   log in:      curl -s -X POST {base}/api/auth/login -H 'Content-Type: application/json' \\
                  -d '{{"username": "{DEMO_USERNAME}", "password": "{password}"}}'
 """,

@@ -72,6 +72,9 @@ class ModelHost:
         self.loaded: LoadedModel = load(entry, data_dir, pick_device(device))
         self.peft: PeftModel | None = None
         self.runs: dict[str, RunState] = {}
+        self.active: str | None = None
+        """The adapter PEFT has active; switching costs a walk over every module, so calls on
+        the run that is already active skip it."""
 
     # --- runs -----------------------------------------------------------------------------------
 
@@ -105,6 +108,8 @@ class ModelHost:
                 else:
                     self.peft.add_adapter(run.key, lora_config(run))
         except ValueError as exc:  # a target module the model does not have, say
+            if self.peft is not None and run.key in self.peft.peft_config:
+                self._delete_adapter(run.key)  # half-made: it must not linger
             raise BadRequest(f"LoRA config does not fit {self.entry.name}: {exc}") from exc
         params = self._adapter_params(run.key)
         for p in params:
@@ -121,14 +126,21 @@ class ModelHost:
     def _activate(self, run: RunSpec) -> tuple[PeftModel, RunState]:
         state = self.ensure(run)
         assert self.peft is not None
-        self.peft.set_adapter(run.key)
+        if self.active != run.key:
+            self.peft.set_adapter(run.key)
+            self.active = run.key
         return self.peft, state
+
+    def _delete_adapter(self, key: str) -> None:
+        assert self.peft is not None
+        with warnings.catch_warnings():  # "the active adapter was deleted": every call
+            warnings.simplefilter("ignore", UserWarning)  # activates its own anyway
+            self.peft.delete_adapter(key)
+        self.active = None  # PEFT has activated some other adapter
 
     def drop(self, key: str) -> None:
         if key in self.runs and self.peft is not None:
-            with warnings.catch_warnings():  # "the active adapter was deleted": every call
-                warnings.simplefilter("ignore", UserWarning)  # activates its own anyway
-                self.peft.delete_adapter(key)
+            self._delete_adapter(key)
         self.runs.pop(key, None)
 
     # --- forward / backward ---------------------------------------------------------------------
