@@ -16,7 +16,6 @@ import asyncio
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -24,7 +23,8 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.sweep_throughput import ROOT, fresh_database
+from benchmarks.server import run_cli, start_server
+from benchmarks.sweep_throughput import fresh_database
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130 Safari"
 PORT = 8791
@@ -112,23 +112,9 @@ async def seed(database: str) -> None:
 
 def serve(database: str, folder: Path) -> subprocess.Popen:
     env = {**os.environ, "DATABASE_URL": database, "DATA_DIR": str(folder), "LOG_LEVEL": "warning"}
-    cli = [sys.executable, "-m", "promptlooper"]
-    subprocess.run([*cli, "db", "upgrade"], env=env, check=True, capture_output=True, cwd=ROOT)
+    run_cli(["db", "upgrade"], env)
     asyncio.run(seed(database))
-    server = subprocess.Popen(
-        [*cli, "serve", "--no-migrate", "--port", str(PORT)], env=env, cwd=ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    for _ in range(200):
-        try:
-            import urllib.request
-
-            urllib.request.urlopen(f"http://127.0.0.1:{PORT}/api/health", timeout=1)
-            return server
-        except OSError:
-            time.sleep(0.1)
-    server.kill()
-    raise SystemExit("the server did not start")
+    return start_server(env, PORT, "--no-migrate")
 
 
 def main() -> None:

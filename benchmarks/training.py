@@ -19,16 +19,14 @@ import os
 import secrets
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model
 
-from benchmarks.sweep_throughput import ROOT
+from benchmarks.server import start_server
 from promptlooper.client import Client
 from promptlooper.training.backend.loading import load
 from promptlooper.training.registry import load_registry
@@ -101,19 +99,7 @@ def serve(folder: Path, key: str) -> subprocess.Popen:
         "API_KEY": key,
         "LOG_LEVEL": "warning",
     }
-    cli = [sys.executable, "-m", "promptlooper"]
-    server = subprocess.Popen(
-        [*cli, "serve", "--port", str(PORT)], env=env, cwd=ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{PORT}/api/health", timeout=1)
-            return server
-        except OSError:
-            time.sleep(0.1)
-    server.kill()
-    raise SystemExit("the server did not start")
+    return start_server(env, PORT)
 
 
 def main() -> None:
