@@ -35,10 +35,10 @@ USER = typer.Option(None, "--user", help="Whose runs (default: the bootstrap adm
 RUN = typer.Argument(..., help="Run id.")
 
 
-def _registry() -> Any:
+def _registry(settings: Any) -> Any:
     from promptlooper.training.registry import load_registry
 
-    return load_registry(load_settings().training_models_file)
+    return load_registry(settings.training_models_file)
 
 
 def _run_id(value: str) -> uuid.UUID:
@@ -54,7 +54,7 @@ def models() -> None:
     from promptlooper.training import service
 
     table = Table("name", "source", "available", "max len", "LoRA default", "description")
-    for m in service.list_models(_registry()).models:
+    for m in service.list_models(_registry(load_settings())).models:
         lora = f"r={m.lora.rank} a={m.lora.alpha:g} {','.join(m.lora.target_modules)}"
         table.add_row(
             m.name,
@@ -203,7 +203,7 @@ async def sft(
     from promptlooper.training.trainer import Trainer
 
     settings = load_settings()
-    registry = _registry()
+    registry = _registry(settings)
     registry.get(model)
     examples = read_examples(data)
     batches = [examples[i : i + batch_size] for i in range(0, len(examples), batch_size)]
@@ -229,9 +229,8 @@ async def sft(
                 task = bar.add_task("training", total=epochs * len(batches), loss=math.nan)
                 for _epoch in range(epochs):
                     for chunk in batches:
-                        await trainer.forward_backward(
-                            principal, run.id, LossRequest(examples=chunk)
-                        )
+                        batch = LossRequest(examples=chunk)
+                        await trainer.compute(principal, run.id, "forward_backward", batch)
                         step = await trainer.optim_step(principal, run.id, optim)
                         assert isinstance(step, OptimResult)
                         losses.append(step.loss)

@@ -125,7 +125,9 @@ async def forward_backward(
     wait: WaitQuery = True,
 ) -> LossResult:
     """Compute the loss and add its gradients to the run's accumulated ones."""
-    outcome = await _trainer(request).forward_backward(principal, run_id, body, wait=wait)
+    outcome = await _trainer(request).compute(
+        principal, run_id, "forward_backward", body, wait=wait
+    )
     return _answer(outcome, "forward_backward")  # type: ignore[no-any-return]
 
 
@@ -138,7 +140,7 @@ async def forward(
     wait: WaitQuery = True,
 ) -> LossResult:
     """The loss alone, without gradients (evaluation)."""
-    outcome = await _trainer(request).forward(principal, run_id, body, wait=wait)
+    outcome = await _trainer(request).compute(principal, run_id, "forward", body, wait=wait)
     return _answer(outcome, "forward")  # type: ignore[no-any-return]
 
 
@@ -163,7 +165,7 @@ async def sample(
     principal: PrincipalDep,
     wait: WaitQuery = True,
 ) -> SampleResult:
-    outcome = await _trainer(request).sample(principal, run_id, body, wait=wait)
+    outcome = await _trainer(request).compute(principal, run_id, "sample", body, wait=wait)
     return _answer(outcome, "sample")  # type: ignore[no-any-return]
 
 

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from sqlalchemy import delete, select
@@ -44,6 +44,7 @@ FUTURE_TTL = 3600.0
 """Seconds a finished future's outcome is kept for the client to fetch."""
 
 Finisher = Callable[[AsyncSession, Any], Awaitable[BaseModel]]
+Computation = Literal["forward_backward", "forward", "sample"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,20 +82,17 @@ class Trainer:
 
     # --- the primitives -------------------------------------------------------------------------
 
-    async def forward_backward(
-        self, principal: Principal, run_id: uuid.UUID, body: LossRequest, *, wait: bool = True
+    async def compute(
+        self,
+        principal: Principal,
+        run_id: uuid.UUID,
+        operation: Computation,
+        body: LossRequest | SampleRequest,
+        *,
+        wait: bool = True,
     ) -> BaseModel | str:
-        return await self._call(principal, run_id, "forward_backward", (body,), wait=wait)
-
-    async def forward(
-        self, principal: Principal, run_id: uuid.UUID, body: LossRequest, *, wait: bool = True
-    ) -> BaseModel | str:
-        return await self._call(principal, run_id, "forward", (body,), wait=wait)
-
-    async def sample(
-        self, principal: Principal, run_id: uuid.UUID, body: SampleRequest, *, wait: bool = True
-    ) -> BaseModel | str:
-        return await self._call(principal, run_id, "sample", (body,), wait=wait)
+        """``forward_backward``, ``forward`` or ``sample``: calls that leave no record."""
+        return await self._call(principal, run_id, operation, (body,), wait=wait)
 
     async def optim_step(
         self, principal: Principal, run_id: uuid.UUID, body: OptimStep, *, wait: bool = True

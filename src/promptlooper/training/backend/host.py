@@ -99,9 +99,6 @@ class TrainingBackend:
             return None
         return slot.executor.submit(lambda: slot.host.drop(key) if slot.host else None)
 
-    def loaded(self) -> list[str]:
-        return [name for name, slot in self._slots.items() if slot.host is not None]
-
     def shutdown(self) -> None:
         """Finish the calls under way, drop the queued ones and the models; a later
         ``shared()`` for the same DATA_DIR starts afresh."""
