@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from promptlooper.online import tallies
 from promptlooper.online.demo import seed_demo
 
 BROWSER = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0 Safari/537.36"}
@@ -30,3 +31,15 @@ def event(**changes) -> dict:
         "timestamp": datetime.now(UTC).isoformat(),
     }
     return body | changes
+
+
+async def store(sessionmaker, events: list[dict]) -> None:
+    """Store events as ingestion does (with the running totals), bypassing HTTP."""
+    now = datetime.now(UTC)
+    rows = [
+        {"path": "/", "event_id": None, "value": None, "metadata": None, "created_at": now} | e
+        for e in events
+    ]
+    async with sessionmaker() as session:
+        await tallies.record(session, rows)
+        await session.commit()

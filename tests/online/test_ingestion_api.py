@@ -131,6 +131,39 @@ async def test_malformed_bodies_are_422(client: httpx.AsyncClient, registry, bod
     assert response.status_code == 422
 
 
+@pytest.mark.parametrize("path", ["event", "impression", "batch"])
+async def test_bodies_that_are_not_json_are_422_naming_the_body(
+    client: httpx.AsyncClient, sessionmaker, registry, path
+):
+    response = await client.post(
+        f"/api/experiments/{path}", content=b'{"experiment_key": ', headers=BROWSER
+    )
+
+    assert response.status_code == 422
+    (problem,) = response.json()["detail"]
+    assert problem["loc"][0] == "body"
+    assert problem["type"] == "json_invalid"
+    assert await _stored(sessionmaker) == []
+
+
+async def test_a_field_error_names_the_field(client: httpx.AsyncClient, registry):
+    response = await client.post(
+        "/api/experiments/batch", json={"events": [event(), event(value="a lot")]}, headers=BROWSER
+    )
+
+    assert response.status_code == 422
+    assert [p["loc"] for p in response.json()["detail"]] == [["body", "events", 1, "value"]]
+
+
+async def test_the_api_documents_the_ingestion_bodies(app):
+    paths = app.openapi()["paths"]
+
+    batch = paths["/api/experiments/batch"]["post"]["requestBody"]["content"]["application/json"]
+    item = batch["schema"]["properties"]["events"]["items"]
+    assert "experiment_key" in item["properties"]
+    assert "202" in paths["/api/experiments/event"]["post"]["responses"]
+
+
 async def test_a_retried_event_id_is_stored_once(client: httpx.AsyncClient, sessionmaker, registry):
     body = event(event_id="evt-0001")
 
@@ -227,3 +260,26 @@ async def test_another_process_registry_change_shows_within_the_ttl(
 
     assert cached.json()["accepted"] is True  # inside the TTL the snapshot still holds
     assert fresh.headers["X-Event-Rejected"] == "experiment_inactive"
+
+
+async def test_a_failed_write_fails_its_requests_and_the_next_ones_are_stored(
+    client: httpx.AsyncClient, sessionmaker, registry, monkeypatch
+):
+    from promptlooper.online import tallies
+
+    record = tallies.record
+
+    async def broken(session, rows):
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(tallies, "record", broken)
+    with pytest.raises(RuntimeError, match="disk is full"):
+        await client.post("/api/experiments/event", json=event(event_id="a"), headers=BROWSER)
+    monkeypatch.setattr(tallies, "record", record)
+
+    response = await client.post(
+        "/api/experiments/event", json=event(event_id="b"), headers=BROWSER
+    )
+
+    assert response.json() == {"ok": True, "accepted": True}
+    assert [e.event_id for e in await _stored(sessionmaker)] == ["b"]

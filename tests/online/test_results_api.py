@@ -8,8 +8,7 @@ import httpx
 import pytest
 
 from promptlooper.online import stats
-from promptlooper.online.models import ExperimentEvent
-from tests.online.conftest import BROWSER, event
+from tests.online.conftest import BROWSER, event, store
 
 
 async def test_experiment_results_aggregate_by_variant(
@@ -17,28 +16,27 @@ async def test_experiment_results_aggregate_by_variant(
 ):
     now = datetime.now(UTC)
 
-    def stored(variant: str, session: str, kind: str, minutes: int, value=None):
-        return ExperimentEvent(
-            experiment_key="pricing_cta_test",
-            variant_key=variant,
-            session_id=session,
-            path="/our-pricing",
-            event_type=kind,
-            value=value,
-            created_at=now - timedelta(minutes=minutes),
-        )
+    def stored(variant: str, session: str, kind: str, minutes: int, value=None) -> dict:
+        return {
+            "experiment_key": "pricing_cta_test",
+            "variant_key": variant,
+            "session_id": session,
+            "path": "/our-pricing",
+            "event_type": kind,
+            "value": value,
+            "created_at": now - timedelta(minutes=minutes),
+        }
 
-    async with sessionmaker() as session:
-        session.add_all(
-            [
-                stored("control", "session-1", "impression", 5),
-                stored("control", "session-1", "cta_click", 4),
-                stored("control", "session-1", "conversion", 3, 1.0),
-                stored("meet_greet_emphasis", "session-2", "impression", 2),
-                stored("meet_greet_emphasis", "session-3", "impression", 1),
-            ]
-        )
-        await session.commit()
+    await store(
+        sessionmaker,
+        [
+            stored("control", "session-1", "impression", 5),
+            stored("control", "session-1", "cta_click", 4),
+            stored("control", "session-1", "conversion", 3, 1.0),
+            stored("meet_greet_emphasis", "session-2", "impression", 2),
+            stored("meet_greet_emphasis", "session-3", "impression", 1),
+        ],
+    )
 
     response = await client.get(
         "/api/v1/experiments/results?experiment_key=pricing_cta_test", headers=bootstrap_headers
@@ -111,20 +109,16 @@ async def test_results_for_an_unknown_experiment_are_404(
 async def _exposures(sessionmaker, key: str, arms: dict[str, tuple[int, int]]) -> None:
     """For each arm, ``exposed`` sessions with an impression, ``converting`` of them with a
     conversion worth 10."""
-    now = datetime.now(UTC)
     rows = []
     for variant, (exposed, converting) in arms.items():
         for i in range(exposed):
             sid = f"{variant}-{i}"
-            rows.append(ExperimentEvent(experiment_key=key, variant_key=variant, session_id=sid,
-                                        event_type="impression", created_at=now))  # fmt: skip
+            rows.append({"experiment_key": key, "variant_key": variant, "session_id": sid,
+                         "event_type": "impression"})  # fmt: skip
             if i < converting:
-                rows.append(ExperimentEvent(experiment_key=key, variant_key=variant,
-                                            session_id=sid, event_type="conversion", value=10.0,
-                                            created_at=now))  # fmt: skip
-    async with sessionmaker() as session:
-        session.add_all(rows)
-        await session.commit()
+                rows.append({"experiment_key": key, "variant_key": variant, "session_id": sid,
+                             "event_type": "conversion", "value": 10.0})  # fmt: skip
+    await store(sessionmaker, rows)
 
 
 async def test_treatments_carry_stats_against_control_and_health(

@@ -18,6 +18,7 @@ from promptlooper.auth.service import AuthConfig
 from promptlooper.db.engine import create_engine, create_sessionmaker
 from promptlooper.events import EventBus
 from promptlooper.online.ingestion import Intake
+from promptlooper.online.routes import IngestionRoutes
 from promptlooper.online.routes import admin_router as online_admin_router
 from promptlooper.online.routes import public_router as online_public_router
 from promptlooper.projects.routes import router as projects_router
@@ -102,7 +103,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.login_throttle = LoginThrottle(settings.login_rate_limit)
 
     install_error_handlers(app)
+    # The browser-facing routes come first: the router tries routes in order and they take
+    # most of the traffic (ingestion skips the router altogether, see IngestionRoutes).
     for router in (
+        online_public_router,
         health_router,
         auth_router,
         projects_router,
@@ -110,10 +114,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sweeps_export_router,
         variants_router,
         online_admin_router,
-        online_public_router,
         training_router,
         web_router,
     ):
         app.include_router(router)
     app.mount("/static", static_files, name="static")
+    app.add_middleware(IngestionRoutes)
     return app

@@ -30,15 +30,22 @@ async def _migrate(settings: Settings) -> str | None:
 
 
 def _run_server(settings: Settings, host: str, port: int) -> None:
+    import gc
+
     import uvicorn
 
-    uvicorn.run(
+    config = uvicorn.Config(
         "promptlooper.api:create_app",
         factory=True,
         host=host,
         port=port,
         log_level=settings.log_level,
     )
+    config.load()
+    # Everything built so far lives as long as the process. Frozen, it is no longer scanned
+    # by every full garbage collection, which under load cost a quarter of the server's CPU.
+    gc.freeze()
+    uvicorn.Server(config).run()
 
 
 def serve(

@@ -13,29 +13,33 @@ Two things make it fast without giving anything up:
 - accepted events are written by group commit: requests that arrive while a transaction is
   being committed wait for the next one, which writes them all together. A request is answered
   only after the transaction holding its events has committed, so an acknowledged event is
-  durable; ``INSERT ... ON CONFLICT DO NOTHING`` on ``event_id`` stores a retried event once.
+  durable; ``INSERT ... ON CONFLICT DO NOTHING`` on ``event_id`` stores a retried event once,
+  and the same transaction adds what was stored to the results' running totals.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from promptlooper.db.upsert import insert_ignore
-from promptlooper.online import service
+from promptlooper.db.upsert import insert_or_add
+from promptlooper.online import service, tallies
 from promptlooper.online.bots import is_bot
-from promptlooper.online.models import ExperimentEvent, OnlineExperiment, Rejection
+from promptlooper.online.models import OnlineExperiment, Rejection
 from promptlooper.online.schemas import EVENT_TYPES, MAX_METADATA_BYTES, EventIn
+
+logger = logging.getLogger(__name__)
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 MAX_AGE = timedelta(days=7)
@@ -46,6 +50,14 @@ REGISTRY_TTL = 2.0
 class Verdict:
     accepted: bool
     reason: str | None = None
+
+
+ACCEPTED = Verdict(True)
+
+
+@cache
+def refused(reason: str) -> Verdict:
+    return Verdict(False, reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +114,7 @@ class Intake:
         self._sessionmaker = sessionmaker
         self._ttl = ttl
         self._snapshot: Snapshot | None = None
+        self._reloading = asyncio.Lock()
         self._pending: list[_Pending] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -111,14 +124,19 @@ class Intake:
 
     async def _current(self) -> Snapshot:
         snapshot = self._snapshot
-        if snapshot is None or time.monotonic() - snapshot.taken_at > self._ttl:
-            async with self._sessionmaker() as session:
-                enabled = await service.experiments_enabled(session)
-                experiments = await session.scalars(select(OnlineExperiment))
-                targets = {e.experiment_key: Target.of(e) for e in experiments}
-            snapshot = Snapshot(enabled, targets, time.monotonic())
-            self._snapshot = snapshot
-        return snapshot
+        if snapshot is not None and time.monotonic() - snapshot.taken_at <= self._ttl:
+            return snapshot
+        # One reload for everyone: the requests that find the snapshot stale wait for it.
+        async with self._reloading:
+            snapshot = self._snapshot
+            if snapshot is None or time.monotonic() - snapshot.taken_at > self._ttl:
+                async with self._sessionmaker() as session:
+                    enabled = await service.experiments_enabled(session)
+                    experiments = await session.scalars(select(OnlineExperiment))
+                    targets = {e.experiment_key: Target.of(e) for e in experiments}
+                snapshot = Snapshot(enabled, targets, time.monotonic())
+                self._snapshot = snapshot
+            return snapshot
 
     async def ingest(
         self, events: Sequence[EventIn], *, user_agent: str | None, event_type: str | None = None
@@ -128,7 +146,7 @@ class Intake:
         ``event_name`` is its type."""
         snapshot = await self._current()
         if not snapshot.enabled:
-            return [Verdict(False, "experiments_disabled")] * len(events)
+            return [refused("experiments_disabled")] * len(events)
         bot = is_bot(user_agent)
         now = datetime.now(UTC)
         verdicts: list[Verdict] = []
@@ -138,7 +156,7 @@ class Intake:
             kind = event_type or event.event_name or ""
             target = snapshot.targets.get(event.experiment_key)
             reason = "bot" if bot and target is not None else judge(event, kind, target, now)
-            verdicts.append(Verdict(reason is None, reason))
+            verdicts.append(ACCEPTED if reason is None else refused(reason))
             if reason is not None:
                 if target is not None:
                     rejected[(event.experiment_key, reason)] += 1
@@ -168,38 +186,43 @@ class Intake:
         await done
 
     async def _drain(self) -> None:
-        """Commit everything pending, again and again, until nothing is left."""
+        """Commit everything pending, again and again, until nothing is left. A burst of
+        commits shares one session (a new one after a failure): each checkout from the pool
+        costs a round trip to check the connection."""
         while self._pending:
-            batch, self._pending = self._pending, []
-            rows = [row for item in batch for row in item.rows]
-            rejected: Counter[tuple[str, str]] = Counter()
-            for item in batch:
-                rejected.update(item.rejected)
             try:
                 async with self._sessionmaker() as session:
-                    await insert_ignore(session, ExperimentEvent.__table__, rows)  # type: ignore[arg-type]
-                    await _count_rejections(session, rejected)
-                    await session.commit()
-            except Exception as exc:
-                for item in batch:
-                    if not item.done.done():
-                        item.done.set_exception(exc)
-            else:
-                for item in batch:
-                    if not item.done.done():
-                        item.done.set_result(None)
+                    while self._pending:
+                        batch, self._pending = self._pending, []
+                        try:
+                            await _commit(session, batch)
+                        except Exception as exc:
+                            _settle(batch, exc)
+                            break
+                        _settle(batch, None)
+            except Exception:  # closing a session whose connection broke; go on with another
+                logger.exception("closing an ingestion session failed")
 
 
-async def _count_rejections(session: AsyncSession, counts: Counter[tuple[str, str]]) -> None:
-    if not counts:
-        return
-    table = Rejection.__table__
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    for (key, reason), count in sorted(counts.items()):
-        statement = dialect.insert(table).values(experiment_key=key, reason=reason, count=count)
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["experiment_key", "reason"],
-                set_={"count": table.c.count + statement.excluded.count},
-            )
-        )
+async def _commit(session: AsyncSession, batch: list[_Pending]) -> None:
+    rejected: Counter[tuple[str, str]] = Counter()
+    for item in batch:
+        rejected.update(item.rejected)
+    await tallies.record(session, [row for item in batch for row in item.rows])
+    await insert_or_add(
+        session,
+        Rejection.__table__,  # type: ignore[arg-type]
+        ("experiment_key", "reason"),
+        [{"experiment_key": k, "reason": r, "count": n} for (k, r), n in sorted(rejected.items())],
+    )
+    await session.commit()
+
+
+def _settle(batch: list[_Pending], error: Exception | None) -> None:
+    for item in batch:
+        if item.done.done():  # its request went away
+            continue
+        if error is None:
+            item.done.set_result(None)
+        else:
+            item.done.set_exception(error)

@@ -1,9 +1,11 @@
-"""Online experiments, site settings, ingested events and rejection counts.
+"""Online experiments, site settings, ingested events, their running totals and rejection
+counts.
 
 Online experiments are site-wide (managed by admins, served to anonymous traffic), so they are
 keyed by ``experiment_key`` rather than filed under a project. Events reference experiments by
 key, as browsers send them; an optional ``event_id`` makes a retried event a no-op through a
-unique index.
+unique index. The tallies and totals are kept up to date as events are stored
+(``online/tallies.py``), so results never scan the events.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Float,
-    Index,
     Integer,
     String,
     Text,
@@ -63,15 +64,7 @@ class SiteSettings(Base):
 
 class ExperimentEvent(Base):
     __tablename__ = "online_events"
-    __table_args__ = (
-        Index(
-            "ix_online_events_experiment_variant_session",
-            "experiment_key",
-            "variant_key",
-            "session_id",
-        ),
-        UniqueConstraint("experiment_key", "event_id"),
-    )
+    __table_args__ = (UniqueConstraint("experiment_key", "event_id"),)
 
     id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
     experiment_key: Mapped[str] = mapped_column(String(100))
@@ -94,3 +87,59 @@ class Rejection(Base):
     experiment_key: Mapped[str] = mapped_column(String(100), primary_key=True)
     reason: Mapped[str] = mapped_column(String(50), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class SessionTally(Base):
+    """One session's events in one variant: enough to tell when it became exposed (its first
+    impression) or converting, and what its value was before and after each write."""
+
+    __tablename__ = "online_session_tallies"
+
+    experiment_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    variant_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    events: Mapped[int] = mapped_column(BigInteger)
+    impressions: Mapped[int] = mapped_column(BigInteger)
+    conversions: Mapped[int] = mapped_column(BigInteger)
+    value: Mapped[float] = mapped_column(Float)
+
+
+class SessionArms(Base):
+    """In how many variants of an experiment a session was seen (multiple exposure)."""
+
+    __tablename__ = "online_session_arms"
+
+    experiment_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    arms: Mapped[int] = mapped_column(Integer)
+
+
+class VariantTotals(Base):
+    """A variant's counts and sums for the results: event counts by type, sessions, exposed
+    (with an impression) and converting sessions, and value sums over exposed sessions."""
+
+    __tablename__ = "online_variant_totals"
+
+    experiment_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    variant_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    impressions: Mapped[int] = mapped_column(BigInteger)
+    cta_clicks: Mapped[int] = mapped_column(BigInteger)
+    form_starts: Mapped[int] = mapped_column(BigInteger)
+    form_submits: Mapped[int] = mapped_column(BigInteger)
+    conversions: Mapped[int] = mapped_column(BigInteger)
+    value_total: Mapped[float] = mapped_column(Float)
+    unique_sessions: Mapped[int] = mapped_column(BigInteger)
+    exposed: Mapped[int] = mapped_column(BigInteger)
+    converting: Mapped[int] = mapped_column(BigInteger)
+    value_exposed: Mapped[float] = mapped_column(Float)
+    value_squares: Mapped[float] = mapped_column(Float)
+
+
+class ExperimentTotals(Base):
+    """Sessions of an experiment, and how many of them were seen in more than one variant."""
+
+    __tablename__ = "online_experiment_totals"
+
+    experiment_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    sessions: Mapped[int] = mapped_column(BigInteger)
+    multiple: Mapped[int] = mapped_column(BigInteger)

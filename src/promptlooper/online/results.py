@@ -1,63 +1,29 @@
 """Results of an online experiment: the seed's per-variant counts, statistics against
-control, and the experiment's health. Kept apart from the registry service because the
-statistics need SciPy, which every other caller of the service should not pay to import."""
+control, and the experiment's health, all read from the running totals ingestion keeps
+(``online/tallies.py``), so they cost the same with ten events or ten million. Kept apart from
+the registry service because the statistics need SciPy, which every other caller of the
+service should not pay to import."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.online import stats
-from promptlooper.online.models import ExperimentEvent, Rejection
+from promptlooper.online.models import ExperimentTotals, Rejection, VariantTotals
 from promptlooper.online.service import get_experiment
-
-_COUNTED = {
-    "impressions": "impression",
-    "cta_clicks": "cta_click",
-    "form_starts": "form_start",
-    "form_submits": "form_submit",
-    "conversions": "conversion",
-}
-
-
-def _count(event_type: str) -> Any:
-    return func.sum(case((ExperimentEvent.event_type == event_type, 1), else_=0))
+from promptlooper.online.tallies import EVENT_COUNTS, TOTALS
 
 
 async def variant_counts(session: AsyncSession, key: str) -> dict[str, dict[str, float]]:
-    """Per variant: event counts, sessions, exposed (with an impression) and converting
-    sessions, and the sum and sum of squares of value per exposed session."""
-    per_session = (
-        select(
-            ExperimentEvent.variant_key.label("variant_key"),
-            *(_count(kind).label(name) for name, kind in _COUNTED.items()),
-            func.coalesce(func.sum(ExperimentEvent.value), 0.0).label("value"),
-        )
-        .where(ExperimentEvent.experiment_key == key)
-        .group_by(ExperimentEvent.variant_key, ExperimentEvent.session_id)
-        .subquery()
-    )
-    exposed = per_session.c.impressions > 0
-    query = select(
-        per_session.c.variant_key,
-        *(func.sum(per_session.c[name]).label(name) for name in _COUNTED),
-        func.count().label("unique_sessions"),
-        func.sum(case((exposed, 1), else_=0)).label("exposed"),
-        func.sum(case((exposed & (per_session.c.conversions > 0), 1), else_=0)).label("converting"),
-        func.sum(per_session.c.value).label("value_total"),
-        func.sum(case((exposed, per_session.c.value), else_=0.0)).label("value_exposed"),
-        func.sum(case((exposed, per_session.c.value * per_session.c.value), else_=0.0)).label(
-            "value_squares"
-        ),
-    ).group_by(per_session.c.variant_key)
-    rows = (await session.execute(query)).mappings().all()
-    return {
-        row["variant_key"]: {k: float(v or 0) for k, v in row.items() if k != "variant_key"}
-        for row in rows
-    }
+    """Per variant, from the running totals: event counts, sessions, exposed (with an
+    impression) and converting sessions, and the sum and sum of squares of value per exposed
+    session."""
+    found = await session.scalars(select(VariantTotals).where(VariantTotals.experiment_key == key))
+    return {row.variant_key: {name: float(getattr(row, name)) for name in TOTALS} for row in found}
 
 
 async def rejection_counts(session: AsyncSession, key: str) -> dict[str, int]:
@@ -74,7 +40,7 @@ def seed_fields(variant_key: str, counts: dict[str, float] | None) -> dict[str, 
     exposed = c.get("exposed", 0.0)
     return {
         "variant_key": variant_key,
-        **{name: int(c.get(name, 0)) for name in _COUNTED},
+        **{name: int(c.get(name, 0)) for name in EVENT_COUNTS.values()},
         "unique_sessions": int(c.get("unique_sessions", 0)),
         "conversion_rate": c.get("converting", 0.0) / exposed if exposed else 0.0,
         "conversion_value_total": float(c.get("value_total", 0.0)),
@@ -88,18 +54,8 @@ SRM_THRESHOLD = 0.001
 
 async def multiple_exposure(session: AsyncSession, key: str) -> tuple[int, int]:
     """Sessions seen in more than one variant, and sessions in all."""
-    per_session = (
-        select(func.count(func.distinct(ExperimentEvent.variant_key)).label("arms"))
-        .where(ExperimentEvent.experiment_key == key)
-        .group_by(ExperimentEvent.session_id)
-        .subquery()
-    )
-    row = (
-        await session.execute(
-            select(func.sum(case((per_session.c.arms > 1, 1), else_=0)), func.count())
-        )
-    ).one()
-    return int(row[0] or 0), int(row[1] or 0)
+    totals = await session.get(ExperimentTotals, key)
+    return (totals.multiple, totals.sessions) if totals else (0, 0)
 
 
 def _arm_metrics(counts: dict[str, float]) -> dict[str, stats.Moments]:

@@ -7,14 +7,19 @@ was refused travels in the ``X-Event-Rejected`` header (and per event in the bat
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Awaitable, Callable
+from functools import cache
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from promptlooper.auth.deps import AdminDep
 from promptlooper.db.deps import SessionDep
 from promptlooper.online import results, service
-from promptlooper.online.ingestion import Intake
+from promptlooper.online.ingestion import Intake, Verdict
 from promptlooper.online.schemas import (
     Accepted,
     Assignment,
@@ -33,9 +38,6 @@ from promptlooper.online.schemas import (
 admin_router = APIRouter(prefix="/api/admin", tags=["online experiments (admin)"])
 public_router = APIRouter(tags=["online experiments"])
 REJECTED_HEADER = "X-Event-Rejected"
-
-UserAgent = Annotated[str | None, Header(alias="user-agent")]
-
 
 # --- admin ------------------------------------------------------------------------------------
 
@@ -156,39 +158,136 @@ def _intake(request: Request) -> Intake:
     return request.app.state.intake
 
 
-async def _single(
-    request: Request, event: EventIn, user_agent: str | None, response: Response, kind: str | None
-) -> Accepted:
+# --- ingestion --------------------------------------------------------------------------------
+# The three ingestion routes are declared on the router (that is where the API documentation
+# comes from) but served by ``IngestionRoutes``, a middleware that hands them straight to the
+# functions below: the router's matching, dependency solving and response handling cost more
+# than the ingestion itself (~170 µs of ~350 µs CPU per single event, measured). They read and
+# validate the body themselves, in one pass, with pydantic's JSON parser.
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+_ACCEPTED = {ok: Accepted(accepted=ok).model_dump_json().encode() for ok in (True, False)}
+
+
+async def _parse(request: Request, model: type[ModelT]) -> ModelT:
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
+
+
+def _documented_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI request body of a route that reads its body itself."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(definitions[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    content = {"application/json": {"schema": inline(schema)}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+async def _single(request: Request, kind: str | None) -> Response:
+    event = await _parse(request, EventIn)
+    user_agent = request.headers.get("user-agent")
     (verdict,) = await _intake(request).ingest([event], user_agent=user_agent, event_type=kind)
-    if verdict.reason is not None:
-        response.headers[REJECTED_HEADER] = verdict.reason
-    return Accepted(accepted=verdict.accepted)
+    headers = {REJECTED_HEADER: verdict.reason} if verdict.reason else None
+    return Response(_ACCEPTED[verdict.accepted], 202, headers, media_type="application/json")
 
 
-@public_router.post("/api/experiments/event", status_code=status.HTTP_202_ACCEPTED)
-async def ingest_event(
-    event: EventIn, request: Request, response: Response, user_agent: UserAgent = None
-) -> Accepted:
+@public_router.post(
+    "/api/experiments/event",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    openapi_extra=_documented_body(EventIn),
+)
+async def ingest_event(request: Request) -> Response:
     """One event (``event_name``: cta_click, form_start, form_submit, conversion or
     impression). ``accepted: false`` stores nothing; the reason is in ``X-Event-Rejected``."""
-    return await _single(request, event, user_agent, response, None)
+    return await _single(request, None)
 
 
-@public_router.post("/api/experiments/impression", status_code=status.HTTP_202_ACCEPTED)
-async def ingest_impression(
-    event: EventIn, request: Request, response: Response, user_agent: UserAgent = None
-) -> Accepted:
+@public_router.post(
+    "/api/experiments/impression",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    openapi_extra=_documented_body(EventIn),
+)
+async def ingest_impression(request: Request) -> Response:
     """An exposure: the unit saw its variant."""
-    return await _single(request, event, user_agent, response, "impression")
+    return await _single(request, "impression")
 
 
-@public_router.post("/api/experiments/batch", status_code=status.HTTP_202_ACCEPTED)
-async def ingest_batch(body: BatchIn, request: Request, user_agent: UserAgent = None) -> BatchOut:
+@public_router.post(
+    "/api/experiments/batch",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=BatchOut,
+    openapi_extra=_documented_body(BatchIn),
+)
+async def ingest_batch(request: Request) -> Response:
     """Up to 1,000 events; each gets its own verdict and reason, in order."""
+    body = await _parse(request, BatchIn)
+    user_agent = request.headers.get("user-agent")
     verdicts = await _intake(request).ingest(body.events, user_agent=user_agent)
     accepted = sum(v.accepted for v in verdicts)
-    return BatchOut(
+    answer = BatchOut(
         accepted=accepted,
         rejected=len(verdicts) - accepted,
-        results=[BatchItem(accepted=v.accepted, reason=v.reason) for v in verdicts],
+        results=[_item(v) for v in verdicts],
     )
+    return Response(answer.model_dump_json(), 202, media_type="application/json")
+
+
+@cache
+def _item(verdict: Verdict) -> BatchItem:
+    return BatchItem(accepted=verdict.accepted, reason=verdict.reason)
+
+
+class IngestionRoutes:
+    """Serves the ingestion routes ahead of the router (installed with ``add_middleware``, so
+    the outer middleware still limits body size and turns a crash into a 500); a failure
+    these routes raise is answered by the app's own exception handler, as the router would."""
+
+    ROUTES: ClassVar[dict[str, Callable[[Request], Awaitable[Response]]]] = {
+        "/api/experiments/event": ingest_event,
+        "/api/experiments/impression": ingest_impression,
+        "/api/experiments/batch": ingest_batch,
+    }
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = self.ROUTES.get(scope["path"]) if scope["type"] == "http" else None
+        if endpoint is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response = await endpoint(request)
+        except Exception as exc:
+            handler = _handler_for(request, exc)
+            if handler is None:
+                raise
+            response = await handler(request, exc)
+        await response(scope, receive, send)
+
+
+def _handler_for(request: Request, exc: Exception) -> Any:
+    """The handler the router's exception middleware would use; unexpected errors go on to
+    the outer middleware's 500, as they do from any route."""
+    handlers = request.app.exception_handlers
+    for cls in type(exc).__mro__:
+        if cls is Exception:
+            return None
+        if cls in handlers:
+            return handlers[cls]
+    return None
