@@ -22,6 +22,7 @@ from promptlooper.cli.common import (
     console,
     database,
     err_console,
+    freeze_long_lived_objects,
     load_settings,
     session_scope,
 )
@@ -222,6 +223,7 @@ def run_sweep(
             if spec is not None:
                 current.append(await _create(engine, spec, project, user))
                 err_console.print(f"experiment {current[-1]}: {spec.name}")
+            freeze_long_lived_objects()
             result = await _execute(
                 engine, settings, current[-1], concurrency=concurrency, use_cache=use_cache
             )
