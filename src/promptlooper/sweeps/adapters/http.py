@@ -10,11 +10,12 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from promptlooper.sweeps.adapters.base import AdapterError, ProviderConfig
+
+if TYPE_CHECKING:  # aiohttp (~0.1 s) loads with the first request: a cached re-run sends none
+    import aiohttp
 
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 
@@ -58,6 +59,8 @@ class HttpJsonAdapter:
         return {}
 
     def _client(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
                 limit=self.config.concurrency or 100,
@@ -73,6 +76,8 @@ class HttpJsonAdapter:
         return self._session
 
     async def request_json(self, method: str, path: str, body: Any = None) -> Any:
+        import aiohttp
+
         url = f"{self.base_url}{path}"
         try:
             async with self._client().request(

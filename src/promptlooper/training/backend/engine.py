@@ -25,6 +25,7 @@ from promptlooper.errors import BadRequest
 from promptlooper.training.backend import batches, losses, sampling
 from promptlooper.training.backend.host import RunSpec
 from promptlooper.training.backend.loading import LoadedModel, load, pick_device
+from promptlooper.training.backend.rng import seeded
 from promptlooper.training.registry import ModelEntry
 from promptlooper.training.schemas import (
     CheckpointKind,
@@ -87,8 +88,7 @@ class ModelHost:
     def _rng(self, run: RunSpec, state: RunState) -> Iterator[None]:
         """A private RNG stream for the run's next random call; the global one is restored."""
         devices = [self.loaded.device] if self.loaded.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(run.seed * 1_000_003 + state.calls)
+        with seeded(run.seed * 1_000_003 + state.calls, devices):
             state.calls += 1
             yield
 
@@ -98,9 +98,8 @@ class ModelHost:
             return state
         try:
             # PEFT still probes a transformers attribute deprecated in favour of another.
-            with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+            with seeded(run.seed), warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
-                torch.manual_seed(run.seed)
                 if self.peft is None:
                     self.peft = get_peft_model(
                         self.loaded.model, lora_config(run), adapter_name=run.key
@@ -280,7 +279,7 @@ class ModelHost:
         assert self.peft is not None
         weights = get_peft_model_state_dict(self.peft, adapter_name=run.key)
         fresh = load(self.entry, self.data_dir, torch.device("cpu"))
-        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        with seeded(0), warnings.catch_warnings():  # the LoRA's random init is overwritten
             warnings.simplefilter("ignore", FutureWarning)
             peft = get_peft_model(fresh.model, lora_config(run), adapter_name="merge")
         set_peft_model_state_dict(

@@ -18,6 +18,7 @@ from transformers.utils import logging as hf_logging
 from promptlooper.errors import ConfigurationError
 from promptlooper.training.backend import tiny
 from promptlooper.training.backend.chat import CHATML
+from promptlooper.training.backend.rng import GLOBAL_RNG
 from promptlooper.training.registry import ModelEntry
 
 logger = logging.getLogger(__name__)
@@ -67,14 +68,15 @@ def convert_gguf(entry: ModelEntry, data_dir: Path) -> Path:
         raise ConfigurationError(f"model {entry.name!r}: GGUF file not found{hint}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logger.info("converting %s to safetensors under %s (once)", gguf.name, target)
-    quantised = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-    )
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    config = copy.deepcopy(quantised.config)
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    with GLOBAL_RNG:  # both models are initialised at random before their weights are set
+        quantised = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        )
+        config = copy.deepcopy(quantised.config)
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(quantised.state_dict())
     plain.generation_config = quantised.generation_config
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -108,7 +110,8 @@ def load(entry: ModelEntry, data_dir: Path, device: torch.device) -> LoadedModel
     else:
         where = _checkpoint_dir(entry, data_dir)
         tokenizer = AutoTokenizer.from_pretrained(where)
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=_dtype_for(device))
+        with GLOBAL_RNG:  # the model is initialised at random before its weights are read
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=_dtype_for(device))
     if entry.chat_template == "chatml":
         tokenizer.chat_template = CHATML
     elif entry.chat_template != "tokenizer":

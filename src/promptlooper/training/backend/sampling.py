@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -10,6 +10,7 @@ import torch
 from promptlooper.errors import BadRequest
 from promptlooper.training.backend.chat import render
 from promptlooper.training.backend.loading import LoadedModel
+from promptlooper.training.backend.rng import seeded
 from promptlooper.training.registry import ModelEntry
 from promptlooper.training.schemas import (
     Message,
@@ -45,15 +46,10 @@ def sample(
                 f"prompt {i}: {len(ids)} tokens plus max_tokens {request.max_tokens} exceed the"
                 f" model's limit of {entry.max_seq_len}"
             )
-    seeded = (
-        torch.random.fork_rng(devices=[loaded.device] if loaded.device.type == "cuda" else [])
-        if request.seed is not None
-        else contextlib.nullcontext()
-    )
+    devices = [loaded.device] if loaded.device.type == "cuda" else []
+    randomness = seeded(request.seed, devices) if request.seed is not None else nullcontext()
     samples = []
-    with seeded, torch.no_grad():
-        if request.seed is not None:
-            torch.manual_seed(request.seed)
+    with randomness, torch.no_grad():
         for ids in encoded:
             samples.append(_one_prompt(loaded, model, ids, request))
     return SampleResult(samples=samples)

@@ -6,11 +6,11 @@ seed, so every process builds the very same weights and the test suite needs no 
 
 from __future__ import annotations
 
-import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from promptlooper.training.backend.chat import CHATML
+from promptlooper.training.backend.rng import seeded
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 VOCAB_SIZE = 512
@@ -62,6 +62,5 @@ def build_model(tokenizer: PreTrainedTokenizerFast, max_seq_len: int) -> LlamaFo
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SEED)
+    with seeded(SEED):
         return LlamaForCausalLM(config)
