@@ -13,6 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -257,10 +258,12 @@ class IngestionRoutes:
     these routes raise is answered by the app's own exception handler, as the router would."""
 
     ROUTES: ClassVar[dict[str, Callable[[Request], Awaitable[Response]]]] = {
-        "/api/experiments/event": ingest_event,
-        "/api/experiments/impression": ingest_impression,
-        "/api/experiments/batch": ingest_batch,
+        route.path: route.endpoint
+        for route in public_router.routes
+        if isinstance(route, APIRoute)
+        and route.endpoint in (ingest_event, ingest_impression, ingest_batch)
     }
+    """Path → endpoint, read off the router so the paths are declared once."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
