@@ -1,21 +1,16 @@
-"""Shared HTTP plumbing for providers spoken to over JSON: one pooled aiohttp session per
-provider, and one mapping from HTTP failures to retryable or final ``AdapterError``s.
-
-aiohttp rather than httpx: on the sweep hot path it keeps its efficiency at high concurrency
-(see PERF-NOTES in the design docs).
-"""
+"""Shared HTTP plumbing for providers spoken to over JSON: one connection pool per provider
+(``transport.HttpPool``), and one mapping from HTTP failures to retryable or final
+``AdapterError``s."""
 
 from __future__ import annotations
 
 import email.utils
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from promptlooper.sweeps.adapters.base import AdapterError, ProviderConfig
-
-if TYPE_CHECKING:  # aiohttp (~0.1 s) loads with the first request: a cached re-run sends none
-    import aiohttp
+from promptlooper.sweeps.adapters.transport import HttpPool, TransportError
 
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 
@@ -53,53 +48,46 @@ class HttpJsonAdapter:
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
         self.base_url = (config.base_url or self.default_base_url).rstrip("/")
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: HttpPool | None = None
 
     def headers(self) -> dict[str, str]:
         return {}
 
-    def _client(self) -> aiohttp.ClientSession:
-        import aiohttp
-
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=self.config.concurrency or 100,
-                # Building a TLS context costs ~50 ms; a plain-HTTP server (a local vLLM,
-                # Ollama, a test double) never needs one.
-                ssl=not self.base_url.startswith("http://"),
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                headers={"Content-Type": "application/json", **self.headers()},
-                timeout=aiohttp.ClientTimeout(total=self.config.timeout),
-            )
-        return self._session
+    def _client(self) -> HttpPool:
+        if self._pool is None:
+            try:
+                self._pool = HttpPool(
+                    self.base_url,
+                    limit=self.config.concurrency or 100,
+                    timeout=self.config.timeout,
+                    headers=self.headers(),
+                )
+            except ValueError as exc:
+                raise AdapterError(f"{self.config.name}: {exc}") from exc
+        return self._pool
 
     async def request_json(self, method: str, path: str, body: Any = None) -> Any:
-        import aiohttp
-
-        url = f"{self.base_url}{path}"
+        client = self._client()
         try:
-            async with self._client().request(
-                method, url, data=None if body is None else json.dumps(body)
-            ) as response:
-                raw = await response.read()
-                if response.status >= 400:
-                    raise AdapterError(
-                        f"{self.config.name} answered HTTP {response.status}: "
-                        f"{_error_message(raw)}",
-                        retryable=response.status in RETRYABLE_STATUSES,
-                        retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                        status=response.status,
-                    )
+            response = await client.request(
+                method, path, None if body is None else json.dumps(body).encode()
+            )
         except TimeoutError as exc:
             raise AdapterError(
                 f"{self.config.name} timed out after {self.config.timeout:g} s", retryable=True
             ) from exc
-        except aiohttp.ClientError as exc:
+        except TransportError as exc:
             raise AdapterError(
                 f"cannot reach {self.config.name} at {self.base_url}: {exc}", retryable=True
             ) from exc
+        raw = response.body
+        if response.status >= 400:
+            raise AdapterError(
+                f"{self.config.name} answered HTTP {response.status}: {_error_message(raw)}",
+                retryable=response.status in RETRYABLE_STATUSES,
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+                status=response.status,
+            )
         try:
             return json.loads(raw)
         except ValueError as exc:
@@ -120,6 +108,6 @@ class HttpJsonAdapter:
         return True
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
