@@ -380,6 +380,10 @@ async def test_cache_stats_and_admin_only_clear(
             "providers.x.type: unknown provider type",
         ),
         (
+            {"providers": {"openai": {"base_url": "127.0.0.1:8001/v1"}}},
+            "providers.openai.base_url: Value error, must be an http:// or https:// URL",
+        ),
+        (
             {"providers": {"openai": {"api_key_env": "PL_TEST_UNSET_KEY"}}},
             "PL_TEST_UNSET_KEY is not set",
         ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -69,6 +70,13 @@ class ProviderSpec(BaseModel):
     timeout: float = Field(default=60.0, gt=0, le=3600)
     max_retries: int = Field(default=4, ge=0, le=20)
     prices: dict[str, ModelPriceSpec] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not re.match(r"^https?://[^/?#\s]+[^\s]*$", url):
+            raise ValueError("must be an http:// or https:// URL, like http://127.0.0.1:8001/v1")
+        return url
 
     @property
     def options(self) -> dict[str, Any]:
