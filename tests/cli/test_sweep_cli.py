@@ -3,6 +3,7 @@ databases, including a sweep killed mid-run and resumed."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -20,6 +21,7 @@ from sqlalchemy import func, select
 
 from promptlooper.db.engine import create_engine
 from promptlooper.sweeps.models import Experiment, Run, Score, StageResult
+from tests.cli.inprocess import Invoke
 
 CLI = [sys.executable, "-m", "promptlooper"]
 EXAMPLE = Path(__file__).parents[2] / "examples" / "ticket-triage" / "sweep.yaml"
@@ -245,3 +247,11 @@ def test_resume_of_an_unknown_experiment_is_a_one_line_error(tmp_path: Path, db_
 def test_malformed_ids_are_usage_errors(tmp_path: Path, db_url: str, bad_id: str):
     result = run(env_for(tmp_path, db_url), "sweep", "show", bad_id)
     assert result.returncode == 2
+
+
+def test_a_sweep_that_fails_to_start_leaves_the_garbage_collector_on(cli: Invoke):
+    assert gc.isenabled()
+    outcome = cli("sweep", "resume", str(uuid.uuid4()))
+
+    assert (outcome.code, outcome.err) == (2, "error: Experiment not found\n")
+    assert gc.isenabled()  # start-up pauses it; an error must not leave it off

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from rich.console import Console
@@ -44,7 +45,6 @@ async def database(
     """An engine for the command's lifetime; refuses to work on an unmigrated database."""
     from promptlooper.db.engine import create_engine
 
-    migrations.target_metadata()  # every table registered, so foreign keys resolve
     engine = create_engine(settings)
     try:
         if require_schema:
@@ -68,13 +68,30 @@ async def session_scope(settings: Settings) -> AsyncIterator[AsyncSession]:
         await session.commit()
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Run a long-lived command's start-up without the cycle collector.
+
+    Start-up allocates a few hundred thousand objects that live as long as the process
+    (modules, mapped classes, the app, the experiment) and hardly any garbage; collections
+    during it only rescan them (~60 ms of a 0.9 s sweep, counted with ``gc.callbacks``).
+    ``freeze_long_lived_objects`` turns the collector back on once they are frozen; leaving the
+    block does it in any case, so an early error cannot leave it off.
+    """
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def freeze_long_lived_objects() -> None:
     """Take everything allocated so far (modules, the app, the engine) out of the garbage
-    collector's sight: it lives as long as the process, and each full collection would scan
-    it again. Measured: a quarter of a busy server's CPU; ~80 ms of a 600-call sweep."""
-    import gc
-
+    collector's sight, then let it run: what start-up built lives as long as the process, and
+    each full collection would scan it again. Measured: a quarter of a busy server's CPU;
+    ~80 ms of a 600-call sweep."""
     gc.freeze()
+    gc.enable()
 
 
 def load_settings() -> Settings:

@@ -11,6 +11,7 @@ import typer
 from promptlooper import migrations
 from promptlooper.cli.common import (
     async_command,
+    collector_paused,
     console,
     database,
     freeze_long_lived_objects,
@@ -46,8 +47,9 @@ def _run_server(settings: Settings, host: str, port: int) -> None:
         port=port,
         log_level=settings.log_level,
     )
-    config.load()
-    freeze_long_lived_objects()
+    with collector_paused():
+        config.load()
+        freeze_long_lived_objects()
     uvicorn.Server(config).run()
 
 

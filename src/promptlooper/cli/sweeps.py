@@ -19,6 +19,7 @@ from rich.table import Table
 from promptlooper.auth.principal import Principal
 from promptlooper.cli.common import (
     async_command,
+    collector_paused,
     console,
     database,
     err_console,
@@ -263,15 +264,16 @@ def run(
     """Create an experiment from FILE and run it, with a progress bar and a leaderboard."""
     from promptlooper.sweeps.spec import load_sweep_file, parse_spec
 
-    spec = parse_spec(load_sweep_file(file))
-    run_sweep(
-        load_settings(),
-        spec=spec,
-        project=project,
-        user=user,
-        concurrency=concurrency,
-        use_cache=not no_cache,
-    )
+    with collector_paused():  # until run_sweep freezes what start-up built
+        spec = parse_spec(load_sweep_file(file))
+        run_sweep(
+            load_settings(),
+            spec=spec,
+            project=project,
+            user=user,
+            concurrency=concurrency,
+            use_cache=not no_cache,
+        )
 
 
 @sweep_app.command("resume")
@@ -281,12 +283,13 @@ def resume(
     no_cache: bool = typer.Option(False, "--no-cache"),
 ) -> None:
     """Run what an interrupted or failed sweep has not completed; nothing runs twice."""
-    run_sweep(
-        load_settings(),
-        experiment_id=experiment_id,
-        concurrency=concurrency,
-        use_cache=not no_cache,
-    )
+    with collector_paused():  # until run_sweep freezes what start-up built
+        run_sweep(
+            load_settings(),
+            experiment_id=experiment_id,
+            concurrency=concurrency,
+            use_cache=not no_cache,
+        )
 
 
 @sweep_app.command("validate")

@@ -11,13 +11,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from promptlooper.db.base import Base, TimestampMixin, UUIDPrimaryKeyMixin, utcnow
 from promptlooper.db.types import JSONType, UTCDateTime
+from promptlooper.projects.models import Project
 
 
 class Experiment(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     __tablename__ = "experiments"
 
     project_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+        ForeignKey(Project.id, ondelete="CASCADE"), index=True
     )
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Float, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from promptlooper.auth.models import User
 from promptlooper.db.base import Base, TimestampMixin, UUIDPrimaryKeyMixin, utcnow
 from promptlooper.db.types import JSONType, UTCDateTime
 
@@ -20,9 +21,7 @@ from promptlooper.db.types import JSONType, UTCDateTime
 class TrainingRun(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     __tablename__ = "training_runs"
 
-    owner_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(User.id, ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(200), default="")
     base_model: Mapped[str] = mapped_column(String(200))
     lora: Mapped[dict[str, Any]] = mapped_column(JSONType)

@@ -24,8 +24,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from promptlooper.auth.models import User
 from promptlooper.db.base import Base, TimestampMixin, UUIDPrimaryKeyMixin, utcnow
 from promptlooper.db.types import JSONType, UTCDateTime
+from promptlooper.projects.models import Project
 
 
 class Agent(UUIDPrimaryKeyMixin, TimestampMixin, Base):
@@ -33,7 +35,7 @@ class Agent(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     __table_args__ = (UniqueConstraint("project_id", "slug"),)
 
     project_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+        ForeignKey(Project.id, ondelete="CASCADE"), index=True
     )
     name: Mapped[str] = mapped_column(String(200))
     slug: Mapped[str] = mapped_column(String(100))
@@ -83,7 +85,7 @@ class Revision(UUIDPrimaryKeyMixin, Base):
     values: Mapped[dict[str, Any]] = mapped_column(JSONType)
     """The base config (agent) or the overrides (variant) after the change."""
     changed_fields: Mapped[list[str]] = mapped_column(JSONType)
-    actor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(User.id, ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -98,7 +100,7 @@ class ActivationEvent(UUIDPrimaryKeyMixin, Base):
     to_variant_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("variants.id", ondelete="SET NULL")
     )
-    actor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(User.id, ondelete="SET NULL"))
     reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
