@@ -69,14 +69,16 @@ async def test_5xx_is_retried(fake_openai):
     assert server.attempts["reply: fine [500]"] == 2
 
 
-async def test_persistent_5xx_fails_after_the_retries(fake_openai):
+@pytest.mark.parametrize("max_retries", [0, 1, 3])
+async def test_persistent_5xx_fails_after_the_retries(fake_openai, max_retries: int):
     server, url = fake_openai
-    caller = providers(url, max_retries=2)
+    caller = providers(url, max_retries=max_retries)
 
     with pytest.raises(AdapterError, match="HTTP 500: upstream exploded"):
         await caller.complete("openai:small", "x [always500]", {}, None)
     await caller.aclose()
-    assert server.attempts["x [always500]"] == 3
+    assert server.attempts["x [always500]"] == max_retries + 1
+    assert caller.retries == max_retries
 
 
 async def test_4xx_is_not_retried(fake_openai):

@@ -11,7 +11,13 @@ from promptlooper.events import EventBus
 from promptlooper.sweeps.adapters import ProviderConfig
 from promptlooper.sweeps.engine.cache import CachedResponse, MemoryCache, cache_key
 from promptlooper.sweeps.engine.executor import Providers
-from promptlooper.sweeps.engine.runner import RunTask, StageDef, run_single, weighted_score
+from promptlooper.sweeps.engine.runner import (
+    RunTask,
+    StageDef,
+    first_stage_key,
+    run_single,
+    weighted_score,
+)
 from tests.sweeps.scripted import ScriptedAdapter
 
 
@@ -144,6 +150,29 @@ async def test_the_cache_is_filled_after_a_call_and_used_next_time():
     assert len(cache.entries) == 1
     assert (first.stages[0].cached, second.stages[0].cached) == (False, True)
     assert len(adapter_of(caller).calls) == 1
+
+
+async def test_a_first_call_prepared_for_the_cache_lookup_is_the_call_the_run_makes():
+    stages = (
+        StageDef("Q: {{ input }}", "scripted:m", {"temperature": 0}, system="be {{ config.tone }}"),
+        StageDef("Again: {{ prev_output }}", "scripted:m"),
+    )
+    prepared = task(*stages, config={"tone": "brief"})
+    plain = task(*stages, config={"tone": "brief"})
+
+    key = first_stage_key(prepared)
+    caller, cache = providers(replies=["out {n}"]), MemoryCache()
+    await run_single(prepared, caller, cache=cache)
+    replay = await run_single(plain, caller, cache=cache)  # rendered from scratch: all hits
+
+    assert key == cache_key("Q: Python programming", "scripted:m", {"temperature": 0}, "be brief")
+    assert prepared.first_call == ("Q: Python programming", "be brief", key)
+    assert [call[0] for call in adapter_of(caller).calls] == [
+        "Q: Python programming",
+        "Again: out 1",
+    ]
+    assert adapter_of(caller).calls[0][3] == "be brief"
+    assert [stage.cached for stage in replay.stages] == [True, True]
 
 
 async def test_runs_that_bypass_the_cache_call_the_adapter():

@@ -97,3 +97,17 @@ def test_unsupported_dataset_format(folder: Path):
     path.write_text(SWEEP.replace("DATA", "rows.xlsx"))
     with pytest.raises(Invalid, match=r"use a \.csv, \.jsonl or \.json file"):
         load_sweep_file(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("name: x\nparameter_space: {model: [mock:a}\n", r"sweep.yaml line 2 column \d+: not"),
+        ("- just\n- a list\n", "a sweep file must be a mapping"),
+    ],
+)
+def test_a_broken_sweep_file_is_one_error_with_its_place(folder: Path, content: str, message: str):
+    path = folder / "sweep.yaml"
+    path.write_text(content)
+    with pytest.raises(Invalid, match=message):
+        load_sweep_file(path)

@@ -254,6 +254,11 @@ def resolve_files(document: dict[str, Any], base: Path) -> dict[str, Any]:
     return document
 
 
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader where PyYAML was built with it: the same documents, read ~8× faster
+(inline datasets make sweep files long)."""
+
+
 def load_sweep_file(path: Path) -> dict[str, Any]:
     """Read a YAML or JSON sweep file and inline what it refers to."""
     try:
@@ -261,7 +266,7 @@ def load_sweep_file(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise Invalid(f"cannot read {path}: {exc.strerror or exc}") from exc
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_SAFE_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""

@@ -130,6 +130,15 @@ class Providers:
         gate = self._gate(provider)
         seconds = gate.config.timeout if call_timeout is None else call_timeout
         retries = gate.config.max_retries if max_retries is None else max_retries
+        try:
+            return await self._attempt(gate, model, prompt, params, system, seconds)
+        except AdapterError as error:
+            if not error.retryable or retries == 0:
+                raise
+            failure: AdapterError | None = error
+        # Most calls succeed at once; tenacity (~35 µs a call to set up) paces the others.
+        # Its first attempt replays the failure, so waits and attempt counts are as if it had
+        # made every attempt.
         retrying = AsyncRetrying(
             stop=stop_after_attempt(retries + 1),
             wait=_wait,
@@ -139,6 +148,9 @@ class Providers:
         )
         async for attempt in retrying:
             with attempt:
+                if failure is not None:
+                    replayed, failure = failure, None
+                    raise replayed
                 return await self._attempt(gate, model, prompt, params, system, seconds)
         raise AssertionError("unreachable: tenacity reraises the last error")
 

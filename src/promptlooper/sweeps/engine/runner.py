@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from promptlooper.errors import Invalid, PromptLooperError
 from promptlooper.events import EventBus
@@ -42,6 +42,15 @@ class StageDef:
     name: str | None = None
 
 
+class FirstCall(NamedTuple):
+    """The first stage's prompt, system prompt and cache key: worked out before the sweep
+    starts, to look every run's first call up in the cache at once, and reused by the run."""
+
+    prompt: str
+    system: str | None
+    key: str
+
+
 @dataclass(slots=True)
 class RunTask:
     run_id: uuid.UUID
@@ -50,6 +59,7 @@ class RunTask:
     config: Mapping[str, Any]
     row: Mapping[str, Any]
     use_cache: bool = True
+    first_call: FirstCall | None = None
 
 
 class ModelCaller(Protocol):
@@ -101,7 +111,8 @@ def _render_stage(
 
 def first_stage_key(task: RunTask) -> str | None:
     """The cache key of a task's first call, known before anything runs (later stages depend
-    on earlier outputs); None when the task skips the cache or its prompt does not render."""
+    on earlier outputs); None when the task skips the cache or its prompt does not render.
+    The rendered call is kept on the task for the run to send."""
     if not task.stages or not task.use_cache:
         return None
     stage = task.stages[0]
@@ -110,7 +121,8 @@ def first_stage_key(task: RunTask) -> str | None:
         params, _ = split_params(stage.params)
     except PromptLooperError:
         return None
-    return cache_key(prompt, stage.model, params, system)
+    task.first_call = FirstCall(prompt, system, cache_key(prompt, stage.model, params, system))
+    return task.first_call.key
 
 
 async def _score(
@@ -160,10 +172,14 @@ async def run_single(
             if budget.token_budget is not None:
                 token_budget = min(token_budget or budget.token_budget, budget.token_budget)
             _check_budget(token_budget, stages)
-            prompt, system = _render_stage(stage, base, views, prev_output, index)
+            if index == 0 and task.first_call is not None:
+                prompt, system, key = task.first_call
+            else:
+                prompt, system = _render_stage(stage, base, views, prev_output, index)
+                key = cache_key(prompt, stage.model, params, system)
             check_input(prompt, system, stage.model, budget.input_token_limit)
             outcome = await _run_stage(
-                task, caller, cache, index, stage, params, budget, prompt, system
+                task, caller, cache, index, stage, params, budget, prompt, system, key
             )
             stages.append(outcome)
             views.append({"output": outcome.response_raw, "prompt": prompt, "model": stage.model})
@@ -232,9 +248,9 @@ async def _run_stage(
     budget: Budget,
     prompt: str,
     system: str | None,
+    key: str,
 ) -> StageOutcome:
     provider = stage.model.partition(":")[0]
-    key = cache_key(prompt, stage.model, params, system)
     use_cache = cache is not None and task.use_cache
     hit = await cache.get(key) if use_cache and cache is not None else None
     if hit is not None:
