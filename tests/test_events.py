@@ -23,6 +23,16 @@ async def test_in_process_listeners_receive_events_in_order():
     assert all("ts" in e for e in seen)
 
 
+def test_a_bus_has_an_audience_only_with_listeners_or_redis():
+    bus = EventBus()
+    assert not bus.has_audience
+    unsubscribe = bus.subscribe(lambda _event: None)
+    assert bus.has_audience
+    unsubscribe()
+    assert not bus.has_audience
+    assert EventBus("redis://127.0.0.1:6379/0").has_audience
+
+
 async def test_async_listeners_are_awaited():
     bus = EventBus()
     seen: list[str] = []

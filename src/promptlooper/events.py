@@ -51,6 +51,12 @@ class EventBus:
     def redis_enabled(self) -> bool:
         return bool(self._redis_url)
 
+    @property
+    def has_audience(self) -> bool:
+        """Whether a published event reaches anyone: hot paths skip building events that
+        nobody would receive."""
+        return bool(self._redis_url or self._listeners)
+
     def _client(self) -> Redis:
         if self._redis is None:
             from redis.asyncio import Redis  # only loaded when Redis is configured

@@ -153,10 +153,9 @@ async def run_single(
     weights: Mapping[str, float] | None = None,
     bus: EventBus | None = None,
 ) -> RunOutcome:
-    ids = {"run_id": str(task.run_id), "experiment_id": str(task.experiment_id)}
-
     async def emit(kind: str, **fields: Any) -> None:
-        if bus is not None:
+        if bus is not None and bus.has_audience:
+            ids = {"run_id": str(task.run_id), "experiment_id": str(task.experiment_id)}
             await bus.publish({"type": kind, **ids, **fields})
 
     started_at = _now()
