@@ -243,6 +243,39 @@ async def test_concurrent_events_are_group_committed_once_each(
     assert len({e.event_id for e in stored}) == 150
 
 
+async def test_overlapping_batches_written_side_by_side_count_each_event_once(
+    client: httpx.AsyncClient, sessionmaker, registry, bootstrap_headers
+):
+    def batch(start: int) -> dict:  # ids overlap with the next batch's: retries racing
+        return {
+            "events": [
+                event(
+                    event_id=f"o-{i}",
+                    session_id=f"s-{i % 40}",
+                    event_name="impression" if i % 2 else "conversion",
+                )
+                for i in range(start, start + 60)
+            ]
+        }
+
+    answers = await asyncio.gather(
+        *(
+            client.post("/api/experiments/batch", json=batch(30 * n), headers=BROWSER)
+            for n in range(8)
+        )
+    )
+    results = await client.get(
+        "/api/v1/experiments/results?experiment_key=homepage_hero_test", headers=bootstrap_headers
+    )
+
+    assert {a.status_code for a in answers} == {202}
+    stored = await _stored(sessionmaker)
+    assert sorted(e.event_id for e in stored) == sorted(f"o-{i}" for i in range(270))
+    control = results.json()[0]["variants"][0]
+    assert (control["impressions"], control["conversions"]) == (135, 135)
+    assert control["unique_sessions"] == 40
+
+
 async def test_another_process_registry_change_shows_within_the_ttl(
     app, client: httpx.AsyncClient, sessionmaker, registry
 ):
