@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import httpx
@@ -263,3 +264,30 @@ async def test_delete_removes_the_run_and_its_files(
     ).status_code == 204
     assert not on_disk(folder)
     assert (await client.get(f"/api/training/runs/{run}", headers=alice.headers)).status_code == 404
+
+
+async def test_a_run_deleted_by_another_process_stops_answering(
+    client: httpx.AsyncClient, alice: Actor, trained_app, sessionmaker, monkeypatch
+) -> None:
+    from promptlooper.training import trainer as trainer_module
+    from promptlooper.training.models import TrainingRun
+
+    run = await new_run(client, alice)
+    url = f"/api/training/runs/{run}/forward_backward"
+    assert (await client.post(url, json=GOOD, headers=alice.headers)).status_code == 200
+    async with sessionmaker() as session:  # as `promptlooper train` in another process would
+        await session.delete(await session.get(TrainingRun, uuid.UUID(run)))
+        await session.commit()
+    backend = trained_app.state.trainer.backend
+    key = trained_app.state.trainer._targets[uuid.UUID(run)].spec.key
+    host = backend._slots["tiny-test"].host
+    assert key in host.runs
+
+    monkeypatch.setattr(trainer_module, "TARGET_TTL", 0.0)  # the lookup is now stale
+    gone = await client.post(url, json=GOOD, headers=alice.headers)
+    again = await client.post(url, json=GOOD, headers=alice.headers)
+
+    assert (gone.status_code, again.status_code) == (404, 404)
+    assert gone.json()["detail"] == "Training run not found"
+    await asyncio.wrap_future(backend.forget(host.entry, "no-such-adapter"))  # after the drop
+    assert key not in host.runs

@@ -42,6 +42,10 @@ from promptlooper.training.schemas import (
 
 FUTURE_TTL = 3600.0
 """Seconds a finished future's outcome is kept for the client to fetch."""
+TARGET_TTL = 2.0
+"""Seconds a run looked up for one call serves the next ones without asking the database: a
+run deleted by another process (the CLI) stops answering, and its adapter is dropped, within
+that time."""
 
 Finisher = Callable[[AsyncSession, Any], Awaitable[BaseModel]]
 Computation = Literal["forward_backward", "forward", "sample"]
@@ -49,12 +53,14 @@ Computation = Literal["forward_backward", "forward", "sample"]
 
 @dataclass(frozen=True, slots=True)
 class _Target:
-    """What a call on a run needs, kept after the first call so the next ones skip the
-    database: the owner (checked on every call), the base model and the adapter's spec."""
+    """What a call on a run needs, kept for ``TARGET_TTL`` so that the calls of a training
+    loop skip the database: the owner (checked on every call), the base model and the
+    adapter's spec."""
 
     owner_id: uuid.UUID
     entry: ModelEntry
     spec: RunSpec
+    looked_up: float
 
 
 @dataclass(slots=True)
@@ -217,13 +223,8 @@ class Trainer:
         wait: bool,
     ) -> BaseModel | str:
         target = self._targets.get(run_id)
-        if target is None:
-            async with self.sessionmaker() as session:
-                run = await service.get_run(session, principal, run_id)
-                target = _Target(
-                    run.owner_id, self.registry.get(run.base_model), await self._spec(session, run)
-                )
-            self._targets[run_id] = target
+        if target is None or time.monotonic() - target.looked_up > TARGET_TTL:
+            target = await self._look_up(principal, run_id, target)
         principal.ensure_can_access(target.owner_id, "training run")
         work = self.backend.submit(target.entry, method, target.spec, *args)
         task = asyncio.create_task(self._finish(work, record))
@@ -234,6 +235,22 @@ class Trainer:
         self._futures[future_id] = Pending(principal.user_id, method, task)
         task.add_done_callback(lambda _t: self._finished(future_id))
         return future_id
+
+    async def _look_up(
+        self, principal: Principal, run_id: uuid.UUID, known: _Target | None
+    ) -> _Target:
+        async with self.sessionmaker() as session:
+            try:
+                run = await service.get_run(session, principal, run_id)
+            except NotFound:
+                if known is not None:  # deleted elsewhere: free what this process held
+                    self._targets.pop(run_id, None)
+                    self.backend.forget(known.entry, known.spec.key)
+                raise
+            entry = self.registry.get(run.base_model)
+            target = _Target(run.owner_id, entry, await self._spec(session, run), time.monotonic())
+        self._targets[run_id] = target
+        return target
 
     async def _finish(self, work: Any, record: Finisher | None) -> BaseModel:
         result = await asyncio.wrap_future(work)
