@@ -74,7 +74,7 @@ class ProviderSpec(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, url: str | None) -> str | None:
-        if url is not None and not re.match(r"^https?://[^/?#\s]+[^\s]*$", url):
+        if url is not None and not re.match(r"^https?://[^/?#\s]+[^\s]*$", url, re.IGNORECASE):
             raise ValueError("must be an http:// or https:// URL, like http://127.0.0.1:8001/v1")
         return url
 
