@@ -98,13 +98,17 @@ async def principal_from_api_key(session: AsyncSession, config: AuthConfig, key:
     """Resolve a user's API key or the bootstrap ``API_KEY``; flushes a stale last_used_at."""
     if config.bootstrap_key and hmac.compare_digest(key.encode(), config.bootstrap_key.encode()):
         return _principal(await bootstrap_user(session), "bootstrap_key")
-    api_key = await session.scalar(
-        select(ApiKey).where(ApiKey.key_hash == tokens.api_key_hash(key))
-    )
-    if api_key is None or api_key.revoked_at is not None:
+    found = (
+        await session.execute(  # one round trip for the key and its user: every request asks
+            select(ApiKey, User)
+            .join(User, User.id == ApiKey.user_id)
+            .where(ApiKey.key_hash == tokens.api_key_hash(key))
+        )
+    ).first()
+    if found is None:
         raise Unauthenticated("Invalid API key")
-    user = await session.get(User, api_key.user_id)
-    if user is None or not user.is_active:
+    api_key, user = found
+    if api_key.revoked_at is not None or not user.is_active:
         raise Unauthenticated("Invalid API key")
     now = utcnow()
     if api_key.last_used_at is None or now - api_key.last_used_at > _LAST_USED_RESOLUTION:

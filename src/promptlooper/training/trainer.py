@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from promptlooper.auth.principal import Principal
@@ -280,9 +280,7 @@ class Trainer:
 
     @staticmethod
     async def _set_step(session: AsyncSession, run_id: uuid.UUID, step: int) -> None:
-        run = await session.get(TrainingRun, run_id)
-        if run is not None:
-            run.step = step
+        await session.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(step=step))
 
     def _finished(self, future_id: str) -> None:
         pending = self._futures.get(future_id)
