@@ -5,8 +5,10 @@ backward, AdamW step (lr 1e-4, betas 0.9/0.95, eps 1e-12), on the registry's mod
 registry's LoRA settings. The API side is one `promptlooper serve` process on a fresh SQLite
 database, driven by the blocking SDK over HTTP on loopback: `forward_backward` then
 `optim_step` per step, waiting for each; with `forward_backward` queued (`wait=False`) so
-only `optim_step` waits; and with every call queued and only the last result awaited. They
-alternate, `--repeats` times; medians.
+only `optim_step` waits; and with every call queued and only the last result awaited. To
+tell the engine's cost from the API's, the same calls also go straight to a `TrainingBackend`
+(the server's engine, on its worker thread) in a fresh process, no HTTP. They alternate,
+`--repeats` times; medians.
 
     .venv/bin/python -m benchmarks.training --model tiny-test --steps 50 --repeats 5
     .venv/bin/python -m benchmarks.training --model smollm2-135m-instruct --steps 5 --repeats 3
@@ -19,6 +21,7 @@ import os
 import secrets
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -91,6 +94,44 @@ def api_loop(client: Client, model_name: str, steps: int, mode: str) -> float:
     return elapsed
 
 
+def backend_loop(model_name: str, steps: int, data_dir: Path) -> float:
+    """Seconds for ``steps`` steps queued on the backend's worker thread, the model loaded and
+    the first step made beforehand. Run in a process of its own: once a second thread has used
+    PyTorch in a process, the plain loop there slows down."""
+    from promptlooper.training.backend import TrainingBackend
+    from promptlooper.training.backend.host import RunSpec
+    from promptlooper.training.schemas import LossRequest, OptimStep
+
+    entry = load_registry().get(model_name)
+    lora = entry.lora
+    spec = RunSpec(
+        key="bench", seed=0, rank=lora.rank, alpha=lora.alpha, dropout=lora.dropout,
+        target_modules=tuple(lora.target_modules),
+    )  # fmt: skip
+    request = LossRequest.model_validate({"examples": [{"text": t} for t in TEXTS]})
+    backend = TrainingBackend(data_dir, "cpu")
+    try:
+        backend.submit(entry, "forward_backward", spec, request).result()
+        backend.submit(entry, "optim_step", spec, OptimStep()).result()
+        started = time.perf_counter()
+        for _ in range(steps):
+            backend.submit(entry, "forward_backward", spec, request)
+            last = backend.submit(entry, "optim_step", spec, OptimStep())
+        last.result()
+        return time.perf_counter() - started
+    finally:
+        backend.shutdown()
+
+
+def backend_in_subprocess(model_name: str, steps: int, data_dir: Path) -> float:
+    args = ["--model", model_name, "--steps", str(steps), "--backend-only", str(data_dir)]
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.training", *args],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return float(done.stdout.split()[-1])
+
+
 def serve(folder: Path, key: str) -> subprocess.Popen:
     env = {
         **os.environ,
@@ -107,7 +148,11 @@ def main() -> None:
     parser.add_argument("--model", default="tiny-test")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--backend-only", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.backend_only:
+        print(backend_loop(args.model, args.steps, args.backend_only))
+        return
 
     key = secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory() as tmp:
@@ -115,12 +160,14 @@ def main() -> None:
         plain_loop(args.model, 1, folder / "data")  # warm caches (and convert GGUF once)
         server = serve(folder, key)
         plain: list[float] = []
+        direct: list[float] = []
         modes: dict[str, list[float]] = {"wait": [], "step": [], "queued": []}
         try:
             with Client(f"http://127.0.0.1:{PORT}", api_key=key, timeout=600) as client:
                 for _ in range(args.repeats):
                     seconds, tokens = plain_loop(args.model, args.steps, folder / "data")
                     plain.append(seconds)
+                    direct.append(backend_in_subprocess(args.model, args.steps, folder / "data"))
                     for mode, series in modes.items():
                         series.append(api_loop(client, args.model, args.steps, mode))
         finally:
@@ -136,6 +183,7 @@ def main() -> None:
     print(f"{'loop':<28} {'steps/s':>8} {'tokens/s':>9} {'overhead':>9}")
     for name, series in [
         ("plain PEFT loop", plain),
+        ("backend, no HTTP", direct),
         ("API, every call waits", modes["wait"]),
         ("API, optim_step waits", modes["step"]),
         ("API, all queued", modes["queued"]),
