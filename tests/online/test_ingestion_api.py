@@ -276,6 +276,21 @@ async def test_overlapping_batches_written_side_by_side_count_each_event_once(
     assert control["unique_sessions"] == 40
 
 
+async def test_an_event_arriving_as_the_last_writer_finishes_is_still_written(
+    app, client: httpx.AsyncClient, sessionmaker, registry
+):
+    finished = asyncio.ensure_future(asyncio.sleep(0))
+    await finished
+    app.state.intake._writers = {finished}  # done, not yet forgotten: the moment of the race
+
+    response = await asyncio.wait_for(
+        client.post("/api/experiments/event", json=event(event_id="late"), headers=BROWSER), 10
+    )
+
+    assert response.json() == {"ok": True, "accepted": True}
+    assert [e.event_id for e in await _stored(sessionmaker)] == ["late"]
+
+
 async def test_another_process_registry_change_shows_within_the_ttl(
     app, client: httpx.AsyncClient, sessionmaker, registry
 ):

@@ -188,13 +188,14 @@ class Intake:
     async def _write(self, rows: list[dict[str, Any]], rejected: Counter[tuple[str, str]]) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(rows, rejected, done))
+        # A writer that found nothing left has finished: only running ones count (a done
+        # callback would drop it too late, after a request that still saw it had queued here).
+        self._writers = {writer for writer in self._writers if not writer.done()}
         if not self._writers or (
             len(self._writers) < WRITERS
             and sum(len(item.rows) for item in self._pending) >= BUSY_ROWS
         ):
-            writer = asyncio.create_task(self._drain())
-            self._writers.add(writer)
-            writer.add_done_callback(self._writers.discard)
+            self._writers.add(asyncio.create_task(self._drain()))
         await done
 
     async def _drain(self) -> None:
