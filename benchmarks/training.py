@@ -2,13 +2,14 @@
 
 The plain loop runs in this process: tokenizer, padded batch, forward, summed cross-entropy,
 backward, AdamW step (lr 1e-4, betas 0.9/0.95, eps 1e-12), on the registry's model with the
-registry's LoRA settings. The API side is one `promptlooper serve` process on a fresh SQLite
-database, driven by the blocking SDK over HTTP on loopback: `forward_backward` then
+registry's LoRA settings, at PyTorch's default thread count and at the model's `cpu_threads`
+where the registry sets one. The API side is one `promptlooper serve` process on a fresh
+SQLite database, driven by the blocking SDK over HTTP on loopback: `forward_backward` then
 `optim_step` per step, waiting for each; with `forward_backward` queued (`wait=False`) so
 only `optim_step` waits; and with every call queued and only the last result awaited. To
 tell the engine's cost from the API's, the same calls also go straight to a `TrainingBackend`
-(the server's engine, on its worker thread) in a fresh process, no HTTP. They alternate,
-`--repeats` times; medians.
+(the server's engine, in its worker process), no HTTP. They alternate, `--repeats` times;
+medians.
 
     .venv/bin/python -m benchmarks.training --model tiny-test --steps 50 --repeats 5
     .venv/bin/python -m benchmarks.training --model smollm2-135m-instruct --steps 5 --repeats 3
@@ -21,9 +22,9 @@ import os
 import secrets
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -31,8 +32,11 @@ from peft import LoraConfig, get_peft_model
 
 from benchmarks.server import start_server
 from promptlooper.client import Client
+from promptlooper.training.backend import TrainingBackend
+from promptlooper.training.backend.host import RunSpec
 from promptlooper.training.backend.loading import load
 from promptlooper.training.registry import load_registry
+from promptlooper.training.schemas import LossRequest, OptimStep
 
 PORT = 8792
 TEXTS = [
@@ -76,6 +80,13 @@ def plain_loop(model_name: str, steps: int, data_dir: Path) -> tuple[float, int]
     return time.perf_counter() - started, tokens
 
 
+MODES = {
+    "wait": "API, every call waits",
+    "step": "API, optim_step waits",
+    "queued": "API, all queued",
+}
+
+
 def api_loop(client: Client, model_name: str, steps: int, mode: str) -> float:
     """``wait``: every call waits; ``step``: forward_backward queued, optim_step waits;
     ``queued``: every call queued, only the last step's result awaited."""
@@ -94,42 +105,26 @@ def api_loop(client: Client, model_name: str, steps: int, mode: str) -> float:
     return elapsed
 
 
-def backend_loop(model_name: str, steps: int, data_dir: Path) -> float:
-    """Seconds for ``steps`` steps queued on the backend's worker thread, the model loaded and
-    the first step made beforehand. Run in a process of its own: once a second thread has used
-    PyTorch in a process, the plain loop there slows down."""
-    from promptlooper.training.backend import TrainingBackend
-    from promptlooper.training.backend.host import RunSpec
-    from promptlooper.training.schemas import LossRequest, OptimStep
-
+def backend_loop(backend: TrainingBackend, model_name: str, steps: int, key: str) -> float:
+    """Seconds for ``steps`` steps queued on the backend's worker process, for a fresh
+    adapter whose first step is made beforehand."""
     entry = load_registry().get(model_name)
     lora = entry.lora
     spec = RunSpec(
-        key="bench", seed=0, rank=lora.rank, alpha=lora.alpha, dropout=lora.dropout,
+        key=key, seed=0, rank=lora.rank, alpha=lora.alpha, dropout=lora.dropout,
         target_modules=tuple(lora.target_modules),
     )  # fmt: skip
     request = LossRequest.model_validate({"examples": [{"text": t} for t in TEXTS]})
-    backend = TrainingBackend(data_dir, "cpu")
-    try:
-        backend.submit(entry, "forward_backward", spec, request).result()
-        backend.submit(entry, "optim_step", spec, OptimStep()).result()
-        started = time.perf_counter()
-        for _ in range(steps):
-            backend.submit(entry, "forward_backward", spec, request)
-            last = backend.submit(entry, "optim_step", spec, OptimStep())
-        last.result()
-        return time.perf_counter() - started
-    finally:
-        backend.shutdown()
-
-
-def backend_in_subprocess(model_name: str, steps: int, data_dir: Path) -> float:
-    args = ["--model", model_name, "--steps", str(steps), "--backend-only", str(data_dir)]
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.training", *args],
-        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return float(done.stdout.split()[-1])
+    backend.submit(entry, "forward_backward", spec, request).result()
+    backend.submit(entry, "optim_step", spec, OptimStep()).result()
+    started = time.perf_counter()
+    for _ in range(steps):
+        backend.submit(entry, "forward_backward", spec, request)
+        last = backend.submit(entry, "optim_step", spec, OptimStep())
+    last.result()
+    elapsed = time.perf_counter() - started
+    backend.forget(entry, key)
+    return elapsed
 
 
 def serve(folder: Path, key: str) -> subprocess.Popen:
@@ -148,48 +143,69 @@ def main() -> None:
     parser.add_argument("--model", default="tiny-test")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--backend-only", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.backend_only:
-        print(backend_loop(args.model, args.steps, args.backend_only))
-        return
+    default_threads = torch.get_num_threads()
+    model_threads = load_registry().get(args.model).cpu_threads or default_threads
+    thread_counts = sorted({default_threads, model_threads}, reverse=True)
 
     key = secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         plain_loop(args.model, 1, folder / "data")  # warm caches (and convert GGUF once)
         server = serve(folder, key)
-        plain: list[float] = []
-        direct: list[float] = []
-        modes: dict[str, list[float]] = {"wait": [], "step": [], "queued": []}
+        backend = TrainingBackend(folder / "data", "cpu")
+        series: dict[str, list[float]] = {}
+        tokens = 0
+
+        def plain(threads: int) -> float:
+            nonlocal tokens
+            torch.set_num_threads(threads)
+            try:
+                seconds, tokens = plain_loop(args.model, args.steps, folder / "data")
+            finally:
+                torch.set_num_threads(default_threads)
+            return seconds
+
         try:
             with Client(f"http://127.0.0.1:{PORT}", api_key=key, timeout=600) as client:
-                for _ in range(args.repeats):
-                    seconds, tokens = plain_loop(args.model, args.steps, folder / "data")
-                    plain.append(seconds)
-                    direct.append(backend_in_subprocess(args.model, args.steps, folder / "data"))
-                    for mode, series in modes.items():
-                        series.append(api_loop(client, args.model, args.steps, mode))
+                loops: list[tuple[str, Callable[[int], float]]] = [
+                    *(
+                        (f"plain PEFT loop, {n} thread(s)", lambda _r, n=n: plain(n))
+                        for n in thread_counts
+                    ),
+                    (
+                        "backend, no HTTP",
+                        lambda r: backend_loop(backend, args.model, args.steps, f"bench{r}"),
+                    ),
+                    *(
+                        (name, lambda _r, mode=mode: api_loop(client, args.model, args.steps, mode))
+                        for mode, name in MODES.items()
+                    ),
+                ]
+                for repeat in range(args.repeats):
+                    # A different loop goes first each time: none always meets the machine
+                    # in the same state.
+                    shift = repeat % len(loops)
+                    for name, loop in loops[shift:] + loops[:shift]:
+                        series.setdefault(name, []).append(loop(repeat))
         finally:
+            backend.shutdown()
             server.terminate()
             server.wait(10)
 
-    def rate(seconds: list[float]) -> float:
-        return args.steps / statistics.median(seconds)
-
-    base = rate(plain)
+    # Each loop against the faster plain loop of the same repeat: the machine's speed drifts
+    # between repeats, the ratio within one much less.
+    plains = [series[k] for k in series if k.startswith("plain")]
+    fastest = [min(times) for times in zip(*plains, strict=True)]
     print(f"{args.model}: {args.steps} steps x {args.repeats} repeats, batch of {len(TEXTS)}"
-          f" ({tokens} tokens), torch threads {torch.get_num_threads()}")  # fmt: skip
+          f" ({tokens} tokens); the worker runs {model_threads} torch thread(s); overhead:"
+          " median over repeats of the time against the faster plain loop's")  # fmt: skip
     print(f"{'loop':<28} {'steps/s':>8} {'tokens/s':>9} {'overhead':>9}")
-    for name, series in [
-        ("plain PEFT loop", plain),
-        ("backend, no HTTP", direct),
-        ("API, every call waits", modes["wait"]),
-        ("API, optim_step waits", modes["step"]),
-        ("API, all queued", modes["queued"]),
-    ]:
-        r = rate(series)
-        print(f"{name:<28} {r:>8.2f} {r * tokens:>9.0f} {100 * (base / r - 1):>8.1f}%")
+    for name, _loop in loops:
+        times = series[name]
+        rate = args.steps / statistics.median(times)
+        overhead = statistics.median(t / p - 1 for t, p in zip(times, fastest, strict=True))
+        print(f"{name:<28} {rate:>8.2f} {rate * tokens:>9.0f} {100 * overhead:>8.1f}%")
 
 
 if __name__ == "__main__":

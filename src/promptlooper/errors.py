@@ -48,5 +48,10 @@ class RateLimited(PromptLooperError):
         self.retry_after = retry_after
 
 
+class Unavailable(PromptLooperError):
+    """Something the request needs stopped working (a training worker died); trying again
+    may succeed."""
+
+
 class ConfigurationError(PromptLooperError):
     """The process is configured in a way it cannot run with."""

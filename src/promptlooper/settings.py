@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     jwt_expire_minutes: int = Field(default=12 * 60, ge=1)
     api_key: SecretStr | None = None
     login_rate_limit: str = "10/minute"
+    api_key_cache_seconds: float = Field(default=2.0, ge=0)
+    """How long a checked API key is trusted without a database lookup (0: never)."""
     allow_python_callables: bool = False
     """Let sweeps sent to the server import and run Python code (``python:`` providers and
     scorers). The CLI always may: it runs the user's own sweep on the user's machine."""

@@ -278,10 +278,8 @@ async def test_a_run_deleted_by_another_process_stops_answering(
     async with sessionmaker() as session:  # as `promptlooper train` in another process would
         await session.delete(await session.get(TrainingRun, uuid.UUID(run)))
         await session.commit()
-    backend = trained_app.state.trainer.backend
-    key = trained_app.state.trainer._targets[uuid.UUID(run)].spec.key
-    host = backend._slots["tiny-test"].host
-    assert key in host.runs
+    trainer = trained_app.state.trainer
+    target = trainer._targets[uuid.UUID(run)]
 
     monkeypatch.setattr(trainer_module, "TARGET_TTL", 0.0)  # the lookup is now stale
     gone = await client.post(url, json=GOOD, headers=alice.headers)
@@ -289,5 +287,11 @@ async def test_a_run_deleted_by_another_process_stops_answering(
 
     assert (gone.status_code, again.status_code) == (404, 404)
     assert gone.json()["detail"] == "Training run not found"
-    await asyncio.wrap_future(backend.forget(host.entry, "no-such-adapter"))  # after the drop
-    assert key not in host.runs
+    forgotten = trainer.backend.forget(target.entry, target.spec.key)
+    assert await asyncio.wrap_future(forgotten) is False  # already dropped by the 404
+    kept = await new_run(client, alice)
+    await client.post(
+        f"/api/training/runs/{kept}/forward_backward", json=GOOD, headers=alice.headers
+    )
+    held = trainer._targets[uuid.UUID(kept)]
+    assert await asyncio.wrap_future(trainer.backend.forget(held.entry, held.spec.key)) is True

@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 from promptlooper import __version__
 from promptlooper.api.errors import install_error_handlers
 from promptlooper.api.health import router as health_router
+from promptlooper.auth.cache import PrincipalCache
 from promptlooper.auth.ratelimit import LoginThrottle
 from promptlooper.auth.routes import router as auth_router
 from promptlooper.auth.service import AuthConfig
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        await trainer.close()
         await asyncio.to_thread(trainer.backend.shutdown)
         await sweep_jobs.shutdown()
         await event_bus.close()
@@ -100,21 +102,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         jwt_expire_minutes=settings.jwt_expire_minutes,
         bootstrap_key=settings.api_key.get_secret_value() if settings.api_key else None,
     )
+    app.state.principals = PrincipalCache(settings.api_key_cache_seconds)
     app.state.login_throttle = LoginThrottle(settings.login_rate_limit)
 
     install_error_handlers(app)
-    # The browser-facing routes come first: the router tries routes in order and they take
-    # most of the traffic (ingestion skips the router altogether, see IngestionRoutes).
+    # The router tries routes in order, and each try has a cost: the routes that take the most
+    # traffic come first. Ingestion skips the router altogether (see IngestionRoutes); next
+    # come assignment, then training's primitives, which an SDK loop calls twice a step.
     for router in (
         online_public_router,
         health_router,
+        training_router,
         auth_router,
         projects_router,
         sweeps_router,
         sweeps_export_router,
         variants_router,
         online_admin_router,
-        training_router,
         web_router,
     ):
         app.include_router(router)

@@ -22,6 +22,7 @@ STATUS_BY_ERROR: dict[type[errors.PromptLooperError], int] = {
     errors.Unauthenticated: 401,
     errors.Forbidden: 403,
     errors.RateLimited: 429,
+    errors.Unavailable: 503,
     errors.ConfigurationError: 503,
 }
 

@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from promptlooper.auth import service
+from promptlooper.auth.cache import PrincipalCache
 from promptlooper.auth.principal import Principal
 from promptlooper.auth.tokens import looks_like_jwt
 from promptlooper.db.deps import SessionDep
@@ -28,19 +29,22 @@ async def get_principal(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     config: service.AuthConfig = request.app.state.auth_config
-    if api_key:
-        principal = await service.principal_from_api_key(session, config, api_key)
-    elif bearer and bearer.credentials:
-        token = bearer.credentials
-        if looks_like_jwt(token):
-            principal = await service.principal_from_jwt(session, config, token)
-        else:
-            principal = await service.principal_from_api_key(session, config, token)
-    else:
+    token = api_key or (bearer.credentials if bearer else None)
+    if not token:
         raise Unauthenticated("Not authenticated")
+    principals: PrincipalCache = request.app.state.principals
+    is_jwt = not api_key and looks_like_jwt(token)
+    if not is_jwt and (remembered := principals.get(token)) is not None:
+        return remembered
+    if is_jwt:
+        principal = await service.principal_from_jwt(session, config, token)
+    else:
+        principal = await service.principal_from_api_key(session, config, token)
     # Auth's own bookkeeping (a key's last use, the bootstrap user) is committed here, before
     # the route does anything, so the route's unit of work starts clean.
     await session.commit()
+    if not is_jwt:
+        principals.put(token, principal)
     return principal
 
 

@@ -65,9 +65,12 @@ async def list_api_keys(principal: PrincipalDep, session: SessionDep) -> ApiKeyL
 
 
 @router.delete("/api/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["api keys"])
-async def revoke_api_key(key_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> None:
+async def revoke_api_key(
+    key_id: uuid.UUID, request: Request, principal: PrincipalDep, session: SessionDep
+) -> None:
     await service.revoke_api_key(session, principal, key_id)
     await session.commit()
+    request.app.state.principals.clear()  # the key's holder may be remembered: not any more
 
 
 @router.post("/api/users", status_code=status.HTTP_201_CREATED, tags=["users"])

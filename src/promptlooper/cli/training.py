@@ -235,6 +235,7 @@ async def sft(
                         assert isinstance(step, OptimResult)
                         losses.append(step.loss)
                         bar.update(task, advance=1, loss=step.loss)
+            await trainer.close()
             saved = await trainer.save_state(principal, run.id, SaveState(name=save))
             assert isinstance(saved, CheckpointPublic)
             console.print(f"loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} steps")

@@ -83,6 +83,9 @@ class ModelEntry(BaseModel):
     source: ModelSource
     chat_template: str = "tokenizer"
     max_seq_len: int = Field(default=2048, ge=8)
+    cpu_threads: int | None = Field(default=None, ge=1)
+    """PyTorch's intra-op threads for this model on a CPU; None: one per core. A small model
+    gains nothing from more than one, and one leaves the other cores to the server."""
     lora: LoraDefaults = Field(default_factory=LoraDefaults)
 
 

@@ -79,17 +79,22 @@ async def create_run(
 
 @router.get("/runs")
 async def list_runs(
+    request: Request,
     principal: PrincipalDep,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> RunList:
+    await _trainer(request).steps.flush()  # the step counters as acknowledged
     runs, total = await service.list_runs(session, principal, limit=limit, offset=offset)
     return RunList(data=[RunPublic.model_validate(r) for r in runs], count=total)
 
 
 @router.get("/runs/{run_id}")
-async def get_run(run_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> RunPublic:
+async def get_run(
+    run_id: uuid.UUID, request: Request, principal: PrincipalDep, session: SessionDep
+) -> RunPublic:
+    await _trainer(request).steps.flush()
     return RunPublic.model_validate(await service.get_run(session, principal, run_id))
 
 
@@ -100,8 +105,9 @@ async def delete_run(run_id: uuid.UUID, request: Request, principal: PrincipalDe
 
 @router.get("/runs/{run_id}/metrics")
 async def get_metrics(
-    run_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
+    run_id: uuid.UUID, request: Request, principal: PrincipalDep, session: SessionDep
 ) -> MetricsPublic:
+    await _trainer(request).steps.flush()
     run = await service.get_run(session, principal, run_id)
     steps = await service.steps(session, run)
     return MetricsPublic(run_id=run.id, steps=[StepMetric.model_validate(s) for s in steps])

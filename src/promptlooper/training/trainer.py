@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from promptlooper.auth.principal import Principal
@@ -27,7 +27,7 @@ from promptlooper.training import service
 from promptlooper.training.backend import TrainingBackend
 from promptlooper.training.backend.host import RunSpec
 from promptlooper.training.layout import checkpoint_root
-from promptlooper.training.models import TrainingCheckpoint, TrainingRun, TrainingStep
+from promptlooper.training.models import TrainingCheckpoint, TrainingRun
 from promptlooper.training.registry import ModelEntry, ModelRegistry
 from promptlooper.training.schemas import (
     CheckpointPublic,
@@ -39,6 +39,7 @@ from promptlooper.training.schemas import (
     SampleRequest,
     SaveState,
 )
+from promptlooper.training.steplog import StepLog
 
 FUTURE_TTL = 3600.0
 """Seconds a finished future's outcome is kept for the client to fetch."""
@@ -47,7 +48,7 @@ TARGET_TTL = 2.0
 run deleted by another process (the CLI) stops answering, and its adapter is dropped, within
 that time."""
 
-Finisher = Callable[[AsyncSession, Any], Awaitable[BaseModel]]
+Finisher = Callable[[Any], Awaitable[BaseModel]]
 Computation = Literal["forward_backward", "forward", "sample"]
 
 
@@ -83,6 +84,7 @@ class Trainer:
         self.backend = backend
         self.registry = registry
         self.data_dir = data_dir
+        self.steps = StepLog(sessionmaker)
         self._futures: dict[str, Pending] = {}
         self._targets: dict[uuid.UUID, _Target] = {}
 
@@ -103,25 +105,8 @@ class Trainer:
     async def optim_step(
         self, principal: Principal, run_id: uuid.UUID, body: OptimStep, *, wait: bool = True
     ) -> BaseModel | str:
-        async def record(session: AsyncSession, result: OptimResult) -> OptimResult:
-            # A step number seen before means the run was rewound (load_state): the new
-            # branch replaces the old one from there on.
-            await session.execute(
-                delete(TrainingStep).where(
-                    TrainingStep.run_id == run_id, TrainingStep.step >= result.step
-                )
-            )
-            session.add(
-                TrainingStep(
-                    run_id=run_id,
-                    step=result.step,
-                    loss=result.loss,
-                    tokens=result.tokens,
-                    grad_norm=result.grad_norm,
-                    learning_rate=result.learning_rate,
-                )
-            )
-            await self._set_step(session, run_id, result.step)
+        async def record(result: OptimResult) -> OptimResult:
+            self.steps.add(run_id, result)
             return result
 
         return await self._call(principal, run_id, "optim_step", (body,), record, wait=wait)
@@ -131,20 +116,21 @@ class Trainer:
     ) -> BaseModel | str:
         folder = self.checkpoint_root(run_id)
 
-        async def record(session: AsyncSession, saved: tuple[int, str]) -> CheckpointPublic:
+        async def record(saved: tuple[int, str]) -> CheckpointPublic:
             step, name = saved
-            await session.execute(
-                delete(TrainingCheckpoint).where(
-                    TrainingCheckpoint.run_id == run_id, TrainingCheckpoint.name == name
+            async with self.sessionmaker() as session:
+                await session.execute(
+                    delete(TrainingCheckpoint).where(
+                        TrainingCheckpoint.run_id == run_id, TrainingCheckpoint.name == name
+                    )
                 )
-            )
-            checkpoint = TrainingCheckpoint(
-                run_id=run_id, name=name, kind=body.kind, step=step, path=str(folder / name)
-            )
-            self._targets.pop(run_id, None)  # the spec's resume_from is now this checkpoint
-            session.add(checkpoint)
-            await session.flush()
-            return CheckpointPublic.model_validate(checkpoint)
+                checkpoint = TrainingCheckpoint(
+                    run_id=run_id, name=name, kind=body.kind, step=step, path=str(folder / name)
+                )
+                self._targets.pop(run_id, None)  # the spec's resume_from is now this checkpoint
+                session.add(checkpoint)
+                await session.commit()
+                return CheckpointPublic.model_validate(checkpoint)
 
         args = (body.kind, folder, body.name)
         return await self._call(principal, run_id, "save_state", args, record, wait=wait)
@@ -170,11 +156,8 @@ class Trainer:
             if checkpoint.kind != "adapter":
                 raise BadRequest("only adapter checkpoints can be loaded into a run")
 
-        async def record(session: AsyncSession, step: int) -> LoadResult:
-            await session.execute(
-                delete(TrainingStep).where(TrainingStep.run_id == run_id, TrainingStep.step > step)
-            )
-            await self._set_step(session, run_id, step)
+        async def record(step: int) -> LoadResult:
+            await self.steps.rewind(run_id, step)
             return LoadResult(step=step, with_optimizer=body.with_optimizer)
 
         args = (Path(checkpoint.path), body.with_optimizer)
@@ -191,6 +174,10 @@ class Trainer:
             await session.delete(run)
             await session.commit()
         shutil.rmtree(self.checkpoint_root(run_id), ignore_errors=True)
+
+    async def close(self) -> None:
+        """Write what the step log holds; the backend is the caller's to shut down."""
+        await self.steps.flush()
 
     # --- futures --------------------------------------------------------------------------------
 
@@ -256,10 +243,7 @@ class Trainer:
         result = await asyncio.wrap_future(work)
         if record is None:
             return result  # type: ignore[no-any-return]
-        async with self.sessionmaker() as session:
-            recorded = await record(session, result)
-            await session.commit()
-        return recorded
+        return await record(result)
 
     async def _spec(self, session: AsyncSession, run: TrainingRun) -> RunSpec:
         latest = await session.scalar(
@@ -277,10 +261,6 @@ class Trainer:
             target_modules=tuple(run.lora["target_modules"]),
             resume_from=latest,
         )
-
-    @staticmethod
-    async def _set_step(session: AsyncSession, run_id: uuid.UUID, step: int) -> None:
-        await session.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(step=step))
 
     def _finished(self, future_id: str) -> None:
         pending = self._futures.get(future_id)

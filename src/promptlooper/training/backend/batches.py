@@ -87,13 +87,16 @@ def _from_messages(tokenizer: Any, example: Example, i: int) -> Row:
 def encode(tokenizer: Any, examples: list[Example], *, max_len: int, loss_fn: LossFn) -> list[Row]:
     rows = []
     vocab = len(tokenizer)
+    plain = [e.text or "" for e in examples if e.tokens is None and e.messages is None]
+    # One call for every plain text: a fast tokenizer does a batch at once.
+    encoded = iter(tokenizer(plain, add_special_tokens=True)["input_ids"] if plain else [])
     for i, example in enumerate(examples):
         if example.tokens is not None:
             row = _from_tokens(example, i)
         elif example.messages is not None:
             row = _from_messages(tokenizer, example, i)
         else:
-            ids = tokenizer(example.text or "", add_special_tokens=True)["input_ids"]
+            ids = next(encoded)
             row = Row(inputs=ids[:-1], targets=ids[1:], weights=[1.0] * (len(ids) - 1))
         if not row.inputs:
             raise BadRequest(f"example {i}: needs at least two tokens")

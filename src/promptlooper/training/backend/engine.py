@@ -2,8 +2,8 @@
 
 Runs on the same base share its frozen weights through PEFT's named adapters: a call activates
 its run's adapter, so only that adapter's parameters take part in the forward pass and receive
-gradients. Every method runs on the host's single worker thread (see ``host``), which is what
-makes calls on one base model safe without locks.
+gradients. A host lives in its base model's worker process and runs one call at a time (see
+``host``), which is what makes calls on one base model safe without locks.
 """
 
 from __future__ import annotations
@@ -71,11 +71,16 @@ class ModelHost:
         self.entry = entry
         self.data_dir = data_dir
         self.loaded: LoadedModel = load(entry, data_dir, pick_device(device))
+        if self.loaded.device.type == "cpu" and entry.cpu_threads is not None:
+            torch.set_num_threads(entry.cpu_threads)  # this process serves this model alone
         self.peft: PeftModel | None = None
         self.runs: dict[str, RunState] = {}
         self.active: str | None = None
         """The adapter PEFT has active; switching costs a walk over every module, so calls on
         the run that is already active skip it."""
+        self.training: bool | None = False
+        """Whether the model is in train mode (None: unknown, once an adapter was added). Each
+        switch walks every module too, so it happens only when a call needs the other mode."""
 
     # --- runs -----------------------------------------------------------------------------------
 
@@ -118,9 +123,15 @@ class ModelHost:
         )
         state = RunState(params=params, optimizer=optimizer)
         self.runs[run.key] = state
+        self.training = None  # the new adapter's layers are in PyTorch's default mode
         if run.resume_from is not None and Path(run.resume_from).is_dir():
             self._restore(run, state, Path(run.resume_from), with_optimizer=True)
         return state
+
+    def _mode(self, model: torch.nn.Module, training: bool) -> None:
+        if self.training is not training:
+            model.train(training)
+            self.training = training
 
     def _activate(self, run: RunSpec) -> tuple[PeftModel, RunState]:
         state = self.ensure(run)
@@ -137,10 +148,11 @@ class ModelHost:
             self.peft.delete_adapter(key)
         self.active = None  # PEFT has activated some other adapter
 
-    def drop(self, key: str) -> None:
+    def drop(self, key: str) -> bool:
+        """Forget a run; whether it was held."""
         if key in self.runs and self.peft is not None:
             self._delete_adapter(key)
-        self.runs.pop(key, None)
+        return self.runs.pop(key, None) is not None
 
     # --- forward / backward ---------------------------------------------------------------------
 
@@ -173,14 +185,11 @@ class ModelHost:
 
     def forward_backward(self, run: RunSpec, request: LossRequest) -> LossResult:
         model, state = self._activate(run)
-        model.train()
-        try:
-            with self._rng(run, state):
-                per_example, weight, tokens = self._losses(model, request)
-                total = per_example.sum()
-                total.backward()
-        finally:
-            model.eval()
+        self._mode(model, True)
+        with self._rng(run, state):
+            per_example, weight, tokens = self._losses(model, request)
+            total = per_example.sum()
+            total.backward()
         state.pending_loss += float(total.item())
         state.pending_weight += weight
         state.pending_tokens += tokens
@@ -189,6 +198,7 @@ class ModelHost:
 
     def forward(self, run: RunSpec, request: LossRequest) -> LossResult:
         model, _state = self._activate(run)
+        self._mode(model, False)
         with torch.no_grad():
             per_example, weight, tokens = self._losses(model, request)
         return self._result(per_example, weight, tokens)
@@ -226,9 +236,11 @@ class ModelHost:
         if run is None:  # the base model alone
             if self.peft is None:
                 return sampling.sample(self.loaded, self.entry, self.loaded.model, request)
+            self._mode(self.peft, False)
             with self.peft.disable_adapter():
                 return sampling.sample(self.loaded, self.entry, self.peft, request)
         model, state = self._activate(run)
+        self._mode(model, False)
         if request.seed is not None:
             return sampling.sample(self.loaded, self.entry, model, request)
         with self._rng(run, state):

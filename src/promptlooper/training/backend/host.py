@@ -1,24 +1,42 @@
-"""``TrainingBackend``: one worker thread per base model, and the models loaded on demand.
+"""``TrainingBackend``: one worker process per base model, the model loaded there on demand.
 
-Every call on a base model goes through its single-thread executor, so calls are serialised
-in arrival order (a caller that does not wait still gets FIFO semantics, which is what makes
-pipelining safe) while the event loop stays free. This module does not import torch; the
-engine is imported by name the first time a model is needed.
+Why a process rather than a thread: a step on a small model spends much of its time in
+PyTorch's Python-level dispatch, holding the GIL, so in the server's process every request the
+event loop handled took turns with it and lengthened the step (a tiny model trained at half
+its plain-loop speed behind the API). In a process of its own the step runs beside the
+server, which only pickles the request and the result.
+
+Each base model has one worker process (``worker``), fed through a pipe: calls run in arrival
+order (a caller that does not wait still gets FIFO semantics, which is what makes pipelining
+safe) and its state (the base weights, every run's adapter and optimizer) lives there. It is
+started as ``python -m``, not through multiprocessing, whose spawn start re-imports the
+caller's main module (a script without a ``__main__`` guard would run again in the child).
+A worker that dies (killed for memory, say) fails the calls it owed with ``Unavailable`` and is
+replaced on the next call, which rebuilds its run from the last saved checkpoint, as a
+restarted server would. This module does not import torch; the worker imports the engine with
+its first call.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import importlib
+import contextlib
+import itertools
+import os
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from promptlooper.errors import ConfigurationError
+from promptlooper.errors import Unavailable
 from promptlooper.training.registry import ModelEntry
 
-ENGINE_MODULE = "promptlooper.training.backend.engine"
+WORKER_MODULE = "promptlooper.training.backend.worker"
+STOP_TIMEOUT = 60.0
+"""Seconds a stopping worker may take to finish the calls it was sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,13 +54,92 @@ class RunSpec:
     """An adapter checkpoint (with optimizer state) to rebuild from instead of a fresh init."""
 
 
-class _Slot:
-    def __init__(self, entry: ModelEntry) -> None:
+class _Worker:
+    """One base model's worker process, and the calls it still owes answers to."""
+
+    def __init__(self, entry: ModelEntry, data_dir: Path, device: str) -> None:
         self.entry = entry
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"train-{entry.name}"
+        calls_in, calls_out = os.pipe()
+        answers_in, answers_out = os.pipe()
+        # The worker imports promptlooper the way this process did, wherever that was from.
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", WORKER_MODULE, str(calls_in), str(answers_out)],
+            pass_fds=(calls_in, answers_out),
+            stdin=subprocess.DEVNULL,
+            env=env,
         )
-        self.host: Any = None
+        os.close(calls_in)
+        os.close(answers_out)
+        self._calls = Connection(calls_out, readable=False)
+        self._answers = Connection(answers_in, writable=False)
+        self._calls.send((entry, data_dir, device))
+        self._owed: dict[int, concurrent.futures.Future[Any]] = {}
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+        self.alive = True
+        self._reader = threading.Thread(
+            target=self._read, name=f"train-{entry.name}-answers", daemon=True
+        )
+        self._reader.start()
+
+    def submit(self, method: str, args: tuple[Any, ...]) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        with self._lock:
+            if not self.alive:
+                raise _Gone
+            call_id = next(self._ids)
+            self._owed[call_id] = future
+            try:
+                self._calls.send((call_id, method, args))
+            except OSError as exc:  # it died before reading this; the reader will notice
+                del self._owed[call_id]
+                raise _Gone from exc
+        return future
+
+    def _read(self) -> None:
+        while True:
+            try:
+                call_id, ok, value = self._answers.recv()
+            except (EOFError, OSError):
+                break
+            with self._lock:
+                future = self._owed.pop(call_id)
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+        with self._lock:
+            self.alive = False
+            owed, self._owed = list(self._owed.values()), {}
+        code = self.process.wait()
+        for future in owed:
+            future.set_exception(
+                Unavailable(
+                    f"the training worker for {self.entry.name} stopped (exit code {code};"
+                    " killed for memory?): its runs lost what was not saved and resume"
+                    " from their last checkpoint"
+                )
+            )
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Let the calls already sent finish, then end the process (killed after ``timeout``)."""
+        with self._lock:
+            if self.alive:
+                with contextlib.suppress(OSError):
+                    self._calls.send(None)
+            self.alive = False
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self._reader.join()
+        self._calls.close()
+        self._answers.close()
+
+
+class _Gone(Exception):
+    """The worker died before the call could be sent."""
 
 
 class TrainingBackend:
@@ -62,50 +159,40 @@ class TrainingBackend:
     def __init__(self, data_dir: Path, device: str = "auto") -> None:
         self.data_dir = data_dir
         self.device = device
-        self._slots: dict[str, _Slot] = {}
+        self._workers: dict[str, _Worker] = {}
         self._lock = threading.Lock()
 
-    def _slot(self, entry: ModelEntry) -> _Slot:
-        with self._lock:
-            slot = self._slots.get(entry.name)
-            if slot is None:
-                slot = self._slots[entry.name] = _Slot(entry)
-            return slot
-
     def submit(self, entry: ModelEntry, method: str, *args: Any) -> concurrent.futures.Future[Any]:
-        """Queue ``ModelHost.<method>(*args)`` on the base model's worker. The first call loads
-        the model there, so not even importing torch ever blocks the caller."""
-        slot = self._slot(entry)
-
-        def job() -> Any:
-            if slot.host is None:
-                try:
-                    engine = importlib.import_module(ENGINE_MODULE)
-                except ImportError as exc:
-                    raise ConfigurationError(
-                        f"training needs PyTorch, transformers and PEFT ({exc.msg}): "
-                        "pip install 'promptlooper[training]'"
-                    ) from exc
-                slot.host = engine.ModelHost(entry, self.data_dir, self.device)
-            return getattr(slot.host, method)(*args)
-
-        return slot.executor.submit(job)
-
-    def forget(self, entry: ModelEntry, key: str) -> concurrent.futures.Future[Any] | None:
-        """Drop a run's adapter and optimizer, if this process ever built them."""
+        """Queue ``ModelHost.<method>(*args)`` on the base model's worker. The worker starts,
+        and loads the model, with the first call: nothing here waits for PyTorch."""
         with self._lock:
-            slot = self._slots.get(entry.name)
-        if slot is None:
+            worker = self._workers.get(entry.name)
+            if worker is None or not worker.alive:  # none yet, or it died: a new one
+                worker = self._workers[entry.name] = _Worker(entry, self.data_dir, self.device)
+        try:
+            return worker.submit(method, args)
+        except _Gone:
+            with self._lock:
+                if self._workers.get(entry.name) is worker:
+                    del self._workers[entry.name]
+            return self.submit(entry, method, *args)
+
+    def forget(self, entry: ModelEntry, key: str) -> concurrent.futures.Future[bool] | None:
+        """Drop a run's adapter and optimizer; the future says whether the worker held them.
+        None when no worker is running for the model."""
+        with self._lock:
+            worker = self._workers.get(entry.name)
+        if worker is None or not worker.alive:
             return None
-        return slot.executor.submit(lambda: slot.host.drop(key) if slot.host else None)
+        return self.submit(entry, "drop", key)
 
     def shutdown(self) -> None:
-        """Finish the calls under way, drop the queued ones and the models; a later
-        ``shared()`` for the same DATA_DIR starts afresh."""
+        """Let the calls already queued finish and stop the workers; a later ``shared()`` for
+        the same DATA_DIR starts afresh."""
         with self._lock:
-            slots, self._slots = list(self._slots.values()), {}
-        for slot in slots:
-            slot.executor.shutdown(wait=True, cancel_futures=True)
+            workers, self._workers = list(self._workers.values()), {}
+        for worker in workers:
+            worker.stop()
         with self._shared_lock:
             for key, backend in list(self._shared.items()):
                 if backend is self:

@@ -1,0 +1,85 @@
+"""API keys checked once are remembered for a moment; revocation still bites."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import update
+
+from promptlooper.auth.cache import PrincipalCache
+from promptlooper.auth.models import ApiKey, User
+from promptlooper.auth.principal import Principal
+from promptlooper.db.base import utcnow
+from tests.factories import make_actor
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def someone(name: str = "alice") -> Principal:
+    return Principal(user_id=uuid.uuid4(), username=name, is_admin=False, method="api_key")
+
+
+def test_a_key_is_remembered_for_ttl_seconds() -> None:
+    clock = Clock()
+    cache = PrincipalCache(ttl=2.0, clock=clock)
+    alice = someone()
+    cache.put("pl_secret", alice)
+
+    assert cache.get("pl_secret") is alice
+    assert cache.get("pl_other") is None
+    clock.now += 1.9
+    assert cache.get("pl_secret") is alice
+    clock.now += 0.2
+    assert cache.get("pl_secret") is None
+
+
+def test_the_oldest_key_makes_room_and_zero_ttl_remembers_nothing() -> None:
+    cache = PrincipalCache(ttl=60.0, size=2)
+    cache.put("a", someone("a"))
+    cache.put("b", someone("b"))
+    cache.put("c", someone("c"))
+    assert [cache.get(k) is not None for k in "abc"] == [False, True, True]
+
+    never = PrincipalCache(ttl=0.0)
+    never.put("a", someone())
+    assert never.get("a") is None
+
+
+async def test_a_key_revoked_by_another_process_stops_working_within_the_ttl(
+    app: FastAPI, client: httpx.AsyncClient, sessionmaker
+) -> None:
+    clock = Clock()
+    app.state.principals = PrincipalCache(ttl=2.0, clock=clock)
+    actor = await make_actor(sessionmaker)
+    assert (await client.get("/api/auth/me", headers=actor.headers)).status_code == 200
+
+    async with sessionmaker() as session:  # as `promptlooper user ...` would, elsewhere
+        await session.execute(update(ApiKey).values(revoked_at=utcnow()))
+        await session.commit()
+    remembered = await client.get("/api/auth/me", headers=actor.headers)
+    clock.now += 2.1
+    forgotten = await client.get("/api/auth/me", headers=actor.headers)
+
+    assert (remembered.status_code, forgotten.status_code) == (200, 401)
+
+
+async def test_a_deactivated_user_is_refused_once_the_ttl_is_over(
+    app: FastAPI, client: httpx.AsyncClient, sessionmaker
+) -> None:
+    clock = Clock()
+    app.state.principals = PrincipalCache(ttl=2.0, clock=clock)
+    actor = await make_actor(sessionmaker)
+    assert (await client.get("/api/auth/me", headers=actor.headers)).status_code == 200
+    async with sessionmaker() as session:
+        await session.execute(update(User).where(User.id == actor.user.id).values(is_active=False))
+        await session.commit()
+    clock.now += 2.1
+    assert (await client.get("/api/auth/me", headers=actor.headers)).status_code == 401
