@@ -70,3 +70,21 @@ async def test_futures_belong_to_their_caller(
     assert other.status_code == 403
     unknown = await client.get("/api/training/futures/nope", headers=alice.headers)
     assert unknown.status_code == 404
+
+
+async def test_a_finished_futures_result_expires_after_the_ttl(
+    client: httpx.AsyncClient, alice: Actor, monkeypatch
+) -> None:
+    from promptlooper.training import trainer
+
+    run = await new_run(client, alice)
+    url = f"/api/training/runs/{run}/forward?wait=false"
+    first = (await client.post(url, json=GOOD, headers=alice.headers)).json()["future_id"]
+    assert (await result_of(client, alice, first)).status_code == 200
+
+    monkeypatch.setattr(trainer, "FUTURE_TTL", 0.0)  # every finished result is now stale
+    second = (await client.post(url, json=GOOD, headers=alice.headers)).json()["future_id"]
+
+    expired = await client.get(f"/api/training/futures/{first}", headers=alice.headers)
+    assert expired.status_code == 404
+    assert (await result_of(client, alice, second)).status_code == 200  # kept until it ends

@@ -12,6 +12,7 @@ import asyncio
 import shutil
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +70,6 @@ class Pending:
     owner_id: uuid.UUID
     operation: str
     task: asyncio.Task[BaseModel]
-    finished_at: float | None = None
 
 
 class Trainer:
@@ -86,6 +86,8 @@ class Trainer:
         self.data_dir = data_dir
         self.steps = StepLog(sessionmaker)
         self._futures: dict[str, Pending] = {}
+        self._finished_at: deque[tuple[float, str]] = deque()
+        """Finished futures, oldest first: pruning looks only at the ones that expired."""
         self._targets: dict[uuid.UUID, _Target] = {}
 
     # --- the primitives -------------------------------------------------------------------------
@@ -265,13 +267,11 @@ class Trainer:
     def _finished(self, future_id: str) -> None:
         pending = self._futures.get(future_id)
         if pending is not None:
-            pending.finished_at = time.monotonic()
+            self._finished_at.append((time.monotonic(), future_id))
             if not pending.task.cancelled():
                 pending.task.exception()  # retrieved later by the client; not "never retrieved"
 
     def _prune(self) -> None:
         cutoff = time.monotonic() - FUTURE_TTL
-        for key in [
-            k for k, p in self._futures.items() if p.finished_at and p.finished_at < cutoff
-        ]:
-            del self._futures[key]
+        while self._finished_at and self._finished_at[0][0] < cutoff:
+            self._futures.pop(self._finished_at.popleft()[1], None)
