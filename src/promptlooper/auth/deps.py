@@ -15,7 +15,6 @@ from promptlooper.auth import service
 from promptlooper.auth.cache import PrincipalCache
 from promptlooper.auth.principal import Principal
 from promptlooper.auth.tokens import looks_like_jwt
-from promptlooper.db.deps import SessionDep
 from promptlooper.errors import Unauthenticated
 
 _api_key_header = APIKeyHeader(name="X-Api-Key", auto_error=False)
@@ -24,7 +23,6 @@ _bearer = HTTPBearer(auto_error=False, bearerFormat="JWT or API key")
 
 async def get_principal(
     request: Request,
-    session: SessionDep,
     api_key: Annotated[str | None, Depends(_api_key_header)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -36,13 +34,15 @@ async def get_principal(
     is_jwt = not api_key and looks_like_jwt(token)
     if not is_jwt and (remembered := principals.get(token)) is not None:
         return remembered
-    if is_jwt:
-        principal = await service.principal_from_jwt(session, config, token)
-    else:
-        principal = await service.principal_from_api_key(session, config, token)
-    # Auth's own bookkeeping (a key's last use, the bootstrap user) is committed here, before
-    # the route does anything, so the route's unit of work starts clean.
-    await session.commit()
+    # A session of its own, opened only when the database must be asked: auth's bookkeeping (a
+    # key's last use, the bootstrap user) is committed apart from the route's unit of work, and
+    # a remembered key costs a route that needs no database no session at all.
+    async with request.app.state.sessionmaker() as session:
+        if is_jwt:
+            principal = await service.principal_from_jwt(session, config, token)
+        else:
+            principal = await service.principal_from_api_key(session, config, token)
+        await session.commit()
     if not is_jwt:
         principals.put(token, principal)
     return principal
