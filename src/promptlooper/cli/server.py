@@ -106,6 +106,11 @@ def demo(
     else:
         console.print(f"(no {sweep} here: skipping the example sweep)")
     base = f"http://{host}:{port}"
+    sweep_line = (
+        f"{base}/api/experiments/{experiment_id}  (leaderboard: .../leaderboard)"
+        if experiment_id
+        else 'none run (`promptlooper demo --sweep FILE` runs one; see README "Sweeps")'
+    )
     console.print(
         f"""
 [bold]PromptLooper demo[/bold]  database: {settings.async_database_url}
@@ -114,7 +119,7 @@ def demo(
   password:    [bold]{password}[/bold]   (new on every `make demo`)
 
   API docs:    {base}/docs
-  experiment:  {base}/api/experiments/{experiment_id}  (leaderboard: .../leaderboard)
+  experiment:  {sweep_line}
   online:      {base}/api/experiments  (the A/B registry: homepage_hero_test, pricing_cta_test)
   training:    {base}/api/training/models  (fine-tune: `promptlooper train sft`, README "Training")
   log in:      curl -s -X POST {base}/api/auth/login -H 'Content-Type: application/json' \\
