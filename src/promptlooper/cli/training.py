@@ -227,15 +227,17 @@ async def sft(
             losses: list[float] = []
             with _progress() as bar:
                 task = bar.add_task("training", total=epochs * len(batches), loss=math.nan)
-                for _epoch in range(epochs):
-                    for chunk in batches:
-                        batch = LossRequest(examples=chunk)
-                        await trainer.compute(principal, run.id, "forward_backward", batch)
-                        step = await trainer.optim_step(principal, run.id, optim)
-                        assert isinstance(step, OptimResult)
-                        losses.append(step.loss)
-                        bar.update(task, advance=1, loss=step.loss)
-            await trainer.close()
+                try:
+                    for _epoch in range(epochs):
+                        for chunk in batches:
+                            batch = LossRequest(examples=chunk)
+                            await trainer.compute(principal, run.id, "forward_backward", batch)
+                            step = await trainer.optim_step(principal, run.id, optim)
+                            assert isinstance(step, OptimResult)
+                            losses.append(step.loss)
+                            bar.update(task, advance=1, loss=step.loss)
+                finally:
+                    await trainer.close()  # the steps made are logged, even when one failed
             saved = await trainer.save_state(principal, run.id, SaveState(name=save))
             assert isinstance(saved, CheckpointPublic)
             console.print(f"loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} steps")

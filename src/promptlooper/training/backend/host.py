@@ -112,6 +112,8 @@ class _Worker:
         with self._lock:
             self.alive = False
             owed, self._owed = list(self._owed.values()), {}
+            self._calls.close()  # a replacement gets pipes of its own: these are done
+        self._answers.close()
         code = self.process.wait()
         for future in owed:
             future.set_exception(
@@ -133,9 +135,7 @@ class _Worker:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
-        self._reader.join()
-        self._calls.close()
-        self._answers.close()
+        self._reader.join()  # it closes the pipes
 
 
 class _Gone(Exception):
