@@ -1,15 +1,15 @@
 """Training API overhead: the same LoRA steps as a plain PEFT loop and through the REST API.
 
 The plain loop runs in this process: tokenizer, padded batch, forward, summed cross-entropy,
-backward, AdamW step (lr 1e-4, betas 0.9/0.95, eps 1e-12), on the registry's model with the
-registry's LoRA settings, at PyTorch's default thread count and at the model's `cpu_threads`
-where the registry sets one. The API side is one `promptlooper serve` process on a fresh
-SQLite database, driven by the blocking SDK over HTTP on loopback: `forward_backward` then
-`optim_step` per step, waiting for each; with `forward_backward` queued (`wait=False`) so
-only `optim_step` waits; and with every call queued and only the last result awaited. To
-tell the engine's cost from the API's, the same calls also go straight to a `TrainingBackend`
-(the server's engine, in its worker process), no HTTP. They alternate, `--repeats` times;
-medians.
+backward, the engine's AdamW step (fused; lr 1e-4, betas 0.9/0.95, eps 1e-12), on the
+registry's model with the registry's LoRA settings, at PyTorch's default thread count and at
+the model's `cpu_threads` where the registry sets one. The API side is one `promptlooper serve`
+process on a fresh SQLite database, driven by the blocking SDK over HTTP on loopback:
+`forward_backward` then `optim_step` per step, waiting for each; with `forward_backward`
+queued (`wait=False`) so only `optim_step` waits; and with every call queued and only the last
+result awaited. To tell the engine's cost from the API's, the same calls also go straight to
+a `TrainingBackend` (the server's engine, in its worker process), no HTTP. They alternate,
+`--repeats` times; medians.
 
     .venv/bin/python -m benchmarks.training --model tiny-test --steps 50 --repeats 5
     .venv/bin/python -m benchmarks.training --model smollm2-135m-instruct --steps 5 --repeats 3
@@ -63,7 +63,9 @@ def plain_loop(model_name: str, steps: int, data_dir: Path) -> tuple[float, int]
     )  # fmt: skip
     model = get_peft_model(loaded.model, config)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95), eps=1e-12, weight_decay=0)
+    optimizer = torch.optim.AdamW(
+        params, lr=1e-4, betas=(0.9, 0.95), eps=1e-12, weight_decay=0, fused=True
+    )  # as the engine's
     model.train()
     tokens = 0
     started = time.perf_counter()

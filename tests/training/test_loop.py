@@ -103,6 +103,30 @@ async def test_gradient_accumulation_equals_one_big_batch(
     assert after_split["loss"] < together["loss"]
 
 
+async def test_gradient_clipping_scales_only_gradients_over_the_limit(
+    client: httpx.AsyncClient, alice: Actor
+) -> None:
+    """Two steps on batches of different gradient norms: Adam is blind to a uniform scale, not
+    to a different scale per step, so clipping both steps to one norm shows in the weights."""
+    limits = {"none": None, "loose": 1e6, "tight": 1e-3}
+    runs = {name: await new_run(client, alice, seed=3) for name in limits}
+    norms: dict[str, list[float]] = {}
+    for name, limit in limits.items():
+        for texts in (TEXTS[:1], TEXTS[1:]):
+            await call(client, alice, runs[name], "forward_backward", batch(*texts))
+            body = {"learning_rate": 1e-2, "grad_clip_norm": limit}
+            step = await call(client, alice, runs[name], "optim_step", body)
+            norms.setdefault(name, []).append(step["grad_norm"])
+    after = {
+        name: (await call(client, alice, run, "forward", batch(*TEXTS)))["loss"]
+        for name, run in runs.items()
+    }
+    # The norm reported is the one before clipping, and the first steps were the same.
+    assert norms["none"][0] == norms["loose"][0] == norms["tight"][0] > 1e-3
+    assert after["loose"] == after["none"]  # under the limit: the gradients are untouched
+    assert after["tight"] != pytest.approx(after["none"], rel=1e-6)
+
+
 async def test_multi_step_loss_decreases_and_metrics_record_it(
     client: httpx.AsyncClient, alice: Actor
 ) -> None:

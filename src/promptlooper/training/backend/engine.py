@@ -40,6 +40,7 @@ from promptlooper.training.schemas import (
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 OPTIMIZER_STATE = "optimizer.pt"
 TRAINER_STATE = "trainer_state.json"
+FUSED_ADAM_DEVICES = ("cpu", "cuda")
 
 
 def lora_config(run: RunSpec) -> LoraConfig:
@@ -119,7 +120,14 @@ class ModelHost:
         for p in params:
             p.requires_grad_(True)
         optimizer = torch.optim.AdamW(
-            params, lr=1e-4, betas=(0.9, 0.95), eps=1e-12, weight_decay=0.0
+            params,
+            lr=1e-4,
+            betas=(0.9, 0.95),
+            eps=1e-12,
+            weight_decay=0.0,
+            # One kernel for every tensor: PyTorch's default on CPU is a Python loop over
+            # them, ~0.5 of ~9 ms per tiny-test step (the fused step: ~0.1 ms).
+            fused=self.loaded.device.type in FUSED_ADAM_DEVICES,
         )
         state = RunState(params=params, optimizer=optimizer)
         self.runs[run.key] = state
@@ -213,8 +221,10 @@ class ModelHost:
             group["eps"] = params.eps
             group["weight_decay"] = params.weight_decay
         grads = [p for p in state.params if p.grad is not None]
-        max_norm = params.grad_clip_norm or float("inf")
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(grads, max_norm).item())
+        norm = torch.nn.utils.get_total_norm(grads)
+        if params.grad_clip_norm:  # scaling every gradient by 1 otherwise costs a pass
+            torch.nn.utils.clip_grads_with_norm_(grads, params.grad_clip_norm, norm)
+        grad_norm = float(norm.item())
         state.optimizer.step()
         state.optimizer.zero_grad(set_to_none=True)
         state.step += 1
