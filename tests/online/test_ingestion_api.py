@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -11,6 +12,8 @@ from sqlalchemy import func, select
 
 from promptlooper.online.models import ExperimentEvent
 from tests.online.conftest import BROWSER, event
+
+JSON_BODY = {"Content-Type": "application/json"}
 
 
 async def _stored(sessionmaker) -> list[ExperimentEvent]:
@@ -153,6 +156,56 @@ async def test_a_field_error_names_the_field(client: httpx.AsyncClient, registry
 
     assert response.status_code == 422
     assert [p["loc"] for p in response.json()["detail"]] == [["body", "events", 1, "value"]]
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400"])
+async def test_a_value_that_is_not_a_finite_number_is_422(
+    client: httpx.AsyncClient, sessionmaker, registry, number
+):
+    body = json.dumps(event(event_name="conversion", value=12345.5)).replace("12345.5", number)
+
+    response = await client.post(
+        "/api/experiments/event", content=body, headers=BROWSER | JSON_BODY
+    )
+
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "value"]
+    assert await _stored(sessionmaker) == []
+
+
+@pytest.mark.parametrize(
+    ("bad", "where"),
+    [
+        ({"session_id": "s\x001"}, ["session_id"]),
+        ({"metadata": {"note": "a\x00b"}}, ["metadata", "note"]),
+        ({"metadata": {"list": ["ok", "\x00"]}}, ["metadata", "list", 1]),
+        ({"metadata": {"k\x00": 1}}, ["metadata", "k\x00"]),
+    ],
+)
+async def test_text_with_a_nul_character_is_422_and_nothing_of_the_batch_is_stored(
+    client: httpx.AsyncClient, sessionmaker, registry, bad, where
+):
+    """PostgreSQL cannot store NUL; it is refused on SQLite too, so both behave alike."""
+    events = [event(event_id="fine"), event(event_id="bad", **bad)]
+
+    response = await client.post("/api/experiments/batch", json={"events": events}, headers=BROWSER)
+
+    assert response.status_code == 422, response.text
+    (problem,) = response.json()["detail"]
+    assert problem["loc"] == ["body", "events", 1, *where]
+    assert "NUL" in problem["msg"]
+    assert await _stored(sessionmaker) == []
+
+
+async def test_a_backslash_before_u0000_is_ordinary_text(
+    client: httpx.AsyncClient, sessionmaker, registry
+):
+    path = "C:\\u0000\\file"  # a backslash, then the letters u0000: no NUL character
+
+    response = await client.post("/api/experiments/event", json=event(path=path), headers=BROWSER)
+
+    assert response.json() == {"ok": True, "accepted": True}
+    assert [e.path for e in await _stored(sessionmaker)] == [path]
 
 
 async def test_the_api_documents_the_ingestion_bodies(app):

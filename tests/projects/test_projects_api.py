@@ -173,3 +173,18 @@ async def test_malformed_json_and_bad_ids_are_4xx(client: httpx.AsyncClient, ses
     assert bad_id.status_code == 422
     assert bad_id.json()["detail"][0]["loc"] == ["path", "project_id"]
     assert bad_limit.status_code == 422
+
+
+async def test_text_postgresql_cannot_store_is_422_and_nothing_is_written(
+    client: httpx.AsyncClient, sessionmaker, db_url: str
+):
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite stores NUL in text")
+    alice = await make_actor(sessionmaker, "alice")
+
+    response = await client.post("/api/projects", json={"name": "a\x00b"}, headers=alice.headers)
+
+    assert response.status_code == 422
+    assert "NUL" in response.json()["detail"]
+    listed = (await client.get("/api/projects", headers=alice.headers)).json()
+    assert listed["count"] == 0

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from promptlooper import errors
 
@@ -59,6 +59,21 @@ async def _integrity_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "The request conflicts with existing data"}, status_code=409)
 
 
+UNSTORABLE_TEXT = {"22021", "22P05"}
+"""PostgreSQL's SQLSTATEs for text it cannot store (NUL, above all, in text or JSON)."""
+
+
+async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
+    """Text PostgreSQL cannot store is the client's mistake (422; the transaction is rolled
+    back with its session, so nothing is half written); any other database failure goes on
+    to the 500 of ``_unexpected_error``."""
+    assert isinstance(exc, DBAPIError)
+    if getattr(exc.orig, "sqlstate", None) not in UNSTORABLE_TEXT:
+        raise exc
+    detail = "Text must not contain the NUL character (\\u0000)"
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
 async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error", exc_info=exc)
     return JSONResponse({"detail": "Internal server error"}, status_code=500)
@@ -68,4 +83,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(errors.PromptLooperError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)

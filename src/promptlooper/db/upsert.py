@@ -7,19 +7,28 @@ the database decides who wins a race, and the loser inserts nothing or adds to t
 from __future__ import annotations
 
 import importlib
+import json
+import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, Row, Table, bindparam, func, select
+import orjson
+from sqlalchemy import JSON, Insert, Row, Table, Text, bindparam, cast, column, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 
 def _insert(dialect: str, table: Table, names: tuple[str, ...]) -> Insert:
-    """``INSERT`` of the named columns. On PostgreSQL the rows travel as one array per column
-    (``INSERT ... SELECT * FROM unnest(...)``): one short statement, planned once, whatever the
-    number of rows, instead of a statement with a placeholder per value. That needs every
-    column left out to be filled by the database, not by a Python-side default.
+    """``INSERT`` of the named columns. On PostgreSQL the rows travel as one JSON document
+    (``INSERT ... SELECT * FROM json_to_recordset(...)``): one short statement, planned once,
+    whatever the number of rows, which orjson writes and PostgreSQL unpacks, both in compiled
+    code. Sent as one array per column instead, the driver checks and encodes every value in
+    Python: for 1,000 events that cost 5.5 µs an event in the server and 5.2 in PostgreSQL,
+    against ~1.5 and 6.6 as JSON (the server is the one process that cannot use both cores).
+    Timestamps travel in ISO 8601 with their offset (a naive one is taken as UTC), UUIDs as
+    text, JSON columns as nested JSON. That needs every column left out to be filled by the
+    database, not by a Python-side default.
 
     Each dialect's module loads when first used: PostgreSQL's takes ~35 ms to import, and a
     SQLite process never needs it."""
@@ -28,11 +37,15 @@ def _insert(dialect: str, table: Table, names: tuple[str, ...]) -> Insert:
         c.default is not None for c in table.c if c.name not in names
     ):
         return statement
-    from sqlalchemy.dialects.postgresql import ARRAY
-
-    arrays = [bindparam(name, type_=ARRAY(table.c[name].type)) for name in names]
-    rows = func.unnest(*arrays).table_valued(*names).render_derived()
+    document = cast(bindparam("rows", type_=Text), JSON)
+    columns = (column(name, table.c[name].type) for name in names)
+    rows = func.json_to_recordset(document).table_valued(*columns).render_derived(with_types=True)
     return statement.from_select(names, select(*(rows.c[name] for name in names)))
+
+
+@cache
+def _insert_plain(dialect: str, table: Table, names: tuple[str, ...]) -> Insert:
+    return _insert(dialect, table, names)
 
 
 @cache
@@ -56,15 +69,38 @@ def _insert_or_add(
     return statement.returning(*(table.c[c] for c in returning)) if returning else statement
 
 
+_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
+
+
+def _document(rows: list[dict[str, Any]]) -> str:
+    """The rows as a JSON array of objects. orjson writes it (~12 times faster than ``json``
+    here); an integer beyond 64 bits in a JSON column, which orjson refuses, sends the rows
+    through ``json`` instead."""
+    try:
+        return orjson.dumps(rows, default=_json_value, option=_OPTIONS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(rows, default=_json_value)
+
+
+def _json_value(value: Any) -> str:
+    """What the encoders do not write themselves: a UUID subclass such as the driver's own
+    (ids read back), and for ``json`` any timestamp (naive ones taken as UTC, as orjson
+    takes them)."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    raise TypeError(f"cannot send {type(value).__name__} in a JSON row")
+
+
 async def _execute(
     executor: AsyncSession | AsyncConnection,
     statement: Insert,
     rows: list[dict[str, Any]],
     returning: Sequence[str],
 ) -> list[Row[Any]]:
-    if statement.select is not None:  # the rows as arrays
-        columns = {name: [row[name] for row in rows] for name in rows[0]}
-        result = await executor.execute(statement, columns)
+    if statement.select is not None:  # the rows as one JSON document
+        result = await executor.execute(statement, {"rows": _document(rows)})
     else:
         result = await executor.execute(statement, rows)
     return list(result.all()) if returning else []
@@ -73,6 +109,16 @@ async def _execute(
 def _dialect(executor: AsyncSession | AsyncConnection) -> str:
     bind = executor if isinstance(executor, AsyncConnection) else executor.get_bind()
     return bind.dialect.name
+
+
+async def insert_rows(
+    executor: AsyncSession | AsyncConnection, table: Table, rows: list[dict[str, Any]]
+) -> None:
+    """Insert the rows, as one statement (compiled once per table and shape); a row that
+    clashes with a unique constraint fails them all with ``IntegrityError``."""
+    if rows:
+        statement = _insert_plain(_dialect(executor), table, tuple(rows[0]))
+        await _execute(executor, statement, rows, ())
 
 
 async def insert_ignore(

@@ -7,7 +7,7 @@ was refused travels in the ``X-Event-Rejected`` header (and per event in the bat
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import cache
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
@@ -171,11 +171,37 @@ _ACCEPTED = {ok: Accepted(accepted=ok).model_dump_json().encode() for ok in (Tru
 
 
 async def _parse(request: Request, model: type[ModelT]) -> ModelT:
+    body = await request.body()
     try:
-        return model.model_validate_json(await request.body())
+        parsed = model.model_validate_json(body)
     except ValidationError as exc:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
         raise RequestValidationError(errors) from None
+    # JSON can only carry NUL escaped: a body without the escape needs no closer look.
+    if b"\\u0000" in body and (where := _nul_at(parsed.model_dump())) is not None:
+        message = "Text must not contain the NUL character (\\u0000)"
+        raise RequestValidationError([{"loc": ("body", *where), "msg": message, "type": "nul"}])
+    return parsed
+
+
+def _nul_at(value: Any, where: tuple[str | int, ...] = ()) -> tuple[str | int, ...] | None:
+    """Where in ``value`` a string or a key holds NUL. PostgreSQL stores NUL in neither text
+    nor JSON, and one such event would fail the whole group commit it joined, other
+    clients' events with it, so it is refused here, on every database alike."""
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    if isinstance(value, dict):
+        items: Iterable[tuple[str | int, Any]] = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            return (*where, key)
+        if (found := _nul_at(item, (*where, key))) is not None:
+            return found
+    return None
 
 
 def _documented_body(model: type[BaseModel]) -> dict[str, Any]:

@@ -137,7 +137,9 @@ class EventIn(BaseModel):
     event_id: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = Field(
         default=None, description="Idempotency key: a retry with the same id is not counted twice"
     )
-    value: float | None = Field(default=None, description="A conversion's value")
+    value: float | None = Field(
+        default=None, allow_inf_nan=False, description="A conversion's value (a finite number)"
+    )
     metadata: dict[str, Any] | None = None
 
 
