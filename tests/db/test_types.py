@@ -10,6 +10,7 @@ from sqlalchemy import Column, MetaData, Table, Uuid, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptlooper.db.types import JSONType, UTCDateTime
+from tests.db.conftest import created
 
 metadata = MetaData()
 probe = Table(
@@ -23,11 +24,8 @@ probe = Table(
 
 @pytest.fixture
 async def probe_table(engine: AsyncEngine):
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    yield probe
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.drop_all)
+    async with created(engine, metadata):
+        yield probe
 
 
 async def test_uuid_timestamp_and_json_round_trip(engine: AsyncEngine, probe_table: Table):

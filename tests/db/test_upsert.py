@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptlooper.db.types import JSONType, UTCDateTime
 from promptlooper.db.upsert import insert_ignore, insert_or_add, insert_rows
+from tests.db.conftest import created
 
 metadata = MetaData()
 rows_table = Table(
@@ -47,11 +48,8 @@ counters = Table(
 
 @pytest.fixture
 async def tables(engine: AsyncEngine):
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    yield
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.drop_all)
+    async with created(engine, metadata):
+        yield
 
 
 def row(key: str, **changes) -> dict:
