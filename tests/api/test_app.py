@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy.exc import OperationalError
 
 from promptlooper.api import create_app
 from promptlooper.settings import Settings
@@ -88,6 +89,22 @@ async def test_unexpected_errors_are_a_json_500_without_internals(settings: Sett
     assert response.status_code == 500
     assert response.json() == {"detail": "Internal server error"}
     assert "secret" not in response.text
+
+
+async def test_a_database_failure_other_than_unstorable_text_is_still_a_500(settings: Settings):
+    app = create_app(settings)
+
+    @app.get("/api/boom")
+    async def boom() -> None:
+        raise OperationalError("SELECT 1", {}, Exception("connection lost to secret-host"))
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.get("/api/boom")
+    await app.state.engine.dispose()
+
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error"}
 
 
 async def test_openapi_has_readable_operation_ids_and_security_schemes(app: FastAPI):
