@@ -74,17 +74,23 @@ async def test_wrong_method_is_json_405(client: httpx.AsyncClient):
     assert "detail" in response.json()
 
 
-async def test_unexpected_errors_are_a_json_500_without_internals(settings: Settings):
+async def _failing_route(settings: Settings, error: Exception) -> httpx.Response:
+    """What the app answers for a route that raises ``error``."""
     app = create_app(settings)
 
     @app.get("/api/boom")
     async def boom() -> None:
-        raise RuntimeError("secret internals")
+        raise error
 
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         response = await client.get("/api/boom")
     await app.state.engine.dispose()
+    return response
+
+
+async def test_unexpected_errors_are_a_json_500_without_internals(settings: Settings):
+    response = await _failing_route(settings, RuntimeError("secret internals"))
 
     assert response.status_code == 500
     assert response.json() == {"detail": "Internal server error"}
@@ -92,16 +98,9 @@ async def test_unexpected_errors_are_a_json_500_without_internals(settings: Sett
 
 
 async def test_a_database_failure_other_than_unstorable_text_is_still_a_500(settings: Settings):
-    app = create_app(settings)
+    lost = OperationalError("SELECT 1", {}, Exception("connection lost to secret-host"))
 
-    @app.get("/api/boom")
-    async def boom() -> None:
-        raise OperationalError("SELECT 1", {}, Exception("connection lost to secret-host"))
-
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-        response = await client.get("/api/boom")
-    await app.state.engine.dispose()
+    response = await _failing_route(settings, lost)
 
     assert response.status_code == 500
     assert response.json() == {"detail": "Internal server error"}
