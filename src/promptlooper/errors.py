@@ -55,3 +55,7 @@ class Unavailable(PromptLooperError):
 
 class ConfigurationError(PromptLooperError):
     """The process is configured in a way it cannot run with."""
+
+
+NUL_IN_TEXT = "Text must not contain the NUL character (\\u0000)"
+"""Why text was refused: PostgreSQL stores NUL in neither text nor JSON."""

@@ -70,8 +70,7 @@ async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
     if getattr(exc.orig, "sqlstate", None) not in UNSTORABLE_TEXT:
         raise exc
-    detail = "Text must not contain the NUL character (\\u0000)"
-    return JSONResponse({"detail": detail}, status_code=422)
+    return JSONResponse({"detail": errors.NUL_IN_TEXT}, status_code=422)
 
 
 async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:

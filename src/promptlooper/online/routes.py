@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from promptlooper.auth.deps import AdminDep
 from promptlooper.db.deps import SessionDep
+from promptlooper.errors import NUL_IN_TEXT
 from promptlooper.online import results, service
 from promptlooper.online.ingestion import Intake, Verdict
 from promptlooper.online.schemas import (
@@ -179,8 +180,8 @@ async def _parse(request: Request, model: type[ModelT]) -> ModelT:
         raise RequestValidationError(errors) from None
     # JSON can only carry NUL escaped: a body without the escape needs no closer look.
     if b"\\u0000" in body and (where := _nul_at(parsed.model_dump())) is not None:
-        message = "Text must not contain the NUL character (\\u0000)"
-        raise RequestValidationError([{"loc": ("body", *where), "msg": message, "type": "nul"}])
+        problem = {"loc": ("body", *where), "msg": NUL_IN_TEXT, "type": "nul"}
+        raise RequestValidationError([problem])
     return parsed
 
 
