@@ -6,6 +6,8 @@ message with exit code 2. Nothing here knows about HTTP.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class PromptLooperError(Exception):
     """Base class: ``message`` is safe to show to the user as is."""
@@ -18,6 +20,19 @@ class PromptLooperError(Exception):
 class BadRequest(PromptLooperError):
     """The request cannot be carried out as asked (an unsupported model, a step with nothing
     to apply)."""
+
+
+class BadExample(BadRequest):
+    """One example of a training batch cannot be used; ``index`` says which, so that a caller
+    that read the batch from a file can name the line."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(f"example {index}: {reason}")
+        self.index = index
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:  # it crosses from a training worker process
+        return type(self), (self.index, self.reason), self.__dict__
 
 
 class NotFound(PromptLooperError):

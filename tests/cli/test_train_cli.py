@@ -94,3 +94,27 @@ def test_bad_input_is_one_line_and_exit_2(cli: Invoke, tmp_path: Path) -> None:
         assert message in outcome.err, (args, outcome.err)
         assert len(outcome.err.strip().splitlines()) == 1
     assert not re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-", cli("train", "runs").out)  # no run made
+
+
+def test_a_bad_example_is_named_by_its_line(cli: Invoke, tmp_path: Path) -> None:
+    """The worker finds what only the tokenizer can tell (no assistant turn here); the error
+    names the file's line, not the index within its batch."""
+    no_answer = {"messages": [{"role": "user", "content": "no answer yet"}]}
+    late = tmp_path / "late.jsonl"
+    late.write_text("\n".join(json.dumps(row) for row in [DATA[2], DATA[0], no_answer]) + "\n")
+    outcome = cli("train", "sft", "--model", "tiny-test", "--data", str(late), "--batch-size", "2")
+    assert outcome.code == 2
+    error = outcome.err.strip().splitlines()[-1]
+    assert "late.jsonl line 3: messages need an assistant turn to train on" in error
+    kept = re.search(r"run ([0-9a-f-]{36}) kept at step 1", error).group(1)
+    assert "step 1" in cli("train", "show", kept).out  # the step made before stays
+
+    first = tmp_path / "first.jsonl"
+    first.write_text(json.dumps(no_answer) + "\n")
+    outcome = cli("train", "sft", "--model", "tiny-test", "--data", str(first))
+    assert outcome.code == 2
+    error = outcome.err.strip().splitlines()[-1]
+    assert "first.jsonl line 1: messages need an assistant turn" in error
+    deleted = re.search(r"nothing was trained: run ([0-9a-f-]{36}) deleted", error).group(1)
+    assert deleted not in cli("train", "runs").out
+    assert kept in cli("train", "runs").out

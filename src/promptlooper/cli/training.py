@@ -8,7 +8,6 @@ run started here can be inspected, sampled and swept from the server afterwards.
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from promptlooper.cli.common import (
     session_scope,
 )
 from promptlooper.cli.sweeps import principal_for
-from promptlooper.errors import Invalid
+from promptlooper.errors import BadExample, Invalid, PromptLooperError
 
 train_app = typer.Typer(
     help="Fine-tuning: models, runs, metrics, and an SFT loop.", no_args_is_help=True
@@ -144,8 +143,9 @@ async def metrics(
         console.print(f"loss {steps[0].loss:.4f} -> {steps[-1].loss:.4f} over {len(steps)} steps")
 
 
-def read_examples(path: Path) -> list[Any]:
-    """JSONL lines in any form the API takes (``text``, ``messages``, ``tokens``)."""
+def read_examples(path: Path) -> list[tuple[int, Any]]:
+    """JSONL lines in any form the API takes (``text``, ``messages``, ``tokens``), each with
+    its line number."""
     from pydantic import ValidationError
 
     from promptlooper.training.schemas import Example
@@ -159,7 +159,7 @@ def read_examples(path: Path) -> list[Any]:
         if not line.strip():
             continue
         try:
-            examples.append(Example.model_validate(json.loads(line)))
+            examples.append((number, Example.model_validate(json.loads(line))))
         except json.JSONDecodeError as exc:
             raise Invalid(f"{path.name} line {number}: not JSON ({exc.msg})") from exc
         except ValidationError as exc:
@@ -225,19 +225,33 @@ async def sft(
             )
             optim = OptimStep(learning_rate=learning_rate)
             losses: list[float] = []
-            with _progress() as bar:
-                task = bar.add_task("training", total=epochs * len(batches), loss=math.nan)
-                try:
+            failure: PromptLooperError | None = None
+            try:
+                with _progress() as bar:
+                    task = bar.add_task("training", total=epochs * len(batches), loss="-")
                     for _epoch in range(epochs):
                         for chunk in batches:
-                            batch = LossRequest(examples=chunk)
-                            await trainer.compute(principal, run.id, "forward_backward", batch)
+                            batch = LossRequest(examples=[example for _line, example in chunk])
+                            try:
+                                await trainer.compute(principal, run.id, "forward_backward", batch)
+                            except BadExample as exc:  # name the line, not the batch's index
+                                line = chunk[exc.index][0]
+                                raise Invalid(f"{data.name} line {line}: {exc.reason}") from exc
                             step = await trainer.optim_step(principal, run.id, optim)
                             assert isinstance(step, OptimResult)
                             losses.append(step.loss)
-                            bar.update(task, advance=1, loss=step.loss)
-                finally:
-                    await trainer.close()  # the steps made are logged, even when one failed
+                            bar.update(task, advance=1, loss=f"{step.loss:.4f}")
+            except PromptLooperError as exc:
+                failure = exc
+            finally:
+                await trainer.close()  # the steps made are logged, even when one failed
+            if failure is not None:
+                if losses:
+                    outcome = f"run {run.id} kept at step {len(losses)}"
+                else:  # an empty run would only clutter `train runs`
+                    await trainer.delete_run(principal, run.id)
+                    outcome = f"nothing was trained: run {run.id} deleted"
+                raise Invalid(f"{failure.message} ({outcome})") from failure
             saved = await trainer.save_state(principal, run.id, SaveState(name=save))
             assert isinstance(saved, CheckpointPublic)
             console.print(f"loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} steps")
@@ -256,7 +270,7 @@ def _progress() -> Progress:
         BarColumn(),
         TaskProgressColumn(),
         TextColumn("{task.completed:.0f}/{task.total:.0f} steps"),
-        TextColumn("loss {task.fields[loss]:.4f}"),
+        TextColumn("loss {task.fields[loss]}"),
         TimeElapsedColumn(),
         console=err_console,
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from promptlooper.errors import BadRequest
+from promptlooper.errors import BadExample
 from promptlooper.training.backend.chat import assistant_spans
 from promptlooper.training.schemas import Example, LossFn
 
@@ -39,7 +39,7 @@ def _shifted(values: list[float] | None, n: int, what: str, i: int) -> list[floa
     if values is None:
         return None
     if len(values) != n:
-        raise BadRequest(f"example {i}: {what} has {len(values)} entries, tokens has {n}")
+        raise BadExample(i, f"{what} has {len(values)} entries, tokens has {n}")
     return values[1:]
 
 
@@ -48,11 +48,11 @@ def _from_tokens(example: Example, i: int) -> Row:
     n = len(tokens)
     if example.target_tokens is not None:
         if len(example.target_tokens) != n:
-            raise BadRequest(f"example {i}: target_tokens must be as long as tokens")
+            raise BadExample(i, "target_tokens must be as long as tokens")
         for what in ("weights", "logprobs", "advantages"):
             values = getattr(example, what)
             if values is not None and len(values) != n:
-                raise BadRequest(f"example {i}: {what} must be as long as tokens")
+                raise BadExample(i, f"{what} must be as long as tokens")
         return Row(
             inputs=list(tokens),
             targets=list(example.target_tokens),
@@ -73,7 +73,7 @@ def _from_tokens(example: Example, i: int) -> Row:
 def _from_messages(tokenizer: Any, example: Example, i: int) -> Row:
     messages = [m.model_dump() for m in example.messages or []]
     if not any(m["role"] == "assistant" for m in messages):
-        raise BadRequest(f"example {i}: messages need an assistant turn to train on")
+        raise BadExample(i, "messages need an assistant turn to train on")
     text, spans = assistant_spans(tokenizer, messages)
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids: list[int] = encoded["input_ids"]
@@ -99,17 +99,15 @@ def encode(tokenizer: Any, examples: list[Example], *, max_len: int, loss_fn: Lo
             ids = next(encoded)
             row = Row(inputs=ids[:-1], targets=ids[1:], weights=[1.0] * (len(ids) - 1))
         if not row.inputs:
-            raise BadRequest(f"example {i}: needs at least two tokens")
+            raise BadExample(i, "needs at least two tokens")
         if len(row.inputs) + 1 > max_len:
-            raise BadRequest(
-                f"example {i}: {len(row.inputs) + 1} tokens, over the model's limit of {max_len}"
+            raise BadExample(
+                i, f"{len(row.inputs) + 1} tokens, over the model's limit of {max_len}"
             )
         if any(t < 0 or t >= vocab for t in (*row.inputs, *row.targets)):
-            raise BadRequest(f"example {i}: token ids must be in [0, {vocab})")
+            raise BadExample(i, f"token ids must be in [0, {vocab})")
         if loss_fn != "cross_entropy" and (row.logprobs is None or row.advantages is None):
-            raise BadRequest(
-                f"example {i}: loss_fn {loss_fn} needs tokens with logprobs and advantages"
-            )
+            raise BadExample(i, f"loss_fn {loss_fn} needs tokens with logprobs and advantages")
         rows.append(row)
     return rows
 
