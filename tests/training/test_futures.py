@@ -89,3 +89,24 @@ async def test_a_finished_futures_result_expires_after_the_ttl(
     expired = await client.get(f"/api/training/futures/{first}", headers=alice.headers)
     assert expired.status_code == 404
     assert (await result_of(client, alice, second)).status_code == 200  # kept until it ends
+
+
+async def test_a_samples_time_is_its_own_not_the_queues(
+    client: httpx.AsyncClient, alice: Actor
+) -> None:
+    """Queued samples run one after another: each one's ``elapsed_ms`` leaves out the wait
+    behind the others, so together they take no longer than the whole queue did."""
+    run = await new_run(client, alice)
+    url = f"/api/training/runs/{run}/sample?wait=false"
+    body = {"prompts": ["The capital of France"], "max_tokens": 8, "temperature": 0}
+    await client.post(url.replace("?wait=false", ""), json=body, headers=alice.headers)  # warm
+    started = asyncio.get_running_loop().time()
+    tickets = [
+        (await client.post(url, json=body, headers=alice.headers)).json()["future_id"]
+        for _ in range(4)
+    ]
+    results = [(await result_of(client, alice, t)).json()["result"] for t in tickets]
+    waited_ms = (asyncio.get_running_loop().time() - started) * 1000
+    elapsed = [r["elapsed_ms"] for r in results]
+    assert all(e > 0 for e in elapsed)
+    assert sum(elapsed) < waited_ms

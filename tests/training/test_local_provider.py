@@ -67,23 +67,31 @@ async def test_a_sweep_compares_a_base_model_with_its_fine_tunes(
     )
     assert created.status_code == 201, created.text
     eid = created.json()["id"]
+    started = asyncio.get_running_loop().time()
     await client.post(f"/api/experiments/{eid}/start", headers=alice.headers)
     await asyncio.wait_for(trained_app.state.sweep_jobs.wait(uuid.UUID(eid)), 60)
+    swept_ms = (asyncio.get_running_loop().time() - started) * 1000
     final = (await client.get(f"/api/experiments/{eid}", headers=alice.headers)).json()
     assert final["progress"]["completed"] == 6, final
 
     texts: dict[str, list[str]] = {}
+    latencies = []
     runs = await client.get(f"/api/experiments/{eid}/runs?limit=10", headers=alice.headers)
     for row in runs.json()["data"]:
         detail = await client.get(f"/api/experiments/{eid}/runs/{row['id']}", headers=alice.headers)
         body = detail.json()
         (stage,) = body["stages"]
         assert stage["tokens_out"] <= 6
+        latencies.append(stage["latency_ms"])
         texts.setdefault(body["config"]["model"], []).append(stage["response_raw"])
     # The adapter on its base and the merged model are the same weights: the same answers.
     assert sorted(texts[f"local:{run}@tuned"]) == sorted(texts[f"local:{run}@whole"])
     assert sorted(texts["local:tiny-test"]) != sorted(texts[f"local:{run}@tuned"])
     assert "billing" in texts[f"local:{run}@tuned"]  # what it was taught for that prompt
+    # A latency is the model's time: four calls at once (the sweep's concurrency), the first
+    # of them waiting for the model to load, would otherwise add up to far more than the sweep.
+    assert min(latencies) > 0
+    assert sum(latencies) < swept_ms
 
 
 async def test_another_users_checkpoint_cannot_be_swept(

@@ -55,6 +55,7 @@ async def test_async_training_client_runs_the_loop(sdk: AsyncClient) -> None:
     sampled = await tc.sample([CHAT[:1]], max_tokens=4, temperature=0)
     assert isinstance(sampled, SampleOutput)
     assert sampled.texts == [sampled.samples[0].sequences[0].text]
+    assert sampled.elapsed_ms > 0
 
     adapter = await tc.save_state("first")
     merged = await tc.save_state(kind="merged")

@@ -61,6 +61,8 @@ class PromptSamples:
 @dataclass(frozen=True, slots=True)
 class SampleOutput:
     samples: list[PromptSamples]
+    elapsed_ms: float
+    """The model's time for the call, without the wait behind earlier calls."""
 
     @property
     def texts(self) -> list[str]:
@@ -132,7 +134,8 @@ def _sample_output(body: Mapping[str, Any]) -> SampleOutput:
                 sequences=[SampledSequence(**q) for q in s["sequences"]],
             )
             for s in body["samples"]
-        ]
+        ],
+        elapsed_ms=body["elapsed_ms"],
     )
 
 

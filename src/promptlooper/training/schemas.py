@@ -174,6 +174,8 @@ class PromptSamples(BaseModel):
 
 class SampleResult(BaseModel):
     samples: list[PromptSamples]
+    elapsed_ms: float
+    """The model's time for this call: not the wait behind earlier calls, nor loading."""
 
 
 class SaveState(_Strict):

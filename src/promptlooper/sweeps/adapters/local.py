@@ -7,14 +7,16 @@ checkpoint of a training run, so a sweep can compare a base model with its fine-
 Prompts are sent as a chat (the stage's ``system`` first, then the prompt as the user's turn)
 rendered with the model's chat template. Params: ``temperature`` (default 0, greedy),
 ``max_tokens`` (default 128), ``top_p``, ``top_k``, ``seed``, ``stop``. Generation runs on the
-same per-model worker as training, one call at a time; the model loads on first use.
+same per-model worker as training, one call at a time; the model loads on first use. A result's
+latency is the model's time for its call: with calls queued one behind another (and the first
+waiting for the model to load), the time a caller waits says more about the sweep's
+concurrency than about the model.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +84,6 @@ class LocalAdapter:
             request = SampleRequest(prompts=[chat], **sampling)
         except ValueError as exc:
             raise AdapterError(f"local:{model}: bad sampling params: {exc}") from exc
-        started = time.perf_counter()
         try:
             result = await asyncio.wrap_future(self.backend.submit(entry, "sample", spec, request))
         except Invalid:
@@ -95,7 +96,7 @@ class LocalAdapter:
             text=sequence.text.strip(),
             tokens_in=len(samples.prompt_tokens),
             tokens_out=len(sequence.tokens),
-            latency_ms=(time.perf_counter() - started) * 1000,
+            latency_ms=result.elapsed_ms,
             model=model,
             finish_reason=sequence.stop_reason,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import nullcontext
 from typing import Any
 
@@ -36,6 +37,7 @@ def _cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
 def sample(
     loaded: LoadedModel, entry: ModelEntry, model: Any, request: SampleRequest
 ) -> SampleResult:
+    started = time.perf_counter()
     tokenizer = loaded.tokenizer
     encoded = [prompt_tokens(tokenizer, p) for p in request.prompts]
     for i, ids in enumerate(encoded):
@@ -52,7 +54,7 @@ def sample(
     with randomness, torch.no_grad():
         for ids in encoded:
             samples.append(_one_prompt(loaded, model, ids, request))
-    return SampleResult(samples=samples)
+    return SampleResult(samples=samples, elapsed_ms=(time.perf_counter() - started) * 1000)
 
 
 def _one_prompt(
