@@ -93,6 +93,10 @@ def test_bad_input_is_one_line_and_exit_2(cli: Invoke, tmp_path: Path) -> None:
         assert outcome.code == 2, (args, outcome)
         assert message in outcome.err, (args, outcome.err)
         assert len(outcome.err.strip().splitlines()) == 1
+    for rate, message in [("inf", "a finite number"), ("11", "less than or equal to 10")]:
+        outcome = cli("train", "sft", "--model", "tiny-test", "--data", str(data), "--lr", rate)
+        assert outcome.code == 2  # a usage error, before any run is created
+        assert f"Invalid value for '--lr': Input should be {message}" in outcome.err
     assert not re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-", cli("train", "runs").out)  # no run made
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import uuid
 
 import httpx
@@ -398,13 +400,23 @@ async def test_cache_stats_and_admin_only_clear(
             "`expected` is kept from prompts",
         ),
         ({"dataset": {"rows": ROWS * 1000}, "repeats": 100}, "over the limit"),
+        (  # JSON parsers here read Infinity and NaN (YAML too: .inf, .nan)
+            {"scorers": [{"name": "a", "type": "length", "max": 5, "weight": math.inf}]},
+            "scorers.0.weight: Input should be a finite number",
+        ),
+        (
+            {"providers": {"mock": {"rate_limit": math.nan}}},
+            "providers.mock.rate_limit: Input should be a finite number",
+        ),
     ],
 )
 async def test_bad_sweep_documents_are_422_naming_the_field(
     client: httpx.AsyncClient, owner, project_id, sessionmaker, changes: dict, message: str
 ):
     response = await client.post(
-        f"/api/projects/{project_id}/experiments", json=document(**changes), headers=owner.headers
+        f"/api/projects/{project_id}/experiments",
+        content=json.dumps(document(**changes)),  # httpx's json= refuses NaN and Infinity
+        headers={**owner.headers, "Content-Type": "application/json"},
     )
 
     assert response.status_code == 422, response.text

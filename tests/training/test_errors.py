@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 
 import httpx
@@ -129,6 +130,13 @@ NO_ASSISTANT = [{"role": "user", "content": "hello?"}]
         ({"examples": [{"tokens": [1, 99999]}]}, 400, "token ids"),
         ({"examples": [{"text": "a", "tokens": [1, 2]}]}, 422, "exactly one"),
         ({"examples": [{"text": "x"}]}, 400, "at least two tokens"),
+        ({"examples": [{"tokens": [1, 2, 3], "weights": [0, 1e38, 1e38]}]}, 400, "not finite"),
+        ({"examples": [{"text": "a b"}], "loss_fn_config": {"clip_lo": 0.5}}, 422, "clip_lo"),
+        (
+            {"examples": [{"text": "a b"}], "loss_fn_config": {"clip_low_threshold": 5}},
+            422,
+            "less than or equal to 1",
+        ),
     ],
 )
 async def test_bad_batches_are_refused_and_change_nothing(
@@ -165,9 +173,92 @@ async def test_malformed_json_is_422(client: httpx.AsyncClient, alice: Actor) ->
 
 
 @pytest.mark.parametrize(
+    ("op", "raw", "field"),
+    [
+        (
+            "forward_backward",
+            '{"examples": [{"tokens": [1, 2, 3], "weights": [0, NaN, 1]}]}',
+            "weights",
+        ),
+        (
+            "forward_backward",
+            '{"examples": [{"tokens": [1, 2, 3], "logprobs": [0, 0, 0], "advantages": [0, 1,'
+            ' Infinity]}], "loss_fn": "ppo"}',
+            "advantages",
+        ),
+        ("optim_step", '{"learning_rate": Infinity}', "learning_rate"),
+        ("optim_step", '{"beta1": NaN}', "beta1"),
+        ("sample", '{"prompts": ["hi"], "temperature": NaN}', "temperature"),
+    ],
+)
+async def test_nan_and_infinity_are_422_and_change_nothing(
+    client: httpx.AsyncClient, alice: Actor, op: str, raw: str, field: str
+) -> None:
+    """JSON parsers here read NaN and Infinity; in a batch or an optimizer setting they would
+    turn every weight of the adapter into NaN."""
+    run = await new_run(client, alice)
+    url = f"/api/training/runs/{run}"
+    await client.post(f"{url}/forward_backward", json=GOOD, headers=alice.headers)
+    headers = {**alice.headers, "Content-Type": "application/json"}
+    response = await client.post(f"{url}/{op}", content=raw.encode(), headers=headers)
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert field in error["loc"]
+    assert error["msg"] == "Input should be a finite number"
+    step = await client.post(f"{url}/optim_step", headers=alice.headers)
+    assert step.json()["tokens"] == 6  # GOOD's alone
+    assert math.isfinite(step.json()["grad_norm"])
+
+
+async def test_gradients_too_large_to_step_on_are_discarded(
+    client: httpx.AsyncClient, alice: Actor
+) -> None:
+    """Weights of 1e30 give a finite loss, but gradients whose norm (and Adam's second moment)
+    overflows: the step is refused and they are dropped, so that the run can go on."""
+    run = await new_run(client, alice)
+    url = f"/api/training/runs/{run}"
+    huge = {"examples": [{"tokens": [1, 2, 3], "weights": [0, 1e30, 1e30]}]}
+    assert (
+        await client.post(f"{url}/forward_backward", json=huge, headers=alice.headers)
+    ).status_code == 200
+    refused = await client.post(f"{url}/optim_step", headers=alice.headers)
+    assert refused.status_code == 400
+    assert "not finite" in refused.json()["detail"]
+    again = await client.post(f"{url}/optim_step", headers=alice.headers)
+    assert "No accumulated gradients" in again.json()["detail"]
+    await client.post(f"{url}/forward_backward", json=GOOD, headers=alice.headers)
+    step = await client.post(f"{url}/optim_step", headers=alice.headers)
+    assert step.json()["step"] == 1
+    metrics = (await client.get(f"{url}/metrics", headers=alice.headers)).json()
+    assert [m["step"] for m in metrics["steps"]] == [1]
+
+
+async def test_a_refused_batch_leaves_the_runs_randomness_as_it_was(
+    client: httpx.AsyncClient, alice: Actor
+) -> None:
+    """With dropout, each call draws from the run's own random stream; a call that was
+    refused must not move it, or the run would train differently for having been sent one."""
+    losses = []
+    for refused_first in (False, True):
+        run = await new_run(client, alice, seed=5, lora_dropout=0.5)
+        url = f"/api/training/runs/{run}"
+        # A first step: the adapter's output (which dropout masks) starts at zero.
+        await client.post(f"{url}/forward_backward", json=GOOD, headers=alice.headers)
+        await client.post(f"{url}/optim_step", json={"learning_rate": 1e-2}, headers=alice.headers)
+        if refused_first:
+            bad = {"examples": [{"messages": NO_ASSISTANT}]}
+            response = await client.post(f"{url}/forward_backward", json=bad, headers=alice.headers)
+            assert response.status_code == 400
+        trained = await client.post(f"{url}/forward_backward", json=GOOD, headers=alice.headers)
+        losses.append(trained.json()["loss"])
+    assert losses[0] == losses[1]
+
+
+@pytest.mark.parametrize(
     "body",
     [
         {"learning_rate": -1e-4},
+        {"learning_rate": 11},
         {"beta1": 1.5},
         {"eps": 0},
         {"learning_rate": "fast"},
@@ -235,6 +326,7 @@ async def test_bad_sampling_and_checkpoint_requests(
     url = f"/api/training/runs/{run}"
     cases = [
         ("sample", {"prompts": []}, 422),
+        ("sample", {"prompts": [[]]}, 422),
         ("sample", {"prompts": ["hi"], "temperature": -1}, 422),
         ("sample", {"prompts": ["hi"], "max_tokens": 0}, 422),
         ("sample", {"prompts": [LONG]}, 400),

@@ -127,6 +127,49 @@ async def test_gradient_clipping_scales_only_gradients_over_the_limit(
     assert after["tight"] != pytest.approx(after["none"], rel=1e-6)
 
 
+TOKENS = [5, 17, 42, 99, 7, 250]
+
+
+def weighted(weight: float) -> dict[str, object]:
+    """One example of token ids, every target weighted ``weight``."""
+    return {"examples": [{"tokens": TOKENS, "weights": [0.0] + [weight] * (len(TOKENS) - 1)}]}
+
+
+async def test_grad_norm_is_the_norm_of_the_gradients(
+    client: httpx.AsyncClient, alice: Actor
+) -> None:
+    """The gradients are linear in the token weights: doubled weights, double the norm (the
+    adapter's own weights, the same in both runs, would report one norm for both)."""
+    norms = []
+    for weight in (1.0, 2.0):
+        run = await new_run(client, alice, seed=3)
+        await call(client, alice, run, "forward_backward", weighted(weight))
+        norms.append((await call(client, alice, run, "optim_step"))["grad_norm"])
+    assert norms[0] > 0
+    assert norms[1] == pytest.approx(2 * norms[0], rel=1e-5)
+
+
+@pytest.mark.parametrize("limit", [None, 1e-3])
+async def test_clipping_brings_the_gradients_to_the_limit(
+    client: httpx.AsyncClient, alice: Actor, limit: float | None
+) -> None:
+    """Two steps, the second on weights 1 or 2. Clipped to a norm below both, the second
+    step's gradients come out the same, so do the weights; unclipped, Adam tells them apart."""
+    after = []
+    for second in (1.0, 2.0):
+        run = await new_run(client, alice, seed=3)
+        for weight in (1.0, second):
+            await call(client, alice, run, "forward_backward", weighted(weight))
+            body = {"learning_rate": 1e-2, "grad_clip_norm": limit}
+            step = await call(client, alice, run, "optim_step", body)
+            assert step["grad_norm"] > 1e-3
+        after.append((await call(client, alice, run, "forward", batch(*TEXTS)))["loss"])
+    if limit is None:
+        assert after[0] != pytest.approx(after[1], rel=1e-5)
+    else:
+        assert after[0] == pytest.approx(after[1], rel=1e-5)
+
+
 async def test_multi_step_loss_decreases_and_metrics_record_it(
     client: httpx.AsyncClient, alice: Actor
 ) -> None:

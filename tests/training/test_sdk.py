@@ -88,6 +88,22 @@ async def test_pipelined_futures(sdk: AsyncClient) -> None:
         await tc.result(failing)
 
 
+async def test_ppo_clipping_is_configurable_in_forward_and_forward_backward(
+    sdk: AsyncClient,
+) -> None:
+    """Sampler logprobs of 0 (probability 1) put the ratio far below the clipping range, so
+    with negative advantages each token's PPO loss is the lower threshold itself."""
+    tc = await sdk.training.create("tiny-test")
+    example = {"tokens": [5, 17, 42, 99], "logprobs": [0.0] * 4, "advantages": [-1.0] * 4}
+    default = await tc.forward([example], "ppo")
+    tighter = await tc.forward([example], "ppo", loss_fn_config={"clip_low_threshold": 0.5})
+    trained = await tc.forward_backward(
+        [example], "ppo", loss_fn_config={"clip_low_threshold": 0.5}
+    )
+    assert default.loss == pytest.approx(3 * 0.8)
+    assert tighter.loss == trained.loss == pytest.approx(3 * 0.5)
+
+
 async def test_errors_map_to_exception_classes(
     sdk: AsyncClient, trained_app: FastAPI, bob: Actor
 ) -> None:

@@ -57,6 +57,8 @@ def test_overlay_and_provenance_distinguish_unset_from_none():
         ({"temperature": -0.1}, "temperature"),
         ({"max_tokens": 0}, "max_tokens"),
         ({"timeout_seconds": 0.5}, "timeout_seconds"),
+        ({"timeout_seconds": float("inf")}, "timeout_seconds"),
+        ({"temperature": float("nan")}, "temperature"),
         ({"max_retries": -1}, "max_retries"),
         ({"colour": "red"}, "colour"),
         ({"model_name": ""}, "model_name"),

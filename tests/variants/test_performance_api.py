@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -124,6 +125,21 @@ async def test_bad_performance_records_are_refused_whole(
 
     assert response.status_code == status, response.text
     assert metrics["data"] == []  # nothing half-written
+
+
+@pytest.mark.parametrize("field", ["latency_ms", "cost"])
+async def test_infinite_numbers_are_refused_whole(client: httpx.AsyncClient, owner, agent, field):
+    """JSON parsers here read Infinity; one such latency made every percentile meaningless."""
+    response = await client.post(
+        f"/api/agents/{agent['id']}/performance",
+        content=json.dumps([{"latency_ms": 5}, {field: float("inf")}]),
+        headers={**owner.headers, "Content-Type": "application/json"},
+    )
+    metrics = (await client.get(f"/api/agents/{agent['id']}/metrics", headers=owner.headers)).json()
+
+    assert response.status_code == 422
+    assert "Input should be a finite number" in [e["msg"] for e in response.json()["detail"]]
+    assert metrics["data"] == []
 
 
 async def test_a_variant_of_another_agent_is_refused(

@@ -173,6 +173,19 @@ def read_examples(path: Path) -> list[tuple[int, Any]]:
     return examples
 
 
+def _learning_rate(value: float) -> float:
+    """Checked as the API checks it, before a run is created for a step that cannot be made."""
+    from pydantic import ValidationError
+
+    from promptlooper.training.schemas import OptimStep
+
+    try:
+        OptimStep(learning_rate=value)
+    except ValidationError as exc:
+        raise typer.BadParameter(exc.errors()[0]["msg"]) from None
+    return value
+
+
 @train_app.command("sft")
 @async_command
 async def sft(
@@ -180,7 +193,9 @@ async def sft(
     data: Path = typer.Option(..., "--data", "-d", help="JSONL file of examples."),
     epochs: int = typer.Option(3, min=1, help="Passes over the data."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
-    learning_rate: float = typer.Option(1e-4, "--lr", min=0.0, help="AdamW learning rate."),
+    learning_rate: float = typer.Option(
+        1e-4, "--lr", callback=_learning_rate, help="AdamW learning rate."
+    ),
     rank: int | None = typer.Option(None, min=1, help="LoRA rank (default: the model's)."),
     seed: int = typer.Option(0, min=0),
     name: str = typer.Option("", help="Run name."),

@@ -153,6 +153,14 @@ def _examples(examples: Iterable[Example]) -> list[Any]:
     return [{"text": e} if isinstance(e, str) else dict(e) for e in examples]
 
 
+def _loss_body(
+    examples: Iterable[Example], loss_fn: str, config: Mapping[str, float] | None
+) -> dict[str, Any]:
+    return _drop_none(
+        {"examples": _examples(examples), "loss_fn": loss_fn, "loss_fn_config": config}
+    )
+
+
 def _prompts(prompts: Iterable[str | Sequence[Mapping[str, str]]]) -> list[Any]:
     return [p if isinstance(p, str) else [dict(m) for m in p] for p in prompts]
 
@@ -187,17 +195,20 @@ class TrainingClient:
         wait: bool = True,
     ) -> Any:
         """Loss and gradients for a batch; gradients add up until ``optim_step``."""
-        body = _drop_none(
-            {"examples": _examples(examples), "loss_fn": loss_fn, "loss_fn_config": loss_fn_config}
+        return self._primitive(
+            "forward_backward", _loss_body(examples, loss_fn, loss_fn_config), wait
         )
-        return self._primitive("forward_backward", body, wait)
 
     def forward(
-        self, examples: Iterable[Example], loss_fn: str = "cross_entropy", *, wait: bool = True
+        self,
+        examples: Iterable[Example],
+        loss_fn: str = "cross_entropy",
+        *,
+        loss_fn_config: Mapping[str, float] | None = None,
+        wait: bool = True,
     ) -> Any:
         """The loss without gradients (evaluation)."""
-        body = {"examples": _examples(examples), "loss_fn": loss_fn}
-        return self._primitive("forward", body, wait)
+        return self._primitive("forward", _loss_body(examples, loss_fn, loss_fn_config), wait)
 
     def optim_step(
         self,

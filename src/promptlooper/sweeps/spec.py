@@ -26,7 +26,8 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinity parse (JSON's NaN, YAML's .nan and .inf) but would poison every score.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class StageSpec(_Strict):
@@ -60,7 +61,7 @@ class ModelPriceSpec(_Strict):
 class ProviderSpec(BaseModel):
     """A provider entry; fields beyond these are adapter options (``knowledge`` for mock)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     type: str | None = None
     base_url: str | None = None
@@ -86,7 +87,7 @@ class ProviderSpec(BaseModel):
 class ScorerSpec(BaseModel):
     """A scorer; its options may be nested under ``options`` or written beside the name."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     name: str = Field(min_length=1, max_length=100)
     type: str = Field(min_length=1)

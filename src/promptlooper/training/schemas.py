@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -17,7 +17,8 @@ MAX_PROMPTS = 256
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # A NaN or infinite number (JSON parsers here accept them) would reach the model's weights.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # --- models and runs ---------------------------------------------------------------------------
@@ -113,11 +114,17 @@ class Example(_Strict):
         return self
 
 
+class LossConfig(_Strict):
+    """``ppo``'s clipping range for the ratio of the model's probability to the sampler's."""
+
+    clip_low_threshold: float = Field(default=0.8, ge=0, le=1)
+    clip_high_threshold: float = Field(default=1.2, ge=1)
+
+
 class LossRequest(_Strict):
     examples: list[Example] = Field(min_length=1, max_length=MAX_BATCH)
     loss_fn: LossFn = "cross_entropy"
-    loss_fn_config: dict[str, float] = Field(default_factory=dict)
-    """For ``ppo``: ``clip_low_threshold`` (default 0.8) and ``clip_high_threshold`` (1.2)."""
+    loss_fn_config: LossConfig = Field(default_factory=LossConfig)
 
 
 class LossResult(BaseModel):
@@ -129,8 +136,12 @@ class LossResult(BaseModel):
     per_example_loss: list[float]
 
 
+MAX_LEARNING_RATE = 10.0
+"""Far above any that trains; a larger one only drives the weights to overflow."""
+
+
 class OptimStep(_Strict):
-    learning_rate: float = Field(default=1e-4, ge=0)
+    learning_rate: float = Field(default=1e-4, ge=0, le=MAX_LEARNING_RATE)
     beta1: float = Field(default=0.9, ge=0, lt=1)
     beta2: float = Field(default=0.95, ge=0, lt=1)
     eps: float = Field(default=1e-12, gt=0)
@@ -148,7 +159,9 @@ class OptimResult(BaseModel):
 
 
 class SampleRequest(_Strict):
-    prompts: list[str | list[Message]] = Field(min_length=1, max_length=MAX_PROMPTS)
+    prompts: list[str | Annotated[list[Message], Field(min_length=1)]] = Field(
+        min_length=1, max_length=MAX_PROMPTS
+    )
     max_tokens: int = Field(default=64, ge=1, le=4096)
     temperature: float = Field(default=1.0, ge=0, le=10)
     top_p: float = Field(default=1.0, gt=0, le=1)
@@ -181,7 +194,7 @@ class SampleResult(BaseModel):
 class SaveState(_Strict):
     kind: CheckpointKind = "adapter"
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-    """Defaults to ``step-<n>`` (``merged-step-<n>`` for a merged model)."""
+    """Defaults to ``step-<n>`` (``merged-<n>`` for a merged model)."""
 
 
 class CheckpointPublic(BaseModel):

@@ -24,7 +24,7 @@ Source = Literal["agent", "variant", "default"]
 class ConfigFields(BaseModel):
     """Every config field, all optional: the same rules for a base config and for overrides."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model_provider: str | None = Field(default=None, min_length=1, max_length=100)
     model_name: str | None = Field(default=None, min_length=1, max_length=200)

@@ -172,7 +172,7 @@ class AgentSweepRequest(BaseModel):
 class PerformanceIn(BaseModel):
     """One served call. ``variant_id`` null: the agent's base config answered."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     variant_id: uuid.UUID | None = None
     revision: Annotated[str, StringConstraints(max_length=40)] | None = None

@@ -9,6 +9,7 @@ gradients. A host lives in its base model's worker process and runs one call at 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import warnings
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
-from promptlooper.errors import BadRequest
+from promptlooper.errors import BadExample, BadRequest
 from promptlooper.training.backend import batches, losses, sampling
 from promptlooper.training.backend.host import RunSpec
 from promptlooper.training.backend.loading import LoadedModel, load, pick_device
@@ -41,6 +42,10 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 OPTIMIZER_STATE = "optimizer.pt"
 TRAINER_STATE = "trainer_state.json"
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
+NOT_FINITE_LOSS = (
+    "its loss is not finite (NaN or infinite): with ppo or importance_sampling, its logprobs"
+    " may be far from the model's; otherwise the run's weights have diverged"
+)
 
 
 def lora_config(run: RunSpec) -> LoraConfig:
@@ -65,6 +70,12 @@ class RunState:
     pending_weight: float = 0.0
     pending_tokens: int = 0
     pending_batches: int = 0
+
+    def clear_pending(self) -> None:
+        """Forget what was accumulated since the last step."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.pending_loss = self.pending_weight = 0.0
+        self.pending_tokens = self.pending_batches = 0
 
 
 class ModelHost:
@@ -92,11 +103,12 @@ class ModelHost:
 
     @contextmanager
     def _rng(self, run: RunSpec, state: RunState) -> Iterator[None]:
-        """A private RNG stream for the run's next random call; the global one is restored."""
+        """A private RNG stream for the run's next random call; the global one is restored.
+        A call that fails does not count: a refused batch leaves the run's randomness as it was."""
         devices = [self.loaded.device] if self.loaded.device.type == "cuda" else []
         with seeded(run.seed * 1_000_003 + state.calls, devices):
-            state.calls += 1
             yield
+        state.calls += 1
 
     def ensure(self, run: RunSpec) -> RunState:
         state = self.runs.get(run.key)
@@ -181,8 +193,17 @@ class ModelHost:
         return per_token.sum(dim=1), float(batch.weights.sum().item()), tokens
 
     @staticmethod
-    def _result(per_example: torch.Tensor, weight: float, tokens: int) -> LossResult:
+    def _finite(per_example: torch.Tensor) -> list[float]:
+        """Each example's loss, refusing the batch if one is NaN or infinite: its gradients
+        would turn every weight of the adapter into NaN at the next step."""
         values = [float(v) for v in per_example.tolist()]
+        for index, value in enumerate(values):
+            if not math.isfinite(value):
+                raise BadExample(index, NOT_FINITE_LOSS)
+        return values
+
+    @staticmethod
+    def _result(values: list[float], weight: float, tokens: int) -> LossResult:
         loss = sum(values)
         return LossResult(
             loss=loss,
@@ -196,20 +217,20 @@ class ModelHost:
         self._mode(model, True)
         with self._rng(run, state):
             per_example, weight, tokens = self._losses(model, request)
-            total = per_example.sum()
-            total.backward()
-        state.pending_loss += float(total.item())
+            values = self._finite(per_example)
+            per_example.sum().backward()
+        state.pending_loss += sum(values)
         state.pending_weight += weight
         state.pending_tokens += tokens
         state.pending_batches += 1
-        return self._result(per_example, weight, tokens)
+        return self._result(values, weight, tokens)
 
     def forward(self, run: RunSpec, request: LossRequest) -> LossResult:
         model, _state = self._activate(run)
         self._mode(model, False)
         with torch.no_grad():
             per_example, weight, tokens = self._losses(model, request)
-        return self._result(per_example, weight, tokens)
+        return self._result(self._finite(per_example), weight, tokens)
 
     def optim_step(self, run: RunSpec, params: OptimStep) -> OptimResult:
         _model, state = self._activate(run)
@@ -220,13 +241,18 @@ class ModelHost:
             group["betas"] = (params.beta1, params.beta2)
             group["eps"] = params.eps
             group["weight_decay"] = params.weight_decay
-        grads = [p for p in state.params if p.grad is not None]
-        norm = torch.nn.utils.get_total_norm(grads)
-        if params.grad_clip_norm:  # scaling every gradient by 1 otherwise costs a pass
-            torch.nn.utils.clip_grads_with_norm_(grads, params.grad_clip_norm, norm)
+        trained = [p for p in state.params if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm([p.grad for p in trained])
         grad_norm = float(norm.item())
+        if not math.isfinite(grad_norm):  # kept, they would stay so: nothing could step again
+            state.clear_pending()
+            raise BadRequest(
+                "The accumulated gradients are NaN, infinite or too large to step on (their"
+                " norm is not finite): they were discarded and no step was made"
+            )
+        if params.grad_clip_norm:  # scaling every gradient by 1 otherwise costs a pass
+            torch.nn.utils.clip_grads_with_norm_(trained, params.grad_clip_norm, norm)
         state.optimizer.step()
-        state.optimizer.zero_grad(set_to_none=True)
         state.step += 1
         weight = state.pending_weight
         result = OptimResult(
@@ -236,8 +262,7 @@ class ModelHost:
             loss=state.pending_loss / weight if weight else 0.0,
             tokens=state.pending_tokens,
         )
-        state.pending_loss = state.pending_weight = 0.0
-        state.pending_tokens = state.pending_batches = 0
+        state.clear_pending()
         return result
 
     # --- sampling -------------------------------------------------------------------------------
@@ -326,9 +351,7 @@ class ModelHost:
         with torch.no_grad():
             set_peft_model_state_dict(self.peft, weights, adapter_name=run.key)
         trainer = json.loads((source / TRAINER_STATE).read_text())
-        state.optimizer.zero_grad(set_to_none=True)
-        state.pending_loss = state.pending_weight = 0.0
-        state.pending_tokens = state.pending_batches = 0
+        state.clear_pending()
         if with_optimizer:
             optimizer_state = torch.load(
                 source / OPTIMIZER_STATE, map_location=self.loaded.device, weights_only=True

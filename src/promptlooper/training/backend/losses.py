@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 
 from promptlooper.training.backend.batches import Batch
-from promptlooper.training.schemas import LossFn
+from promptlooper.training.schemas import LossConfig, LossFn
 
 
 def token_losses(
-    loss_fn: LossFn, target_logprobs: torch.Tensor, batch: Batch, config: dict[str, float]
+    loss_fn: LossFn, target_logprobs: torch.Tensor, batch: Batch, config: LossConfig
 ) -> torch.Tensor:
     """Each token's loss, already multiplied by its weight (0 on padding)."""
     if loss_fn == "cross_entropy":
@@ -19,8 +19,6 @@ def token_losses(
     ratio = torch.exp(target_logprobs - batch.logprobs)
     if loss_fn == "importance_sampling":
         return -(ratio * batch.advantages) * batch.weights
-    low = config.get("clip_low_threshold", 0.8)
-    high = config.get("clip_high_threshold", 1.2)
-    clipped = torch.clamp(ratio, low, high)
+    clipped = torch.clamp(ratio, config.clip_low_threshold, config.clip_high_threshold)
     objective = torch.minimum(ratio * batch.advantages, clipped * batch.advantages)
     return -objective * batch.weights
