@@ -327,6 +327,7 @@ async def test_bad_sampling_and_checkpoint_requests(
     cases = [
         ("sample", {"prompts": []}, 422),
         ("sample", {"prompts": [[]]}, 422),
+        ("sample", {"prompts": ["hi"], "stop": [""]}, 422),
         ("sample", {"prompts": ["hi"], "temperature": -1}, 422),
         ("sample", {"prompts": ["hi"], "max_tokens": 0}, 422),
         ("sample", {"prompts": [LONG]}, 400),

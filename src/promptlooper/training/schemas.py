@@ -167,7 +167,7 @@ class SampleRequest(_Strict):
     top_p: float = Field(default=1.0, gt=0, le=1)
     top_k: int = Field(default=0, ge=0)
     """0 keeps every token."""
-    stop: list[str] = Field(default_factory=list, max_length=16)
+    stop: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list, max_length=16)
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
     num_samples: int = Field(default=1, ge=1, le=64)
 

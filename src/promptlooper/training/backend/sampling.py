@@ -30,7 +30,7 @@ def prompt_tokens(tokenizer: Any, prompt: str | list[Message]) -> list[int]:
 
 
 def _cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
-    cuts = [text.index(s) for s in stops if s and s in text]
+    cuts = [text.index(s) for s in stops if s in text]
     return (text[: min(cuts)], True) if cuts else (text, False)
 
 
