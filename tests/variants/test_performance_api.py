@@ -64,6 +64,28 @@ async def test_log_and_read_metrics_per_variant(client: httpx.AsyncClient, owner
     assert by_variant[None]["success_rate"] == 0.0
 
 
+async def test_a_window_ending_in_year_one_starts_at_the_first_date(
+    client: httpx.AsyncClient, owner, agent
+):
+    """The default window starts 30 days before `until`: before year 1 there is no date."""
+    url = f"/api/agents/{agent['id']}"
+    metrics = await client.get(
+        f"{url}/metrics", params={"until": "0001-01-02T00:00:00Z"}, headers=owner.headers
+    )
+    history = await client.get(
+        f"{url}/history", params={"until": "0001-01-02T00:00:00Z"}, headers=owner.headers
+    )
+    empty = await client.get(
+        f"{url}/metrics", params={"until": "0001-01-01T00:00:00Z"}, headers=owner.headers
+    )
+
+    assert (metrics.status_code, history.status_code) == (200, 200)
+    assert metrics.json()["since"] == "0001-01-01T00:00:00Z"
+    assert metrics.json()["data"] == history.json()["data"] == []
+    assert empty.status_code == 422
+    assert empty.json()["detail"] == "since: must be before until"
+
+
 async def test_window_and_history_buckets(client: httpx.AsyncClient, owner, agent):
     a = await _variant(client, owner, agent, "A")
     now = datetime.now(UTC).replace(minute=30)

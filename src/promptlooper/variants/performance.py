@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import insert, select
@@ -24,6 +24,7 @@ from promptlooper.variants.service import get_agent
 
 Bucket = Literal["hour", "day"]
 DEFAULT_WINDOW = timedelta(days=30)
+EARLIEST = datetime.min.replace(tzinfo=UTC)
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 
@@ -73,7 +74,8 @@ async def record(
 
 def _window(since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
     until = until or utcnow()
-    since = since or until - DEFAULT_WINDOW
+    # An `until` within the window of year 1 would take `since` before the first datetime.
+    since = since or max(until, EARLIEST + DEFAULT_WINDOW) - DEFAULT_WINDOW
     if since >= until:
         raise Invalid("since: must be before until")
     return since, until
