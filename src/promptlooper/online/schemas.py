@@ -27,6 +27,11 @@ MAX_METADATA_BYTES = 4096
 MAX_BATCH = 1000
 
 
+MAX_EVENT_VALUE = 1e15
+"""Any amount in any currency's smallest unit; squared and summed over sessions (for the
+variance of value per session), a float's range must still hold it."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -138,7 +143,11 @@ class EventIn(BaseModel):
         default=None, description="Idempotency key: a retry with the same id is not counted twice"
     )
     value: float | None = Field(
-        default=None, allow_inf_nan=False, description="A conversion's value (a finite number)"
+        default=None,
+        allow_inf_nan=False,
+        ge=-MAX_EVENT_VALUE,
+        le=MAX_EVENT_VALUE,
+        description="A conversion's value (a finite number, at most 1e15 either way)",
     )
     metadata: dict[str, Any] | None = None
 
