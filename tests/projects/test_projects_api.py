@@ -175,6 +175,20 @@ async def test_malformed_json_and_bad_ids_are_4xx(client: httpx.AsyncClient, ses
     assert bad_limit.status_code == 422
 
 
+@pytest.mark.parametrize("path", ["/api/projects", "/api/training/runs"])
+async def test_an_offset_past_64_bits_is_422(client: httpx.AsyncClient, sessionmaker, path):
+    """The database drivers fail on an OFFSET past a signed 64-bit integer."""
+    alice = await make_actor(sessionmaker, "alice")
+
+    last = await client.get(path, params={"offset": 2**63 - 1}, headers=alice.headers)
+    past = await client.get(path, params={"offset": 2**63}, headers=alice.headers)
+
+    assert last.status_code == 200
+    assert last.json()["data"] == []
+    assert past.status_code == 422
+    assert past.json()["detail"][0]["loc"] == ["query", "offset"]
+
+
 async def test_text_postgresql_cannot_store_is_422_and_nothing_is_written(
     client: httpx.AsyncClient, sessionmaker, db_url: str
 ):

@@ -129,6 +129,7 @@ async def test_window_and_history_buckets(client: httpx.AsyncClient, owner, agen
     [
         ({"quality": 1.5}, 422),
         ({"latency_ms": -1}, 422),
+        ({"tokens_in": 2**31}, 422),
         ({"surprise": True}, 422),
         ([], 422),
         ({"variant_id": str(uuid.uuid4())}, 422),

@@ -1,4 +1,4 @@
-"""FastAPI dependency for a request-scoped session.
+"""FastAPI dependencies: a request-scoped session, and a list's offset.
 
 The session never commits on its own: the route that writes commits once, so a failure anywhere
 before that leaves nothing half-written.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
@@ -19,3 +19,9 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+MAX_OFFSET = 2**63 - 1
+"""The largest OFFSET the databases take (a signed 64-bit integer): past it the driver fails."""
+
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
+"""A list's ``offset`` parameter."""

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from promptlooper.auth.deps import PrincipalDep
-from promptlooper.db.deps import SessionDep
+from promptlooper.db.deps import Offset, SessionDep
 from promptlooper.projects import service
 from promptlooper.projects.schemas import ProjectCreate, ProjectList, ProjectPublic, ProjectUpdate
 
@@ -29,7 +29,7 @@ async def list_projects(
     principal: PrincipalDep,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> ProjectList:
     """Your projects; an admin sees every project."""
     projects, total = await service.list_projects(session, principal, limit=limit, offset=offset)

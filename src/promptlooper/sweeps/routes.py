@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from promptlooper.auth.deps import AdminDep, PrincipalDep
-from promptlooper.db.deps import SessionDep
+from promptlooper.db.deps import Offset, SessionDep
 from promptlooper.errors import Conflict
 from promptlooper.sweeps import export, service
 from promptlooper.sweeps.engine.runner import weighted_score
@@ -76,7 +76,7 @@ async def list_experiments(
     principal: PrincipalDep,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> ExperimentList:
     experiments, total = await service.list_experiments(
         session, principal, project_id, limit=limit, offset=offset
@@ -141,7 +141,7 @@ async def list_runs(
     ] = None,
     config_hash: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> RunList:
     experiment = await service.get_experiment(session, principal, experiment_id)
     runs, total = await service.list_runs(

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from promptlooper.auth.deps import PrincipalDep
-from promptlooper.db.deps import SessionDep
+from promptlooper.db.deps import Offset, SessionDep
 from promptlooper.training import service
 from promptlooper.training.registry import ModelRegistry
 from promptlooper.training.schemas import (
@@ -83,7 +83,7 @@ async def list_runs(
     principal: PrincipalDep,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> RunList:
     await _trainer(request).steps.flush()  # the step counters as acknowledged
     runs, total = await service.list_runs(session, principal, limit=limit, offset=offset)

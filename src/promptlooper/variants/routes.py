@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
 from promptlooper.auth.deps import PrincipalDep
-from promptlooper.db.deps import SessionDep
+from promptlooper.db.deps import Offset, SessionDep
 from promptlooper.errors import NotFound
 from promptlooper.sweeps import service as sweeps
 from promptlooper.sweeps.schemas import ExperimentDetail
@@ -141,7 +141,7 @@ async def list_agents(
     principal: PrincipalDep,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> AgentList:
     agents, total = await service.list_agents(
         session, principal, project_id, limit=limit, offset=offset

@@ -169,6 +169,10 @@ class AgentSweepRequest(BaseModel):
     )
 
 
+MAX_TOKENS = 2**31 - 1
+"""Token counts are 32-bit integers in the database."""
+
+
 class PerformanceIn(BaseModel):
     """One served call. ``variant_id`` null: the agent's base config answered."""
 
@@ -177,8 +181,8 @@ class PerformanceIn(BaseModel):
     variant_id: uuid.UUID | None = None
     revision: Annotated[str, StringConstraints(max_length=40)] | None = None
     latency_ms: float | None = Field(default=None, ge=0)
-    tokens_in: int = Field(default=0, ge=0)
-    tokens_out: int = Field(default=0, ge=0)
+    tokens_in: int = Field(default=0, ge=0, le=MAX_TOKENS)
+    tokens_out: int = Field(default=0, ge=0, le=MAX_TOKENS)
     cost: float = Field(default=0.0, ge=0)
     success: bool = True
     quality: float | None = Field(default=None, ge=0, le=1)
