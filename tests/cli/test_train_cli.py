@@ -77,10 +77,16 @@ def test_bad_input_is_one_line_and_exit_2(cli: Invoke, tmp_path: Path) -> None:
     bad.write_text('{"text": "fine"}\n{"txt": "typo"}\n')
     broken = tmp_path / "broken.jsonl"
     broken.write_text("{not json\n")
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
     cases = [
         (("train", "sft", "--model", "gpt-9", "--data", str(data)), "Unsupported model 'gpt-9'"),
         (("train", "sft", "--model", "tiny-test", "--data", str(bad)), "bad.jsonl line 2: txt"),
         (("train", "sft", "--model", "tiny-test", "--data", str(broken)), "line 1: not JSON"),
+        (
+            ("train", "sft", "--model", "tiny-test", "--data", str(binary)),
+            "binary.jsonl is not UTF-8 text (byte 0)",
+        ),
         (
             ("train", "sft", "--model", "tiny-test", "--data", str(tmp_path / "no.jsonl")),
             "cannot read",
@@ -93,10 +99,16 @@ def test_bad_input_is_one_line_and_exit_2(cli: Invoke, tmp_path: Path) -> None:
         assert outcome.code == 2, (args, outcome)
         assert message in outcome.err, (args, outcome.err)
         assert len(outcome.err.strip().splitlines()) == 1
-    for rate, message in [("inf", "a finite number"), ("11", "less than or equal to 10")]:
-        outcome = cli("train", "sft", "--model", "tiny-test", "--data", str(data), "--lr", rate)
+    options = [
+        ("--lr", "inf", "Input should be a finite number"),
+        ("--lr", "11", "Input should be less than or equal to 10"),
+        ("--rank", "5000", "Input should be less than or equal to 1024"),
+        ("--save", "../elsewhere", "String should match pattern"),  # not after training
+    ]
+    for option, value, message in options:
+        outcome = cli("train", "sft", "--model", "tiny-test", "--data", str(data), option, value)
         assert outcome.code == 2  # a usage error, before any run is created
-        assert f"Invalid value for '--lr': Input should be {message}" in outcome.err
+        assert f"Invalid value for '{option}': {message}" in outcome.err
     assert not re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-", cli("train", "runs").out)  # no run made
 
 

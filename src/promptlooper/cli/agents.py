@@ -20,6 +20,7 @@ from rich.table import Table
 
 from promptlooper.cli.common import async_command, console, load_settings, session_scope
 from promptlooper.errors import Invalid
+from promptlooper.files import read_text
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -54,11 +55,7 @@ def parse_fields(assignments: list[str] | None, model: str | None) -> dict[str, 
         if not sep or not key.strip():
             raise Invalid(f"--set: expected field=value, got {item!r}")
         if raw.startswith("@"):
-            path = Path(raw[1:]).expanduser()
-            try:
-                fields[key.strip()] = path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise Invalid(f"--set {key}: cannot read {path}: {exc.strerror or exc}") from exc
+            fields[key.strip()] = read_text(Path(raw[1:]).expanduser(), f"--set {key}")
         else:
             fields[key.strip()] = _scalar(key.strip(), raw)
     return fields

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from promptlooper.cli.common import async_command, console, load_settings, session_scope
 from promptlooper.errors import Invalid
+from promptlooper.files import read_text
 
 online_app = typer.Typer(help="Online A/B experiments: registry and results.", no_args_is_help=True)
 FILE = typer.Argument(..., help="Definition file (YAML or JSON), as the admin API's body.")
@@ -24,10 +25,9 @@ def _definition(path: Path, model: Any) -> Any:
     import yaml
     from pydantic import ValidationError
 
+    text = read_text(path)
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise Invalid(f"cannot read {path}: {exc.strerror or exc}") from exc
+        document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise Invalid(f"{path.name}: not valid YAML/JSON") from exc
     try:

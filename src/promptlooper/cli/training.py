@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
@@ -26,6 +27,12 @@ from promptlooper.cli.common import (
 )
 from promptlooper.cli.sweeps import principal_for
 from promptlooper.errors import BadExample, Invalid, PromptLooperError
+from promptlooper.files import read_text
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+Body = TypeVar("Body", bound="BaseModel")
 
 train_app = typer.Typer(
     help="Fine-tuning: models, runs, metrics, and an SFT loop.", no_args_is_help=True
@@ -150,10 +157,7 @@ def read_examples(path: Path) -> list[tuple[int, Any]]:
 
     from promptlooper.training.schemas import Example
 
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise Invalid(f"cannot read {path}: {exc.strerror or exc}") from exc
+    lines = read_text(path).splitlines()
     examples = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -173,17 +177,19 @@ def read_examples(path: Path) -> list[tuple[int, Any]]:
     return examples
 
 
-def _learning_rate(value: float) -> float:
-    """Checked as the API checks it, before a run is created for a step that cannot be made."""
+def _request(schema: type[Body], options: Mapping[str, str], **values: Any) -> Body:
+    """A request body built from command-line options and checked as the API checks it, before
+    anything runs: a bad value is a usage error naming its option (a run is not created, or
+    trained, for a checkpoint name that cannot be saved)."""
     from pydantic import ValidationError
 
-    from promptlooper.training.schemas import OptimStep
-
     try:
-        OptimStep(learning_rate=value)
+        return schema(**values)
     except ValidationError as exc:
-        raise typer.BadParameter(exc.errors()[0]["msg"]) from None
-    return value
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        hint = f"'{options.get(field, field)}'"
+        raise typer.BadParameter(error["msg"], param_hint=hint) from None
 
 
 @train_app.command("sft")
@@ -193,9 +199,7 @@ async def sft(
     data: Path = typer.Option(..., "--data", "-d", help="JSONL file of examples."),
     epochs: int = typer.Option(3, min=1, help="Passes over the data."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
-    learning_rate: float = typer.Option(
-        1e-4, "--lr", callback=_learning_rate, help="AdamW learning rate."
-    ),
+    learning_rate: float = typer.Option(1e-4, "--lr", help="AdamW learning rate."),
     rank: int | None = typer.Option(None, min=1, help="LoRA rank (default: the model's)."),
     seed: int = typer.Option(0, min=0),
     name: str = typer.Option("", help="Run name."),
@@ -217,6 +221,16 @@ async def sft(
     )
     from promptlooper.training.trainer import Trainer
 
+    body = _request(
+        RunCreate,
+        {"name": "--name", "lora_rank": "--rank", "seed": "--seed"},
+        base_model=model,
+        name=name or data.stem,
+        lora_rank=rank,
+        seed=seed,
+    )
+    optim = _request(OptimStep, {"learning_rate": "--lr"}, learning_rate=learning_rate)
+    final = _request(SaveState, {"name": "--save"}, name=save)
     settings = load_settings()
     registry = _registry(settings)
     registry.get(model)
@@ -229,16 +243,12 @@ async def sft(
             trainer = Trainer(sessions, backend, registry, settings.data_dir)
             async with sessions() as session:
                 principal = await principal_for(session, user)
-                body = RunCreate(
-                    base_model=model, name=name or data.stem, lora_rank=rank, seed=seed
-                )
                 run = await service.create_run(session, principal, registry, body)
                 await session.commit()
             err_console.print(
                 f"run {run.id} on {model}: {len(examples)} examples,"
                 f" {len(batches)} batches x {epochs} epochs"
             )
-            optim = OptimStep(learning_rate=learning_rate)
             losses: list[float] = []
             failure: PromptLooperError | None = None
             try:
@@ -267,7 +277,7 @@ async def sft(
                     await trainer.delete_run(principal, run.id)
                     outcome = f"nothing was trained: run {run.id} deleted"
                 raise Invalid(f"{failure.message} ({outcome})") from failure
-            saved = await trainer.save_state(principal, run.id, SaveState(name=save))
+            saved = await trainer.save_state(principal, run.id, final)
             assert isinstance(saved, CheckpointPublic)
             console.print(f"loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} steps")
             console.print(f"run {run.id}: adapter saved as {saved.name} at {saved.path}")

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from promptlooper.errors import Invalid
+from promptlooper.files import read_text
 
 MAX_RUNS = 250_000
 MAX_ROWS = 100_000
@@ -181,19 +182,12 @@ def reject_file_references(document: dict[str, Any]) -> None:
 def _read_text(base: Path, ref: Any, where: str) -> str:
     if not isinstance(ref, str) or not ref:
         raise Invalid(f"{where}: file must be a path")
-    path = (base / ref).expanduser()
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise Invalid(f"{where}: cannot read {path}: {exc.strerror or exc}") from exc
+    return read_text((base / ref).expanduser(), where)
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise Invalid(f"dataset.path: cannot read {path}: {exc.strerror or exc}") from exc
+    text = read_text(path, "dataset.path")
     try:
         if suffix == ".csv":
             return [dict(row) for row in csv.DictReader(text.splitlines())]
@@ -262,10 +256,7 @@ _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 def load_sweep_file(path: Path) -> dict[str, Any]:
     """Read a YAML or JSON sweep file and inline what it refers to."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise Invalid(f"cannot read {path}: {exc.strerror or exc}") from exc
+    text = read_text(path)
     try:
         document = yaml.load(text, Loader=_SAFE_LOADER)
     except yaml.YAMLError as exc:
