@@ -223,7 +223,7 @@ async def sft(
 
     body = _request(
         RunCreate,
-        {"name": "--name", "lora_rank": "--rank", "seed": "--seed"},
+        {"base_model": "--model", "name": "--name", "lora_rank": "--rank", "seed": "--seed"},
         base_model=model,
         name=name or data.stem,
         lora_rank=rank,
