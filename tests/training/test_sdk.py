@@ -104,6 +104,15 @@ async def test_ppo_clipping_is_configurable_in_forward_and_forward_backward(
     assert tighter.loss == trained.loss == pytest.approx(3 * 0.5)
 
 
+async def test_nan_is_refused_before_it_is_sent(sdk: AsyncClient) -> None:
+    """JSON cannot carry NaN or infinity: the SDK says so as the server would (422)."""
+    tc = await sdk.training.create("tiny-test")
+    await tc.forward_backward(["The capital of France is Paris."])
+    with pytest.raises(ValidationError, match=r"optim_step: not JSON: Out of range float"):
+        await tc.optim_step(learning_rate=float("nan"))
+    assert (await tc.optim_step()).step == 1  # the gradients were kept for a good call
+
+
 async def test_errors_map_to_exception_classes(
     sdk: AsyncClient, trained_app: FastAPI, bob: Actor
 ) -> None:

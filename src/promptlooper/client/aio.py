@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from promptlooper.client._base import DEFAULT_TTL, Resources, connection
-from promptlooper.client.calls import Call, Resolve, call_timeout
+from promptlooper.client.calls import Call, Resolve, request_args
 
 
 class AsyncClient(Resources):
@@ -35,9 +35,7 @@ class AsyncClient(Resources):
             return await self._resolve(call)
         if call.skip:
             return None
-        response = await self._http.request(
-            call.method, call.path, json=call.json, params=call.params, timeout=call_timeout(call)
-        )
+        response = await self._http.request(**request_args(call))
         return call.result(response)
 
     async def _resolve(self, call: Resolve) -> Any:

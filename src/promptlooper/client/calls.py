@@ -7,6 +7,7 @@ cannot drift apart.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -14,7 +15,7 @@ from typing import Any, Literal
 
 import httpx
 
-from promptlooper.client.errors import APIError, error_for
+from promptlooper.client.errors import APIError, ValidationError, error_for
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -40,8 +41,25 @@ class Call:
         return self.parse(response)
 
 
-def call_timeout(call: Call) -> Any:
-    return httpx.USE_CLIENT_DEFAULT if call.timeout is None else call.timeout
+def request_args(call: Call) -> dict[str, Any]:
+    """``httpx`` request arguments for the call. The body is encoded here, as httpx would
+    encode it, so that NaN or infinity (a learning-rate schedule gone wrong, say), which JSON
+    cannot carry, fails as the server would refuse it, a ``ValidationError`` naming the call,
+    not as a ``ValueError`` from inside httpx."""
+    args: dict[str, Any] = {
+        "method": call.method,
+        "url": call.path,
+        "params": call.params,
+        "timeout": httpx.USE_CLIENT_DEFAULT if call.timeout is None else call.timeout,
+    }
+    if call.json is not None:
+        try:
+            body = json.dumps(call.json, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        except ValueError as exc:
+            raise ValidationError(None, f"{call.method} {call.path}: not JSON: {exc}") from exc
+        args["content"] = body.encode()
+        args["headers"] = {"Content-Type": "application/json"}
+    return args
 
 
 def raise_for_status(response: httpx.Response) -> None:

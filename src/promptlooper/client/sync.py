@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from promptlooper.client._base import DEFAULT_TTL, Resources, connection
-from promptlooper.client.calls import Call, Resolve, call_timeout
+from promptlooper.client.calls import Call, Resolve, request_args
 
 
 class Client(Resources):
@@ -36,9 +36,7 @@ class Client(Resources):
             return self._resolve(call)
         if call.skip:
             return None
-        response = self._http.request(
-            call.method, call.path, json=call.json, params=call.params, timeout=call_timeout(call)
-        )
+        response = self._http.request(**request_args(call))
         return call.result(response)
 
     def _resolve(self, call: Resolve) -> Any:
