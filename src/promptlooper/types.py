@@ -6,6 +6,8 @@ import enum
 import uuid
 from typing import Any, Final, TypeAlias
 
+from pydantic import BaseModel, ConfigDict
+
 ID: TypeAlias = uuid.UUID
 JSONValue: TypeAlias = Any
 JSONObject: TypeAlias = dict[str, Any]
@@ -25,3 +27,11 @@ class _Unset(enum.Enum):
 
 UNSET: Final = _Unset.UNSET
 UnsetType: TypeAlias = _Unset
+
+
+class RequestBody(BaseModel):
+    """What users send (API bodies, sweep and config files): unknown fields are refused, and so
+    are NaN and infinity, which the JSON and YAML parsers here accept but which would reach
+    weights, scores and statistics. A body that takes extra fields says so in its own config."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)

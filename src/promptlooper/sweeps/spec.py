@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from promptlooper.errors import Invalid
 from promptlooper.files import read_text
+from promptlooper.types import RequestBody
 
 MAX_RUNS = 250_000
 MAX_ROWS = 100_000
@@ -26,12 +27,7 @@ MAX_ROWS = 100_000
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 
-class _Strict(BaseModel):
-    # NaN and infinity parse (JSON's NaN, YAML's .nan and .inf) but would poison every score.
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class StageSpec(_Strict):
+class StageSpec(RequestBody):
     prompt_template: str = Field(min_length=1)
     model: str = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
@@ -39,7 +35,7 @@ class StageSpec(_Strict):
     name: str | None = None
 
 
-class DatasetSpec(_Strict):
+class DatasetSpec(RequestBody):
     rows: list[dict[str, Any]] | None = None
     path: str | None = None
 
@@ -54,15 +50,15 @@ class DatasetSpec(_Strict):
         return self
 
 
-class ModelPriceSpec(_Strict):
+class ModelPriceSpec(RequestBody):
     input: float = Field(default=0.0, ge=0)
     output: float = Field(default=0.0, ge=0)
 
 
-class ProviderSpec(BaseModel):
+class ProviderSpec(RequestBody):
     """A provider entry; fields beyond these are adapter options (``knowledge`` for mock)."""
 
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    model_config = ConfigDict(extra="allow")
 
     type: str | None = None
     base_url: str | None = None
@@ -85,10 +81,10 @@ class ProviderSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
-class ScorerSpec(BaseModel):
+class ScorerSpec(RequestBody):
     """A scorer; its options may be nested under ``options`` or written beside the name."""
 
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    model_config = ConfigDict(extra="allow")
 
     name: str = Field(min_length=1, max_length=100)
     type: str = Field(min_length=1)
@@ -100,7 +96,7 @@ class ScorerSpec(BaseModel):
         return {**self.options, **(self.model_extra or {})}
 
 
-class SearchSpec(_Strict):
+class SearchSpec(RequestBody):
     strategy: Literal["grid", "random"] = "grid"
     n: int | None = Field(default=None, ge=1)
     seed: int = 0
@@ -112,11 +108,11 @@ class SearchSpec(_Strict):
         return self
 
 
-class ScoringConfig(_Strict):
+class ScoringConfig(RequestBody):
     weights: dict[str, Annotated[float, Field(ge=0)]]
 
 
-class SweepSpec(_Strict):
+class SweepSpec(RequestBody):
     name: Name
     description: str = Field(default="", max_length=5000)
     parameter_space: dict[str, Any] = Field(default_factory=dict)

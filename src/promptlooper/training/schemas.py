@@ -9,16 +9,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from promptlooper.types import RequestBody
+
 LossFn = Literal["cross_entropy", "importance_sampling", "ppo"]
 CheckpointKind = Literal["adapter", "merged"]
 
 MAX_BATCH = 1024
 MAX_PROMPTS = 256
-
-
-class _Strict(BaseModel):
-    # A NaN or infinite number (JSON parsers here accept them) would reach the model's weights.
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # --- models and runs ---------------------------------------------------------------------------
@@ -47,7 +44,7 @@ class ModelList(BaseModel):
     models: list[ModelPublic]
 
 
-class RunCreate(_Strict):
+class RunCreate(RequestBody):
     base_model: str = Field(min_length=1)
     name: str = Field(default="", max_length=200)
     lora_rank: int | None = Field(default=None, ge=1, le=1024)
@@ -78,12 +75,12 @@ class RunList(BaseModel):
 # --- primitives ----------------------------------------------------------------------------------
 
 
-class Message(_Strict):
+class Message(RequestBody):
     role: Literal["system", "user", "assistant"]
     content: str
 
 
-class Example(_Strict):
+class Example(RequestBody):
     """One training example in one of three forms.
 
     - ``text``: every token after the first is a target.
@@ -114,14 +111,14 @@ class Example(_Strict):
         return self
 
 
-class LossConfig(_Strict):
+class LossConfig(RequestBody):
     """``ppo``'s clipping range for the ratio of the model's probability to the sampler's."""
 
     clip_low_threshold: float = Field(default=0.8, ge=0, le=1)
     clip_high_threshold: float = Field(default=1.2, ge=1)
 
 
-class LossRequest(_Strict):
+class LossRequest(RequestBody):
     examples: list[Example] = Field(min_length=1, max_length=MAX_BATCH)
     loss_fn: LossFn = "cross_entropy"
     loss_fn_config: LossConfig = Field(default_factory=LossConfig)
@@ -140,7 +137,7 @@ MAX_LEARNING_RATE = 10.0
 """Far above any that trains; a larger one only drives the weights to overflow."""
 
 
-class OptimStep(_Strict):
+class OptimStep(RequestBody):
     learning_rate: float = Field(default=1e-4, ge=0, le=MAX_LEARNING_RATE)
     beta1: float = Field(default=0.9, ge=0, lt=1)
     beta2: float = Field(default=0.95, ge=0, lt=1)
@@ -158,7 +155,7 @@ class OptimResult(BaseModel):
     tokens: int
 
 
-class SampleRequest(_Strict):
+class SampleRequest(RequestBody):
     prompts: list[str | Annotated[list[Message], Field(min_length=1)]] = Field(
         min_length=1, max_length=MAX_PROMPTS
     )
@@ -191,7 +188,7 @@ class SampleResult(BaseModel):
     """The model's time for this call: not the wait behind earlier calls, nor loading."""
 
 
-class SaveState(_Strict):
+class SaveState(RequestBody):
     kind: CheckpointKind = "adapter"
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
     """Defaults to ``step-<n>`` (``merged-<n>`` for a merged model)."""
@@ -211,7 +208,7 @@ class CheckpointList(BaseModel):
     data: list[CheckpointPublic]
 
 
-class LoadState(_Strict):
+class LoadState(RequestBody):
     checkpoint: str
     run_id: uuid.UUID | None = None
     """Another of your runs to load from (same base model and LoRA shape); default this run."""

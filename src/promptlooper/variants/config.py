@@ -13,18 +13,16 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from promptlooper.errors import Conflict, Invalid
-from promptlooper.types import UNSET, UnsetType
+from promptlooper.types import UNSET, RequestBody, UnsetType
 
 Source = Literal["agent", "variant", "default"]
 
 
-class ConfigFields(BaseModel):
+class ConfigFields(RequestBody):
     """Every config field, all optional: the same rules for a base config and for overrides."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model_provider: str | None = Field(default=None, min_length=1, max_length=100)
     model_name: str | None = Field(default=None, min_length=1, max_length=200)

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from promptlooper.types import RequestBody
 from promptlooper.variants.config import CONFIG_FIELDS, ConfigFields
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
@@ -173,10 +174,8 @@ MAX_TOKENS = 2**31 - 1
 """Token counts are 32-bit integers in the database."""
 
 
-class PerformanceIn(BaseModel):
+class PerformanceIn(RequestBody):
     """One served call. ``variant_id`` null: the agent's base config answered."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     variant_id: uuid.UUID | None = None
     revision: Annotated[str, StringConstraints(max_length=40)] | None = None
