@@ -1,11 +1,12 @@
 """Domain exceptions.
 
-Services raise these; the HTTP layer maps each to a status code and the CLI to a one-line
-message with exit code 2. Nothing here knows about HTTP.
+Services raise these; the HTTP layer answers each with the status ``http_status`` gives it,
+and the CLI with a one-line message and exit code 2.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 
@@ -74,3 +75,35 @@ class ConfigurationError(PromptLooperError):
 
 NUL_IN_TEXT = "Text must not contain the NUL character (\\u0000)"
 """Why text was refused: PostgreSQL stores NUL in neither text nor JSON."""
+
+
+HTTP_STATUS: dict[type[PromptLooperError], int] = {
+    BadRequest: 400,
+    NotFound: 404,
+    Conflict: 409,
+    Invalid: 422,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    RateLimited: 429,
+    Unavailable: 503,
+    ConfigurationError: 503,
+}
+
+
+def http_status(exc: PromptLooperError) -> int:
+    """The status the API answers ``exc`` with (500 for one it does not know)."""
+    for cls in type(exc).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]
+    return 500
+
+
+def validation_detail(
+    problems: Iterable[Mapping[str, Any]], prefix: Sequence[str | int] = ()
+) -> list[dict[str, Any]]:
+    """Each validation problem's field path (under ``prefix``), message and type: what a 422
+    says, without echoing the offending input back."""
+    return [
+        {"loc": [*prefix, *p.get("loc", ())], "msg": p.get("msg", ""), "type": p.get("type", "")}
+        for p in problems
+    ]

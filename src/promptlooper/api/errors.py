@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,25 +13,6 @@ from promptlooper import errors
 
 logger = logging.getLogger(__name__)
 
-STATUS_BY_ERROR: dict[type[errors.PromptLooperError], int] = {
-    errors.BadRequest: 400,
-    errors.NotFound: 404,
-    errors.Conflict: 409,
-    errors.Invalid: 422,
-    errors.Unauthenticated: 401,
-    errors.Forbidden: 403,
-    errors.RateLimited: 429,
-    errors.Unavailable: 503,
-    errors.ConfigurationError: 503,
-}
-
-
-def _status_for(exc: errors.PromptLooperError) -> int:
-    for cls in type(exc).__mro__:
-        if cls in STATUS_BY_ERROR:
-            return STATUS_BY_ERROR[cls]
-    return 500
-
 
 async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.PromptLooperError)
@@ -41,17 +21,15 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
         headers["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, errors.RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
-    return JSONResponse({"detail": exc.message}, status_code=_status_for(exc), headers=headers)
+    return JSONResponse(
+        {"detail": exc.message}, status_code=errors.http_status(exc), headers=headers
+    )
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     """422 with each problem's field path; the offending input is not echoed back."""
     assert isinstance(exc, RequestValidationError)
-    detail: list[dict[str, Any]] = [
-        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
-        for err in exc.errors()
-    ]
-    return JSONResponse({"detail": detail}, status_code=422)
+    return JSONResponse({"detail": errors.validation_detail(exc.errors())}, status_code=422)
 
 
 async def _integrity_error(_request: Request, exc: Exception) -> JSONResponse:

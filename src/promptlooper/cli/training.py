@@ -258,11 +258,11 @@ async def sft(
                         for chunk in batches:
                             batch = LossRequest(examples=[example for _line, example in chunk])
                             try:
-                                await trainer.compute(principal, run.id, "forward_backward", batch)
+                                await trainer.call(principal, run.id, "forward_backward", batch)
                             except BadExample as exc:  # name the line, not the batch's index
                                 line = chunk[exc.index][0]
                                 raise Invalid(f"{data.name} line {line}: {exc.reason}") from exc
-                            step = await trainer.optim_step(principal, run.id, optim)
+                            step = await trainer.call(principal, run.id, "optim_step", optim)
                             assert isinstance(step, OptimResult)
                             losses.append(step.loss)
                             bar.update(task, advance=1, loss=f"{step.loss:.4f}")
@@ -277,12 +277,13 @@ async def sft(
                     await trainer.delete_run(principal, run.id)
                     outcome = f"nothing was trained: run {run.id} deleted"
                 raise Invalid(f"{failure.message} ({outcome})") from failure
-            saved = await trainer.save_state(principal, run.id, final)
+            saved = await trainer.call(principal, run.id, "save_state", final)
             assert isinstance(saved, CheckpointPublic)
             console.print(f"loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} steps")
             console.print(f"run {run.id}: adapter saved as {saved.name} at {saved.path}")
             if merged:
-                whole = await trainer.save_state(principal, run.id, SaveState(kind="merged"))
+                merge = SaveState(kind="merged")
+                whole = await trainer.call(principal, run.id, "save_state", merge)
                 assert isinstance(whole, CheckpointPublic)
                 console.print(f"merged model saved as {whole.name} at {whole.path}")
     finally:

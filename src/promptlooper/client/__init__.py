@@ -20,8 +20,9 @@ from promptlooper.client.errors import (
     ServerError,
     ValidationError,
 )
+from promptlooper.client.outbox import TrainingFuture
 from promptlooper.client.sync import Client
-from promptlooper.client.training import TrainingClient, TrainingFuture
+from promptlooper.client.training import TrainingClient
 
 __all__ = [
     "APIError",

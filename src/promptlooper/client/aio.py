@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 
 from promptlooper.client._base import DEFAULT_TTL, Resources, connection
 from promptlooper.client.calls import Call, Resolve, request_args
+from promptlooper.client.outbox import Enqueue, Outbox
 
 
 class AsyncClient(Resources):
@@ -28,15 +30,43 @@ class AsyncClient(Resources):
         self._http = httpx.AsyncClient(
             base_url=url, headers=headers, timeout=timeout, transport=transport
         )
+        self._senders: set[asyncio.Task[None]] = set()
         self._attach(self._run, project_id, ttl)
 
-    async def _run(self, call: Call | Resolve) -> Any:
+    async def _run(self, call: Call | Resolve | Enqueue) -> Any:
         if isinstance(call, Resolve):
             return await self._resolve(call)
+        if isinstance(call, Enqueue):
+            return call.outbox.add(call.operation, call.body, lambda: self._start(call.outbox))
         if call.skip:
             return None
+        if call.after is not None and (sending := call.after.sender()) is not None:
+            await asyncio.shield(sending)
+        if call.check is not None:
+            call.check()
         response = await self._http.request(**request_args(call))
         return call.result(response)
+
+    def _start(self, outbox: Outbox) -> asyncio.Task[None]:
+        """A task sends queued calls: the caller's loop goes on."""
+        task = asyncio.get_running_loop().create_task(self._send(outbox))
+        self._senders.add(task)
+        task.add_done_callback(self._senders.discard)
+        return task
+
+    async def _send(self, outbox: Outbox) -> None:
+        while (batch := outbox.take()) is not None:
+            try:
+                outcome: httpx.Response | Exception = await self._http.request(
+                    **request_args(batch)
+                )
+            except asyncio.CancelledError as exc:  # the loop is going: nothing more is sent
+                outbox.settle(exc)  # fails this batch and the calls waiting
+                outbox.take()  # now empty: marks the sending done
+                raise
+            except Exception as exc:  # whatever it was, the batch's futures must learn of it
+                outcome = exc
+            outbox.settle(outcome)
 
     async def _resolve(self, call: Resolve) -> Any:
         cache = self.resolve_cache
@@ -52,6 +82,8 @@ class AsyncClient(Resources):
         return cache.absorb(call, response)
 
     async def aclose(self) -> None:
+        """Send what is still queued, then close the connections."""
+        await asyncio.gather(*self._senders)
         await self._http.aclose()
 
     async def __aenter__(self) -> AsyncClient:

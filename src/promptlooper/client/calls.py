@@ -11,11 +11,14 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
 from promptlooper.client.errors import APIError, ValidationError, error_for
+
+if TYPE_CHECKING:
+    from promptlooper.client.outbox import Outbox
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -35,29 +38,45 @@ class Call:
     """Nothing to send (logging for a fallback config, say); the call returns None."""
     timeout: float | None = None
     """Seconds for this call, when the client's default is too short (a training step)."""
+    content: bytes | None = None
+    """A JSON body encoded already (calls queued one by one, sent as one batch)."""
+    after: Outbox | None = None
+    """Send only once the calls queued in this outbox have been sent: a run's calls go out in
+    the order they were made."""
+    check: Callable[[], None] | None = None
+    """Run once ``after`` is sent and before sending; it raises what stops the call (a queued
+    call the server refused)."""
 
     def result(self, response: httpx.Response) -> Any:
         raise_for_status(response)
         return self.parse(response)
 
 
+def encode_json(value: Any, what: str) -> bytes:
+    """``value`` as JSON, encoded here rather than by httpx so that NaN or infinity (a
+    learning-rate schedule gone wrong, say), which JSON cannot carry, fails as the server
+    would refuse it, a ``ValidationError`` naming ``what``, not a ``ValueError`` from inside
+    httpx."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError as exc:
+        raise ValidationError(None, f"{what}: not JSON: {exc}") from exc
+    return text.encode()
+
+
 def request_args(call: Call) -> dict[str, Any]:
-    """``httpx`` request arguments for the call. The body is encoded here, as httpx would
-    encode it, so that NaN or infinity (a learning-rate schedule gone wrong, say), which JSON
-    cannot carry, fails as the server would refuse it, a ``ValidationError`` naming the call,
-    not as a ``ValueError`` from inside httpx."""
+    """``httpx`` request arguments for the call."""
     args: dict[str, Any] = {
         "method": call.method,
         "url": call.path,
         "params": call.params,
         "timeout": httpx.USE_CLIENT_DEFAULT if call.timeout is None else call.timeout,
     }
-    if call.json is not None:
-        try:
-            body = json.dumps(call.json, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        except ValueError as exc:
-            raise ValidationError(None, f"{call.method} {call.path}: not JSON: {exc}") from exc
-        args["content"] = body.encode()
+    content = call.content
+    if content is None and call.json is not None:
+        content = encode_json(call.json, f"{call.method} {call.path}")
+    if content is not None:
+        args["content"] = content
         args["headers"] = {"Content-Type": "application/json"}
     return args
 

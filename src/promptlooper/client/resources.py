@@ -11,8 +11,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from promptlooper.client.calls import Call, Resolve, Resolved, text
+from promptlooper.client.outbox import Enqueue
 
-Runner = Callable[[Call | Resolve], Any]
+Runner = Callable[[Call | Resolve | Enqueue], Any]
 ExportFormat = Literal["best", "env", "yaml", "report"]
 
 

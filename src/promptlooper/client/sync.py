@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 
 from promptlooper.client._base import DEFAULT_TTL, Resources, connection
 from promptlooper.client.calls import Call, Resolve, request_args
+from promptlooper.client.outbox import Enqueue, Outbox
 
 
 class Client(Resources):
@@ -29,15 +32,38 @@ class Client(Resources):
         self._http = httpx.Client(
             base_url=url, headers=headers, timeout=timeout, transport=transport
         )
+        self._sender: ThreadPoolExecutor | None = None
+        self._sender_lock = threading.Lock()
         self._attach(self._run, project_id, ttl)
 
-    def _run(self, call: Call | Resolve) -> Any:
+    def _run(self, call: Call | Resolve | Enqueue) -> Any:
         if isinstance(call, Resolve):
             return self._resolve(call)
+        if isinstance(call, Enqueue):
+            return call.outbox.add(call.operation, call.body, lambda: self._start(call.outbox))
         if call.skip:
             return None
+        if call.after is not None and (sending := call.after.sender()) is not None:
+            sending.result()
+        if call.check is not None:
+            call.check()
         response = self._http.request(**request_args(call))
         return call.result(response)
+
+    def _start(self, outbox: Outbox) -> Any:
+        """A thread sends queued calls, one run's at a time: the caller's loop goes on."""
+        with self._sender_lock:
+            if self._sender is None:
+                self._sender = ThreadPoolExecutor(1, thread_name_prefix="promptlooper-queue")
+            return self._sender.submit(self._send, outbox)
+
+    def _send(self, outbox: Outbox) -> None:
+        while (batch := outbox.take()) is not None:
+            try:
+                outcome: httpx.Response | Exception = self._http.request(**request_args(batch))
+            except Exception as exc:  # whatever it was, the batch's futures must learn of it
+                outcome = exc
+            outbox.settle(outcome)
 
     def _resolve(self, call: Resolve) -> Any:
         cache = self.resolve_cache
@@ -51,6 +77,11 @@ class Client(Resources):
         return cache.absorb(call, response)
 
     def close(self) -> None:
+        """Send what is still queued, then close the connections."""
+        with self._sender_lock:
+            sender, self._sender = self._sender, None
+        if sender is not None:
+            sender.shutdown(wait=True)
         self._http.close()
 
     def __enter__(self) -> Client:

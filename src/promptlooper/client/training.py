@@ -3,8 +3,9 @@
 
 Every ``TrainingClient`` method returns a typed result with the blocking ``Client`` and an
 awaitable of it with ``AsyncClient``. Pass ``wait=False`` to a primitive to queue it and get a
-``TrainingFuture`` back at once; calls on a run execute in the order they were sent, so a whole
-step can be pipelined and only its last future awaited with ``result()``.
+``TrainingFuture`` back at once (the call is sent in the background, see ``outbox``); a run's
+calls execute in the order they were made, so a whole step can be pipelined and only its last
+future awaited with ``result()``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import httpx
 
 from promptlooper.client.calls import Call, raise_for_status
 from promptlooper.client.errors import APIError
+from promptlooper.client.outbox import Enqueue, Outbox, TrainingFuture
 from promptlooper.client.resources import Runner, _drop_none, _Resource
 
 STEP_TIMEOUT = 600.0
@@ -96,14 +98,6 @@ class StepMetric:
 
 
 @dataclass(frozen=True, slots=True)
-class TrainingFuture:
-    """A queued call; ``TrainingClient.result(future)`` waits for its typed result."""
-
-    future_id: str
-    operation: str
-
-
-@dataclass(frozen=True, slots=True)
 class RunInfo:
     id: str
     name: str
@@ -172,19 +166,24 @@ class TrainingClient:
         self._run = run
         self.info = info
         self.run_id = info.id
+        self._outbox = Outbox(info.id)
 
     def _primitive(self, operation: str, body: Any, wait: bool) -> Any:
-        parse_result = _RESULTS[operation]
-
-        def parse(response: httpx.Response) -> Any:
-            payload = response.json()
-            if response.status_code == 202:
-                return TrainingFuture(payload["future_id"], payload["operation"])
-            return parse_result(payload)
-
+        if not wait:
+            return self._run(Enqueue(self._outbox, operation, body))
         path = f"/api/training/runs/{self.run_id}/{operation}"
-        params = None if wait else {"wait": "false"}
-        return self._run(Call("POST", path, body, params, parse=parse, timeout=STEP_TIMEOUT))
+        parse = _RESULTS[operation]
+        return self._run(
+            Call(
+                "POST",
+                path,
+                body,
+                parse=lambda response: parse(response.json()),
+                timeout=STEP_TIMEOUT,
+                after=self._outbox,
+                check=self._outbox.raise_refusal,
+            )
+        )
 
     def forward_backward(
         self,
@@ -293,8 +292,17 @@ class TrainingClient:
             return _RESULTS[future.operation](response.json()["result"])
 
         path = f"/api/training/futures/{future.future_id}"
-        params = {"wait_seconds": timeout}
-        return self._run(Call("GET", path, params=params, parse=parse, timeout=timeout + 30))
+        return self._run(
+            Call(
+                "GET",
+                path,
+                params={"wait_seconds": timeout},
+                parse=parse,
+                timeout=timeout + 30,
+                after=self._outbox,
+                check=lambda: self._outbox.raise_failure(future),
+            )
+        )
 
     def metrics(self) -> Any:
         """Every optimizer step's loss, tokens, grad norm and learning rate."""
@@ -303,7 +311,8 @@ class TrainingClient:
             raise_for_status(response)
             return [StepMetric(**m) for m in response.json()["steps"]]
 
-        return self._run(Call("GET", f"/api/training/runs/{self.run_id}/metrics", parse=parse))
+        path = f"/api/training/runs/{self.run_id}/metrics"
+        return self._run(Call("GET", path, parse=parse, after=self._outbox))
 
     def checkpoints(self) -> Any:
         def parse(response: httpx.Response) -> list[Checkpoint]:
@@ -311,7 +320,7 @@ class TrainingClient:
             return [Checkpoint(**c) for c in response.json()["data"]]
 
         path = f"/api/training/runs/{self.run_id}/checkpoints"
-        return self._run(Call("GET", path, parse=parse))
+        return self._run(Call("GET", path, parse=parse, after=self._outbox))
 
 
 class Training(_Resource):

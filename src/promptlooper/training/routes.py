@@ -1,8 +1,9 @@
 """``/api/training``: models, runs and the Tinker-style primitives.
 
-Every primitive takes ``?wait=false`` to return at once with a future id (202); ``GET
-/api/training/futures/{id}`` then answers 202 while it runs, the result when done, or the
-error the call would have answered with.
+Every primitive takes ``?wait=false`` to return at once with a future id (202), and ``POST
+/runs/{id}/queue`` queues several in one request; ``GET /api/training/futures/{id}`` then
+answers 202 while a call runs, the result when done, or the error the call would have answered
+with.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from promptlooper.auth.deps import PrincipalDep
+from promptlooper.auth.principal import Principal
 from promptlooper.db.deps import Offset, SessionDep
+from promptlooper.errors import PromptLooperError, http_status, validation_detail
 from promptlooper.training import service
 from promptlooper.training.registry import ModelRegistry
 from promptlooper.training.schemas import (
@@ -30,6 +33,10 @@ from promptlooper.training.schemas import (
     ModelList,
     OptimResult,
     OptimStep,
+    QueuedCall,
+    QueueRefusal,
+    QueueRequest,
+    QueueResult,
     RunCreate,
     RunList,
     RunPublic,
@@ -131,9 +138,7 @@ async def forward_backward(
     wait: WaitQuery = True,
 ) -> LossResult:
     """Compute the loss and add its gradients to the run's accumulated ones."""
-    outcome = await _trainer(request).compute(
-        principal, run_id, "forward_backward", body, wait=wait
-    )
+    outcome = await _trainer(request).call(principal, run_id, "forward_backward", body, wait=wait)
     return _answer(outcome, "forward_backward")  # type: ignore[no-any-return]
 
 
@@ -146,7 +151,7 @@ async def forward(
     wait: WaitQuery = True,
 ) -> LossResult:
     """The loss alone, without gradients (evaluation)."""
-    outcome = await _trainer(request).compute(principal, run_id, "forward", body, wait=wait)
+    outcome = await _trainer(request).call(principal, run_id, "forward", body, wait=wait)
     return _answer(outcome, "forward")  # type: ignore[no-any-return]
 
 
@@ -159,7 +164,9 @@ async def optim_step(
     wait: WaitQuery = True,
 ) -> OptimResult:
     """Apply the accumulated gradients with AdamW; 400 when there are none."""
-    outcome = await _trainer(request).optim_step(principal, run_id, body or OptimStep(), wait=wait)
+    outcome = await _trainer(request).call(
+        principal, run_id, "optim_step", body or OptimStep(), wait=wait
+    )
     return _answer(outcome, "optim_step")  # type: ignore[no-any-return]
 
 
@@ -171,7 +178,7 @@ async def sample(
     principal: PrincipalDep,
     wait: WaitQuery = True,
 ) -> SampleResult:
-    outcome = await _trainer(request).compute(principal, run_id, "sample", body, wait=wait)
+    outcome = await _trainer(request).call(principal, run_id, "sample", body, wait=wait)
     return _answer(outcome, "sample")  # type: ignore[no-any-return]
 
 
@@ -184,7 +191,9 @@ async def save_state(
     wait: WaitQuery = True,
 ) -> CheckpointPublic:
     """Save the adapter (with optimizer state, to resume) or a merged standalone model."""
-    outcome = await _trainer(request).save_state(principal, run_id, body or SaveState(), wait=wait)
+    outcome = await _trainer(request).call(
+        principal, run_id, "save_state", body or SaveState(), wait=wait
+    )
     return _answer(outcome, "save_state")  # type: ignore[no-any-return]
 
 
@@ -196,8 +205,56 @@ async def load_state(
     principal: PrincipalDep,
     wait: WaitQuery = True,
 ) -> LoadResult:
-    outcome = await _trainer(request).load_state(principal, run_id, body, wait=wait)
+    outcome = await _trainer(request).call(principal, run_id, "load_state", body, wait=wait)
     return _answer(outcome, "load_state")  # type: ignore[no-any-return]
+
+
+@router.post("/runs/{run_id}/queue", status_code=status.HTTP_202_ACCEPTED)
+async def queue_calls(
+    run_id: uuid.UUID, body: QueueRequest, request: Request, principal: PrincipalDep
+) -> QueueResult:
+    """Queue several primitives in one request, as if each had been sent alone with
+    ``?wait=false``, in order: a call that would have been refused alone ends the batch (its
+    status code and detail in ``refused``), and the calls after it are not queued."""
+    trainer = _trainer(request)
+    await trainer.check_access(principal, run_id)
+    futures: list[FuturePublic] = []
+    for index, raw in enumerate(body.calls):
+        try:
+            futures.append(await _queue(trainer, principal, run_id, raw))
+        except _Refused as exc:
+            refused = QueueRefusal(index=index, status_code=exc.status_code, detail=exc.detail)
+            return QueueResult(futures=futures, refused=refused)
+    return QueueResult(futures=futures)
+
+
+class _Refused(Exception):
+    """A call of a batch refused, with what it would have been answered alone."""
+
+    def __init__(self, status_code: int, detail: Any) -> None:
+        super().__init__(status_code, detail)
+        self.status_code = status_code
+        self.detail = detail
+
+
+async def _queue(
+    trainer: Trainer, principal: Principal, run_id: uuid.UUID, raw: dict[str, Any]
+) -> FuturePublic:
+    try:
+        call = QueuedCall.model_validate(raw)
+    except ValidationError as exc:
+        raise _Refused(422, validation_detail(exc.errors())) from exc
+    try:
+        primitive = call.parsed_body()
+    except ValidationError as exc:  # located as its own route would locate it
+        raise _Refused(422, validation_detail(exc.errors(), ("body",))) from exc
+    try:
+        future_id = await trainer.call(
+            principal, run_id, call.operation, primitive, wait=False, future_id=call.future_id
+        )
+    except PromptLooperError as exc:
+        raise _Refused(http_status(exc), exc.message) from exc
+    return FuturePublic(future_id=future_id, operation=call.operation, status="pending")
 
 
 @router.get("/futures/{future_id}", responses=PENDING)

@@ -188,9 +188,12 @@ class SampleResult(BaseModel):
     """The model's time for this call: not the wait behind earlier calls, nor loading."""
 
 
+CHECKPOINT_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+
+
 class SaveState(RequestBody):
     kind: CheckpointKind = "adapter"
-    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    name: str | None = Field(default=None, pattern=CHECKPOINT_NAME)
     """Defaults to ``step-<n>`` (``merged-<n>`` for a merged model)."""
 
 
@@ -209,7 +212,7 @@ class CheckpointList(BaseModel):
 
 
 class LoadState(RequestBody):
-    checkpoint: str
+    checkpoint: str = Field(pattern=CHECKPOINT_NAME)
     run_id: uuid.UUID | None = None
     """Another of your runs to load from (same base model and LoRA shape); default this run."""
     with_optimizer: bool = False
@@ -244,3 +247,59 @@ class FuturePublic(BaseModel):
     operation: str
     status: Literal["pending", "done"]
     result: dict[str, Any] | None = None
+
+
+# --- several calls in one request -------------------------------------------------------------
+
+Operation = Literal[
+    "forward_backward", "forward", "optim_step", "sample", "save_state", "load_state"
+]
+PrimitiveBody = LossRequest | OptimStep | SampleRequest | SaveState | LoadState
+
+BODIES: dict[str, type[PrimitiveBody]] = {
+    "forward_backward": LossRequest,
+    "forward": LossRequest,
+    "optim_step": OptimStep,
+    "sample": SampleRequest,
+    "save_state": SaveState,
+    "load_state": LoadState,
+}
+"""Each primitive's request body, as its own route takes it."""
+
+MAX_QUEUED = 1000
+FUTURE_ID = r"^[A-Za-z0-9_-]{8,64}$"
+
+
+class QueuedCall(RequestBody):
+    """One primitive of ``POST /runs/{id}/queue``: its name, its body as its own route takes
+    it, and optionally the future id to file its result under (a client that sends in the
+    background hands out futures before the server has seen the call)."""
+
+    operation: Operation
+    body: dict[str, Any] = Field(default_factory=dict)
+    future_id: str | None = Field(default=None, pattern=FUTURE_ID)
+
+    def parsed_body(self) -> PrimitiveBody:
+        """The body checked by the operation's own model; a ``ValidationError``'s locations
+        are relative to ``body``."""
+        return BODIES[self.operation].model_validate(self.body)
+
+
+class QueueRequest(RequestBody):
+    calls: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_QUEUED)
+    """Checked one at a time, in order, so that a bad call refuses only itself and what
+    follows it."""
+
+
+class QueueRefusal(BaseModel):
+    index: int
+    """Which call (from 0); it and the calls after it were not queued."""
+    status_code: int
+    """What the call would have been answered alone: 400, 404, 409, 422..."""
+    detail: Any
+
+
+class QueueResult(BaseModel):
+    futures: list[FuturePublic]
+    """One per queued call, in order: every call before ``refused.index``, or all of them."""
+    refused: QueueRefusal | None = None

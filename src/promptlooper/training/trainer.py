@@ -16,14 +16,14 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from promptlooper.auth.principal import Principal
-from promptlooper.errors import BadRequest, NotFound
+from promptlooper.errors import BadRequest, Conflict, NotFound
 from promptlooper.training import service
 from promptlooper.training.backend import TrainingBackend
 from promptlooper.training.backend.host import RunSpec
@@ -34,10 +34,9 @@ from promptlooper.training.schemas import (
     CheckpointPublic,
     LoadResult,
     LoadState,
-    LossRequest,
+    Operation,
     OptimResult,
-    OptimStep,
-    SampleRequest,
+    PrimitiveBody,
     SaveState,
 )
 from promptlooper.training.steplog import StepLog
@@ -50,7 +49,6 @@ run deleted by another process (the CLI) stops answering, and its adapter is dro
 that time."""
 
 Finisher = Callable[[Any], Awaitable[BaseModel]]
-Computation = Literal["forward_backward", "forward", "sample"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +61,16 @@ class _Target:
     entry: ModelEntry
     spec: RunSpec
     looked_up: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Work:
+    """A primitive ready to queue: the worker's method and arguments, and what to record (a
+    step's metrics, a checkpoint's row) once it is done."""
+
+    method: str
+    args: tuple[Any, ...]
+    record: Finisher | None = None
 
 
 @dataclass(slots=True)
@@ -92,30 +100,49 @@ class Trainer:
 
     # --- the primitives -------------------------------------------------------------------------
 
-    async def compute(
+    async def call(
         self,
         principal: Principal,
         run_id: uuid.UUID,
-        operation: Computation,
-        body: LossRequest | SampleRequest,
+        operation: Operation,
+        body: PrimitiveBody,
         *,
         wait: bool = True,
-    ) -> BaseModel | str:
-        """``forward_backward``, ``forward`` or ``sample``: calls that leave no record."""
-        return await self._call(principal, run_id, operation, (body,), wait=wait)
+        future_id: str | None = None,
+    ) -> Any:
+        """Run a primitive on the run's worker: its result, or with ``wait=False`` the id of
+        the future it will be filed under (``future_id`` when the caller chose one)."""
+        target = await self._target(principal, run_id)
+        work = await self._prepare(principal, run_id, operation, body)
+        if wait:
+            return await self._start(target, work)
+        future_id = self._future_id(future_id)  # refused before anything is queued
+        self._file(future_id, principal, operation, self._start(target, work))
+        return future_id
 
-    async def optim_step(
-        self, principal: Principal, run_id: uuid.UUID, body: OptimStep, *, wait: bool = True
-    ) -> BaseModel | str:
-        async def record(result: OptimResult) -> OptimResult:
-            self.steps.add(run_id, result)
-            return result
+    async def check_access(self, principal: Principal, run_id: uuid.UUID) -> None:
+        """404 for an unknown run, 403 for another user's."""
+        await self._target(principal, run_id)
 
-        return await self._call(principal, run_id, "optim_step", (body,), record, wait=wait)
+    async def _prepare(
+        self, principal: Principal, run_id: uuid.UUID, operation: Operation, body: PrimitiveBody
+    ) -> _Work:
+        """What the worker is to run and what to record once it is done; checks that need the
+        database (a checkpoint to load) happen here, before anything is queued."""
+        if operation == "optim_step":
 
-    async def save_state(
-        self, principal: Principal, run_id: uuid.UUID, body: SaveState, *, wait: bool = True
-    ) -> BaseModel | str:
+            async def step(result: OptimResult) -> OptimResult:
+                self.steps.add(run_id, result)
+                return result
+
+            return _Work(operation, (body,), step)
+        if isinstance(body, SaveState):
+            return self._save(run_id, body)
+        if isinstance(body, LoadState):
+            return await self._load(principal, run_id, body)
+        return _Work(operation, (body,))
+
+    def _save(self, run_id: uuid.UUID, body: SaveState) -> _Work:
         folder = self.checkpoint_root(run_id)
 
         async def record(saved: tuple[int, str]) -> CheckpointPublic:
@@ -134,17 +161,9 @@ class Trainer:
                 await session.commit()
                 return CheckpointPublic.model_validate(checkpoint)
 
-        args = (body.kind, folder, body.name)
-        return await self._call(principal, run_id, "save_state", args, record, wait=wait)
+        return _Work("save_state", (body.kind, folder, body.name), record)
 
-    def checkpoint_root(self, run_id: uuid.UUID) -> Path:
-        """Where a run's checkpoints live: ``DATA_DIR/training/<run id>/<checkpoint name>``,
-        which is also how ``local:<run id>@<name>`` finds them in a sweep."""
-        return checkpoint_root(self.data_dir, run_id)
-
-    async def load_state(
-        self, principal: Principal, run_id: uuid.UUID, body: LoadState, *, wait: bool = True
-    ) -> BaseModel | str:
+    async def _load(self, principal: Principal, run_id: uuid.UUID, body: LoadState) -> _Work:
         async with self.sessionmaker() as session:
             run = await service.get_run(session, principal, run_id)
             source_run = (
@@ -162,8 +181,12 @@ class Trainer:
             await self.steps.rewind(run_id, step)
             return LoadResult(step=step, with_optimizer=body.with_optimizer)
 
-        args = (Path(checkpoint.path), body.with_optimizer)
-        return await self._call(principal, run_id, "load_state", args, record, wait=wait)
+        return _Work("load_state", (Path(checkpoint.path), body.with_optimizer), record)
+
+    def checkpoint_root(self, run_id: uuid.UUID) -> Path:
+        """Where a run's checkpoints live: ``DATA_DIR/training/<run id>/<checkpoint name>``,
+        which is also how ``local:<run id>@<name>`` finds them in a sweep."""
+        return checkpoint_root(self.data_dir, run_id)
 
     async def delete_run(self, principal: Principal, run_id: uuid.UUID) -> None:
         async with self.sessionmaker() as session:
@@ -201,29 +224,31 @@ class Trainer:
 
     # --- plumbing -------------------------------------------------------------------------------
 
-    async def _call(
-        self,
-        principal: Principal,
-        run_id: uuid.UUID,
-        method: str,
-        args: tuple[Any, ...],
-        record: Finisher | None = None,
-        *,
-        wait: bool,
-    ) -> BaseModel | str:
+    async def _target(self, principal: Principal, run_id: uuid.UUID) -> _Target:
         target = self._targets.get(run_id)
         if target is None or time.monotonic() - target.looked_up > TARGET_TTL:
             target = await self._look_up(principal, run_id, target)
         principal.ensure_can_access(target.owner_id, "training run")
-        work = self.backend.submit(target.entry, method, target.spec, *args)
-        task = asyncio.create_task(self._finish(work, record))
-        if wait:
-            return await task
+        return target
+
+    def _start(self, target: _Target, work: _Work) -> asyncio.Task[BaseModel]:
+        submitted = self.backend.submit(target.entry, work.method, target.spec, *work.args)
+        return asyncio.create_task(self._finish(submitted, work.record))
+
+    def _future_id(self, chosen: str | None) -> str:
         self._prune()
-        future_id = uuid.uuid4().hex
-        self._futures[future_id] = Pending(principal.user_id, method, task)
+        if chosen is None:
+            return uuid.uuid4().hex
+        if chosen in self._futures:
+            raise Conflict(f"future id {chosen!r} is already in use")
+        return chosen
+
+    def _file(
+        self, future_id: str, principal: Principal, operation: str, task: asyncio.Task[BaseModel]
+    ) -> None:
+        """Keep the running call's outcome under ``future_id`` for its caller to fetch."""
+        self._futures[future_id] = Pending(principal.user_id, operation, task)
         task.add_done_callback(lambda _t: self._finished(future_id))
-        return future_id
 
     async def _look_up(
         self, principal: Principal, run_id: uuid.UUID, known: _Target | None

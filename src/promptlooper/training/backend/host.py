@@ -100,15 +100,16 @@ class _Worker:
     def _read(self) -> None:
         while True:
             try:
-                call_id, ok, value = self._answers.recv()
+                answers = self._answers.recv()
             except (EOFError, OSError):
                 break
             with self._lock:
-                future = self._owed.pop(call_id)
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
+                futures = [self._owed.pop(call_id) for call_id, _ok, _value in answers]
+            for future, (_call_id, ok, value) in zip(futures, answers, strict=True):
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
         with self._lock:
             self.alive = False
             owed, self._owed = list(self._owed.values()), {}
