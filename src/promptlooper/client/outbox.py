@@ -87,8 +87,12 @@ class Outbox:
             self._raise_refusal()
             self._waiting.append(queued)
             if not self._busy:
+                try:
+                    self._sender = start()
+                except BaseException:  # no sender (the loop or the interpreter is closing)
+                    self._waiting.pop()
+                    raise
                 self._busy = True
-                self._sender = start()
         return future
 
     def sender(self) -> Any:

@@ -36,6 +36,7 @@ from promptlooper.training.schemas import (
     LoadState,
     Operation,
     OptimResult,
+    OptimStep,
     PrimitiveBody,
     SaveState,
 )
@@ -129,7 +130,7 @@ class Trainer:
     ) -> _Work:
         """What the worker is to run and what to record once it is done; checks that need the
         database (a checkpoint to load) happen here, before anything is queued."""
-        if operation == "optim_step":
+        if isinstance(body, OptimStep):
 
             async def step(result: OptimResult) -> OptimResult:
                 self.steps.add(run_id, result)
