@@ -7,9 +7,9 @@ the model's `cpu_threads` where the registry sets one. The API side is one `prom
 process on a fresh SQLite database, driven by the blocking SDK over HTTP on loopback:
 `forward_backward` then `optim_step` per step, waiting for each; with `forward_backward`
 queued (`wait=False`) so only `optim_step` waits; and with every call queued and only the last
-result awaited (the SDK sends queued calls in the background, in batches). To tell the engine's cost from the API's, the same calls also go straight to
-a `TrainingBackend` (the server's engine, in its worker process), no HTTP. They alternate,
-`--repeats` times; medians.
+result awaited (the SDK sends queued calls in the background, in batches). To tell the engine's
+cost from the API's, the same calls also go straight to a `TrainingBackend` (the server's
+engine, in its worker process), no HTTP. They alternate, `--repeats` times; medians.
 
     .venv/bin/python -m benchmarks.training --model tiny-test --steps 40 --repeats 16
     .venv/bin/python -m benchmarks.training --model smollm2-135m-instruct --steps 5 --repeats 3
