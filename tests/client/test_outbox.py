@@ -50,6 +50,11 @@ def test_calls_go_in_order_a_batch_at_a_time() -> None:
         ),
         (httpx.Response(502, text="<html>bad gateway</html>"), ServerError, "unexpected answer"),
         (httpx.Response(202, json={"surprise": True}), APIError, "unexpected answer"),
+        (
+            httpx.Response(202, json={"refused": {"index": 7, "status_code": 422, "detail": "x"}}),
+            APIError,
+            "unexpected answer",
+        ),
     ],
 )
 def test_a_batch_that_was_not_taken_fails_every_call_in_it_and_after_it(

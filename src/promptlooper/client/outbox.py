@@ -163,9 +163,10 @@ def _outcome(sent: int, outcome: httpx.Response | BaseException) -> tuple[int, _
         refused = body["refused"]
         if refused is None:
             return sent, None
-        return int(refused["index"]), _Failure(
-            int(refused["status_code"]), _text(refused["detail"])
-        )
+        index = int(refused["index"])
+        if not 0 <= index < sent:
+            raise ValueError(f"refused call {index} of {sent}")
+        return index, _Failure(int(refused["status_code"]), _text(refused["detail"]))
     except (ValueError, KeyError, TypeError):
         return 0, _Failure(outcome.status_code, f"unexpected answer: {outcome.text[:200]}")
 
