@@ -39,6 +39,7 @@ class FakeOpenAI:
     requests: int = 0
     attempts: Counter[str] = field(default_factory=Counter)
     bodies: list[dict] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
     record_bodies: bool = True
 
     def __post_init__(self) -> None:
@@ -58,6 +59,7 @@ class FakeOpenAI:
         body = await request.json()
         if self.record_bodies:
             self.bodies.append(body)
+            self.headers.append(dict(request.headers))
         prompt = body["messages"][-1]["content"]
         attempt = self.attempts[prompt]
         self.attempts[prompt] += 1
