@@ -140,7 +140,8 @@ def start_server(
     deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"promptlooper serve exited ({process.returncode}):\n{deployed.log()}")
+            exited = f"promptlooper serve exited ({process.returncode})"
+            raise RuntimeError(f"{exited}:\n{deployed.log()}")
         try:
             if httpx.get(f"{deployed.url}/api/health", timeout=2).status_code == 200:
                 return deployed
