@@ -103,9 +103,15 @@ class HttpJsonAdapter:
             proxy, auth = get_env_proxy_for_url(url)
         except LookupError:  # no proxy for this URL's scheme, or NO_PROXY names its host
             proxy, auth = None, None
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **self.headers()}
+        if auth is not None:
+            credentials = {"Proxy-Authorization": auth.encode()}
+            if url.scheme == "https":  # on the CONNECT request only, never into the tunnel
+                self._proxy_headers = credentials
+            else:  # a plain-HTTP request is sent to the proxy itself
+                headers.update(credentials)
         self._endpoint = str(url)
         self._proxy = proxy
-        self._proxy_headers = {"Proxy-Authorization": auth.encode()} if auth else None
         connector = aiohttp.TCPConnector(
             # Unset, the sweep's own concurrency bounds the calls in flight.
             limit=self.config.concurrency or 0,
@@ -114,7 +120,7 @@ class HttpJsonAdapter:
         )
         return aiohttp.ClientSession(
             connector=connector,
-            headers={"User-Agent": USER_AGENT, "Accept": "application/json", **self.headers()},
+            headers=headers,
             timeout=aiohttp.ClientTimeout(total=self.config.timeout),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
