@@ -13,15 +13,16 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 from aiohttp import web
@@ -152,20 +153,20 @@ def start_server(
     raise RuntimeError(f"promptlooper serve did not become healthy:\n{deployed.log()}")
 
 
-class ThreadedApp:
-    """An aiohttp application served on 127.0.0.1 from a thread with its own event loop, so
-    tests may block (sync HTTP, ``time.sleep``) without stalling it."""
+class ThreadedServer:
+    """A server on 127.0.0.1 served from a thread with its own event loop, so tests may block
+    (sync HTTP, ``time.sleep``) without stalling it. Subclasses say what is served."""
 
-    def __init__(self, app: web.Application) -> None:
-        self._app = app
+    scheme = "http"
+
+    def __init__(self) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
         self.port = 0
 
-    def __enter__(self) -> ThreadedApp:
+    def __enter__(self) -> Self:
         self._thread.start()
-        self._call(self._start())
+        self.port = self._call(self._start())
         return self
 
     def __exit__(self, *_exc: object) -> None:
@@ -176,22 +177,72 @@ class ThreadedApp:
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def _call(self, coroutine: Any) -> Any:
         future: Future[Any] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         return future.result(15)
 
-    async def _start(self) -> None:
+    async def _start(self) -> int:
+        """Start serving; returns the port."""
+        raise NotImplementedError
+
+    async def _stop(self) -> None:
+        raise NotImplementedError
+
+
+class ThreadedApp(ThreadedServer):
+    """An aiohttp application, over TLS when given the server's ``tls`` context."""
+
+    def __init__(self, app: web.Application, tls: ssl.SSLContext | None = None) -> None:
+        super().__init__()
+        self._app = app
+        self._tls = tls
+        self.scheme = "https" if tls else "http"
+        self._runner: web.AppRunner | None = None
+
+    async def _start(self) -> int:
         self._runner = web.AppRunner(self._app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._tls)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def _stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+class ThreadedStreams(ThreadedServer):
+    """A plain asyncio server: ``handler(reader, writer)`` serves each connection; connections
+    still open when it stops are cancelled."""
+
+    def __init__(self, handler: Callable[..., Awaitable[None]]) -> None:
+        super().__init__()
+        self._handler = handler
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        try:
+            await self._handler(reader, writer)
+        finally:
+            self._connections.discard(task)
+            writer.close()
+
+    async def _start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def _stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
 
 
 def wait_for(

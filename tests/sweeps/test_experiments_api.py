@@ -393,6 +393,14 @@ async def test_cache_stats_and_admin_only_clear(
             {"pipeline": [{"prompt_template": "x", "model": "{{ input }}"}]},
             "pipeline[0].model: may use config values only",
         ),
+        (  # text, never a path the server would read
+            {"providers": {"openai": {"ca_bundle": "/etc/ssl/certs/ca-certificates.crt"}}},
+            "providers.openai.ca_bundle: Value error, not a PEM certificate bundle: no start line",
+        ),
+        (
+            {"providers": {"openai": {"ca_bundle": {"file": "ca.pem"}}}},
+            "providers.openai.ca_bundle: Value error, give the PEM text inline",
+        ),
         ({"colour": "blue"}, "colour"),
         ({"repeats": 0}, "repeats"),
         (

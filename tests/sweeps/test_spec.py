@@ -10,6 +10,7 @@ import pytest
 from promptlooper.errors import Invalid
 from promptlooper.sweeps.plan import compile_plan
 from promptlooper.sweeps.spec import load_sweep_file, parse_spec
+from tests.fakes.certificates import self_signed
 
 SWEEP = """
 name: files
@@ -111,3 +112,41 @@ def test_a_broken_sweep_file_is_one_error_with_its_place(folder: Path, content: 
     path.write_text(content)
     with pytest.raises(Invalid, match=message):
         load_sweep_file(path)
+
+
+def test_a_providers_ca_bundle_file_is_read_relative_to_the_sweep_file(folder: Path):
+    certificate = self_signed()
+    (folder / "certs").mkdir()
+    (folder / "certs" / "ca.pem").write_text(certificate.pem)
+    path = folder / "sweep.yaml"
+    path.write_text(
+        SWEEP.replace("DATA", "rows.csv")
+        + "providers:\n  vllm: {type: openai, base_url: 'https://127.0.0.1/v1',"
+        " ca_bundle: {file: certs/ca.pem}}\n"
+    )
+
+    document = load_sweep_file(path)
+    plan = compile_plan(parse_spec(document))
+
+    assert document["providers"]["vllm"]["ca_bundle"] == certificate.pem
+    assert plan.providers["vllm"].ca_bundle == certificate.pem
+
+
+@pytest.mark.parametrize(
+    ("bundle", "message"),
+    [
+        ("{file: missing.pem}", "providers.vllm.ca_bundle.file"),
+        ("{file: rows.csv}", "providers.vllm.ca_bundle: not a PEM certificate"),
+        ("''", "providers.vllm.ca_bundle: not a PEM certificate bundle: it is empty"),
+    ],
+)
+def test_a_ca_bundle_that_is_not_certificates_names_the_field(
+    folder: Path, bundle: str, message: str
+):
+    path = folder / "sweep.yaml"
+    path.write_text(
+        SWEEP.replace("DATA", "rows.csv")
+        + f"providers:\n  vllm: {{type: openai, ca_bundle: {bundle}}}\n"
+    )
+    with pytest.raises(Invalid, match=message):
+        parse_spec(load_sweep_file(path))

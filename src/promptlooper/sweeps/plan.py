@@ -190,6 +190,7 @@ def _provider_configs(
             rate_limit=entry.rate_limit,
             timeout=entry.timeout,
             max_retries=entry.max_retries,
+            ca_bundle=entry.ca_bundle,
             prices={m: ModelPrice(p.input, p.output) for m, p in entry.prices.items()},
             options={**_options_from_env(defaults, env), **entry.options},
         )

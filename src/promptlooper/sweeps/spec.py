@@ -19,10 +19,12 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 
 from promptlooper.errors import Invalid
 from promptlooper.files import read_text
+from promptlooper.sweeps.adapters.tls import trusted_context
 from promptlooper.types import RequestBody
 
 MAX_RUNS = 250_000
 MAX_ROWS = 100_000
+MAX_CA_BUNDLE = 1_000_000  # characters; the whole Mozilla bundle is about 220,000
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -68,6 +70,28 @@ class ProviderSpec(RequestBody):
     timeout: float = Field(default=60.0, gt=0, le=3600)
     max_retries: int = Field(default=4, ge=0, le=20)
     prices: dict[str, ModelPriceSpec] = Field(default_factory=dict)
+    ca_bundle: str | None = Field(
+        default=None,
+        max_length=MAX_CA_BUNDLE,
+        description="PEM certificates this provider's TLS connections trust instead of the "
+        "system's",
+    )
+
+    @field_validator("ca_bundle", mode="before")
+    @classmethod
+    def _inline(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            raise ValueError(
+                "give the PEM text inline ({file: path} is read by the CLI from a sweep file)"
+            )
+        return value
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _pem(cls, pem: str | None) -> str | None:
+        if pem is not None:
+            trusted_context(pem)  # a ValueError says why it is not a bundle
+        return pem
 
     @field_validator("base_url")
     @classmethod
@@ -207,7 +231,8 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def resolve_files(document: dict[str, Any], base: Path) -> dict[str, Any]:
-    """Inline ``{file: ...}`` templates and the dataset file, relative to ``base``."""
+    """Inline ``{file: ...}`` templates, CA bundles and the dataset file, relative to
+    ``base``."""
     document = dict(document)
     space = document.get("parameter_space")
     if isinstance(space, dict):
@@ -236,6 +261,17 @@ def resolve_files(document: dict[str, Any], base: Path) -> dict[str, Any]:
             else stage
             for i, stage in enumerate(stages)
         ]
+    providers = document.get("providers")
+    if isinstance(providers, dict):
+        document["providers"] = resolved_providers = dict(providers)
+        for name, entry in providers.items():
+            bundle = entry.get("ca_bundle") if isinstance(entry, dict) else None
+            if isinstance(bundle, dict) and set(bundle) == {"file"}:
+                where = f"providers.{name}.ca_bundle.file"
+                resolved_providers[name] = {
+                    **entry,
+                    "ca_bundle": _read_text(base, bundle["file"], where),
+                }
     dataset = document.get("dataset")
     if isinstance(dataset, dict) and isinstance(dataset.get("path"), str):
         rows = _read_rows((base / dataset["path"]).expanduser())

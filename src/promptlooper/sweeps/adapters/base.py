@@ -73,6 +73,7 @@ class ProviderConfig:
     rate_limit: float | None = None  # requests per minute
     timeout: float = 60.0
     max_retries: int = 4
+    ca_bundle: str | None = None  # PEM certificates trusted instead of the system's
     prices: dict[str, ModelPrice] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
 
