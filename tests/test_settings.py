@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import stat
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from promptlooper.errors import ConfigurationError
-from promptlooper.settings import JWT_SECRET_FILE, Settings
+from promptlooper.settings import CREDENTIALS_KEY_FILE, JWT_SECRET_FILE, Settings
 
 
 def _settings(**kwargs) -> Settings:
@@ -82,3 +84,83 @@ def test_jwt_secret_is_generated_once_and_kept_private(tmp_path: Path):
     assert other_dir != first
     mode = (tmp_path / "data" / JWT_SECRET_FILE).stat().st_mode
     assert stat.S_IMODE(mode) == 0o600
+
+
+def test_provider_lists_read_as_comma_separated_names(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PROVIDER_KEY_ENVS", "OPENAI_API_KEY, TEAM_KEY")
+    monkeypatch.setenv("PROVIDER_ALLOWED_HOSTS", "api.openai.com,*.Corp.Example.,10.1.2.3/8,[::1]")
+
+    settings = _settings()
+
+    assert settings.provider_key_envs == ["OPENAI_API_KEY", "TEAM_KEY"]
+    assert settings.provider_allowed_hosts == [
+        "api.openai.com",
+        "*.corp.example",
+        "10.0.0.0/8",
+        "::1/128",
+    ]
+
+
+def test_the_defaults_offer_the_providers_keys_and_hosts():
+    settings = _settings()
+
+    assert settings.provider_key_envs == ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"]
+    assert settings.provider_allowed_hosts == ["api.openai.com", "api.anthropic.com"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "API_KEY",
+        "JWT_SECRET",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "CREDENTIALS_KEY",
+        "data_dir",
+        "Provider_Key_Envs",
+        "PROMPTLOOPER_API_KEY",
+    ],
+)
+def test_a_promptlooper_setting_can_never_be_offered_to_sweeps(
+    monkeypatch: pytest.MonkeyPatch, name: str
+):
+    monkeypatch.setenv("PROVIDER_KEY_ENVS", f"OPENAI_API_KEY,{name}")
+
+    with pytest.raises(ValidationError, match=f"{name} is a PromptLooper setting"):
+        _settings()
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("PROVIDER_KEY_ENVS", "NOT-A-NAME"),
+        ("PROVIDER_ALLOWED_HOSTS", "http://api.openai.com"),
+        ("PROVIDER_ALLOWED_HOSTS", "10.0.0.0/33"),
+        ("CREDENTIALS_KEY", "too-short"),
+    ],
+)
+def test_malformed_provider_settings_are_refused(
+    monkeypatch: pytest.MonkeyPatch, setting: str, value: str
+):
+    monkeypatch.setenv(setting, value)
+
+    with pytest.raises(ValidationError, match=setting.lower()):
+        _settings()
+
+
+def test_the_credentials_key_is_generated_once_and_kept_private(tmp_path: Path):
+    first = _settings(data_dir=tmp_path / "data").credentials_keys()
+    second = _settings(data_dir=tmp_path / "data").credentials_keys()
+
+    assert first == second
+    assert len(first) == 1
+    assert stat.S_IMODE((tmp_path / "data" / CREDENTIALS_KEY_FILE).stat().st_mode) == 0o600
+
+
+def test_credentials_keys_from_the_setting_rotate_first_to_last(tmp_path: Path):
+    new, old = (base64.urlsafe_b64encode(bytes([n]) * 32).decode() for n in (1, 2))
+
+    settings = _settings(data_dir=tmp_path, credentials_key=f"{new}, {old}")
+
+    assert settings.credentials_keys() == [new, old]
+    assert not (tmp_path / CREDENTIALS_KEY_FILE).exists()

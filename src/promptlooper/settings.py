@@ -6,16 +6,27 @@ at import time, so tests configure a fresh ``Settings`` instead of patching glob
 
 from __future__ import annotations
 
+import base64
+import binascii
+import ipaddress
 import os
+import re
 import secrets
+from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from promptlooper.errors import ConfigurationError
 
 JWT_SECRET_FILE = "jwt_secret"
+CREDENTIALS_KEY_FILE = "credentials_key"
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_LABEL = r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?"
+_HOST_NAME = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*")
 
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -48,11 +59,57 @@ class Settings(BaseSettings):
     """A YAML model registry for the training API, replacing the one shipped in the package."""
     training_device: str = "auto"
     """``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda``."""
+    provider_key_envs: Annotated[list[str], NoDecode] = Field(
+        default=["OPENAI_API_KEY", "ANTHROPIC_API_KEY"]
+    )
+    """The environment variables a sweep sent to the server may name in ``api_key_env`` (and
+    the default providers' keys are read from). The CLI on a workstation reads any."""
+    provider_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default=["api.openai.com", "api.anthropic.com"]
+    )
+    """Hosts the ``base_url`` of a sweep owned by a non-admin may name: host names (``*.`` for
+    any subdomain), addresses, CIDR ranges, or ``*`` for any."""
+    credentials_key: SecretStr | None = None
+    """Fernet keys sealing project credentials, comma-separated: the first seals, every one
+    opens (to rotate, put a new key first)."""
 
-    @field_validator("jwt_secret", "api_key", mode="before")
+    @field_validator("jwt_secret", "api_key", "credentials_key", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("provider_key_envs", "provider_allowed_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("provider_key_envs")
+    @classmethod
+    def _no_settings_as_keys(cls, names: list[str]) -> list[str]:
+        """A sweep's key is sent to a provider: none of this process's own settings may be."""
+        own = {field.upper() for field in cls.model_fields}
+        for name in names:
+            if not _ENV_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+            if name.upper() in own or name.upper().startswith("PROMPTLOOPER_"):
+                raise ValueError(f"{name} is a PromptLooper setting; sweeps may never use it")
+        return names
+
+    @field_validator("provider_allowed_hosts")
+    @classmethod
+    def _host_patterns(cls, entries: list[str]) -> list[str]:
+        return [_host_pattern(entry) for entry in entries]
+
+    @field_validator("credentials_key")
+    @classmethod
+    def _fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        keys = [] if value is None else value.get_secret_value().split(",")
+        for key in keys:
+            if not _is_fernet_key(key.strip()):
+                raise ValueError(_FERNET_KEY_FORM)
+        return value
 
     @property
     def async_database_url(self) -> str:
@@ -82,11 +139,25 @@ class Settings(BaseSettings):
         """
         if self.jwt_secret is not None:
             return self.jwt_secret.get_secret_value()
-        path = self.data_dir / JWT_SECRET_FILE
+        return self._kept_secret(JWT_SECRET_FILE, lambda: secrets.token_urlsafe(48))
+
+    def credentials_keys(self) -> list[str]:
+        """The keys that seal project credentials: the setting, else one generated once and kept
+        under DATA_DIR (so the CLI and a server sharing DATA_DIR open the same credentials)."""
+        if self.credentials_key is not None:
+            return [k.strip() for k in self.credentials_key.get_secret_value().split(",")]
+        key = self._kept_secret(CREDENTIALS_KEY_FILE, _new_fernet_key)
+        if not _is_fernet_key(key):
+            raise ConfigurationError(f"{self.data_dir / CREDENTIALS_KEY_FILE}: {_FERNET_KEY_FORM}")
+        return [key]
+
+    def _kept_secret(self, name: str, generate: Callable[[], str]) -> str:
+        """The secret in DATA_DIR/``name``, written (mode 600) by whoever needs it first."""
+        path = self.data_dir / name
         if path.exists():
             return path.read_text().strip()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        secret = secrets.token_urlsafe(48)
+        secret = generate()
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:  # another process won the race; use its secret
@@ -94,3 +165,35 @@ class Settings(BaseSettings):
         with os.fdopen(fd, "w") as handle:
             handle.write(secret)
         return secret
+
+
+def _new_fernet_key() -> str:
+    """What ``Fernet.generate_key()`` makes, without loading the library for it."""
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+_FERNET_KEY_FORM = (
+    "a key must be 32 url-safe base64-encoded bytes, as "
+    "cryptography.fernet.Fernet.generate_key() makes"
+)
+
+
+def _is_fernet_key(key: str) -> bool:
+    try:
+        return len(base64.urlsafe_b64decode(key.encode())) == 32
+    except (binascii.Error, ValueError):
+        return False
+
+
+def _host_pattern(entry: Any) -> str:
+    """One entry of PROVIDER_ALLOWED_HOSTS, in the form the sweep policy compares with."""
+    text = str(entry).strip().lower().rstrip(".")
+    if text == "*":
+        return text
+    try:
+        return str(ipaddress.ip_network(text.strip("[]"), strict=False))
+    except ValueError:
+        pass
+    if not _HOST_NAME.fullmatch(text):
+        raise ValueError(f"{entry!r} is not a host name, *.domain, an address, a CIDR range or *")
+    return text

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from promptlooper.client import APIError, AsyncClient, Client
+from promptlooper.client import APIError, AsyncClient, Client, NotFoundError, ValidationError
 from tests.client.conftest import Switch
 from tests.factories import Actor
 
@@ -185,3 +185,24 @@ def test_auth_headers_come_from_arguments_or_the_environment(monkeypatch):
     assert seen[0].headers["X-Api-Key"] == "pl_from_env"
     assert seen[1].headers["Authorization"] == "Bearer jwt-token"
     assert "X-Api-Key" not in seen[1].headers
+
+
+async def test_project_credentials_through_the_sdk(sdk: AsyncClient, switch: Switch):
+    created = await sdk.credentials.set("team-openai", provider="openai", secret="sk-sdk-secret")
+    rotated = await sdk.credentials.set("team-openai", provider="openai", secret="sk-sdk-new")
+    listed = await sdk.credentials.list()
+    one = await sdk.credentials.get("team-openai")
+    with pytest.raises(ValidationError) as refused:
+        await sdk.credentials.set("x", provider="mock", secret="sk")
+    with pytest.raises(NotFoundError):
+        await sdk.credentials.get("a/../../x")  # quoted: one name, not a path
+    deleted = await sdk.credentials.delete("team-openai")
+
+    assert created["name"] == "team-openai"
+    assert rotated["created_at"] == created["created_at"]
+    assert listed == {"data": [one], "count": 1}
+    assert "provider" in str(refused.value.detail)
+    assert deleted is None
+    assert await sdk.credentials.list() == {"data": [], "count": 0}
+    assert "sk-sdk" not in str([created, rotated, listed, one])
+    assert switch.statuses[-8:] == [201, 200, 200, 200, 422, 404, 204, 200]

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from promptlooper.settings import Settings
 from tests.factories import Actor, make_actor
 from tests.fakes.openai_server import FakeOpenAI, start
 
@@ -48,6 +49,13 @@ def document(**changes: Any) -> dict[str, Any]:
     doc = copy.deepcopy(BASE_DOCUMENT)
     doc.update(changes)
     return doc
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The fake providers here listen on 127.0.0.1, which a non-admin's sweep may not reach
+    unless the server lists it (``PROVIDER_ALLOWED_HOSTS``)."""
+    return settings.model_copy(update={"provider_allowed_hosts": ["127.0.0.0/8"]})
 
 
 @pytest.fixture

@@ -387,7 +387,19 @@ async def test_cache_stats_and_admin_only_clear(
         ),
         (
             {"providers": {"openai": {"api_key_env": "PL_TEST_UNSET_KEY"}}},
-            "PL_TEST_UNSET_KEY is not set",
+            "providers.openai.api_key_env: PL_TEST_UNSET_KEY is not a key this server offers",
+        ),
+        (
+            {"providers": {"openai": {"api_key_env": "OPENAI_API_KEY", "credential": "k"}}},
+            "providers.openai: Value error, give credential or api_key_env, not both",
+        ),
+        (
+            {"providers": {"openai": {"credential": "no such/name"}}},
+            "providers.openai.credential: String should match pattern",
+        ),
+        (
+            {"providers": {"mock": {"credential": "k"}}},
+            "providers.mock.credential: mock providers send no key",
         ),
         (
             {"pipeline": [{"prompt_template": "x", "model": "{{ input }}"}]},

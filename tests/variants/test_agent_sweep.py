@@ -9,7 +9,11 @@ import pytest
 from fastapi import FastAPI
 
 from promptlooper.variants.config import as_sweep, base_config
-from tests.sweeps.conftest import fake_openai, run_to_end  # noqa: F401 (fixture)
+from tests.sweeps.conftest import (  # noqa: F401 (fixtures)
+    fake_openai,
+    run_to_end,
+    settings,  # the agent's provider is a fake on 127.0.0.1
+)
 from tests.variants.test_agents_api import url
 
 SHORT = "Card charged twice"

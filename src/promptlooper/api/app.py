@@ -24,7 +24,9 @@ from promptlooper.online.routes import admin_router as online_admin_router
 from promptlooper.online.routes import public_router as online_public_router
 from promptlooper.projects.routes import router as projects_router
 from promptlooper.settings import Settings
+from promptlooper.sweeps.credentials.routes import router as credentials_router
 from promptlooper.sweeps.execution import ExecutionOptions, SweepJobs
+from promptlooper.sweeps.providers import ProviderPolicy
 from promptlooper.sweeps.routes import export_router as sweeps_export_router
 from promptlooper.sweeps.routes import router as sweeps_router
 from promptlooper.training.backend import TrainingBackend
@@ -61,10 +63,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     engine = create_engine(settings)
     sessionmaker = create_sessionmaker(engine)
     event_bus = EventBus(settings.redis_url)
+    provider_policy = ProviderPolicy.server(settings)
     sweep_jobs = SweepJobs(
         engine,
         event_bus,
-        ExecutionOptions(allow_python=settings.allow_python_callables, env=settings.provider_env()),
+        ExecutionOptions(policy=provider_policy, allow_python=settings.allow_python_callables),
     )
 
     trainer = Trainer(
@@ -95,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = sessionmaker
     app.state.event_bus = event_bus
     app.state.sweep_jobs = sweep_jobs
+    app.state.provider_policy = provider_policy
     app.state.intake = Intake(sessionmaker)
     app.state.trainer = trainer
     app.state.auth_config = AuthConfig(
@@ -117,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         projects_router,
         sweeps_router,
         sweeps_export_router,
+        credentials_router,
         variants_router,
         online_admin_router,
         web_router,

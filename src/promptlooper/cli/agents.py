@@ -417,10 +417,12 @@ def sweep(
     import asyncio
 
     from promptlooper.cli.sweeps import run_sweep
+    from promptlooper.sweeps.providers import ProviderPolicy
     from promptlooper.sweeps.spec import load_sweep_file
     from promptlooper.variants import promotion
 
     document = load_sweep_file(file)
+    settings = load_settings()
 
     async def create() -> Any:
         async with _scope(project, user) as scope:
@@ -432,11 +434,12 @@ def sweep(
                 agent.id,
                 document,
                 variant_id=chosen,
+                policy=ProviderPolicy.workstation(settings),
                 allow_python=True,
             )
             return experiment.id
 
-    run_sweep(load_settings(), experiment_id=asyncio.run(create()), concurrency=concurrency)
+    run_sweep(settings, experiment_id=asyncio.run(create()), concurrency=concurrency)
 
 
 # --- variants -------------------------------------------------------------------------------

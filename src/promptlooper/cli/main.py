@@ -9,6 +9,7 @@ import typer
 from promptlooper import __version__
 from promptlooper.cli.agents import agent_app, variant_app
 from promptlooper.cli.common import err_console
+from promptlooper.cli.credentials import credential_app
 from promptlooper.cli.db import app as db_app
 from promptlooper.cli.online import online_app
 from promptlooper.cli.server import demo, serve
@@ -31,6 +32,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(sweep_app, name="sweep")
 app.add_typer(cache_app, name="cache")
+app.add_typer(credential_app, name="credential")
 app.add_typer(agent_app, name="agent")
 app.add_typer(variant_app, name="variant")
 app.add_typer(online_app, name="online")

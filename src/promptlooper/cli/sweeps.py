@@ -68,16 +68,24 @@ def _progress_bar() -> Progress:
     )
 
 
-async def _create(engine: AsyncEngine, spec: Any, project: str, user: str | None) -> uuid.UUID:
+async def _create(
+    engine: AsyncEngine, settings: Settings, spec: Any, project: str, user: str | None
+) -> uuid.UUID:
     from promptlooper.db.engine import create_sessionmaker
     from promptlooper.projects import service as projects
     from promptlooper.sweeps import service
+    from promptlooper.sweeps.providers import ProviderPolicy
 
     async with create_sessionmaker(engine)() as session:
         principal = await principal_for(session, user)
         owned = await projects.get_or_create_project(session, principal, project)
         experiment = await service.create_experiment(
-            session, principal, owned.id, spec, allow_python=True
+            session,
+            principal,
+            owned.id,
+            spec,
+            policy=ProviderPolicy.workstation(settings),
+            allow_python=True,
         )
         await session.commit()
         return experiment.id
@@ -94,6 +102,7 @@ async def _execute(
 
     from promptlooper.events import EventBus
     from promptlooper.sweeps.execution import ExecutionOptions, run_experiment
+    from promptlooper.sweeps.providers import ProviderPolicy
 
     bar = _progress_bar()
     tasks: list[Any] = []
@@ -116,10 +125,10 @@ async def _execute(
 
     bus = EventBus(settings.redis_url)
     options = ExecutionOptions(
+        policy=ProviderPolicy.workstation(settings),
         concurrency=concurrency,
         use_cache=use_cache,
         allow_python=True,
-        env=settings.provider_env(),
     )
     try:
         return await run_experiment(
@@ -222,7 +231,7 @@ def run_sweep(
     async def main() -> None:
         async with database(settings) as engine:
             if spec is not None:
-                current.append(await _create(engine, spec, project, user))
+                current.append(await _create(engine, settings, spec, project, user))
                 err_console.print(f"experiment {current[-1]}: {spec.name}")
             freeze_long_lived_objects()
             result = await _execute(

@@ -6,7 +6,14 @@ import os
 from typing import Any
 
 from promptlooper.client.calls import ResolveCache
-from promptlooper.client.resources import Agents, Experiments, Projects, Runner, Variants
+from promptlooper.client.resources import (
+    Agents,
+    Credentials,
+    Experiments,
+    Projects,
+    Runner,
+    Variants,
+)
 from promptlooper.client.training import Training
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -33,6 +40,7 @@ class Resources:
     agents: Agents
     variants: Variants
     experiments: Experiments
+    credentials: Credentials
     training: Training
 
     def _attach(self, run: Runner, project_id: Any, ttl: float) -> None:
@@ -42,4 +50,5 @@ class Resources:
         self.agents = Agents(run, project)
         self.variants = Variants(run, project)
         self.experiments = Experiments(run, project)
+        self.credentials = Credentials(run, project)
         self.training = Training(run)

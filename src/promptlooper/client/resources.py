@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
+from urllib.parse import quote
 
 from promptlooper.client.calls import Call, Resolve, Resolved, text
 from promptlooper.client.outbox import Enqueue
@@ -214,6 +215,29 @@ class Experiments(_Resource):
         """The best config (``best``: a dict) or a rendering of it (``env``/``yaml``/``report``)."""
         path = f"/api/export/experiments/{experiment_id}/{fmt}"
         return self._run(Call("GET", path, parse=text) if fmt != "best" else Call("GET", path))
+
+
+class Credentials(_Resource):
+    """A project's provider keys, which its sweeps name with ``credential: NAME``. The secret
+    goes to the server once per ``set``; no read returns it."""
+
+    def _path(self, project_id: str | None, name: str | None = None) -> str:
+        path = f"/api/projects/{self._project_id(project_id)}/credentials"
+        return path if name is None else f"{path}/{quote(name, safe='')}"
+
+    def set(self, name: str, *, provider: str, secret: str, project_id: str | None = None) -> Any:
+        """Store the key, or replace it (a rotation)."""
+        body = {"provider": provider, "secret": secret}
+        return self._run(Call("PUT", self._path(project_id, name), body))
+
+    def list(self, *, project_id: str | None = None) -> Any:
+        return self._run(Call("GET", self._path(project_id)))
+
+    def get(self, name: str, *, project_id: str | None = None) -> Any:
+        return self._run(Call("GET", self._path(project_id, name)))
+
+    def delete(self, name: str, *, project_id: str | None = None) -> Any:
+        return self._run(Call("DELETE", self._path(project_id, name)))
 
 
 def _looks_like_id(value: str) -> bool:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # alembic is imported where it is used: most commands never m
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 HERE = Path(__file__).parent
-HEAD = "0007"
+HEAD = "0008"
 """The newest revision. Kept here so that checking a database needs no Alembic import;
 ``tests/db/test_migrations.py`` fails if it falls behind the history."""
 
@@ -28,6 +28,7 @@ def target_metadata() -> MetaData:
     from promptlooper.online import models as _online_models  # noqa: F401
     from promptlooper.projects import models as _project_models  # noqa: F401
     from promptlooper.sweeps import models as _sweep_models  # noqa: F401
+    from promptlooper.sweeps.credentials import models as _credential_models  # noqa: F401
     from promptlooper.training import models as _training_models  # noqa: F401
     from promptlooper.variants import models as _variant_models  # noqa: F401
 

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from promptlooper.auth.models import User
 from promptlooper.auth.principal import Principal
 from promptlooper.errors import Conflict, Invalid, NotFound
 from promptlooper.projects.models import Project
@@ -81,6 +82,13 @@ async def get_project(
         raise NotFound("Project not found")
     principal.ensure_can_access(project.owner_id, "project")
     return project
+
+
+async def owned_by_admin(session: AsyncSession, project_id: uuid.UUID) -> bool:
+    """Whether the project's owner is an admin: the work in a project acts with its owner's
+    rights, whoever sends it."""
+    query = select(User.is_admin).join(Project, Project.owner_id == User.id)
+    return bool(await session.scalar(query.where(Project.id == project_id)))
 
 
 async def update_project(

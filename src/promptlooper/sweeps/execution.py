@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,12 +23,14 @@ from promptlooper.db.engine import create_sessionmaker
 from promptlooper.db.upsert import insert_ignore
 from promptlooper.errors import Conflict, NotFound
 from promptlooper.events import EventBus
+from promptlooper.sweeps.credentials.service import provider_access
 from promptlooper.sweeps.engine.executor import Progress, Providers, execute
 from promptlooper.sweeps.engine.persistence import RunOutcome
 from promptlooper.sweeps.engine.runner import RunTask, StageDef, first_stage_key
 from promptlooper.sweeps.engine.space import config_hash
 from promptlooper.sweeps.models import Experiment, Run, Score, StageResult
 from promptlooper.sweeps.plan import SweepPlan, compile_plan
+from promptlooper.sweeps.providers import ProviderPolicy
 from promptlooper.sweeps.scorers.base import ScorerContext
 from promptlooper.sweeps.spec import parse_spec
 from promptlooper.sweeps.store import SqlResponseCache, SqlRunSink
@@ -40,10 +42,11 @@ ProgressCallback = Callable[[Progress, RunOutcome], None]
 
 @dataclass
 class ExecutionOptions:
+    policy: ProviderPolicy
+    """What the experiment's providers may use, judged again at every start."""
     concurrency: int | None = None
     use_cache: bool = True
     allow_python: bool = False
-    env: Mapping[str, str] | None = None
 
 
 @dataclass
@@ -141,7 +144,7 @@ async def run_experiment(
     engine: AsyncEngine,
     experiment_id: uuid.UUID,
     *,
-    options: ExecutionOptions | None = None,
+    options: ExecutionOptions,
     bus: EventBus | None = None,
     on_progress: ProgressCallback | None = None,
     on_start: Callable[[int, int], None] | None = None,
@@ -150,15 +153,14 @@ async def run_experiment(
 
     ``on_start(pending, total)`` is called once the work is known, before the first call.
     """
-    options = options or ExecutionOptions()
     sessionmaker = create_sessionmaker(engine)
     async with sessionmaker() as session:
         experiment = await session.get(Experiment, experiment_id)
         if experiment is None:
             raise NotFound("Experiment not found")
-        plan = compile_plan(
-            parse_spec(experiment.spec), allow_python=options.allow_python, env=options.env
-        )
+        spec = parse_spec(experiment.spec)
+        access = await provider_access(session, options.policy, experiment.project_id, spec)
+        plan = compile_plan(spec, allow_python=options.allow_python, access=access)
         use_cache = plan.spec.cache and options.use_cache
         await prepare_runs(session, experiment, plan)
         tasks = await pending_tasks(session, experiment, plan, use_cache=use_cache)
@@ -240,10 +242,10 @@ class SweepJobs:
         if self.is_running(experiment_id):
             return False
         options = ExecutionOptions(
+            policy=self._options.policy,
             concurrency=concurrency,
             use_cache=use_cache,
             allow_python=self._options.allow_python,
-            env=self._options.env,
         )
         task = asyncio.create_task(
             run_experiment(self._engine, experiment_id, options=options, bus=self._bus),

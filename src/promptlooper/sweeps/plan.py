@@ -7,14 +7,13 @@ and oversized sweeps all fail here with a message that names the field.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from promptlooper.errors import Invalid
-from promptlooper.sweeps.adapters.base import ModelPrice, ProviderConfig
-from promptlooper.sweeps.adapters.registry import adapter_types, parse_model_ref
+from promptlooper.sweeps.adapters.base import ProviderConfig
+from promptlooper.sweeps.adapters.registry import parse_model_ref
 from promptlooper.sweeps.engine.budget import split_params
 from promptlooper.sweeps.engine.runner import StageDef
 from promptlooper.sweeps.engine.space import Config, select_configs, space_size
@@ -27,21 +26,13 @@ from promptlooper.sweeps.engine.templating import (
     referenced_names,
     render_value,
 )
+from promptlooper.sweeps.providers import ProviderAccess, provider_configs
 from promptlooper.sweeps.scorers.base import BaseScorer, ScorerContext
 from promptlooper.sweeps.scorers.registry import create_scorer, scorer_class
 from promptlooper.sweeps.spec import MAX_RUNS, StageSpec, SweepSpec
 
 RUNTIME_NAMES = frozenset({"input", "row", "config", "stages", "prev_output", "stage_index"})
 SINGLE_STAGE_KEYS = ("prompt", "model", "system")
-
-# Providers usable without a ``providers:`` entry, and where their settings come from.
-_DEFAULT_PROVIDERS: dict[str, dict[str, Any]] = {
-    "mock": {},
-    "openai": {"base_url_env": "OPENAI_BASE_URL", "api_key_env": "OPENAI_API_KEY"},
-    "anthropic": {"base_url_env": "ANTHROPIC_BASE_URL", "api_key_env": "ANTHROPIC_API_KEY"},
-    "python": {},
-    "local": {"options_env": {"data_dir": "DATA_DIR", "models_file": "TRAINING_MODELS_FILE"}},
-}
 
 
 def _implicit_stage(space: Mapping[str, list[Any]]) -> StageSpec:
@@ -141,60 +132,6 @@ class SweepPlan:
 
     def build_scorers(self, context: ScorerContext) -> list[BaseScorer]:
         return [create_scorer(s.type, s.name, s.all_options, context) for s in self.spec.scorers]
-
-
-def _options_from_env(defaults: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
-    """Options a provider reads from the process environment unless the sweep sets them."""
-    names: Mapping[str, str] = defaults.get("options_env", {})
-    return {option: env[var] for option, var in names.items() if env.get(var)}
-
-
-def _provider_configs(
-    spec: SweepSpec, env: Mapping[str, str], allow_python: bool
-) -> dict[str, ProviderConfig]:
-    configs: dict[str, ProviderConfig] = {}
-    for name, defaults in _DEFAULT_PROVIDERS.items():
-        if name == "python" and not allow_python:
-            continue
-        configs[name] = ProviderConfig(
-            name=name,
-            type=name,
-            base_url=env.get(defaults.get("base_url_env", "")) or None,
-            api_key=env.get(defaults.get("api_key_env", "")) or None,
-            options=_options_from_env(defaults, env),
-        )
-    for name, entry in spec.providers.items():
-        where = f"providers.{name}"
-        kind = entry.type or name
-        if kind not in adapter_types():
-            raise Invalid(
-                f"{where}.type: unknown provider type {kind!r}; known: {', '.join(adapter_types())}"
-            )
-        if kind == "python" and not allow_python:
-            raise Invalid(
-                f"{where}: python callables are disabled here "
-                "(set ALLOW_PYTHON_CALLABLES=true to allow them)"
-            )
-        defaults = _DEFAULT_PROVIDERS.get(kind, {})
-        key_env = entry.api_key_env or defaults.get("api_key_env")
-        if entry.api_key_env and entry.api_key_env not in env:
-            raise Invalid(
-                f"{where}.api_key_env: the environment variable {entry.api_key_env} is not set"
-            )
-        configs[name] = ProviderConfig(
-            name=name,
-            type=kind,
-            base_url=entry.base_url or env.get(defaults.get("base_url_env", "")) or None,
-            api_key=env.get(key_env) if key_env else None,
-            concurrency=entry.concurrency,
-            rate_limit=entry.rate_limit,
-            timeout=entry.timeout,
-            max_retries=entry.max_retries,
-            ca_bundle=entry.ca_bundle,
-            prices={m: ModelPrice(p.input, p.output) for m, p in entry.prices.items()},
-            options={**_options_from_env(defaults, env), **entry.options},
-        )
-    return configs
 
 
 def _check_model(ref: Any, where: str, providers: Mapping[str, ProviderConfig]) -> None:
@@ -323,10 +260,10 @@ async def _never_called(*_args: Any) -> Any:  # pragma: no cover - validation ne
 
 
 def compile_plan(
-    spec: SweepSpec, *, allow_python: bool = False, env: Mapping[str, str] | None = None
+    spec: SweepSpec, *, allow_python: bool = False, access: ProviderAccess | None = None
 ) -> SweepPlan:
-    """Check a sweep in depth and return what the executor needs; ``Invalid`` otherwise."""
-    env = os.environ if env is None else env
+    """Check a sweep in depth and return what the executor needs; ``Invalid`` otherwise.
+    ``access`` is what its providers may use (``providers.provider_configs``)."""
     space = spec.parameter_space
     if spec.dataset.rows is None:
         raise Invalid("dataset.path: files are read by the CLI; send the rows inline")
@@ -343,7 +280,7 @@ def compile_plan(
         configs=select_configs(space, spec.search.strategy, spec.search.model_dump()),
         stages=stages,
         rows=spec.dataset.rows,
-        providers=_provider_configs(spec, env, allow_python),
+        providers=provider_configs(spec, access, allow_python=allow_python),
         weights=_weights(spec),
         allow_python=allow_python,
     )

@@ -62,9 +62,13 @@ async def create_experiment(
 ) -> ExperimentDetail:
     """Create an experiment from a sweep document (validated in depth; 422 names the field)."""
     reject_file_references(body.model_dump())
-    settings = request.app.state.settings
     experiment = await service.create_experiment(
-        session, principal, project_id, body, allow_python=settings.allow_python_callables
+        session,
+        principal,
+        project_id,
+        body,
+        policy=request.app.state.provider_policy,
+        allow_python=request.app.state.settings.allow_python_callables,
     )
     await session.commit()
     return await _detail(session, experiment)
@@ -112,8 +116,15 @@ async def start_experiment(
     session: SessionDep,
     body: StartRequest | None = None,
 ) -> StartResponse:
-    """Run what is not completed yet, in the background. Starting twice is harmless."""
-    await service.get_experiment(session, principal, experiment_id)
+    """Run what is not completed yet, in the background. Starting twice is harmless. What its
+    providers may use is judged again (422 naming the field)."""
+    experiment = await service.get_experiment(session, principal, experiment_id)
+    await service.startable_providers(
+        session,
+        experiment,
+        policy=request.app.state.provider_policy,
+        allow_python=request.app.state.settings.allow_python_callables,
+    )
     body = body or StartRequest()
     started = _jobs(request).start(
         experiment_id, concurrency=body.concurrency, use_cache=body.cache

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -14,9 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from promptlooper.auth.principal import Principal
 from promptlooper.errors import Conflict, NotFound
 from promptlooper.projects import service as projects
+from promptlooper.sweeps.adapters.base import ProviderConfig
+from promptlooper.sweeps.credentials.service import provider_access
 from promptlooper.sweeps.models import CacheEntry, Experiment, Run, Score, StageResult
 from promptlooper.sweeps.plan import SweepPlan, compile_plan
-from promptlooper.sweeps.spec import SweepSpec
+from promptlooper.sweeps.providers import ProviderPolicy, provider_configs
+from promptlooper.sweeps.spec import SweepSpec, parse_spec
 from promptlooper.sweeps.store import cache_summary
 from promptlooper.sweeps.summary import ExperimentSummary, RunRow, summarise
 from promptlooper.training.layout import parse_checkpoint_ref
@@ -30,12 +32,14 @@ async def create_experiment(
     project_id: uuid.UUID,
     spec: SweepSpec,
     *,
+    policy: ProviderPolicy,
     allow_python: bool = False,
-    env: Mapping[str, str] | None = None,
 ) -> Experiment:
-    """Validate the sweep in depth and store it as a draft experiment."""
+    """Validate the sweep in depth, with what ``policy`` lets a sweep of the project use, and
+    store it as a draft experiment."""
     await projects.get_project(session, principal, project_id)
-    plan = compile_plan(spec, allow_python=allow_python, env=env)
+    access = await provider_access(session, policy, project_id, spec)
+    plan = compile_plan(spec, allow_python=allow_python, access=access)
     await _check_checkpoint_access(session, principal, plan)
     experiment = Experiment(
         project_id=project_id,
@@ -65,6 +69,16 @@ async def _check_checkpoint_access(
             from promptlooper.training import service as training
 
             await training.get_run(session, principal, checkpoint[0])
+
+
+async def startable_providers(
+    session: AsyncSession, experiment: Experiment, *, policy: ProviderPolicy, allow_python: bool
+) -> dict[str, ProviderConfig]:
+    """The experiment's providers as ``policy`` lets them be used now (settings, credentials
+    and its owner's rights may have changed since it was created); ``Invalid`` otherwise."""
+    spec = parse_spec(experiment.spec)
+    access = await provider_access(session, policy, experiment.project_id, spec)
+    return provider_configs(spec, access, allow_python=allow_python)
 
 
 async def get_experiment(

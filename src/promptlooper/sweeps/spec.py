@@ -27,6 +27,8 @@ MAX_ROWS = 100_000
 MAX_CA_BUNDLE = 1_000_000  # characters; the whole Mozilla bundle is about 220,000
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+CredentialName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+"""A project credential's name: what a sweep's ``credential:`` and the API's path say."""
 
 
 class StageSpec(RequestBody):
@@ -65,6 +67,7 @@ class ProviderSpec(RequestBody):
     type: str | None = None
     base_url: str | None = None
     api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    credential: CredentialName | None = None
     concurrency: int | None = Field(default=None, ge=1, le=4096)
     rate_limit: float | None = Field(default=None, gt=0, description="requests per minute")
     timeout: float = Field(default=60.0, gt=0, le=3600)
@@ -99,6 +102,12 @@ class ProviderSpec(RequestBody):
         if url is not None and not re.match(r"^https?://[^/?#\s]+[^\s]*$", url, re.IGNORECASE):
             raise ValueError("must be an http:// or https:// URL, like http://127.0.0.1:8001/v1")
         return url
+
+    @model_validator(mode="after")
+    def _one_key(self) -> ProviderSpec:
+        if self.api_key_env is not None and self.credential is not None:
+            raise ValueError("give credential or api_key_env, not both")
+        return self
 
     @property
     def options(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from promptlooper.auth.principal import Principal
 from promptlooper.errors import Invalid, NotFound
 from promptlooper.sweeps import service as sweeps
 from promptlooper.sweeps.models import Experiment
+from promptlooper.sweeps.providers import ProviderPolicy
 from promptlooper.sweeps.spec import parse_spec
 from promptlooper.variants import service
 from promptlooper.variants.config import as_sweep, from_sweep_config
@@ -28,6 +29,7 @@ async def sweep_of(
     document: Mapping[str, Any],
     *,
     variant_id: uuid.UUID | None = None,
+    policy: ProviderPolicy,
     allow_python: bool = False,
 ) -> Experiment:
     """An experiment in the agent's project sweeping ``document`` around the config the agent
@@ -40,7 +42,7 @@ async def sweep_of(
         config = resolve(agent, variant).config
     spec = parse_spec(as_sweep(config, {"name": f"{agent.name} sweep", **document}))
     return await sweeps.create_experiment(
-        session, principal, agent.project_id, spec, allow_python=allow_python
+        session, principal, agent.project_id, spec, policy=policy, allow_python=allow_python
     )
 
 

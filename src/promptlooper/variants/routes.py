@@ -439,6 +439,7 @@ async def sweep_agent(
         agent_id,
         document,
         variant_id=body.variant_id,
+        policy=request.app.state.provider_policy,
         allow_python=request.app.state.settings.allow_python_callables,
     )
     await session.commit()
