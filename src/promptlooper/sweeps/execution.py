@@ -173,7 +173,7 @@ async def run_experiment(
     providers = Providers(plan.providers)
     cache = SqlResponseCache(engine) if use_cache else None
     if cache is not None:
-        await cache.preload([key for task in tasks if (key := first_stage_key(task))])
+        await cache.preload([key for task in tasks if (key := first_stage_key(task, providers))])
     sink = SqlRunSink(engine, cache=cache)
     scorers = plan.build_scorers(
         ScorerContext(complete=providers.complete, allow_python=options.allow_python)
