@@ -10,7 +10,7 @@ import os
 import secrets
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import ByteSize, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from promptlooper.errors import ConfigurationError
@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     """A YAML model registry for the training API, replacing the one shipped in the package."""
     training_device: str = "auto"
     """``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda``."""
+    cache_max_entries: int = Field(default=1_000_000, ge=0)
+    """The most entries the response cache holds (0: no limit); the least recently used go."""
+    cache_max_bytes: ByteSize = Field(default=ByteSize(1 << 30), ge=0)
+    """The most response bytes the cache holds, as ``512MB`` or ``2GiB`` (0: no limit)."""
+    sweep_lease_seconds: float = Field(default=30.0, ge=1, le=3600)
+    """How long an experiment counts as running without a heartbeat from the process that
+    runs it (renewed every third of it): after a crash it is resumable this long after."""
 
     @field_validator("jwt_secret", "api_key", mode="before")
     @classmethod
