@@ -14,6 +14,7 @@ from pydantic import ByteSize
 from promptlooper.api import create_app
 from promptlooper.settings import Settings
 from tests.factories import Actor, make_actor
+from tests.fakes.openai_server import FakeOpenAI, start
 from tests.sweeps.conftest import ROWS, create, document, run_to_end
 
 
@@ -26,6 +27,32 @@ async def _project(client: httpx.AsyncClient, actor: Actor, name: str) -> str:
 async def _sweep(client: httpx.AsyncClient, app: FastAPI, actor: Actor, project: str) -> dict:
     experiment = await create(client, actor, project, document())
     return await run_to_end(client, app, actor, experiment["id"])
+
+
+async def test_pointing_a_provider_at_another_deployment_misses_the_cache(
+    client: httpx.AsyncClient, app: FastAPI, owner, project_id
+):
+    first, second = FakeOpenAI(), FakeOpenAI()
+    (first_runner, first_url), (second_runner, second_url) = await asyncio.gather(
+        start(first), start(second)
+    )
+
+    async def sweep_at(url: str) -> dict:
+        doc = document(
+            parameter_space={"model": ["openai:small"], "prompt": ["Classify: {{ input }}"]},
+            providers={"openai": {"base_url": url, "max_retries": 0}},
+        )
+        experiment = await create(client, owner, project_id, doc)
+        return await run_to_end(client, app, owner, experiment["id"])
+
+    try:
+        runs = [await sweep_at(url) for url in (first_url, second_url, first_url)]
+    finally:
+        await asyncio.gather(first_runner.cleanup(), second_runner.cleanup())
+
+    assert [r["progress"]["completed"] for r in runs] == [3, 3, 3]
+    assert [r["progress"]["cached"] for r in runs] == [0, 0, 3]
+    assert (first.requests, second.requests) == (3, 3)
 
 
 async def test_projects_do_not_share_answers_and_users_see_and_clear_only_theirs(
