@@ -190,6 +190,22 @@ async def test_an_execution_whose_lease_is_taken_away_stops(
     assert stopped["progress"]["completed"] < 192
 
 
+async def test_a_server_that_shuts_down_leaves_its_experiments_interrupted(
+    client: httpx.AsyncClient, app: FastAPI, owner, project_id
+):
+    eid = (await create(client, owner, project_id, _slow()))["id"]
+    await client.post(f"/api/experiments/{eid}/start", headers=owner.headers)
+    await asyncio.sleep(0.2)
+
+    await app.state.sweep_jobs.shutdown()
+    stopped = await _get(client, owner, eid)
+    final = await run_to_end(client, app, owner, eid)
+
+    assert stopped["status"] == "interrupted"
+    assert stopped["error"] == "interrupted: the server running it stopped; start resumes it"
+    assert (final["status"], final["progress"]["completed"]) == ("completed", 24)
+
+
 async def test_the_event_stream_of_a_draft_waits_for_it_to_start_and_finish(
     client: httpx.AsyncClient, app: FastAPI, owner, project_id, monkeypatch: pytest.MonkeyPatch
 ):

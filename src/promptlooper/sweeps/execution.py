@@ -187,7 +187,7 @@ async def run_experiment(
         status = "completed"
         return result
     except asyncio.CancelledError:
-        status = lease.stop_status
+        status, error = lease.stop_status, lease.stop_error
         task = asyncio.current_task()
         if lease.lost and task is not None and task.uncancel() == 0:
             raise LeaseLost(
@@ -329,13 +329,15 @@ class SweepJobs:
 
         return done
 
-    async def cancel(self, experiment_id: uuid.UUID, *, status: str = "cancelled") -> None:
+    async def cancel(self, experiment_id: uuid.UUID, *, shutting_down: bool = False) -> None:
         """Stop an experiment: this process's task if it runs here, else whichever process
         holds it (it notices at its next heartbeat), or one whose process died."""
         running = self._running(experiment_id)
         if running is not None:
             task, lease = running
-            lease.stop_status = status
+            if shutting_down:
+                lease.stop_status = "interrupted"
+                lease.stop_error = "interrupted: the server running it stopped; start resumes it"
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -359,4 +361,4 @@ class SweepJobs:
         asked for."""
         for experiment_id in list(self._tasks):
             with contextlib.suppress(Conflict):
-                await self.cancel(experiment_id, status="interrupted")
+                await self.cancel(experiment_id, shutting_down=True)

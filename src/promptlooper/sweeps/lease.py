@@ -64,7 +64,8 @@ class Lease:
         self.seconds = seconds
         self.lost = False
         self.stop_status = "cancelled"
-        """The status a cancellation of the executing task ends in."""
+        """The status a cancellation of the executing task ends in (and why, if not asked)."""
+        self.stop_error: str | None = None
 
     @classmethod
     async def acquire(
