@@ -92,6 +92,14 @@ async def test_a_first_template_that_raises_in_the_runner_fails_the_experiment(
     assert again["status"] == "failed"  # started again: not stuck
 
 
+def test_an_error_from_the_workers_is_recorded_as_what_they_raised():
+    group = ExceptionGroup("unhandled errors in a TaskGroup", [ValueError("a"), KeyError("b")])
+
+    assert execution.describe(ExceptionGroup("one", [OSError("down")])) == "OSError: down"
+    assert execution.describe(group) == "ValueError: a (and 1 more)"
+    assert execution.describe(RuntimeError("plain")) == "RuntimeError: plain"
+
+
 async def test_an_experiment_running_in_another_process_is_running_here_too(
     client: httpx.AsyncClient, app: FastAPI, owner, project_id, sessionmaker
 ):

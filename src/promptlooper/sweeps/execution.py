@@ -127,11 +127,13 @@ async def pending_tasks(
 
 
 def describe(exc: BaseException) -> str:
-    """An error as an experiment records it: the exception inside a group of one (a task
-    group wraps what a worker raised), by type and message."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+    """An error as an experiment records it, by type and message: for a group (a task group
+    wraps what its workers raised), the first exception inside it and how many more."""
+    more = 0
+    while isinstance(exc, BaseExceptionGroup):
+        more += len(exc.exceptions) - 1
         exc = exc.exceptions[0]
-    return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__}: {exc}" + (f" (and {more} more)" if more else "")
 
 
 async def _take_lease(
