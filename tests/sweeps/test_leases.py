@@ -98,6 +98,9 @@ def test_an_error_from_the_workers_is_recorded_as_what_they_raised():
     assert execution.describe(ExceptionGroup("one", [OSError("down")])) == "OSError: down"
     assert execution.describe(group) == "ValueError: a (and 1 more)"
     assert execution.describe(RuntimeError("plain")) == "RuntimeError: plain"
+    assert execution.describe(ExceptionGroup("x", [AssertionError()] * 4)) == (
+        "AssertionError (and 3 more)"
+    )
 
 
 async def test_an_experiment_running_in_another_process_is_running_here_too(

@@ -133,7 +133,8 @@ def describe(exc: BaseException) -> str:
     while isinstance(exc, BaseExceptionGroup):
         more += len(exc.exceptions) - 1
         exc = exc.exceptions[0]
-    return f"{type(exc).__name__}: {exc}" + (f" (and {more} more)" if more else "")
+    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return message + (f" (and {more} more)" if more else "")
 
 
 async def _take_lease(
