@@ -131,7 +131,9 @@ def scenario_runs(kind: str, url: str, folder: Path, repeats: int, rows: int) ->
         env.pop("REDIS_URL", None)
         subprocess.run([*cli, "db", "upgrade"], env=env, check=True, capture_output=True)
         for name, extra in (("c16", ["--concurrency", "16"]), ("c64", ["--concurrency", "64"])):
-            subprocess.run([*cli, "cache", "clear"], env=env, check=True, capture_output=True)
+            subprocess.run(
+                [*cli, "cache", "clear", "--all"], env=env, check=True, capture_output=True
+            )
             results.setdefault(name, []).append(
                 measure([*cli, "sweep", "run", str(sweep), *extra], env)
             )
@@ -139,7 +141,7 @@ def scenario_runs(kind: str, url: str, folder: Path, repeats: int, rows: int) ->
             measure([*cli, "sweep", "run", str(sweep), "--concurrency", "64"], env)
         )
         # Twice the rows: the CPU difference is what each extra result costs, start-up aside.
-        subprocess.run([*cli, "cache", "clear"], env=env, check=True, capture_output=True)
+        subprocess.run([*cli, "cache", "clear", "--all"], env=env, check=True, capture_output=True)
         results.setdefault("c64, 2x rows", []).append(
             measure([*cli, "sweep", "run", str(double), "--concurrency", "64"], env)
         )

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import ByteSize, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from promptlooper.errors import ConfigurationError
@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     credentials_key: SecretStr | None = None
     """Fernet keys sealing project credentials, comma-separated: the first seals, every one
     opens (to rotate, put a new key first)."""
+    cache_max_entries: int = Field(default=1_000_000, ge=0)
+    """The most entries the response cache holds (0: no limit); the least recently used go."""
+    cache_max_bytes: ByteSize = Field(default=ByteSize(1 << 30), ge=0)
+    """The most response bytes the cache holds, as ``512MB`` or ``2GiB`` (0: no limit)."""
+    sweep_lease_seconds: float = Field(default=30.0, ge=1, le=3600)
+    """How long an experiment counts as running without a heartbeat from the process that
+    runs it (renewed every third of it): after a crash it is resumable this long after."""
 
     @field_validator("jwt_secret", "api_key", "credentials_key", mode="before")
     @classmethod

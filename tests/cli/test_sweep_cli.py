@@ -3,6 +3,7 @@ databases, including a sweep killed mid-run and resumed."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import os
@@ -151,9 +152,9 @@ def test_run_prints_leaderboard_and_exports_work(tmp_path: Path, db_url: str):
     again = run(env, "sweep", "run", str(EXAMPLE), "--project", "cli")
     assert "144 from cache" in again.stderr
     stats = run(env, "cache", "stats")
-    assert "entries: 144" in stats.stdout
+    assert "projects of system:bootstrap-admin: 144 entries" in stats.stdout
     cleared = run(env, "cache", "clear")
-    assert "removed 144" in cleared.stdout
+    assert "removed 144 cached responses" in cleared.stdout
     listed = run(env, "sweep", "list", "--project", "cli")
     assert listed.stdout.count("ticket-triage") == 2
 
@@ -165,9 +166,9 @@ def _interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _start(env: dict[str, str], path: Path) -> tuple[subprocess.Popen[str], str]:
+def _start(env: dict[str, str], path: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [*CLI, "sweep", "run", str(path)],
+        [*CLI, "sweep", "run", str(path), *extra],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -182,8 +183,6 @@ def _start(env: dict[str, str], path: Path) -> tuple[subprocess.Popen[str], str]
 
 
 async def _wait_for_progress(db_url: str, experiment_id: str, at_least: int) -> None:
-    import asyncio
-
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if int((await _state(db_url, experiment_id)).get("completed", 0)) >= at_least:
@@ -195,12 +194,13 @@ async def _wait_for_progress(db_url: str, experiment_id: str, at_least: int) -> 
 async def test_a_killed_sweep_resumes_and_every_run_completes_exactly_once(
     tmp_path: Path, db_url: str
 ):
-    env = env_for(tmp_path, db_url)
+    env = env_for(tmp_path, db_url) | {"SWEEP_LEASE_SECONDS": "2"}
     process, experiment_id = _start(env, slow_sweep(tmp_path))
     await _wait_for_progress(db_url, experiment_id, at_least=8)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
     crashed = await _state(db_url, experiment_id)
+    await asyncio.sleep(2)  # its lease lapses
 
     resumed = run(env, "sweep", "resume", experiment_id)
     final = await _state(db_url, experiment_id)
@@ -235,6 +235,76 @@ async def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path, db_url: 
     assert resumed.returncode == 0, resumed.stderr
     assert final["completed"] == 80
     assert final["stages"] == 80
+
+
+async def test_resuming_a_sweep_started_without_the_cache_does_not_read_it(
+    tmp_path: Path, db_url: str
+):
+    env = env_for(tmp_path, db_url)
+    path = slow_sweep(tmp_path, rows=10)
+    filled = run(env, "sweep", "run", str(path), "--concurrency", "8")
+    process, experiment_id = _start(env, path, "--no-cache")
+    await _wait_for_progress(db_url, experiment_id, at_least=4)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=30)
+
+    resumed = run(env, "sweep", "resume", experiment_id)
+
+    assert "40 runs in" in filled.stderr
+    assert process.returncode == 130
+    assert resumed.returncode == 0, resumed.stderr
+    assert "0 from cache; cache 0 hits, 0 misses" in resumed.stderr
+
+
+def test_a_sweep_running_elsewhere_cannot_be_resumed_until_its_lease_lapses(
+    cli: Invoke, tmp_path: Path
+):
+    from promptlooper.db.engine import create_sessionmaker
+    from promptlooper.sweeps.lease import Lease
+
+    sweep = slow_sweep(tmp_path, rows=1)
+    experiment_id = ID.search(cli("sweep", "run", str(sweep)).err).group(1)
+
+    async def hold() -> None:
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
+        try:
+            assert await Lease.acquire(create_sessionmaker(engine), uuid.UUID(experiment_id), 60)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(hold())
+    refused = cli("sweep", "resume", experiment_id)
+
+    assert refused.code == 2
+    assert refused.err.startswith("error: The experiment is running in another process (")
+    assert "it can be resumed once its lease lapses, at " in refused.err
+    assert refused.err.count("\n") == 1
+
+
+def test_cache_stats_and_clear_take_a_project_or_everything(cli: Invoke, tmp_path: Path):
+    sweep = slow_sweep(tmp_path, rows=3)
+    first = cli("sweep", "run", str(sweep), "--project", "a", "-c", "8")
+    other = cli("sweep", "run", str(sweep), "--project", "b", "-c", "8")
+
+    mine = cli("cache", "stats")
+    one = cli("cache", "stats", "--project", "a")
+    missing = cli("cache", "stats", "--project", "nope")
+    both = cli("cache", "clear", "--all", "--project", "a")
+    cleared = cli("cache", "clear", "--project", "a")
+    everything = cli("cache", "stats", "--all")
+    wiped = cli("cache", "clear", "--all")
+
+    assert "0 from cache" in first.err
+    assert "0 from cache" in other.err  # project b does not read project a's answers
+    assert "projects of system:bootstrap-admin: 24 entries" in mine.out
+    assert "whole cache: 24 of 1000000 entries" in mine.out
+    assert "of 1.1 GB" in mine.out
+    assert "project a of system:bootstrap-admin: 12 entries" in one.out
+    assert (missing.code, missing.err) == (2, "error: No project named 'nope'\n")
+    assert (both.code, both.err) == (2, "error: --all: give --all, or --project/--user, not both\n")
+    assert "removed 12 cached responses (project a of system:bootstrap-admin)" in cleared.out
+    assert "all projects: 12 entries" in everything.out
+    assert "removed 12 cached responses (all projects)" in wiped.out
 
 
 def test_resume_of_an_unknown_experiment_is_a_one_line_error(tmp_path: Path, db_url: str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import uuid
 
@@ -127,7 +128,8 @@ async def test_cache_hit_skips_the_adapter():
     caller = providers()
     cache = MemoryCache()
     await cache.put(
-        cache_key("cached prompt", "scripted:m", {}), CachedResponse("cached!", "m", 1, 1)
+        cache_key("cached prompt", "m", {}, None, caller.configs["scripted"].identity()),
+        CachedResponse("cached!", "m", 1, 1),
     )
 
     outcome = await run_single(task(StageDef("cached prompt", "scripted:m")), caller, cache=cache)
@@ -160,12 +162,13 @@ async def test_a_first_call_prepared_for_the_cache_lookup_is_the_call_the_run_ma
     prepared = task(*stages, config={"tone": "brief"})
     plain = task(*stages, config={"tone": "brief"})
 
-    key = first_stage_key(prepared)
     caller, cache = providers(replies=["out {n}"]), MemoryCache()
+    key = first_stage_key(prepared, caller)
     await run_single(prepared, caller, cache=cache)
     replay = await run_single(plain, caller, cache=cache)  # rendered from scratch: all hits
 
-    assert key == cache_key("Q: Python programming", "scripted:m", {"temperature": 0}, "be brief")
+    identity = caller.configs["scripted"].identity()
+    assert key == cache_key("Q: Python programming", "m", {"temperature": 0}, "be brief", identity)
     assert prepared.first_call == ("Q: Python programming", "be brief", key)
     assert [call[0] for call in adapter_of(caller).calls] == [
         "Q: Python programming",
@@ -173,6 +176,42 @@ async def test_a_first_call_prepared_for_the_cache_lookup_is_the_call_the_run_ma
     ]
     assert adapter_of(caller).calls[0][3] == "be brief"
     assert [stage.cached for stage in replay.stages] == [True, True]
+
+
+def _keyed(config: ProviderConfig) -> str | None:
+    return first_stage_key(task(StageDef("Hi {{ input }}", "p:m")), Providers({"p": config}))
+
+
+def test_the_cache_key_covers_the_provider_type_endpoint_and_options_not_the_key():
+    base = ProviderConfig(name="p", type="openai", base_url="http://127.0.0.1:8001/v1")
+    same = {
+        "another API key": dataclasses.replace(base, api_key="sk-other"),
+        "another timeout": dataclasses.replace(base, timeout=5.0),
+    }
+    different = {
+        "another endpoint": dataclasses.replace(base, base_url="http://127.0.0.1:8002/v1"),
+        "the default endpoint": dataclasses.replace(base, base_url=None),
+        "another type": dataclasses.replace(base, type="anthropic"),
+        "other options": dataclasses.replace(base, options={"knowledge": {"a": "b"}}),
+    }
+
+    key = _keyed(base)
+
+    assert key is not None
+    assert {name: _keyed(config) for name, config in same.items()} == dict.fromkeys(same, key)
+    assert len({key, *(_keyed(config) for config in different.values())}) == 1 + len(different)
+
+
+async def test_two_names_for_one_endpoint_share_answers():
+    config = ProviderConfig(name="a", type="scripted", options={"replies": ["shared"]})
+    caller = Providers({"a": config, "b": dataclasses.replace(config, name="b")})
+    cache = MemoryCache()
+
+    await run_single(task(StageDef("same prompt", "a:m")), caller, cache=cache)
+    second = await run_single(task(StageDef("same prompt", "b:m")), caller, cache=cache)
+
+    assert second.stages[0].cached is True
+    assert len(cache.entries) == 1
 
 
 async def test_runs_that_bypass_the_cache_call_the_adapter():

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from promptlooper import __version__
 from promptlooper.api.errors import install_error_handlers
@@ -24,11 +26,14 @@ from promptlooper.online.routes import admin_router as online_admin_router
 from promptlooper.online.routes import public_router as online_public_router
 from promptlooper.projects.routes import router as projects_router
 from promptlooper.settings import Settings
+from promptlooper.sweeps import service as sweeps_service
 from promptlooper.sweeps.credentials.routes import router as credentials_router
 from promptlooper.sweeps.execution import ExecutionOptions, SweepJobs
+from promptlooper.sweeps.lease import mark_interrupted
 from promptlooper.sweeps.providers import ProviderPolicy
 from promptlooper.sweeps.routes import export_router as sweeps_export_router
 from promptlooper.sweeps.routes import router as sweeps_router
+from promptlooper.sweeps.store import CacheBound
 from promptlooper.training.backend import TrainingBackend
 from promptlooper.training.registry import load_registry
 from promptlooper.training.routes import router as training_router
@@ -51,10 +56,26 @@ PUBLIC_PATHS = frozenset(
 """API routes that answer without credentials; every other API route requires them. (The
 demo page at ``/`` and ``/static`` are outside the API and public too.)"""
 
+logger = logging.getLogger(__name__)
+
 
 def _operation_id(route: APIRoute) -> str:
     tag = str(route.tags[0]).replace(" ", "_") if route.tags else "default"
     return f"{tag}-{route.name}"
+
+
+async def _recover_experiments(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    """Mark experiments whose process died (their lease lapsed) as interrupted: resumable.
+    A database that is not there yet only delays this to the next start."""
+    try:
+        async with sessionmaker() as session:
+            marked = await mark_interrupted(session)
+            await session.commit()
+    except Exception as exc:
+        logger.warning("could not look for interrupted experiments: %s", exc)
+        return
+    if marked:
+        logger.warning("%d experiment(s) were interrupted; start resumes them", marked)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -67,7 +88,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     sweep_jobs = SweepJobs(
         engine,
         event_bus,
-        ExecutionOptions(policy=provider_policy, allow_python=settings.allow_python_callables),
+        ExecutionOptions(
+            policy=provider_policy,
+            allow_python=settings.allow_python_callables,
+            cache_bound=CacheBound.from_settings(settings),
+            lease_seconds=settings.sweep_lease_seconds,
+        ),
     )
 
     trainer = Trainer(
@@ -79,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await _recover_experiments(sessionmaker)
         yield
         await trainer.close()
         await asyncio.to_thread(trainer.backend.shutdown)
@@ -99,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.event_bus = event_bus
     app.state.sweep_jobs = sweep_jobs
     app.state.provider_policy = provider_policy
+    app.state.project_guards = (sweeps_service.refuse_running_experiments,)
     app.state.intake = Intake(sessionmaker)
     app.state.trainer = trainer
     app.state.auth_config = AuthConfig(

@@ -97,12 +97,13 @@ async def _execute(
     experiment_id: uuid.UUID,
     *,
     concurrency: int | None,
-    use_cache: bool,
+    use_cache: bool | None,
 ) -> ExecutionResult:
 
     from promptlooper.events import EventBus
     from promptlooper.sweeps.execution import ExecutionOptions, run_experiment
     from promptlooper.sweeps.providers import ProviderPolicy
+    from promptlooper.sweeps.store import CacheBound
 
     bar = _progress_bar()
     tasks: list[Any] = []
@@ -129,6 +130,8 @@ async def _execute(
         concurrency=concurrency,
         use_cache=use_cache,
         allow_python=True,
+        cache_bound=CacheBound.from_settings(settings),
+        lease_seconds=settings.sweep_lease_seconds,
     )
     try:
         return await run_experiment(
@@ -200,7 +203,7 @@ async def _show_leaderboard(engine: AsyncEngine, experiment_id: uuid.UUID, limit
             )
     counts = summary.counts
     console.print(
-        f"experiment {experiment.id}  status {experiment.status}  "
+        f"experiment {experiment.id}  status {experiment.current_status}  "
         f"completed {counts.get('completed', 0)}  failed {counts.get('failed', 0)}  "
         f"pending {counts.get('pending', 0)}",
         soft_wrap=True,
@@ -220,10 +223,11 @@ def run_sweep(
     project: str = "default",
     user: str | None = None,
     concurrency: int | None = None,
-    use_cache: bool = True,
+    use_cache: bool | None = None,
 ) -> uuid.UUID:
     """Create (from ``spec``) or resume an experiment, run it with a progress bar and print the
-    leaderboard, all in one event loop; Ctrl-C saves what finished and exits with 130."""
+    leaderboard, all in one event loop; Ctrl-C saves what finished and exits with 130.
+    ``use_cache`` None keeps the experiment's choice (a new one uses the cache)."""
     import asyncio
 
     current: list[uuid.UUID] = [experiment_id] if experiment_id else []
@@ -281,7 +285,7 @@ def run(
             project=project,
             user=user,
             concurrency=concurrency,
-            use_cache=not no_cache,
+            use_cache=False if no_cache else None,
         )
 
 
@@ -289,7 +293,11 @@ def run(
 def resume(
     experiment_id: uuid.UUID = typer.Argument(..., help="The experiment to continue."),
     concurrency: int | None = typer.Option(None, "--concurrency", "-c", min=1, max=4096),
-    no_cache: bool = typer.Option(False, "--no-cache"),
+    cache: bool | None = typer.Option(
+        None,
+        "--cache/--no-cache",
+        help="Use the response cache (default: as the sweep was started).",
+    ),
 ) -> None:
     """Run what an interrupted or failed sweep has not completed; nothing runs twice."""
     with collector_paused():  # until run_sweep freezes what start-up built
@@ -297,7 +305,7 @@ def resume(
             load_settings(),
             experiment_id=experiment_id,
             concurrency=concurrency,
-            use_cache=not no_cache,
+            use_cache=cache,
         )
 
 
@@ -347,7 +355,7 @@ async def list_experiments(
         table.add_row(
             str(e.id),
             e.name,
-            e.status,
+            e.current_status,
             str(c["completed"]),
             str(c["failed"]),
             str(c["pending"]),
@@ -406,23 +414,69 @@ def write_exports(settings: Settings, experiment_id: uuid.UUID, folder: Path) ->
     return written
 
 
+ProjectOption = typer.Option(None, "--project", help="One project of --user (default: all).")
+UserOption = typer.Option(None, "--user", help="Whose projects (default: the built-in admin).")
+AllOption = typer.Option(False, "--all", help="Every project of every user.")
+
+
+async def _cache_scope(
+    session: AsyncSession, project: str | None, user: str | None, everything: bool
+) -> tuple[list[uuid.UUID] | None, str]:
+    """The projects a cache command is about, and how to name them."""
+    from promptlooper.projects import service as projects
+
+    if everything:
+        if project is not None or user is not None:
+            raise Invalid("--all: give --all, or --project/--user, not both")
+        return None, "all projects"
+    principal = await principal_for(session, user)
+    if project is not None:
+        found = await projects.find_project(session, principal, project)
+        return [found.id], f"project {project} of {principal.username}"
+    return await projects.owned_project_ids(session, principal), f"projects of {principal.username}"
+
+
 @cache_app.command("stats")
 @async_command
-async def cache_stats() -> None:
-    """Entries in the response cache and how often they were served."""
-    from promptlooper.sweeps import service
+async def cache_stats(
+    project: str | None = ProjectOption, user: str | None = UserOption, everything: bool = AllOption
+) -> None:
+    """Cached responses of your projects (or one, or all), and the cache's size and bound."""
+    from rich.filesize import decimal
 
-    async with session_scope(load_settings()) as session:
-        stats = await service.cache_stats(session)
-    console.print(f"entries: {stats['entries']}  hits: {stats['hits']}")
+    from promptlooper.sweeps import service
+    from promptlooper.sweeps.store import CacheBound
+
+    settings = load_settings()
+    async with session_scope(settings) as session:
+        scope, named = await _cache_scope(session, project, user, everything)
+        stats = await service.cache_stats(session, scope, CacheBound.from_settings(settings))
+    bound_entries = stats["max_entries"] or "no limit"
+    bound_bytes = decimal(stats["max_bytes"]) if stats["max_bytes"] else "no limit"
+    console.print(
+        f"{named}: {stats['entries']} entries, {decimal(stats['bytes'] or 0)}, "
+        f"{stats['hits']} hits",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(
+        f"whole cache: {stats['total_entries']} of {bound_entries} entries, "
+        f"{decimal(stats['total_bytes'] or 0)} of {bound_bytes}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @cache_app.command("clear")
 @async_command
-async def cache_clear() -> None:
-    """Delete every cached response."""
+async def cache_clear(
+    project: str | None = ProjectOption, user: str | None = UserOption, everything: bool = AllOption
+) -> None:
+    """Delete the cached responses of your projects (or one, or with --all every one)."""
     from promptlooper.sweeps import service
 
     async with session_scope(load_settings()) as session:
-        removed = await service.clear_cache(session)
-    console.print(f"removed {removed} cached responses")
+        scope, named = await _cache_scope(session, project, user, everything)
+        removed = await service.clear_cache(session, scope)
+    console.print(f"removed {removed} cached responses ({named})", markup=False, highlight=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, status
 
 from promptlooper.auth.deps import PrincipalDep
 from promptlooper.db.deps import Offset, SessionDep
@@ -55,7 +55,9 @@ async def update_project(
 
 @router.delete("/{project_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_project(
-    project_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
+    project_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, request: Request
 ) -> None:
-    await service.delete_project(session, principal, project_id)
+    """Delete it and everything in it; 409 while one of its experiments runs."""
+    guards = request.app.state.project_guards
+    await service.delete_project(session, principal, project_id, guards)
     await session.commit()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from sqlalchemy import func, select
@@ -56,6 +57,13 @@ async def find_project(session: AsyncSession, principal: Principal, name: str) -
     if project is None:
         raise NotFound(f"No project named {name!r}")
     return project
+
+
+async def owned_project_ids(session: AsyncSession, principal: Principal) -> list[uuid.UUID]:
+    """The ids of the caller's own projects (an admin's too: not everyone's)."""
+    return list(
+        await session.scalars(select(Project.id).where(Project.owner_id == principal.user_id))
+    )
 
 
 async def list_projects(
@@ -112,9 +120,19 @@ async def update_project(
     return project
 
 
+ProjectGuard = Callable[[AsyncSession, uuid.UUID], Awaitable[None]]
+"""A check another domain makes before a project and everything in it goes (it raises to
+refuse); the app hands them to the routes, since this domain imports none of the others."""
+
+
 async def delete_project(
-    session: AsyncSession, principal: Principal, project_id: uuid.UUID
+    session: AsyncSession,
+    principal: Principal,
+    project_id: uuid.UUID,
+    guards: Sequence[ProjectGuard] = (),
 ) -> None:
     project = await get_project(session, principal, project_id)
+    for guard in guards:
+        await guard(session, project_id)
     await session.delete(project)
     await session.flush()

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -28,12 +28,13 @@ from promptlooper.sweeps.engine.executor import Progress, Providers, execute
 from promptlooper.sweeps.engine.persistence import RunOutcome
 from promptlooper.sweeps.engine.runner import RunTask, StageDef, first_stage_key
 from promptlooper.sweeps.engine.space import config_hash
+from promptlooper.sweeps.lease import Lease, LeaseLost, cancel_unowned
 from promptlooper.sweeps.models import Experiment, Run, Score, StageResult
 from promptlooper.sweeps.plan import SweepPlan, compile_plan
 from promptlooper.sweeps.providers import ProviderPolicy
 from promptlooper.sweeps.scorers.base import ScorerContext
 from promptlooper.sweeps.spec import parse_spec
-from promptlooper.sweeps.store import SqlResponseCache, SqlRunSink
+from promptlooper.sweeps.store import CacheBound, SqlResponseCache, SqlRunSink
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,11 @@ class ExecutionOptions:
     policy: ProviderPolicy
     """What the experiment's providers may use, judged again at every start."""
     concurrency: int | None = None
-    use_cache: bool = True
+    use_cache: bool | None = None
+    """False: neither read nor fill the cache; None: as the experiment's last start did."""
     allow_python: bool = False
+    cache_bound: CacheBound | None = None
+    lease_seconds: float = 30.0
 
 
 @dataclass
@@ -125,19 +129,37 @@ async def pending_tasks(
     return tasks
 
 
-async def _finish(
+def describe(exc: BaseException) -> str:
+    """An error as an experiment records it, by type and message: for a group (a task group
+    wraps what its workers raised), the first exception inside it and how many more."""
+    more = 0
+    while isinstance(exc, BaseExceptionGroup):
+        more += len(exc.exceptions) - 1
+        exc = exc.exceptions[0]
+    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return message + (f" (and {more} more)" if more else "")
+
+
+async def _take_lease(
     sessionmaker: async_sessionmaker[AsyncSession],
     experiment_id: uuid.UUID,
-    status: str,
-    error: str | None,
-) -> None:
+    options: ExecutionOptions,
+) -> Lease:
+    lease = await Lease.acquire(
+        sessionmaker, experiment_id, options.lease_seconds, use_cache=options.use_cache
+    )
+    if lease is not None:
+        return lease
     async with sessionmaker() as session:
-        await session.execute(
-            update(Experiment)
-            .where(Experiment.id == experiment_id)
-            .values(status=status, error=error, completed_at=utcnow(), updated_at=utcnow())
-        )
-        await session.commit()
+        experiment = await session.get(Experiment, experiment_id)
+    if experiment is None:
+        raise NotFound("Experiment not found")
+    until = experiment.lease_expires_at
+    raise Conflict(
+        f"The experiment is running in another process ({experiment.lease_owner}); if that "
+        f"process is gone, it can be resumed once its lease lapses"
+        + (f", at {until:%H:%M:%S} UTC" if until else "")
+    )
 
 
 async def run_experiment(
@@ -148,44 +170,92 @@ async def run_experiment(
     bus: EventBus | None = None,
     on_progress: ProgressCallback | None = None,
     on_start: Callable[[int, int], None] | None = None,
+    lease: Lease | None = None,
 ) -> ExecutionResult:
     """Execute whatever is not completed yet; returns the totals of this execution.
 
-    ``on_start(pending, total)`` is called once the work is known, before the first call.
+    The experiment runs under ``lease`` (taken here when the caller has none: ``Conflict``
+    while another process holds a live one), renewed as long as this runs. Whatever happens
+    once it is taken, the experiment ends ``completed``, ``failed`` with the error, or
+    ``cancelled``; a process that dies leaves a lease that lapses. ``LeaseLost`` means
+    another process cancelled or took over the experiment. ``on_start(pending, total)`` is
+    called once the work is known, before the first call.
     """
     sessionmaker = create_sessionmaker(engine)
-    async with sessionmaker() as session:
+    if lease is None:
+        lease = await _take_lease(sessionmaker, experiment_id, options)
+    ids = {"experiment_id": str(experiment_id)}
+    status, error = "failed", None
+    try:
+        async with lease.kept():
+            result = await _execute(engine, experiment_id, options, bus, on_progress, on_start)
+        status = "completed"
+        return result
+    except asyncio.CancelledError:
+        status, error = lease.stop_status, lease.stop_error
+        task = asyncio.current_task()
+        if lease.lost and task is not None and task.uncancel() == 0:
+            raise LeaseLost(
+                "The experiment was cancelled, or taken over, by another process"
+            ) from None
+        raise
+    except BaseException as exc:
+        error = describe(exc)
+        logger.exception("experiment %s failed", experiment_id)
+        raise
+    finally:
+        if not lease.lost:
+            try:
+                await asyncio.shield(lease.release(status, error))
+            except Exception as exc:  # the lease lapses, and the experiment reads interrupted
+                logger.warning("could not record how experiment %s ended: %s", experiment_id, exc)
+            if bus is not None:
+                await bus.publish({"type": f"experiment.{status}", **ids, "error": error})
+
+
+async def _execute(
+    engine: AsyncEngine,
+    experiment_id: uuid.UUID,
+    options: ExecutionOptions,
+    bus: EventBus | None,
+    on_progress: ProgressCallback | None,
+    on_start: Callable[[int, int], None] | None,
+) -> ExecutionResult:
+    async with create_sessionmaker(engine)() as session:
         experiment = await session.get(Experiment, experiment_id)
         if experiment is None:
             raise NotFound("Experiment not found")
         spec = parse_spec(experiment.spec)
         access = await provider_access(session, options.policy, experiment.project_id, spec)
         plan = compile_plan(spec, allow_python=options.allow_python, access=access)
-        use_cache = plan.spec.cache and options.use_cache
+        use_cache = plan.spec.cache and experiment.use_cache
         await prepare_runs(session, experiment, plan)
         tasks = await pending_tasks(session, experiment, plan, use_cache=use_cache)
-        experiment.status = "running"
-        experiment.started_at = experiment.started_at or utcnow()
-        experiment.completed_at = None
-        experiment.error = None
         await session.commit()
     if on_start is not None:
         on_start(len(tasks), plan.total_runs)
 
     providers = Providers(plan.providers)
-    cache = SqlResponseCache(engine) if use_cache else None
-    if cache is not None:
-        await cache.preload([key for task in tasks if (key := first_stage_key(task))])
-    sink = SqlRunSink(engine, cache=cache)
-    scorers = plan.build_scorers(
-        ScorerContext(complete=providers.complete, allow_python=options.allow_python)
-    )
-    ids = {"experiment_id": str(experiment_id)}
-    if bus is not None:
-        await bus.publish({"type": "experiment.started", **ids, "pending": len(tasks)})
-    status, error = "failed", None
-    progress = Progress(total=len(tasks))
     try:
+        cache = (
+            SqlResponseCache(engine, experiment.project_id, options.cache_bound)
+            if use_cache
+            else None
+        )
+        if cache is not None:
+            await cache.preload([key for t in tasks if (key := first_stage_key(t, providers))])
+        sink = SqlRunSink(engine, cache=cache)
+        scorers = plan.build_scorers(
+            ScorerContext(complete=providers.complete, allow_python=options.allow_python)
+        )
+        if bus is not None:
+            await bus.publish(
+                {
+                    "type": "experiment.started",
+                    "experiment_id": str(experiment_id),
+                    "pending": len(tasks),
+                }
+            )
         progress = await execute(
             tasks,
             total=len(tasks),
@@ -198,22 +268,11 @@ async def run_experiment(
             bus=bus,
             on_progress=on_progress,
         )
-        status = "completed"
-    except asyncio.CancelledError:
-        status = "cancelled"
-        raise
-    except BaseException as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        logger.exception("experiment %s failed", experiment_id)
-        raise
     finally:
         await providers.aclose()
-        await _finish(sessionmaker, experiment_id, status, error)
-        if bus is not None:
-            await bus.publish({"type": f"experiment.{status}", **ids, "error": error})
     return ExecutionResult(
         experiment_id=experiment_id,
-        status=status,
+        status="completed",
         progress=progress,
         cache_hits=cache.stats.hits if cache else 0,
         cache_misses=cache.stats.misses if cache else 0,
@@ -223,62 +282,88 @@ async def run_experiment(
 
 
 class SweepJobs:
-    """Experiments executing in this server process, one task each."""
+    """Experiments executing in this server process, one task each. Whether an experiment
+    runs anywhere is the database's to say (see ``lease``); this table knows only the tasks
+    this process can cancel or wait for."""
 
     def __init__(self, engine: AsyncEngine, bus: EventBus, options: ExecutionOptions) -> None:
         self._engine = engine
+        self._sessionmaker = create_sessionmaker(engine)
         self._bus = bus
         self._options = options
-        self._tasks: dict[uuid.UUID, asyncio.Task[ExecutionResult]] = {}
+        self._tasks: dict[uuid.UUID, tuple[asyncio.Task[ExecutionResult], Lease]] = {}
 
-    def is_running(self, experiment_id: uuid.UUID) -> bool:
-        task = self._tasks.get(experiment_id)
-        return task is not None and not task.done()
+    def _running(self, experiment_id: uuid.UUID) -> tuple[asyncio.Task[Any], Lease] | None:
+        entry = self._tasks.get(experiment_id)
+        return entry if entry is not None and not entry[0].done() else None
 
-    def start(
-        self, experiment_id: uuid.UUID, *, concurrency: int | None = None, use_cache: bool = True
+    async def start(
+        self,
+        experiment_id: uuid.UUID,
+        *,
+        concurrency: int | None = None,
+        use_cache: bool | None = None,
     ) -> bool:
-        """Start executing; False when it is already executing here (starting is idempotent)."""
-        if self.is_running(experiment_id):
+        """Start executing; False when it already runs, here or in another process (starting
+        is idempotent). ``use_cache`` None keeps the experiment's last choice."""
+        if self._running(experiment_id):
             return False
-        options = ExecutionOptions(
-            policy=self._options.policy,
-            concurrency=concurrency,
-            use_cache=use_cache,
-            allow_python=self._options.allow_python,
+        lease = await Lease.acquire(
+            self._sessionmaker, experiment_id, self._options.lease_seconds, use_cache=use_cache
         )
+        if lease is None:
+            return False
+        options = replace(self._options, concurrency=concurrency, use_cache=None)
         task = asyncio.create_task(
-            run_experiment(self._engine, experiment_id, options=options, bus=self._bus),
+            run_experiment(
+                self._engine, experiment_id, options=options, bus=self._bus, lease=lease
+            ),
             name=f"sweep-{experiment_id}",
         )
         task.add_done_callback(self._forget(experiment_id))
-        self._tasks[experiment_id] = task
+        self._tasks[experiment_id] = (task, lease)
         return True
 
     def _forget(self, experiment_id: uuid.UUID) -> Callable[[asyncio.Task[Any]], None]:
         def done(task: asyncio.Task[Any]) -> None:
-            if self._tasks.get(experiment_id) is task:
+            entry = self._tasks.get(experiment_id)
+            if entry is not None and entry[0] is task:
                 del self._tasks[experiment_id]
             if not task.cancelled() and task.exception() is not None:
                 logger.warning("sweep %s ended with %r", experiment_id, task.exception())
 
         return done
 
-    async def cancel(self, experiment_id: uuid.UUID) -> None:
-        task = self._tasks.get(experiment_id)
-        if task is None or task.done():
-            raise Conflict("The experiment is not running in this server")
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-
-    async def wait(self, experiment_id: uuid.UUID) -> None:
-        task = self._tasks.get(experiment_id)
-        if task is not None:
+    async def cancel(self, experiment_id: uuid.UUID, *, shutting_down: bool = False) -> None:
+        """Stop an experiment: this process's task if it runs here, else whichever process
+        holds it (it notices at its next heartbeat), or one whose process died."""
+        running = self._running(experiment_id)
+        if running is not None:
+            task, lease = running
+            if shutting_down:
+                lease.stop_status = "interrupted"
+                lease.stop_error = "interrupted: the server running it stopped; start resumes it"
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+            return
+        async with self._sessionmaker() as session:
+            cancelled = await cancel_unowned(session, experiment_id)
+            await session.commit()
+        if not cancelled:
+            raise Conflict("The experiment is not running")
+        event = {"type": "experiment.cancelled", "experiment_id": str(experiment_id)}
+        await self._bus.publish({**event, "error": None})
+
+    async def wait(self, experiment_id: uuid.UUID) -> None:
+        running = self._running(experiment_id)
+        if running is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await running[0]
 
     async def shutdown(self) -> None:
+        """Stop every local execution as ``interrupted``: resumable, and not what a user
+        asked for."""
         for experiment_id in list(self._tasks):
             with contextlib.suppress(Conflict):
-                await self.cancel(experiment_id)
+                await self.cancel(experiment_id, shutting_down=True)

@@ -123,7 +123,7 @@ def render_report(
         f"| Failed | {counts.get('failed', 0)} |",
         f"| Pending | {counts.get('pending', 0)} |",
         f"| Served from cache | {summary.cached_runs} |",
-        f"| Status | {experiment.status} |",
+        f"| Status | {experiment.current_status} |",
         "",
     ]
 

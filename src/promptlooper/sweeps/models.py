@@ -6,12 +6,31 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from promptlooper.db.base import Base, TimestampMixin, UUIDPrimaryKeyMixin, utcnow
 from promptlooper.db.types import JSONType, UTCDateTime
 from promptlooper.projects.models import Project
+
+
+def interrupted_message(owner: str | None) -> str:
+    """Why an experiment whose lease lapsed is no longer running."""
+    where = f" ({owner})" if owner else ""
+    return (
+        f"interrupted: the process running it{where} stopped without finishing "
+        "(it was killed, or lost the database); start resumes it"
+    )
 
 
 class Experiment(UUIDPrimaryKeyMixin, TimestampMixin, Base):
@@ -32,6 +51,28 @@ class Experiment(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(Text)
+    use_cache: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    """The cache choice of the last start; a start that makes none resumes with it."""
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    """The process executing it (``host:pid:token``) while its status is ``running``."""
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """Until when the owner's last heartbeat vouches for it; past this it is not running."""
+
+    @property
+    def lease_lapsed(self) -> bool:
+        """Whether a ``running`` experiment's executor has stopped renewing its lease."""
+        return self.status == "running" and (
+            self.lease_expires_at is None or self.lease_expires_at <= utcnow()
+        )
+
+    @property
+    def current_status(self) -> str:
+        """The status as readers should see it: ``running`` only while a lease vouches for it."""
+        return "interrupted" if self.lease_lapsed else self.status
+
+    @property
+    def current_error(self) -> str | None:
+        return interrupted_message(self.lease_owner) if self.lease_lapsed else self.error
 
 
 class Run(UUIDPrimaryKeyMixin, Base):
@@ -95,15 +136,22 @@ class Score(UUIDPrimaryKeyMixin, Base):
 
 
 class CacheEntry(Base):
-    """A provider response keyed by the hash of what produced it (shared by all sweeps)."""
+    """A provider response, keyed by the hash of what produced it, within one project: a
+    sweep reads and fills only its own project's entries."""
 
     __tablename__ = "response_cache"
 
+    project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(Project.id, ondelete="CASCADE"), primary_key=True
+    )
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     model: Mapped[str] = mapped_column(String(200))
     response: Mapped[str] = mapped_column(Text)
     tokens_in: Mapped[int] = mapped_column(Integer, default=0)
     tokens_out: Mapped[int] = mapped_column(Integer, default=0)
+    size: Mapped[int] = mapped_column(Integer)
+    """The response's length in UTF-8 bytes: what ``CACHE_MAX_BYTES`` counts."""
     hits: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    last_hit_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    """When it was written or last served: the least recently used entries are evicted."""

@@ -8,19 +8,20 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import PlainTextResponse, StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from promptlooper.auth.deps import AdminDep, PrincipalDep
+from promptlooper.auth.deps import PrincipalDep
 from promptlooper.db.deps import Offset, SessionDep
-from promptlooper.errors import Conflict
 from promptlooper.sweeps import export, service
 from promptlooper.sweeps.engine.runner import weighted_score
 from promptlooper.sweeps.execution import SweepJobs
 from promptlooper.sweeps.models import Experiment
 from promptlooper.sweeps.schemas import (
+    CacheCleared,
     CacheStats,
     ExperimentDetail,
     ExperimentList,
@@ -35,12 +36,16 @@ from promptlooper.sweeps.schemas import (
     StartResponse,
 )
 from promptlooper.sweeps.spec import SweepSpec, reject_file_references
+from promptlooper.sweeps.store import CacheBound
 
 router = APIRouter(tags=["experiments"])
 export_router = APIRouter(prefix="/api/export/experiments", tags=["export"])
 
-FINAL_EVENTS = frozenset({"experiment.completed", "experiment.cancelled", "experiment.failed"})
+ENDED = frozenset({"completed", "cancelled", "failed", "interrupted"})
+FINAL_EVENTS = frozenset(f"experiment.{status}" for status in ENDED)
 KEEPALIVE_SECONDS = 15.0
+CHECK_SECONDS = 2.0
+"""How often a quiet event stream looks at the experiment in the database."""
 
 
 def _jobs(request: Request) -> SweepJobs:
@@ -100,10 +105,9 @@ async def get_experiment(
 
 @router.delete("/api/experiments/{experiment_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_experiment(
-    experiment_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, request: Request
+    experiment_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
 ) -> None:
-    if _jobs(request).is_running(experiment_id):
-        raise Conflict("The experiment is running; cancel it first")
+    """Delete it and its runs; 409 while it runs in any server."""
     await service.delete_experiment(session, principal, experiment_id)
     await session.commit()
 
@@ -116,8 +120,9 @@ async def start_experiment(
     session: SessionDep,
     body: StartRequest | None = None,
 ) -> StartResponse:
-    """Run what is not completed yet, in the background. Starting twice is harmless. What its
-    providers may use is judged again (422 naming the field)."""
+    """Run what is not completed yet, in the background. Starting twice is harmless: an
+    experiment running in any server is left to it (``started`` false). What its providers
+    may use is judged again (422 naming the field)."""
     experiment = await service.get_experiment(session, principal, experiment_id)
     await service.startable_providers(
         session,
@@ -126,7 +131,7 @@ async def start_experiment(
         allow_python=request.app.state.settings.allow_python_callables,
     )
     body = body or StartRequest()
-    started = _jobs(request).start(
+    started = await _jobs(request).start(
         experiment_id, concurrency=body.concurrency, use_cache=body.cache
     )
     return StartResponse(id=experiment_id, status="running", started=started)
@@ -136,7 +141,8 @@ async def start_experiment(
 async def cancel_experiment(
     experiment_id: uuid.UUID, request: Request, principal: PrincipalDep, session: SessionDep
 ) -> StartResponse:
-    """Stop a running experiment; finished runs are kept, and a later start resumes."""
+    """Stop a running experiment, wherever it runs; finished runs are kept, and a later start
+    resumes. 409 when it is not running."""
     await service.get_experiment(session, principal, experiment_id)
     await _jobs(request).cancel(experiment_id)
     return StartResponse(id=experiment_id, status="cancelled", started=False)
@@ -228,6 +234,13 @@ def _sse(event: str, data: object) -> str:
     return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
+async def _state(
+    sessionmaker: async_sessionmaker[AsyncSession], experiment_id: uuid.UUID
+) -> dict[str, Any] | None:
+    async with sessionmaker() as session:
+        return await service.snapshot(session, experiment_id)
+
+
 @router.get(
     "/api/experiments/{experiment_id}/events",
     response_class=StreamingResponse,
@@ -237,20 +250,13 @@ async def experiment_events(
     experiment_id: uuid.UUID, request: Request, principal: PrincipalDep, session: SessionDep
 ) -> StreamingResponse:
     """Server-sent events: a ``progress`` snapshot, then every run and experiment event until
-    the experiment finishes (or at once, if it is not running)."""
-    experiment = await service.get_experiment(session, principal, experiment_id)
-    snapshot = {
-        "experiment_id": str(experiment_id),
-        "status": experiment.status,
-        **(await service.progress(session, [experiment_id]))[experiment_id],
-    }
-    live = experiment.status == "running" or _jobs(request).is_running(experiment_id)
+    the experiment ends. A draft's stream waits for it to start and finish; an experiment that
+    has ended gets the snapshot alone. Comments keep an idle stream open."""
+    await service.get_experiment(session, principal, experiment_id)
     bus = request.app.state.event_bus
+    sessionmaker = request.app.state.sessionmaker
 
     async def stream() -> AsyncIterator[str]:
-        yield _sse("progress", snapshot)
-        if not live:
-            return
         queue: asyncio.Queue[dict] = asyncio.Queue()
 
         async def pump() -> None:
@@ -258,14 +264,32 @@ async def experiment_events(
                 if event.get("experiment_id") == str(experiment_id):
                     queue.put_nowait(event)
 
+        # Listening starts before the snapshot is read, so no event falls between the two.
         pumping = asyncio.create_task(pump())
+        await asyncio.sleep(0)
         try:
-            while True:
+            state = await _state(sessionmaker, experiment_id)
+            if state is None:
+                return
+            yield _sse("progress", state)
+            quiet = 0.0
+            while state["status"] not in ENDED:
                 try:
-                    event = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                    event = await asyncio.wait_for(queue.get(), CHECK_SECONDS)
                 except TimeoutError:
-                    yield ": keep-alive\n\n"
+                    # An ending whose event never reached this server (the process running
+                    # it died, or Redis missed it) shows in the database.
+                    state = await _state(sessionmaker, experiment_id)
+                    if state is None or state["status"] in ENDED:
+                        ended = state or {"experiment_id": str(experiment_id), "status": "deleted"}
+                        yield _sse(f"experiment.{ended['status']}", ended)
+                        return
+                    quiet += CHECK_SECONDS
+                    if quiet >= KEEPALIVE_SECONDS:
+                        yield ": keep-alive\n\n"
+                        quiet = 0.0
                     continue
+                quiet = 0.0
                 yield _sse(event["type"], event)
                 if event["type"] in FINAL_EVENTS:
                     return
@@ -277,19 +301,47 @@ async def experiment_events(
     return StreamingResponse(stream(), media_type="text/event-stream")
 
 
+def _bound(request: Request) -> CacheBound:
+    return CacheBound.from_settings(request.app.state.settings)
+
+
+ProjectQuery = Annotated[
+    uuid.UUID | None, Query(description="One project's entries (yours; any, for an admin)")
+]
+AllQuery = Annotated[bool, Query(alias="all", description="Every project's entries (admins only)")]
+
+
 @router.get("/api/cache", tags=["cache"])
-async def cache_stats(_principal: PrincipalDep, session: SessionDep) -> CacheStats:
-    """Entries in the shared response cache and how often they were served."""
-    return CacheStats(**await service.cache_stats(session))
+async def cache_stats(
+    request: Request,
+    principal: PrincipalDep,
+    session: SessionDep,
+    project_id: ProjectQuery = None,
+    everything: AllQuery = False,
+) -> CacheStats:
+    """Your projects' cached responses (or one project's, or everyone's), and the whole
+    cache's size against its bound."""
+    scope = await service.cache_scope(
+        session, principal, project_id=project_id, everything=everything
+    )
+    return CacheStats(**await service.cache_stats(session, scope, _bound(request)))
 
 
 @router.delete("/api/cache", tags=["cache"])
-async def clear_cache(_admin: AdminDep, session: SessionDep) -> CacheStats:
-    """Empty the response cache (admin only); answers the counts before clearing."""
-    before = await service.cache_stats(session)
-    await service.clear_cache(session)
+async def clear_cache(
+    principal: PrincipalDep,
+    session: SessionDep,
+    project_id: ProjectQuery = None,
+    everything: AllQuery = False,
+) -> CacheCleared:
+    """Delete your projects' cached responses (or one project's; ``all=true``, admins only:
+    every project's)."""
+    scope = await service.cache_scope(
+        session, principal, project_id=project_id, everything=everything
+    )
+    removed = await service.clear_cache(session, scope)
     await session.commit()
-    return CacheStats(**before)
+    return CacheCleared(removed=removed)
 
 
 async def _best(session: SessionDep, principal: PrincipalDep, experiment_id: uuid.UUID) -> dict:

@@ -23,7 +23,10 @@ class ExperimentPublic(BaseModel):
     project_id: uuid.UUID
     name: str
     description: str
-    status: str = Field(description="draft, running, completed, cancelled or failed")
+    status: str = Field(
+        description="draft, running, completed, cancelled, failed or interrupted (the process "
+        "running it stopped without finishing: start resumes it)"
+    )
     total_runs: int
     progress: Progress = Field(default_factory=Progress)
     created_at: datetime
@@ -34,8 +37,15 @@ class ExperimentPublic(BaseModel):
 
     @classmethod
     def with_progress(cls, experiment: Any, counts: dict[str, int]) -> Self:
-        """The experiment as the API shows it, with its run counts by status."""
-        return cls.model_validate(experiment).model_copy(update={"progress": Progress(**counts)})
+        """The experiment as the API shows it, with its run counts by status; one whose
+        lease has lapsed shows as interrupted."""
+        return cls.model_validate(experiment).model_copy(
+            update={
+                "progress": Progress(**counts),
+                "status": experiment.current_status,
+                "error": experiment.current_error,
+            }
+        )
 
 
 class ExperimentDetail(ExperimentPublic):
@@ -53,7 +63,11 @@ class StartRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     concurrency: int | None = Field(default=None, ge=1, le=4096)
-    cache: bool = True
+    cache: bool | None = Field(
+        default=None,
+        description="Use the response cache; when left out, as the experiment's last start did "
+        "(a new experiment: yes)",
+    )
 
 
 class StartResponse(BaseModel):
@@ -132,5 +146,14 @@ class Leaderboard(BaseModel):
 
 
 class CacheStats(BaseModel):
-    entries: int
-    hits: int
+    entries: int = Field(description="Entries of the projects asked about")
+    bytes: int = Field(description="Their responses' size in UTF-8 bytes")
+    hits: int = Field(description="How often they were served")
+    total_entries: int = Field(description="Entries in the whole cache, which the bound limits")
+    total_bytes: int
+    max_entries: int | None = Field(description="CACHE_MAX_ENTRIES (null: no limit)")
+    max_bytes: int | None = Field(description="CACHE_MAX_BYTES (null: no limit)")
+
+
+class CacheCleared(BaseModel):
+    removed: int = Field(description="Entries deleted")

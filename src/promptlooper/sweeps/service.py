@@ -11,15 +11,17 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.auth.principal import Principal
-from promptlooper.errors import Conflict, NotFound
+from promptlooper.db.base import utcnow
+from promptlooper.errors import Conflict, Invalid, NotFound
 from promptlooper.projects import service as projects
 from promptlooper.sweeps.adapters.base import ProviderConfig
 from promptlooper.sweeps.credentials.service import provider_access
+from promptlooper.sweeps.lease import live
 from promptlooper.sweeps.models import CacheEntry, Experiment, Run, Score, StageResult
 from promptlooper.sweeps.plan import SweepPlan, compile_plan
 from promptlooper.sweeps.providers import ProviderPolicy, provider_configs
 from promptlooper.sweeps.spec import SweepSpec, parse_spec
-from promptlooper.sweeps.store import cache_summary
+from promptlooper.sweeps.store import CacheBound
 from promptlooper.sweeps.summary import ExperimentSummary, RunRow, summarise
 from promptlooper.training.layout import parse_checkpoint_ref
 
@@ -127,14 +129,43 @@ async def progress(
     return counts
 
 
+async def snapshot(session: AsyncSession, experiment_id: uuid.UUID) -> dict[str, Any] | None:
+    """An experiment's status, error and run counts as of now (None once it is deleted): what
+    its event stream starts with, and checks when it has been quiet."""
+    experiment = await session.get(Experiment, experiment_id, populate_existing=True)
+    if experiment is None:
+        return None
+    counts = (await progress(session, [experiment_id]))[experiment_id]
+    return {
+        "experiment_id": str(experiment_id),
+        "status": experiment.current_status,
+        "error": experiment.current_error,
+        **counts,
+    }
+
+
 async def delete_experiment(
     session: AsyncSession, principal: Principal, experiment_id: uuid.UUID
 ) -> None:
-    experiment = await get_experiment(session, principal, experiment_id)
-    if experiment.status == "running":
+    """Delete it with its runs, unless a live lease says it is running (in any process)."""
+    await get_experiment(session, principal, experiment_id)
+    result = await session.execute(
+        delete(Experiment)
+        .where(Experiment.id == experiment_id, ~live(utcnow()))
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict("The experiment is running; cancel it first")
-    await session.delete(experiment)
-    await session.flush()
+
+
+async def refuse_running_experiments(session: AsyncSession, project_id: uuid.UUID) -> None:
+    """A project guard: no deleting a project while one of its experiments runs. The rows
+    stay locked (on PostgreSQL) until the deletion commits, so none can start meanwhile."""
+    in_project = Experiment.project_id == project_id
+    await session.execute(select(Experiment.id).where(in_project).with_for_update())
+    running = await session.scalar(select(func.count()).where(in_project, live(utcnow())))
+    if running:
+        raise Conflict(f"{running} experiment(s) of the project are running; cancel them first")
 
 
 async def list_runs(
@@ -214,10 +245,58 @@ async def summary(session: AsyncSession, experiment: Experiment) -> ExperimentSu
     return summarise(runs, scores, weights)
 
 
-async def cache_stats(session: AsyncSession) -> dict[str, int]:
-    return await cache_summary(session)
+async def cache_scope(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    project_id: uuid.UUID | None = None,
+    everything: bool = False,
+) -> list[uuid.UUID] | None:
+    """The projects whose cache entries a request is about: one project (the caller's, or
+    any for an admin), every project (``everything``: admins only; None), or by default the
+    caller's own projects."""
+    if everything:
+        if project_id is not None:
+            raise Invalid("all: give a project or all, not both")
+        principal.ensure_admin()
+        return None
+    if project_id is not None:
+        await projects.get_project(session, principal, project_id)
+        return [project_id]
+    return await projects.owned_project_ids(session, principal)
 
 
-async def clear_cache(session: AsyncSession) -> int:
-    result = await session.execute(delete(CacheEntry))
+async def _cache_summary(session: AsyncSession, scope: list[uuid.UUID] | None) -> dict[str, int]:
+    query = select(
+        func.count(),
+        func.coalesce(func.sum(CacheEntry.size), 0),
+        func.coalesce(func.sum(CacheEntry.hits), 0),
+    )
+    if scope is not None:
+        query = query.where(CacheEntry.project_id.in_(scope))
+    entries, size, hits = (await session.execute(query)).one()
+    return {"entries": int(entries), "bytes": int(size), "hits": int(hits)}
+
+
+async def cache_stats(
+    session: AsyncSession, scope: list[uuid.UUID] | None, bound: CacheBound
+) -> dict[str, int | None]:
+    """The entries, bytes and hits of ``scope`` (None: every project), and the whole cache's
+    size against its bound."""
+    whole = await _cache_summary(session, None)
+    return {
+        **(whole if scope is None else await _cache_summary(session, scope)),
+        "total_entries": whole["entries"],
+        "total_bytes": whole["bytes"],
+        "max_entries": bound.max_entries,
+        "max_bytes": bound.max_bytes,
+    }
+
+
+async def clear_cache(session: AsyncSession, scope: list[uuid.UUID] | None) -> int:
+    """Delete the entries of ``scope`` (None: every project's); returns how many."""
+    statement = delete(CacheEntry)
+    if scope is not None:
+        statement = statement.where(CacheEntry.project_id.in_(scope))
+    result = await session.execute(statement)
     return max(result.rowcount, 0)  # type: ignore[attr-defined]

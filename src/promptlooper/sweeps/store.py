@@ -8,6 +8,11 @@ Both batch, because a sweep makes hundreds of small requests a second:
   transaction: run status, stage results, scores, new cache entries and cache hit counts
   together. A run is therefore recorded whole or not at all, and a sweep costs a handful of
   commits instead of thousands.
+
+The cache is bounded (``CacheBound``): a transaction that adds entries to a cache past its
+bound also evicts the least recently used entries, of any project, down to nine tenths of it,
+so a full cache is trimmed once per tenth of its size rather than on every write. Reads never
+write; the time an entry was last served is recorded with the hit counts.
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ import asyncio
 import contextlib
 import uuid
 from collections import Counter
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy import bindparam, delete, func, or_, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from promptlooper.db.base import utcnow
 from promptlooper.db.upsert import insert_ignore
@@ -27,21 +33,57 @@ from promptlooper.sweeps.engine.cache import CachedResponse, CacheStats
 from promptlooper.sweeps.engine.persistence import RunOutcome
 from promptlooper.sweeps.models import CacheEntry, Run, Score, StageResult
 
+if TYPE_CHECKING:
+    from promptlooper.settings import Settings
+
 _cache = CacheEntry.__table__
 _runs = Run.__table__
 _stages = StageResult.__table__
 _scores = Score.__table__
 
 
+@dataclass(frozen=True, slots=True)
+class CacheBound:
+    """The most the whole response cache holds; None is no limit of that kind."""
+
+    max_entries: int | None = None
+    max_bytes: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CacheBound:
+        return cls(settings.cache_max_entries or None, int(settings.cache_max_bytes) or None)
+
+    def excess(self, entries: int, size: int) -> tuple[int, int] | None:
+        """The entries and bytes to evict from a cache of this size, or None when it is
+        within the bound. Past either limit, both are brought down to nine tenths."""
+        over_entries = self.max_entries is not None and entries > self.max_entries
+        over_bytes = self.max_bytes is not None and size > self.max_bytes
+        if not (over_entries or over_bytes):
+            return None
+        return (
+            max(0, entries - _nine_tenths(self.max_entries)) if self.max_entries else 0,
+            max(0, size - _nine_tenths(self.max_bytes)) if self.max_bytes else 0,
+        )
+
+
+def _nine_tenths(limit: int) -> int:
+    return limit - limit // 10
+
+
 class SqlResponseCache:
-    """The database cache, with lookups coalesced and a process-local layer in front.
+    """One project's entries in the database cache, with lookups coalesced and a
+    process-local layer in front.
 
     New entries and hit counts are written by the sink, in the same transaction as the runs
-    that produced them.
+    that produced them, and that transaction evicts what the bound no longer allows.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self, engine: AsyncEngine, project_id: uuid.UUID, bound: CacheBound | None = None
+    ) -> None:
         self._engine = engine
+        self._project_id = project_id
+        self._bound = bound or CacheBound()
         self._local: dict[str, CachedResponse | None] = {}
         self._waiting: dict[str, list[asyncio.Future[CachedResponse | None]]] = {}
         self._new: dict[str, CachedResponse] = {}
@@ -69,8 +111,11 @@ class SqlResponseCache:
             _cache.c.tokens_in,
             _cache.c.tokens_out,
         )
+        query = select(*columns).where(
+            _cache.c.project_id == self._project_id, _cache.c.key.in_(keys)
+        )
         async with self._engine.connect() as conn:
-            rows = await conn.execute(select(*columns).where(_cache.c.key.in_(keys)))
+            rows = await conn.execute(query)
         return {
             key: CachedResponse(text, model, t_in, t_out) for key, text, model, t_in, t_out in rows
         }
@@ -121,7 +166,10 @@ class SqlResponseCache:
         self._new[key] = response
 
     async def write_pending(self, conn: AsyncConnection) -> None:
-        """Add the new entries and hit counts to ``conn``'s transaction."""
+        """Add the new entries, hit counts and any eviction to ``conn``'s transaction.
+
+        Rows are written in key order: two sweeps of one project writing the same keys at
+        once take their locks in the same order, and neither waits on the other in a cycle."""
         new, self._new = self._new, {}
         hits, self._hits = self._hits, Counter()
         now = utcnow()
@@ -130,24 +178,56 @@ class SqlResponseCache:
             _cache,  # type: ignore[arg-type]
             [
                 {
+                    "project_id": self._project_id,
                     "key": key,
                     "model": r.model,
                     "response": r.text,
                     "tokens_in": r.tokens_in,
                     "tokens_out": r.tokens_out,
+                    "size": len(r.text.encode()),
                     "hits": 0,
                     "created_at": now,
+                    "last_used_at": now,
                 }
-                for key, r in new.items()
+                for key, r in sorted(new.items())
             ],
         )
         if hits:
             await conn.execute(
                 update(_cache)
-                .where(_cache.c.key == bindparam("k"))
-                .values(hits=_cache.c.hits + bindparam("n"), last_hit_at=now),
-                [{"k": key, "n": n} for key, n in hits.items()],
+                .where(_cache.c.project_id == self._project_id, _cache.c.key == bindparam("k"))
+                .values(hits=_cache.c.hits + bindparam("n"), last_used_at=now),
+                [{"k": key, "n": n} for key, n in sorted(hits.items())],
             )
+        if new:
+            await evict(conn, self._bound)
+
+
+async def evict(conn: AsyncConnection, bound: CacheBound) -> None:
+    """Within ``conn``'s transaction, evict the least recently used entries the bound does
+    not allow. Entries another transaction holds are skipped (on
+    PostgreSQL) rather than waited for: the next write evicts them, and no two sweeps can
+    deadlock over the cache."""
+    entries, size = (
+        await conn.execute(select(func.count(), func.coalesce(func.sum(_cache.c.size), 0)))
+    ).one()
+    excess = bound.excess(entries, int(size))
+    if excess is None:
+        return
+    excess_entries, excess_bytes = excess
+    order = (_cache.c.last_used_at, _cache.c.project_id, _cache.c.key)
+    ranked = select(
+        _cache.c.project_id,
+        _cache.c.key,
+        func.row_number().over(order_by=order).label("n"),
+        (func.sum(_cache.c.size).over(order_by=order) - _cache.c.size).label("before"),
+    ).subquery()
+    oldest = select(ranked.c.project_id, ranked.c.key).where(
+        or_(ranked.c.n <= excess_entries, ranked.c.before < excess_bytes)
+    )
+    pk = tuple_(_cache.c.project_id, _cache.c.key)
+    free = select(_cache.c.project_id, _cache.c.key).where(pk.in_(oldest))
+    await conn.execute(delete(_cache).where(pk.in_(free.with_for_update(skip_locked=True))))
 
 
 class SqlRunSink:
@@ -257,10 +337,3 @@ async def write_outcomes(conn: AsyncConnection, batch: list[RunOutcome]) -> None
     # The unique (run, stage) and (run, scorer) keys make a replayed batch a no-op.
     await insert_ignore(conn, _stages, stages)  # type: ignore[arg-type]
     await insert_ignore(conn, _scores, scores)  # type: ignore[arg-type]
-
-
-async def cache_summary(session: AsyncSession) -> dict[str, int]:
-    entries, hits = (
-        await session.execute(select(func.count(), func.coalesce(func.sum(CacheEntry.hits), 0)))
-    ).one()
-    return {"entries": int(entries), "hits": int(hits)}

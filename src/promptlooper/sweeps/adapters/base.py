@@ -77,6 +77,12 @@ class ProviderConfig:
     prices: dict[str, ModelPrice] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
 
+    def identity(self) -> dict[str, Any]:
+        """What, beyond the call itself, decides this provider's answers: its type, where it
+        is reached and its adapter options. Not the API key (a new key reaches the same
+        model), nor the name, so two names for one endpoint share cached answers."""
+        return {"type": self.type, "base_url": self.base_url, "options": self.options}
+
     def cost(self, model: str, tokens_in: int, tokens_out: int) -> float:
         price = self.prices.get(model)
         if price is None:

@@ -1,21 +1,35 @@
 """Response cache keys and the cache protocol.
 
 A key covers everything that determines a provider's answer: the rendered prompt, the system
-prompt, the model and the call parameters. Storage is a protocol so the engine stays free of
-the database; ``sweeps/store.py`` keeps the cache in the database, ``MemoryCache`` in a dict.
+prompt, the model, the call parameters and the provider the call goes to (its type, endpoint
+and options), so pointing a provider at another deployment never replays the first one's
+answers. Storage is a protocol so the engine stays free of the database; ``sweeps/store.py``
+keeps the cache in the database, one project's entries per sweep, ``MemoryCache`` in a dict.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 
-def cache_key(prompt: str, model: str, params: dict[str, Any], system: str | None = None) -> str:
+def cache_key(
+    prompt: str,
+    model: str,
+    params: Mapping[str, Any],
+    system: str | None,
+    provider: Mapping[str, Any],
+) -> str:
+    """The key of one call: ``model`` is the provider's own model name and ``provider`` what
+    identifies the provider (``ProviderConfig.identity()``)."""
     material = json.dumps(
-        [prompt, system, model, params], sort_keys=True, separators=(",", ":"), default=str
+        [prompt, system, model, params, provider],
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
     )
     return hashlib.sha256(material.encode()).hexdigest()
 

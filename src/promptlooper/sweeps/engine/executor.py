@@ -79,12 +79,16 @@ class Providers:
         self._gates: dict[str, _Gate] = {}
         self.retries = 0
 
+    def _config(self, provider: str) -> ProviderConfig:
+        config = self.configs.get(provider)
+        if config is None:
+            raise Invalid(f"provider {provider!r} is not configured")
+        return config
+
     def _gate(self, provider: str) -> _Gate:
         gate = self._gates.get(provider)
         if gate is None:
-            config = self.configs.get(provider)
-            if config is None:
-                raise Invalid(f"provider {provider!r} is not configured")
+            config = self._config(provider)
             gate = _Gate(
                 adapter=create_adapter(config),
                 config=config,
@@ -161,6 +165,10 @@ class Providers:
         provider, model = parse_model_ref(model_ref)
         config = self.configs.get(provider)
         return config.cost(model, tokens_in, tokens_out) if config else 0.0
+
+    def identify(self, model_ref: str) -> tuple[str, dict[str, Any]]:
+        provider, model = parse_model_ref(model_ref)
+        return model, self._config(provider).identity()
 
     async def aclose(self) -> None:
         for gate in self._gates.values():

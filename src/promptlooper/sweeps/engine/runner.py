@@ -79,6 +79,11 @@ class ModelCaller(Protocol):
 
     def cost(self, model_ref: str, tokens_in: int, tokens_out: int) -> float: ...
 
+    def identify(self, model_ref: str) -> tuple[str, dict[str, Any]]:
+        """The provider's own name for the model, and what identifies the provider (see
+        ``ProviderConfig.identity``): with the call itself, what a cache key covers."""
+        ...
+
 
 def weighted_score(scores: Mapping[str, float], weights: Mapping[str, float]) -> float | None:
     """Σ wᵢ·vᵢ / Σ wᵢ over the scores present; a scorer without a weight weighs 1."""
@@ -109,7 +114,14 @@ def _render_stage(
     return prompt, render(stage.system, context) if stage.system else None
 
 
-def first_stage_key(task: RunTask) -> str | None:
+def _call_key(
+    caller: ModelCaller, model_ref: str, prompt: str, params: dict[str, Any], system: str | None
+) -> str:
+    model, provider = caller.identify(model_ref)
+    return cache_key(prompt, model, params, system, provider)
+
+
+def first_stage_key(task: RunTask, caller: ModelCaller) -> str | None:
     """The cache key of a task's first call, known before anything runs (later stages depend
     on earlier outputs); None when the task skips the cache or its prompt does not render.
     The rendered call is kept on the task for the run to send."""
@@ -119,10 +131,11 @@ def first_stage_key(task: RunTask) -> str | None:
     try:
         prompt, system = _render_stage(stage, template_context(task), [], "", 0)
         params, _ = split_params(stage.params)
+        key = _call_key(caller, stage.model, prompt, params, system)
     except PromptLooperError:
         return None
-    task.first_call = FirstCall(prompt, system, cache_key(prompt, stage.model, params, system))
-    return task.first_call.key
+    task.first_call = FirstCall(prompt, system, key)
+    return key
 
 
 async def _score(
@@ -175,7 +188,7 @@ async def run_single(
                 prompt, system, key = task.first_call
             else:
                 prompt, system = _render_stage(stage, base, views, prev_output, index)
-                key = cache_key(prompt, stage.model, params, system)
+                key = None
             check_input(prompt, system, stage.model, budget.input_token_limit)
             outcome = await _run_stage(
                 task, caller, cache, index, stage, params, budget, prompt, system, key
@@ -247,11 +260,13 @@ async def _run_stage(
     budget: Budget,
     prompt: str,
     system: str | None,
-    key: str,
+    key: str | None,
 ) -> StageOutcome:
     provider = stage.model.partition(":")[0]
     use_cache = cache is not None and task.use_cache
-    hit = await cache.get(key) if use_cache and cache is not None else None
+    if use_cache and key is None:
+        key = _call_key(caller, stage.model, prompt, params, system)
+    hit = await cache.get(key) if use_cache and cache is not None and key else None
     if hit is not None:
         return StageOutcome(
             stage_index=index,
@@ -275,7 +290,7 @@ async def _run_stage(
         call_timeout=budget.timeout_seconds,
         max_retries=budget.max_retries,
     )
-    if use_cache and cache is not None:
+    if use_cache and cache is not None and key:
         await cache.put(
             key,
             CachedResponse(
