@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -240,5 +238,4 @@ async def test_start_judges_again_with_the_owners_rights_of_now(
     assert started.status_code == 422
     assert started.json()["detail"].startswith("providers.openai.base_url: 127.0.0.1 is not")
     assert after.json()["status"] == "draft"
-    assert app.state.sweep_jobs.is_running(uuid.UUID(experiment["id"])) is False
     assert server.requests == 0
