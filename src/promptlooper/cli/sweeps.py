@@ -109,6 +109,7 @@ async def _execute(
     tasks: list[Any] = []
 
     def started(pending: int, total: int) -> None:
+        freeze_long_lived_objects()  # start-up is over: the experiment and its adapters are loaded
         bar.start()
         tasks.append(bar.add_task("sweep", total=pending, done=0, failed=0, cached=0, rate=0.0))
         if pending < total:
@@ -237,7 +238,6 @@ def run_sweep(
             if spec is not None:
                 current.append(await _create(engine, settings, spec, project, user))
                 err_console.print(f"experiment {current[-1]}: {spec.name}")
-            freeze_long_lived_objects()
             result = await _execute(
                 engine, settings, current[-1], concurrency=concurrency, use_cache=use_cache
             )
@@ -277,7 +277,7 @@ def run(
     """Create an experiment from FILE and run it, with a progress bar and a leaderboard."""
     from promptlooper.sweeps.spec import load_sweep_file, parse_spec
 
-    with collector_paused():  # until run_sweep freezes what start-up built
+    with collector_paused():  # until the sweep's start freezes what start-up built
         spec = parse_spec(load_sweep_file(file))
         run_sweep(
             load_settings(),
@@ -300,7 +300,7 @@ def resume(
     ),
 ) -> None:
     """Run what an interrupted or failed sweep has not completed; nothing runs twice."""
-    with collector_paused():  # until run_sweep freezes what start-up built
+    with collector_paused():  # until the sweep's start freezes what start-up built
         run_sweep(
             load_settings(),
             experiment_id=experiment_id,

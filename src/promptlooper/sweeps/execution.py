@@ -232,10 +232,9 @@ async def _execute(
         await prepare_runs(session, experiment, plan)
         tasks = await pending_tasks(session, experiment, plan, use_cache=use_cache)
         await session.commit()
+    providers = Providers(plan.providers)
     if on_start is not None:
         on_start(len(tasks), plan.total_runs)
-
-    providers = Providers(plan.providers)
     try:
         cache = (
             SqlResponseCache(engine, experiment.project_id, options.cache_bound)

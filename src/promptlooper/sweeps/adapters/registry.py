@@ -37,9 +37,15 @@ def adapter_types() -> list[str]:
     return sorted(set(_FACTORIES) | set(_BUILTIN_MODULES))
 
 
+def load_adapter_module(provider_type: str) -> None:
+    """Import a built-in adapter's module (and its HTTP client) now rather than at the first
+    call, so that a caller can do its start-up work in one place."""
+    if provider_type not in _FACTORIES and provider_type in _BUILTIN_MODULES:
+        importlib.import_module(_BUILTIN_MODULES[provider_type])
+
+
 def create_adapter(config: ProviderConfig) -> Adapter:
-    if config.type not in _FACTORIES and config.type in _BUILTIN_MODULES:
-        importlib.import_module(_BUILTIN_MODULES[config.type])
+    load_adapter_module(config.type)
     factory = _FACTORIES.get(config.type)
     if factory is None:
         raise Invalid(f"unknown provider type {config.type!r}; known: {', '.join(adapter_types())}")

@@ -33,7 +33,11 @@ from promptlooper.sweeps.adapters.base import (
     AdapterResponse,
     ProviderConfig,
 )
-from promptlooper.sweeps.adapters.registry import create_adapter, parse_model_ref
+from promptlooper.sweeps.adapters.registry import (
+    create_adapter,
+    load_adapter_module,
+    parse_model_ref,
+)
 from promptlooper.sweeps.engine.cache import ResponseCache
 from promptlooper.sweeps.engine.persistence import RunOutcome, RunSink
 from promptlooper.sweeps.engine.runner import RunTask, run_single
@@ -72,10 +76,14 @@ class _Gate:
 
 class Providers:
     """The ``ModelCaller`` the runner uses: adapters built from provider configs, each
-    behind its gate. Adapters are created on first use and closed by ``aclose``."""
+    behind its gate. Adapters are created on first use and closed by ``aclose``; their modules
+    are imported here, before any run starts, so that the CLI can freeze them with the rest of
+    its start-up instead of having the collector rescan them during the sweep."""
 
     def __init__(self, configs: Mapping[str, ProviderConfig]) -> None:
         self.configs = dict(configs)
+        for config in self.configs.values():
+            load_adapter_module(config.type)
         self._gates: dict[str, _Gate] = {}
         self.retries = 0
 
