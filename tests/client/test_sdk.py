@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
-from promptlooper.client import APIError, AsyncClient, Client, NotFoundError, ValidationError
+from promptlooper.client import (
+    APIConnectionError,
+    APIError,
+    AsyncClient,
+    Client,
+    NotFoundError,
+    ValidationError,
+)
 from tests.client.conftest import Switch
 from tests.factories import Actor
 
@@ -206,3 +214,25 @@ async def test_project_credentials_through_the_sdk(sdk: AsyncClient, switch: Swi
     assert await sdk.credentials.list() == {"data": [], "count": 0}
     assert "sk-sdk" not in str([created, rotated, listed, one])
     assert switch.statuses[-8:] == [201, 200, 200, 200, 422, 404, 204, 200]
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_server_that_is_down_is_an_sdk_error_naming_the_url() -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    with Client(url, api_key="pl_x") as client, pytest.raises(APIConnectionError) as raised:
+        client.projects.list()
+    assert raised.value.status_code is None
+    assert f"cannot reach {url}/api/projects" in str(raised.value)
+    assert isinstance(raised.value, APIError)
+
+
+async def test_the_async_client_reports_a_server_that_is_down_the_same_way() -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    async with AsyncClient(url, api_key="pl_x") as client:
+        with pytest.raises(APIConnectionError, match=f"cannot reach {url}/api/projects"):
+            await client.projects.list()

@@ -10,6 +10,7 @@ client.variants.log(served, latency_ms=420, tokens_in=812, tokens_out=64, qualit
 from promptlooper.client.aio import AsyncClient
 from promptlooper.client.calls import Resolved
 from promptlooper.client.errors import (
+    APIConnectionError,
     APIError,
     AuthenticationError,
     BadRequestError,
@@ -25,6 +26,7 @@ from promptlooper.client.sync import Client
 from promptlooper.client.training import TrainingClient
 
 __all__ = [
+    "APIConnectionError",
     "APIError",
     "AsyncClient",
     "AuthenticationError",

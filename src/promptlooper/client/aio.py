@@ -9,6 +9,7 @@ import httpx
 
 from promptlooper.client._base import DEFAULT_TTL, Resources, connection
 from promptlooper.client.calls import Call, Resolve, request_args
+from promptlooper.client.errors import unreachable
 from promptlooper.client.outbox import Enqueue, Outbox
 
 
@@ -44,7 +45,10 @@ class AsyncClient(Resources):
             await asyncio.shield(sending)
         if call.check is not None:
             call.check()
-        response = await self._http.request(**request_args(call))
+        try:
+            response = await self._http.request(**request_args(call))
+        except httpx.TransportError as exc:
+            raise unreachable(exc) from exc
         return call.result(response)
 
     def _start(self, outbox: Outbox) -> asyncio.Task[None]:

@@ -3,6 +3,8 @@ exactly what they handle (``except NotFoundError``) or everything (``except APIE
 
 from __future__ import annotations
 
+import httpx
+
 
 class APIError(Exception):
     """The server refused a request (``status_code`` and its ``detail``), or could not be
@@ -12,6 +14,20 @@ class APIError(Exception):
         super().__init__(f"{status_code}: {detail}" if status_code else detail)
         self.status_code = status_code
         self.detail = detail
+
+
+class APIConnectionError(APIError):
+    """The server could not be reached (refused, timed out, TLS failed); ``status_code`` is
+    None and the message names the URL, so a caller need not know which HTTP library the SDK
+    uses to handle it."""
+
+
+def unreachable(exc: httpx.TransportError) -> APIConnectionError:
+    try:
+        url = str(exc.request.url)
+    except RuntimeError:  # an error raised before any request was built
+        url = "the server"
+    return APIConnectionError(None, f"cannot reach {url}: {exc or type(exc).__name__}")
 
 
 class BadRequestError(APIError):
