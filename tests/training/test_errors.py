@@ -18,7 +18,8 @@ GOOD = {"examples": [{"text": "The capital of France is Paris."}]}
 async def test_models_are_listed(client: httpx.AsyncClient, alice: Actor) -> None:
     response = await client.get("/api/training/models", headers=alice.headers)
     assert response.status_code == 200
-    models = {m["name"]: m for m in response.json()["models"]}
+    assert response.json()["count"] == 2
+    models = {m["name"]: m for m in response.json()["data"]}
     assert set(models) == {"tiny-test", "smollm2-135m-instruct"}
     assert models["tiny-test"]["available"] is True
     assert models["tiny-test"]["source"] == "builtin"

@@ -81,6 +81,7 @@ async def test_complete_loop(client: httpx.AsyncClient, alice: Actor, trained_ap
     assert [(m["step"], m["tokens"]) for m in metrics["steps"]] == [(1, fb["tokens"])]
     listed = await client.get(f"/api/training/runs/{run}/checkpoints", headers=alice.headers)
     assert [c["name"] for c in listed.json()["data"]] == ["step-1"]
+    assert listed.json()["count"] == 1
 
 
 async def test_gradient_accumulation_equals_one_big_batch(

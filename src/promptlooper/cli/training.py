@@ -60,7 +60,7 @@ def models() -> None:
     from promptlooper.training import service
 
     table = Table("name", "source", "available", "max len", "LoRA default", "description")
-    for m in service.list_models(_registry(load_settings())).models:
+    for m in service.list_models(_registry(load_settings())).data:
         lora = f"r={m.lora.rank} a={m.lora.alpha:g} {','.join(m.lora.target_modules)}"
         table.add_row(
             m.name,

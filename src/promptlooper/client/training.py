@@ -329,7 +329,7 @@ class Training(_Resource):
     def models(self) -> Any:
         def parse(response: httpx.Response) -> list[ModelInfo]:
             raise_for_status(response)
-            return [ModelInfo(**m) for m in response.json()["models"]]
+            return [ModelInfo(**m) for m in response.json()["data"]]
 
         return self._run(Call("GET", "/api/training/models", parse=parse))
 

@@ -126,7 +126,7 @@ async def list_checkpoints(
 ) -> CheckpointList:
     run = await service.get_run(session, principal, run_id)
     rows = await service.checkpoints(session, run)
-    return CheckpointList(data=[CheckpointPublic.model_validate(c) for c in rows])
+    return CheckpointList(data=[CheckpointPublic.model_validate(c) for c in rows], count=len(rows))
 
 
 @router.post("/runs/{run_id}/forward_backward", responses=PENDING)

@@ -41,7 +41,8 @@ class ModelPublic(BaseModel):
 
 
 class ModelList(BaseModel):
-    models: list[ModelPublic]
+    data: list[ModelPublic]
+    count: int
 
 
 class RunCreate(RequestBody):
@@ -209,6 +210,7 @@ class CheckpointPublic(BaseModel):
 
 class CheckpointList(BaseModel):
     data: list[CheckpointPublic]
+    count: int
 
 
 class LoadState(RequestBody):

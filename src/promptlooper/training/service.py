@@ -16,20 +16,19 @@ from promptlooper.training.schemas import LoraPublic, ModelList, ModelPublic, Ru
 
 
 def list_models(registry: ModelRegistry) -> ModelList:
-    return ModelList(
-        models=[
-            ModelPublic(
-                name=e.name,
-                description=e.description,
-                source=e.source.kind,
-                available=e.source.available(),
-                max_seq_len=e.max_seq_len,
-                chat_template=e.chat_template,
-                lora=LoraPublic(**e.lora.model_dump()),
-            )
-            for e in registry.entries()
-        ]
-    )
+    models = [
+        ModelPublic(
+            name=e.name,
+            description=e.description,
+            source=e.source.kind,
+            available=e.source.available(),
+            max_seq_len=e.max_seq_len,
+            chat_template=e.chat_template,
+            lora=LoraPublic(**e.lora.model_dump()),
+        )
+        for e in registry.entries()
+    ]
+    return ModelList(data=models, count=len(models))
 
 
 async def create_run(
