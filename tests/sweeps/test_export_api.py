@@ -269,3 +269,15 @@ def test_env_values_with_spaces_and_newlines_are_quoted():
     )
     assert 'PROMPT="Say \\"hi\\"\\nthen stop"' in text
     assert "MODEL=openai:gpt-4o-mini" in text
+
+
+@pytest.mark.parametrize("kind", ["env", "yaml", "report"])
+async def test_each_text_export_is_documented_with_the_type_it_answers(
+    client: httpx.AsyncClient, app, bootstrap_headers, experiment, completed_runs, kind: str
+):
+    response = await client.get(url(experiment, kind), headers=bootstrap_headers)
+    documented = app.openapi()["paths"][f"/api/export/experiments/{{experiment_id}}/{kind}"]
+
+    assert response.status_code == 200
+    media_type = response.headers["content-type"].split(";")[0]
+    assert list(documented["get"]["responses"]["200"]["content"]) == [media_type]

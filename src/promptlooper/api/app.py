@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from promptlooper import __version__
 from promptlooper.api.errors import install_error_handlers
 from promptlooper.api.health import router as health_router
+from promptlooper.api.openapi import document_errors
 from promptlooper.auth.cache import PrincipalCache
 from promptlooper.auth.ratelimit import LoginThrottle
 from promptlooper.auth.routes import router as auth_router
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.login_throttle = LoginThrottle(settings.login_rate_limit)
 
     install_error_handlers(app)
+    document_errors(app)
     # The router tries routes in order, and each try has a cost: the routes that take the most
     # traffic come first. Ingestion skips the router altogether (see IngestionRoutes); next
     # come assignment, then training's primitives, which an SDK loop calls twice a step.

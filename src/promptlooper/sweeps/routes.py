@@ -367,24 +367,30 @@ async def export_env(
     return PlainTextResponse(export.render_env(best))
 
 
-@export_router.get("/{experiment_id}/yaml", response_class=PlainTextResponse)
+class YamlResponse(PlainTextResponse):
+    media_type = "text/yaml"
+
+
+class MarkdownResponse(PlainTextResponse):
+    media_type = "text/markdown"
+
+
+@export_router.get("/{experiment_id}/yaml", response_class=YamlResponse)
 async def export_yaml(
     experiment_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
-) -> PlainTextResponse:
+) -> YamlResponse:
     best = await _best(session, principal, experiment_id)
-    return PlainTextResponse(export.render_yaml(best), media_type="text/yaml")
+    return YamlResponse(export.render_yaml(best))
 
 
-@export_router.get("/{experiment_id}/report", response_class=PlainTextResponse)
+@export_router.get("/{experiment_id}/report", response_class=MarkdownResponse)
 async def export_report(
     experiment_id: uuid.UUID,
     principal: PrincipalDep,
     session: SessionDep,
     top_n: Annotated[int, Query(ge=1, le=100)] = 5,
-) -> PlainTextResponse:
+) -> MarkdownResponse:
     """A markdown report; works for experiments with no runs yet."""
     experiment = await service.get_experiment(session, principal, experiment_id)
     summary = await service.summary(session, experiment)
-    return PlainTextResponse(
-        export.render_report(experiment, summary, top_n), media_type="text/markdown"
-    )
+    return MarkdownResponse(export.render_report(experiment, summary, top_n))
