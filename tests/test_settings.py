@@ -164,3 +164,23 @@ def test_credentials_keys_from_the_setting_rotate_first_to_last(tmp_path: Path):
 
     assert settings.credentials_keys() == [new, old]
     assert not (tmp_path / CREDENTIALS_KEY_FILE).exists()
+
+
+def test_cors_origins_are_read_as_browsers_write_them(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("CORS_ORIGINS", "https://Shop.Example/, http://127.0.0.1:8080,https://a:443")
+    assert _settings().cors_origins == [
+        "https://shop.example",
+        "http://127.0.0.1:8080",
+        "https://a",
+    ]
+    assert _settings(cors_origins="*").cors_origins == ["*"]
+    assert _settings(cors_origins="").cors_origins == []
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["shop.example", "https://shop.example/path", "ftp://x", "https://u@x", "http://x:0x1"],
+)
+def test_cors_origins_refuse_what_is_not_an_origin(origin: str):
+    with pytest.raises(ValidationError, match="is not an origin"):
+        _settings(cors_origins=origin)

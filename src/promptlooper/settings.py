@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import ByteSize, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -27,6 +28,8 @@ CREDENTIALS_KEY_FILE = "credentials_key"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LABEL = r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?"
 _HOST_NAME = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*")
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -76,6 +79,9 @@ class Settings(BaseSettings):
     """The most entries the response cache holds (0: no limit); the least recently used go."""
     cache_max_bytes: ByteSize = Field(default=ByteSize(1 << 30), ge=0)
     """The most response bytes the cache holds, as ``512MB`` or ``2GiB`` (0: no limit)."""
+    cors_origins: Annotated[list[str], NoDecode] = Field(default=[])
+    """Origins (``https://shop.example``) whose pages may call the public experiment routes
+    from the browser, or ``*`` for any; no other route ever answers another origin."""
     sweep_lease_seconds: float = Field(default=30.0, ge=1, le=3600)
     """How long an experiment counts as running without a heartbeat from the process that
     runs it (renewed every third of it): after a crash it is resumable this long after."""
@@ -85,7 +91,7 @@ class Settings(BaseSettings):
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("provider_key_envs", "provider_allowed_hosts", mode="before")
+    @field_validator("provider_key_envs", "provider_allowed_hosts", "cors_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
@@ -108,6 +114,11 @@ class Settings(BaseSettings):
     @classmethod
     def _host_patterns(cls, entries: list[str]) -> list[str]:
         return [_host_pattern(entry) for entry in entries]
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, entries: list[str]) -> list[str]:
+        return [_origin(entry) for entry in entries]
 
     @field_validator("credentials_key")
     @classmethod
@@ -204,3 +215,29 @@ def _host_pattern(entry: Any) -> str:
     if not _HOST_NAME.fullmatch(text):
         raise ValueError(f"{entry!r} is not a host name, *.domain, an address, a CIDR range or *")
     return text
+
+
+def _origin(entry: str) -> str:
+    """One entry of CORS_ORIGINS as a browser writes an ``Origin`` header, which is what the
+    CORS check compares with: lower-case scheme and host, no default port, no path."""
+    text = entry.strip().rstrip("/")
+    if text == "*":
+        return text
+    parts = urlsplit(text)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        parts.scheme not in _DEFAULT_PORTS
+        or not parts.hostname
+        or port == -1
+        or parts.username is not None
+        or parts.path
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError(f"{entry!r} is not an origin such as https://shop.example[:port], or *")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    shown_port = "" if port in (None, _DEFAULT_PORTS[parts.scheme]) else f":{port}"
+    return f"{parts.scheme}://{host}{shown_port}"

@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from promptlooper import __version__
+from promptlooper.api.cors import PublicCORS
 from promptlooper.api.errors import install_error_handlers
 from promptlooper.api.health import router as health_router
 from promptlooper.api.openapi import document_errors
@@ -22,7 +23,7 @@ from promptlooper.auth.service import AuthConfig
 from promptlooper.db.engine import create_engine, create_sessionmaker
 from promptlooper.events import EventBus
 from promptlooper.online.ingestion import Intake
-from promptlooper.online.routes import IngestionRoutes
+from promptlooper.online.routes import BROWSER_PATHS, REJECTED_HEADER, IngestionRoutes
 from promptlooper.online.routes import admin_router as online_admin_router
 from promptlooper.online.routes import public_router as online_public_router
 from promptlooper.projects.routes import router as projects_router
@@ -56,6 +57,7 @@ PUBLIC_PATHS = frozenset(
 )
 """API routes that answer without credentials; every other API route requires them. (The
 demo page at ``/`` and ``/static`` are outside the API and public too.)"""
+AB_SCRIPT = "/static/promptlooper-ab.js"
 
 logger = logging.getLogger(__name__)
 
@@ -159,4 +161,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.mount("/static", static_files, name="static")
     app.add_middleware(IngestionRoutes)
+    app.add_middleware(
+        PublicCORS,
+        origins=settings.cors_origins,
+        paths=(*BROWSER_PATHS, AB_SCRIPT),
+        expose_headers=(REJECTED_HEADER,),
+    )
     return app

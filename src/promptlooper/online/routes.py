@@ -279,6 +279,15 @@ def _item(verdict: Verdict) -> BatchItem:
     return BatchItem(accepted=verdict.accepted, reason=verdict.reason)
 
 
+_BROWSER_ENDPOINTS = (public_experiments, assign, ingest_event, ingest_impression, ingest_batch)
+BROWSER_PATHS = tuple(
+    route.path
+    for route in public_router.routes
+    if isinstance(route, APIRoute) and route.endpoint in _BROWSER_ENDPOINTS
+)
+"""The routes the A/B script calls from pages on other sites: only these answer CORS."""
+
+
 class IngestionRoutes:
     """Serves the ingestion routes ahead of the router (installed with ``add_middleware``, so
     the outer middleware still limits body size and turns a crash into a 500); a failure
