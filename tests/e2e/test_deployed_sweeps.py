@@ -8,7 +8,7 @@ from typing import Any
 from tests.deployed import Deployed, ThreadedApp, ThreadedStreams, finished_experiment
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.certificates import self_signed
-from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.openai_server import UNSTORABLE_REPLY, FakeOpenAI
 from tests.fakes.proxy import FakeProxy
 
 ROWS = [
@@ -141,3 +141,26 @@ def test_a_tls_provider_is_trusted_through_its_ca_bundle_only(serve: Callable[..
         assert "stranger: the TLS certificate of 127.0.0.1" in run["error"]
         assert "is not trusted" in run["error"]
         assert "self-signed certificate" in run["error"]
+
+
+def test_a_model_answering_text_the_database_cannot_store_completes_the_sweep(
+    serve: Callable[..., Deployed], fake_openai: tuple[FakeOpenAI, str]
+):
+    _, openai_url = fake_openai
+    server = serve(OPENAI_API_KEY="sk-openai-e2e")
+    document = sweep({"openai": {"base_url": openai_url}}, ["openai:small"])
+    document["parameter_space"]["prompt"] = ["Classify: {{ input }} [unstorable]"]
+
+    finished, failed = run_sweep(server, document)
+    with server.client() as http:
+        runs = http.get(f"/api/experiments/{finished['id']}/runs", headers=server.admin).json()
+        one = http.get(
+            f"/api/experiments/{finished['id']}/runs/{runs['data'][0]['id']}",
+            headers=server.admin,
+        ).json()
+
+    assert (finished["status"], finished["error"], failed) == ("completed", None, [])
+    assert [run["sanitized"] for run in runs["data"]] == [True, True]
+    assert one["stages"][0]["response_raw"] == UNSTORABLE_REPLY.replace("\x00", "\ufffd").replace(
+        "\ud800", "\ufffd"
+    )

@@ -7,7 +7,8 @@ Real HTTP, scripted misbehaviour. A prompt containing a marker misbehaves:
 - ``[always500]``: always 500;  ``[400]``: always 400 (not retryable);
 - ``[slow]``: sleeps ``slow_s`` before answering (longer than a test's timeout);
 - ``[malformed]``: answers 200 with a body that is not JSON;
-- ``[nochoices]``: answers 200 with JSON that has no choices.
+- ``[nochoices]``: answers 200 with JSON that has no choices;
+- ``[unstorable]``: answers ``UNSTORABLE_REPLY``, text PostgreSQL cannot store.
 
 ``rate_429`` makes that fraction of first attempts answer 429 (the benchmark's flaky mode). The
 reply is ``answer: <first 5 words of the prompt>``, or the ``reply:`` text after a ``reply:``
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 _REPLY = re.compile(r"reply:(.*)$", re.DOTALL)
+UNSTORABLE_REPLY = "billing\x00 or \ud800bug"
+"""A NUL and a lone surrogate: JSON carries both, escaped, and a model may well send them."""
 
 
 @dataclass
@@ -84,6 +87,8 @@ class FakeOpenAI:
             return web.json_response({"id": "x", "choices": []})
         match = _REPLY.search(prompt)
         text = match.group(1).strip() if match else "answer: " + " ".join(prompt.split()[:5])
+        if "[unstorable]" in prompt:
+            text = UNSTORABLE_REPLY
         words_in = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
         return web.json_response(
             {

@@ -35,6 +35,7 @@ from promptlooper.sweeps.providers import ProviderPolicy
 from promptlooper.sweeps.scorers.base import ScorerContext
 from promptlooper.sweeps.spec import parse_spec
 from promptlooper.sweeps.store import CacheBound, SqlResponseCache, SqlRunSink
+from promptlooper.values import storable
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ async def prepare_runs(session: AsyncSession, experiment: Experiment, plan: Swee
     await session.execute(
         update(Run)
         .where(Run.experiment_id == experiment.id, Run.status != "completed")
-        .values(status="pending", error=None, started_at=None, completed_at=None)
+        .values(status="pending", error=None, started_at=None, completed_at=None, sanitized=False)
     )
 
 
@@ -137,7 +138,7 @@ def describe(exc: BaseException) -> str:
         more += len(exc.exceptions) - 1
         exc = exc.exceptions[0]
     message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return message + (f" (and {more} more)" if more else "")
+    return storable(message + (f" (and {more} more)" if more else ""))
 
 
 async def _take_lease(

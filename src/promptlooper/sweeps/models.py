@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -103,6 +104,9 @@ class Run(UUIDPrimaryKeyMixin, Base):
     tokens_out: Mapped[int] = mapped_column(Integer, default=0)
     cost: Mapped[float] = mapped_column(Float, default=0.0)
     cached: Mapped[bool] = mapped_column(Boolean, default=False)
+    sanitized: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Text of its stages (a model's answer, say) held characters the database cannot store
+    (NUL, lone surrogates): they were replaced with U+FFFD."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -149,6 +153,8 @@ class CacheEntry(Base):
     response: Mapped[str] = mapped_column(Text)
     tokens_in: Mapped[int] = mapped_column(Integer, default=0)
     tokens_out: Mapped[int] = mapped_column(Integer, default=0)
+    sanitized: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Replayed to a run, it marks the run ``sanitized`` as the original call did."""
     size: Mapped[int] = mapped_column(Integer)
     """The response's length in UTF-8 bytes: what ``CACHE_MAX_BYTES`` counts."""
     hits: Mapped[int] = mapped_column(Integer, default=0)

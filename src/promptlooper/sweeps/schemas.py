@@ -93,6 +93,10 @@ class RunPublic(BaseModel):
     tokens_out: int
     cost: float
     cached: bool
+    sanitized: bool = Field(
+        description="The run's text (a model's answer, say) held characters the database "
+        "cannot store (NUL, lone surrogates): they were replaced with U+FFFD"
+    )
     weighted_score: float | None = None
 
 

@@ -110,15 +110,14 @@ class SqlResponseCache:
             _cache.c.model,
             _cache.c.tokens_in,
             _cache.c.tokens_out,
+            _cache.c.sanitized,
         )
         query = select(*columns).where(
             _cache.c.project_id == self._project_id, _cache.c.key.in_(keys)
         )
         async with self._engine.connect() as conn:
             rows = await conn.execute(query)
-        return {
-            key: CachedResponse(text, model, t_in, t_out) for key, text, model, t_in, t_out in rows
-        }
+        return {key: CachedResponse(*response) for key, *response in rows}
 
     async def get(self, key: str) -> CachedResponse | None:
         if key in self._local:
@@ -184,6 +183,7 @@ class SqlResponseCache:
                     "response": r.text,
                     "tokens_in": r.tokens_in,
                     "tokens_out": r.tokens_out,
+                    "sanitized": r.sanitized,
                     "size": len(r.text.encode()),
                     "hits": 0,
                     "created_at": now,
@@ -303,6 +303,7 @@ async def write_outcomes(conn: AsyncConnection, batch: list[RunOutcome]) -> None
                 "tokens_out": o.tokens_out,
                 "cost": o.cost,
                 "cached": o.cached,
+                "sanitized": o.sanitized,
             }
             for o in batch
         ],

@@ -40,6 +40,8 @@ class CachedResponse:
     model: str
     tokens_in: int = 0
     tokens_out: int = 0
+    sanitized: bool = False
+    """The provider's text was not stored verbatim (see ``StageOutcome.sanitized``)."""
 
 
 class ResponseCache(Protocol):

@@ -29,6 +29,8 @@ class StageOutcome:
     latency_ms: float
     cost: float
     cached: bool
+    sanitized: bool = False
+    """Its text held characters the database cannot store, replaced with U+FFFD."""
 
 
 @dataclass(slots=True)
@@ -61,6 +63,10 @@ class RunOutcome:
     @property
     def cached(self) -> bool:
         return bool(self.stages) and all(stage.cached for stage in self.stages)
+
+    @property
+    def sanitized(self) -> bool:
+        return any(stage.sanitized for stage in self.stages)
 
 
 class RunSink(Protocol):

@@ -15,7 +15,7 @@ import logging
 import math
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
@@ -27,6 +27,7 @@ from promptlooper.sweeps.engine.cache import CachedResponse, ResponseCache, cach
 from promptlooper.sweeps.engine.persistence import RunOutcome, StageOutcome
 from promptlooper.sweeps.engine.templating import render
 from promptlooper.sweeps.scorers.base import Scorer
+from promptlooper.values import storable
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +204,7 @@ async def run_single(
                 latency_ms=outcome.latency_ms,
             )
     except (AdapterError, PromptLooperError) as exc:
-        message = exc.message
+        message = storable(exc.message)  # it may quote what the provider answered
         failed = RunOutcome(
             run_id=task.run_id,
             status="failed",
@@ -268,19 +269,22 @@ async def _run_stage(
         key = _call_key(caller, stage.model, prompt, params, system)
     hit = await cache.get(key) if use_cache and cache is not None and key else None
     if hit is not None:
-        return StageOutcome(
-            stage_index=index,
-            prompt_sent=prompt,
-            system_sent=system,
-            response_raw=hit.text,
-            model_used=hit.model,
-            provider=provider,
-            params=stage.params,
-            tokens_in=hit.tokens_in,
-            tokens_out=hit.tokens_out,
-            latency_ms=0.0,
-            cost=0.0,
-            cached=True,
+        return _storable(
+            StageOutcome(
+                stage_index=index,
+                prompt_sent=prompt,
+                system_sent=system,
+                response_raw=hit.text,
+                model_used=hit.model,
+                provider=provider,
+                params=stage.params,
+                tokens_in=hit.tokens_in,
+                tokens_out=hit.tokens_out,
+                latency_ms=0.0,
+                cost=0.0,
+                cached=True,
+                sanitized=hit.sanitized,
+            )
         )
     response = await caller.complete(
         stage.model,
@@ -290,27 +294,44 @@ async def _run_stage(
         call_timeout=budget.timeout_seconds,
         max_retries=budget.max_retries,
     )
+    outcome = _storable(
+        StageOutcome(
+            stage_index=index,
+            prompt_sent=prompt,
+            system_sent=system,
+            response_raw=response.text,
+            model_used=response.model or stage.model,
+            provider=provider,
+            params=stage.params,
+            tokens_in=response.tokens_in,
+            tokens_out=response.tokens_out,
+            latency_ms=response.latency_ms,
+            cost=caller.cost(stage.model, response.tokens_in, response.tokens_out),
+            cached=False,
+        )
+    )
     if use_cache and cache is not None and key:
         await cache.put(
             key,
             CachedResponse(
-                text=response.text,
-                model=response.model or stage.model,
-                tokens_in=response.tokens_in,
-                tokens_out=response.tokens_out,
+                text=outcome.response_raw,
+                model=outcome.model_used,
+                tokens_in=outcome.tokens_in,
+                tokens_out=outcome.tokens_out,
+                sanitized=outcome.sanitized,
             ),
         )
-    return StageOutcome(
-        stage_index=index,
-        prompt_sent=prompt,
-        system_sent=system,
-        response_raw=response.text,
-        model_used=response.model or stage.model,
-        provider=provider,
-        params=stage.params,
-        tokens_in=response.tokens_in,
-        tokens_out=response.tokens_out,
-        latency_ms=response.latency_ms,
-        cost=caller.cost(stage.model, response.tokens_in, response.tokens_out),
-        cached=False,
-    )
+    return outcome
+
+
+def _storable(outcome: StageOutcome) -> StageOutcome:
+    """The stage as the database can hold it. A model may answer anything, and a template
+    render anything: text no database here stores is replaced and the stage marked, so that
+    the run is recorded rather than failing the whole batch it is written with. Later stages
+    and scorers see what is stored."""
+    replaced = {}
+    for name in ("prompt_sent", "system_sent", "response_raw", "model_used"):
+        text = getattr(outcome, name)
+        if text is not None and (kept := storable(text)) != text:
+            replaced[name] = kept
+    return replace(outcome, **replaced, sanitized=True) if replaced else outcome
