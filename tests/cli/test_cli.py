@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -13,8 +14,11 @@ import httpx
 import pytest
 
 from promptlooper import __version__, migrations
+from tests.conftest import drop_database, fresh_database
 
 CLI = [sys.executable, "-m", "promptlooper"]
+EXAMPLE = Path(__file__).parents[2] / "examples" / "ticket-triage" / "sweep.yaml"
+ID = re.compile(r"experiment ([0-9a-f-]{36})")
 
 
 def _env(tmp_path: Path, db_url: str | None) -> dict[str, str]:
@@ -83,14 +87,69 @@ async def test_a_cli_created_key_authenticates_against_the_api(
     assert me.json()["username"] == "alice"
 
 
-def test_commands_refuse_an_unmigrated_database(tmp_path: Path):
-    env = _env(tmp_path, None)  # default SQLite under DATA_DIR, never upgraded
+def test_a_first_sweep_on_a_new_sqlite_database_creates_the_schema(tmp_path: Path):
+    env = _env(tmp_path, f"sqlite:///{tmp_path / 'not' / 'yet' / 'there.db'}")
 
-    result = _run(env, "user", "list")
+    first = _run(env, "sweep", "run", str(EXAMPLE))
+    current = _run(env, "db", "current")
 
-    assert result.returncode == 2
-    assert result.stderr == (
-        "error: the database schema is not up to date; run `promptlooper db upgrade` first\n"
+    assert first.returncode == 0, first.stderr
+    assert f"created a new database: {tmp_path / 'not' / 'yet' / 'there.db'}" in first.stderr
+    assert "ticket-triage: leaderboard" in first.stdout
+    assert f"current: {migrations.HEAD}" in current.stdout
+
+
+async def test_postgresql_keeps_the_explicit_upgrade(tmp_path: Path):
+    url = await fresh_database("postgresql", tmp_path)
+    try:
+        refused = _run(_env(tmp_path, url), "user", "list")
+    finally:
+        await drop_database(url)
+
+    assert (refused.returncode, refused.stderr) == (
+        2,
+        "error: the database schema is not up to date; run `promptlooper db upgrade` first\n",
+    )
+
+
+def test_an_older_sqlite_schema_is_not_upgraded_behind_the_users_back(tmp_path: Path):
+    env = _env(tmp_path, None)
+    _run(env, "db", "upgrade", "0001")
+
+    refused = _run(env, "user", "list")
+
+    assert refused.returncode == 2
+    assert "run `promptlooper db upgrade` first" in refused.stderr
+
+
+def test_unknown_revisions_are_one_line_errors(tmp_path: Path):
+    env = _env(tmp_path, None)
+
+    up = _run(env, "db", "upgrade", "9999")
+    down = _run(env, "db", "downgrade", "nope")
+
+    assert (up.returncode, up.stderr) == (
+        2,
+        "error: Can't locate revision identified by '9999' "
+        f"(revisions run from base to {migrations.HEAD})\n",
+    )
+    assert down.returncode == 2
+    assert down.stderr.count("\n") == 1
+    assert "'nope'" in down.stderr
+
+
+def test_a_file_that_cannot_be_written_is_named_not_blamed_on_the_database(tmp_path: Path):
+    env = _env(tmp_path, None)
+    _run(env, "db", "upgrade")
+    experiment_id = ID.search(_run(env, "sweep", "run", str(EXAMPLE)).stderr)
+    assert experiment_id is not None
+    missing = tmp_path / "missing" / "x.json"
+
+    result = _run(env, "export", experiment_id[1], "-o", str(missing))
+
+    assert (result.returncode, result.stderr) == (
+        2,
+        f"error: {missing}: No such file or directory\n",
     )
 
 

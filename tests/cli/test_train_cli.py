@@ -64,8 +64,9 @@ def test_sft_trains_saves_and_reports(cli: Invoke, tmp_path: Path) -> None:
     shown = cli("train", "show", run_id)
     assert "step 8" in shown.out
     assert "checkpoint final (adapter, step 8)" in shown.out
-    steps = cli("train", "metrics", run_id, "--json").out.split("\n}\n")
-    assert len([s for s in steps if s.strip()]) == 8
+    steps = json.loads(cli("train", "metrics", run_id, "--json").out)  # one document
+    assert [s["step"] for s in steps] == list(range(1, 9))
+    assert set(steps[0]) == {"step", "loss", "tokens", "grad_norm", "learning_rate"}
     table = cli("train", "metrics", run_id)
     assert f"loss {first:.4f} -> {last:.4f} over 8 steps" in table.out
 

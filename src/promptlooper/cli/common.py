@@ -20,9 +20,12 @@ if TYPE_CHECKING:  # database and settings machinery loads when a command needs 
 
     from promptlooper.settings import Settings
 
+# Names, prompts, responses and dataset fields are user text: printed as written, never read
+# as Rich markup (`[/bold]` would raise) or emoji codes (`:x:`). Styling is asked for by a
+# renderable (a progress column, `Text`), never by the text itself.
 # Piped output is read by programs and wide terminals alike: do not wrap it at 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+console = Console(width=None if sys.stdout.isatty() else 200, markup=False, emoji=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -42,20 +45,34 @@ def async_command(func: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
 async def database(
     settings: Settings, *, require_schema: bool = True
 ) -> AsyncIterator[AsyncEngine]:
-    """An engine for the command's lifetime; refuses to work on an unmigrated database."""
+    """An engine for the command's lifetime.
+
+    A new, empty SQLite database gets its schema here, so that a first command works on a
+    workstation without `db upgrade`; any other database that is not at the latest revision is
+    refused, since upgrading a shared server's database is an operator's explicit act.
+    """
     from promptlooper.db.engine import create_engine
 
     engine = create_engine(settings)
     try:
         if require_schema:
-            current = await migrations.current_revision(engine)
-            if current != migrations.HEAD:
-                raise ConfigurationError(
-                    "the database schema is not up to date; run `promptlooper db upgrade` first"
-                )
+            await _ensure_schema(engine)
         yield engine
     finally:
         await engine.dispose()
+
+
+async def _ensure_schema(engine: AsyncEngine) -> None:
+    current = await migrations.current_revision(engine)
+    if current == migrations.HEAD:
+        return
+    if current is None and engine.dialect.name == "sqlite" and await migrations.is_empty(engine):
+        await migrations.upgrade(engine)
+        err_console.print(f"created a new database: {engine.url.database}")
+        return
+    raise ConfigurationError(
+        "the database schema is not up to date; run `promptlooper db upgrade` first"
+    )
 
 
 @asynccontextmanager

@@ -68,6 +68,8 @@ def _one_line(exc: BaseException) -> str | None:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]).upper()
         return f"invalid setting {field}: {first['msg']}"
+    if isinstance(exc, OSError) and exc.filename is not None:  # a file the user named
+        return f"{exc.filename}: {exc.strerror}"
     if isinstance(exc, SQLAlchemyError | OSError):
         detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         return f"database error: {detail}"
@@ -82,5 +84,5 @@ def main() -> None:
         message = _one_line(exc)
         if message is None:
             raise
-        err_console.print("error: " + " ".join(message.split()), markup=False)
+        err_console.print("error: " + " ".join(message.split()))
         sys.exit(EXIT_ERROR)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 
 from promptlooper import migrations
 from promptlooper.cli.common import (
@@ -113,7 +114,7 @@ def demo(
     )
     console.print(
         f"""
-[bold]PromptLooper demo[/bold]  database: {settings.async_database_url}
+[bold]PromptLooper demo[/bold]  database: {escape(settings.async_database_url)}
 
   admin user:  [bold]{DEMO_USERNAME}[/bold]
   password:    [bold]{password}[/bold]   (new on every `make demo`)
@@ -125,6 +126,7 @@ def demo(
   log in:      curl -s -X POST {base}/api/auth/login -H 'Content-Type: application/json' \\
                  -d '{{"username": "{DEMO_USERNAME}", "password": "{password}"}}'
 """,
+        markup=True,
         soft_wrap=True,
     )
     _run_server(settings, host, port)

@@ -113,7 +113,7 @@ async def show(run_id: str = RUN, user: str | None = USER) -> None:
 async def metrics(
     run_id: str = RUN,
     user: str | None = USER,
-    as_json: bool = typer.Option(False, "--json", help="One JSON object per step."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON array, an object per step."),
 ) -> None:
     """Every optimizer step's loss, tokens, grad norm and learning rate."""
     from promptlooper.training import service
@@ -123,18 +123,18 @@ async def metrics(
         run = await service.get_run(session, principal, _run_id(run_id))
         steps = await service.steps(session, run)
     if as_json:
-        for s in steps:
-            console.print_json(
-                json.dumps(
-                    {
-                        "step": s.step,
-                        "loss": s.loss,
-                        "tokens": s.tokens,
-                        "grad_norm": s.grad_norm,
-                        "learning_rate": s.learning_rate,
-                    }
-                )
-            )
+        console.print_json(
+            data=[
+                {
+                    "step": s.step,
+                    "loss": s.loss,
+                    "tokens": s.tokens,
+                    "grad_norm": s.grad_norm,
+                    "learning_rate": s.learning_rate,
+                }
+                for s in steps
+            ]
+        )
         return
     table = Table("step", "loss", "tokens", "grad norm", "lr")
     for s in steps:

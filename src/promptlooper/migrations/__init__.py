@@ -6,8 +6,11 @@ Alembic ``env.py`` then migrates over that engine's connection.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from promptlooper.errors import Invalid
 
 if TYPE_CHECKING:  # alembic is imported where it is used: most commands never migrate
     from alembic.config import Config
@@ -53,15 +56,36 @@ def head_revision() -> str | None:
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     from alembic import command
 
-    async with engine.begin() as conn:
-        await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), revision))
+    await _migrate(engine, lambda sync: command.upgrade(alembic_config(sync), revision))
 
 
 async def downgrade(engine: AsyncEngine, revision: str) -> None:
     from alembic import command
 
-    async with engine.begin() as conn:
-        await conn.run_sync(lambda sync: command.downgrade(alembic_config(sync), revision))
+    await _migrate(engine, lambda sync: command.downgrade(alembic_config(sync), revision))
+
+
+async def _migrate(engine: AsyncEngine, step: Callable[[Connection], None]) -> None:
+    """Run one Alembic command; a revision that does not exist is the caller's mistake
+    (``Invalid``), not a crash."""
+    from alembic.util import CommandError
+
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(step)
+    except CommandError as exc:
+        raise Invalid(f"{exc} (revisions run from base to {HEAD})") from exc
+
+
+async def is_empty(engine: AsyncEngine) -> bool:
+    """Whether the database holds none of our tables: new, not merely unmigrated. An empty
+    ``alembic_version`` is left behind by an upgrade refused on SQLite, whose DDL is not
+    transactional."""
+    from sqlalchemy import inspect
+
+    async with engine.connect() as conn:
+        names = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
+    return set(names) <= {"alembic_version"}
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
