@@ -122,3 +122,30 @@ def test_bad_input_is_one_line_and_exit_2(cli: Invoke, args: list[str], message:
     assert result.code == 2, result.out
     assert message in result.err
     assert len(result.err.strip().splitlines()) == 1
+
+
+def test_variant_promote_takes_the_hash_the_leaderboard_prints(cli: Invoke, tmp_path: Path):
+    cli("agent", "create", "Triage", "-p", "cli", "--model", "mock:small")
+    sweep = tmp_path / "around.yaml"
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "parameter_space": {
+                    "temperature": [0.0, 0.7],
+                    "prompt": ["Classify: {{ input }}"],
+                },
+                "dataset": {"rows": [{"input": "charged twice", "expected": "billing"}]},
+                "scorers": [{"name": "acc", "type": "exact_match"}],
+            }
+        )
+    )
+    swept = cli("agent", "sweep", "triage", str(sweep), "-p", "cli")
+    experiment_id = re.search(r"experiment ([0-9a-f-]{36})", swept.out + swept.err)[1]
+    shown = re.findall(r"([0-9a-f]{8}) *│\n", swept.out)  # each row's last column
+
+    promoted = cli("variant", "promote", "triage", experiment_id, "--config", shown[1], "-p", "cli")
+    listed = cli("variant", "list", "triage", "-p", "cli")
+
+    assert len(shown) == 2
+    assert promoted.code == 0, promoted.err
+    assert f"{shown[1]}" in listed.out

@@ -111,3 +111,32 @@ async def test_another_users_checkpoint_cannot_be_swept(
     )
     assert missing.status_code == 422
     assert "<run id>@<checkpoint>" in str(missing.json()["detail"])
+
+
+async def test_an_unknown_local_model_or_checkpoint_is_refused_at_creation(
+    client: httpx.AsyncClient, alice: Actor
+) -> None:
+    run = await new_run(client, alice)  # nothing saved yet
+    url = f"/api/projects/{await project(client, alice)}/experiments"
+    judge_scorer = {"name": "j", "type": "llm_judge", "model": f"local:{run}@final", "rubric": "?"}
+    judged = sweep(["mock:small"]) | {"scorers": [judge_scorer]}
+
+    unknown = await client.post(url, json=sweep(["local:tiny-tset"]), headers=alice.headers)
+    unsaved = await client.post(url, json=sweep([f"local:{run}@final"]), headers=alice.headers)
+    no_run = await client.post(
+        url, json=sweep([f"local:{uuid.uuid4()}@final"]), headers=alice.headers
+    )
+    judge = await client.post(url, json=judged, headers=alice.headers)
+
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"].startswith("parameter_space.model: 'local:tiny-tset' is not")
+    assert "tiny-test" in unknown.json()["detail"]  # what the registry has
+    assert unsaved.status_code == 422
+    assert unsaved.json()["detail"].startswith("parameter_space.model:")
+    assert "no checkpoint 'final'" in unsaved.json()["detail"]
+    assert no_run.status_code == 422
+    assert no_run.json()["detail"].startswith("parameter_space.model:")
+    assert judge.status_code == 422
+    assert judge.json()["detail"].startswith("scorers[0].model:")
+    listed = await client.get(url, headers=alice.headers)
+    assert listed.json()["count"] == 0

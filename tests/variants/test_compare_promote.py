@@ -7,7 +7,7 @@ import uuid
 import httpx
 from fastapi import FastAPI
 
-from tests.sweeps.conftest import create, document, run_to_end
+from tests.sweeps.conftest import ROWS, create, document, run_to_end
 
 
 async def test_compare_fields_sources_prompt_diffs_and_metrics(
@@ -161,3 +161,45 @@ async def test_promoting_needs_scored_runs_and_single_stage_configs(
     assert piped.status_code == 422
     assert "pipeline config" in piped.json()["detail"]
     assert missing.status_code == 404
+
+
+async def test_promote_takes_the_leaderboards_short_hash_and_refuses_an_ambiguous_prefix(
+    client: httpx.AsyncClient, app: FastAPI, owner, agent, project_id
+):
+    # 17 configs: two of them must share their first hex digit.
+    temperatures = [round(i * 0.05, 2) for i in range(17)]
+    doc = document(
+        parameter_space={
+            "model": ["mock:large"],
+            "temperature": temperatures,
+            "prompt": ["Classify: {{ input }}. One word."],
+        },
+        dataset={"rows": ROWS[:1]},
+    )
+    experiment = await create(client, owner, project_id, doc)
+    await run_to_end(client, app, owner, experiment["id"])
+    board = (
+        await client.get(f"/api/experiments/{experiment['id']}/leaderboard", headers=owner.headers)
+    ).json()
+    hashes = [entry["config_hash"] for entry in board["data"]]
+    target = hashes[-1]
+    first_digits = [h[0] for h in hashes]
+    shared = next(d for d in first_digits if first_digits.count(d) > 1)
+    url = f"/api/agents/{agent['id']}/variants/from-experiment"
+
+    short = await client.post(
+        url,
+        json={"experiment_id": experiment["id"], "config_hash": target[:8].upper()},
+        headers=owner.headers,
+    )
+    ambiguous = await client.post(
+        url, json={"experiment_id": experiment["id"], "config_hash": shared}, headers=owner.headers
+    )
+
+    assert short.status_code == 201, short.text
+    assert short.json()["origin"]["config_hash"] == target
+    assert ambiguous.status_code == 422
+    detail = ambiguous.json()["detail"]
+    assert detail.startswith("config_hash:")
+    for candidate in (h for h in hashes if h.startswith(shared)):
+        assert candidate in detail

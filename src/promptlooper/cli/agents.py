@@ -622,7 +622,7 @@ async def promote(
     agent: str = typer.Argument(..., help="Agent slug."),
     experiment_id: str = typer.Argument(..., help="The sweep's experiment id."),
     config_hash: str | None = typer.Option(
-        None, "--config", help="A config hash (default: the best)."
+        None, "--config", help="A config hash, or a prefix naming one config (default: the best)."
     ),
     name: str | None = typer.Option(None, "--name"),
     project: str = PROJECT,

@@ -30,6 +30,8 @@ from promptlooper.sweeps.providers import ProviderAccess, provider_configs
 from promptlooper.sweeps.scorers.base import BaseScorer, ScorerContext
 from promptlooper.sweeps.scorers.registry import create_scorer, scorer_class
 from promptlooper.sweeps.spec import MAX_RUNS, StageSpec, SweepSpec
+from promptlooper.training.layout import parse_checkpoint_ref
+from promptlooper.training.registry import load_registry
 
 RUNTIME_NAMES = frozenset({"input", "row", "config", "stages", "prev_output", "stage_index"})
 SINGLE_STAGE_KEYS = ("prompt", "model", "system")
@@ -98,9 +100,16 @@ class SweepPlan:
             )
         return resolved
 
-    def model_refs(self) -> set[str]:
-        """Every ``provider:model`` the sweep will call."""
-        return {stage.model for config in self.configs for stage in self.stages_for(config)}
+    def model_refs(self) -> dict[str, str]:
+        """Every ``provider:model`` the sweep will call, with the field it is first named in."""
+        refs: dict[str, str] = {}
+        for config in self.configs:
+            for index, stage in enumerate(self.stages_for(config)):
+                refs.setdefault(stage.model, _where(self, index, "model"))
+        for index, scorer in enumerate(self.spec.scorers):
+            if scorer.type == "llm_judge":
+                refs.setdefault(scorer.all_options["model"], f"scorers[{index}].model")
+        return refs
 
     def run_config(
         self, config: Config, row: Mapping[str, Any], stages: list[StageDef] | None = None
@@ -146,6 +155,24 @@ def _check_model(ref: Any, where: str, providers: Mapping[str, ProviderConfig]) 
             f"{where}: unknown provider {provider!r} in {ref!r}; configure it "
             f"under providers, or use one of: {', '.join(sorted(providers))}"
         )
+    if providers[provider].type == "local":
+        _check_local_model(ref, where, providers[provider])
+
+
+def _check_local_model(ref: str, where: str, provider: ProviderConfig) -> None:
+    """A ``local`` model is a name in the registry the provider reads, or a training run's
+    checkpoint (which the service checks: it can see the runs). Judged here so that a typo
+    fails the sweep's creation rather than each of its runs."""
+    _, model = parse_model_ref(ref)
+    try:
+        if parse_checkpoint_ref(model) is not None:
+            return
+    except Invalid as exc:
+        raise Invalid(f"{where}: {exc.message}") from exc
+    names = load_registry(provider.options.get("models_file")).names()
+    if model not in names:
+        listed = ", ".join(names)
+        raise Invalid(f"{where}: {ref!r} is not a local model; the registry has: {listed}")
 
 
 def _check_template(

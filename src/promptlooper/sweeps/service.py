@@ -42,7 +42,7 @@ async def create_experiment(
     await projects.get_project(session, principal, project_id)
     access = await provider_access(session, policy, project_id, spec)
     plan = compile_plan(spec, allow_python=allow_python, access=access)
-    await _check_checkpoint_access(session, principal, plan)
+    await _check_checkpoints(session, principal, plan)
     experiment = Experiment(
         project_id=project_id,
         name=spec.name,
@@ -58,19 +58,24 @@ async def create_experiment(
     return experiment
 
 
-async def _check_checkpoint_access(
-    session: AsyncSession, principal: Principal, plan: SweepPlan
-) -> None:
-    """A sweep may generate with a training run's checkpoint only if the run is the caller's.
-    (The training service loads only for such sweeps: its schemas take ~0.1 s to import.)"""
-    for ref in sorted(plan.model_refs()):
+async def _check_checkpoints(session: AsyncSession, principal: Principal, plan: SweepPlan) -> None:
+    """A sweep may generate with a training run's checkpoint only if the run is the caller's
+    and the checkpoint was saved: judged at creation, not at each run's first call. (The
+    training service loads only for such sweeps: its schemas take ~0.1 s to import.)"""
+    for ref, where in sorted(plan.model_refs().items()):
         provider, _, model = ref.partition(":")
-        kind = plan.providers[provider].type if provider in plan.providers else provider
-        checkpoint = parse_checkpoint_ref(model) if kind == "local" else None
-        if checkpoint is not None:
-            from promptlooper.training import service as training
+        local = plan.providers[provider].type == "local"
+        checkpoint = parse_checkpoint_ref(model) if local else None
+        if checkpoint is None:
+            continue
+        from promptlooper.training import service as training
 
-            await training.get_run(session, principal, checkpoint[0])
+        run_id, name = checkpoint
+        try:
+            run = await training.get_run(session, principal, run_id)
+            await training.find_checkpoint(session, run, name)
+        except NotFound as exc:
+            raise Invalid(f"{where}: {ref!r}: {exc.message}") from exc
 
 
 async def startable_providers(

@@ -125,5 +125,6 @@ class ModelRegistry:
 
 
 @cache
-def load_registry(path: Path | None = None) -> ModelRegistry:
-    return ModelRegistry.from_file(path or DEFAULT_REGISTRY)
+def load_registry(path: Path | str | None = None) -> ModelRegistry:
+    """The registry in ``path`` (a ``TRAINING_MODELS_FILE``), or the one that ships."""
+    return ModelRegistry.from_file(Path(path) if path else DEFAULT_REGISTRY)

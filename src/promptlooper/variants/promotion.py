@@ -5,7 +5,7 @@ the experiment recorded as its origin."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +16,7 @@ from promptlooper.sweeps import service as sweeps
 from promptlooper.sweeps.models import Experiment
 from promptlooper.sweeps.providers import ProviderPolicy
 from promptlooper.sweeps.spec import parse_spec
+from promptlooper.sweeps.summary import ConfigSummary
 from promptlooper.variants import service
 from promptlooper.variants.config import as_sweep, from_sweep_config
 from promptlooper.variants.models import Variant
@@ -60,12 +61,7 @@ async def from_experiment(
     agent = await service.get_agent(session, principal, agent_id)
     experiment = await sweeps.get_experiment(session, principal, experiment_id)
     summary = await sweeps.summary(session, experiment)
-    candidates = [c for c in summary.ranked if config_hash in (None, c.config_hash)]
-    if not candidates:
-        if config_hash is not None:
-            raise NotFound(f"No scored config {config_hash!r} in this experiment")
-        raise Invalid("experiment_id: the experiment has no scored runs yet")
-    chosen = candidates[0]
+    chosen = _chosen(summary.ranked, config_hash)
     assert chosen.best_run_id is not None
     run, _, _ = await sweeps.get_run(session, principal, experiment.id, chosen.best_run_id)
     overrides, unmapped = from_sweep_config(run.config)
@@ -84,3 +80,21 @@ async def from_experiment(
         },
     )
     return variant, unmapped
+
+
+def _chosen(ranked: Sequence[ConfigSummary], config_hash: str | None) -> ConfigSummary:
+    """The best scored config, or the one ``config_hash`` starts: the leaderboard shows hashes
+    cut short, so any prefix that names one config is enough, and one that names several is
+    refused with them listed."""
+    if config_hash is None:
+        if not ranked:
+            raise Invalid("experiment_id: the experiment has no scored runs yet")
+        return ranked[0]
+    prefix = config_hash.strip().lower()
+    candidates = [c for c in ranked if c.config_hash.startswith(prefix)]
+    if not candidates:
+        raise NotFound(f"No scored config {config_hash!r} in this experiment")
+    if len(candidates) > 1:
+        hashes = ", ".join(c.config_hash for c in candidates)
+        raise Invalid(f"config_hash: {config_hash!r} matches several configs: {hashes}")
+    return candidates[0]

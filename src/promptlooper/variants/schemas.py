@@ -233,8 +233,10 @@ class PromoteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     experiment_id: uuid.UUID
-    config_hash: Annotated[str, StringConstraints(max_length=64)] | None = Field(
-        default=None, description="A config of the experiment; its best one if left out"
+    config_hash: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        default=None,
+        description="A config of the experiment, by its hash or any prefix that names one "
+        "config (the leaderboard's 8 characters); its best one if left out",
     )
     name: Name | None = None
     description: Description = ""

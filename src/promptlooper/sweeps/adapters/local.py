@@ -36,8 +36,7 @@ class LocalAdapter:
     def __init__(self, config: ProviderConfig) -> None:
         options = config.options
         self.data_dir = Path(options.get("data_dir") or ".promptlooper")
-        models_file = options.get("models_file")
-        self.registry: ModelRegistry = load_registry(Path(models_file) if models_file else None)
+        self.registry: ModelRegistry = load_registry(options.get("models_file"))
         self.backend = TrainingBackend.shared(self.data_dir, options.get("device", "auto"))
 
     def _target(self, model: str) -> tuple[ModelEntry, RunSpec | None]:
