@@ -291,3 +291,47 @@ async def test_duplicates_cross_agent_moves_and_missing_things(
     assert responses["activate other's"].json() == {"detail": "Variant not found for this agent"}
     intruder = await make_actor(sessionmaker, "intruder")
     assert (await client.get(url(agent, "config"), headers=intruder.headers)).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_tokens", 1e30),
+        ("max_tokens", 1e15),
+        ("max_tokens", 2**31),
+        ("context_window", 2**63),
+        ("input_token_limit", 10**12),
+        ("token_budget", 2**63),
+        ("max_retries", 10**6),
+        ("timeout_seconds", 1e30),
+    ],
+)
+async def test_out_of_range_numbers_are_refused_naming_the_field(
+    client: httpx.AsyncClient, owner, project_id, agent, field, value
+):
+    created = await client.post(
+        f"/api/projects/{project_id}/agents",
+        json={"name": "Huge", **BASE, field: value},
+        headers=owner.headers,
+    )
+    patched = await client.patch(url(agent), json={field: value}, headers=owner.headers)
+    varied = await client.post(
+        url(agent, "variants"), json={"name": "Huge", field: value}, headers=owner.headers
+    )
+
+    for response in (created, patched, varied):
+        assert response.status_code == 422, response.text
+        assert field in str(response.json()["detail"])
+
+
+async def test_token_counts_at_their_bounds_read_back_as_integers(
+    client: httpx.AsyncClient, owner, agent
+):
+    bounds = {"max_tokens": 1_000_000, "context_window": 100_000_000}
+
+    patched = await client.patch(url(agent), json=bounds, headers=owner.headers)
+    read = (await client.get(url(agent), headers=owner.headers)).json()
+
+    assert patched.status_code == 200, patched.text
+    assert {k: read["config"][k] for k in bounds} == bounds
+    assert all(type(read["config"][k]) is int for k in bounds)

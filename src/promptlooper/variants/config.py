@@ -20,6 +20,12 @@ from promptlooper.types import UNSET, RequestBody, UnsetType
 
 Source = Literal["agent", "variant", "default"]
 
+MAX_TOKEN_COUNT = 100_000_000
+"""Far beyond any model's context window; a larger count is a typo (or an attack on the JSON
+columns and the 32-bit counters that sweeps keep), not a config."""
+MAX_RETRIES = 100
+MAX_TIMEOUT_SECONDS = 86_400.0
+
 
 class ConfigFields(RequestBody):
     """Every config field, all optional: the same rules for a base config and for overrides."""
@@ -30,12 +36,12 @@ class ConfigFields(RequestBody):
     user_prompt_template: str | None = Field(default=None, max_length=100_000)
     prompt_version: str | None = Field(default=None, max_length=100)
     temperature: float | None = Field(default=None, ge=0, le=2)
-    max_tokens: int | None = Field(default=None, ge=1)
-    context_window: int | None = Field(default=None, ge=1)
-    input_token_limit: int | None = Field(default=None, ge=1)
-    token_budget: int | None = Field(default=None, ge=1)
-    timeout_seconds: float | None = Field(default=None, ge=1)
-    max_retries: int | None = Field(default=None, ge=0)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKEN_COUNT)
+    context_window: int | None = Field(default=None, ge=1, le=MAX_TOKEN_COUNT)
+    input_token_limit: int | None = Field(default=None, ge=1, le=MAX_TOKEN_COUNT)
+    token_budget: int | None = Field(default=None, ge=1, le=MAX_TOKEN_COUNT)
+    timeout_seconds: float | None = Field(default=None, ge=1, le=MAX_TIMEOUT_SECONDS)
+    max_retries: int | None = Field(default=None, ge=0, le=MAX_RETRIES)
 
 
 CONFIG_FIELDS: tuple[str, ...] = tuple(ConfigFields.model_fields)
