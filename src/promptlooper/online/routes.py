@@ -66,7 +66,7 @@ async def create_experiment(
     body: ExperimentCreate, request: Request, _admin: AdminDep, session: SessionDep
 ) -> ExperimentAdmin:
     """Register an experiment; allocations must sum to 100 with exactly one control."""
-    experiment = await service.create_experiment(session, body)
+    experiment = await service.create_experiment(session, body, _known(request))
     await session.commit()
     _intake(request).invalidate()
     return ExperimentAdmin.model_validate(experiment)
@@ -98,7 +98,7 @@ async def update_experiment(
     session: SessionDep,
 ) -> ExperimentAdmin:
     """Replace the definition (the hash seed stays unless the body sets a new one)."""
-    experiment = await service.update_experiment(session, experiment_key, body)
+    experiment = await service.update_experiment(session, experiment_key, body, _known(request))
     await session.commit()
     _intake(request).invalidate()
     return ExperimentAdmin.model_validate(experiment)
@@ -158,6 +158,10 @@ async def assign(
 
 def _intake(request: Request) -> Intake:
     return request.app.state.intake
+
+
+def _known(request: Request) -> service.KnownVariants:
+    return request.app.state.known_agent_variants
 
 
 # --- ingestion --------------------------------------------------------------------------------
