@@ -384,3 +384,30 @@ async def test_a_failed_write_fails_its_requests_and_the_next_ones_are_stored(
 
     assert response.json() == {"ok": True, "accepted": True}
     assert [e.event_id for e in await _stored(sessionmaker)] == ["b"]
+
+
+@pytest.mark.parametrize("name", ["conversion", "cta_click", "made_up"])
+async def test_the_impression_route_refuses_another_event_name(
+    client: httpx.AsyncClient, sessionmaker, registry, name
+):
+    response = await client.post(
+        "/api/experiments/impression", json=event(event_name=name), headers=BROWSER
+    )
+
+    assert response.status_code == 422
+    (problem,) = response.json()["detail"]
+    assert problem["loc"] == ["body", "event_name"]
+    assert "impression" in problem["msg"]
+    assert await _stored(sessionmaker) == []
+
+
+async def test_the_impression_route_records_an_impression_named_or_not(
+    client: httpx.AsyncClient, sessionmaker, registry
+):
+    unnamed = event(event_id="i-1")
+    del unnamed["event_name"]
+    for body in (unnamed, event(event_name="impression", event_id="i-2")):
+        response = await client.post("/api/experiments/impression", json=body, headers=BROWSER)
+        assert response.json() == {"ok": True, "accepted": True}
+
+    assert [e.event_type for e in await _stored(sessionmaker)] == ["impression", "impression"]

@@ -229,6 +229,11 @@ def _documented_body(model: type[BaseModel]) -> dict[str, Any]:
 
 async def _single(request: Request, kind: str | None) -> Response:
     event = await _parse(request, EventIn)
+    if kind is not None and event.event_name not in (None, kind):
+        # The route and the name disagree: storing either would misreport the event.
+        message = f"this route records {kind} events; send {event.event_name!r} to /event"
+        problem = {"loc": ("body", "event_name"), "msg": message, "type": "value_error"}
+        raise RequestValidationError([problem])
     user_agent = request.headers.get("user-agent")
     (verdict,) = await _intake(request).ingest([event], user_agent=user_agent, event_type=kind)
     headers = {REJECTED_HEADER: verdict.reason} if verdict.reason else None
@@ -254,7 +259,8 @@ async def ingest_event(request: Request) -> Response:
     openapi_extra=_documented_body(EventIn),
 )
 async def ingest_impression(request: Request) -> Response:
-    """An exposure: the unit saw its variant."""
+    """An exposure: the unit saw its variant. ``event_name`` may be left out or be
+    ``impression``; any other name is a 422."""
     return await _single(request, "impression")
 
 
