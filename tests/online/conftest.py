@@ -8,6 +8,7 @@ import pytest
 
 from promptlooper.online import tallies
 from promptlooper.online.demo import seed_demo
+from promptlooper.variants.service import existing_variant_ids
 
 BROWSER = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0 Safari/537.36"}
 
@@ -16,7 +17,7 @@ BROWSER = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0 Safari/53
 async def registry(sessionmaker) -> list[str]:
     """The demo registry: homepage_hero_test and pricing_cta_test."""
     async with sessionmaker() as session:
-        added = await seed_demo(session)
+        added = await seed_demo(session, existing_variant_ids)
         await session.commit()
     return added
 

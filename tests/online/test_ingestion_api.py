@@ -384,3 +384,68 @@ async def test_a_failed_write_fails_its_requests_and_the_next_ones_are_stored(
 
     assert response.json() == {"ok": True, "accepted": True}
     assert [e.event_id for e in await _stored(sessionmaker)] == ["b"]
+
+
+@pytest.mark.parametrize("name", ["conversion", "cta_click", "made_up"])
+async def test_the_impression_route_refuses_another_event_name(
+    client: httpx.AsyncClient, sessionmaker, registry, name
+):
+    response = await client.post(
+        "/api/experiments/impression", json=event(event_name=name), headers=BROWSER
+    )
+
+    assert response.status_code == 422
+    (problem,) = response.json()["detail"]
+    assert problem["loc"] == ["body", "event_name"]
+    assert "impression" in problem["msg"]
+    assert await _stored(sessionmaker) == []
+
+
+async def test_the_impression_route_records_an_impression_named_or_not(
+    client: httpx.AsyncClient, sessionmaker, registry
+):
+    unnamed = event(event_id="i-1")
+    del unnamed["event_name"]
+    for body in (unnamed, event(event_name="impression", event_id="i-2")):
+        response = await client.post("/api/experiments/impression", json=body, headers=BROWSER)
+        assert response.json() == {"ok": True, "accepted": True}
+
+    assert [e.event_type for e in await _stored(sessionmaker)] == ["impression", "impression"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "where"),
+    [
+        ("event", event(amount=49), ["body", "amount"]),
+        ("impression", event(event_name="impression", referrer="/"), ["body", "referrer"]),
+        ("batch", {"events": [event(), event(valeu=3)]}, ["body", "events", 1, "valeu"]),
+        ("batch", {"events": [event()], "flush": True}, ["body", "flush"]),
+    ],
+)
+async def test_an_unknown_field_is_422_naming_it_and_nothing_is_stored(
+    client: httpx.AsyncClient, sessionmaker, registry, path, body, where
+):
+    response = await client.post(f"/api/experiments/{path}", json=body, headers=BROWSER)
+
+    assert response.status_code == 422
+    (problem,) = response.json()["detail"]
+    assert problem["loc"] == where
+    assert problem["type"] == "extra_forbidden"
+    assert await _stored(sessionmaker) == []
+
+
+async def test_conversion_value_is_accepted_as_the_value(
+    client: httpx.AsyncClient, sessionmaker, registry
+):
+    body = event(event_name="conversion", conversion_value=49.5)
+
+    response = await client.post("/api/experiments/event", json=body, headers=BROWSER)
+
+    assert response.json() == {"ok": True, "accepted": True}
+    (stored,) = await _stored(sessionmaker)
+    assert stored.value == 49.5
+    both = await client.post(
+        "/api/experiments/event", json=body | {"value": 1, "event_id": "x"}, headers=BROWSER
+    )
+    assert both.status_code == 422
+    assert both.json()["detail"][0]["loc"] == ["body", "conversion_value"]

@@ -72,3 +72,62 @@ async def test_without_a_live_experiment_unit_id_changes_nothing(
         ).json()
         assert body["source"] == "agent"
         assert body["experiment"] is None
+
+
+async def test_a_variant_an_experiment_serves_cannot_be_deleted(
+    client: httpx.AsyncClient, owner, agent, project_id, bootstrap_headers
+):
+    hot = (
+        await client.post(
+            url(agent, "variants"), json={"name": "Hot", "temperature": 1.2}, headers=owner.headers
+        )
+    ).json()
+    await _experiment(client, bootstrap_headers, hot["id"], status="stopped")
+
+    for target in (
+        url(agent, "variants", hot["id"]),
+        url(agent),
+        f"/api/projects/{project_id}",
+    ):
+        refused = await client.delete(target, headers=owner.headers)
+        assert refused.status_code == 409, target
+        assert "'extractor_temperature'" in refused.json()["detail"]
+        assert "arm 'hot'" in refused.json()["detail"]
+    served = await client.get(url(agent, "variants", hot["id"]), headers=owner.headers)
+    assert served.status_code == 200
+
+    archive = "/api/admin/experiments/extractor_temperature/archive"
+    await client.post(archive, headers=bootstrap_headers)
+    deleted = await client.delete(url(agent, "variants", hot["id"]), headers=owner.headers)
+    assert deleted.status_code == 204, deleted.text
+
+
+async def test_an_arm_cannot_link_a_variant_that_does_not_exist(
+    client: httpx.AsyncClient, owner, agent, bootstrap_headers
+):
+    missing = "00000000-0000-4000-8000-000000000000"
+    body = {
+        "experiment_key": "extractor_temperature",
+        "name": "Extractor temperature",
+        "cookie_name": "exp_extractor",
+        "variants": [
+            {"variant_key": "control", "allocation": 50, "is_control": True},
+            {"variant_key": "hot", "allocation": 50, "agent_variant_id": missing},
+        ],
+    }
+    created = await client.post("/api/admin/experiments", json=body, headers=bootstrap_headers)
+    assert created.status_code == 422
+    assert "variants.1.agent_variant_id" in created.json()["detail"]
+    listed = await client.get("/api/admin/experiments", headers=bootstrap_headers)
+    assert listed.json() == []
+
+    hot = (
+        await client.post(url(agent, "variants"), json={"name": "Hot"}, headers=owner.headers)
+    ).json()
+    await _experiment(client, bootstrap_headers, hot["id"])
+    del body["experiment_key"]
+    replaced = await client.put(
+        "/api/admin/experiments/extractor_temperature", json=body, headers=bootstrap_headers
+    )
+    assert replaced.status_code == 422
+    assert "variants.1.agent_variant_id" in replaced.json()["detail"]

@@ -40,6 +40,7 @@ from promptlooper.training.backend import TrainingBackend
 from promptlooper.training.registry import load_registry
 from promptlooper.training.routes import router as training_router
 from promptlooper.training.trainer import Trainer
+from promptlooper.variants import service as variants_service
 from promptlooper.variants.routes import router as variants_router
 from promptlooper.web.routes import router as web_router
 from promptlooper.web.routes import static_files
@@ -129,7 +130,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.event_bus = event_bus
     app.state.sweep_jobs = sweep_jobs
     app.state.provider_policy = provider_policy
-    app.state.project_guards = (sweeps_service.refuse_running_experiments,)
+    app.state.project_guards = (
+        sweeps_service.refuse_running_experiments,
+        variants_service.refuse_linked_agents,
+    )
+    app.state.known_agent_variants = variants_service.existing_variant_ids
     app.state.intake = Intake(sessionmaker)
     app.state.trainer = trainer
     app.state.auth_config = AuthConfig(

@@ -49,10 +49,11 @@ async def create(file: Path = FILE) -> None:
     """Register an experiment from a definition file (with experiment_key)."""
     from promptlooper.online import service
     from promptlooper.online.schemas import ExperimentCreate
+    from promptlooper.variants.service import existing_variant_ids
 
     body = _definition(file, ExperimentCreate)
     async with session_scope(load_settings()) as session:
-        experiment = await service.create_experiment(session, body)
+        experiment = await service.create_experiment(session, body, existing_variant_ids)
     console.print(f"created {_summary(experiment)}")
 
 
@@ -62,10 +63,11 @@ async def update(key: str = typer.Argument(...), file: Path = FILE) -> None:
     """Replace an experiment's definition (the hash seed stays unless the file sets one)."""
     from promptlooper.online import service
     from promptlooper.online.schemas import ExperimentDefinition
+    from promptlooper.variants.service import existing_variant_ids
 
     body = _definition(file, ExperimentDefinition)
     async with session_scope(load_settings()) as session:
-        experiment = await service.update_experiment(session, key, body)
+        experiment = await service.update_experiment(session, key, body, existing_variant_ids)
     console.print(f"updated {_summary(experiment)}")
 
 

@@ -74,6 +74,7 @@ async def _prepare_demo(settings: Settings) -> str:
     """The demo admin with a new password, and the demo A/B registry."""
     from promptlooper.auth import service
     from promptlooper.online.demo import seed_demo
+    from promptlooper.variants.service import existing_variant_ids
 
     password = secrets.token_urlsafe(12)
     async with session_scope(settings) as session:
@@ -82,7 +83,7 @@ async def _prepare_demo(settings: Settings) -> str:
             await service.create_user(session, DEMO_USERNAME, password, is_admin=True)
         else:
             await service.set_password(session, user, password)
-        await seed_demo(session)
+        await seed_demo(session, existing_variant_ids)
     return password
 
 

@@ -35,12 +35,13 @@ DEMO_EXPERIMENTS = (
 )
 
 
-async def seed_demo(session: AsyncSession) -> list[str]:
+async def seed_demo(session: AsyncSession, known: service.KnownVariants) -> list[str]:
     """Register the demo experiments that do not exist yet; returns the keys added."""
     existing = set(await session.scalars(select(OnlineExperiment.experiment_key)))
     added = []
     for definition in DEMO_EXPERIMENTS:
         if definition["experiment_key"] not in existing:
-            await service.create_experiment(session, ExperimentCreate.model_validate(definition))
+            body = ExperimentCreate.model_validate(definition)
+            await service.create_experiment(session, body, known)
             added.append(str(definition["experiment_key"]))
     return added

@@ -66,7 +66,7 @@ async def create_experiment(
     body: ExperimentCreate, request: Request, _admin: AdminDep, session: SessionDep
 ) -> ExperimentAdmin:
     """Register an experiment; allocations must sum to 100 with exactly one control."""
-    experiment = await service.create_experiment(session, body)
+    experiment = await service.create_experiment(session, body, _known(request))
     await session.commit()
     _intake(request).invalidate()
     return ExperimentAdmin.model_validate(experiment)
@@ -98,7 +98,7 @@ async def update_experiment(
     session: SessionDep,
 ) -> ExperimentAdmin:
     """Replace the definition (the hash seed stays unless the body sets a new one)."""
-    experiment = await service.update_experiment(session, experiment_key, body)
+    experiment = await service.update_experiment(session, experiment_key, body, _known(request))
     await session.commit()
     _intake(request).invalidate()
     return ExperimentAdmin.model_validate(experiment)
@@ -158,6 +158,10 @@ async def assign(
 
 def _intake(request: Request) -> Intake:
     return request.app.state.intake
+
+
+def _known(request: Request) -> service.KnownVariants:
+    return request.app.state.known_agent_variants
 
 
 # --- ingestion --------------------------------------------------------------------------------
@@ -225,6 +229,11 @@ def _documented_body(model: type[BaseModel]) -> dict[str, Any]:
 
 async def _single(request: Request, kind: str | None) -> Response:
     event = await _parse(request, EventIn)
+    if kind is not None and event.event_name not in (None, kind):
+        # The route and the name disagree: storing either would misreport the event.
+        message = f"this route records {kind} events; send {event.event_name!r} to /event"
+        problem = {"loc": ("body", "event_name"), "msg": message, "type": "value_error"}
+        raise RequestValidationError([problem])
     user_agent = request.headers.get("user-agent")
     (verdict,) = await _intake(request).ingest([event], user_agent=user_agent, event_type=kind)
     headers = {REJECTED_HEADER: verdict.reason} if verdict.reason else None
@@ -250,7 +259,8 @@ async def ingest_event(request: Request) -> Response:
     openapi_extra=_documented_body(EventIn),
 )
 async def ingest_impression(request: Request) -> Response:
-    """An exposure: the unit saw its variant."""
+    """An exposure: the unit saw its variant. ``event_name`` may be left out or be
+    ``impression``; any other name is a 422."""
     return await _single(request, "impression")
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AliasChoices,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -130,8 +131,9 @@ class Assignment(BaseModel):
     variant_key: str | None = Field(description="null: not in the experiment")
 
 
-class EventIn(BaseModel):
-    """One browser event. Unknown fields are ignored (browsers send what they send)."""
+class EventIn(_Strict):
+    """One browser event. An unknown field is a 422, as everywhere in the API: a misspelt
+    ``value`` dropped silently would lose a conversion's amount without a word."""
 
     experiment_key: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     variant_key: Annotated[str, StringConstraints(min_length=1, max_length=100)]
@@ -144,10 +146,12 @@ class EventIn(BaseModel):
     )
     value: float | None = Field(
         default=None,
+        validation_alias=AliasChoices("value", "conversion_value"),
         allow_inf_nan=False,
         ge=-MAX_EVENT_VALUE,
         le=MAX_EVENT_VALUE,
-        description="A conversion's value (a finite number, at most 1e15 either way)",
+        description="A conversion's value (a finite number, at most 1e15 either way); "
+        "`conversion_value`, the name the results use, is accepted in its place",
     )
     metadata: dict[str, Any] | None = None
 
@@ -157,7 +161,7 @@ class Accepted(BaseModel):
     accepted: bool
 
 
-class BatchIn(BaseModel):
+class BatchIn(_Strict):
     events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 

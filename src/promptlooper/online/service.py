@@ -9,6 +9,7 @@ answers 404), as the seed specifies.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -16,12 +17,16 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from promptlooper.errors import Conflict, NotFound
+from promptlooper.errors import Conflict, Invalid, NotFound
 from promptlooper.online import assignment
 from promptlooper.online.models import OnlineExperiment, SiteSettings
 from promptlooper.online.schemas import ExperimentCreate, ExperimentDefinition, SettingsBody
 
 DISABLED = "Online experiments are disabled in the site settings"
+
+KnownVariants = Callable[[AsyncSession, Collection[uuid.UUID]], Awaitable[set[uuid.UUID]]]
+"""Which of the given agent variant ids exist. Agent variants belong to a domain that builds
+on this one, so whoever creates or replaces an experiment passes this lookup in."""
 
 
 # --- site settings --------------------------------------------------------------------------
@@ -70,7 +75,24 @@ def _apply(experiment: OnlineExperiment, key: str, body: ExperimentDefinition) -
     experiment.variants = [v.model_dump(mode="json") for v in body.variants]
 
 
-async def create_experiment(session: AsyncSession, body: ExperimentCreate) -> OnlineExperiment:
+async def _check_links(
+    session: AsyncSession, body: ExperimentDefinition, known: KnownVariants
+) -> None:
+    """An arm may only link an agent variant that exists: a dangling link would serve the
+    arm's units the agent's default instead, silently."""
+    links = [v.agent_variant_id for v in body.variants if v.agent_variant_id is not None]
+    if not links:
+        return
+    found = await known(session, links)
+    for index, link in enumerate(v.agent_variant_id for v in body.variants):
+        if link is not None and link not in found:
+            raise Invalid(f"variants.{index}.agent_variant_id: no agent variant {link}")
+
+
+async def create_experiment(
+    session: AsyncSession, body: ExperimentCreate, known: KnownVariants
+) -> OnlineExperiment:
+    await _check_links(session, body, known)
     experiment = OnlineExperiment(experiment_key=body.experiment_key)
     _apply(experiment, body.experiment_key, body)
     session.add(experiment)
@@ -91,11 +113,12 @@ async def get_experiment(session: AsyncSession, key: str) -> OnlineExperiment:
 
 
 async def update_experiment(
-    session: AsyncSession, key: str, body: ExperimentDefinition
+    session: AsyncSession, key: str, body: ExperimentDefinition, known: KnownVariants
 ) -> OnlineExperiment:
     """Replace the definition. The hash seed stays unless the body changes it: keeping the
     seed keeps every unit in its variant, changing it re-randomises on purpose."""
     experiment = await get_experiment(session, key)
+    await _check_links(session, body, known)
     seed = experiment.hash_seed
     _apply(experiment, key, body)
     if body.hash_seed is None:
@@ -131,6 +154,22 @@ async def archive_experiment(session: AsyncSession, key: str) -> OnlineExperimen
         experiment.status = "stopped"
         await session.flush()
     return experiment
+
+
+async def refuse_unlinking(
+    session: AsyncSession, variant_ids: Collection[uuid.UUID], what: str
+) -> None:
+    """Refuse (409) to delete agent variants an experiment's arm serves. Archived experiments
+    do not count: they can never serve again; a stopped one can be started again, and its
+    arm would then serve the agent's default in place of the deleted variant."""
+    wanted = {str(i) for i in variant_ids}
+    for experiment in await list_experiments(session):
+        arm = next((v for v in experiment.variants if v.get("agent_variant_id") in wanted), None)
+        if arm is not None:
+            raise Conflict(
+                f"{what} is served by arm {arm['variant_key']!r} of online experiment "
+                f"{experiment.experiment_key!r}; archive the experiment or unlink the arm first"
+            )
 
 
 async def public_experiments(session: AsyncSession) -> list[OnlineExperiment]:

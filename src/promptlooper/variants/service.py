@@ -9,7 +9,7 @@ schema guarantees a single active variant whatever happens.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -170,11 +170,29 @@ async def update_agent(
 
 async def delete_agent(session: AsyncSession, principal: Principal, agent_id: uuid.UUID) -> None:
     agent = await get_agent(session, principal, agent_id)
+    ids = await session.scalars(select(Variant.id).where(Variant.agent_id == agent.id))
+    await online.refuse_unlinking(session, set(ids), f"A variant of agent {agent.slug!r}")
     await session.delete(agent)
     await session.flush()
 
 
+async def refuse_linked_agents(session: AsyncSession, project_id: uuid.UUID) -> None:
+    """A project guard: no deleting a project while an online experiment serves one of its
+    agents' variants."""
+    ids = await session.scalars(
+        select(Variant.id)
+        .join(Agent, Variant.agent_id == Agent.id)
+        .where(Agent.project_id == project_id)
+    )
+    await online.refuse_unlinking(session, set(ids), "A variant of the project's agents")
+
+
 # --- variants -----------------------------------------------------------------------------
+
+
+async def existing_variant_ids(session: AsyncSession, ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of ``ids`` are variants (of any agent): what an online experiment's arms may link."""
+    return set(await session.scalars(select(Variant.id).where(Variant.id.in_(set(ids)))))
 
 
 async def active_variant(session: AsyncSession, agent_id: uuid.UUID) -> Variant | None:
@@ -339,6 +357,7 @@ async def delete_variant(
 ) -> None:
     """Delete a variant; the active one is deactivated first (and that is recorded)."""
     agent, variant = await get_variant(session, principal, agent_id, variant_id)
+    await online.refuse_unlinking(session, {variant.id}, f"Variant {variant.slug!r}")
     if variant.is_active:
         await deactivate(session, principal, agent.id, reason=f"variant {variant.slug} deleted")
     await session.delete(variant)
