@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+from dotenv import dotenv_values
 from pydantic import ByteSize, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from promptlooper.errors import ConfigurationError
 
+ENV_FILE = ".env"
 JWT_SECRET_FILE = "jwt_secret"
 CREDENTIALS_KEY_FILE = "credentials_key"
 
@@ -43,7 +45,7 @@ _ASYNC_DRIVERS = {
 class Settings(BaseSettings):
     """Every knob of a PromptLooper process; see the configuration table in the README."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore")
 
     data_dir: Path = Field(default=Path(".promptlooper"))
     database_url: str = ""
@@ -141,10 +143,11 @@ class Settings(BaseSettings):
         return f"{_ASYNC_DRIVERS[scheme]}://{rest}"
 
     def provider_env(self) -> dict[str, str]:
-        """The environment sweeps read provider settings from, with this process's DATA_DIR and
-        model registry in it (they may come from ``.env`` rather than the environment), so the
-        ``local`` provider finds the same models and checkpoints as the training API."""
-        env = dict(os.environ)
+        """The environment sweeps read provider settings and keys from: ``.env`` and the process
+        environment, like every other setting, with this process's DATA_DIR and model registry in
+        it, so the ``local`` provider finds the same models and checkpoints as the training API."""
+        env = {k: v for k, v in dotenv_values(ENV_FILE).items() if v is not None}
+        env.update(os.environ)  # as for settings: the environment wins over the file
         env["DATA_DIR"] = str(self.data_dir)
         if self.training_models_file is not None:
             env["TRAINING_MODELS_FILE"] = str(self.training_models_file)

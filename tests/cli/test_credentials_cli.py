@@ -158,6 +158,27 @@ def test_a_cli_sweep_uses_the_users_own_environment(
     )
 
 
+def test_a_key_in_the_working_directorys_dotenv_reaches_a_cli_sweep(
+    cli: Invoke,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    fake_openai: tuple[FakeOpenAI, str],
+):
+    fake, base_url = fake_openai
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("OPENAI_API_KEY=sk-from-dotenv\nOTHER_KEY=sk-file\n")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("OTHER_KEY", "sk-environment")
+
+    from_file = cli("sweep", "run", str(sweep_file(tmp_path, base_url)))
+    seen_first = {h["Authorization"] for h in fake.headers}
+    overridden = cli("sweep", "run", str(sweep_file(tmp_path, base_url, api_key_env="OTHER_KEY")))
+
+    assert (from_file.code, overridden.code) == (0, 0), from_file.err + overridden.err
+    assert seen_first == {"Bearer sk-from-dotenv"}
+    assert {h["Authorization"] for h in fake.headers} - seen_first == {"Bearer sk-environment"}
+
+
 @pytest.mark.parametrize(
     ("setting", "value", "message"),
     [
