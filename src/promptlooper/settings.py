@@ -84,6 +84,14 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default=[])
     """Origins (``https://shop.example``) whose pages may call the public experiment routes
     from the browser, or ``*`` for any; no other route ever answers another origin."""
+    max_body_bytes: ByteSize = Field(default=ByteSize(2 << 20), ge=0)
+    """The largest request body a route takes unless its family has a limit of its own (0:
+    no limit); larger bodies are 413 before they are read."""
+    max_body_public_bytes: ByteSize = Field(default=ByteSize(512 << 10), ge=0)
+    """The largest body of public event ingestion, which needs no credentials: a full batch
+    of 1,000 events fits."""
+    max_body_document_bytes: ByteSize = Field(default=ByteSize(8 << 20), ge=0)
+    """The largest sweep document (its dataset inline) sent to create an experiment."""
     sweep_lease_seconds: float = Field(default=30.0, ge=1, le=3600)
     """How long an experiment counts as running without a heartbeat from the process that
     runs it (renewed every third of it): after a crash it is resumable this long after."""

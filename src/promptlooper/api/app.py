@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from promptlooper import __version__
+from promptlooper.api.bodylimit import BodyFamily, BodyLimit
 from promptlooper.api.cors import PublicCORS
 from promptlooper.api.errors import install_error_handlers
 from promptlooper.api.health import router as health_router
@@ -33,6 +35,7 @@ from promptlooper.sweeps.credentials.routes import router as credentials_router
 from promptlooper.sweeps.execution import ExecutionOptions, SweepJobs
 from promptlooper.sweeps.lease import mark_interrupted
 from promptlooper.sweeps.providers import ProviderPolicy
+from promptlooper.sweeps.routes import create_experiment as create_sweep
 from promptlooper.sweeps.routes import export_router as sweeps_export_router
 from promptlooper.sweeps.routes import router as sweeps_router
 from promptlooper.sweeps.store import CacheBound
@@ -42,6 +45,7 @@ from promptlooper.training.routes import router as training_router
 from promptlooper.training.trainer import Trainer
 from promptlooper.variants import service as variants_service
 from promptlooper.variants.routes import router as variants_router
+from promptlooper.variants.routes import sweep_agent
 from promptlooper.web.routes import router as web_router
 from promptlooper.web.routes import static_files
 
@@ -61,6 +65,19 @@ demo page at ``/`` and ``/static`` are outside the API and public too.)"""
 AB_SCRIPT = "/static/promptlooper-ab.js"
 
 logger = logging.getLogger(__name__)
+
+
+def _paths(router: APIRouter, *endpoints: Callable[..., Any]) -> list[str]:
+    return [r.path for r in router.routes if isinstance(r, APIRoute) and r.endpoint in endpoints]
+
+
+def _body_families(settings: Settings) -> tuple[BodyFamily, ...]:
+    """The routes whose bodies have a limit other than MAX_BODY_BYTES."""
+    documents = [*_paths(sweeps_router, create_sweep), *_paths(variants_router, sweep_agent)]
+    return (
+        BodyFamily(IngestionRoutes.ROUTES, settings.max_body_public_bytes, "MAX_BODY_PUBLIC_BYTES"),
+        BodyFamily(documents, settings.max_body_document_bytes, "MAX_BODY_DOCUMENT_BYTES"),
+    )
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -166,6 +183,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.mount("/static", static_files, name="static")
     app.add_middleware(IngestionRoutes)
+    app.add_middleware(
+        BodyLimit,
+        default=BodyFamily((), settings.max_body_bytes, "MAX_BODY_BYTES"),
+        families=_body_families(settings),
+    )
     app.add_middleware(
         PublicCORS,
         origins=settings.cors_origins,
