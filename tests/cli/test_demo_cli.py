@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from promptlooper.cli import server
 from tests.cli.inprocess import Invoke
+
+EXAMPLES = Path(__file__).parents[2] / "examples" / "ticket-triage"
+ID = re.compile(r"experiment ([0-9a-f-]{36})")
 
 
 def test_a_demo_without_its_sweep_file_sets_up_the_rest_and_says_so(
@@ -24,3 +29,35 @@ def test_a_demo_without_its_sweep_file_sets_up_the_rest_and_says_so(
     assert "/api/experiments/None" not in outcome.out
     assert "admin user:  demo" in outcome.out
     assert served == [8123]
+
+
+def test_a_plain_sweep_list_after_the_demo_shows_the_demo_sweep(
+    cli: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server, "_run_server", lambda _settings, _host, _port: None)
+    demo = cli("demo", "--sweep", str(EXAMPLES / "sweep.yaml"))
+    experiment_id = ID.search(demo.err)
+    assert experiment_id is not None, demo.err
+
+    listed = cli("sweep", "list")
+    narrowed = cli("sweep", "list", "--user", "demo", "--project", "demo")
+
+    row = next(line for line in listed.out.splitlines() if experiment_id[1] in line)
+    assert re.search(r"\bdemo\b.*\bdemo\b.*ticket-triage", row), row
+    assert experiment_id[1] in narrowed.out
+    assert f"in the CLI:  promptlooper sweep show {experiment_id[1]}" in demo.out
+    assert "every sweep: promptlooper sweep list" in demo.out
+
+
+def test_listing_an_unknown_project_is_an_error_and_creates_nothing(
+    cli: Invoke, tmp_path: Path
+) -> None:
+    typo = cli("sweep", "list", "--project", "typo")
+    unknown_user = cli("sweep", "list", "--user", "nobody")
+    empty = cli("sweep", "list")
+
+    assert (typo.code, typo.err) == (2, "error: No project named 'typo'\n")
+    assert (unknown_user.code, unknown_user.err) == (2, "error: No user named 'nobody'\n")
+    assert empty.code == 0
+    with sqlite3.connect(tmp_path / "cli.db") as db:
+        assert db.execute("SELECT count(*) FROM projects").fetchone() == (0,)

@@ -112,6 +112,11 @@ def demo(
         if experiment_id
         else 'none run (`promptlooper demo --sweep FILE` runs one; see README "Sweeps")'
     )
+    cli_line = (
+        f"promptlooper sweep show {experiment_id}  (every sweep: promptlooper sweep list)"
+        if experiment_id
+        else "promptlooper sweep list"
+    )
     console.print(
         f"""
 [bold]PromptLooper demo[/bold]  database: {escape(settings.async_database_url)}
@@ -121,6 +126,7 @@ def demo(
 
   API docs:    {base}/docs
   experiment:  {sweep_line}
+  in the CLI:  {cli_line}
   online:      {base}/api/experiments  (the A/B registry: homepage_hero_test, pricing_cta_test)
   training:    {base}/api/training/models  (fine-tune: `promptlooper train sft`, README "Training")
   log in:      curl -s -X POST {base}/api/auth/login -H 'Content-Type: application/json' \\
