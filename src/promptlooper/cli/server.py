@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+import socket
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +21,7 @@ from promptlooper.cli.common import (
     load_settings,
     session_scope,
 )
+from promptlooper.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from promptlooper.settings import Settings
@@ -38,20 +41,29 @@ async def _migrate(settings: Settings) -> str | None:
         return await migrations.current_revision(engine)
 
 
-def _run_server(settings: Settings, host: str, port: int) -> None:
+def _listen_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything else is done: a busy port fails the command
+    at once, with nothing changed, and cannot be taken by another process in the meantime."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds its own
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return sock
+
+
+def _run_server(settings: Settings, sock: socket.socket) -> None:
     import uvicorn
 
     config = uvicorn.Config(
-        "promptlooper.api:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        log_level=settings.log_level,
+        "promptlooper.api:create_app", factory=True, log_level=settings.log_level
     )
     with collector_paused():
         config.load()
         freeze_long_lived_objects()
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def serve(
@@ -63,10 +75,11 @@ def serve(
 ) -> None:
     """Serve the REST API (docs at /docs), upgrading the schema first."""
     settings = load_settings()
-    if not no_migrate:
-        revision = _migrate(settings)
-        console.print(f"database schema at revision {revision}")
-    _run_server(settings, host, port)
+    with _listen_socket(host, port) as sock:
+        if not no_migrate:
+            revision = _migrate(settings)
+            console.print(f"database schema at revision {revision}")
+        _run_server(settings, sock)
 
 
 @async_command
@@ -93,25 +106,42 @@ def demo(
     sweep: Path = typer.Option(DEMO_SWEEP, "--sweep", help="Sweep file to run before serving."),
 ) -> None:
     """Set up a demo: admin user, an example sweep run end to end with its exports, then serve."""
+    settings = load_settings()
+    with _listen_socket(host, port) as sock:
+        _migrate(settings)
+        password = _prepare_demo(settings)
+        experiment_id = _demo_sweep(settings, sweep)
+        _print_demo(settings, f"http://{host}:{port}", password, experiment_id)
+        _run_server(settings, sock)
+
+
+def _demo_sweep(settings: Settings, sweep: Path) -> uuid.UUID | None:
+    """Run the demo's sweep, when its file is here, and write its exports."""
     from promptlooper.cli.sweeps import run_sweep, write_exports
     from promptlooper.sweeps.spec import load_sweep_file, parse_spec
 
-    settings = load_settings()
-    _migrate(settings)
-    password = _prepare_demo(settings)
-    experiment_id = None
-    if sweep.exists():
-        spec = parse_spec(load_sweep_file(sweep))
-        experiment_id = run_sweep(settings, spec=spec, project=DEMO_PROJECT, user=DEMO_USERNAME)
-        written = write_exports(settings, experiment_id, settings.data_dir / "exports")
-        console.print("exports: " + "  ".join(str(p) for p in written), soft_wrap=True)
-    else:
+    if not sweep.exists():
         console.print(f"(no {sweep} here: skipping the example sweep)")
-    base = f"http://{host}:{port}"
+        return None
+    spec = parse_spec(load_sweep_file(sweep))
+    experiment_id = run_sweep(settings, spec=spec, project=DEMO_PROJECT, user=DEMO_USERNAME)
+    written = write_exports(settings, experiment_id, settings.data_dir / "exports")
+    console.print("exports: " + "  ".join(str(p) for p in written), soft_wrap=True)
+    return experiment_id
+
+
+def _print_demo(
+    settings: Settings, base: str, password: str, experiment_id: uuid.UUID | None
+) -> None:
     sweep_line = (
         f"{base}/api/experiments/{experiment_id}  (leaderboard: .../leaderboard)"
         if experiment_id
         else 'none run (`promptlooper demo --sweep FILE` runs one; see README "Sweeps")'
+    )
+    cli_line = (
+        f"promptlooper sweep show {experiment_id}  (every sweep: promptlooper sweep list)"
+        if experiment_id
+        else "promptlooper sweep list"
     )
     console.print(
         f"""
@@ -122,6 +152,7 @@ def demo(
 
   API docs:    {base}/docs
   experiment:  {sweep_line}
+  in the CLI:  {cli_line}
   online:      {base}/api/experiments  (the A/B registry: homepage_hero_test, pricing_cta_test)
   training:    {base}/api/training/models  (fine-tune: `promptlooper train sft`, README "Training")
   log in:      curl -s -X POST {base}/api/auth/login -H 'Content-Type: application/json' \\
@@ -130,4 +161,3 @@ def demo(
         markup=True,
         soft_wrap=True,
     )
-    _run_server(settings, host, port)

@@ -27,7 +27,7 @@ from promptlooper.cli.common import (
     load_settings,
     session_scope,
 )
-from promptlooper.errors import Invalid
+from promptlooper.errors import Invalid, NotFound
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -337,23 +337,37 @@ async def show(experiment_id: uuid.UUID = typer.Argument(...)) -> None:
 @sweep_app.command("list")
 @async_command
 async def list_experiments(
-    project: str = typer.Option("default", "--project"),
-    user: str | None = typer.Option(None, "--user"),
+    project: str | None = typer.Option(
+        None, "--project", help="Only projects of this name (default: every project)."
+    ),
+    user: str | None = typer.Option(
+        None, "--user", help="Only this user's projects (default: every user's)."
+    ),
 ) -> None:
-    """List a project's experiments with their progress."""
+    """List experiments (the newest 500), with their owner, project and progress: all of them
+    in the database unless --user or --project narrows the list. Never creates a project."""
+    from promptlooper.auth import service as auth
     from promptlooper.projects import service as projects
     from promptlooper.sweeps import service
 
     async with session_scope(load_settings()) as session:
-        principal = await principal_for(session, user)
-        owned = await projects.get_or_create_project(session, principal, project)
-        experiments, _ = await service.list_experiments(session, principal, owned.id, limit=500)
+        owner = await auth.require_user(session, user) if user else None
+        found = await projects.find_projects(
+            session, owner_id=owner.id if owner else None, name=project
+        )
+        if project is not None and not found:
+            raise NotFound(f"No project named {project!r}" + (f" of {user}" if user else ""))
+        where = {p.id: (username, p.name) for p, username in found}
+        experiments = await service.experiments_in(session, list(where), limit=500)
         counts = await service.progress(session, [e.id for e in experiments])
-    table = Table("id", "name", "status", "completed", "failed", "pending", "created")
+    table = Table(
+        "id", "owner", "project", "name", "status", "completed", "failed", "pending", "created"
+    )
     for e in experiments:
         c = counts[e.id]
         table.add_row(
             str(e.id),
+            *where[e.project_id],
             e.name,
             e.current_status,
             str(c["completed"]),

@@ -59,6 +59,20 @@ async def find_project(session: AsyncSession, principal: Principal, name: str) -
     return project
 
 
+async def find_projects(
+    session: AsyncSession, *, owner_id: uuid.UUID | None = None, name: str | None = None
+) -> list[tuple[Project, str]]:
+    """Every project, or those of one owner and/or of one name, each with its owner's username:
+    for the operator at the database (the CLI), who may see them all. Finds, never creates."""
+    query = select(Project, User.username).join(User, User.id == Project.owner_id)
+    if owner_id is not None:
+        query = query.where(Project.owner_id == owner_id)
+    if name is not None:
+        query = query.where(Project.name == name)
+    rows = await session.execute(query.order_by(User.username, Project.name))
+    return [(project, username) for project, username in rows]
+
+
 async def owned_project_ids(session: AsyncSession, principal: Principal) -> list[uuid.UUID]:
     """The ids of the caller's own projects (an admin's too: not everyone's)."""
     return list(

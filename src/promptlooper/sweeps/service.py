@@ -98,6 +98,9 @@ async def get_experiment(
     return experiment
 
 
+NEWEST_FIRST = (Experiment.created_at.desc(), Experiment.id)
+
+
 async def list_experiments(
     session: AsyncSession,
     principal: Principal,
@@ -109,8 +112,17 @@ async def list_experiments(
     await projects.get_project(session, principal, project_id)
     query = select(Experiment).where(Experiment.project_id == project_id)
     total = await session.scalar(select(func.count()).select_from(query.subquery()))
-    page = query.order_by(Experiment.created_at.desc(), Experiment.id).limit(limit).offset(offset)
+    page = query.order_by(*NEWEST_FIRST).limit(limit).offset(offset)
     return list(await session.scalars(page)), total or 0
+
+
+async def experiments_in(
+    session: AsyncSession, project_ids: list[uuid.UUID], *, limit: int
+) -> list[Experiment]:
+    """The newest experiments of several projects together, for a caller that has already
+    found the projects and the right to read them (the operator's CLI)."""
+    query = select(Experiment).where(Experiment.project_id.in_(project_ids))
+    return list(await session.scalars(query.order_by(*NEWEST_FIRST).limit(limit)))
 
 
 async def progress(
