@@ -8,7 +8,9 @@ import uuid
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
+from promptlooper.training.registry import ModelRegistry, load_registry
 from tests.factories import Actor
 from tests.training.conftest import new_run, on_disk
 
@@ -300,13 +302,37 @@ async def test_bad_run_configs_are_refused(
     assert listed["count"] == 0
 
 
-async def test_a_target_module_the_model_lacks_is_400(
+async def test_a_target_module_the_model_lacks_is_refused_at_creation(
     client: httpx.AsyncClient, alice: Actor
 ) -> None:
-    run = await new_run(client, alice, lora_target_modules=["no_such_proj"])
-    response = await client.post(
-        f"/api/training/runs/{run}/forward_backward", json=GOOD, headers=alice.headers
-    )
+    body = {"base_model": "tiny-test", "lora_target_modules": ["q_proj", "no_such_proj"]}
+    response = await client.post("/api/training/runs", json=body, headers=alice.headers)
+    models = (await client.get("/api/training/models", headers=alice.headers)).json()
+
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert detail.startswith("lora_target_modules: tiny-test has no layer 'no_such_proj'")
+    assert "gate_proj" in detail  # what it may name instead
+    listed = (await client.get("/api/training/runs", headers=alice.headers)).json()
+    assert listed["count"] == 0
+    (tiny,) = (m for m in models["data"] if m["name"] == "tiny-test")
+    assert "q_proj" in tiny["lora_modules"]
+
+
+async def test_a_registry_that_does_not_list_layers_leaves_them_to_the_first_call(
+    client: httpx.AsyncClient, alice: Actor, trained_app: FastAPI
+) -> None:
+    registry = trained_app.state.trainer.registry
+    entry = registry.get("tiny-test")
+    unlisted = entry.model_copy(update={"lora": entry.lora.model_copy(update={"modules": None})})
+    trained_app.state.trainer.registry = ModelRegistry({"tiny-test": unlisted})
+    try:
+        run = await new_run(client, alice, lora_target_modules=["no_such_proj"])
+        response = await client.post(
+            f"/api/training/runs/{run}/forward_backward", json=GOOD, headers=alice.headers
+        )
+    finally:
+        trained_app.state.trainer.registry = registry
     assert response.status_code == 400
     assert "no_such_proj" in response.json()["detail"]
     # The half-made adapter is gone: the base model still serves other runs.
@@ -318,6 +344,22 @@ async def test_a_target_module_the_model_lacks_is_400(
     assert (
         await client.post(f"/api/training/runs/{good}/optim_step", headers=alice.headers)
     ).status_code == 200
+
+
+def test_the_registrys_layers_are_the_tiny_models_own() -> None:
+    """``lora.modules`` is data about an architecture: the tiny model, built from its config,
+    has every layer listed, and no other linear layer a LoRA could adapt."""
+    import torch
+
+    from promptlooper.training.backend import tiny
+
+    model = tiny.build_model(tiny.build_tokenizer(), 64)
+    linear = {
+        name.rsplit(".", 1)[-1]
+        for name, module in model.model.named_modules()
+        if isinstance(module, torch.nn.Linear)
+    }
+    assert linear == set(load_registry().get("tiny-test").lora.modules or [])
 
 
 async def test_bad_sampling_and_checkpoint_requests(

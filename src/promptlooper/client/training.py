@@ -118,6 +118,8 @@ class ModelInfo:
     max_seq_len: int
     chat_template: str
     lora: dict[str, Any] = field(default_factory=dict)
+    lora_modules: list[str] | None = None
+    """The layers ``target_modules`` may name (None: the server does not check them)."""
 
 
 def _sample_output(body: Mapping[str, Any]) -> SampleOutput:

@@ -25,6 +25,20 @@ class LoraDefaults(BaseModel):
     alpha: float = Field(default=16, gt=0)
     dropout: float = Field(default=0.0, ge=0, lt=1)
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"], min_length=1)
+    modules: list[str] | None = None
+    """The base model's layers a LoRA may target (known from its architecture): a run naming
+    any other is refused when it is created, not at its first call. None: not checked."""
+
+    @model_validator(mode="after")
+    def _targets_known(self) -> LoraDefaults:
+        unknown = self.unknown_modules(self.target_modules)
+        if unknown:
+            raise ValueError(f"target_modules {unknown} are not among modules")
+        return self
+
+    def unknown_modules(self, names: list[str]) -> list[str]:
+        """The names that are not layers of the model (none when its layers are not listed)."""
+        return [] if self.modules is None else [n for n in names if n not in self.modules]
 
 
 class GGUFSource(BaseModel):

@@ -38,6 +38,9 @@ class ModelPublic(BaseModel):
     max_seq_len: int
     chat_template: str
     lora: LoraPublic
+    """The defaults a run gets for the LoRA fields it leaves out."""
+    lora_modules: list[str] | None
+    """The layers a run's ``lora_target_modules`` may name (None: not listed, not checked)."""
 
 
 class ModelList(BaseModel):

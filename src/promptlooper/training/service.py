@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.auth.principal import Principal
-from promptlooper.errors import NotFound
+from promptlooper.errors import Invalid, NotFound
 from promptlooper.training.models import TrainingCheckpoint, TrainingRun, TrainingStep
 from promptlooper.training.registry import ModelRegistry
 from promptlooper.training.schemas import LoraPublic, ModelList, ModelPublic, RunCreate
@@ -25,6 +25,7 @@ def list_models(registry: ModelRegistry) -> ModelList:
             max_seq_len=e.max_seq_len,
             chat_template=e.chat_template,
             lora=LoraPublic(**e.lora.model_dump()),
+            lora_modules=e.lora.modules,
         )
         for e in registry.entries()
     ]
@@ -35,6 +36,12 @@ async def create_run(
     session: AsyncSession, principal: Principal, registry: ModelRegistry, body: RunCreate
 ) -> TrainingRun:
     defaults = registry.get(body.base_model).lora
+    unknown = defaults.unknown_modules(body.lora_target_modules or [])
+    if unknown:
+        raise Invalid(
+            f"lora_target_modules: {body.base_model} has no layer {unknown[0]!r} to adapt; "
+            f"choose among: {', '.join(defaults.modules or [])}"
+        )
     lora = {
         "rank": body.lora_rank if body.lora_rank is not None else defaults.rank,
         "alpha": body.lora_alpha if body.lora_alpha is not None else defaults.alpha,
