@@ -365,3 +365,20 @@ async def test_unknown_providers_and_broken_templates_are_refused(
         assert message in problem["msg"]
     unchanged = (await client.get(url(agent), headers=owner.headers)).json()
     assert unchanged["config"] == agent["config"]
+
+
+async def test_non_latin_names_get_transliterated_slugs(
+    client: httpx.AsyncClient, owner, project_id, agent
+):
+    created = await client.post(
+        f"/api/projects/{project_id}/agents",
+        json={"name": "Классификатор", **BASE},
+        headers=owner.headers,
+    )
+    variant = await client.post(
+        url(agent, "variants"), json={"name": "日本語"}, headers=owner.headers
+    )
+
+    assert created.status_code == 201, created.text
+    assert created.json()["slug"] == "klassifikator"
+    assert variant.json()["slug"] == "ri-ben-yu"

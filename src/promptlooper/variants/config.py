@@ -9,13 +9,12 @@ per field, where the value came from.
 from __future__ import annotations
 
 import difflib
-import re
-import unicodedata
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
+from slugify import slugify as _slugify
 
 from promptlooper.errors import Conflict, Invalid
 from promptlooper.sweeps.adapters import adapter_types
@@ -129,35 +128,14 @@ def changed(current: Mapping[str, Any], proposed: Mapping[str, Any]) -> dict[str
     return {k: v for k, v in proposed.items() if k not in current or current[k] != v}
 
 
-_NON_ALNUM = re.compile(r"[^a-z0-9]+")
-# Letters that Unicode does not decompose into an ASCII base letter.
-_TRANSLITERATE = str.maketrans(
-    {
-        "ł": "l",
-        "Ł": "L",
-        "ø": "o",
-        "Ø": "O",
-        "ß": "ss",
-        "æ": "ae",
-        "Æ": "AE",
-        "œ": "oe",
-        "Œ": "OE",
-        "đ": "d",
-        "Đ": "D",
-        "ð": "d",
-        "þ": "th",
-        "Þ": "Th",
-    }
-)
+MAX_SLUG_LENGTH = 100
 
 
 def slugify(name: str, fallback: str = "item") -> str:
-    """Deterministic kebab-case: accents folded to ASCII, runs of anything else become one
-    hyphen, no leading or trailing hyphen; ``fallback`` when nothing alphanumeric is left."""
-    folded = unicodedata.normalize("NFKD", name.translate(_TRANSLITERATE))
-    ascii_name = folded.encode("ascii", "ignore").decode()
-    slug = _NON_ALNUM.sub("-", ascii_name.lower()).strip("-")
-    return slug[:100].rstrip("-") or fallback
+    """Deterministic kebab-case: any script transliterated to ASCII (``Классификатор`` →
+    ``klassifikator``), runs of anything else become one hyphen, no leading or trailing hyphen;
+    ``fallback`` when nothing alphanumeric is left."""
+    return _slugify(name, max_length=MAX_SLUG_LENGTH) or fallback
 
 
 def claim_slug(
