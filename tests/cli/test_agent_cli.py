@@ -104,10 +104,11 @@ def test_agent_sweep_runs_around_the_agent_config(env: dict[str, str], tmp_path:
         (["agent", "show", "nope", "-p", "cli"], "No project named 'cli'"),
         (["agent", "create", "X", "--model", "gpt4"], "--model: expected provider:model"),
         (
-            ["agent", "create", "X", "--model", "a:b", "--set", "oops"],
+            ["agent", "create", "X", "--model", "mock:b", "--set", "oops"],
             "--set: expected field=value",
         ),
-        (["agent", "create", "X", "--model", "a:b", "--set", "temperature=9"], "temperature:"),
+        (["agent", "create", "X", "--model", "mock:b", "--set", "temperature=9"], "temperature:"),
+        (["agent", "create", "X", "--model", "opneai:b"], "model_provider: unknown provider"),
         (["agent", "create", "X", "--set", "bogus=1"], "bogus: Extra inputs are not permitted"),
         (["agent", "create", "X"], "model_provider: an agent needs a model provider"),
         (["variant", "list", "missing"], "No agent with slug 'missing'"),

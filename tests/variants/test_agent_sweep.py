@@ -133,6 +133,21 @@ async def test_an_agent_sweep_can_start_from_a_given_variant(
         ({"dataset": {"path": "rows.csv"}}, 422, "dataset.path: files are read by the CLI"),
         ({"parameter_space": {"max_retries": [-1]}}, 422, "max_retries: must be at least 0"),
         ({"concurrency": 0}, 422, "concurrency"),
+        (
+            {"parameter_space": {"temprature": [0.1, 0.9]}},
+            422,
+            "parameter_space.temprature: not a parameter; did you mean 'temperature'?",
+        ),
+        (
+            {"parameter_space": {"max_token": [8]}},
+            422,
+            "parameter_space.max_token: not a parameter; did you mean 'max_tokens'?",
+        ),
+        (
+            {"parameter_space": {"system_prompt": ["Be brief."]}},
+            422,
+            "parameter_space.system_prompt: a sweep calls this field 'system'",
+        ),
     ],
 )
 async def test_bad_agent_sweeps_are_refused(
@@ -146,3 +161,18 @@ async def test_bad_agent_sweeps_are_refused(
 
     assert response.status_code == status, response.text
     assert message in response.json()["detail"]
+
+
+async def test_parameters_the_model_takes_beyond_the_agent_fields_are_kept(
+    client: httpx.AsyncClient, owner, served_agent
+):
+    document = {
+        "dataset": {"rows": [{"input": SHORT}]},
+        "parameter_space": {"top_p": [0.5, 1.0], "seed": [7]},
+    }
+
+    response = await client.post(
+        url(served_agent, "experiments"), json=document, headers=owner.headers
+    )
+
+    assert response.status_code == 201, response.text

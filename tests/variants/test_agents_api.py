@@ -335,3 +335,50 @@ async def test_token_counts_at_their_bounds_read_back_as_integers(
     assert patched.status_code == 200, patched.text
     assert {k: read["config"][k] for k in bounds} == bounds
     assert all(type(read["config"][k]) is int for k in bounds)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("model_provider", "opneai", "unknown provider 'opneai'; known: anthropic, local, mock"),
+        ("user_prompt_template", "{{ input ", "template syntax error on line 1"),
+        ("system_prompt", "Be {% if brief %}brief.", "template syntax error"),
+    ],
+)
+async def test_unknown_providers_and_broken_templates_are_refused(
+    client: httpx.AsyncClient, owner, project_id, agent, field, value, message
+):
+    created = await client.post(
+        f"/api/projects/{project_id}/agents",
+        json={"name": "Broken", **BASE, field: value},
+        headers=owner.headers,
+    )
+    patched = await client.patch(url(agent), json={field: value}, headers=owner.headers)
+    varied = await client.post(
+        url(agent, "variants"), json={"name": "Broken", field: value}, headers=owner.headers
+    )
+
+    for response in (created, patched, varied):
+        assert response.status_code == 422, response.text
+        (problem,) = response.json()["detail"]
+        assert problem["loc"] == ["body", field]
+        assert message in problem["msg"]
+    unchanged = (await client.get(url(agent), headers=owner.headers)).json()
+    assert unchanged["config"] == agent["config"]
+
+
+async def test_non_latin_names_get_transliterated_slugs(
+    client: httpx.AsyncClient, owner, project_id, agent
+):
+    created = await client.post(
+        f"/api/projects/{project_id}/agents",
+        json={"name": "Классификатор", **BASE},
+        headers=owner.headers,
+    )
+    variant = await client.post(
+        url(agent, "variants"), json={"name": "日本語"}, headers=owner.headers
+    )
+
+    assert created.status_code == 201, created.text
+    assert created.json()["slug"] == "klassifikator"
+    assert variant.json()["slug"] == "ri-ben-yu"

@@ -8,14 +8,17 @@ per field, where the value came from.
 
 from __future__ import annotations
 
-import re
-import unicodedata
+import difflib
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
+from slugify import slugify as _slugify
 
 from promptlooper.errors import Conflict, Invalid
+from promptlooper.sweeps.adapters import adapter_types
+from promptlooper.sweeps.engine.templating import TemplateError, check_syntax
 from promptlooper.types import UNSET, RequestBody, UnsetType
 
 Source = Literal["agent", "variant", "default"]
@@ -42,6 +45,32 @@ class ConfigFields(RequestBody):
     token_budget: int | None = Field(default=None, ge=1, le=MAX_TOKEN_COUNT)
     timeout_seconds: float | None = Field(default=None, ge=1, le=MAX_TIMEOUT_SECONDS)
     max_retries: int | None = Field(default=None, ge=0, le=MAX_RETRIES)
+
+    @field_validator("model_provider")
+    @classmethod
+    def _registered_provider(cls, value: str | None) -> str | None:
+        """A sweep around the agent calls this provider, so it must be one that exists."""
+        if value is not None and value not in adapter_types():
+            raise PydanticCustomError(
+                "unknown_provider",
+                "unknown provider '{name}'; known: {known}",
+                {"name": value, "known": ", ".join(adapter_types())},
+            )
+        return value
+
+    @field_validator("system_prompt", "user_prompt_template")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        """Runs render both in the sweeps' sandbox: one that does not compile there would fail
+        every run, so it is refused here, where the user can still fix it."""
+        if value is not None:
+            try:
+                check_syntax(value)
+            except TemplateError as exc:
+                raise PydanticCustomError(
+                    "template_syntax", "{reason}", {"reason": exc.message}
+                ) from exc
+        return value
 
 
 CONFIG_FIELDS: tuple[str, ...] = tuple(ConfigFields.model_fields)
@@ -99,35 +128,14 @@ def changed(current: Mapping[str, Any], proposed: Mapping[str, Any]) -> dict[str
     return {k: v for k, v in proposed.items() if k not in current or current[k] != v}
 
 
-_NON_ALNUM = re.compile(r"[^a-z0-9]+")
-# Letters that Unicode does not decompose into an ASCII base letter.
-_TRANSLITERATE = str.maketrans(
-    {
-        "ł": "l",
-        "Ł": "L",
-        "ø": "o",
-        "Ø": "O",
-        "ß": "ss",
-        "æ": "ae",
-        "Æ": "AE",
-        "œ": "oe",
-        "Œ": "OE",
-        "đ": "d",
-        "Đ": "D",
-        "ð": "d",
-        "þ": "th",
-        "Þ": "Th",
-    }
-)
+MAX_SLUG_LENGTH = 100
 
 
 def slugify(name: str, fallback: str = "item") -> str:
-    """Deterministic kebab-case: accents folded to ASCII, runs of anything else become one
-    hyphen, no leading or trailing hyphen; ``fallback`` when nothing alphanumeric is left."""
-    folded = unicodedata.normalize("NFKD", name.translate(_TRANSLITERATE))
-    ascii_name = folded.encode("ascii", "ignore").decode()
-    slug = _NON_ALNUM.sub("-", ascii_name.lower()).strip("-")
-    return slug[:100].rstrip("-") or fallback
+    """Deterministic kebab-case: any script transliterated to ASCII (``Классификатор`` →
+    ``klassifikator``), runs of anything else become one hyphen, no leading or trailing hyphen;
+    ``fallback`` when nothing alphanumeric is left."""
+    return _slugify(name, max_length=MAX_SLUG_LENGTH) or fallback
 
 
 def claim_slug(
@@ -176,6 +184,31 @@ def from_sweep_config(run_config: Mapping[str, Any]) -> tuple[dict[str, Any], li
     return validate_fields(values), sorted(params)
 
 
+_SWEEP_NAMES = ("model", "prompt", "system", "temperature", "max_tokens", *_BUDGET_PARAMS)
+"""What a sweep calls the agent's fields: the parameters a sweep around an agent varies."""
+_RENAMED = {
+    "model_provider": "model",
+    "model_name": "model",
+    "user_prompt_template": "prompt",
+    "system_prompt": "system",
+}
+
+
+def check_parameters(space: Mapping[str, Any]) -> None:
+    """Refuse the parameters of a sweep around an agent that are a slip rather than a choice:
+    an agent field under its agent name, or a near miss of a sweep name (``temprature``).
+    Anything else (``top_p``, ``seed``, a ``config.tone`` of a template) goes to the model as
+    in any sweep; a misspelt one would be sent to the provider, or silently ignored."""
+    for name in space:
+        if name in _SWEEP_NAMES:
+            continue
+        if name in _RENAMED:
+            raise Invalid(f"parameter_space.{name}: a sweep calls this field {_RENAMED[name]!r}")
+        close = difflib.get_close_matches(name, _SWEEP_NAMES, n=1, cutoff=0.8)
+        if close:
+            raise Invalid(f"parameter_space.{name}: not a parameter; did you mean {close[0]!r}?")
+
+
 def as_sweep(config: Mapping[str, Any], document: Mapping[str, Any]) -> dict[str, Any]:
     """A sweep document that starts from an effective agent config.
 
@@ -192,6 +225,7 @@ def as_sweep(config: Mapping[str, Any], document: Mapping[str, Any]) -> dict[str
     }
     result = dict(document)
     space = dict(result.get("parameter_space") or {})
+    check_parameters(space)
     pipeline = result.get("pipeline")
     for key, value in fixed.items():
         if value is not None and key not in space:
