@@ -108,6 +108,32 @@ async def test_create_list_and_archive(client: httpx.AsyncClient, registry, boot
     assert "signup_copy" in [e["experiment_key"] for e in listed.json()]
 
 
+async def test_two_experiments_cannot_share_a_cookie(
+    client: httpx.AsyncClient, registry, bootstrap_headers
+):
+    body = HOMEPAGE_PUT | {"experiment_key": "signup_copy", "cookie_name": "exp_pricing_cta"}
+
+    created = await client.post("/api/admin/experiments", json=body, headers=bootstrap_headers)
+    assert created.status_code == 409
+    assert "cookie_name 'exp_pricing_cta'" in created.json()["detail"]
+    assert "'pricing_cta_test'" in created.json()["detail"]
+    missing = await client.get("/api/admin/experiments/signup_copy", headers=bootstrap_headers)
+    assert missing.status_code == 404
+
+    replaced = await client.put(
+        "/api/admin/experiments/homepage_hero_test",
+        json=HOMEPAGE_PUT | {"cookie_name": "exp_pricing_cta"},
+        headers=bootstrap_headers,
+    )
+    assert replaced.status_code == 409
+    assert "cookie_name" in replaced.json()["detail"]
+
+    # Browsers keep an archived experiment's cookie: its name stays taken.
+    await client.post("/api/admin/experiments/pricing_cta_test/archive", headers=bootstrap_headers)
+    again = await client.post("/api/admin/experiments", json=body, headers=bootstrap_headers)
+    assert again.status_code == 409
+
+
 async def test_control_is_kept_first(client: httpx.AsyncClient, registry, bootstrap_headers):
     variants = list(reversed(HOMEPAGE_PUT["variants"]))
 

@@ -89,10 +89,23 @@ async def _check_links(
             raise Invalid(f"variants.{index}.agent_variant_id: no agent variant {link}")
 
 
+async def _check_cookie(session: AsyncSession, key: str, cookie_name: str) -> None:
+    """A cookie names one experiment's assignment. Archived experiments count: browsers keep
+    their cookies for 90 days, and a new experiment reading one would inherit old arms."""
+    holder = await session.scalar(
+        select(OnlineExperiment.experiment_key).where(
+            OnlineExperiment.cookie_name == cookie_name, OnlineExperiment.experiment_key != key
+        )
+    )
+    if holder is not None:
+        raise Conflict(f"cookie_name {cookie_name!r} is already used by experiment {holder!r}")
+
+
 async def create_experiment(
     session: AsyncSession, body: ExperimentCreate, known: KnownVariants
 ) -> OnlineExperiment:
     await _check_links(session, body, known)
+    await _check_cookie(session, body.experiment_key, body.cookie_name)
     experiment = OnlineExperiment(experiment_key=body.experiment_key)
     _apply(experiment, body.experiment_key, body)
     session.add(experiment)
@@ -119,6 +132,7 @@ async def update_experiment(
     seed keeps every unit in its variant, changing it re-randomises on purpose."""
     experiment = await get_experiment(session, key)
     await _check_links(session, body, known)
+    await _check_cookie(session, key, body.cookie_name)
     seed = experiment.hash_seed
     _apply(experiment, key, body)
     if body.hash_seed is None:
