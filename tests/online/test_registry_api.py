@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from tests.factories import make_actor
+from tests.online.conftest import BROWSER, event
 
 HOMEPAGE_PUT = {
     "cookie_name": "exp_homepage_hero",
@@ -132,6 +133,64 @@ async def test_two_experiments_cannot_share_a_cookie(
     await client.post("/api/admin/experiments/pricing_cta_test/archive", headers=bootstrap_headers)
     again = await client.post("/api/admin/experiments", json=body, headers=bootstrap_headers)
     assert again.status_code == 409
+
+
+async def test_an_archived_experiment_cannot_be_set_running(
+    client: httpx.AsyncClient, registry, bootstrap_headers
+):
+    key = "/api/admin/experiments/homepage_hero_test"
+    await client.post(f"{key}/archive", headers=bootstrap_headers)
+
+    revived = await client.put(
+        key, json=HOMEPAGE_PUT | {"status": "running"}, headers=bootstrap_headers
+    )
+    assert revived.status_code == 409
+    assert "archived" in revived.json()["detail"]
+    assert (await client.get(key, headers=bootstrap_headers)).json()["status"] == "stopped"
+    edited = await client.put(
+        key, json=HOMEPAGE_PUT | {"status": "stopped"}, headers=bootstrap_headers
+    )
+    assert edited.status_code == 200, edited.text
+
+
+def _renamed(treatment: str) -> dict:
+    control, _ = HOMEPAGE_PUT["variants"]
+    return HOMEPAGE_PUT | {"variants": [control, {"variant_key": treatment, "allocation": 80}]}
+
+
+async def test_arms_keep_their_keys_once_an_experiment_has_started(
+    client: httpx.AsyncClient, registry, bootstrap_headers
+):
+    key = "/api/admin/experiments/homepage_hero_test"
+
+    running = await client.put(key, json=_renamed("social_proof"), headers=bootstrap_headers)
+    assert running.status_code == 409
+    assert "variants" in running.json()["detail"]
+    assert "it is running" in running.json()["detail"]
+    kept = (await client.get(key, headers=bootstrap_headers)).json()
+    assert [v["variant_key"] for v in kept["variants"]] == ["control", "tiny_gang_social_proof"]
+
+    # Stopped before any event: nothing to hide, the arms may still be renamed.
+    await client.put(key, json=HOMEPAGE_PUT | {"status": "stopped"}, headers=bootstrap_headers)
+    renamed = await client.put(
+        key, json=_renamed("social_proof") | {"status": "stopped"}, headers=bootstrap_headers
+    )
+    assert renamed.status_code == 200, renamed.text
+
+    back = _renamed("social_proof") | {"status": "running", "enabled": True}
+    await client.put(key, json=back, headers=bootstrap_headers)
+    sent = await client.post(
+        "/api/experiments/event",
+        json=event(variant_key="social_proof", event_name="conversion"),
+        headers=BROWSER,
+    )
+    assert sent.json()["accepted"] is True
+    await client.put(key, json=back | {"status": "stopped"}, headers=bootstrap_headers)
+    stopped = await client.put(
+        key, json=_renamed("proof") | {"status": "stopped"}, headers=bootstrap_headers
+    )
+    assert stopped.status_code == 409
+    assert "it has recorded events" in stopped.json()["detail"]
 
 
 async def test_control_is_kept_first(client: httpx.AsyncClient, registry, bootstrap_headers):

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.errors import Conflict, Invalid, NotFound
 from promptlooper.online import assignment
-from promptlooper.online.models import OnlineExperiment, SiteSettings
+from promptlooper.online.models import OnlineExperiment, SiteSettings, VariantTotals
 from promptlooper.online.schemas import ExperimentCreate, ExperimentDefinition, SettingsBody
 
 DISABLED = "Online experiments are disabled in the site settings"
@@ -131,6 +131,8 @@ async def update_experiment(
     """Replace the definition. The hash seed stays unless the body changes it: keeping the
     seed keeps every unit in its variant, changing it re-randomises on purpose."""
     experiment = await get_experiment(session, key)
+    _refuse_reviving(experiment, body.status)
+    await _check_arms(session, experiment, body)
     await _check_links(session, body, known)
     await _check_cookie(session, key, body.cookie_name)
     seed = experiment.hash_seed
@@ -141,11 +143,43 @@ async def update_experiment(
     return experiment
 
 
+def _refuse_reviving(experiment: OnlineExperiment, status: str) -> None:
+    if experiment.archived_at is not None and status == "running":
+        raise Conflict(
+            f"{experiment.experiment_key!r} is archived; create a new experiment instead"
+        )
+
+
+async def _check_arms(
+    session: AsyncSession, experiment: OnlineExperiment, body: ExperimentDefinition
+) -> None:
+    """Arms keep their keys once an experiment runs or has data: events and results are
+    filed by variant key, so a renamed arm would hide what its units did, and browsers
+    holding the old key in their cookie would have every event refused."""
+    before = [v["variant_key"] for v in experiment.variants]
+    after = [v.variant_key for v in body.variants]
+    if set(before) == set(after):
+        return
+    if experiment.status == "running":
+        why = "it is running"
+    elif await session.scalar(
+        select(VariantTotals.variant_key)
+        .where(VariantTotals.experiment_key == experiment.experiment_key)
+        .limit(1)
+    ):
+        why = "it has recorded events"
+    else:
+        return
+    raise Conflict(
+        f"variants: the arms' keys cannot change because {why} (now {', '.join(before)}); "
+        "change allocations and labels only, or create a new experiment"
+    )
+
+
 async def set_status(session: AsyncSession, key: str, status: str) -> OnlineExperiment:
     """Start (``running``) or stop (``stopped``) an experiment without touching the rest."""
     experiment = await get_experiment(session, key)
-    if experiment.archived_at is not None and status == "running":
-        raise Conflict(f"{key!r} is archived; create a new experiment instead")
+    _refuse_reviving(experiment, status)
     experiment.status = status
     await session.flush()
     return experiment
