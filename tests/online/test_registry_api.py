@@ -193,6 +193,48 @@ async def test_arms_keep_their_keys_once_an_experiment_has_started(
     assert "it has recorded events" in stopped.json()["detail"]
 
 
+async def test_put_takes_back_what_get_returned(
+    client: httpx.AsyncClient, registry, bootstrap_headers
+):
+    key = "/api/admin/experiments/homepage_hero_test"
+    current = (await client.get(key, headers=bootstrap_headers)).json()
+
+    edited = await client.put(
+        key, json=current | {"description": "Edited"}, headers=bootstrap_headers
+    )
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["description"] == "Edited"
+    assert edited.json()["created_at"] == current["created_at"]
+
+    await client.post(f"{key}/archive", headers=bootstrap_headers)
+    archived = (await client.get(key, headers=bootstrap_headers)).json()
+    again = await client.put(key, json=archived, headers=bootstrap_headers)
+    assert again.status_code == 200, again.text
+    assert again.json()["archived_at"] == archived["archived_at"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("experiment_key", "pricing_cta_test"),
+        ("id", "00000000-0000-4000-8000-000000000000"),
+        ("created_at", "2020-01-01T00:00:00Z"),
+        ("archived_at", "2020-01-01T00:00:00Z"),
+    ],
+)
+async def test_put_refuses_a_changed_read_only_field(
+    client: httpx.AsyncClient, registry, bootstrap_headers, field, value
+):
+    key = "/api/admin/experiments/homepage_hero_test"
+    current = (await client.get(key, headers=bootstrap_headers)).json()
+
+    response = await client.put(key, json=current | {field: value}, headers=bootstrap_headers)
+
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith(f"{field} is read-only")
+    assert (await client.get(key, headers=bootstrap_headers)).json() == current
+
+
 async def test_control_is_kept_first(client: httpx.AsyncClient, registry, bootstrap_headers):
     variants = list(reversed(HOMEPAGE_PUT["variants"]))
 

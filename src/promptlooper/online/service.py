@@ -20,7 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from promptlooper.errors import Conflict, Invalid, NotFound
 from promptlooper.online import assignment
 from promptlooper.online.models import OnlineExperiment, SiteSettings, VariantTotals
-from promptlooper.online.schemas import ExperimentCreate, ExperimentDefinition, SettingsBody
+from promptlooper.online.schemas import (
+    READ_ONLY,
+    ExperimentCreate,
+    ExperimentDefinition,
+    ExperimentUpdate,
+    SettingsBody,
+)
 
 DISABLED = "Online experiments are disabled in the site settings"
 
@@ -125,12 +131,19 @@ async def get_experiment(session: AsyncSession, key: str) -> OnlineExperiment:
     return experiment
 
 
+def _check_read_only(experiment: OnlineExperiment, body: ExperimentUpdate) -> None:
+    for field in READ_ONLY:
+        if field in body.model_fields_set and getattr(body, field) != getattr(experiment, field):
+            raise Invalid(f"{field} is read-only and differs from the experiment's; leave it out")
+
+
 async def update_experiment(
-    session: AsyncSession, key: str, body: ExperimentDefinition, known: KnownVariants
+    session: AsyncSession, key: str, body: ExperimentUpdate, known: KnownVariants
 ) -> OnlineExperiment:
     """Replace the definition. The hash seed stays unless the body changes it: keeping the
     seed keeps every unit in its variant, changing it re-randomises on purpose."""
     experiment = await get_experiment(session, key)
+    _check_read_only(experiment, body)
     _refuse_reviving(experiment, body.status)
     await _check_arms(session, experiment, body)
     await _check_links(session, body, known)
