@@ -82,3 +82,30 @@ def test_bad_definitions_are_one_line_errors(
     assert result.code == 2
     assert message in result.err
     assert len(result.err.strip().splitlines()) == 1
+
+
+def test_update_takes_the_file_create_took_and_what_show_printed(cli: Invoke, tmp_path: Path):
+    created = tmp_path / "signup.yaml"
+    created.write_text(yaml.safe_dump(DEFINITION))
+    assert cli("online", "create", str(created)).code == 0
+
+    edited = DEFINITION | {"description": "Shorter copy wins?"}
+    created.write_text(yaml.safe_dump(edited))
+    updated = cli("online", "update", "signup_copy", str(created))
+    assert updated.code == 0, updated.err
+    shown = cli("online", "show", "signup_copy")
+    assert json.loads(shown.out)["description"] == "Shorter copy wins?"
+
+    printed = tmp_path / "shown.json"
+    printed.write_text(shown.out)
+    assert cli("online", "update", "signup_copy", str(printed)).code == 0
+
+    other = cli("online", "update", "other_key", str(created))
+    assert other.code == 2
+    assert "No online experiment with key 'other_key'" in other.err
+    created.write_text(yaml.safe_dump(DEFINITION | {"experiment_key": "renamed"}))
+    renamed = cli("online", "update", "signup_copy", str(created))
+    assert renamed.code == 2
+    assert renamed.err.strip() == (
+        "error: experiment_key is read-only and differs from the experiment's; leave it out"
+    )

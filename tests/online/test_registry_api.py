@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from tests.factories import make_actor
+from tests.online.conftest import BROWSER, event
 
 HOMEPAGE_PUT = {
     "cookie_name": "exp_homepage_hero",
@@ -106,6 +107,132 @@ async def test_create_list_and_archive(client: httpx.AsyncClient, registry, boot
         "/api/admin/experiments", params={"include_archived": True}, headers=bootstrap_headers
     )
     assert "signup_copy" in [e["experiment_key"] for e in listed.json()]
+
+
+async def test_two_experiments_cannot_share_a_cookie(
+    client: httpx.AsyncClient, registry, bootstrap_headers
+):
+    body = HOMEPAGE_PUT | {"experiment_key": "signup_copy", "cookie_name": "exp_pricing_cta"}
+
+    created = await client.post("/api/admin/experiments", json=body, headers=bootstrap_headers)
+    assert created.status_code == 409
+    assert "cookie_name 'exp_pricing_cta'" in created.json()["detail"]
+    assert "'pricing_cta_test'" in created.json()["detail"]
+    missing = await client.get("/api/admin/experiments/signup_copy", headers=bootstrap_headers)
+    assert missing.status_code == 404
+
+    replaced = await client.put(
+        "/api/admin/experiments/homepage_hero_test",
+        json=HOMEPAGE_PUT | {"cookie_name": "exp_pricing_cta"},
+        headers=bootstrap_headers,
+    )
+    assert replaced.status_code == 409
+    assert "cookie_name" in replaced.json()["detail"]
+
+    # Browsers keep an archived experiment's cookie: its name stays taken.
+    await client.post("/api/admin/experiments/pricing_cta_test/archive", headers=bootstrap_headers)
+    again = await client.post("/api/admin/experiments", json=body, headers=bootstrap_headers)
+    assert again.status_code == 409
+
+
+async def test_an_archived_experiment_cannot_be_set_running(
+    client: httpx.AsyncClient, registry, bootstrap_headers
+):
+    key = "/api/admin/experiments/homepage_hero_test"
+    await client.post(f"{key}/archive", headers=bootstrap_headers)
+
+    revived = await client.put(
+        key, json=HOMEPAGE_PUT | {"status": "running"}, headers=bootstrap_headers
+    )
+    assert revived.status_code == 409
+    assert "archived" in revived.json()["detail"]
+    assert (await client.get(key, headers=bootstrap_headers)).json()["status"] == "stopped"
+    edited = await client.put(
+        key, json=HOMEPAGE_PUT | {"status": "stopped"}, headers=bootstrap_headers
+    )
+    assert edited.status_code == 200, edited.text
+
+
+def _renamed(treatment: str) -> dict:
+    control, _ = HOMEPAGE_PUT["variants"]
+    return HOMEPAGE_PUT | {"variants": [control, {"variant_key": treatment, "allocation": 80}]}
+
+
+async def test_arms_keep_their_keys_once_an_experiment_has_started(
+    client: httpx.AsyncClient, registry, bootstrap_headers
+):
+    key = "/api/admin/experiments/homepage_hero_test"
+
+    running = await client.put(key, json=_renamed("social_proof"), headers=bootstrap_headers)
+    assert running.status_code == 409
+    assert "variants" in running.json()["detail"]
+    assert "it is running" in running.json()["detail"]
+    kept = (await client.get(key, headers=bootstrap_headers)).json()
+    assert [v["variant_key"] for v in kept["variants"]] == ["control", "tiny_gang_social_proof"]
+
+    # Stopped before any event: nothing to hide, the arms may still be renamed.
+    await client.put(key, json=HOMEPAGE_PUT | {"status": "stopped"}, headers=bootstrap_headers)
+    renamed = await client.put(
+        key, json=_renamed("social_proof") | {"status": "stopped"}, headers=bootstrap_headers
+    )
+    assert renamed.status_code == 200, renamed.text
+
+    back = _renamed("social_proof") | {"status": "running", "enabled": True}
+    await client.put(key, json=back, headers=bootstrap_headers)
+    sent = await client.post(
+        "/api/experiments/event",
+        json=event(variant_key="social_proof", event_name="conversion"),
+        headers=BROWSER,
+    )
+    assert sent.json()["accepted"] is True
+    await client.put(key, json=back | {"status": "stopped"}, headers=bootstrap_headers)
+    stopped = await client.put(
+        key, json=_renamed("proof") | {"status": "stopped"}, headers=bootstrap_headers
+    )
+    assert stopped.status_code == 409
+    assert "it has recorded events" in stopped.json()["detail"]
+
+
+async def test_put_takes_back_what_get_returned(
+    client: httpx.AsyncClient, registry, bootstrap_headers
+):
+    key = "/api/admin/experiments/homepage_hero_test"
+    current = (await client.get(key, headers=bootstrap_headers)).json()
+
+    edited = await client.put(
+        key, json=current | {"description": "Edited"}, headers=bootstrap_headers
+    )
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["description"] == "Edited"
+    assert edited.json()["created_at"] == current["created_at"]
+
+    await client.post(f"{key}/archive", headers=bootstrap_headers)
+    archived = (await client.get(key, headers=bootstrap_headers)).json()
+    again = await client.put(key, json=archived, headers=bootstrap_headers)
+    assert again.status_code == 200, again.text
+    assert again.json()["archived_at"] == archived["archived_at"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("experiment_key", "pricing_cta_test"),
+        ("id", "00000000-0000-4000-8000-000000000000"),
+        ("created_at", "2020-01-01T00:00:00Z"),
+        ("archived_at", "2020-01-01T00:00:00Z"),
+    ],
+)
+async def test_put_refuses_a_changed_read_only_field(
+    client: httpx.AsyncClient, registry, bootstrap_headers, field, value
+):
+    key = "/api/admin/experiments/homepage_hero_test"
+    current = (await client.get(key, headers=bootstrap_headers)).json()
+
+    response = await client.put(key, json=current | {field: value}, headers=bootstrap_headers)
+
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith(f"{field} is read-only")
+    assert (await client.get(key, headers=bootstrap_headers)).json() == current
 
 
 async def test_control_is_kept_first(client: httpx.AsyncClient, registry, bootstrap_headers):

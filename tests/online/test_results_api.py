@@ -168,7 +168,9 @@ async def test_health_flags_sample_ratio_mismatch_and_multiple_exposure(
     )
     await client.post(
         "/api/experiments/impression",
-        json=event(session_id="control-1", variant_key="tiny_gang_social_proof"),
+        json=event(
+            session_id="control-1", variant_key="tiny_gang_social_proof", event_name="impression"
+        ),
         headers=BROWSER,
     )
 

@@ -60,12 +60,13 @@ async def create(file: Path = FILE) -> None:
 @online_app.command("update")
 @async_command
 async def update(key: str = typer.Argument(...), file: Path = FILE) -> None:
-    """Replace an experiment's definition (the hash seed stays unless the file sets one)."""
+    """Replace an experiment's definition (the hash seed stays unless the file sets one);
+    the file ``online create`` took, or what ``online show`` printed, edited, will do."""
     from promptlooper.online import service
-    from promptlooper.online.schemas import ExperimentDefinition
+    from promptlooper.online.schemas import ExperimentUpdate
     from promptlooper.variants.service import existing_variant_ids
 
-    body = _definition(file, ExperimentDefinition)
+    body = _definition(file, ExperimentUpdate)
     async with session_scope(load_settings()) as session:
         experiment = await service.update_experiment(session, key, body, existing_variant_ids)
     console.print(f"updated {_summary(experiment)}")

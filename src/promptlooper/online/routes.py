@@ -31,9 +31,9 @@ from promptlooper.online.schemas import (
     EventIn,
     ExperimentAdmin,
     ExperimentCreate,
-    ExperimentDefinition,
     ExperimentPublic,
     ExperimentResults,
+    ExperimentUpdate,
     SettingsBody,
 )
 
@@ -92,12 +92,13 @@ async def get_experiment(
 @admin_router.put("/experiments/{experiment_key}")
 async def update_experiment(
     experiment_key: str,
-    body: ExperimentDefinition,
+    body: ExperimentUpdate,
     request: Request,
     _admin: AdminDep,
     session: SessionDep,
 ) -> ExperimentAdmin:
-    """Replace the definition (the hash seed stays unless the body sets a new one)."""
+    """Replace the definition (the hash seed stays unless the body sets a new one). A
+    ``GET``'s answer may be sent back edited: its read-only fields must be unchanged."""
     experiment = await service.update_experiment(session, experiment_key, body, _known(request))
     await session.commit()
     _intake(request).invalidate()

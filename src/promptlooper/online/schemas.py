@@ -97,6 +97,22 @@ class ExperimentCreate(ExperimentDefinition):
     experiment_key: Key
 
 
+READ_ONLY = ("experiment_key", "id", "archived_at", "created_at")
+"""Fields a ``GET`` returns that a ``PUT`` may send back unchanged (``updated_at`` too, and it
+is ignored: it moves with every write)."""
+
+
+class ExperimentUpdate(ExperimentDefinition):
+    """A definition, or a ``GET``'s answer (or ``online create``'s file) edited and sent back:
+    the read-only fields are accepted when they match the experiment, and ignored."""
+
+    experiment_key: str | None = None
+    id: uuid.UUID | None = None
+    archived_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
 class ExperimentPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

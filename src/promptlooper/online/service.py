@@ -19,8 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.errors import Conflict, Invalid, NotFound
 from promptlooper.online import assignment
-from promptlooper.online.models import OnlineExperiment, SiteSettings
-from promptlooper.online.schemas import ExperimentCreate, ExperimentDefinition, SettingsBody
+from promptlooper.online.models import OnlineExperiment, SiteSettings, VariantTotals
+from promptlooper.online.schemas import (
+    READ_ONLY,
+    ExperimentCreate,
+    ExperimentDefinition,
+    ExperimentUpdate,
+    SettingsBody,
+)
 
 DISABLED = "Online experiments are disabled in the site settings"
 
@@ -89,10 +95,23 @@ async def _check_links(
             raise Invalid(f"variants.{index}.agent_variant_id: no agent variant {link}")
 
 
+async def _check_cookie(session: AsyncSession, key: str, cookie_name: str) -> None:
+    """A cookie names one experiment's assignment. Archived experiments count: browsers keep
+    their cookies for 90 days, and a new experiment reading one would inherit old arms."""
+    holder = await session.scalar(
+        select(OnlineExperiment.experiment_key).where(
+            OnlineExperiment.cookie_name == cookie_name, OnlineExperiment.experiment_key != key
+        )
+    )
+    if holder is not None:
+        raise Conflict(f"cookie_name {cookie_name!r} is already used by experiment {holder!r}")
+
+
 async def create_experiment(
     session: AsyncSession, body: ExperimentCreate, known: KnownVariants
 ) -> OnlineExperiment:
     await _check_links(session, body, known)
+    await _check_cookie(session, body.experiment_key, body.cookie_name)
     experiment = OnlineExperiment(experiment_key=body.experiment_key)
     _apply(experiment, body.experiment_key, body)
     session.add(experiment)
@@ -112,13 +131,23 @@ async def get_experiment(session: AsyncSession, key: str) -> OnlineExperiment:
     return experiment
 
 
+def _check_read_only(experiment: OnlineExperiment, body: ExperimentUpdate) -> None:
+    for field in READ_ONLY:
+        if field in body.model_fields_set and getattr(body, field) != getattr(experiment, field):
+            raise Invalid(f"{field} is read-only and differs from the experiment's; leave it out")
+
+
 async def update_experiment(
-    session: AsyncSession, key: str, body: ExperimentDefinition, known: KnownVariants
+    session: AsyncSession, key: str, body: ExperimentUpdate, known: KnownVariants
 ) -> OnlineExperiment:
     """Replace the definition. The hash seed stays unless the body changes it: keeping the
     seed keeps every unit in its variant, changing it re-randomises on purpose."""
     experiment = await get_experiment(session, key)
+    _check_read_only(experiment, body)
+    _refuse_reviving(experiment, body.status)
+    await _check_arms(session, experiment, body)
     await _check_links(session, body, known)
+    await _check_cookie(session, key, body.cookie_name)
     seed = experiment.hash_seed
     _apply(experiment, key, body)
     if body.hash_seed is None:
@@ -127,11 +156,43 @@ async def update_experiment(
     return experiment
 
 
+def _refuse_reviving(experiment: OnlineExperiment, status: str) -> None:
+    if experiment.archived_at is not None and status == "running":
+        raise Conflict(
+            f"{experiment.experiment_key!r} is archived; create a new experiment instead"
+        )
+
+
+async def _check_arms(
+    session: AsyncSession, experiment: OnlineExperiment, body: ExperimentDefinition
+) -> None:
+    """Arms keep their keys once an experiment runs or has data: events and results are
+    filed by variant key, so a renamed arm would hide what its units did, and browsers
+    holding the old key in their cookie would have every event refused."""
+    before = [v["variant_key"] for v in experiment.variants]
+    after = [v.variant_key for v in body.variants]
+    if set(before) == set(after):
+        return
+    if experiment.status == "running":
+        why = "it is running"
+    elif await session.scalar(
+        select(VariantTotals.variant_key)
+        .where(VariantTotals.experiment_key == experiment.experiment_key)
+        .limit(1)
+    ):
+        why = "it has recorded events"
+    else:
+        return
+    raise Conflict(
+        f"variants: the arms' keys cannot change because {why} (now {', '.join(before)}); "
+        "change allocations and labels only, or create a new experiment"
+    )
+
+
 async def set_status(session: AsyncSession, key: str, status: str) -> OnlineExperiment:
     """Start (``running``) or stop (``stopped``) an experiment without touching the rest."""
     experiment = await get_experiment(session, key)
-    if experiment.archived_at is not None and status == "running":
-        raise Conflict(f"{key!r} is archived; create a new experiment instead")
+    _refuse_reviving(experiment, status)
     experiment.status = status
     await session.flush()
     return experiment
