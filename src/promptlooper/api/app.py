@@ -75,7 +75,9 @@ def _body_families(settings: Settings) -> tuple[BodyFamily, ...]:
     """The routes whose bodies have a limit other than MAX_BODY_BYTES."""
     documents = [*_paths(sweeps_router, create_sweep), *_paths(variants_router, sweep_agent)]
     return (
-        BodyFamily(IngestionRoutes.ROUTES, settings.max_body_public_bytes, "MAX_BODY_PUBLIC_BYTES"),
+        BodyFamily(
+            tuple(IngestionRoutes.ROUTES), settings.max_body_public_bytes, "MAX_BODY_PUBLIC_BYTES"
+        ),
         BodyFamily(documents, settings.max_body_document_bytes, "MAX_BODY_DOCUMENT_BYTES"),
     )
 
