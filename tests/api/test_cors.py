@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import httpx
 import pytest
@@ -31,7 +31,7 @@ BROWSER_ROUTES = [
     ("GET", "/static/promptlooper-ab.js"),
 ]
 
-Client = Callable[..., AsyncIterator[httpx.AsyncClient]]
+Client = Callable[[list[str]], AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from promptlooper import __version__
@@ -63,6 +64,7 @@ PUBLIC_PATHS = frozenset(
 """API routes that answer without credentials; every other API route requires them. (The
 demo page at ``/`` and ``/static`` are outside the API and public too.)"""
 AB_SCRIPT = "/static/promptlooper-ab.js"
+DOCS_ASSETS = "/static-docs"
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +77,9 @@ def _body_families(settings: Settings) -> tuple[BodyFamily, ...]:
     """The routes whose bodies have a limit other than MAX_BODY_BYTES."""
     documents = [*_paths(sweeps_router, create_sweep), *_paths(variants_router, sweep_agent)]
     return (
-        BodyFamily(IngestionRoutes.ROUTES, settings.max_body_public_bytes, "MAX_BODY_PUBLIC_BYTES"),
+        BodyFamily(
+            tuple(IngestionRoutes.ROUTES), settings.max_body_public_bytes, "MAX_BODY_PUBLIC_BYTES"
+        ),
         BodyFamily(documents, settings.max_body_document_bytes, "MAX_BODY_DOCUMENT_BYTES"),
     )
 
@@ -134,7 +138,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await event_bus.close()
         await engine.dispose()
 
-    app = FastAPI(
+    # /docs and /redoc with their scripts and styles served from the package, not a CDN: the
+    # pages work on a machine with no way out.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
         title="PromptLooper",
         version=__version__,
         summary="Sweeps, variants, online experiments and fine-tuning for LLM applications.",
