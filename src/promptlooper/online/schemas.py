@@ -17,6 +17,8 @@ from pydantic import (
     model_validator,
 )
 
+from promptlooper.types import RequestBody
+
 Key = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9]+([_-][a-z0-9]+)*$", min_length=1, max_length=100)
 ]
@@ -32,11 +34,7 @@ MAX_EVENT_VALUE = 1e15
 variance of value per session), a float's range must still hold it."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class VariantDefinition(_Strict):
+class VariantDefinition(RequestBody):
     variant_key: Key
     label: Annotated[str, StringConstraints(max_length=200)] = ""
     allocation: float = Field(ge=0, le=100, description="Percent of covered traffic")
@@ -46,7 +44,7 @@ class VariantDefinition(_Strict):
     )
 
 
-class ExperimentDefinition(_Strict):
+class ExperimentDefinition(RequestBody):
     """The full definition, as ``PUT /api/admin/experiments/{key}`` replaces it."""
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -120,7 +118,7 @@ class ExperimentAdmin(ExperimentPublic):
     updated_at: datetime
 
 
-class SettingsBody(_Strict):
+class SettingsBody(RequestBody):
     site_name: Annotated[str, StringConstraints(max_length=200)] = ""
     experiments_enabled: bool = True
 
@@ -130,8 +128,10 @@ class Assignment(BaseModel):
     variant_key: str | None = Field(description="null: not in the experiment")
 
 
-class EventIn(BaseModel):
+class EventIn(RequestBody):
     """One browser event. Unknown fields are ignored (browsers send what they send)."""
+
+    model_config = ConfigDict(extra="ignore")
 
     experiment_key: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     variant_key: Annotated[str, StringConstraints(min_length=1, max_length=100)]
@@ -157,7 +157,9 @@ class Accepted(BaseModel):
     accepted: bool
 
 
-class BatchIn(BaseModel):
+class BatchIn(RequestBody):
+    model_config = ConfigDict(extra="ignore")
+
     events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 
