@@ -73,10 +73,6 @@ class ConfigurationError(PromptLooperError):
     """The process is configured in a way it cannot run with."""
 
 
-NUL_IN_TEXT = "Text must not contain the NUL character (\\u0000)"
-"""Why text was refused: PostgreSQL stores NUL in neither text nor JSON."""
-
-
 HTTP_STATUS: dict[type[PromptLooperError], int] = {
     BadRequest: 400,
     NotFound: 404,

@@ -1,12 +1,16 @@
-"""Shared aliases and sentinels. Imports nothing from the rest of the package."""
+"""Shared aliases and sentinels, and the base of request bodies. Imports nothing from the rest
+of the package but ``values``."""
 
 from __future__ import annotations
 
 import enum
 import uuid
-from typing import Any, Final, TypeAlias
+from typing import Any, ClassVar, Final, Self, TypeAlias
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from promptlooper.values import find_problem
 
 ID: TypeAlias = uuid.UUID
 JSONValue: TypeAlias = Any
@@ -32,6 +36,28 @@ UnsetType: TypeAlias = _Unset
 class RequestBody(BaseModel):
     """What users send (API bodies, sweep and config files): unknown fields are refused, and so
     are NaN and infinity, which the JSON and YAML parsers here accept but which would reach
-    weights, scores and statistics. A body that takes extra fields says so in its own config."""
+    weights, scores and statistics. A body that takes extra fields says so in its own config.
+
+    Every value, free-form JSON included (dataset rows, parameters, metadata), must be one both
+    databases store alike (see ``values``): a problem is a 422 naming the field, on SQLite and
+    PostgreSQL the same, rather than a 500 from one of them or a row no read can load."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    checked_elsewhere: ClassVar[frozenset[str]] = frozenset()
+    """Fields whose parts are validated (and refused) one at a time by the code that takes
+    them."""
+
+    @model_validator(mode="after")
+    def _storable(self) -> Self:
+        fields = {
+            name: value
+            for name, value in {**self.__dict__, **(self.model_extra or {})}.items()
+            if name not in self.checked_elsewhere
+        }
+        problem = find_problem(fields, skip=RequestBody)
+        if problem is not None:
+            error = PydanticCustomError(problem.kind, problem.message)
+            detail = InitErrorDetails(type=error, loc=problem.loc, input=None)
+            raise ValidationError.from_exception_data(type(self).__name__, [detail])
+        return self

@@ -325,3 +325,36 @@ def test_a_sweep_that_fails_to_start_leaves_the_garbage_collector_on(cli: Invoke
 
     assert (outcome.code, outcome.err) == (2, "error: Experiment not found\n")
     assert gc.isenabled()  # start-up pauses it; an error must not leave it off
+
+
+@pytest.mark.parametrize(
+    ("part", "where"),
+    [
+        (
+            {"parameter_space": {"model": ["mock:small"], "prompt": ["Hi"], "t": [0.5, ".nan"]}},
+            "parameter_space.t.1",
+        ),
+        (
+            {"dataset": {"rows": [{"input": "charged twice", "weight": "-.inf"}]}},
+            "dataset.rows.0.weight",
+        ),
+    ],
+)
+def test_nan_and_infinity_in_a_sweep_file_are_one_line_errors(
+    cli: Invoke, tmp_path: Path, part: dict, where: str
+):
+    doc = {
+        "name": "nan",
+        "parameter_space": {"model": ["mock:small"], "prompt": ["Hi {{ input }}"]},
+        "dataset": {"rows": [{"input": "charged twice"}]},
+        **part,
+    }
+    path = tmp_path / "nan.yaml"
+    # YAML writes NaN and infinity as .nan and .inf; safe_dump would quote them as strings
+    path.write_text(yaml.safe_dump(doc).replace("'.nan'", ".nan").replace("'-.inf'", "-.inf"))
+
+    outcomes = [cli("sweep", command, str(path)) for command in ("validate", "run")]
+
+    for outcome in outcomes:
+        assert outcome.code == 2
+        assert outcome.err == f"error: {where}: Input should be a finite number\n"

@@ -411,6 +411,14 @@ async def test_delete_experiment(
             {"providers": {"mock": {"rate_limit": math.nan}}},
             "providers.mock.rate_limit: Input should be a finite number",
         ),
+        (  # NaN and infinity in free-form values used to be stored as null
+            {"parameter_space": {"model": ["mock:a"], "prompt": ["Hi"], "t": [0.5, math.nan]}},
+            "parameter_space.t.1: Input should be a finite number",
+        ),
+        (
+            {"dataset": {"rows": [{"input": "x", "weight": -math.inf}]}},
+            "dataset.rows.0.weight: Input should be a finite number",
+        ),
     ],
 )
 async def test_bad_sweep_documents_are_422_naming_the_field(

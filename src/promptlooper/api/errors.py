@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from promptlooper import errors
+from promptlooper.values import NUL_IN_TEXT
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
     if getattr(exc.orig, "sqlstate", None) not in UNSTORABLE_TEXT:
         raise exc
-    return JSONResponse({"detail": errors.NUL_IN_TEXT}, status_code=422)
+    return JSONResponse({"detail": NUL_IN_TEXT}, status_code=422)
 
 
 async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from promptlooper.types import RequestBody
+
 Username = Annotated[
     str,
     StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$"),
@@ -15,10 +17,8 @@ Username = Annotated[
 Password = Annotated[str, StringConstraints(min_length=8, max_length=1024)]
 
 
-class StrictModel(BaseModel):
+class StrictModel(RequestBody):
     """Request bodies refuse unknown fields, so a typo is an error and not a silent no-op."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class LoginRequest(StrictModel):

@@ -7,7 +7,7 @@ was refused travels in the ``X-Event-Rejected`` header (and per event in the bat
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from functools import cache
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
@@ -19,7 +19,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from promptlooper.auth.deps import AdminDep
 from promptlooper.db.deps import SessionDep
-from promptlooper.errors import NUL_IN_TEXT
 from promptlooper.online import results, service
 from promptlooper.online.ingestion import Intake, Verdict
 from promptlooper.online.schemas import (
@@ -183,31 +182,7 @@ async def _parse(request: Request, model: type[ModelT]) -> ModelT:
     except ValidationError as exc:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
         raise RequestValidationError(errors) from None
-    # JSON can only carry NUL escaped: a body without the escape needs no closer look.
-    if b"\\u0000" in body and (where := _nul_at(parsed.model_dump())) is not None:
-        problem = {"loc": ("body", *where), "msg": NUL_IN_TEXT, "type": "nul"}
-        raise RequestValidationError([problem])
     return parsed
-
-
-def _nul_at(value: Any, where: tuple[str | int, ...] = ()) -> tuple[str | int, ...] | None:
-    """Where in ``value`` a string or a key holds NUL. PostgreSQL stores NUL in neither text
-    nor JSON, and one such event would fail the whole group commit it joined, other
-    clients' events with it, so it is refused here, on every database alike."""
-    if isinstance(value, str):
-        return where if "\x00" in value else None
-    if isinstance(value, dict):
-        items: Iterable[tuple[str | int, Any]] = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return None
-    for key, item in items:
-        if isinstance(key, str) and "\x00" in key:
-            return (*where, key)
-        if (found := _nul_at(item, (*where, key))) is not None:
-            return found
-    return None
 
 
 def _documented_body(model: type[BaseModel]) -> dict[str, Any]:

@@ -18,6 +18,8 @@ from pydantic import (
     model_validator,
 )
 
+from promptlooper.types import RequestBody
+
 Key = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9]+([_-][a-z0-9]+)*$", min_length=1, max_length=100)
 ]
@@ -33,11 +35,7 @@ MAX_EVENT_VALUE = 1e15
 variance of value per session), a float's range must still hold it."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class VariantDefinition(_Strict):
+class VariantDefinition(RequestBody):
     variant_key: Key
     label: Annotated[str, StringConstraints(max_length=200)] = ""
     allocation: float = Field(ge=0, le=100, description="Percent of covered traffic")
@@ -47,7 +45,7 @@ class VariantDefinition(_Strict):
     )
 
 
-class ExperimentDefinition(_Strict):
+class ExperimentDefinition(RequestBody):
     """The full definition, as ``PUT /api/admin/experiments/{key}`` replaces it."""
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -137,7 +135,7 @@ class ExperimentAdmin(ExperimentPublic):
     updated_at: datetime
 
 
-class SettingsBody(_Strict):
+class SettingsBody(RequestBody):
     site_name: Annotated[str, StringConstraints(max_length=200)] = ""
     experiments_enabled: bool = True
 
@@ -147,7 +145,7 @@ class Assignment(BaseModel):
     variant_key: str | None = Field(description="null: not in the experiment")
 
 
-class EventIn(_Strict):
+class EventIn(RequestBody):
     """One browser event. An unknown field is a 422, as everywhere in the API: a misspelt
     ``value`` dropped silently would lose a conversion's amount without a word."""
 
@@ -177,7 +175,7 @@ class Accepted(BaseModel):
     accepted: bool
 
 
-class BatchIn(_Strict):
+class BatchIn(RequestBody):
     events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 

@@ -8,21 +8,19 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
+from promptlooper.types import RequestBody
+
 ProjectName = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 Description = Annotated[str, StringConstraints(max_length=5000)]
 
 
-class ProjectCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ProjectCreate(RequestBody):
     name: ProjectName
     description: Description = ""
 
 
-class ProjectUpdate(BaseModel):
+class ProjectUpdate(RequestBody):
     """Every field optional; only the fields sent are changed (PATCH semantics)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: ProjectName | None = None
     description: Description | None = None

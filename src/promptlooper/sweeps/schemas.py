@@ -8,6 +8,8 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from promptlooper.types import RequestBody
+
 
 class Progress(BaseModel):
     pending: int = 0
@@ -59,9 +61,7 @@ class ExperimentList(BaseModel):
     count: int
 
 
-class StartRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class StartRequest(RequestBody):
     concurrency: int | None = Field(default=None, ge=1, le=4096)
     cache: bool | None = Field(
         default=None,

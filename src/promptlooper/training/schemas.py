@@ -295,6 +295,8 @@ class QueueRequest(RequestBody):
     """Checked one at a time, in order, so that a bad call refuses only itself and what
     follows it."""
 
+    checked_elsewhere = frozenset({"calls"})
+
 
 class QueueRefusal(BaseModel):
     index: int

@@ -47,9 +47,7 @@ class VariantUpdate(ConfigFields):
     )
 
 
-class ActivationRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ActivationRequest(RequestBody):
     reason: Annotated[str, StringConstraints(max_length=1000)] = ""
 
 
@@ -159,7 +157,7 @@ class RolledBack(BaseModel):
     variant: VariantPublic | None = None
 
 
-class AgentSweepRequest(BaseModel):
+class AgentSweepRequest(RequestBody):
     """A sweep document (see the experiments API) whose grid starts from the agent's config:
     parameters it leaves out take the agent's values, budget fields included."""
 
@@ -229,9 +227,7 @@ class HistoryResponse(BaseModel):
     data: list[HistoryPoint]
 
 
-class PromoteRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PromoteRequest(RequestBody):
     experiment_id: uuid.UUID
     config_hash: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
         default=None,
