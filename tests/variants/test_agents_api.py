@@ -382,3 +382,30 @@ async def test_non_latin_names_get_transliterated_slugs(
     assert created.status_code == 201, created.text
     assert created.json()["slug"] == "klassifikator"
     assert variant.json()["slug"] == "ri-ben-yu"
+
+
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [
+        ('"{etag}"', 304),
+        ('W/"{etag}"', 304),
+        ('"stale", W/"{etag}"', 304),
+        ("*", 304),
+        ('"stale"', 200),
+        ('W/"stale"', 200),
+    ],
+)
+async def test_if_none_match_uses_weak_comparison(
+    client: httpx.AsyncClient, owner, agent, header, status
+):
+    """RFC 9110 §13.1.2: a weak tag matches its strong twin (a proxy that compresses the
+    answer weakens its ETag), and ``*`` matches any current config."""
+    etag = (await client.get(url(agent, "config"), headers=owner.headers)).json()["etag"]
+
+    response = await client.get(
+        url(agent, "config"),
+        headers={**owner.headers, "If-None-Match": header.format(etag=etag)},
+    )
+
+    assert response.status_code == status
+    assert response.headers["ETag"] == f'"{etag}"'

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
+from werkzeug.http import parse_etags
 
 from promptlooper.auth.deps import PrincipalDep
 from promptlooper.db.deps import Offset, SessionDep
@@ -110,10 +111,11 @@ def _resolved_out(found: Resolution) -> ResolvedConfig:
 
 
 def _conditional(found: Resolution, if_none_match: str | None) -> Response:
-    """The resolved config with its ETag, or 304 when the caller already has it."""
-    etag = f'"{found.etag}"'
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
+    """The resolved config with its ETag, or 304 when the caller already has it: by the weak
+    comparison RFC 9110 prescribes for If-None-Match, so ``W/"..."`` (a proxy that compresses
+    the answer weakens its tag) and ``*`` match too."""
+    headers = {"ETag": f'"{found.etag}"', "Cache-Control": "no-cache"}
+    if if_none_match is not None and parse_etags(if_none_match).contains_weak(found.etag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
     return JSONResponse(_resolved_out(found).model_dump(mode="json"), headers=headers)
 
