@@ -189,7 +189,8 @@ class PerformanceIn(RequestBody):
     timestamp: AwareDatetime | None = None
 
 
-PerformanceBatch = Annotated[list[PerformanceIn], Field(min_length=1, max_length=1000)]
+MAX_BATCH = 1000
+PerformanceBatch = Annotated[list[PerformanceIn], Field(min_length=1, max_length=MAX_BATCH)]
 
 
 class Recorded(BaseModel):
