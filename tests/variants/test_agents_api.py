@@ -409,3 +409,21 @@ async def test_if_none_match_uses_weak_comparison(
 
     assert response.status_code == status
     assert response.headers["ETag"] == f'"{etag}"'
+
+
+async def test_long_names_that_share_a_slug_prefix_get_slugs_that_fit(
+    client: httpx.AsyncClient, owner, project_id
+):
+    """Slugs are at most 100 characters; the counter that tells two apart must fit too."""
+    answers = [
+        await client.post(
+            f"/api/projects/{project_id}/agents",
+            json={"name": "x" * 120 + suffix, **BASE},
+            headers=owner.headers,
+        )
+        for suffix in ("a", "b")
+    ]
+
+    assert [a.status_code for a in answers] == [201, 201], answers[-1].text
+    slugs = [a.json()["slug"] for a in answers]
+    assert slugs == ["x" * 100, "x" * 98 + "-2"]

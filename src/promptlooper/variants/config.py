@@ -153,13 +153,19 @@ def claim_slug(
 
 
 def unique_slug(base: str, taken: set[str]) -> str:
-    """``base``, or ``base-2``, ``base-3``... whichever is free."""
+    """``base``, or ``base-2``, ``base-3``... whichever is free; ``base`` is shortened so the
+    counter still fits in a slug's length."""
     if base not in taken:
         return base
     n = 2
-    while f"{base}-{n}" in taken:
+    while (slug := _numbered(base, n)) in taken:
         n += 1
-    return f"{base}-{n}"
+    return slug
+
+
+def _numbered(base: str, n: int) -> str:
+    suffix = f"-{n}"
+    return base[: MAX_SLUG_LENGTH - len(suffix)].rstrip("-") + suffix
 
 
 _SWEEP_PARAMS = ("temperature", "max_tokens", "timeout_seconds", "max_retries")
