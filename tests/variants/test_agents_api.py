@@ -382,3 +382,48 @@ async def test_non_latin_names_get_transliterated_slugs(
     assert created.status_code == 201, created.text
     assert created.json()["slug"] == "klassifikator"
     assert variant.json()["slug"] == "ri-ben-yu"
+
+
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [
+        ('"{etag}"', 304),
+        ('W/"{etag}"', 304),
+        ('"stale", W/"{etag}"', 304),
+        ("*", 304),
+        ('"stale"', 200),
+        ('W/"stale"', 200),
+    ],
+)
+async def test_if_none_match_uses_weak_comparison(
+    client: httpx.AsyncClient, owner, agent, header, status
+):
+    """RFC 9110 §13.1.2: a weak tag matches its strong twin (a proxy that compresses the
+    answer weakens its ETag), and ``*`` matches any current config."""
+    etag = (await client.get(url(agent, "config"), headers=owner.headers)).json()["etag"]
+
+    response = await client.get(
+        url(agent, "config"),
+        headers={**owner.headers, "If-None-Match": header.format(etag=etag)},
+    )
+
+    assert response.status_code == status
+    assert response.headers["ETag"] == f'"{etag}"'
+
+
+async def test_long_names_that_share_a_slug_prefix_get_slugs_that_fit(
+    client: httpx.AsyncClient, owner, project_id
+):
+    """Slugs are at most 100 characters; the counter that tells two apart must fit too."""
+    answers = [
+        await client.post(
+            f"/api/projects/{project_id}/agents",
+            json={"name": "x" * 120 + suffix, **BASE},
+            headers=owner.headers,
+        )
+        for suffix in ("a", "b")
+    ]
+
+    assert [a.status_code for a in answers] == [201, 201], answers[-1].text
+    slugs = [a.json()["slug"] for a in answers]
+    assert slugs == ["x" * 100, "x" * 98 + "-2"]

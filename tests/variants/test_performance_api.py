@@ -187,3 +187,57 @@ async def test_a_variant_of_another_agent_is_refused(
 
     assert response.status_code == 422
     assert "is not a variant of this agent" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "loc", "msg"),
+    [
+        ({"tokens_in": -1}, ["body", "tokens_in"], "greater than or equal to 0"),
+        ({"surprise": True}, ["body", "surprise"], "Extra inputs are not permitted"),
+        ([{"latency_ms": 5}, {"cost": "a"}], ["body", 1, "cost"], "a valid number"),
+        ([], ["body"], "at least 1 item"),
+        ("x", ["body"], "Input should be an object"),
+        (["x"], ["body", 0], "Input should be an object"),
+    ],
+)
+async def test_refusals_point_into_the_body_as_it_was_sent(
+    client: httpx.AsyncClient, owner, agent, body, loc, msg
+):
+    """One record or a list: a 422 reads the body the way it came, and names the API's fields,
+    never the schema's internal models or the reading that did not apply."""
+    response = await client.post(
+        f"/api/agents/{agent['id']}/performance", json=body, headers=owner.headers
+    )
+
+    assert response.status_code == 422, response.text
+    (problem,) = response.json()["detail"]
+    assert problem["loc"] == loc
+    assert msg in problem["msg"]
+    assert "PerformanceIn" not in response.text
+
+
+async def test_omitted_tokens_and_cost_are_unknown_not_zero(
+    client: httpx.AsyncClient, owner, agent
+):
+    """A caller that does not know a call's cost leaves it out; counting it as free would halve
+    the mean of the calls that did report one."""
+    records = [
+        {"latency_ms": 10, "tokens_in": 100, "tokens_out": 20, "cost": 0.004},
+        {"latency_ms": 10, "tokens_in": 300},
+        {"latency_ms": 10},
+    ]
+
+    logged = await client.post(
+        f"/api/agents/{agent['id']}/performance", json=records, headers=owner.headers
+    )
+    metrics = (await client.get(f"/api/agents/{agent['id']}/metrics", headers=owner.headers)).json()
+
+    assert logged.status_code == 201, logged.text
+    (base,) = metrics["data"]
+    assert base["n"] == 3
+    assert base["mean_tokens_in"] == pytest.approx(200)
+    assert base["tokens_in_n"] == 2
+    assert base["mean_tokens_out"] == pytest.approx(20)
+    assert base["tokens_out_n"] == 1
+    assert base["mean_cost"] == pytest.approx(0.004)
+    assert base["cost_n"] == 1

@@ -163,15 +163,17 @@ class Variants(_Resource):
         served: Resolved,
         *,
         latency_ms: float | None = None,
-        tokens_in: int = 0,
-        tokens_out: int = 0,
-        cost: float = 0.0,
+        tokens_in: int | None = None,
+        tokens_out: int | None = None,
+        cost: float | None = None,
         success: bool = True,
         quality: float | None = None,
         error: str | None = None,
     ) -> Any:
         """Record one call made with ``served``, under the variant and revision it came from.
-        A fallback config belongs to no agent: nothing is sent and the result is None."""
+        A fallback config belongs to no agent: nothing is sent and the result is None. Token
+        counts and cost left out are unknown: the metrics average them over the calls that
+        gave them."""
         record = _drop_none(
             {
                 "variant_id": served.variant_id,

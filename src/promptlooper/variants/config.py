@@ -153,13 +153,19 @@ def claim_slug(
 
 
 def unique_slug(base: str, taken: set[str]) -> str:
-    """``base``, or ``base-2``, ``base-3``... whichever is free."""
+    """``base``, or ``base-2``, ``base-3``... whichever is free; ``base`` is shortened so the
+    counter still fits in a slug's length."""
     if base not in taken:
         return base
     n = 2
-    while f"{base}-{n}" in taken:
+    while (slug := _numbered(base, n)) in taken:
         n += 1
-    return f"{base}-{n}"
+    return slug
+
+
+def _numbered(base: str, n: int) -> str:
+    suffix = f"-{n}"
+    return base[: MAX_SLUG_LENGTH - len(suffix)].rstrip("-") + suffix
 
 
 _SWEEP_PARAMS = ("temperature", "max_tokens", "timeout_seconds", "max_retries")
@@ -184,7 +190,9 @@ def from_sweep_config(run_config: Mapping[str, Any]) -> tuple[dict[str, Any], li
     return validate_fields(values), sorted(params)
 
 
-_SWEEP_NAMES = ("model", "prompt", "system", "temperature", "max_tokens", *_BUDGET_PARAMS)
+_SAME_NAME = ("temperature", "max_tokens", *_BUDGET_PARAMS)
+"""Agent fields a sweep calls by the same name."""
+_SWEEP_NAMES = ("model", "prompt", "system", *_SAME_NAME)
 """What a sweep calls the agent's fields: the parameters a sweep around an agent varies."""
 _RENAMED = {
     "model_provider": "model",
@@ -221,7 +229,7 @@ def as_sweep(config: Mapping[str, Any], document: Mapping[str, Any]) -> dict[str
         "model": f"{config['model_provider']}:{config['model_name']}",
         "prompt": config.get("user_prompt_template"),
         "system": config.get("system_prompt"),
-        **{k: config.get(k) for k in ("temperature", "max_tokens", *_BUDGET_PARAMS)},
+        **{k: config.get(k) for k in _SAME_NAME},
     }
     result = dict(document)
     space = dict(result.get("parameter_space") or {})

@@ -1,7 +1,9 @@
 """Per-variant performance statistics. Pure: plain numbers in, numbers out (NumPy/SciPy).
 
 Success rates come with a Wilson score interval (well behaved at small n and near 0 or 1);
-mean quality with a Student-t interval; latencies as p50/p95.
+mean quality with a Student-t interval; latencies as p50/p95. A value a record does not give
+(quality, latency, tokens, cost) is unknown: it is left out of that value's statistic, never
+counted as zero, and the means say over how many records they are taken.
 """
 
 from __future__ import annotations
@@ -57,9 +59,9 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 @dataclass(frozen=True, slots=True)
 class Sample:
     latency_ms: float | None
-    tokens_in: int
-    tokens_out: int
-    cost: float
+    tokens_in: int | None
+    tokens_out: int | None
+    cost: float | None
     success: bool
     quality: float | None
 
@@ -72,18 +74,32 @@ class Summary:
     latency_p50_ms: float | None
     latency_p95_ms: float | None
     mean_tokens_in: float | None
+    tokens_in_n: int
     mean_tokens_out: float | None
+    tokens_out_n: int
     mean_cost: float | None
+    cost_n: int
     quality_mean: float | None
     quality_ci: tuple[float | None, float | None]
     quality_n: int
 
 
+def _known(values: Sequence[float | None]) -> list[float]:
+    return [v for v in values if v is not None]
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
 def summarise(samples: Sequence[Sample]) -> Summary:
     n = len(samples)
     successes = sum(s.success for s in samples)
-    latencies = [s.latency_ms for s in samples if s.latency_ms is not None]
-    qualities = [s.quality for s in samples if s.quality is not None]
+    latencies = _known([s.latency_ms for s in samples])
+    qualities = _known([s.quality for s in samples])
+    tokens_in = _known([s.tokens_in for s in samples])
+    tokens_out = _known([s.tokens_out for s in samples])
+    costs = _known([s.cost for s in samples])
     quality_mean, quality_low, quality_high = mean_interval(qualities)
     return Summary(
         n=n,
@@ -91,9 +107,12 @@ def summarise(samples: Sequence[Sample]) -> Summary:
         success_ci=wilson_interval(successes, n),
         latency_p50_ms=percentile(latencies, 50),
         latency_p95_ms=percentile(latencies, 95),
-        mean_tokens_in=sum(s.tokens_in for s in samples) / n if n else None,
-        mean_tokens_out=sum(s.tokens_out for s in samples) / n if n else None,
-        mean_cost=sum(s.cost for s in samples) / n if n else None,
+        mean_tokens_in=_mean(tokens_in),
+        tokens_in_n=len(tokens_in),
+        mean_tokens_out=_mean(tokens_out),
+        tokens_out_n=len(tokens_out),
+        mean_cost=_mean(costs),
+        cost_n=len(costs),
         quality_mean=quality_mean,
         quality_ci=(quality_low, quality_high),
         quality_n=len(qualities),

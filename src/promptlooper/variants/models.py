@@ -119,9 +119,10 @@ class PerformanceRecord(UUIDPrimaryKeyMixin, Base):
     )
     revision: Mapped[str | None] = mapped_column(String(40))
     latency_ms: Mapped[float | None] = mapped_column(Float)
-    tokens_in: Mapped[int] = mapped_column(Integer, default=0)
-    tokens_out: Mapped[int] = mapped_column(Integer, default=0)
-    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    tokens_in: Mapped[int | None] = mapped_column(Integer)
+    tokens_out: Mapped[int | None] = mapped_column(Integer)
+    cost: Mapped[float | None] = mapped_column(Float)
+    """Token counts and cost: None when the caller did not say (unknown, not zero)."""
     success: Mapped[bool] = mapped_column(Boolean, default=True)
     quality: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)

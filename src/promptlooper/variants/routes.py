@@ -7,12 +7,14 @@ from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, TypeAdapter, ValidationError
+from werkzeug.http import parse_etags
 
 from promptlooper.auth.deps import PrincipalDep
 from promptlooper.db.deps import Offset, SessionDep
-from promptlooper.errors import NotFound
+from promptlooper.errors import NotFound, validation_detail
 from promptlooper.sweeps import service as sweeps
 from promptlooper.sweeps.schemas import ExperimentDetail
 from promptlooper.sweeps.spec import reject_file_references
@@ -22,6 +24,7 @@ from promptlooper.variants.metrics import Summary
 from promptlooper.variants.models import Agent, Variant
 from promptlooper.variants.resolver import Resolution, resolve
 from promptlooper.variants.schemas import (
+    MAX_BATCH,
     ActivationList,
     ActivationPublic,
     ActivationRequest,
@@ -110,10 +113,11 @@ def _resolved_out(found: Resolution) -> ResolvedConfig:
 
 
 def _conditional(found: Resolution, if_none_match: str | None) -> Response:
-    """The resolved config with its ETag, or 304 when the caller already has it."""
-    etag = f'"{found.etag}"'
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
+    """The resolved config with its ETag, or 304 when the caller already has it: by the weak
+    comparison RFC 9110 prescribes for If-None-Match, so ``W/"..."`` (a proxy that compresses
+    the answer weakens its tag) and ``*`` match too."""
+    headers = {"ETag": f'"{found.etag}"', "Cache-Control": "no-cache"}
+    if if_none_match is not None and parse_etags(if_none_match).contains_weak(found.etag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
     return JSONResponse(_resolved_out(found).model_dump(mode="json"), headers=headers)
 
@@ -364,15 +368,55 @@ def _metrics_out(variant_id: uuid.UUID | None, slug: str | None, summary: Summar
     return {"variant_id": variant_id, "variant_slug": slug, **asdict(summary)}
 
 
-@router.post("/api/agents/{agent_id}/performance", status_code=status.HTTP_201_CREATED)
+_RECORD = TypeAdapter(PerformanceIn)
+_RECORDS = TypeAdapter(PerformanceBatch)
+_RECORD_SCHEMA = PerformanceIn.model_json_schema()
+_PERFORMANCE_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "anyOf": [
+                    _RECORD_SCHEMA,
+                    {
+                        "type": "array",
+                        "items": _RECORD_SCHEMA,
+                        "minItems": 1,
+                        "maxItems": MAX_BATCH,
+                    },
+                ]
+            }
+        }
+    },
+}
+
+
+async def _performance_records(request: Request) -> list[PerformanceIn]:
+    """One record or a list, read as what was sent. Declared as a union, the body would be
+    checked against both readings and a 422 would report both, each under the name of a
+    schema class; read here, it points at the caller's own fields (``tokens_in``,
+    ``[3].cost``)."""
+    body = await request.body()
+    try:
+        if body.lstrip()[:1] == b"[":
+            return _RECORDS.validate_json(body)
+        return [_RECORD.validate_json(body)]
+    except ValidationError as exc:
+        raise RequestValidationError(
+            validation_detail(exc.errors(include_url=False), ("body",))
+        ) from None
+
+
+@router.post(
+    "/api/agents/{agent_id}/performance",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra={"requestBody": _PERFORMANCE_BODY},
+)
 async def record_performance(
-    agent_id: uuid.UUID,
-    body: PerformanceIn | PerformanceBatch,
-    principal: PrincipalDep,
-    session: SessionDep,
+    agent_id: uuid.UUID, request: Request, principal: PrincipalDep, session: SessionDep
 ) -> Recorded:
     """Log served calls: one record, or a list of up to 1,000 (stored all or none)."""
-    items = body if isinstance(body, list) else [body]
+    items = await _performance_records(request)
     count = await performance.record(
         session, principal, agent_id, [i.model_dump(exclude_unset=True) for i in items]
     )

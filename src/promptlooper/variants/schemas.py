@@ -178,16 +178,17 @@ class PerformanceIn(RequestBody):
     variant_id: uuid.UUID | None = None
     revision: Annotated[str, StringConstraints(max_length=40)] | None = None
     latency_ms: float | None = Field(default=None, ge=0)
-    tokens_in: int = Field(default=0, ge=0, le=MAX_TOKENS)
-    tokens_out: int = Field(default=0, ge=0, le=MAX_TOKENS)
-    cost: float = Field(default=0.0, ge=0)
+    tokens_in: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
+    tokens_out: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
+    cost: float | None = Field(default=None, ge=0, description="Left out: unknown, not free")
     success: bool = True
     quality: float | None = Field(default=None, ge=0, le=1)
     error: Annotated[str, StringConstraints(max_length=5000)] | None = None
     timestamp: AwareDatetime | None = None
 
 
-PerformanceBatch = Annotated[list[PerformanceIn], Field(min_length=1, max_length=1000)]
+MAX_BATCH = 1000
+PerformanceBatch = Annotated[list[PerformanceIn], Field(min_length=1, max_length=MAX_BATCH)]
 
 
 class Recorded(BaseModel):
@@ -202,9 +203,12 @@ class VariantMetrics(BaseModel):
     success_ci: tuple[float, float] = Field(description="95 % Wilson interval")
     latency_p50_ms: float | None
     latency_p95_ms: float | None
-    mean_tokens_in: float | None
+    mean_tokens_in: float | None = Field(description="Over the records that gave tokens_in")
+    tokens_in_n: int
     mean_tokens_out: float | None
-    mean_cost: float | None
+    tokens_out_n: int
+    mean_cost: float | None = Field(description="Over the records that gave a cost")
+    cost_n: int
     quality_mean: float | None
     quality_ci: tuple[float | None, float | None] = Field(description="95 % Student-t interval")
     quality_n: int
