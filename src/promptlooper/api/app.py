@@ -18,7 +18,7 @@ from promptlooper.auth.cache import PrincipalCache
 from promptlooper.auth.ratelimit import LoginThrottle
 from promptlooper.auth.routes import router as auth_router
 from promptlooper.auth.service import AuthConfig
-from promptlooper.db.engine import create_engine, create_sessionmaker
+from promptlooper.db.engine import create_engine, create_sessionmaker, read_only
 from promptlooper.events import EventBus
 from promptlooper.online.ingestion import Intake
 from promptlooper.online.routes import IngestionRoutes
@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     engine = create_engine(settings)
     sessionmaker = create_sessionmaker(engine)
+    reader = read_only(engine)
     event_bus = EventBus(settings.redis_url)
     provider_policy = ProviderPolicy.server(settings)
     sweep_jobs = SweepJobs(
@@ -122,12 +123,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.reader = reader
     app.state.sessionmaker = sessionmaker
     app.state.event_bus = event_bus
     app.state.sweep_jobs = sweep_jobs
     app.state.provider_policy = provider_policy
     app.state.project_guards = (sweeps_service.refuse_running_experiments,)
-    app.state.intake = Intake(sessionmaker)
+    app.state.intake = Intake(sessionmaker, reader)
     app.state.trainer = trainer
     app.state.auth_config = AuthConfig(
         jwt_secret=settings.jwt_secret_value(),
