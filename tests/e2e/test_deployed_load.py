@@ -1,8 +1,11 @@
 """The server under load, as deployed: on SQLite, the embedded default, public events arrive
-while a large sweep writes its runs, and every one is accepted and stored."""
+while a large sweep writes its runs, and every one is accepted and stored; on either database,
+the largest experiment allowed is created and prepared while the server keeps answering."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -10,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.deployed import Deployed, finished_experiment
+from tests.deployed import Deployed, finished_experiment, wait_for
 
 BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/130.0"}
 ONLINE = {
@@ -98,3 +101,68 @@ def test_public_events_are_all_stored_while_a_large_sweep_writes(
     (report,) = results.json()
     counts = {v["variant_key"]: v["conversions"] for v in report["variants"]}
     assert counts == {"control": EVENTS, "other": 0}
+
+
+def slowest_health_while(server: Deployed, work: Callable[[], Any]) -> tuple[Any, float]:
+    """``work()``'s result, and the slowest ``/api/health`` answer while it ran (asked every
+    50 ms from another thread)."""
+    slowest = 0.0
+    done = threading.Event()
+
+    def probe() -> None:
+        nonlocal slowest
+        with server.client(timeout=30) as http:
+            while not done.is_set():
+                began = time.perf_counter()
+                http.get("/api/health").raise_for_status()
+                slowest = max(slowest, time.perf_counter() - began)
+                time.sleep(0.05)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        return work(), slowest
+    finally:
+        done.set()
+        prober.join()
+
+
+def test_the_server_keeps_answering_while_a_250000_run_experiment_is_created_and_prepared(
+    serve: Callable[..., Deployed],
+):
+    server = serve()
+    document = {
+        "name": "largest",
+        "parameter_space": {
+            "model": ["mock:small"],
+            "prompt": [f"Prompt {i}: {{{{ input }}}}" for i in range(250)],
+        },
+        "dataset": {"rows": [{"input": f"ticket {i}", "expected": "billing"} for i in range(1000)]},
+        "scorers": [{"name": "accuracy", "type": "exact_match"}],
+        "providers": {"mock": {}},
+        "concurrency": 4,
+    }
+    with server.client(timeout=600) as http:
+        project = http.post("/api/projects", json={"name": "largest"}, headers=server.admin)
+
+        def create_and_prepare() -> tuple[httpx.Response, dict[str, Any]]:
+            created = http.post(
+                f"/api/projects/{project.json()['id']}/experiments",
+                json=document,
+                headers=server.admin,
+            )
+            experiment_id = created.json()["id"]
+            http.post(f"/api/experiments/{experiment_id}/start", headers=server.admin)
+
+            def first_runs() -> dict[str, Any] | None:
+                body = http.get(f"/api/experiments/{experiment_id}", headers=server.admin).json()
+                return body if body["progress"]["completed"] else None
+
+            return created, wait_for(first_runs, 300, what="the first runs")
+
+        (created, running), slowest = slowest_health_while(server, create_and_prepare)
+        http.post(f"/api/experiments/{running['id']}/cancel", headers=server.admin)
+
+    assert created.status_code == 201, created.text
+    assert created.json()["total_runs"] == 250_000
+    assert slowest < 1.0, f"/api/health took {slowest:.2f} s"
