@@ -34,10 +34,9 @@ async def test_outcomes_recorded_while_the_writer_ticks_are_all_written(
     engine = app.state.engine
     async with sessionmaker() as session:
         exp = await service.get_experiment(session, _admin(), uuid.UUID(experiment["id"]))
-        plan = compile_plan(parse_spec(exp.spec))
-        await prepare_runs(session, exp, plan)
-        await session.commit()
-        tasks = await pending_tasks(session, exp, plan, use_cache=False)
+    plan = compile_plan(parse_spec(exp.spec))
+    await prepare_runs(sessionmaker, exp, plan)
+    tasks = [task async for task in pending_tasks(engine, exp, plan, use_cache=False)]
     sink = SqlRunSink(engine, batch_size=7, interval=0.001)
 
     async def producer(chunk: list) -> None:

@@ -23,7 +23,7 @@ from promptlooper.auth.cache import PrincipalCache
 from promptlooper.auth.ratelimit import LoginThrottle
 from promptlooper.auth.routes import router as auth_router
 from promptlooper.auth.service import AuthConfig
-from promptlooper.db.engine import create_engine, create_sessionmaker
+from promptlooper.db.engine import create_engine, create_sessionmaker, read_only
 from promptlooper.events import EventBus
 from promptlooper.online.ingestion import Intake
 from promptlooper.online.routes import BROWSER_PATHS, REJECTED_HEADER, IngestionRoutes
@@ -108,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     engine = create_engine(settings)
     sessionmaker = create_sessionmaker(engine)
+    reader = read_only(engine)
     event_bus = EventBus(settings.redis_url)
     provider_policy = ProviderPolicy.server(settings)
     sweep_jobs = SweepJobs(
@@ -150,6 +151,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.reader = reader
     app.state.sessionmaker = sessionmaker
     app.state.event_bus = event_bus
     app.state.sweep_jobs = sweep_jobs
@@ -159,7 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         variants_service.refuse_linked_agents,
     )
     app.state.known_agent_variants = variants_service.existing_variant_ids
-    app.state.intake = Intake(sessionmaker)
+    app.state.intake = Intake(sessionmaker, reader)
     app.state.trainer = trainer
     app.state.auth_config = AuthConfig(
         jwt_secret=settings.jwt_secret_value(),

@@ -15,7 +15,7 @@ router = APIRouter(tags=["health"])
 
 async def _database_ok(request: Request) -> bool:
     try:
-        async with request.app.state.engine.connect() as conn:
+        async with request.app.state.reader.connect() as conn:
             await conn.execute(text("SELECT 1"))
         return True
     except Exception:

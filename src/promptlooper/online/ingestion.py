@@ -31,7 +31,7 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from promptlooper.db.upsert import insert_or_add
 from promptlooper.online import service, tallies
@@ -118,8 +118,14 @@ class _Pending:
 class Intake:
     """Ingestion for one app: the registry snapshot and the group-commit writer."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], ttl: float = REGISTRY_TTL):
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        reader: AsyncEngine,
+        ttl: float = REGISTRY_TTL,
+    ):
         self._sessionmaker = sessionmaker
+        self._reader = reader  # the registry is read beside the writers
         self._ttl = ttl
         self._snapshot: Snapshot | None = None
         self._reloading = asyncio.Lock()
@@ -138,7 +144,7 @@ class Intake:
         async with self._reloading:
             snapshot = self._snapshot
             if snapshot is None or time.monotonic() - snapshot.taken_at > self._ttl:
-                async with self._sessionmaker() as session:
+                async with self._sessionmaker(bind=self._reader) as session:
                     enabled = await service.experiments_enabled(session)
                     experiments = await session.scalars(select(OnlineExperiment))
                     targets = {e.experiment_key: Target.of(e) for e in experiments}

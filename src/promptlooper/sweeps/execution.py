@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from promptlooper.db.base import utcnow
-from promptlooper.db.engine import create_sessionmaker
+from promptlooper.db.engine import create_sessionmaker, read_only
 from promptlooper.db.upsert import insert_ignore
 from promptlooper.errors import Conflict, NotFound
 from promptlooper.events import EventBus
@@ -65,69 +66,114 @@ class ExecutionResult:
     skipped_completed: int = 0
 
 
-async def prepare_runs(session: AsyncSession, experiment: Experiment, plan: SweepPlan) -> None:
-    """Create every run row (idempotently) and reset unfinished runs for a clean re-run."""
+RUN_BATCH = 2_000
+"""Runs are created, and read back to execute, this many at a time: the largest sweep neither
+holds the event loop (nor, on SQLite, the write lock) for long, nor all its runs in memory."""
+
+
+async def prepare_runs(
+    sessionmaker: async_sessionmaker[AsyncSession], experiment: Experiment, plan: SweepPlan
+) -> int:
+    """Reset unfinished runs for a clean re-run and create every missing run row; returns how
+    many runs are pending. Rows are created idempotently, a batch per transaction: a start
+    that stops midway leaves runs the next start keeps and completes."""
+    unfinished = select(Run.id).where(Run.experiment_id == experiment.id, Run.status != "completed")
+    async with sessionmaker() as session:
+        await session.execute(delete(StageResult).where(StageResult.run_id.in_(unfinished)))
+        await session.execute(delete(Score).where(Score.run_id.in_(unfinished)))
+        await session.execute(
+            update(Run)
+            .where(Run.experiment_id == experiment.id, Run.status != "completed")
+            .values(
+                status="pending", error=None, started_at=None, completed_at=None, sanitized=False
+            )
+        )
+        await session.commit()
+    rows = _run_rows(experiment, plan)
+    while batch := list(itertools.islice(rows, RUN_BATCH)):
+        async with sessionmaker() as session:
+            await insert_ignore(session, Run.__table__, batch)  # type: ignore[arg-type]
+            await session.commit()
+    async with sessionmaker() as session:
+        pending = await session.scalar(
+            select(func.count()).where(Run.experiment_id == experiment.id, Run.status == "pending")
+        )
+    return pending or 0
+
+
+def _run_rows(experiment: Experiment, plan: SweepPlan) -> Iterator[dict[str, Any]]:
     now = utcnow()
-    rows = []
     for config in plan.configs:
         digest = config_hash(config)
         stages = plan.stages_for(config)
         for row_index, row in enumerate(plan.rows):
             executable = plan.run_config(config, row, stages)
             for repeat in range(plan.spec.repeats):
-                rows.append(
-                    {
-                        "id": uuid.uuid4(),
-                        "experiment_id": experiment.id,
-                        "config_hash": digest,
-                        "parameters": config,
-                        "config": executable,
-                        "row_index": row_index,
-                        "repeat": repeat,
-                        "status": "pending",
-                        "tokens_in": 0,
-                        "tokens_out": 0,
-                        "cost": 0.0,
-                        "cached": False,
-                        "created_at": now,
-                    }
-                )
-    await insert_ignore(session, Run.__table__, rows)  # type: ignore[arg-type]
-    unfinished = select(Run.id).where(Run.experiment_id == experiment.id, Run.status != "completed")
-    await session.execute(delete(StageResult).where(StageResult.run_id.in_(unfinished)))
-    await session.execute(delete(Score).where(Score.run_id.in_(unfinished)))
-    await session.execute(
-        update(Run)
-        .where(Run.experiment_id == experiment.id, Run.status != "completed")
-        .values(status="pending", error=None, started_at=None, completed_at=None, sanitized=False)
-    )
+                yield {
+                    "id": uuid.uuid4(),
+                    "experiment_id": experiment.id,
+                    "config_hash": digest,
+                    "parameters": config,
+                    "config": executable,
+                    "row_index": row_index,
+                    "repeat": repeat,
+                    "status": "pending",
+                    "tokens_in": 0,
+                    "tokens_out": 0,
+                    "cost": 0.0,
+                    "cached": False,
+                    "created_at": now,
+                }
 
 
 async def pending_tasks(
-    session: AsyncSession, experiment: Experiment, plan: SweepPlan, *, use_cache: bool
-) -> list[RunTask]:
+    engine: AsyncEngine,
+    experiment: Experiment,
+    plan: SweepPlan,
+    *,
+    use_cache: bool,
+    on_page: Callable[[list[RunTask]], Awaitable[None]] | None = None,
+) -> AsyncIterator[RunTask]:
+    """The pending runs as tasks, read a page at a time in a fixed order (each page after the
+    last run of the one before, so runs finishing meanwhile change nothing); ``on_page`` sees
+    each page before its tasks are handed out."""
+    key = (Run.config_hash, Run.row_index, Run.repeat)
     query = (
-        select(Run.id, Run.config_hash, Run.parameters, Run.row_index, Run.repeat)
+        select(Run.id, *key, Run.parameters)
         .where(Run.experiment_id == experiment.id, Run.status == "pending")
-        .order_by(Run.config_hash, Run.row_index, Run.repeat)
+        .order_by(*key)
+        .limit(RUN_BATCH)
     )
     stages: dict[str, list[StageDef]] = {}
-    tasks = []
-    for run_id, digest, parameters, row_index, repeat in await session.execute(query):
-        if digest not in stages:
-            stages[digest] = plan.stages_for(parameters)
-        tasks.append(
-            RunTask(
-                run_id=run_id,
-                experiment_id=experiment.id,
-                stages=stages[digest],
-                config=parameters,
-                row=plan.rows[row_index],
-                # Repeats beyond the first measure variance: they must not replay the cache.
-                use_cache=use_cache and repeat == 0,
+    after: tuple[str, int, int] | None = None
+    reader = read_only(engine)
+    while True:
+        page = query if after is None else query.where(tuple_(*key) > after)
+        async with reader.connect() as conn:
+            rows = (await conn.execute(page)).all()
+        if not rows:
+            return
+        tasks = []
+        for run_id, digest, row_index, repeat, parameters in rows:
+            if digest not in stages:
+                stages[digest] = plan.stages_for(parameters)
+            tasks.append(
+                RunTask(
+                    run_id=run_id,
+                    experiment_id=experiment.id,
+                    stages=stages[digest],
+                    config=parameters,
+                    row=plan.rows[row_index],
+                    # Repeats beyond the first measure variance: they must not replay the cache.
+                    use_cache=use_cache and repeat == 0,
+                )
             )
-        )
-    return tasks
+        if on_page is not None:
+            await on_page(tasks)
+        for task in tasks:
+            yield task
+        _, digest, row_index, repeat, _ = rows[-1]
+        after = (digest, row_index, repeat)
 
 
 def describe(exc: BaseException) -> str:
@@ -222,7 +268,7 @@ async def _execute(
     on_progress: ProgressCallback | None,
     on_start: Callable[[int, int], None] | None,
 ) -> ExecutionResult:
-    async with create_sessionmaker(engine)() as session:
+    async with create_sessionmaker(read_only(engine))() as session:
         experiment = await session.get(Experiment, experiment_id)
         if experiment is None:
             raise NotFound("Experiment not found")
@@ -230,20 +276,22 @@ async def _execute(
         access = await provider_access(session, options.policy, experiment.project_id, spec)
         plan = compile_plan(spec, allow_python=options.allow_python, access=access)
         use_cache = plan.spec.cache and experiment.use_cache
-        await prepare_runs(session, experiment, plan)
-        tasks = await pending_tasks(session, experiment, plan, use_cache=use_cache)
-        await session.commit()
+    pending = await prepare_runs(create_sessionmaker(engine), experiment, plan)
     providers = Providers(plan.providers)
     if on_start is not None:
-        on_start(len(tasks), plan.total_runs)
+        on_start(pending, plan.total_runs)
     try:
         cache = (
             SqlResponseCache(engine, experiment.project_id, options.cache_bound)
             if use_cache
             else None
         )
-        if cache is not None:
-            await cache.preload([key for t in tasks if (key := first_stage_key(t, providers))])
+
+        async def preload(page: list[RunTask]) -> None:
+            if cache is not None:
+                await cache.preload([key for t in page if (key := first_stage_key(t, providers))])
+
+        tasks = pending_tasks(engine, experiment, plan, use_cache=use_cache, on_page=preload)
         sink = SqlRunSink(engine, cache=cache)
         scorers = plan.build_scorers(
             ScorerContext(complete=providers.complete, allow_python=options.allow_python)
@@ -253,12 +301,12 @@ async def _execute(
                 {
                     "type": "experiment.started",
                     "experiment_id": str(experiment_id),
-                    "pending": len(tasks),
+                    "pending": pending,
                 }
             )
         progress = await execute(
             tasks,
-            total=len(tasks),
+            total=pending,
             providers=providers,
             sink=sink,
             concurrency=options.concurrency or plan.spec.concurrency,
@@ -277,7 +325,7 @@ async def _execute(
         cache_hits=cache.stats.hits if cache else 0,
         cache_misses=cache.stats.misses if cache else 0,
         retries=providers.retries,
-        skipped_completed=plan.total_runs - len(tasks),
+        skipped_completed=plan.total_runs - pending,
     )
 
 

@@ -12,10 +12,9 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from promptlooper.auth.deps import PrincipalDep
-from promptlooper.db.deps import Offset, SessionDep
+from promptlooper.db.deps import Offset, ReadSessionDep, SessionDep
 from promptlooper.sweeps import export, service
 from promptlooper.sweeps.engine.runner import weighted_score
 from promptlooper.sweeps.execution import SweepJobs
@@ -117,7 +116,7 @@ async def start_experiment(
     experiment_id: uuid.UUID,
     request: Request,
     principal: PrincipalDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     body: StartRequest | None = None,
 ) -> StartResponse:
     """Run what is not completed yet, in the background. Starting twice is harmless: an
@@ -139,7 +138,7 @@ async def start_experiment(
 
 @router.post("/api/experiments/{experiment_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
 async def cancel_experiment(
-    experiment_id: uuid.UUID, request: Request, principal: PrincipalDep, session: SessionDep
+    experiment_id: uuid.UUID, request: Request, principal: PrincipalDep, session: ReadSessionDep
 ) -> StartResponse:
     """Stop a running experiment, wherever it runs; finished runs are kept, and a later start
     resumes. 409 when it is not running."""
@@ -234,10 +233,9 @@ def _sse(event: str, data: object) -> str:
     return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
-async def _state(
-    sessionmaker: async_sessionmaker[AsyncSession], experiment_id: uuid.UUID
-) -> dict[str, Any] | None:
-    async with sessionmaker() as session:
+async def _state(request: Request, experiment_id: uuid.UUID) -> dict[str, Any] | None:
+    state = request.app.state
+    async with state.sessionmaker(bind=state.reader) as session:
         return await service.snapshot(session, experiment_id)
 
 
@@ -253,8 +251,10 @@ async def experiment_events(
     the experiment ends. A draft's stream waits for it to start and finish; an experiment that
     has ended gets the snapshot alone. Comments keep an idle stream open."""
     await service.get_experiment(session, principal, experiment_id)
+    # A stream may last as long as the sweep: it must not hold a read transaction (which
+    # would keep SQLite from checkpointing its log) or a pooled connection meanwhile.
+    await session.close()
     bus = request.app.state.event_bus
-    sessionmaker = request.app.state.sessionmaker
 
     async def stream() -> AsyncIterator[str]:
         queue: asyncio.Queue[dict] = asyncio.Queue()
@@ -268,7 +268,7 @@ async def experiment_events(
         pumping = asyncio.create_task(pump())
         await asyncio.sleep(0)
         try:
-            state = await _state(sessionmaker, experiment_id)
+            state = await _state(request, experiment_id)
             if state is None:
                 return
             yield _sse("progress", state)
@@ -279,7 +279,7 @@ async def experiment_events(
                 except TimeoutError:
                     # An ending whose event never reached this server (the process running
                     # it died, or Redis missed it) shows in the database.
-                    state = await _state(sessionmaker, experiment_id)
+                    state = await _state(request, experiment_id)
                     if state is None or state["status"] in ENDED:
                         ended = state or {"experiment_id": str(experiment_id), "status": "deleted"}
                         yield _sse(f"experiment.{ended['status']}", ended)

@@ -28,6 +28,7 @@ from sqlalchemy import bindparam, delete, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from promptlooper.db.base import utcnow
+from promptlooper.db.engine import read_only
 from promptlooper.db.upsert import insert_ignore
 from promptlooper.sweeps.engine.cache import CachedResponse, CacheStats
 from promptlooper.sweeps.engine.persistence import RunOutcome
@@ -81,7 +82,7 @@ class SqlResponseCache:
     def __init__(
         self, engine: AsyncEngine, project_id: uuid.UUID, bound: CacheBound | None = None
     ) -> None:
-        self._engine = engine
+        self._reader = read_only(engine)
         self._project_id = project_id
         self._bound = bound or CacheBound()
         self._local: dict[str, CachedResponse | None] = {}
@@ -115,7 +116,7 @@ class SqlResponseCache:
         query = select(*columns).where(
             _cache.c.project_id == self._project_id, _cache.c.key.in_(keys)
         )
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             rows = await conn.execute(query)
         return {key: CachedResponse(*response) for key, *response in rows}
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -208,8 +208,17 @@ class Progress:
         return self.finished / self.elapsed if self.elapsed > 0 else 0.0
 
 
+async def _each(tasks: Iterable[RunTask] | AsyncIterable[RunTask]) -> AsyncIterator[RunTask]:
+    if isinstance(tasks, AsyncIterable):
+        async for task in tasks:
+            yield task
+    else:
+        for task in tasks:
+            yield task
+
+
 async def execute(
-    tasks: Iterable[RunTask],
+    tasks: Iterable[RunTask] | AsyncIterable[RunTask],
     *,
     total: int,
     providers: Providers,
@@ -221,16 +230,22 @@ async def execute(
     bus: EventBus | None = None,
     on_progress: Callable[[Progress, RunOutcome], None] | None = None,
 ) -> Progress:
-    """Run every task and hand each outcome to ``sink``; returns the final totals.
+    """Run every task and hand each outcome to ``sink``; returns the final totals. ``tasks``
+    may be read as they are needed (an async iterable), ``total`` of them.
 
     Cancelling the caller cancels the workers: runs in flight are not recorded (they stay
     pending and run again on resume), and everything already finished is flushed first.
     """
     progress = Progress(total=total)
-    queue = iter(tasks)
+    queue = _each(tasks)
+    taking = asyncio.Lock()  # one worker at a time asks the source, which may read a page
 
     async def worker() -> None:
-        for task in queue:
+        while True:
+            async with taking:
+                task = await anext(queue, None)
+            if task is None:
+                return
             outcome = await run_single(
                 task, providers, cache=cache, scorers=scorers, weights=weights, bus=bus
             )
