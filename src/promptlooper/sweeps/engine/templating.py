@@ -18,15 +18,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import (
-    ChainableUndefined,
-    StrictUndefined,
-    TemplateSyntaxError,
-    Undefined,
-    UndefinedError,
-    meta,
-    nodes,
-)
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, meta, nodes
 from jinja2.exceptions import SecurityError
 
 from promptlooper.errors import Invalid
@@ -35,10 +27,6 @@ from promptlooper.sweeps.engine.sandbox import BoundedSandbox, LimitExceeded, me
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
 
 _env = BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
-_probe_env = BoundedSandbox(
-    undefined=ChainableUndefined, autoescape=False, keep_trailing_newline=True
-)
-"""Renders a template alone, its variables empty, to find what goes past the limits anyway."""
 
 
 GLOBAL_NAMES = frozenset(_env.globals)
@@ -77,9 +65,9 @@ def _rendering() -> Iterator[None]:
 
 # Compiled templates hold their code and source: a bounded number of them stays cached.
 @lru_cache(maxsize=128)
-def _compile(source: str, env: BoundedSandbox = _env) -> Any:
+def _compile(source: str) -> Any:
     try:
-        return env.from_string(source)
+        return _env.from_string(source)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error on line {exc.lineno}: {exc.message}") from exc
     except RecursionError as exc:
@@ -129,17 +117,20 @@ def render_value(value: Any, context: dict[str, Any]) -> Any:
 
 
 def check_syntax(source: str) -> None:
-    """Raise ``TemplateError`` if ``source`` does not compile, and ``TemplateLimitError`` if,
-    rendered with its variables empty, it goes past the sandbox's limits: such a template
-    (``{{ 'a' * 10**9 }}``) would fail every run, so it is refused where it is written."""
-    _compile(source)
+    """Raise ``TemplateError`` if ``source`` does not compile, and ``TemplateLimitError`` if it
+    reads no variable and goes past the sandbox's limits: such a template (``{{ 'a' * 10**9
+    }}``) would fail every run alike, so it is refused where it is written. One that reads
+    variables is judged where they are known (a sweep renders it for its first row)."""
+    template = _compile(source)
+    if referenced_names(source) - GLOBAL_NAMES:
+        return
     try:
         with _rendering():
-            _compile(source, _probe_env).render()
+            template.render()
     except TemplateLimitError:
         raise
     except TemplateError:
-        pass  # a template alone may well fail where its variables are missing
+        pass  # what else it raises is each run's to report
 
 
 @lru_cache(maxsize=128)
