@@ -22,7 +22,8 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedErr
 from jinja2.exceptions import SecurityError
 
 from promptlooper.errors import Invalid
-from promptlooper.sweeps.engine.sandbox import BoundedSandbox, LimitExceeded, metered
+from promptlooper.sweeps.engine.limits import LimitExceeded, metered
+from promptlooper.sweeps.engine.sandbox import BoundedSandbox
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
 
