@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from promptlooper.db.engine import create_engine
@@ -139,24 +140,63 @@ def test_servers_sharing_a_database_agree_on_what_runs(serve: Callable[..., Depl
     assert finished["progress"]["completed"] == 120
 
 
-def test_an_experiment_whose_first_template_raises_in_the_runner_ends_failed(
-    serve: Callable[..., Deployed],
+@pytest.mark.parametrize(
+    ("template", "good", "bad", "error"),
+    [
+        (
+            "{{ range(input | int) | length }}",
+            "3",
+            "1000000000",
+            "template exceeded a limit: it makes a range of over 100,000 items",
+        ),
+        (
+            "{% macro f(n) %}{{ f(n) if n else '' }}{% endmacro %}{{ f(input | int) }}",
+            "0",
+            "1",
+            "template exceeded a limit: it recursed too deeply",
+        ),
+        ("{{ 1 // (input | int) }}", "1", "0", "template failed: ZeroDivisionError"),
+    ],
+)
+def test_a_template_that_raises_in_the_runner_fails_its_runs_and_nothing_gets_stuck(
+    serve: Callable[..., Deployed], template: str, good: str, bad: str, error: str
 ):
+    """Issue 19, item 10: such a template used to leave its experiment ``running`` forever."""
     server = serve(**LEASE)
-    raising = "{{ input }} {{ 1 // (input | length - input | length) }}"
+    document = {
+        "name": "raising",
+        "parameter_space": {"model": ["mock:small"], "prompt": [template]},
+        "dataset": {"rows": [{"input": bad if i % 4 == 3 else good} for i in range(40)]},
+        "scorers": [{"name": "short", "type": "length", "max": 100}],
+        "providers": {"mock": {"latency_ms": 40}},
+        "concurrency": 2,
+    }
     with server.client() as http:
-        _, eid = create(server, http, sweep(rows=2, prompt=raising))
-        http.post(f"/api/experiments/{eid}/start", headers=server.admin)
-        failed = finished_experiment(http, eid, server.admin, timeout=30)
+        _, eid = create(server, http, document)
+        started = http.post(f"/api/experiments/{eid}/start", headers=server.admin)
+        cancelled = http.post(f"/api/experiments/{eid}/cancel", headers=server.admin)
+        after_cancel = get(server, http, eid)
+        restarted = http.post(f"/api/experiments/{eid}/start", headers=server.admin)
+        finished = finished_experiment(http, eid, server.admin, timeout=60)
+        failed = http.get(f"/api/experiments/{eid}/runs?status=failed", headers=server.admin)
         again = http.post(f"/api/experiments/{eid}/start", headers=server.admin)
-        failed_again = finished_experiment(http, eid, server.admin, timeout=30)
+        finished_again = finished_experiment(http, eid, server.admin, timeout=60)
         deleted = http.delete(f"/api/experiments/{eid}", headers=server.admin)
+        gone = http.get(f"/api/experiments/{eid}", headers=server.admin)
 
-    assert failed["status"] == "failed"
-    assert failed["error"].startswith("ZeroDivisionError")
+    assert started.json()["started"] is True
+    assert cancelled.status_code == 202
+    assert after_cancel["status"] == "cancelled"
+    assert restarted.json()["started"] is True
+    assert (finished["status"], finished["error"]) == ("completed", None)
+    assert (finished["progress"]["completed"], finished["progress"]["failed"]) == (30, 10)
+    assert {run["row_index"] % 4 for run in failed.json()["data"]} == {3}
+    assert all(run["error"].startswith(error) for run in failed.json()["data"])
     assert again.json()["started"] is True
-    assert failed_again["status"] == "failed"
+    assert finished_again["status"] == "completed"
+    assert finished_again["progress"]["failed"] == 10
     assert deleted.status_code == 204
+    assert gone.status_code == 404
 
 
 def test_an_event_stream_opened_before_start_follows_the_sweep_to_its_end(

@@ -419,6 +419,40 @@ async def test_delete_experiment(
             {"dataset": {"rows": [{"input": "x", "weight": -math.inf}]}},
             "dataset.rows.0.weight: Input should be a finite number",
         ),
+        (  # templates past the sandbox's limits, whatever the row (issue 19, item 9)
+            {"parameter_space": {"model": ["mock:a"], "prompt": ["{{ 'a' * 10**9 }}"]}},
+            "parameter_space.prompt: template exceeded a limit: it builds a value of 1,000,000,000",
+        ),
+        (
+            {"parameter_space": {"model": ["mock:a"], "prompt": ["{{ lipsum(10**6) }}"]}},
+            "parameter_space.prompt: template exceeded a limit: it builds lorem ipsum",
+        ),
+        (  # past them for the first row
+            {"pipeline": [{"prompt_template": "{{ input * 10**6 }}", "model": "mock:a"}]},
+            "pipeline[0].prompt_template: template exceeded a limit",
+        ),
+        (
+            {"pipeline": [{"prompt_template": "x", "model": "{{ 'mock:a' ~ 'a' * 10**9 }}"}]},
+            "pipeline[0].model: template exceeded a limit",
+        ),
+        (
+            {
+                "scorers": [
+                    {
+                        "name": "judge",
+                        "type": "llm_judge",
+                        "model": "mock:small",
+                        "rubric": "correct",
+                        "prompt": "{{ output }}{{ 'a' | center(10**9) }}",
+                    }
+                ]
+            },
+            "scorers[0].prompt: template exceeded a limit: it builds a padded string",
+        ),
+        (
+            {"scorers": [{"name": "a", "type": "exact_match", "value": "{{ range(10**9) }}"}]},
+            "scorers[0].value: template exceeded a limit: it makes a range",
+        ),
     ],
 )
 async def test_bad_sweep_documents_are_422_naming_the_field(

@@ -7,7 +7,7 @@ and oversized sweeps all fail here with a message that names the field.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,11 +15,17 @@ from promptlooper.errors import Invalid
 from promptlooper.sweeps.adapters.base import ProviderConfig
 from promptlooper.sweeps.adapters.registry import parse_model_ref
 from promptlooper.sweeps.engine.budget import split_params
-from promptlooper.sweeps.engine.runner import StageDef
+from promptlooper.sweeps.engine.runner import (
+    StageDef,
+    score_context,
+    stage_context,
+    template_context,
+)
 from promptlooper.sweeps.engine.space import Config, select_configs, space_size
 from promptlooper.sweeps.engine.templating import (
     GLOBAL_NAMES,
     TemplateError,
+    TemplateLimitError,
     check_syntax,
     is_template,
     referenced_attributes,
@@ -213,10 +219,15 @@ def _check_stages(plan: SweepPlan, space: Mapping[str, list[Any]]) -> None:
             if not _config_only(value):
                 raise Invalid(f"{_where(plan, index, field)}: may use config values only")
             for source in _templates_in(value):
-                _check_template(source, _where(plan, index, field), space, plan.rows)
+                where = _where(plan, index, field)
+                _check_template(source, where, space, plan.rows)
+                context = {"config": plan.configs[0]}
+                _within_limits(lambda s=source, c=context: render_value(s, c), where)
     checked: set[tuple[int, str, str]] = set()
     for config in plan.configs:
-        for index, stage in enumerate(plan.stages_for(config)):
+        stages = plan.stages_for(config)
+        base = template_context(plan.rows[0], config)
+        for index, stage in enumerate(stages):
             _check_model(stage.model, _where(plan, index, "model"), plan.providers)
             _check_budget(stage.params, plan, index)
             for field in ("prompt_template", "system"):
@@ -224,7 +235,27 @@ def _check_stages(plan: SweepPlan, space: Mapping[str, list[Any]]) -> None:
                 if source is None or (index, field, str(source)) in checked:
                     continue
                 checked.add((index, field, str(source)))
-                _check_template(source, _where(plan, index, field), space, plan.rows)
+                where = _where(plan, index, field)
+                _check_template(source, where, space, plan.rows)
+                context = stage_context(base, _empty_views(stages[:index]), "", index)
+                _within_limits(lambda s=source, c=context: render_value(s, c), where)
+
+
+def _empty_views(stages: list[StageDef]) -> list[dict[str, Any]]:
+    """Earlier stages as a template sees them, before anything ran."""
+    return [{"output": "", "prompt": "", "model": stage.model} for stage in stages]
+
+
+def _within_limits(render: Callable[[], Any], where: str) -> None:
+    """Render a template once, for the first dataset row with earlier outputs empty. One that
+    goes past the sandbox's limits there would fail its runs, most often all of them alike, so
+    it is refused now; any other error may depend on the row, and is the run's to report."""
+    try:
+        render()
+    except TemplateLimitError as exc:
+        raise Invalid(f"{where}: {exc.message}") from exc
+    except TemplateError:
+        pass
 
 
 def _check_budget(params: Any, plan: SweepPlan, index: int) -> None:
@@ -263,13 +294,17 @@ def _weights(spec: SweepSpec) -> dict[str, float]:
 
 def _check_scorers(plan: SweepPlan) -> None:
     context = ScorerContext(complete=_never_called, allow_python=plan.allow_python)
+    row, stages = plan.rows[0], plan.stages_for(plan.configs[0])
+    trial = score_context(template_context(row, plan.configs[0]), row, _empty_views(stages), "")
     for index, scorer in enumerate(plan.spec.scorers):
         where = f"scorers[{index}]"
         try:
             cls = scorer_class(scorer.type)
-            create_scorer(scorer.type, scorer.name, scorer.all_options, context)
+            built = create_scorer(scorer.type, scorer.name, scorer.all_options, context)
         except Invalid as exc:
             raise Invalid(f"{where}: {exc.message}") from exc
+        for option, render in built.templates().items():
+            _within_limits(lambda r=render: r(trial), f"{where}.{option}")
         model = scorer.all_options.get("model")
         if scorer.type == "llm_judge":
             _check_model(model, f"{where}.model", plan.providers)

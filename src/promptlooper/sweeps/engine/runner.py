@@ -94,12 +94,31 @@ def weighted_score(scores: Mapping[str, float], weights: Mapping[str, float]) ->
     return sum(value * weights.get(name, 1.0) for name, value in scores.items()) / total
 
 
-def template_context(task: RunTask) -> dict[str, Any]:
+def template_context(row: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
     """Variables every stage template sees. ``expected`` is kept from prompts: it is for
     scorers, and leaking it into a prompt would make every score meaningless."""
-    row = dict(task.row)
     visible = {key: value for key, value in row.items() if key != "expected"}
-    return {**visible, "input": row.get("input", visible), "row": visible, "config": task.config}
+    return {**visible, "input": row.get("input", visible), "row": visible, "config": config}
+
+
+def stage_context(
+    base: dict[str, Any], views: list[dict[str, Any]], prev: str, index: int
+) -> dict[str, Any]:
+    """What stage ``index`` sees, given what earlier stages produced (``views``)."""
+    return {**base, "stages": views, "prev_output": prev, "stage_index": index}
+
+
+def score_context(
+    base: dict[str, Any], row: Mapping[str, Any], views: list[dict[str, Any]], output: str
+) -> dict[str, Any]:
+    """What scorers see: the stages' context with ``expected`` and the final output."""
+    return {
+        **base,
+        "expected": row.get("expected"),
+        "row": dict(row),
+        "stages": views,
+        "output": output,
+    }
 
 
 def _now() -> datetime:
@@ -110,7 +129,7 @@ def _render_stage(
     stage: StageDef, base: dict[str, Any], views: list[dict[str, Any]], prev: str, index: int
 ) -> tuple[str, str | None]:
     """The prompt and system prompt a stage sends, given what earlier stages produced."""
-    context = {**base, "stages": views, "prev_output": prev, "stage_index": index}
+    context = stage_context(base, views, prev, index)
     prompt = render(stage.prompt_template, context)
     return prompt, render(stage.system, context) if stage.system else None
 
@@ -130,7 +149,8 @@ def first_stage_key(task: RunTask, caller: ModelCaller) -> str | None:
         return None
     stage = task.stages[0]
     try:
-        prompt, system = _render_stage(stage, template_context(task), [], "", 0)
+        base = template_context(task.row, task.config)
+        prompt, system = _render_stage(stage, base, [], "", 0)
         params, _ = split_params(stage.params)
         key = _call_key(caller, stage.model, prompt, params, system)
     except PromptLooperError:
@@ -174,7 +194,7 @@ async def run_single(
 
     started_at = _now()
     await emit("run.started")
-    base = template_context(task)
+    base = template_context(task.row, task.config)
     stages: list[StageOutcome] = []
     views: list[dict[str, Any]] = []
     prev_output = ""
@@ -216,14 +236,7 @@ async def run_single(
         await emit("run.failed", error=message)
         return failed
 
-    score_context = {
-        **base,
-        "expected": task.row.get("expected"),
-        "row": dict(task.row),
-        "stages": views,
-        "output": prev_output,
-    }
-    scores = await _score(scorers, prev_output, score_context)
+    scores = await _score(scorers, prev_output, score_context(base, task.row, views, prev_output))
     outcome = RunOutcome(
         run_id=task.run_id,
         status="completed",

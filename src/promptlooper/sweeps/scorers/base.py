@@ -53,6 +53,14 @@ class BaseScorer:
         self.options = options
         self.context = context
 
+    def templates(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
+        """The scorer's own templates, by option, each rendering over a run's score context:
+        a sweep checks them against the sandbox's limits when it is created."""
+        value = getattr(self.options, "value", None)
+        if value is None:
+            return {}
+        return {"value": lambda context: render_value(value, context)}
+
     def reference(self, context: dict[str, Any]) -> Any:
         value = getattr(self.options, "value", None)
         if value is not None:

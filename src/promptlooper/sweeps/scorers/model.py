@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -46,11 +47,12 @@ class LLMJudge(BaseScorer):
         if self.context.complete is None:
             raise Invalid(f"scorer {self.name!r}: an LLM judge needs a model to call")
 
-    async def score(self, input_data: Any, output: str, context: dict[str, Any]) -> float:
+    def judge_prompt(self, output: str, context: dict[str, Any]) -> str:
+        """The prompt the judge gets for ``output`` (its template renders in the sandbox, under
+        the same limits as a sweep's prompts)."""
         o = self.options
         assert isinstance(o, JudgeOptions)
-        assert self.context.complete is not None
-        prompt = render(
+        return render(
             o.prompt,
             {
                 "rubric": o.rubric,
@@ -60,6 +62,18 @@ class LLMJudge(BaseScorer):
                 "output": output,
             },
         )
+
+    def templates(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
+        return {
+            **super().templates(),
+            "prompt": lambda context: self.judge_prompt(context["output"], context),
+        }
+
+    async def score(self, input_data: Any, output: str, context: dict[str, Any]) -> float:
+        o = self.options
+        assert isinstance(o, JudgeOptions)
+        assert self.context.complete is not None
+        prompt = self.judge_prompt(output, context)
         reply = await self.context.complete(o.model, prompt, o.params, None)
         match = _NUMBER.search(reply.text)
         if match is None:
