@@ -207,8 +207,9 @@ def test_serve_upgrades_the_schema_unless_told_not_to(tmp_path: Path, migrate: b
         current = _run(env, "db", "current")
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        output = server.communicate(timeout=10)[0].decode()
 
     assert health is not None
     assert health.status_code == 200
+    assert f"Listening on http://127.0.0.1:{port} (Ctrl+C to quit)" in output
     assert (f"current: {migrations.head_revision()}" in current.stdout) is migrate
