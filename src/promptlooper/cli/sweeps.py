@@ -471,7 +471,6 @@ async def cache_stats(
     console.print(
         f"{named}: {stats['entries']} entries, {decimal(stats['bytes'] or 0)}, "
         f"{stats['hits']} hits",
-        markup=False,
         highlight=False,
         soft_wrap=True,
     )
@@ -494,4 +493,4 @@ async def cache_clear(
     async with session_scope(load_settings()) as session:
         scope, named = await _cache_scope(session, project, user, everything)
         removed = await service.clear_cache(session, scope)
-    console.print(f"removed {removed} cached responses ({named})", markup=False, highlight=False)
+    console.print(f"removed {removed} cached responses ({named})", highlight=False)
