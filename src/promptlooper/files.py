@@ -1,5 +1,6 @@
 """Reading the text files a user points PromptLooper at (sweep files, datasets, templates,
-definitions): every reader fails the same way, with one line naming the file."""
+definitions) and writing the ones they ask for (exports): every one fails the same way, with
+one line naming the file."""
 
 from __future__ import annotations
 
@@ -19,3 +20,12 @@ def read_text(path: Path, where: str = "") -> str:
         raise Invalid(f"{prefix}cannot read {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise Invalid(f"{prefix}{path} is not UTF-8 text (byte {exc.start})") from exc
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` as UTF-8. ``Invalid`` when the file cannot be written (a missing folder,
+    no permission): the user named the file, so the message names it, not the database."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise Invalid(f"cannot write {path}: {exc.strerror or exc}") from exc

@@ -149,7 +149,7 @@ def test_a_file_that_cannot_be_written_is_named_not_blamed_on_the_database(tmp_p
 
     assert (result.returncode, result.stderr) == (
         2,
-        f"error: {missing}: No such file or directory\n",
+        f"error: cannot write {missing}: No such file or directory\n",
     )
 
 
@@ -157,14 +157,18 @@ def test_bad_settings_and_unreachable_databases_are_one_line_errors(tmp_path: Pa
     bad_scheme = _run(_env(tmp_path, "mysql://u@h/d"), "db", "upgrade")
     unreachable = _run(_env(tmp_path, "postgresql://nobody@127.0.0.1:1/x"), "db", "upgrade")
     bad_number = _run({**_env(tmp_path, None), "JWT_EXPIRE_MINUTES": "soon"}, "db", "current")
+    (tmp_path / "a-file").touch()
+    data_dir = tmp_path / "a-file" / "data"
+    bad_folder = _run({**_env(tmp_path, None), "DATA_DIR": str(data_dir)}, "user", "list")
 
-    for result in (bad_scheme, unreachable, bad_number):
+    for result in (bad_scheme, unreachable, bad_number, bad_folder):
         assert result.returncode == 2
         assert result.stderr.startswith("error: ")
         assert result.stderr.count("\n") == 1
         assert "Traceback" not in result.stderr
     assert "DATABASE_URL" in bad_scheme.stderr
     assert "JWT_EXPIRE_MINUTES" in bad_number.stderr
+    assert bad_folder.stderr == f"error: {data_dir}: Not a directory\n"
 
 
 def test_downgrade_and_current(tmp_path: Path):
@@ -203,8 +207,9 @@ def test_serve_upgrades_the_schema_unless_told_not_to(tmp_path: Path, migrate: b
         current = _run(env, "db", "current")
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        output = server.communicate(timeout=10)[0].decode()
 
     assert health is not None
     assert health.status_code == 200
+    assert f"Listening on http://127.0.0.1:{port} (Ctrl+C to quit)" in output
     assert (f"current: {migrations.head_revision()}" in current.stdout) is migrate

@@ -84,7 +84,7 @@ async def set_credential(
             body.secret.get_secret_value(),
         )
     verb = "stored" if created else "replaced"
-    console.print(f"{verb} credential {name} ({body.provider})", markup=False, highlight=False)
+    console.print(f"{verb} credential {name} ({body.provider})", highlight=False)
 
 
 @credential_app.command("list")
@@ -127,4 +127,4 @@ async def delete_credential(
         principal = await principal_for(session, user)
         owned = await projects.find_project(session, principal, project)
         await service.delete_credential(session, principal, owned.id, name)
-    console.print(f"deleted credential {name}", markup=False, highlight=False)
+    console.print(f"deleted credential {name}", highlight=False)

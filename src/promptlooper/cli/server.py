@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import socket
 import uuid
@@ -63,6 +64,10 @@ def _run_server(settings: Settings, sock: socket.socket) -> None:
     with collector_paused():
         config.load()
         freeze_long_lived_objects()
+    host, port = sock.getsockname()[:2]
+    address = f"[{host}]:{port}" if sock.family == socket.AF_INET6 else f"{host}:{port}"
+    # uvicorn announces the address only of the sockets it binds itself
+    logging.getLogger("uvicorn.error").info("Listening on http://%s (Ctrl+C to quit)", address)
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -28,6 +28,7 @@ from promptlooper.cli.common import (
     session_scope,
 )
 from promptlooper.errors import Invalid, NotFound
+from promptlooper.files import write_text
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -393,7 +394,7 @@ def export_command(
     if output is None:
         sys.stdout.write(text)
     else:
-        output.write_text(text, encoding="utf-8")
+        write_text(output, text)
         err_console.print(f"wrote {output}")
 
 
@@ -423,7 +424,7 @@ def write_exports(settings: Settings, experiment_id: uuid.UUID, folder: Path) ->
     written = []
     for format in FORMATS:
         path = folder / f"best.{format}" if format != "md" else folder / "report.md"
-        path.write_text(asyncio.run(_render(settings, experiment_id, format, 5)), encoding="utf-8")
+        write_text(path, asyncio.run(_render(settings, experiment_id, format, 5)))
         written.append(path)
     return written
 
@@ -470,7 +471,6 @@ async def cache_stats(
     console.print(
         f"{named}: {stats['entries']} entries, {decimal(stats['bytes'] or 0)}, "
         f"{stats['hits']} hits",
-        markup=False,
         highlight=False,
         soft_wrap=True,
     )
@@ -493,4 +493,4 @@ async def cache_clear(
     async with session_scope(load_settings()) as session:
         scope, named = await _cache_scope(session, project, user, everything)
         removed = await service.clear_cache(session, scope)
-    console.print(f"removed {removed} cached responses ({named})", markup=False, highlight=False)
+    console.print(f"removed {removed} cached responses ({named})", highlight=False)
