@@ -27,7 +27,7 @@ from promptlooper.errors import BadRequest, Conflict, NotFound
 from promptlooper.training import service
 from promptlooper.training.backend import TrainingBackend
 from promptlooper.training.backend.host import RunSpec
-from promptlooper.training.layout import checkpoint_root
+from promptlooper.training.layout import checkpoint_exists, checkpoint_root
 from promptlooper.training.models import TrainingCheckpoint, TrainingRun
 from promptlooper.training.registry import ModelEntry, ModelRegistry
 from promptlooper.training.schemas import (
@@ -138,6 +138,8 @@ class Trainer:
 
             return _Work(operation, (body,), step)
         if isinstance(body, SaveState):
+            if body.name is not None and not body.overwrite:
+                await self._ensure_unsaved(run_id, body.name)
             return self._save(run_id, body)
         if isinstance(body, LoadState):
             return await self._load(principal, run_id, body)
@@ -162,7 +164,19 @@ class Trainer:
                 await session.commit()
                 return CheckpointPublic.model_validate(checkpoint)
 
-        return _Work("save_state", (body.kind, folder, body.name), record)
+        return _Work("save_state", (body.kind, folder, body.name, body.overwrite), record)
+
+    async def _ensure_unsaved(self, run_id: uuid.UUID, name: str) -> None:
+        """Refuse a save over an existing checkpoint before it is queued (the worker checks
+        again when it saves: a default name is only known there, and saves may race)."""
+        async with self.sessionmaker() as session:
+            saved = await session.scalar(
+                select(TrainingCheckpoint.id).where(
+                    TrainingCheckpoint.run_id == run_id, TrainingCheckpoint.name == name
+                )
+            )
+        if saved is not None:
+            raise Conflict(checkpoint_exists(name))
 
     async def _load(self, principal: Principal, run_id: uuid.UUID, body: LoadState) -> _Work:
         async with self.sessionmaker() as session:
