@@ -50,6 +50,9 @@ run deleted by another process (the CLI) stops answering, and its adapter is dro
 that time."""
 
 Finisher = Callable[[Any], Awaitable[BaseModel]]
+FutureKey = tuple[uuid.UUID, str]
+"""A future's owner and id: ids are chosen per user (a client may pick its own), so two users'
+ids never clash and one cannot learn another's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +79,6 @@ class _Work:
 
 @dataclass(slots=True)
 class Pending:
-    owner_id: uuid.UUID
     operation: str
     task: asyncio.Task[BaseModel]
 
@@ -94,8 +96,8 @@ class Trainer:
         self.registry = registry
         self.data_dir = data_dir
         self.steps = StepLog(sessionmaker)
-        self._futures: dict[str, Pending] = {}
-        self._finished_at: deque[tuple[float, str]] = deque()
+        self._futures: dict[FutureKey, Pending] = {}
+        self._finished_at: deque[tuple[float, FutureKey]] = deque()
         """Finished futures, oldest first: pruning looks only at the ones that expired."""
         self._targets: dict[uuid.UUID, _Target] = {}
 
@@ -117,7 +119,7 @@ class Trainer:
         work = await self._prepare(principal, run_id, operation, body)
         if wait:
             return await self._start(target, work)
-        future_id = self._future_id(future_id)  # refused before anything is queued
+        future_id = self._future_id(principal, future_id)  # refused before anything is queued
         self._file(future_id, principal, operation, self._start(target, work))
         return future_id
 
@@ -227,10 +229,9 @@ class Trainer:
         """``(operation, result)``, waiting up to ``wait`` seconds for it; the result is None
         while the call is pending, and a failed call raises its error here, as the call itself
         would have."""
-        pending = self._futures.get(future_id)
+        pending = self._futures.get((principal.user_id, future_id))
         if pending is None:
             raise NotFound("Future not found (unknown, or its result has expired)")
-        principal.ensure_can_access(pending.owner_id, "future")
         if wait > 0 and not pending.task.done():
             await asyncio.wait({pending.task}, timeout=wait)
         if not pending.task.done():
@@ -250,11 +251,11 @@ class Trainer:
         submitted = self.backend.submit(target.entry, work.method, target.spec, *work.args)
         return asyncio.create_task(self._finish(submitted, work.record))
 
-    def _future_id(self, chosen: str | None) -> str:
+    def _future_id(self, principal: Principal, chosen: str | None) -> str:
         self._prune()
         if chosen is None:
             return uuid.uuid4().hex
-        if chosen in self._futures:
+        if (principal.user_id, chosen) in self._futures:
             raise Conflict(f"future id {chosen!r} is already in use")
         return chosen
 
@@ -262,8 +263,9 @@ class Trainer:
         self, future_id: str, principal: Principal, operation: str, task: asyncio.Task[BaseModel]
     ) -> None:
         """Keep the running call's outcome under ``future_id`` for its caller to fetch."""
-        self._futures[future_id] = Pending(principal.user_id, operation, task)
-        task.add_done_callback(lambda _t: self._finished(future_id))
+        key = (principal.user_id, future_id)
+        self._futures[key] = Pending(operation, task)
+        task.add_done_callback(lambda _t: self._finished(key))
 
     async def _look_up(
         self, principal: Principal, run_id: uuid.UUID, known: _Target | None
@@ -304,10 +306,10 @@ class Trainer:
             resume_from=latest,
         )
 
-    def _finished(self, future_id: str) -> None:
-        pending = self._futures.get(future_id)
+    def _finished(self, key: FutureKey) -> None:
+        pending = self._futures.get(key)
         if pending is not None:
-            self._finished_at.append((time.monotonic(), future_id))
+            self._finished_at.append((time.monotonic(), key))
             if not pending.task.cancelled():
                 pending.task.exception()  # retrieved later by the client; not "never retrieved"
 
