@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -66,3 +67,19 @@ def test_a_script_without_a_main_guard_can_use_the_backend(tmp_path: Path) -> No
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("loss ") == 1  # the script ran once, not again in the worker
+
+
+async def test_a_caller_that_stops_waiting_leaves_the_worker_answering(
+    backend: TrainingBackend,
+) -> None:
+    """A sweep's timeout gives up on a local model's call; the call still runs, its answer is
+    dropped, and the calls after it are answered (the worker is not left mute)."""
+    entry = load_registry().get("tiny-test")
+    given_up = backend.submit(entry, "forward_backward", SPEC, BATCH)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(asyncio.wrap_future(given_up), 0.001)
+
+    after = backend.submit(entry, "forward", SPEC, BATCH)
+    answered = await asyncio.wait_for(asyncio.wrap_future(after), 120)
+
+    assert answered.loss > 0

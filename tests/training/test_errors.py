@@ -431,3 +431,45 @@ async def test_a_run_deleted_by_another_process_stops_answering(
     )
     held = trainer._targets[uuid.UUID(kept)]
     assert await asyncio.wrap_future(trainer.backend.forget(held.entry, held.spec.key)) is True
+
+
+async def test_saving_over_a_checkpoint_is_409_unless_asked_to_overwrite(
+    client: httpx.AsyncClient, alice: Actor
+) -> None:
+    run = await new_run(client, alice)
+    url = f"/api/training/runs/{run}"
+
+    async def step() -> None:
+        await client.post(f"{url}/forward_backward", json=GOOD, headers=alice.headers)
+        await client.post(f"{url}/optim_step", headers=alice.headers)
+
+    async def save(body: dict) -> httpx.Response:
+        return await client.post(f"{url}/save_state", json=body, headers=alice.headers)
+
+    await step()
+    first = await save({"name": "keep"})
+    again = await save({"name": "keep"})
+    default = await save({})
+    default_again = await save({})  # step-1 once more: the name is the worker's to choose
+    queued = await client.post(
+        f"{url}/queue",
+        json={"calls": [{"operation": "save_state", "body": {"name": "keep"}}]},
+        headers=alice.headers,
+    )
+    await step()
+    replaced = await save({"name": "keep", "overwrite": True})
+    listed = (await client.get(f"{url}/checkpoints", headers=alice.headers)).json()["data"]
+
+    assert first.status_code == 201, first.text
+    assert again.status_code == 409
+    assert again.json()["detail"] == (
+        "checkpoint 'keep' already exists; save with overwrite to replace it"
+    )
+    assert default.json()["name"] == "step-1"
+    assert default_again.status_code == 409
+    assert "'step-1' already exists" in default_again.json()["detail"]
+    assert queued.json()["refused"]["status_code"] == 409
+    assert queued.json()["futures"] == []
+    assert replaced.status_code == 201, replaced.text
+    assert replaced.json()["step"] == 2
+    assert sorted((c["name"], c["step"]) for c in listed) == [("keep", 2), ("step-1", 1)]

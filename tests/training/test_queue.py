@@ -143,3 +143,20 @@ async def test_a_bad_request_as_a_whole_queues_nothing(
     assert steps.json()["steps"] == []
     nothing = await client.post(f"/api/training/runs/{run}/optim_step", headers=alice.headers)
     assert nothing.status_code == 400
+
+
+async def test_future_ids_are_per_user(client: httpx.AsyncClient, alice: Actor, bob: Actor) -> None:
+    chosen = uuid.uuid4().hex
+    alices, bobs = await new_run(client, alice), await new_run(client, bob)
+
+    first = await queue(client, alice, alices, [call("forward", GOOD, future_id=chosen)])
+    second = await queue(client, bob, bobs, [call("optim_step", future_id=chosen)])
+    alices_outcome = await result_of(client, alice, chosen)
+    bobs_outcome = await result_of(client, bob, chosen)
+
+    assert first.json()["refused"] is None
+    assert second.json()["refused"] is None  # not "already in use": that id is alice's
+    assert alices_outcome.json()["operation"] == "forward"
+    assert alices_outcome.status_code == 200
+    assert bobs_outcome.status_code == 400  # his own call's answer: nothing to apply
+    assert "forward_backward" in bobs_outcome.json()["detail"]

@@ -14,6 +14,7 @@ from promptlooper.client import (
     AuthenticationError,
     BadRequestError,
     Client,
+    ConflictError,
     NotFoundError,
     PermissionDeniedError,
     TrainingFuture,
@@ -58,6 +59,9 @@ async def test_async_training_client_runs_the_loop(sdk: AsyncClient) -> None:
     assert sampled.elapsed_ms > 0
 
     adapter = await tc.save_state("first")
+    with pytest.raises(ConflictError, match="'first' already exists"):
+        await tc.save_state("first")
+    adapter = await tc.save_state("first", overwrite=True)
     merged = await tc.save_state(kind="merged")
     assert isinstance(adapter, Checkpoint)
     assert (adapter.name, merged.name, merged.kind) == ("first", "merged-1", "merged")

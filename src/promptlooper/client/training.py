@@ -267,9 +267,13 @@ class TrainingClient:
         name: str | None = None,
         *,
         kind: Literal["adapter", "merged"] = "adapter",
+        overwrite: bool = False,
         wait: bool = True,
     ) -> Any:
-        return self._primitive("save_state", _drop_none({"name": name, "kind": kind}), wait)
+        """A checkpoint of the run; one of the same name is replaced only with ``overwrite``
+        (otherwise the server answers 409)."""
+        body = _drop_none({"name": name, "kind": kind, "overwrite": overwrite or None})
+        return self._primitive("save_state", body, wait)
 
     def load_state(
         self,

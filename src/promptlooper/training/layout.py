@@ -14,6 +14,11 @@ def checkpoint_root(data_dir: Path, run_id: object) -> Path:
     return data_dir.resolve() / "training" / str(run_id)
 
 
+def checkpoint_exists(name: str) -> str:
+    """Why a save was refused: the same words from the service and from the worker."""
+    return f"checkpoint {name!r} already exists; save with overwrite to replace it"
+
+
 def parse_checkpoint_ref(model: str) -> tuple[uuid.UUID, str] | None:
     """``"<run id>@<name>"`` → ``(run id, name)``; None for a registry model name."""
     run, sep, name = model.partition("@")

@@ -199,6 +199,8 @@ class SaveState(RequestBody):
     kind: CheckpointKind = "adapter"
     name: str | None = Field(default=None, pattern=CHECKPOINT_NAME)
     """Defaults to ``step-<n>`` (``merged-<n>`` for a merged model)."""
+    overwrite: bool = False
+    """Replace a checkpoint of the same name; without it, saving over one is 409."""
 
 
 class CheckpointPublic(BaseModel):

@@ -27,7 +27,7 @@ from promptlooper.errors import BadRequest, Conflict, NotFound
 from promptlooper.training import service
 from promptlooper.training.backend import TrainingBackend
 from promptlooper.training.backend.host import RunSpec
-from promptlooper.training.layout import checkpoint_root
+from promptlooper.training.layout import checkpoint_exists, checkpoint_root
 from promptlooper.training.models import TrainingCheckpoint, TrainingRun
 from promptlooper.training.registry import ModelEntry, ModelRegistry
 from promptlooper.training.schemas import (
@@ -50,6 +50,9 @@ run deleted by another process (the CLI) stops answering, and its adapter is dro
 that time."""
 
 Finisher = Callable[[Any], Awaitable[BaseModel]]
+FutureKey = tuple[uuid.UUID, str]
+"""A future's owner and id: ids are chosen per user (a client may pick its own), so two users'
+ids never clash and one cannot learn another's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +79,6 @@ class _Work:
 
 @dataclass(slots=True)
 class Pending:
-    owner_id: uuid.UUID
     operation: str
     task: asyncio.Task[BaseModel]
 
@@ -94,8 +96,8 @@ class Trainer:
         self.registry = registry
         self.data_dir = data_dir
         self.steps = StepLog(sessionmaker)
-        self._futures: dict[str, Pending] = {}
-        self._finished_at: deque[tuple[float, str]] = deque()
+        self._futures: dict[FutureKey, Pending] = {}
+        self._finished_at: deque[tuple[float, FutureKey]] = deque()
         """Finished futures, oldest first: pruning looks only at the ones that expired."""
         self._targets: dict[uuid.UUID, _Target] = {}
 
@@ -117,7 +119,7 @@ class Trainer:
         work = await self._prepare(principal, run_id, operation, body)
         if wait:
             return await self._start(target, work)
-        future_id = self._future_id(future_id)  # refused before anything is queued
+        future_id = self._future_id(principal, future_id)  # refused before anything is queued
         self._file(future_id, principal, operation, self._start(target, work))
         return future_id
 
@@ -138,6 +140,8 @@ class Trainer:
 
             return _Work(operation, (body,), step)
         if isinstance(body, SaveState):
+            if body.name is not None and not body.overwrite:
+                await self._ensure_unsaved(run_id, body.name)
             return self._save(run_id, body)
         if isinstance(body, LoadState):
             return await self._load(principal, run_id, body)
@@ -162,7 +166,19 @@ class Trainer:
                 await session.commit()
                 return CheckpointPublic.model_validate(checkpoint)
 
-        return _Work("save_state", (body.kind, folder, body.name), record)
+        return _Work("save_state", (body.kind, folder, body.name, body.overwrite), record)
+
+    async def _ensure_unsaved(self, run_id: uuid.UUID, name: str) -> None:
+        """Refuse a save over an existing checkpoint before it is queued (the worker checks
+        again when it saves: a default name is only known there, and saves may race)."""
+        async with self.sessionmaker() as session:
+            saved = await session.scalar(
+                select(TrainingCheckpoint.id).where(
+                    TrainingCheckpoint.run_id == run_id, TrainingCheckpoint.name == name
+                )
+            )
+        if saved is not None:
+            raise Conflict(checkpoint_exists(name))
 
     async def _load(self, principal: Principal, run_id: uuid.UUID, body: LoadState) -> _Work:
         async with self.sessionmaker() as session:
@@ -213,10 +229,9 @@ class Trainer:
         """``(operation, result)``, waiting up to ``wait`` seconds for it; the result is None
         while the call is pending, and a failed call raises its error here, as the call itself
         would have."""
-        pending = self._futures.get(future_id)
+        pending = self._futures.get((principal.user_id, future_id))
         if pending is None:
             raise NotFound("Future not found (unknown, or its result has expired)")
-        principal.ensure_can_access(pending.owner_id, "future")
         if wait > 0 and not pending.task.done():
             await asyncio.wait({pending.task}, timeout=wait)
         if not pending.task.done():
@@ -236,11 +251,11 @@ class Trainer:
         submitted = self.backend.submit(target.entry, work.method, target.spec, *work.args)
         return asyncio.create_task(self._finish(submitted, work.record))
 
-    def _future_id(self, chosen: str | None) -> str:
+    def _future_id(self, principal: Principal, chosen: str | None) -> str:
         self._prune()
         if chosen is None:
             return uuid.uuid4().hex
-        if chosen in self._futures:
+        if (principal.user_id, chosen) in self._futures:
             raise Conflict(f"future id {chosen!r} is already in use")
         return chosen
 
@@ -248,8 +263,9 @@ class Trainer:
         self, future_id: str, principal: Principal, operation: str, task: asyncio.Task[BaseModel]
     ) -> None:
         """Keep the running call's outcome under ``future_id`` for its caller to fetch."""
-        self._futures[future_id] = Pending(principal.user_id, operation, task)
-        task.add_done_callback(lambda _t: self._finished(future_id))
+        key = (principal.user_id, future_id)
+        self._futures[key] = Pending(operation, task)
+        task.add_done_callback(lambda _t: self._finished(key))
 
     async def _look_up(
         self, principal: Principal, run_id: uuid.UUID, known: _Target | None
@@ -290,10 +306,10 @@ class Trainer:
             resume_from=latest,
         )
 
-    def _finished(self, future_id: str) -> None:
-        pending = self._futures.get(future_id)
+    def _finished(self, key: FutureKey) -> None:
+        pending = self._futures.get(key)
         if pending is not None:
-            self._finished_at.append((time.monotonic(), future_id))
+            self._finished_at.append((time.monotonic(), key))
             if not pending.task.cancelled():
                 pending.task.exception()  # retrieved later by the client; not "never retrieved"
 

@@ -22,11 +22,12 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
-from promptlooper.errors import BadExample, BadRequest
+from promptlooper.errors import BadExample, BadRequest, Conflict
 from promptlooper.training.backend import batches, losses, sampling
 from promptlooper.training.backend.host import RunSpec
 from promptlooper.training.backend.loading import LoadedModel, load, pick_device
 from promptlooper.training.backend.rng import seeded
+from promptlooper.training.layout import checkpoint_exists
 from promptlooper.training.registry import ModelEntry
 from promptlooper.training.schemas import (
     CheckpointKind,
@@ -284,14 +285,17 @@ class ModelHost:
     # --- checkpoints ----------------------------------------------------------------------------
 
     def save_state(
-        self, run: RunSpec, kind: CheckpointKind, folder: Path, name: str | None
+        self, run: RunSpec, kind: CheckpointKind, folder: Path, name: str | None, overwrite: bool
     ) -> tuple[int, str]:
-        """Write the checkpoint to ``folder/name``, replacing one of the same name; returns the
-        step saved and the name (by default ``step-<n>``, or ``merged-<n>``, with the step this
-        call saw, which for a pipelined call may be later than when it was sent)."""
+        """Write the checkpoint to ``folder/name``, replacing one of the same name only when
+        asked to (``Conflict`` otherwise); returns the step saved and the name (by default
+        ``step-<n>``, or ``merged-<n>``, with the step this call saw, which for a pipelined
+        call may be later than when it was sent)."""
         _model, state = self._activate(run)
         name = name or (f"step-{state.step}" if kind == "adapter" else f"merged-{state.step}")
         target = folder / name
+        if target.exists() and not overwrite:
+            raise Conflict(checkpoint_exists(name))
         staging = folder / f".{name}.partial"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)

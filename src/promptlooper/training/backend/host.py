@@ -84,7 +84,11 @@ class _Worker:
         self._reader.start()
 
     def submit(self, method: str, args: tuple[Any, ...]) -> concurrent.futures.Future[Any]:
+        """A call sent runs to its end, so its future is running and cannot be cancelled: a
+        caller that stops waiting (a sweep's timeout) only drops the answer, which the reader
+        then delivers to nobody instead of failing on a cancelled future and going mute."""
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        future.set_running_or_notify_cancel()
         with self._lock:
             if not self.alive:
                 raise _Gone

@@ -1,0 +1,35 @@
+"""The example sweeps score what they say they score."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from promptlooper.sweeps.plan import compile_plan
+from promptlooper.sweeps.scorers import ScorerContext
+from promptlooper.sweeps.spec import load_sweep_file, parse_spec
+
+EXAMPLES = Path(__file__).parents[2] / "examples" / "ticket-triage"
+
+
+@pytest.mark.parametrize("name", ["sweep.yaml", "smollm2.yaml"])
+@pytest.mark.parametrize(
+    ("output", "accuracy"),
+    [
+        ("billing", 1.0),
+        (" Billing. ", 1.0),
+        ("bug", 0.0),
+        ("billing, bug, account or shipping", 0.0),  # every label is not an answer
+        ("Billing or bug", 0.0),
+    ],
+)
+def test_the_triage_examples_reward_exactly_the_expected_label(
+    name: str, output: str, accuracy: float
+):
+    plan = compile_plan(parse_spec(load_sweep_file(EXAMPLES / name)))
+    (scorer,) = (s for s in plan.build_scorers(ScorerContext()) if s.name == "accuracy")
+    row = {"input": "My card was charged twice", "expected": "billing"}
+    context = {"input": row["input"], "expected": "billing", "row": row, "config": {}}
+
+    assert scorer.score(row["input"], output, context) == accuracy
