@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.db.deps import SessionDep
 from promptlooper.online import service as online
@@ -21,7 +22,7 @@ _templates = Environment(
 )
 
 
-async def _page(session: SessionDep, template: str) -> HTMLResponse:
+async def _page(session: AsyncSession, template: str) -> HTMLResponse:
     settings = await online.site_settings(session)
     return HTMLResponse(_templates.get_template(template).render(site_name=settings.site_name))
 
