@@ -87,6 +87,25 @@ async def test_public_experiments_return_empty_when_globally_disabled(
     assert settings.json() == {"site_name": "", "experiments_enabled": False}
 
 
+async def test_settings_change_only_the_fields_sent(client: httpx.AsyncClient, bootstrap_headers):
+    named = await client.put(
+        "/api/admin/settings", json={"site_name": "Pack Walks"}, headers=bootstrap_headers
+    )
+    assert named.json() == {"site_name": "Pack Walks", "experiments_enabled": True}
+
+    switched = await client.put(
+        "/api/admin/settings", json={"experiments_enabled": False}, headers=bootstrap_headers
+    )
+
+    assert switched.json() == {"site_name": "Pack Walks", "experiments_enabled": False}
+    settings = await client.get("/api/admin/settings", headers=bootstrap_headers)
+    assert settings.json() == {"site_name": "Pack Walks", "experiments_enabled": False}
+    refused = await client.put(
+        "/api/admin/settings", json={"site_name": None}, headers=bootstrap_headers
+    )
+    assert refused.status_code == 422
+
+
 async def test_create_list_and_archive(client: httpx.AsyncClient, registry, bootstrap_headers):
     body = HOMEPAGE_PUT | {"experiment_key": "signup_copy", "cookie_name": "exp_signup"}
 

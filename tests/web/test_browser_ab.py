@@ -42,10 +42,10 @@ def browser():
     driver.quit()
 
 
-def _results(base: str) -> dict:
+def _results(base: str, key: str = "homepage_hero_test") -> dict:
     response = httpx.get(
         f"{base}/api/v1/experiments/results",
-        params={"experiment_key": "homepage_hero_test"},
+        params={"experiment_key": key},
         headers=ADMIN,
     )
     return {v["variant_key"]: v for v in response.json()[0]["variants"]}
@@ -127,6 +127,46 @@ async def test_the_demo_page_assigns_sets_the_cookie_and_reports_events(
     assert mine["conversion_value_total"] == 49.0
     assert mine["conversion_rate"] == 1.0
     assert mine["unique_sessions"] == 1
+
+
+def _pricing_scenario(driver, base: str) -> dict:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(base + "/our-pricing")
+    WebDriverWait(driver, 15).until(
+        lambda d: d.find_element(By.ID, "assigned").text.startswith("{")
+    )
+    cookies = {c["name"]: c["value"] for c in driver.get_cookies()}
+    shown = driver.find_elements(By.CSS_SELECTOR, "[data-experiment-shown]")
+    driver.find_element(By.ID, "book").click()
+    variant = cookies.get("exp_pricing_cta")
+    counted = _wait_for(lambda: _results(base, "pricing_cta_test")[variant]["conversions"] == 1)
+    server = httpx.get(
+        f"{base}/api/experiments/pricing_cta_test/assignment",
+        params={"unit_id": cookies.get("pl_sid"), "path": "/our-pricing"},
+    ).json()
+    return {
+        "variant": variant,
+        "server_variant": server["variant_key"],
+        "shown": [s.get_attribute("data-variant") for s in shown if s.is_displayed()],
+        "counted": counted,
+        "results": _results(base, "pricing_cta_test"),
+    }
+
+
+async def test_the_pricing_demo_page_runs_its_experiment(
+    browser,
+    live_url: str,
+    registry,  # noqa: F811
+):
+    seen = await asyncio.to_thread(_pricing_scenario, browser, live_url)
+
+    assert seen["variant"] == seen["server_variant"]
+    assert seen["shown"] == [seen["variant"]]
+    assert seen["counted"]
+    mine = seen["results"][seen["variant"]]
+    assert (mine["impressions"], mine["conversions"]) == (1, 1)
 
 
 async def test_the_script_and_the_page_are_served(client: httpx.AsyncClient):

@@ -45,19 +45,19 @@ REJECTED_HEADER = "X-Event-Rejected"
 
 @admin_router.get("/settings")
 async def get_settings(_admin: AdminDep, session: SessionDep) -> SettingsBody:
-    found = await service.site_settings(session)
-    return SettingsBody(site_name=found.site_name, experiments_enabled=found.experiments_enabled)
+    return SettingsBody.model_validate(await service.site_settings(session), from_attributes=True)
 
 
 @admin_router.put("/settings")
 async def put_settings(
     body: SettingsBody, request: Request, _admin: AdminDep, session: SessionDep
 ) -> SettingsBody:
-    """``experiments_enabled: false`` is the global kill switch for online experiments."""
-    await service.save_settings(session, body)
+    """``experiments_enabled: false`` is the global kill switch for online experiments. The
+    fields the body leaves out keep their values."""
+    saved = await service.save_settings(session, body)
     await session.commit()
     _intake(request).invalidate()
-    return body
+    return SettingsBody.model_validate(saved, from_attributes=True)
 
 
 @admin_router.post("/experiments", status_code=status.HTTP_201_CREATED)

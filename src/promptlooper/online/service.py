@@ -45,12 +45,14 @@ async def site_settings(session: AsyncSession) -> SiteSettings:
 
 
 async def save_settings(session: AsyncSession, body: SettingsBody) -> SiteSettings:
+    """Change the settings ``body`` names and keep the others: flipping the switch must not
+    reset the site's name."""
     current = await session.scalar(select(SiteSettings).order_by(SiteSettings.id).limit(1))
     if current is None:
-        current = SiteSettings(id=1)
+        current = await site_settings(session)
         session.add(current)
-    current.site_name = body.site_name
-    current.experiments_enabled = body.experiments_enabled
+    for field, value in body.model_dump(exclude_unset=True).items():
+        setattr(current, field, value)
     await session.flush()
     return current
 
