@@ -32,8 +32,9 @@ sqlite_only = pytest.mark.parametrize("deployed_db", ["sqlite"], indirect=True)
 
 
 def large_sweep(rows: int) -> dict[str, Any]:
-    """4 configs × ``rows`` runs on the offline provider, 64 at a time: the sink commits
-    every few milliseconds."""
+    """4 configs × ``rows`` runs of 50 ms on the offline provider, 16 at a time: the sink
+    commits every few milliseconds, for at least ``rows`` / 80 seconds however fast the
+    machine, so that events sent meanwhile arrive while it writes."""
     return {
         "name": "load",
         "parameter_space": {
@@ -42,8 +43,8 @@ def large_sweep(rows: int) -> dict[str, Any]:
         },
         "dataset": {"rows": [{"input": f"ticket {i}", "expected": "billing"} for i in range(rows)]},
         "scorers": [{"name": "accuracy", "type": "exact_match"}],
-        "providers": {"mock": {"latency_ms": 1}},
-        "concurrency": 64,
+        "providers": {"mock": {"latency_ms": 50}},
+        "concurrency": 16,
         "cache": False,
     }
 
