@@ -114,4 +114,4 @@ def test_unstorable_values_are_422_naming_the_field_on_every_route(
     assert messages[2] == "Input should be a finite number"
     assert messages[3].startswith("Text must not contain a lone surrogate")
     assert [response.status_code for response in listed] == [200, 200, 200]
-    assert [listed[0].json()["count"], listed[1].json()["count"]] == [0, 0]
+    assert [response.json()["count"] for response in listed] == [0, 0, 0]

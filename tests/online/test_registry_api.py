@@ -125,7 +125,8 @@ async def test_create_list_and_archive(client: httpx.AsyncClient, registry, boot
     listed = await client.get(
         "/api/admin/experiments", params={"include_archived": True}, headers=bootstrap_headers
     )
-    assert "signup_copy" in [e["experiment_key"] for e in listed.json()]
+    assert "signup_copy" in [e["experiment_key"] for e in listed.json()["data"]]
+    assert listed.json()["count"] == len(listed.json()["data"])
 
 
 async def test_two_experiments_cannot_share_a_cookie(

@@ -119,7 +119,7 @@ async def test_an_arm_cannot_link_a_variant_that_does_not_exist(
     assert created.status_code == 422
     assert "variants.1.agent_variant_id" in created.json()["detail"]
     listed = await client.get("/api/admin/experiments", headers=bootstrap_headers)
-    assert listed.json() == []
+    assert listed.json() == {"data": [], "count": 0}
 
     hot = (
         await client.post(url(agent, "variants"), json={"name": "Hot"}, headers=owner.headers)

@@ -29,6 +29,7 @@ from promptlooper.online.schemas import (
     BatchOut,
     EventIn,
     ExperimentAdmin,
+    ExperimentAdminList,
     ExperimentCreate,
     ExperimentPublic,
     ExperimentResults,
@@ -74,11 +75,13 @@ async def create_experiment(
 @admin_router.get("/experiments")
 async def list_experiments(
     _admin: AdminDep, session: SessionDep, include_archived: bool = False
-) -> list[ExperimentAdmin]:
+) -> ExperimentAdminList:
     """Every experiment (404 while experiments are disabled site-wide)."""
     await service.require_enabled(session)
     found = await service.list_experiments(session, include_archived=include_archived)
-    return [ExperimentAdmin.model_validate(e) for e in found]
+    return ExperimentAdminList(
+        data=[ExperimentAdmin.model_validate(e) for e in found], count=len(found)
+    )
 
 
 @admin_router.get("/experiments/{experiment_key}")

@@ -135,6 +135,11 @@ class ExperimentAdmin(ExperimentPublic):
     updated_at: datetime
 
 
+class ExperimentAdminList(BaseModel):
+    data: list[ExperimentAdmin]
+    count: int
+
+
 class SettingsBody(RequestBody):
     site_name: Annotated[str, StringConstraints(max_length=200)] = ""
     experiments_enabled: bool = True
