@@ -171,6 +171,37 @@ def test_bad_settings_and_unreachable_databases_are_one_line_errors(tmp_path: Pa
     assert bad_folder.stderr == f"error: {data_dir}: Not a directory\n"
 
 
+def test_mistyped_arguments_and_options_are_one_line_errors(tmp_path: Path):
+    env = _env(tmp_path, None)
+
+    bad_id = _run(env, "sweep", "show", "not-a-uuid")
+    bad_option = _run(env, "sweep", "list", "--bogus")
+    missing = _run(env, "sweep", "show")
+
+    assert (bad_option.returncode, bad_option.stderr) == (
+        2,
+        "error: No such option: --bogus (Possible options: --user) "
+        "(see 'promptlooper sweep list --help')\n",
+    )
+    for result in (bad_id, missing):
+        assert result.returncode == 2
+        assert result.stderr.startswith("error: ")
+        assert result.stderr.count("\n") == 1
+        assert result.stderr.endswith("(see 'promptlooper sweep show --help')\n")
+    assert "'experiment_id'" in bad_id.stderr
+    assert "Missing argument 'experiment_id'" in missing.stderr
+
+
+def test_a_group_without_a_command_prints_its_help():
+    result = subprocess.run(
+        [*CLI, "sweep"], capture_output=True, text=True, timeout=60, env=os.environ
+    )
+
+    assert result.returncode == 2
+    assert "Usage: promptlooper sweep [OPTIONS] COMMAND" in result.stdout
+    assert result.stderr == ""
+
+
 def test_downgrade_and_current(tmp_path: Path):
     env = _env(tmp_path, None)
     _run(env, "db", "upgrade")

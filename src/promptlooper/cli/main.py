@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import typer
+
+# Typer bundles its own click; its exceptions are not re-exported, hence the pinned minor
+# version in pyproject.toml.
+from typer._click import exceptions as click
 
 from promptlooper import __version__
 from promptlooper.cli.agents import agent_app, variant_app
@@ -76,13 +81,38 @@ def _one_line(exc: BaseException) -> str | None:
     return None
 
 
+def _usage_error(exc: click.UsageError) -> str:
+    """A bad argument or option, with where to read the command's usage."""
+    message = exc.format_message()
+    if exc.ctx is not None:
+        message += f" (see '{exc.ctx.command_path} --help')"
+    return message
+
+
 def main() -> None:
     """Run the CLI; any failure becomes one line on stderr and exit code 2."""
     try:
-        app()
+        # Not standalone: click would print its usage box for a mistyped option or argument.
+        code = app(prog_name="promptlooper", standalone_mode=False)
+    except click.NoArgsIsHelpError as exc:
+        print(exc.format_message())
+        sys.exit(EXIT_ERROR)
+    except click.UsageError as exc:
+        _fail(_usage_error(exc))
+    except click.ClickException as exc:
+        _fail(exc.format_message())
+    except typer.Abort:
+        err_console.print("Aborted.")
+        sys.exit(1)
     except Exception as exc:
         message = _one_line(exc)
         if message is None:
             raise
-        err_console.print("error: " + " ".join(message.split()))
-        sys.exit(EXIT_ERROR)
+        _fail(message)
+    # An explicit ``typer.Exit(code)`` comes back as its code.
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str) -> NoReturn:
+    err_console.print("error: " + " ".join(message.split()))
+    sys.exit(EXIT_ERROR)
