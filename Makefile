@@ -7,7 +7,7 @@ PORT ?= 8000
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint install install-training install-dev clean
+.PHONY: demo test lint install install-training install-dev clean vendor
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,9 +40,13 @@ install-dev: $(VENV)/.installed-dev
 demo: $(VENV)/.installed-training
 	$(BIN)/promptlooper demo --host $(HOST) --port $(PORT)
 
+# The web UI's JavaScript, refreshed from the npm registry within each package's pinned major.
+vendor: $(VENV)/.installed-dev
+	$(BIN)/python scripts/vendor_js.py
+
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/lint-imports
 
 # The browser tests drive Debian's Chromium through chromedriver; installed once.

@@ -56,6 +56,11 @@ class Forbidden(PromptLooperError):
     """Valid credentials without the right to do this."""
 
 
+class NotOwner(Forbidden):
+    """Valid credentials on another user's resource. The API answers 403; a web page answers
+    as if it did not exist, so that browsing cannot reveal what others have."""
+
+
 class RateLimited(PromptLooperError):
     """Too many attempts; ``retry_after`` says how many seconds to wait."""
 

@@ -65,7 +65,7 @@ def _scenario(driver, base: str) -> dict:
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
-    driver.get(base + "/")
+    driver.get(base + "/ab-demo")
     WebDriverWait(driver, 15).until(
         lambda d: d.find_element(By.ID, "assigned").text.startswith("{")
     )
@@ -94,7 +94,7 @@ def _scenario(driver, base: str) -> dict:
     time.sleep(0.5)
     server = httpx.get(
         f"{base}/api/experiments/homepage_hero_test/assignment",
-        params={"unit_id": cookies.get("pl_sid"), "path": "/"},
+        params={"unit_id": cookies.get("pl_sid"), "path": "/ab-demo"},
     ).json()
     return {
         "server_variant": server["variant_key"],
@@ -170,7 +170,7 @@ async def test_the_pricing_demo_page_runs_its_experiment(
 
 
 async def test_the_script_and_the_page_are_served(client: httpx.AsyncClient):
-    page = await client.get("/")
+    page = await client.get("/ab-demo")
     assert page.status_code == 200
     assert '<script src="/static/promptlooper-ab.js" defer></script>' in page.text
     response = await client.get("/static/promptlooper-ab.js")

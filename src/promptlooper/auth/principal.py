@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
-from promptlooper.errors import Forbidden
+from promptlooper.errors import Forbidden, NotOwner
 
 AuthMethod = Literal["jwt", "api_key", "bootstrap_key", "local"]
 
@@ -29,7 +29,7 @@ class Principal:
     def ensure_can_access(self, owner_id: uuid.UUID, what: str) -> None:
         """Raise ``Forbidden`` unless this principal owns the resource or is an admin."""
         if not self.can_access(owner_id):
-            raise Forbidden(f"You do not have access to this {what}")
+            raise NotOwner(f"You do not have access to this {what}")
 
     def ensure_admin(self) -> None:
         if not self.is_admin:

@@ -155,10 +155,12 @@ def _print_demo(
   admin user:  [bold]{DEMO_USERNAME}[/bold]
   password:    [bold]{password}[/bold]   (new on every `make demo`)
 
+  web UI:      {base}/ui/   (log in with the user and password above)
   API docs:    {base}/docs
   experiment:  {sweep_line}
   in the CLI:  {cli_line}
-  online:      {base}/api/experiments  (the A/B registry: homepage_hero_test, pricing_cta_test)
+  online:      {base}/api/experiments  (the A/B registry: homepage_hero_test, pricing_cta_test;
+               demo pages {base}/ab-demo and {base}/our-pricing)
   training:    {base}/api/training/models  (fine-tune: `promptlooper train sft`, README "Training")
   log in:      curl -s -X POST {base}/api/auth/login -H 'Content-Type: application/json' \\
                  -d '{{"username": "{DEMO_USERNAME}", "password": "{password}"}}'

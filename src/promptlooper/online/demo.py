@@ -15,7 +15,7 @@ DEMO_EXPERIMENTS = (
         "name": "Homepage hero test",
         "description": "Does social proof in the hero lift clicks on the main call to action?",
         "cookie_name": "exp_homepage_hero",
-        "eligible_routes": ["/"],
+        "eligible_routes": ["/ab-demo"],
         "variants": [
             {"variant_key": "control", "label": "Original", "allocation": 50, "is_control": True},
             {"variant_key": "tiny_gang_social_proof", "label": "Social proof", "allocation": 50},
