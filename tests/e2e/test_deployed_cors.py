@@ -10,7 +10,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from tests.deployed import Deployed, ThreadedApp, wait_for
-from tests.web.test_browser_ab import browser  # noqa: F401 (fixture)
+from tests.web.conftest import browser  # noqa: F401 (fixture)
 
 EXPERIMENT = {
     "experiment_key": "landing_headline",

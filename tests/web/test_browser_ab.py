@@ -3,43 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
-from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.conftest import BOOTSTRAP_KEY, service_unavailable
+from tests.conftest import BOOTSTRAP_KEY
 from tests.online.conftest import registry  # noqa: F401 (fixture)
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-# Headless Chromium announces itself as HeadlessChrome, which the bot filter rightly refuses;
-# the test browses as the desktop browser it is.
-USER_AGENT = (
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/156.0.0.0 Safari/537.36"
-)
 ADMIN = {"X-Api-Key": BOOTSTRAP_KEY}
-
-
-@pytest.fixture
-def browser():
-    if not CHROMIUM.exists() or not CHROMEDRIVER.exists() or shutil.which("chromium") is None:
-        service_unavailable("Chromium", FileNotFoundError(str(CHROMIUM)))
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(flag)
-    options.add_argument(f"--user-agent={USER_AGENT}")
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
 
 
 def _results(base: str, key: str = "homepage_hero_test") -> dict:

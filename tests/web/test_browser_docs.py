@@ -7,8 +7,6 @@ import asyncio
 
 import pytest
 
-from tests.web.test_browser_ab import browser  # noqa: F401 (fixture)
-
 PAGES = {
     # Swagger UI: one block per operation
     "/docs": ".opblock",
@@ -31,7 +29,7 @@ def _rendered(driver, url: str, selector: str) -> int:
 
 @pytest.mark.parametrize("page", list(PAGES))
 async def test_the_docs_render_offline(
-    browser,  # noqa: F811
+    browser,
     live_url: str,
     page: str,
 ):
