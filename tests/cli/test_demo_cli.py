@@ -98,3 +98,24 @@ def test_a_busy_port_fails_at_once_and_changes_nothing(tmp_path: Path, command: 
     )
     assert result.stdout == ""
     assert not (tmp_path / "demo.db").exists()  # no schema, no demo user, no sweep
+
+
+def test_the_demo_sets_up_an_agent_with_two_variants_and_served_calls_once(
+    cli: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server, "_run_server", lambda _settings, _sock: None)
+    missing = str(tmp_path / "missing.yaml")
+
+    first = cli("demo", "--sweep", missing, "--port", str(_free_port()))
+    second = cli("demo", "--sweep", missing, "--port", str(_free_port()))
+    agents = cli("agent", "list", "--project", "demo", "--user", "demo")
+    variants = cli("variant", "list", "ticket-triage", "--project", "demo", "--user", "demo")
+    metrics = cli("agent", "metrics", "ticket-triage", "--project", "demo", "--user", "demo")
+
+    assert first.code == second.code == 0
+    assert "web UI:      http://127.0.0.1:" in first.out
+    assert agents.out.count("ticket-triage") == 1, agents.out
+    assert "concise" in agents.out
+    assert re.search(r"concise\s*│\s*yes", variants.out), variants.out
+    assert "careful" in variants.out
+    assert "240" in metrics.out, metrics.out

@@ -89,18 +89,25 @@ def serve(
 
 @async_command
 async def _prepare_demo(settings: Settings) -> str:
-    """The demo admin with a new password, and the demo A/B registry."""
+    """The demo admin with a new password, its project with the demo agent, and the demo A/B
+    registry."""
     from promptlooper.auth import service
+    from promptlooper.auth.principal import Principal
     from promptlooper.online.demo import seed_demo
+    from promptlooper.projects.service import get_or_create_project
+    from promptlooper.variants.demo import seed_demo_agent
     from promptlooper.variants.service import existing_variant_ids
 
     password = secrets.token_urlsafe(12)
     async with session_scope(settings) as session:
         user = await service.get_user_by_username(session, DEMO_USERNAME)
         if user is None:
-            await service.create_user(session, DEMO_USERNAME, password, is_admin=True)
+            user = await service.create_user(session, DEMO_USERNAME, password, is_admin=True)
         else:
             await service.set_password(session, user, password)
+        owner = Principal(user.id, user.username, is_admin=True, method="local")
+        project = await get_or_create_project(session, owner, DEMO_PROJECT)
+        await seed_demo_agent(session, owner, project.id)
         await seed_demo(session, existing_variant_ids)
     return password
 
