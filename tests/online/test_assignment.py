@@ -89,7 +89,7 @@ async def test_units_outside_the_experiment_get_null(
     url = "/api/experiments/homepage_hero_test/assignment"
     off_route = await client.get(url, params={"unit_id": "s-1", "path": "/contact"})
     assert off_route.json()["variant_key"] is None
-    on_route = await client.get(url, params={"unit_id": "s-1", "path": "/"})
+    on_route = await client.get(url, params={"unit_id": "s-1", "path": "/ab-demo"})
     assert on_route.json()["variant_key"] is not None
 
     definition = (await client.get("/api/admin/experiments/homepage_hero_test",
