@@ -470,3 +470,27 @@ async def test_query_count_does_not_grow_with_variants(ui: UiClient, app: FastAP
                 assert (await ui.get(url)).status_code == 200
             counts[size][name] = len(statements)
     assert counts[3] == counts[30], counts
+
+
+async def test_agents_list_pages_by_fifty(ui: UiClient, app: FastAPI):
+    project_id = await _project(ui)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as api:
+        headers = {"Authorization": f"Bearer {await _api_token(api)}"}
+        for i in range(52):
+            made = await api.post(
+                f"/api/projects/{project_id}/agents",
+                json={"name": f"agent {i:02d}", "model_provider": "mock", "model_name": "m"},
+                headers=headers,
+            )
+            assert made.status_code == 201
+    first = _text((await ui.get(f"/ui/projects/{project_id}/agents")).text)
+    assert "52 agents" in first
+    assert "1–50 of 52 Next →" in first
+    assert "agent 49" in first
+    assert "agent 50" not in first
+    second = _text((await ui.get(f"/ui/projects/{project_id}/agents?page=2")).text)
+    assert "← Previous 51–52 of 52" in second
+    assert "agent 50" in second
+    assert "agent 00" not in second

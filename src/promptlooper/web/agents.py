@@ -163,23 +163,6 @@ async def delete_agent(
     )
 
 
-@router.post(PREFIX + "/agents/{agent_id}/deactivate")
-async def deactivate_agent(
-    request: Request, agent_id: uuid.UUID, viewer: ViewerDep, session: SessionDep
-) -> Response:
-    form = await form_fields(request)
-    was = await service.deactivate(
-        session, viewer.principal, agent_id, reason=form.get("reason", "")[:1000]
-    )
-    await session.commit()
-    notice = (
-        f"Variant {was.name} deactivated; the agent serves its base config."
-        if was
-        else "No variant was active; the agent already served its base config."
-    )
-    return redirect(request, f"{PREFIX}/agents/{agent_id}", notice)
-
-
 @router.get(PREFIX + "/agents/{agent_id}/compare")
 async def compare_page(
     request: Request,
