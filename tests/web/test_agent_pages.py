@@ -150,7 +150,7 @@ async def test_variant_page_shows_where_each_value_comes_from_and_metrics(
     variant_id = await _variant(ui, agent_id, "bold", temperature="0.9")
     empty = _text((await ui.get(f"/ui/agents/{agent_id}/variants/{variant_id}")).text)
     assert "temperature 0.9 this variant (overrides the base)" in empty
-    assert "system_prompt You are helpful. agent's base config" in empty
+    assert "system_prompt Copy You are helpful. agent's base config" in empty
     assert "max_tokens not set default (not set)" in empty
     assert "No calls logged for this variant" in empty
 
@@ -315,6 +315,7 @@ async def test_compare_shows_the_config_diff_and_marks_only_clear_winners(
     assert "model_name same gpt-4o-mini" in text
     assert "+Be terse." in page
     assert "No calls logged in this window." in page
+    assert "Not enough data to compare" in page
     assert "▲ better</strong>" not in page
 
     records = [{"variant_id": good, "success": True, "quality": 0.9} for _ in range(40)]
@@ -333,6 +334,7 @@ async def test_compare_shows_the_config_diff_and_marks_only_clear_winners(
     text = _text(page)
     assert re.search(r"good 40 100\.0 % \[\d+\.\d–100\.0\] ▲ better", text), text
     assert "bad 40 50.0 %" in text
+    assert "good has the clearly higher success rate; good has the clearly higher quality" in text
     assert page.count("▲ better</strong>") == 2  # success rate and quality, both of "good"
 
     assert (await ui.get(f"/ui/agents/{agent_id}/compare?window=5y")).status_code == 400

@@ -124,7 +124,7 @@ def _walk(driver: Any, base: str) -> None:
     text = walk.text()
     assert "Variant alpha created" in text
     assert "temperature 0.5 this variant (overrides the base)" in text
-    assert "system_prompt Be kind. agent's base config" in text
+    assert "system_prompt Copy Be kind. agent's base config" in text
     alpha_id = walk.path().rsplit("/", 1)[-1]
 
     walk.click("Clone")
