@@ -496,3 +496,23 @@ async def test_agents_list_pages_by_fifty(ui: UiClient, app: FastAPI):
     assert "← Previous 51–52 of 52" in second
     assert "agent 50" in second
     assert "agent 00" not in second
+
+
+async def test_an_override_to_not_set_survives_an_untouched_edit(ui: UiClient, app: FastAPI):
+    project_id = await _project(ui)
+    agent_id = await _agent(ui, project_id)
+    variant_id = await _variant(ui, agent_id, "v")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as api:
+        patched = await api.patch(
+            f"/api/agents/{agent_id}/variants/{variant_id}",
+            json={"temperature": None},
+            headers={"Authorization": f"Bearer {await _api_token(api)}"},
+        )
+        assert patched.status_code == 200
+    url = f"/ui/agents/{agent_id}/variants/{variant_id}/edit"
+    version = re.search(r'name="version" value="([^"]+)"', (await ui.get(url)).text)[1]
+    page = await _follow(ui, await ui.post(url, {"version": version, "name": "v"}))
+    assert "Variant v saved; its config did not change." in page
+    assert "temperature not set this variant" in _text(page)

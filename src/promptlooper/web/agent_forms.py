@@ -63,7 +63,8 @@ def edit_values(
 
     A ticked "inherit" box hands an override back to the agent; on a field that already
     inherits, typing a value overrides it (the box was ticked only because it inherited). An
-    override emptied without ticking the box is a question, not a guess: it is refused.
+    override emptied without ticking the box is a question, not a guess: it is refused (an
+    override to "not set", which shows blank, stays as it is).
     """
     values: dict[str, str] = {}
     inherit: list[str] = []
@@ -76,7 +77,7 @@ def edit_values(
                 inherit.append(field)
             elif typed.strip():
                 values[field] = typed
-            else:
+            elif overrides[field] is not None:  # an override to "not set" shows blank: kept
                 errors[field] = "Enter a value, or tick “inherit” to follow the agent's value"
         elif typed.strip():
             values[field] = typed
