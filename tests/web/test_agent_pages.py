@@ -127,6 +127,7 @@ async def test_agent_page_marks_overrides_active_variant_and_activation_reason(u
     assert '<mark class="changed" title="overridden by this variant">0.05</mark>' in page
     assert "(base: 0.2)" in page
     assert "No overrides: same as the base config." in page
+    assert "Deleting variant careful removes it and its 1 revision(s) for good;" in page
 
     reply = await ui.post(
         f"/ui/agents/{agent_id}/variants/{careful}/activate", {"reason": "fewer refunds"}

@@ -57,13 +57,24 @@ class Walk:
             box.send_keys(value)
 
     def _navigating(self, element: Any) -> None:
-        """Click ``element`` and wait for the page it leads to."""
-        from selenium.webdriver.support.expected_conditions import staleness_of
+        """Click ``element`` and wait until a new page has loaded: the old page's window
+        carries a mark that the new one lacks (the URL may well be the same)."""
+        from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.support.ui import WebDriverWait
 
-        old = self.driver.find_element(self.by.TAG_NAME, "html")
-        element.click()
-        WebDriverWait(self.driver, 15).until(staleness_of(old))
+        self.driver.execute_script("window.walkMark = true")
+        try:
+            element.click()
+        except WebDriverException as exc:
+            # The form can submit and the page go before chromedriver finishes the click; a
+            # click that did nothing still fails below, waiting for a page that never comes.
+            if "does not belong to the document" not in exc.msg:
+                raise
+        WebDriverWait(self.driver, 15, ignored_exceptions=(WebDriverException,)).until(
+            lambda d: d.execute_script(
+                "return !window.walkMark && document.readyState === 'complete'"
+            )
+        )
 
     def click(self, text: str) -> None:
         """Follow the link or press the button showing ``text``."""

@@ -4,6 +4,7 @@ activation log, and variants compared side by side over a window of served calls
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from datetime import timedelta
 from typing import Annotated, Literal
 
@@ -131,6 +132,7 @@ async def agent_page(
     project = await projects.get_project(session, viewer.principal, agent.project_id)
     variants = await service.list_variants(session, viewer.principal, agent_id)
     events = await service.list_activations(session, viewer.principal, agent_id)
+    revisions = await service.list_revisions(session, viewer.principal, agent_id)
     return page(
         request,
         "agents/agent.html",
@@ -142,6 +144,7 @@ async def agent_page(
         active=next((v for v in variants if v.is_active), None),
         sources={v.id: provenance(agent.config, v.overrides) for v in variants},
         names={v.id: v.name for v in variants},
+        revision_counts=Counter(r.variant_id for r in revisions),
         events=list(reversed(events)),
         inputs=INPUTS,
         shown=shown,
