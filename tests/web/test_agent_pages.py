@@ -197,7 +197,9 @@ async def test_clone_starts_from_the_source_and_keeps_its_origin(ui: UiClient):
     text = _text(page)
     assert "max_tokens 20 this variant" in text
     assert "temperature 0.4 this variant" in text
-    assert f"Cloned from variant {source}" in text
+    assert "The agent serves this variant now." not in text
+    assert "Inactive: the agent does not serve it until it is activated. Revision 1;" in text
+    assert f'Cloned from <a href="/ui/agents/{agent_id}/variants/{source}">' in page
 
 
 async def test_edit_changes_only_what_was_touched_and_can_hand_a_field_back(ui: UiClient):
