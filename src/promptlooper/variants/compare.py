@@ -7,13 +7,14 @@ reviewer sees exactly what a variant changes before activating it.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
 from promptlooper.variants.config import CONFIG_FIELDS, overlay, provenance
 from promptlooper.variants.models import Agent, Variant
 
 PROMPT_FIELDS = ("system_prompt", "user_prompt_template")
+K = TypeVar("K")
 
 
 def compare(agent: Agent, variants: Sequence[Variant]) -> dict[str, Any]:
@@ -48,3 +49,15 @@ def compare(agent: Agent, variants: Sequence[Variant]) -> dict[str, Any]:
                 )
                 diffs.append({"variant": variant.slug, "field": field, "diff": "".join(lines)})
     return {"fields": fields, "prompt_diffs": diffs}
+
+
+def clearly_best(intervals: Mapping[K, tuple[float | None, float | None]]) -> K | None:
+    """The one whose 95 % interval lies wholly above every other's (higher is better), or
+    None: a difference the intervals cannot tell from noise names no winner."""
+    known = {k: (lo, hi) for k, (lo, hi) in intervals.items() if lo is not None and hi is not None}
+    if len(known) < 2 or len(known) < len(intervals):
+        return None
+    for key, (low, _) in known.items():
+        if all(low > high for k, (_, high) in known.items() if k != key):  # type: ignore[operator]
+            return key
+    return None

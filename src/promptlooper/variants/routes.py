@@ -14,7 +14,7 @@ from werkzeug.http import parse_etags
 
 from promptlooper.auth.deps import PrincipalDep
 from promptlooper.db.deps import Offset, SessionDep
-from promptlooper.errors import NotFound, validation_detail
+from promptlooper.errors import validation_detail
 from promptlooper.sweeps import service as sweeps
 from promptlooper.sweeps.schemas import ExperimentDetail
 from promptlooper.sweeps.spec import reject_file_references
@@ -534,14 +534,8 @@ async def compare_variants(
 ) -> Comparison:
     """The agent and the chosen variants (all, if none chosen) field by field, with prompt
     diffs and each one's metrics over the last 30 days."""
-    agent = await service.get_agent(session, principal, agent_id)
-    every = await service.list_variants(session, principal, agent_id)
     wanted = [w.strip() for w in variants.split(",") if w.strip()]
-    by_key = {str(v.id): v for v in every} | {v.slug: v for v in every}
-    missing = [w for w in wanted if w not in by_key]
-    if missing:
-        raise NotFound(f"No variant {missing[0]!r} for this agent")
-    chosen = [by_key[w] for w in dict.fromkeys(wanted)] or every
+    agent, every, chosen = await service.choose_variants(session, principal, agent_id, wanted)
     _, _, summaries, _ = await performance.metrics(session, principal, agent_id)
     any_active = any(v.is_active for v in every)
     items = [_compared(v, summaries, any_active) for v in [None, *chosen]]

@@ -8,6 +8,8 @@ schema guarantees a single active variant whatever happens.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -201,6 +203,52 @@ async def active_variant(session: AsyncSession, agent_id: uuid.UUID) -> Variant 
         .where(Variant.agent_id == agent_id, Variant.is_active)
         .execution_options(populate_existing=True)
     )
+
+
+async def active_variants(
+    session: AsyncSession, agent_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, Variant]:
+    """The active variant of each of ``agent_ids`` that has one, in one query: a list of
+    agents shows what each serves without a query per agent."""
+    if not agent_ids:
+        return {}
+    query = select(Variant).where(Variant.agent_id.in_(set(agent_ids)), Variant.is_active)
+    return {v.agent_id: v for v in await session.scalars(query)}
+
+
+async def choose_variants(
+    session: AsyncSession, principal: Principal, agent_id: uuid.UUID, refs: Collection[str]
+) -> tuple[Agent, list[Variant], list[Variant]]:
+    """The agent, all its variants, and those ``refs`` name by id or slug (all when none):
+    what a comparison shows. An unknown ref is ``NotFound``."""
+    agent = await get_agent(session, principal, agent_id)
+    every = await list_variants(session, principal, agent_id)
+    by_key = {str(v.id): v for v in every} | {v.slug: v for v in every}
+    wanted = list(dict.fromkeys(refs))
+    missing = [w for w in wanted if w not in by_key]
+    if missing:
+        raise NotFound(f"No variant {missing[0]!r} for this agent")
+    return agent, every, [by_key[w] for w in wanted] or every
+
+
+def variant_version(variant: Variant) -> str:
+    """A tag of everything an edit form shows of a variant: names as well as overrides (a
+    rename does not bump the revision), so a form loaded before any change is recognised."""
+    material = json.dumps(
+        [variant.revision, variant.name, variant.description, variant.overrides],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def check_version(variant: Variant, expected: str) -> None:
+    """Refuse an edit made on an older view of the variant (what If-Match does in HTTP)."""
+    if expected != variant_version(variant):
+        raise Conflict(
+            f"Variant {variant.slug!r} changed since this form was loaded; nothing was saved. "
+            "Reload the form to see the current values."
+        )
 
 
 async def list_variants(

@@ -1,0 +1,195 @@
+"""The agents pages in headless Chromium against ``promptlooper serve`` as deployed: a user
+logs in through the form and walks an agent's life (variants created, cloned, edited, handed
+back to the base, activated with a reason, compared, rolled back, deleted), reading each page."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import drop_database, fresh_database
+from tests.deployed import Deployed, start_server
+from tests.web.conftest import PASSWORD
+
+
+@pytest.fixture
+def deployed(tmp_path: Path) -> Iterator[Deployed]:
+    """A server on a new SQLite database, with the user ``alice``."""
+    url = asyncio.run(fresh_database("sqlite", tmp_path)).replace("+aiosqlite", "")
+    server = start_server(url, tmp_path / "server")
+    with server.client() as http:
+        made = http.post(
+            "/api/users", json={"username": "alice", "password": PASSWORD}, headers=server.admin
+        )
+        assert made.status_code == 201, made.text
+    yield server
+    server.stop()
+    print(f"--- log of {server.url} ---\n{server.log()}")
+    asyncio.run(drop_database(url))
+
+
+class Walk:
+    """A browser session with short ways to read the page and fill its forms."""
+
+    def __init__(self, driver: Any, base: str) -> None:
+        from selenium.webdriver.common.by import By
+
+        self.driver = driver
+        self.base = base
+        self.by = By
+
+    def open(self, path: str) -> None:
+        self.driver.get(self.base + path)
+
+    def text(self) -> str:
+        body = self.driver.find_element(self.by.TAG_NAME, "body").text
+        return " ".join(body.split())
+
+    def fill(self, fields: dict[str, str]) -> None:
+        for name, value in fields.items():
+            box = self.driver.find_element(self.by.NAME, name)
+            box.clear()
+            box.send_keys(value)
+
+    def _navigating(self, element: Any) -> None:
+        """Click ``element`` and wait until a new page has loaded: the old page's window
+        carries a mark that the new one lacks (the URL may well be the same)."""
+        from selenium.common.exceptions import WebDriverException
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        self.driver.execute_script("window.walkMark = true")
+        try:
+            element.click()
+        except WebDriverException as exc:
+            # The form can submit and the page go before chromedriver finishes the click; a
+            # click that did nothing still fails below, waiting for a page that never comes.
+            if "does not belong to the document" not in exc.msg:
+                raise
+        WebDriverWait(self.driver, 15, ignored_exceptions=(WebDriverException,)).until(
+            lambda d: d.execute_script(
+                "return !window.walkMark && document.readyState === 'complete'"
+            )
+        )
+
+    def click(self, text: str) -> None:
+        """Follow the link or press the button showing ``text``."""
+        xpath = f"//a[normalize-space()='{text}'] | //button[normalize-space()='{text}']"
+        self._navigating(self.driver.find_element(self.by.XPATH, xpath))
+
+    def confirm(self, label: str, button: str, reason: str | None = None) -> None:
+        """Open the disclosure ``label``, give a reason, press its ``button``."""
+        details = self.driver.find_element(
+            self.by.XPATH, f"//details[summary[normalize-space()='{label}']]"
+        )
+        details.find_element(self.by.TAG_NAME, "summary").click()
+        if reason is not None:
+            details.find_element(self.by.NAME, "reason").send_keys(reason)
+        self._navigating(
+            details.find_element(self.by.XPATH, f".//button[normalize-space()='{button}']")
+        )
+
+    def tick(self, name: str, value: str | None = None) -> None:
+        where = f"[@value='{value}']" if value else ""
+        self.driver.find_element(self.by.XPATH, f"//input[@name='{name}']{where}").click()
+
+    def path(self) -> str:
+        return self.driver.current_url.removeprefix(self.base)
+
+
+def _walk(driver: Any, base: str) -> None:
+    walk = Walk(driver, base)
+    walk.open("/ui/agents/" + "0" * 32)
+    assert "Log in" in walk.text()
+    walk.fill({"username": "alice", "password": PASSWORD})
+    walk.click("Log in")
+    assert "Not found" in walk.text()  # back where the login began: nothing there
+    walk.open("/ui/")
+    walk.fill({"name": "Browser project"})
+    walk.click("Create project")
+    project_id = re.search(r"/ui/projects/([0-9a-f-]{36})", walk.path())[1]
+
+    walk.open(f"/ui/projects/{project_id}/agents")
+    assert "No agents yet" in walk.text()
+    walk.click("New agent")
+    walk.fill(
+        {
+            "name": "Helper",
+            "model_provider": "mock",
+            "model_name": "m1",
+            "system_prompt": "Be kind.",
+            "temperature": "0.3",
+        }
+    )
+    walk.click("Create agent")
+    assert "Agent Helper created" in walk.text()
+    agent_url = walk.path()
+
+    walk.click("New variant")
+    walk.fill({"name": "alpha", "temperature": "0.5"})
+    walk.click("Create variant")
+    text = walk.text()
+    assert "Variant alpha created" in text
+    assert "temperature 0.5 this variant (overrides the base)" in text
+    assert "system_prompt Copy Be kind. agent's base config" in text
+    alpha_id = walk.path().rsplit("/", 1)[-1]
+
+    walk.click("Clone")
+    assert "Clone alpha" in walk.text()
+    walk.fill({"name": "beta", "max_tokens": "64"})
+    walk.click("Create clone")
+    text = walk.text()
+    assert "Variant beta cloned from alpha" in text
+    assert "max_tokens 64 this variant" in text
+    assert "temperature 0.5 this variant" in text
+    beta_id = walk.path().rsplit("/", 1)[-1]
+
+    walk.click("Edit")
+    walk.fill({"max_tokens": "128"})
+    walk.click("Save")
+    text = walk.text()
+    assert "Variant beta saved as revision 2." in text
+    assert "max_tokens 128 this variant" in text
+
+    walk.click("Edit")
+    walk.tick("inherit_max_tokens")
+    walk.click("Save")
+    text = walk.text()
+    assert "Variant beta saved as revision 3." in text
+    assert "max_tokens not set default (not set)" in text
+
+    walk.open(agent_url)
+    walk.confirm("Activate beta", "Activate", reason="longer answers help")
+    text = walk.text()
+    assert "Variant beta activated" in text
+    assert "Serves variant beta active" in text
+    assert "base config beta longer answers help" in text  # the activation log
+
+    walk.tick("variant", alpha_id)
+    walk.tick("variant", beta_id)
+    walk.click("Compare ticked variants")
+    text = walk.text()
+    assert "Compare variants of Helper" in text
+    assert "temperature differs 0.3 0.5 0.5" in text
+    assert "model_name same m1 m1 (inherited) m1 (inherited)" in text
+    assert "No calls logged in this window." in text
+
+    walk.open(f"{agent_url}/variants/{beta_id}")
+    walk.confirm("Roll back to 2", "Roll back")
+    text = walk.text()
+    assert "Variant beta rolled back: its config is now revision 4." in text
+    assert "max_tokens 128 this variant" in text
+
+    walk.open(agent_url)
+    walk.confirm("Delete alpha", "Delete variant")
+    text = walk.text()
+    assert "Variant alpha deleted." in text
+    assert "alpha" not in text.split("Activation log")[0].replace("Variant alpha deleted.", "")
+
+
+def test_an_agents_life_in_the_browser(browser, deployed: Deployed):
+    _walk(browser, deployed.url)
