@@ -29,6 +29,8 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 PAGE_SIZE = 50
 FAILURES_SHOWN = 10
 AGENTS_OFFERED = 200
+SPACE_SHOWN = 20
+"""Values shown per parameter: a space of 1,000 prompts would otherwise fill the page."""
 
 SORTS: dict[str, Callable[[ConfigSummary], Any]] = {
     "score": lambda c: c.score,
@@ -129,6 +131,7 @@ async def experiment_page(
         rows=rows[start : start + PAGE_SIZE],
         total_configs=len(rows),
         parameters=list(experiment.parameter_space or {}),
+        space_shown=SPACE_SHOWN,
         scorers=sorted(summary.scorers),
         dataset_size=dataset_size(experiment),
         failures=failures,
