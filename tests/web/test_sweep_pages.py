@@ -143,11 +143,21 @@ async def test_running_list_polls_and_cancel(ui: UiClient, app: FastAPI) -> None
     assert "<html" not in fragment.text
     assert 'id="experiments"' in fragment.text
 
+    running = await ui.get(f"/ui/sweeps/{experiment_id}")
+    assert 'hx-select="#progress"' in running.text
+    poll = await ui.get(f"/ui/sweeps/{experiment_id}", headers={"HX-Request": "true"})
+    assert 'id="progress"' in poll.text
+    assert "<html" not in poll.text
+
     cancelled = await ui.post(f"/ui/sweeps/{experiment_id}/cancel")
     assert cancelled.headers["location"] == f"/ui/sweeps/{experiment_id}"
     page = await ui.get(f"/ui/sweeps/{experiment_id}")
     assert "cancelled; finished runs are kept" in page.text
     assert ">Resume</button>" in page.text
+    assert "hx-trigger" not in page.text
+    ended = await ui.get(f"/ui/sweeps/{experiment_id}", headers={"HX-Request": "true"})
+    assert ended.status_code == 204
+    assert ended.headers["HX-Refresh"] == "true"  # the last poll reloads the whole page
     again = await ui.post(f"/ui/sweeps/{experiment_id}/cancel")
     assert (await ui.get(again.headers["location"])).text.count("not running") == 1
 

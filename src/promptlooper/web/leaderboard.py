@@ -22,7 +22,7 @@ from promptlooper.variants import service as variants
 from promptlooper.variants.schemas import Name, PromoteRequest
 from promptlooper.web.errors import PageRoute
 from promptlooper.web.forms import FORM_ERROR, form_fields, validate
-from promptlooper.web.render import page, redirect
+from promptlooper.web.render import is_htmx, page, redirect
 from promptlooper.web.session import PREFIX, ViewerDep
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -157,6 +157,10 @@ async def experiment(
     page_number: int = Query(1, alias="page", ge=1, le=1_000_000),
 ) -> Response:
     found = await service.get_experiment(session, viewer.principal, experiment_id)
+    if is_htmx(request) and found.current_status != "running":
+        # The progress poll of a sweep that has just ended: reload the whole page, so the
+        # leaderboard shows the final results.
+        return Response(status_code=204, headers={"HX-Refresh": "true"})
     return await experiment_page(
         request, viewer, session, found, sort=sort, order=order, page_number=page_number
     )
