@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -230,6 +231,78 @@ async def get_run(
         select(StageResult).where(StageResult.run_id == run_id).order_by(StageResult.stage_index)
     )
     return run, list(stages), (await run_scores(session, [run_id])).get(run_id, {})
+
+
+async def get_run_by_id(
+    session: AsyncSession, principal: Principal, run_id: uuid.UUID
+) -> tuple[Experiment, Run, list[StageResult], dict[str, float]]:
+    """A run found by its id alone (a link to a run need not name its experiment), with its
+    experiment, stages and scores; access is its experiment's project's."""
+    run = await session.get(Run, run_id)
+    if run is None:
+        raise NotFound("Run not found")
+    experiment = await get_experiment(session, principal, run.experiment_id)
+    stages = await session.scalars(
+        select(StageResult).where(StageResult.run_id == run_id).order_by(StageResult.stage_index)
+    )
+    return experiment, run, list(stages), (await run_scores(session, [run_id])).get(run_id, {})
+
+
+@dataclass(frozen=True, slots=True)
+class RowOutput:
+    """One config's first repeat on one dataset row: what it answered (its last stage's
+    response; None before it ran or when it failed before answering)."""
+
+    run_id: uuid.UUID
+    status: str
+    error: str | None
+    output: str | None
+    inputs: dict[str, Any]
+
+
+async def aligned_outputs(
+    session: AsyncSession,
+    principal: Principal,
+    experiment_id: uuid.UUID,
+    config_hashes: list[str],
+) -> dict[str, dict[int, RowOutput]]:
+    """Each config's output per dataset row, so several configs can be read side by side over
+    the same rows: two statements however many rows or configs."""
+    await get_experiment(session, principal, experiment_id)
+    runs = list(
+        await session.execute(
+            select(Run.id, Run.config_hash, Run.row_index, Run.status, Run.error, Run.config).where(
+                Run.experiment_id == experiment_id,
+                Run.config_hash.in_(config_hashes),
+                Run.repeat == 0,
+            )
+        )
+    )
+    last: dict[uuid.UUID, tuple[int, str]] = {}
+    if runs:
+        stages = (
+            select(StageResult.run_id, StageResult.stage_index, StageResult.response_raw)
+            .join(Run, Run.id == StageResult.run_id)
+            .where(
+                Run.experiment_id == experiment_id,
+                Run.config_hash.in_(config_hashes),
+                Run.repeat == 0,
+            )
+        )
+        for run_id, index, response in await session.execute(stages):
+            if run_id not in last or index > last[run_id][0]:
+                last[run_id] = (index, response)
+    aligned: dict[str, dict[int, RowOutput]] = {digest: {} for digest in config_hashes}
+    for run_id, digest, row_index, status, error, config in runs:
+        answer = last.get(run_id)
+        aligned[digest][row_index] = RowOutput(
+            run_id=run_id,
+            status=status,
+            error=error,
+            output=answer[1] if answer else None,
+            inputs=dict((config or {}).get("input_data") or {}),
+        )
+    return aligned
 
 
 async def summary(session: AsyncSession, experiment: Experiment) -> ExperimentSummary:

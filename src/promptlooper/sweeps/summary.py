@@ -7,6 +7,7 @@ config's score is the mean of its runs' weighted scores.
 
 from __future__ import annotations
 
+import math
 import statistics
 import uuid
 from collections import defaultdict
@@ -15,6 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promptlooper.sweeps.engine.runner import weighted_score
+
+Z95 = 1.959964
+"""The normal quantile of a two-sided 95 % interval."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +42,8 @@ class ConfigSummary:
     completed: int = 0
     failed: int = 0
     score: float | None = None
+    score_margin: float | None = None
+    """Half-width of the score's 95 % interval (normal approximation; None under 2 runs)."""
     scores: dict[str, float] = field(default_factory=dict)
     tokens_in: int = 0
     tokens_out: int = 0
@@ -132,6 +138,9 @@ def summarise(
     for digest, summary in configs.items():
         if run_scores[digest]:
             summary.score = statistics.fmean(run_scores[digest])
+        if len(run_scores[digest]) > 1:
+            spread = statistics.stdev(run_scores[digest])
+            summary.score_margin = Z95 * spread / math.sqrt(len(run_scores[digest]))
         summary.scores = {n: statistics.fmean(v) for n, v in sorted(per_scorer[digest].items())}
         summary.p50_latency_ms = _median(latencies[digest])
 

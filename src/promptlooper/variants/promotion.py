@@ -98,3 +98,37 @@ def _chosen(ranked: Sequence[ConfigSummary], config_hash: str | None) -> ConfigS
         hashes = ", ".join(c.config_hash for c in candidates)
         raise Invalid(f"config_hash: {config_hash!r} matches several configs: {hashes}")
     return candidates[0]
+
+
+async def into_new_agent(
+    session: AsyncSession,
+    principal: Principal,
+    project_id: uuid.UUID,
+    experiment_id: uuid.UUID,
+    *,
+    agent_name: str,
+    config_hash: str | None = None,
+    name: str | None = None,
+) -> tuple[Variant, list[str]]:
+    """Promote a config to a variant of a new agent of the project, whose base config is the
+    promoted config itself (an agent needs a model, and a sweep's config is the only one at
+    hand). Both are created in the caller's transaction, so a refusal leaves neither."""
+    experiment = await sweeps.get_experiment(session, principal, experiment_id)
+    if experiment.project_id != project_id:
+        raise NotFound("Experiment not found")
+    summary = await sweeps.summary(session, experiment)
+    chosen = _chosen(summary.ranked, config_hash)
+    assert chosen.best_run_id is not None
+    run, _, _ = await sweeps.get_run(session, principal, experiment.id, chosen.best_run_id)
+    fields, _ = from_sweep_config(run.config)
+    agent = await service.create_agent(
+        session,
+        principal,
+        project_id,
+        name=agent_name,
+        fields=fields,
+        description=f"Created from experiment {experiment.name!r}",
+    )
+    return await from_experiment(
+        session, principal, agent.id, experiment.id, config_hash=chosen.config_hash, name=name
+    )

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from promptlooper.web import agents, demo, home, login, sweeps, variants
+from promptlooper.web import (
+    agents,
+    demo,
+    exports,
+    home,
+    leaderboard,
+    login,
+    runs,
+    sweeps,
+    variants,
+)
 from promptlooper.web.demo import static_files
 
 router = APIRouter(include_in_schema=False)
-for area in (login, home, sweeps, agents, variants, demo):
+for area in (login, home, sweeps, leaderboard, exports, runs, agents, variants, demo):
     router.include_router(area.router)
 
 __all__ = ["router", "static_files"]

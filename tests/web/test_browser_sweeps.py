@@ -1,0 +1,120 @@
+"""The sweeps pages in headless Chromium against ``promptlooper serve``: log in, a project,
+a sweep pasted into the form and run, the leaderboard sorted, a config, a run, two configs
+compared, and a config promoted to a variant of a new agent."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.deployed import Deployed, start_server
+from tests.web.conftest import PASSWORD
+from tests.web.test_sweep_pages import DOCUMENT
+
+SWEEP = {**DOCUMENT, "name": "browser triage"}
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Deployed]:
+    deployed = start_server(f"sqlite:///{tmp_path / f'{uuid.uuid4().hex}.db'}", tmp_path / "srv")
+    yield deployed
+    deployed.stop()
+
+
+def _until(driver: Any, check: Any, timeout: float = 30) -> Any:
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # Mid-navigation the old page's elements go stale or missing: look again.
+    return WebDriverWait(driver, timeout, ignored_exceptions=(WebDriverException,)).until(check)
+
+
+def _text(driver: Any) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.TAG_NAME, "main").text
+
+
+def _scenario(driver: Any, base: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(base + "/ui/login")
+    driver.find_element(By.ID, "username").send_keys("alice")
+    driver.find_element(By.ID, "password").send_keys(PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit].primary").click()
+    _until(driver, lambda d: "Your projects" in _text(d))
+
+    driver.find_element(By.ID, "f-name").send_keys("support")
+    driver.find_element(By.XPATH, "//button[text()='Create project']").click()
+    _until(driver, lambda d: "No sweeps in this project yet" in _text(d))
+    assert re.search(r"/ui/projects/[0-9a-f-]{36}/sweeps$", driver.current_url)
+
+    driver.find_element(By.LINK_TEXT, "New sweep").click()
+    driver.find_element(By.ID, "f-document").send_keys(json.dumps(SWEEP))
+    driver.find_element(By.XPATH, "//button[text()='Create draft']").click()
+    _until(driver, lambda d: "created as a draft of 12 runs" in _text(d))
+    experiment_url = driver.current_url
+
+    driver.find_element(By.XPATH, "//button[text()='Start']").click()
+    _until(driver, lambda d: "12 / 12 runs" in _text(d))  # htmx refreshes the progress
+    driver.get(experiment_url)
+    page = _text(driver)
+    assert re.search(r"Config #1 \([0-9a-f]{8}\) leads with \d\.\d{3}", page)
+    assert "completed" in page
+
+    driver.find_element(By.PARTIAL_LINK_TEXT, "Tokens out").click()
+    _until(driver, lambda d: "sort=tokens_out" in d.current_url)
+    header = driver.find_element(By.XPATH, "//th[contains(., 'Tokens out')]")
+    assert header.get_attribute("aria-sort") == "descending"
+    cells = driver.find_elements(By.CSS_SELECTOR, "table.leaderboard tbody tr td:nth-last-child(3)")
+    values = [int(c.text.replace(",", "")) for c in cells]
+    assert values == sorted(values, reverse=True)
+    assert len(values) == 4
+
+    first = driver.find_element(By.CSS_SELECTOR, "table.leaderboard tbody tr td:nth-child(3) a")
+    first.click()
+    _until(driver, lambda d: "Config #" in _text(d) and "Runs" in _text(d))
+    driver.find_element(By.CSS_SELECTOR, "a[href^='/ui/runs/']").click()
+    _until(driver, lambda d: "Stage 1" in _text(d))
+    run_page = _text(driver)
+    assert "Prompt" in run_page
+    assert "Response" in run_page
+    assert "(simulated)" in run_page
+
+    driver.get(experiment_url)
+    boxes = driver.find_elements(By.CSS_SELECTOR, "input[name=config]")
+    boxes[0].click()
+    boxes[1].click()
+    driver.find_element(By.XPATH, "//button[starts-with(text(), 'Compare selected')]").click()
+    _until(driver, lambda d: "2 configs side by side" in _text(d))
+    assert "/compare?config=" in driver.current_url
+    assert len(driver.find_elements(By.CSS_SELECTOR, "table.compare tbody tr")) == 3
+
+    driver.get(experiment_url)
+    driver.find_element(By.ID, "f-new_agent").send_keys("triage bot")
+    driver.find_element(By.ID, "f-name").send_keys("best of sweep")
+    driver.find_element(By.XPATH, "//button[text()='Promote']").click()
+    _until(driver, lambda d: "/variants/" in d.current_url)
+    assert re.search(r"/ui/agents/[0-9a-f-]{36}/variants/[0-9a-f-]{36}$", driver.current_url)
+
+
+def test_sweep_pages_in_a_browser(browser: Any, server: Deployed) -> None:
+    with server.client() as http:
+        created = http.post(
+            "/api/users", json={"username": "alice", "password": PASSWORD}, headers=server.admin
+        )
+        assert created.status_code == 201, created.text
+    began = time.monotonic()
+    try:
+        _scenario(browser, server.url)
+    except Exception:
+        print(server.log()[-5000:])
+        raise
+    assert time.monotonic() - began < 120

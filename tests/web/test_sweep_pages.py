@@ -1,0 +1,442 @@
+"""The sweeps pages over HTTP: what each page shows, every action, escaping, CSRF, ownership,
+pagination, and statements per page that do not grow with the experiment."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import event, update
+
+from promptlooper.sweeps.models import Run
+from tests.web.conftest import UiClient
+from tests.web.seeding import seed_experiment
+
+XSS = '<script>alert(1)</script>" onmouseover="evil()'
+ROWS = [
+    {"input": f"My card was charged twice {XSS}", "expected": "billing"},
+    {"input": "The app crashes on start", "expected": "bug"},
+    {"input": "I forgot my password", "expected": "account"},
+]
+DOCUMENT: dict[str, Any] = {
+    "name": f"triage {XSS}",
+    "description": "Classify support tickets",
+    "parameter_space": {
+        "model": ["mock:echo", "mock:small"],
+        "prompt": [f"Classify {XSS}: {{{{ input }}}}. One word.", "Ticket: {{ input }}"],
+    },
+    "dataset": {"rows": ROWS},
+    "scorers": [
+        {"name": "accuracy", "type": "exact_match", "weight": 0.7, "ignore_case": True},
+        {"name": "brevity", "type": "length", "weight": 0.3, "max": 20},
+    ],
+    "providers": {
+        "mock": {
+            "models": {"small": {"accuracy": 0.9}},
+            "knowledge": {"charged": "billing", "crash": "bug", "password": "account"},
+        }
+    },
+    "concurrency": 4,
+}
+
+
+def escaped(html: str) -> None:
+    """The hostile text is on the page only as text."""
+    assert "<script>alert(1)" not in html
+    assert '" onmouseover=' not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+async def make_project(ui: UiClient, name: str = "support") -> str:
+    response = await ui.post("/ui/projects", {"name": name})
+    assert response.status_code == 303, response.text
+    return response.headers["location"].rsplit("/", 1)[1]
+
+
+async def create_sweep(ui: UiClient, project_id: str, document: dict | None = None) -> str:
+    await ui.get(f"/ui/projects/{project_id}/sweeps/new")
+    text = json.dumps(document or DOCUMENT)
+    response = await ui.post(f"/ui/projects/{project_id}/sweeps/new", {"document": text})
+    assert response.status_code == 303, response.text
+    return response.headers["location"].rsplit("/", 1)[1]
+
+
+async def run_sweep(ui: UiClient, app: FastAPI, experiment_id: str) -> None:
+    await ui.get(f"/ui/sweeps/{experiment_id}")
+    response = await ui.post(f"/ui/sweeps/{experiment_id}/start")
+    assert response.status_code == 303
+    await asyncio.wait_for(app.state.sweep_jobs.wait(uuid.UUID(experiment_id)), 30)
+
+
+@pytest.fixture
+async def finished(ui: UiClient, app: FastAPI) -> dict[str, str]:
+    """Alice's finished sweep: 4 configs × 3 rows with the mock provider; each config's run on
+    the third row then marked failed with a hostile error."""
+    project_id = await make_project(ui)
+    experiment_id = await create_sweep(ui, project_id)
+    await run_sweep(ui, app, experiment_id)
+    async with app.state.sessionmaker() as session:
+        run_id = await session.scalar(
+            update(Run)
+            .where(Run.experiment_id == uuid.UUID(experiment_id), Run.row_index == 2)
+            .values(status="failed", error=f"scorer accuracy raised {XSS}")
+            .returning(Run.id)
+        )
+        await session.commit()
+    return {"project": project_id, "experiment": experiment_id, "failed_run": str(run_id)}
+
+
+def leaderboard_hashes(html: str) -> list[str]:
+    return re.findall(r'name="config" value="([0-9a-f]+)"', html)
+
+
+async def test_empty_list_teaches(ui: UiClient) -> None:
+    project_id = await make_project(ui)
+    page = await ui.get(f"/ui/projects/{project_id}/sweeps")
+    assert page.status_code == 200
+    assert "No sweeps in this project yet" in page.text
+    assert "promptlooper sweep run" in page.text
+    assert f"/ui/projects/{project_id}/sweeps/new" in page.text
+    project = await ui.get(f"/ui/projects/{project_id}")
+    assert project.headers["location"] == f"/ui/projects/{project_id}/sweeps"
+
+
+async def test_create_start_and_list(ui: UiClient, app: FastAPI) -> None:
+    project_id = await make_project(ui)
+    experiment_id = await create_sweep(ui, project_id)
+    draft = await ui.get(f"/ui/sweeps/{experiment_id}")
+    assert "created as a draft of 12 runs" in draft.text
+    assert "A draft of 12 runs: nothing has run yet" in draft.text
+    assert ">Start</button>" in draft.text
+    listing = await ui.get(f"/ui/projects/{project_id}/sweeps")
+    assert "0 / 12 runs" in listing.text
+    assert "draft" in listing.text
+    escaped(listing.text)
+
+    started = await ui.post(f"/ui/sweeps/{experiment_id}/start", {"back": "list"})
+    assert started.headers["location"] == f"/ui/projects/{project_id}/sweeps"
+    await asyncio.wait_for(app.state.sweep_jobs.wait(uuid.UUID(experiment_id)), 30)
+    listing = await ui.get(f"/ui/projects/{project_id}/sweeps")
+    assert "12 / 12 runs" in listing.text
+    assert "completed" in listing.text
+    assert "hx-trigger" not in listing.text  # nothing running: no polling
+
+
+async def test_running_list_polls_and_cancel(ui: UiClient, app: FastAPI) -> None:
+    project_id = await make_project(ui)
+    slow = {**DOCUMENT, "providers": {"mock": {"latency_ms": 2000}}, "concurrency": 1}
+    experiment_id = await create_sweep(ui, project_id, slow)
+    await ui.get(f"/ui/sweeps/{experiment_id}")
+    await ui.post(f"/ui/sweeps/{experiment_id}/start")
+    listing = await ui.get(f"/ui/projects/{project_id}/sweeps")
+    assert 'hx-trigger="every 2s"' in listing.text
+    assert "/ 12 runs" in listing.text
+    assert ">Cancel</button>" in listing.text
+    fragment = await ui.get(f"/ui/projects/{project_id}/sweeps", headers={"HX-Request": "true"})
+    assert "<html" not in fragment.text
+    assert 'id="experiments"' in fragment.text
+
+    running = await ui.get(f"/ui/sweeps/{experiment_id}")
+    assert 'hx-select="#progress"' in running.text
+    poll = await ui.get(f"/ui/sweeps/{experiment_id}", headers={"HX-Request": "true"})
+    assert 'id="progress"' in poll.text
+    assert "<html" not in poll.text
+
+    cancelled = await ui.post(f"/ui/sweeps/{experiment_id}/cancel")
+    assert cancelled.headers["location"] == f"/ui/sweeps/{experiment_id}"
+    page = await ui.get(f"/ui/sweeps/{experiment_id}")
+    assert "cancelled; finished runs are kept" in page.text
+    assert ">Resume</button>" in page.text
+    assert "hx-trigger" not in page.text
+    ended = await ui.get(f"/ui/sweeps/{experiment_id}", headers={"HX-Request": "true"})
+    assert ended.status_code == 204
+    assert ended.headers["HX-Refresh"] == "true"  # the last poll reloads the whole page
+    again = await ui.post(f"/ui/sweeps/{experiment_id}/cancel")
+    assert (await ui.get(again.headers["location"])).text.count("not running") == 1
+
+
+async def test_new_sweep_errors_in_place(ui: UiClient) -> None:
+    project_id = await make_project(ui)
+    url = f"/ui/projects/{project_id}/sweeps/new"
+    await ui.get(url)
+    bad = {**DOCUMENT, "dataset": {"rows": []}, "concurrency": 0}
+    response = await ui.post(url, {"document": json.dumps(bad)})
+    assert response.status_code == 422
+    assert "dataset: the dataset has no rows" in response.text
+    assert "concurrency:" in response.text
+    assert "&#34;concurrency&#34;: 0" in response.text  # what was typed is kept
+    broken = await ui.post(url, {"document": "name: [unclosed"})
+    assert broken.status_code == 422
+    assert "Not valid YAML or JSON" in broken.text
+    assert "name: [unclosed" in broken.text
+    files = {**DOCUMENT, "dataset": {"path": "rows.csv"}}
+    refused = await ui.post(url, {"document": json.dumps(files)})
+    assert "dataset.path: files are read by the CLI" in refused.text
+    unknown = {**DOCUMENT, "parameter_space": {"model": ["nowhere:x"]}}
+    refused = await ui.post(url, {"document": json.dumps(unknown)})
+    assert refused.status_code == 422
+    assert "nowhere" in refused.text
+    listing = await ui.get(f"/ui/projects/{project_id}/sweeps")
+    assert "No sweeps in this project yet" in listing.text  # nothing half-saved
+
+
+async def test_new_sweep_from_uploaded_file(ui: UiClient) -> None:
+    project_id = await make_project(ui)
+    url = f"/ui/projects/{project_id}/sweeps/new"
+    await ui.get(url)
+    import yaml
+
+    upload = {"file": ("sweep.yaml", yaml.safe_dump({**DOCUMENT, "name": "uploaded"}))}
+    response = await ui.http.post(url, data={"csrf_token": ui.csrf}, files=upload)
+    assert response.status_code == 303
+    page = await ui.get(response.headers["location"])
+    assert "<h1>uploaded" in page.text
+
+
+async def test_experiment_page(ui: UiClient, finished: dict[str, str]) -> None:
+    page = await ui.get(f"/ui/sweeps/{finished['experiment']}")
+    html = page.text
+    assert page.status_code == 200
+    leads = r"Config #1 \([0-9a-f]{8}\) leads with \d\.\d{3} ± \d\.\d{3} over 2 runs; "
+    assert re.search(leads + r"(clearly ahead of|tied with) #2", html)
+    assert "4 of 12 runs failed" in html  # banner (row 2 of each config)
+    for column in ("Mean weighted score", "accuracy (mean)", "brevity (mean)", "Tokens in",
+                   "Cost ($)", "p50 latency (ms)"):  # fmt: skip
+        assert column in html
+    assert "<dt>Dataset</dt><dd>3 rows</dd>" in html
+    assert "<dt>Configs</dt><dd>4</dd>" in html
+    assert "scorer accuracy raised" in html  # failures with their errors
+    assert len(leaderboard_hashes(html)) == 4
+    for kind in ("best", "env", "yaml", "report"):
+        assert f"/export/{kind}" in html
+    escaped(html)
+
+
+async def test_leaderboard_sorts(ui: UiClient, finished: dict[str, str]) -> None:
+    url = f"/ui/sweeps/{finished['experiment']}"
+    default = leaderboard_hashes((await ui.get(url)).text)
+    worst_first = (await ui.get(url + "?sort=score&order=asc")).text
+    assert leaderboard_hashes(worst_first)[-1] == default[0]
+    assert 'aria-sort="ascending"' in worst_first
+    by_latency = await ui.get(url + "?sort=latency&order=desc")
+    assert by_latency.status_code == 200
+    by_scorer = await ui.get(url + "?sort=scorer:accuracy&order=desc")
+    assert by_scorer.status_code == 200
+    assert (await ui.get(url + "?order=sideways")).status_code == 400
+
+
+async def test_config_and_run_pages(ui: UiClient, finished: dict[str, str]) -> None:
+    experiment = finished["experiment"]
+    top = leaderboard_hashes((await ui.get(f"/ui/sweeps/{experiment}")).text)[0]
+    config = await ui.get(f"/ui/sweeps/{experiment}/configs/{top}")
+    assert f"Config #1 <code>{top[:8]}</code>" in config.text
+    run_links = re.findall(r'href="/ui/runs/([0-9a-f-]{36})"', config.text)
+    assert len(run_links) == 3
+    escaped(config.text)
+
+    echo = (await ui.get(f"/ui/sweeps/{experiment}?sort=tokens_out&order=desc")).text
+    for digest in leaderboard_hashes(echo):
+        html = (await ui.get(f"/ui/sweeps/{experiment}/configs/{digest}")).text
+        if "mock:echo" in html and "Classify" in html:
+            run_id = re.findall(r'href="/ui/runs/([0-9a-f-]{36})"', html)[0]
+            break
+    run = await ui.get(f"/ui/runs/{run_id}")
+    assert run.status_code == 200
+    assert "Prompt</div>" in run.text
+    assert "Response</div>" in run.text
+    assert "data-copy" in run.text
+    assert "echo (simulated)" in run.text
+    assert "tokens in" in run.text
+    assert "accuracy" in run.text
+    escaped(run.text)  # the echoed prompt holds the hostile text, as does the dataset row
+
+    failed = await ui.get(f"/ui/runs/{finished['failed_run']}")
+    assert "This run failed: scorer accuracy raised" in failed.text
+    escaped(failed.text)
+
+
+async def test_compare(ui: UiClient, finished: dict[str, str]) -> None:
+    experiment = finished["experiment"]
+    hashes = leaderboard_hashes((await ui.get(f"/ui/sweeps/{experiment}")).text)
+    query = "&".join(f"config={h}" for h in hashes[:3])
+    page = await ui.get(f"/ui/sweeps/{experiment}/compare?{query}")
+    assert page.status_code == 200
+    assert "3 configs side by side" in page.text
+    assert "differ on" in page.text
+    assert '<ins class="diff">' in page.text or '<del class="diff">' in page.text
+    escaped(page.text)
+    one = await ui.get(f"/ui/sweeps/{experiment}/compare?config={hashes[0]}")
+    assert one.status_code == 400
+    assert "Pick 2 to 4 configs" in one.text
+    unknown = await ui.get(f"/ui/sweeps/{experiment}/compare?config={hashes[0]}&config=feed")
+    assert unknown.status_code == 404
+
+
+async def test_exports_and_report(ui: UiClient, finished: dict[str, str]) -> None:
+    base = f"/ui/sweeps/{finished['experiment']}"
+    best = await ui.get(base + "/export/best")
+    assert best.headers["content-type"] == "application/json"
+    assert "attachment" in best.headers["content-disposition"]
+    assert best.json()["experiment_name"] == DOCUMENT["name"]
+    env = await ui.get(base + "/export/env")
+    assert env.headers["content-type"].startswith("text/plain")
+    assert "MODEL=" in env.text
+    yaml_file = await ui.get(base + "/export/yaml")
+    assert yaml_file.headers["content-type"].startswith("text/yaml")
+    report = await ui.get(base + "/export/report")
+    assert report.headers["content-type"].startswith("text/markdown")
+    assert "# Experiment Report: triage <script>" in report.text
+
+    page = await ui.get(base + "/report")
+    assert "<h1>Experiment Report: triage" in page.text
+    assert "<table>" in page.text
+    escaped(page.text)  # raw HTML in names and config values stays text
+
+
+async def test_promote_to_new_agent_then_existing(ui: UiClient, finished: dict[str, str]) -> None:
+    base = f"/ui/sweeps/{finished['experiment']}"
+    page = await ui.get(base)
+    top = leaderboard_hashes(page.text)[0]
+    assert f'value="{top}"' in page.text  # the leader is prefilled
+    created = await ui.post(
+        base + "/promote", {"config_hash": top[:8], "new_agent": "triage bot", "name": "best"}
+    )
+    assert created.status_code == 303, created.text
+    assert re.fullmatch(
+        r"/ui/agents/[0-9a-f-]{36}/variants/[0-9a-f-]{36}", created.headers["location"]
+    )
+    agent_id = created.headers["location"].split("/")[3]
+    page = await ui.get(base)
+    assert f'<option value="{agent_id}"' in page.text
+    second = await ui.post(
+        base + "/promote", {"config_hash": top, "agent_id": agent_id, "name": "second"}
+    )
+    assert second.headers["location"].startswith(f"/ui/agents/{agent_id}/variants/")
+
+
+async def test_promote_errors_in_place(ui: UiClient, finished: dict[str, str]) -> None:
+    base = f"/ui/sweeps/{finished['experiment']}"
+    await ui.get(base)
+    neither = await ui.post(base + "/promote", {"config_hash": "", "name": "kept name"})
+    assert neither.status_code == 422
+    assert "Choose an agent of the project, or name a new one" in neither.text
+    assert 'value="kept name"' in neither.text
+    unknown = await ui.post(base + "/promote", {"config_hash": "ffff", "new_agent": "x"})
+    assert unknown.status_code == 422
+    assert "No scored config" in unknown.text
+    assert "<option value=" not in unknown.text.split('id="f-agent_id"')[1].split("</select>")[
+        0
+    ].replace('<option value="">', "")  # the refused promotion left no agent behind
+
+
+async def test_csrf_refused(ui: UiClient, finished: dict[str, str]) -> None:
+    experiment = finished["experiment"]
+    for url, data in (
+        (f"/ui/sweeps/{experiment}/start", {}),
+        (f"/ui/sweeps/{experiment}/cancel", {}),
+        (f"/ui/sweeps/{experiment}/promote", {"new_agent": "x"}),
+        (f"/ui/projects/{finished['project']}/sweeps/new", {"document": "{}"}),
+    ):
+        response = await ui.post(url, data, csrf="")
+        assert response.status_code == 403, url
+    listing = await ui.get(f"/ui/projects/{finished['project']}/sweeps")
+    assert listing.text.count('<td><a href="/ui/sweeps/') == 1  # no second one was created
+
+
+async def test_another_user_gets_404(
+    ui: UiClient, ui_other: UiClient, finished: dict[str, str]
+) -> None:
+    experiment = finished["experiment"]
+    alice = leaderboard_hashes((await ui.get(f"/ui/sweeps/{experiment}")).text)
+    urls = [
+        f"/ui/projects/{finished['project']}/sweeps",
+        f"/ui/projects/{finished['project']}/sweeps/new",
+        f"/ui/sweeps/{experiment}",
+        f"/ui/sweeps/{experiment}/configs/{alice[0]}",
+        f"/ui/runs/{finished['failed_run']}",
+        f"/ui/sweeps/{experiment}/compare?config={alice[0]}&config={alice[1]}",
+        f"/ui/sweeps/{experiment}/report",
+        *(f"/ui/sweeps/{experiment}/export/{kind}" for kind in ("best", "env", "yaml", "report")),
+    ]
+    await ui_other.get("/ui/")
+    for url in urls:
+        response = await ui_other.get(url)
+        assert response.status_code == 404, url
+        assert "not yours to see" in response.text
+        assert "triage" not in response.text
+    for action, data in (
+        ("start", {}),
+        ("cancel", {}),
+        ("promote", {"config_hash": alice[0], "new_agent": "stolen"}),
+    ):
+        response = await ui_other.post(f"/ui/sweeps/{experiment}/{action}", data)
+        assert response.status_code == 404, action
+    page = await ui.get(f"/ui/sweeps/{experiment}")
+    assert "stolen" not in page.text
+
+
+async def test_unknown_ids(ui: UiClient, finished: dict[str, str]) -> None:
+    missing = uuid.uuid4()
+    for url in (
+        f"/ui/sweeps/{missing}",
+        f"/ui/runs/{missing}",
+        f"/ui/projects/{missing}/sweeps",
+        f"/ui/sweeps/{finished['experiment']}/configs/nope",
+        f"/ui/sweeps/{missing}/export/best",
+        "/ui/sweeps/not-a-uuid",
+        f"/ui/sweeps/{finished['experiment']}/export/zip",
+    ):
+        assert (await ui.get(url)).status_code == 404, url
+
+
+@contextmanager
+def statements(app: FastAPI) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    engine = app.state.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+async def test_pages_paginate_and_statements_do_not_grow(ui: UiClient, app: FastAPI) -> None:
+    project_id = uuid.UUID(await make_project(ui))
+    counts: dict[int, dict[str, int]] = {}
+    for size in (5, 60):
+        experiment_id, hashes, _ = await seed_experiment(
+            app.state.sessionmaker, project_id, configs=size, rows=size
+        )
+        pages = {
+            "leaderboard": f"/ui/sweeps/{experiment_id}",
+            "compare": f"/ui/sweeps/{experiment_id}/compare?config={hashes[0]}&config={hashes[1]}",
+            "config": f"/ui/sweeps/{experiment_id}/configs/{hashes[0]}",
+        }
+        counts[size] = {}
+        for name, url in pages.items():
+            with statements(app) as seen:
+                response = await ui.get(url)
+            assert response.status_code == 200, response.text
+            counts[size][name] = len(seen)
+        if size == 60:
+            first = (await ui.get(pages["leaderboard"])).text
+            assert len(leaderboard_hashes(first)) == 50
+            assert "1–50 of 60" in first
+            second = (await ui.get(pages["leaderboard"] + "?page=2")).text
+            assert leaderboard_hashes(second) == hashes[50:]
+            compare = (await ui.get(pages["compare"] + "&page=3")).text
+            assert "41–60 of 60" in compare
+            config = (await ui.get(pages["config"] + "?page=2")).text
+            assert "51–60 of 60" in config
+    assert counts[5] == counts[60], counts
