@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import subprocess
 import uuid
 from datetime import UTC, datetime
 
@@ -253,22 +255,69 @@ def test_yaml_export_round_trips_awkward_values():
     assert yaml.safe_load(text)["config"] == best["config"]
 
 
-def test_env_values_with_spaces_and_newlines_are_quoted():
+TRICKY_VALUES = {
+    "prompt": 'Say "hi"\nthen stop $(touch {marker}) `touch {marker}` ${{HOME}} \\ end',
+    "apostrophe": 'Let\'s think $(touch {marker}) `touch {marker}` "quoted" \\ end',
+    "model": "openai:gpt-4o-mini",
+}
+
+
+def _best(config: dict) -> dict:
+    return {
+        "experiment_id": "x",
+        "experiment_name": "line one\nMODEL=injected",
+        "config_hash": "h",
+        "runs": 1,
+        "weighted_score": 1.0,
+        "exported_at": "now",
+        "config": config,
+    }
+
+
+def test_a_sourced_env_export_runs_nothing_and_reads_every_value_as_written(tmp_path):
     from promptlooper.sweeps.export import render_env
 
-    text = render_env(
-        {
-            "experiment_id": "x",
-            "experiment_name": "n",
-            "config_hash": "h",
-            "runs": 1,
-            "weighted_score": 1.0,
-            "exported_at": "now",
-            "config": {"prompt": 'Say "hi"\nthen stop', "model": "openai:gpt-4o-mini"},
-        }
+    marker = tmp_path / "ran"
+    config = {k: v.format(marker=marker) for k, v in TRICKY_VALUES.items()}
+    env_file = tmp_path / "best.env"
+    env_file.write_text(render_env(_best(config)))
+
+    shell = subprocess.run(
+        ["bash", "-c", f'. {env_file} && printf "%s\\0" "$PROMPT" "$APOSTROPHE" "$MODEL"'],
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    assert 'PROMPT="Say \\"hi\\"\\nthen stop"' in text
-    assert "MODEL=openai:gpt-4o-mini" in text
+
+    assert not marker.exists()
+    assert shell.stdout.split("\0")[:3] == [config["prompt"], config["apostrophe"], config["model"]]
+    assert "MODEL=injected" not in env_file.read_text().splitlines()
+
+
+def test_a_dotenv_parser_reads_values_without_apostrophes_or_braces_exactly(tmp_path):
+    from dotenv import dotenv_values
+
+    from promptlooper.sweeps.export import render_env
+
+    # python-dotenv expands ${NAME} in every quoting style, so that is left out here
+    prompt = TRICKY_VALUES["prompt"].format(marker="x").replace("${HOME}", "$HOME")
+    config = {"prompt": prompt, "model": "m"}
+
+    parsed = dotenv_values(stream=io.StringIO(render_env(_best(config))))
+
+    assert parsed["PROMPT"] == config["prompt"]
+    assert parsed["MODEL"] == "m"
+
+
+def test_parameters_named_like_loader_or_shell_variables_are_not_set(tmp_path):
+    from promptlooper.sweeps.export import render_env
+
+    text = render_env(_best({"path": "/evil", "ld_preload": "/evil.so", "ldap_url": "x"}))
+
+    assert "\nPATH=" not in text
+    assert "\nLD_PRELOAD=" not in text
+    assert "# not set (the shell or loader acts on PATH): PATH=/evil" in text
+    assert "\nLDAP_URL=x" in text
 
 
 @pytest.mark.parametrize("kind", ["env", "yaml", "report"])

@@ -64,18 +64,36 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 def _env_value(value: str) -> str:
-    """Quote values a dotenv parser would otherwise mangle (spaces, #, quotes, newlines)."""
+    """Quote a value so that a dotenv parser and a shell that sources the file both read it as
+    written, and a shell runs nothing in it: single quotes (literal in both), or, for a value
+    holding a single quote, double quotes with the shell's specials escaped."""
     if _ENV_SAFE.match(value):
         return value
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
+    if "'" not in value:
+        return f"'{value}'"
+    return '"' + re.sub(r'([\\"$`])', r"\\\1", value) + '"'
+
+
+UNSAFE_ENV_NAMES = re.compile(
+    r"^(PATH|IFS|ENV|BASH_ENV|CDPATH|HOME|SHELL|SHELLOPTS|BASHOPTS|PS[0-9]|PROMPT_COMMAND"
+    r"|NODE_OPTIONS|PERL5OPT|PERL5LIB|RUBYOPT|JAVA_TOOL_OPTIONS|(LD_|DYLD_|PYTHON|BASH_).*)$"
+)
+"""Names a shell, a dynamic loader or an interpreter acts on: a parameter named so is written
+commented out, so that sourcing the file cannot change what programs run."""
+
+
+def _env_line(key: str, value: str) -> str:
+    line = f"{key}={_env_value(value)}"
+    if UNSAFE_ENV_NAMES.match(key):
+        return f"# not set (the shell or loader acts on {key}): " + " ".join(line.split())
+    return line
 
 
 def _header(best: dict[str, Any]) -> list[str]:
     score = best["weighted_score"]
     return [
         f"# PromptLooper {__version__}: best config",
-        f"# Experiment: {best['experiment_name']} ({best['experiment_id']})",
+        f"# Experiment: {' '.join(best['experiment_name'].split())} ({best['experiment_id']})",
         f"# Weighted score: {score:.4f}" if score is not None else "# Weighted score: n/a",
         f"# Config hash: {best['config_hash']}  runs: {best['runs']}",
         f"# Exported at: {best['exported_at']}",
@@ -84,7 +102,7 @@ def _header(best: dict[str, Any]) -> list[str]:
 
 def render_env(best: dict[str, Any]) -> str:
     lines = _header(best)
-    lines += [f"{key}={_env_value(value)}" for key, value in flatten(best["config"]).items()]
+    lines += [_env_line(key, value) for key, value in flatten(best["config"]).items()]
     return "\n".join(lines) + "\n"
 
 

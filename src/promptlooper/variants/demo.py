@@ -17,9 +17,9 @@ from promptlooper.variants import performance, service
 DEMO_AGENT = "Ticket triage"
 BASE_CONFIG: dict[str, Any] = {
     "model_provider": "local",
-    "model_name": "smollm2-135m",
-    "system_prompt": "You sort support tickets into billing, bug or other.",
-    "user_prompt_template": "Ticket: {{ input.text }}\nCategory:",
+    "model_name": "smollm2-135m-instruct",
+    "system_prompt": "Classify support tickets as billing, bug, account or shipping.",
+    "user_prompt_template": "{{ input }}",
     "temperature": 0.7,
     "max_tokens": 16,
 }
