@@ -104,6 +104,13 @@ def _follow(driver: webdriver.Chrome, pattern: str) -> str:
     raise SystemExit(f"no link matching {pattern} on {driver.current_url}")
 
 
+def _compare(driver: webdriver.Chrome, field: str, button: str) -> None:
+    """Tick the first two items' boxes and submit the page's compare form."""
+    for box in driver.find_elements(By.CSS_SELECTOR, f"input[type=checkbox][name={field}]")[:2]:
+        box.click()
+    driver.find_element(By.XPATH, f"//button[contains(., '{button}')]").click()
+
+
 def walk(driver: webdriver.Chrome, base: str, password: str) -> None:
     driver.get(f"{base}/ui/login")
     _shoot(driver, "login")
@@ -120,7 +127,7 @@ def walk(driver: webdriver.Chrome, base: str, password: str) -> None:
     _follow(driver, r"/ui/runs/")
     _shoot(driver, "run")
     driver.get(sweep)
-    _follow(driver, r"/compare\?")
+    _compare(driver, "config", "Compare selected")
     _shoot(driver, "sweep-compare")
     driver.get(sweep)
     _follow(driver, r"/projects/[^/]+/agents$")
@@ -130,7 +137,7 @@ def walk(driver: webdriver.Chrome, base: str, password: str) -> None:
     _follow(driver, r"/ui/agents/[^/]+/variants/[0-9a-f-]{36}$")
     _shoot(driver, "variant")
     driver.get(agent)
-    _follow(driver, r"/ui/agents/[^/]+/compare\?")
+    _compare(driver, "variant", "Compare ticked")
     _shoot(driver, "variant-compare")
 
 
