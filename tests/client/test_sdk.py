@@ -75,6 +75,17 @@ async def test_resolve_log_and_metrics_through_the_sdk(sdk: AsyncClient):
     assert row["quality_mean"] == pytest.approx(0.7)
 
 
+async def test_a_slug_is_sent_as_one_path_segment_whatever_it_holds(sdk: AsyncClient):
+    await _agent_with_active_variant(sdk)
+
+    for slug in ("../../users", "extractor/../x"):  # no route takes a slash in a slug
+        with pytest.raises(NotFoundError):
+            await sdk.variants.resolve(slug)
+    with pytest.raises(NotFoundError) as refused:  # the agent route, not a query string
+        await sdk.variants.resolve("a?b#c")
+    assert "agent" in str(refused.value).lower()
+
+
 async def test_resolve_is_served_from_cache_within_the_ttl_then_revalidated(
     sdk: AsyncClient, switch: Switch
 ):

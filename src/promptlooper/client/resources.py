@@ -31,7 +31,7 @@ class _Resource:
         chosen = project_id or self._project
         if chosen is None:
             raise ValueError("give project_id, or create the client with project_id=...")
-        return str(chosen)
+        return quote(str(chosen), safe="")
 
 
 class Projects(_Resource):
@@ -155,7 +155,8 @@ class Variants(_Resource):
         if _looks_like_id(agent):
             path = f"/api/agents/{agent}/config"
         else:
-            path = f"/api/projects/{self._project_id(project_id)}/agents/{agent}/config"
+            slug = quote(agent, safe="")  # a path segment, whatever the caller passes
+            path = f"/api/projects/{self._project_id(project_id)}/agents/{slug}/config"
         return self._run(Resolve(path, _drop_none({"unit_id": unit_id}), default))
 
     def log(
