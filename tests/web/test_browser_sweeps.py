@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.deployed import Deployed, start_server
+from tests.web.browsing import Walk
 from tests.web.conftest import PASSWORD
 from tests.web.test_sweep_pages import DOCUMENT
 
@@ -102,7 +103,31 @@ def _scenario(driver: Any, base: str) -> None:
     driver.find_element(By.ID, "f-name").send_keys("best of sweep")
     driver.find_element(By.XPATH, "//button[text()='Promote']").click()
     _until(driver, lambda d: "/variants/" in d.current_url)
-    assert re.search(r"/ui/agents/[0-9a-f-]{36}/variants/[0-9a-f-]{36}$", driver.current_url)
+    promoted = re.search(
+        r"/ui/agents/([0-9a-f-]{36})/variants/([0-9a-f-]{36})$", driver.current_url
+    )
+    assert promoted
+    walk = Walk(driver, base)
+    _until(driver, lambda d: "best of sweep" in walk.text())
+    assert "triage bot" in walk.text()
+
+    # The rest of a newcomer's first visit: clone the promoted variant, activate the clone,
+    # and compare the two.
+    walk.click("Clone")
+    walk.fill({"name": "best of sweep, warmer", "temperature": "0.9"})
+    walk.click("Create clone")
+    assert "cloned from best of sweep" in walk.text()
+    walk.open(f"/ui/agents/{promoted[1]}")
+    walk.confirm("Activate best of sweep, warmer", "Activate", reason="warmer reads better")
+    assert "Serves variant best of sweep, warmer active" in walk.text()
+    for box in driver.find_elements(By.CSS_SELECTOR, "input[name=variant]"):
+        if not box.is_selected():
+            box.click()
+    walk.click("Compare ticked variants")
+    text = walk.text()
+    assert "Compare variants of triage bot" in text
+    temperature_row = text.split("temperature differs ")[1].split(" max_tokens")[0]
+    assert temperature_row.endswith("0.9"), temperature_row
 
 
 def test_sweep_pages_in_a_browser(browser: Any, server: Deployed) -> None:
