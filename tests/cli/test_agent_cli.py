@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -150,3 +152,22 @@ def test_variant_promote_takes_the_hash_the_leaderboard_prints(cli: Invoke, tmp_
     assert len(shown) == 2
     assert promoted.code == 0, promoted.err
     assert f"{shown[1]}" in listed.out
+
+
+def test_a_project_of_another_user_is_named_with_the_option_that_reaches_it(
+    cli: Invoke, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a long enough password\n"))
+    assert cli("user", "create", "alice", "--password-stdin").code == 0
+    alice = ("--user", "alice")
+    created = cli("agent", "create", "Bot", "--model", "mock:small", "-p", "team", *alice)
+    assert created.code == 0, created.err
+
+    for command in (["agent", "list"], ["credential", "list"], ["cache", "stats"]):
+        outcome = cli(*command, "--project", "team")
+        assert (outcome.code, outcome.err) == (
+            2,
+            "error: No project named 'team' of system:bootstrap-admin; alice has one: "
+            "add --user alice\n",
+        ), command
+    assert cli("agent", "list", "--project", "team", "--user", "alice").code == 0

@@ -133,6 +133,12 @@ def test_run_prints_leaderboard_and_exports_work(tmp_path: Path, db_url: str):
     assert "ticket-triage: leaderboard" in result.stdout
     assert "prompt #3: You triage customer support tickets." in result.stdout
     assert "144 runs in" in result.stderr
+    assert f"(top 10 of 12 configs; `promptlooper sweep show {experiment_id} --top N`" in (
+        " ".join(result.stdout.split())
+    )
+    shown = run(env, "sweep", "show", experiment_id, "--top", "12")
+    assert "of 12 configs" not in shown.stdout
+    assert re.search(r"^│ 12 ", shown.stdout, re.MULTILINE), shown.stdout
 
     out = tmp_path / "best.json"
     exported = run(env, "export", experiment_id, "--format", "json", "-o", str(out))

@@ -91,12 +91,12 @@ class Scope:
 @asynccontextmanager
 async def _scope(project: str, user: str | None, *, create: bool = False) -> AsyncIterator[Scope]:
     """One committed unit of work as ``user`` in ``project``."""
-    from promptlooper.cli.sweeps import principal_for
+    from promptlooper.cli.sweeps import principal_for, project_of
     from promptlooper.projects import service as projects
 
     async with session_scope(load_settings()) as session:
         principal = await principal_for(session, user)
-        find = projects.get_or_create_project if create else projects.find_project
+        find = projects.get_or_create_project if create else project_of
         owned = await find(session, principal, project)
         yield Scope(session, principal, owned.id)
 

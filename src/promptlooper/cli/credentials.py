@@ -91,13 +91,12 @@ async def set_credential(
 @async_command
 async def list_credentials(project: str = ProjectOption, user: str | None = UserOption) -> None:
     """The project's credentials: names, providers, who created them and when (no secrets)."""
-    from promptlooper.cli.sweeps import principal_for
-    from promptlooper.projects import service as projects
+    from promptlooper.cli.sweeps import principal_for, project_of
     from promptlooper.sweeps.credentials import service
 
     async with session_scope(load_settings()) as session:
         principal = await principal_for(session, user)
-        owned = await projects.find_project(session, principal, project)
+        owned = await project_of(session, principal, project)
         credentials = await service.list_credentials(session, principal, owned.id)
     table = Table("name", "provider", "created by", "created", "updated")
     for c in credentials:
@@ -119,12 +118,11 @@ async def delete_credential(
     user: str | None = UserOption,
 ) -> None:
     """Delete a credential; sweeps that name it are refused from then on."""
-    from promptlooper.cli.sweeps import principal_for
-    from promptlooper.projects import service as projects
+    from promptlooper.cli.sweeps import principal_for, project_of
     from promptlooper.sweeps.credentials import service
 
     async with session_scope(load_settings()) as session:
         principal = await principal_for(session, user)
-        owned = await projects.find_project(session, principal, project)
+        owned = await project_of(session, principal, project)
         await service.delete_credential(session, principal, owned.id, name)
     console.print(f"deleted credential {name}", highlight=False)

@@ -33,6 +33,7 @@ from promptlooper.files import write_text
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+    from promptlooper.projects.models import Project
     from promptlooper.settings import Settings
     from promptlooper.sweeps.execution import ExecutionResult
 
@@ -50,6 +51,23 @@ async def principal_for(session: AsyncSession, username: str | None) -> Principa
         auth.require_user(session, username) if username else auth.bootstrap_user(session)
     )
     return Principal(user.id, user.username, user.is_admin, "local")
+
+
+async def project_of(session: AsyncSession, principal: Principal, name: str) -> Project:
+    """``principal``'s project ``name``; when only other users have one, the error says whose
+    and how to act as them."""
+    from promptlooper.projects import service as projects
+
+    try:
+        return await projects.find_project(session, principal, name)
+    except NotFound:
+        owners = sorted({owner for _, owner in await projects.find_projects(session, name=name)})
+        if not owners:
+            raise
+        raise NotFound(
+            f"No project named {name!r} of {principal.username}; "
+            f"{', '.join(owners)} has one: add --user {owners[0]}"
+        ) from None
 
 
 def _progress_bar() -> Progress:
@@ -198,6 +216,13 @@ async def _show_leaderboard(engine: AsyncEngine, experiment_id: uuid.UUID, limit
             config.config_hash[:8],
         )
     console.print(table)
+    if len(summary.configs) > limit:
+        console.print(
+            f"(top {limit} of {len(summary.configs)} configs; "
+            f"`promptlooper sweep show {experiment.id} --top N` shows more)",
+            highlight=False,
+            soft_wrap=True,
+        )
     for key in labels:
         for index, value in enumerate(space[key], start=1):
             console.print(
@@ -329,10 +354,13 @@ def validate(file: Path = typer.Argument(..., help="Sweep file (YAML or JSON).")
 
 @sweep_app.command("show")
 @async_command
-async def show(experiment_id: uuid.UUID = typer.Argument(...)) -> None:
+async def show(
+    experiment_id: uuid.UUID = typer.Argument(...),
+    top: int = typer.Option(50, "--top", min=1, help="Configs to show, best first."),
+) -> None:
     """Show an experiment's leaderboard."""
     async with database(load_settings()) as engine:
-        await _show_leaderboard(engine, experiment_id, limit=50)
+        await _show_leaderboard(engine, experiment_id, limit=top)
 
 
 @sweep_app.command("list")
@@ -446,7 +474,7 @@ async def _cache_scope(
         return None, "all projects"
     principal = await principal_for(session, user)
     if project is not None:
-        found = await projects.find_project(session, principal, project)
+        found = await project_of(session, principal, project)
         return [found.id], f"project {project} of {principal.username}"
     return await projects.owned_project_ids(session, principal), f"projects of {principal.username}"
 
