@@ -40,7 +40,8 @@ def test_a_demo_without_its_sweep_file_sets_up_the_rest_and_says_so(
     assert outcome.code == 0, outcome.err
     assert "skipping the example sweep" in outcome.out
     assert "experiment:  none run" in outcome.out
-    assert "/api/experiments/None" not in outcome.out
+    assert "/experiments/None" not in outcome.out
+    assert "/ui/sweeps/None" not in outcome.out
     assert "admin user:  demo" in outcome.out
     assert served == [port]
 
@@ -61,6 +62,7 @@ def test_a_plain_sweep_list_after_the_demo_shows_the_demo_sweep(
     assert experiment_id[1] in narrowed.out
     assert f"in the CLI:  promptlooper sweep show {experiment_id[1]}" in demo.out
     assert "every sweep: promptlooper sweep list" in demo.out
+    assert f"/ui/sweeps/{experiment_id[1]}  (API: /api/experiments/" in demo.out
 
 
 def test_listing_an_unknown_project_is_an_error_and_creates_nothing(

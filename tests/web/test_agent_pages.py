@@ -519,3 +519,28 @@ async def test_an_override_to_not_set_survives_an_untouched_edit(ui: UiClient, a
     page = await _follow(ui, await ui.post(url, {"version": version, "name": "v"}))
     assert "Variant v saved; its config did not change." in page
     assert "temperature not set this variant" in _text(page)
+
+
+async def test_a_prompt_sent_back_with_browser_line_breaks_is_stored_as_it_was_read(
+    ui: UiClient, app
+):
+    from promptlooper.variants.models import Agent, Variant
+
+    project_id = await _project(ui)
+    agent_id = await _agent(ui, project_id, system_prompt="Line one.\r\nLine two.")
+    # A clone of the base with the prompt field sent back untouched, as a browser does.
+    await ui.get(f"/ui/agents/{agent_id}/variants/new")
+    cloned = await ui.post(
+        f"/ui/agents/{agent_id}/variants/new",
+        {"name": "same", "system_prompt": "Line one.\r\nLine two."},
+    )
+    _notice(cloned)
+
+    async with app.state.sessionmaker() as session:
+        agent = await session.get(Agent, uuid.UUID(agent_id))
+        assert agent is not None
+        assert agent.config["system_prompt"] == "Line one.\nLine two."
+        variant_id = uuid.UUID(cloned.headers["location"].rsplit("/", 1)[-1])
+        variant = await session.get(Variant, variant_id)
+        assert variant is not None
+        assert variant.overrides["system_prompt"] == agent.config["system_prompt"]

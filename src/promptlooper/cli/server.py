@@ -146,7 +146,7 @@ def _print_demo(
     settings: Settings, base: str, password: str, experiment_id: uuid.UUID | None
 ) -> None:
     sweep_line = (
-        f"{base}/api/experiments/{experiment_id}  (leaderboard: .../leaderboard)"
+        f"{base}/ui/sweeps/{experiment_id}  (API: /api/experiments/{experiment_id})"
         if experiment_id
         else 'none run (`promptlooper demo --sweep FILE` runs one; see README "Sweeps")'
     )

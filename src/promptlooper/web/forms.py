@@ -21,10 +21,13 @@ FORM_ERROR = "_form"
 
 
 async def form_fields(request: Request) -> dict[str, str]:
-    """The submitted text fields (the last value of each), without the CSRF token."""
+    """The submitted text fields (the last value of each), without the CSRF token.
+
+    Browsers send a textarea's line breaks as CRLF whatever was typed; they are stored as LF,
+    so an untouched prompt saves as it was read."""
     form = await request.form()
     return {
-        key: value
+        key: value.replace("\r\n", "\n")
         for key, value in form.multi_items()
         if key != CSRF_FIELD and isinstance(value, str)
     }
