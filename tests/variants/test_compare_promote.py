@@ -61,7 +61,9 @@ async def test_compare_fields_sources_prompt_diffs_and_metrics(
     (diff,) = result["prompt_diffs"]
     assert diff["variant"] == "terse"
     assert diff["field"] == "system_prompt"
-    assert "+Be terse." in diff["diff"]
+    assert "+Be terse.\n" in diff["diff"]
+    # the base prompt has no final newline, yet its line is the same line, kept as context
+    assert diff["diff"].endswith("@@\n You extract facts.\n+Be terse.\n")
     assert missing.status_code == 404
 
 

@@ -41,13 +41,17 @@ def compare(agent: Agent, variants: Sequence[Variant]) -> dict[str, Any]:
             before = agent.config.get(field) or ""
             after = configs[variant.slug][field] or ""
             if before != after:
+                # Lines without their endings: a text whose last line has no newline would
+                # otherwise run its removed and added lines together.
                 lines = difflib.unified_diff(
-                    before.splitlines(keepends=True),
-                    after.splitlines(keepends=True),
+                    before.splitlines(),
+                    after.splitlines(),
                     fromfile=f"agent/{field}",
                     tofile=f"{variant.slug}/{field}",
+                    lineterm="",
                 )
-                diffs.append({"variant": variant.slug, "field": field, "diff": "".join(lines)})
+                diff = "\n".join(lines) + "\n"
+                diffs.append({"variant": variant.slug, "field": field, "diff": diff})
     return {"fields": fields, "prompt_diffs": diffs}
 
 
