@@ -323,6 +323,10 @@ async def test_delete_experiment(
             "parameter_space.prompt: needed when there is no pipeline",
         ),
         (
+            {"parameter_space": {"model": ["mock:a"], "prompt": ["p"], "top-p": [0.5]}},
+            "'top-p': a parameter name is used as {{ config.NAME }}",
+        ),
+        (
             {"scorers": [{"name": "a", "type": "length", "max": 5, "weight": -1}]},
             "scorers.0.weight",
         ),

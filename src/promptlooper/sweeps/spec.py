@@ -162,9 +162,15 @@ class SweepSpec(RequestBody):
     @field_validator("parameter_space")
     @classmethod
     def _lists(cls, space: dict[str, Any]) -> dict[str, list[Any]]:
-        """A scalar is a one-value list; an empty list would make the grid empty."""
+        """A scalar is a one-value list; an empty list would make the grid empty. A name is
+        written ``{{ config.NAME }}`` in templates, so it must be an identifier."""
         normalised: dict[str, list[Any]] = {}
         for key, values in space.items():
+            if not key.isidentifier() or not key.isascii():
+                raise ValueError(
+                    f"{key!r}: a parameter name is used as {{{{ config.NAME }}}} in templates, "
+                    "so it may hold only letters, digits and _, and not start with a digit"
+                )
             values = values if isinstance(values, list) else [values]
             if not values:
                 raise ValueError(f"{key}: an empty list makes the grid empty")
