@@ -14,6 +14,8 @@ import pytest
 from fastapi import FastAPI
 
 from promptlooper.online import service, tallies
+from promptlooper.online.demo import seed_demo, seed_demo_events
+from promptlooper.variants.service import existing_variant_ids
 from tests.web.conftest import UiClient
 
 EVIL = '<script>alert(1)</script>" onmouseover="x'
@@ -401,3 +403,21 @@ async def test_results_warn_of_a_skewed_split_little_data_and_refused_events(
         "Not enough data yet: the smallest arm has 40 exposed sessions of the 100 each arm needs."
         in said
     )
+
+
+async def test_the_demo_traffic_shows_a_lift_and_one_health_warning(ui_admin: UiClient, app):
+    async with app.state.sessionmaker() as session:
+        await seed_demo(session, existing_variant_ids)
+        assert await seed_demo_events(session) == ["homepage_hero_test", "pricing_cta_test"]
+        await session.commit()
+    async with app.state.sessionmaker() as session:
+        assert await seed_demo_events(session) == []  # a second `make demo` adds nothing
+
+    hero = _text((await ui_admin.get("/ui/online/homepage_hero_test")).text)
+    assert re.search(r"Social proof: \+\d+\.\d % conversion \(95 % CI \+", hero), hero[:500]
+    assert "Sample-ratio mismatch" not in hero
+    assert "Not enough data" not in hero
+    assert "1,500 1,500" in hero  # allocation 50, then exposed sessions and impressions
+    pricing = _text((await ui_admin.get("/ui/online/pricing_cta_test")).text)
+    assert "Sample-ratio mismatch: do not trust these results" in pricing
+    assert "exposed sessions (900, 600)" in pricing

@@ -67,14 +67,16 @@ async def record(session: AsyncSession, events: list[dict[str, Any]]) -> int:
     # Per session and variant, what this write adds: events, impressions, conversions, value.
     counts: defaultdict[tuple[str, str, str], list[Any]] = defaultdict(lambda: [0, 0, 0, 0.0])
     totals: defaultdict[tuple[str, str], dict[str, float]] = defaultdict(_zero_totals)
-    days: dict[tuple[str, str, str], date] = {}  # the day of each session's latest event here
+    # The day of each session's first impression and first conversion in this write.
+    firsts: defaultdict[tuple[str, str, str], list[date | None]] = defaultdict(lambda: [None, None])
     for event in events:
         key, variant = event["experiment_key"], event["variant_key"]
         event_type = event["event_type"]
         session_key = (key, variant, event["session_id"])
-        days[session_key] = max(_utc_day(event["created_at"]), days.get(session_key, date.min))
         tally = counts[session_key]
         tally[0] += 1
+        if event_type == "impression" or event_type == "conversion":
+            _first_day(firsts[session_key], event_type == "conversion", event["created_at"])
         tally[1] += event_type == "impression"
         tally[2] += event_type == "conversion"
         variant_totals = totals[(key, variant)]
@@ -102,9 +104,14 @@ async def record(session: AsyncSession, events: list[dict[str, Any]]) -> int:
         if first:
             arms[(key, session_id)] += 1
         if exposed or converting:
-            day = daily[(key, variant, days[session_key])]
-            day[0] += exposed
-            day[1] += converting
+            impressed, converted = firsts[session_key]
+            if exposed:
+                daily[(key, variant, impressed)][0] += 1  # type: ignore[index]
+            if converting:
+                # Converting from the later of its exposure and its conversion; one of them
+                # (or both) happened in this write.
+                day = max(d for d in (converted, impressed if exposed else None) if d)
+                daily[(key, variant, day)][1] += 1
     await _add_arms(session, arms)
     await insert_or_add(
         session,
@@ -123,9 +130,12 @@ async def record(session: AsyncSession, events: list[dict[str, Any]]) -> int:
     return len(events)
 
 
-def _utc_day(moment: datetime) -> date:
-    """The UTC day of an event's time (a naive time is UTC already)."""
-    return (moment.astimezone(UTC) if moment.tzinfo else moment).date()
+def _first_day(firsts: list[date | None], conversion: bool, moment: datetime) -> None:
+    """Keep the earliest UTC day of a session's impressions (slot 0) or conversions (1)."""
+    day = (moment.astimezone(UTC) if moment.tzinfo else moment).date()
+    current = firsts[conversion]
+    if current is None or day < current:
+        firsts[conversion] = day
 
 
 async def _store(session: AsyncSession, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
