@@ -130,10 +130,10 @@ def test_an_admin_creates_an_experiment_and_reads_its_results(browser, deployed:
         ("Social proof", "social", social),
     ):
         row = (
-            f"{label} {key}{' control' if key == 'control' else ''} 50.0 {exposed:,} {exposed:,} "
+            f"{label}{' (control)' if key == 'control' else ''} {key} 50.0 {exposed:,} {exposed:,} "
             f"0 0 0 {converting:,} {100 * converting / exposed:.2f} {20 * converting / exposed:.2f}"
         )
         assert row in results, (row, results)
-    assert re.search(r"Social proof conversion [0-9.]+ % [0-9.]+ % [+-]", results)
+    assert re.search(r"Social proof conversion [0-9.]+ % → [0-9.]+ % [▲▼]? ?[+-]", results)
     assert found["svgs"] == 2
     assert "stopped: no unit is assigned" in found["stopped"]

@@ -344,7 +344,7 @@ async def test_results_answer_first_with_numbers_intervals_and_series(ui_admin: 
     assert int(answer[3]) >= 99
     # Per variant: allocation, exposed, impressions, clicks, starts, submits, conversions,
     # rate, value per session.
-    assert "Original control control 50.0 1,000 1,000 0 0 0 100 10.00 1.00" in said
+    assert "Original (control) control 50.0 1,000 1,000 0 0 0 100 10.00 1.00" in said
     assert "Social proof social 50.0 1,000 1,000 0 0 0 150 15.00 1.50" in said
     assert "▲ +50.0 %" in said
     assert "significantly better" in said
@@ -353,6 +353,7 @@ async def test_results_answer_first_with_numbers_intervals_and_series(ui_admin: 
     assert "Holm–Bonferroni" in said
     assert "Sample-ratio mismatch" not in said
     assert "Not enough data" not in said
+    assert "Healthy: the split matches the allocations (sample-ratio p = 1)" in said
     bh = await ui_admin.get("/ui/online/hero?correction=bh")
     assert "<strong>Benjamini–Hochberg</strong>" in bh.text
 

@@ -12,7 +12,7 @@ from typing import Any
 from promptlooper.online.models import OnlineExperiment
 
 METRICS = {"conversion_rate": "conversion", "value_per_session": "value per session"}
-PLOT_WIDTH = 260
+PLOT_WIDTH = 200
 PLOT_PAD = 10
 SERIES_COLOURS = ("muted", "accent", "warn", "good", "bad")
 MULTIPLE_EXPOSURE_WARNING = 0.01
@@ -117,10 +117,7 @@ def headline(
     """The answer first, as (banner kind, sentence)."""
     health = result["health"]
     if health["srm_mismatch"]:
-        return "bad", (
-            "Sample-ratio mismatch: do not trust these results "
-            f"(p = {health['srm_p_value']:.2g} that the split matches the allocations)."
-        )
+        return "bad", "Sample-ratio mismatch: do not trust these results."
     conversion = [r for r in rows if r.metric == "conversion_rate" and r.error is None]
     if not conversion:
         return "warn", "No comparison yet: each arm needs exposed sessions with some conversions."
@@ -160,6 +157,12 @@ def banners(result: dict[str, Any], exposed: list[int]) -> list[tuple[str, str]]
             "sessions were seen in more than one variant; their events count in each."
         )))  # fmt: skip
     rejected = health["rejected"]
+    if not found and not rejected:
+        found.append(("good", (
+            f"Healthy: the split matches the allocations (sample-ratio p = "
+            f"{health['srm_p_value']:.2g}), every arm has at least "
+            f"{health['min_units_per_arm']:,} exposed sessions, no events refused."
+        )))  # fmt: skip
     if rejected:
         reasons = ", ".join(f"{reason} {count:,}" for reason, count in sorted(rejected.items()))
         kind = "warn" if health["bots_rejected"] else "info"
