@@ -90,10 +90,10 @@ def serve(
 @async_command
 async def _prepare_demo(settings: Settings) -> str:
     """The demo admin with a new password, its project with the demo agent, and the demo A/B
-    registry."""
+    registry with two weeks of visitors."""
     from promptlooper.auth import service
     from promptlooper.auth.principal import Principal
-    from promptlooper.online.demo import seed_demo
+    from promptlooper.online.demo import seed_demo, seed_demo_events
     from promptlooper.projects.service import get_or_create_project
     from promptlooper.variants.demo import seed_demo_agent
     from promptlooper.variants.service import existing_variant_ids
@@ -109,6 +109,7 @@ async def _prepare_demo(settings: Settings) -> str:
         project = await get_or_create_project(session, owner, DEMO_PROJECT)
         await seed_demo_agent(session, owner, project.id)
         await seed_demo(session, existing_variant_ids)
+        await seed_demo_events(session)
     return password
 
 

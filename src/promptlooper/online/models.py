@@ -10,12 +10,13 @@ unique index. The tallies and totals are kept up to date as events are stored
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     Float,
     Integer,
     String,
@@ -143,3 +144,17 @@ class ExperimentTotals(Base):
     experiment_key: Mapped[str] = mapped_column(String(100), primary_key=True)
     sessions: Mapped[int] = mapped_column(BigInteger)
     multiple: Mapped[int] = mapped_column(BigInteger)
+
+
+class DailyTotals(Base):
+    """Per variant and UTC day: the sessions first exposed and first converting that day. The
+    results' series over time add these up, reading at most one row per arm and day through
+    the primary key instead of the events."""
+
+    __tablename__ = "online_daily_totals"
+
+    experiment_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    variant_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    exposed: Mapped[int] = mapped_column(BigInteger)
+    converting: Mapped[int] = mapped_column(BigInteger)

@@ -7,13 +7,14 @@ service should not pay to import."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.online import stats
-from promptlooper.online.models import ExperimentTotals, Rejection, VariantTotals
+from promptlooper.online.models import DailyTotals, ExperimentTotals, Rejection, VariantTotals
 from promptlooper.online.service import get_experiment
 from promptlooper.online.tallies import EVENT_COUNTS, TOTALS
 
@@ -44,6 +45,17 @@ def seed_fields(variant_key: str, counts: dict[str, float] | None) -> dict[str, 
         "unique_sessions": int(c.get("unique_sessions", 0)),
         "conversion_rate": c.get("converting", 0.0) / exposed if exposed else 0.0,
         "conversion_value_total": float(c.get("value_total", 0.0)),
+    }
+
+
+def arm_fields(variant_key: str, counts: dict[str, float] | None) -> dict[str, Any]:
+    """The seed's fields, and what the statistics are computed over: exposed sessions and
+    the value per exposed session."""
+    c = counts or {}
+    exposed = c.get("exposed", 0.0)
+    return seed_fields(variant_key, counts) | {
+        "exposed": int(exposed),
+        "value_per_session": c.get("value_exposed", 0.0) / exposed if exposed else 0.0,
     }
 
 
@@ -92,13 +104,13 @@ async def compute(
         counts = await variant_counts(session, key)
         arms = [counts.get(v["variant_key"], {}) for v in experiment.variants]
         control = _arm_metrics(arms[0])
-        variants = [seed_fields(experiment.variants[0]["variant_key"], arms[0])]
+        variants = [arm_fields(experiment.variants[0]["variant_key"], arms[0])]
         blocks: list[dict[str, Any]] = []
         for definition, arm in zip(experiment.variants[1:], arms[1:], strict=True):
             treatment = _arm_metrics(arm)
             compared = {m: stats.compare(control[m], treatment[m]) for m in control}
             blocks.extend(compared.values())
-            variants.append(seed_fields(definition["variant_key"], arm) | {"stats": compared})
+            variants.append(arm_fields(definition["variant_key"], arm) | {"stats": compared})
         _adjust(blocks, correction)
         exposed = [a.get("exposed", 0.0) for a in arms]
         srm = stats.srm_p_value(exposed, [v["allocation"] for v in experiment.variants])
@@ -115,3 +127,63 @@ async def compute(
         }
         answer.append({"experiment_key": key, "variants": variants, "health": health})
     return answer
+
+
+MAX_DAYS = 366
+"""The series over time show at most this many days, the latest: one row per arm and day."""
+
+
+async def over_time(
+    session: AsyncSession, key: str, variant_keys: Sequence[str], *, until: date | None = None
+) -> dict[str, Any]:
+    """Cumulative exposed sessions and conversion rate per variant, and each treatment's
+    relative lift in conversion rate against the first variant (control), per UTC day, from
+    the daily totals (``tallies.py``). Days before the window are added up into its first."""
+    last = until or date.today()
+    first = last - timedelta(days=MAX_DAYS - 1)
+    keyed = DailyTotals.experiment_key == key
+    before = await session.execute(
+        select(
+            DailyTotals.variant_key, func.sum(DailyTotals.exposed), func.sum(DailyTotals.converting)
+        )
+        .where(keyed, DailyTotals.day < first)
+        .group_by(DailyTotals.variant_key)
+    )
+    running = {v: [0, 0] for v in variant_keys}
+    for variant, exposed, converting in before.all():
+        if variant in running:
+            running[variant] = [int(exposed or 0), int(converting or 0)]
+    rows = await session.execute(
+        select(
+            DailyTotals.day, DailyTotals.variant_key, DailyTotals.exposed, DailyTotals.converting
+        )
+        .where(keyed, DailyTotals.day >= first, DailyTotals.day <= last)
+        .order_by(DailyTotals.day)
+    )
+    by_day: dict[date, dict[str, tuple[int, int]]] = {}
+    for day, variant, exposed, converting in rows.all():
+        by_day.setdefault(day, {})[variant] = (int(exposed), int(converting))
+    days: list[date] = []
+    exposed_series: dict[str, list[int]] = {v: [] for v in variant_keys}
+    rates: dict[str, list[float | None]] = {v: [] for v in variant_keys}
+    if by_day:
+        day = min(by_day)
+        while day <= max(by_day):
+            for variant, (exposed, converting) in by_day.get(day, {}).items():
+                if variant in running:
+                    running[variant][0] += exposed
+                    running[variant][1] += converting
+            days.append(day)
+            for variant, (exposed, converting) in running.items():
+                exposed_series[variant].append(exposed)
+                rates[variant].append(converting / exposed if exposed else None)
+            day += timedelta(days=1)
+    control = rates[variant_keys[0]] if variant_keys else []
+    lifts = {
+        variant: [
+            (t - c) / c if t is not None and c else None
+            for t, c in zip(rates[variant], control, strict=True)
+        ]
+        for variant in variant_keys[1:]
+    }
+    return {"days": days, "exposed": exposed_series, "conversion_rate": rates, "lift": lifts}

@@ -158,6 +158,31 @@ async def update_experiment(
     return experiment
 
 
+def assignment_changes(experiment: OnlineExperiment, body: ExperimentDefinition) -> list[str]:
+    """What replacing the definition with ``body`` does to who sees which variant, in words;
+    empty when every unit keeps its place. Assignment hashes the unit with the seed and cuts
+    the result by the allocations scaled by coverage, so any of those moves units."""
+    changes = []
+    if body.hash_seed is not None and body.hash_seed != experiment.hash_seed:
+        changes.append("the hash seed changes: every unit is assigned again, at random")
+    before = {v["variant_key"]: v["allocation"] for v in experiment.variants}
+    after = {v.variant_key: v.allocation for v in body.variants}
+    if before != after:
+        changes.append(
+            "the allocations change: units near the new boundaries move to another variant"
+        )
+    if body.coverage != experiment.coverage:
+        changes.append(
+            f"coverage changes from {experiment.coverage:g} % to {body.coverage:g} %: "
+            "units enter or leave the experiment"
+        )
+    if list(body.eligible_routes) != list(experiment.eligible_routes):
+        changes.append("the eligible routes change: other pages assign units")
+    if not body.enabled and experiment.enabled:
+        changes.append("it is disabled: no unit is assigned and events are refused")
+    return changes
+
+
 def _refuse_reviving(experiment: OnlineExperiment, status: str) -> None:
     if experiment.archived_at is not None and status == "running":
         raise Conflict(

@@ -6,7 +6,9 @@ skipped by the insert and so never counted) into
 
 - one tally per session and variant (events, impressions, conversions, value),
 - one row per session and experiment counting the variants it was seen in,
-- one totals row per variant and one per experiment.
+- one totals row per variant and one per experiment,
+- one row per variant and UTC day counting the sessions first exposed or converting that day
+  (the results' series over time).
 
 A session's contribution to the totals depends on its whole history (it is *exposed* from its
 first impression on; the value statistics use the square of its total value), so the tally
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -28,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.db.upsert import insert_ignore, insert_or_add, insert_rows
 from promptlooper.online.models import (
+    DailyTotals,
     ExperimentEvent,
     ExperimentTotals,
     SessionArms,
@@ -63,11 +67,16 @@ async def record(session: AsyncSession, events: list[dict[str, Any]]) -> int:
     # Per session and variant, what this write adds: events, impressions, conversions, value.
     counts: defaultdict[tuple[str, str, str], list[Any]] = defaultdict(lambda: [0, 0, 0, 0.0])
     totals: defaultdict[tuple[str, str], dict[str, float]] = defaultdict(_zero_totals)
+    # The day of each session's first impression and first conversion in this write.
+    firsts: defaultdict[tuple[str, str, str], list[date | None]] = defaultdict(lambda: [None, None])
     for event in events:
         key, variant = event["experiment_key"], event["variant_key"]
         event_type = event["event_type"]
-        tally = counts[(key, variant, event["session_id"])]
+        session_key = (key, variant, event["session_id"])
+        tally = counts[session_key]
         tally[0] += 1
+        if event_type == "impression" or event_type == "conversion":
+            _first_day(firsts[session_key], event_type == "conversion", event["created_at"])
         tally[1] += event_type == "impression"
         tally[2] += event_type == "conversion"
         variant_totals = totals[(key, variant)]
@@ -88,9 +97,21 @@ async def record(session: AsyncSession, events: list[dict[str, Any]]) -> int:
         returning=_SESSION_ROW,
     )
     arms: Counter[tuple[str, str]] = Counter()
+    daily: defaultdict[tuple[str, str, date], list[int]] = defaultdict(lambda: [0, 0])
     for key, variant, session_id, *new in after:
-        if _fold(totals[(key, variant)], counts[(key, variant, session_id)], new):
+        session_key = (key, variant, session_id)
+        first, exposed, converting = _fold(totals[(key, variant)], counts[session_key], new)
+        if first:
             arms[(key, session_id)] += 1
+        if exposed or converting:
+            impressed, converted = firsts[session_key]
+            if exposed:
+                daily[(key, variant, impressed)][0] += 1  # type: ignore[index]
+            if converting:
+                # Converting from the later of its exposure and its conversion; one of them
+                # (or both) happened in this write.
+                day = max(d for d in (converted, impressed if exposed else None) if d)
+                daily[(key, variant, day)][1] += 1
     await _add_arms(session, arms)
     await insert_or_add(
         session,
@@ -98,7 +119,23 @@ async def record(session: AsyncSession, events: list[dict[str, Any]]) -> int:
         ("experiment_key", "variant_key"),
         [{"experiment_key": k, "variant_key": v, **t} for (k, v), t in sorted(totals.items())],
     )
+    if daily:
+        await insert_or_add(
+            session,
+            DailyTotals.__table__,  # type: ignore[arg-type]
+            ("experiment_key", "variant_key", "day"),
+            [{"experiment_key": k, "variant_key": v, "day": d, "exposed": e, "converting": c}
+             for (k, v, d), (e, c) in sorted(daily.items())],
+        )  # fmt: skip
     return len(events)
+
+
+def _first_day(firsts: list[date | None], conversion: bool, moment: datetime) -> None:
+    """Keep the earliest UTC day of a session's impressions (slot 0) or conversions (1)."""
+    day = (moment.astimezone(UTC) if moment.tzinfo else moment).date()
+    current = firsts[conversion]
+    if current is None or day < current:
+        firsts[conversion] = day
 
 
 async def _store(session: AsyncSession, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -146,22 +183,27 @@ def _event_order(event: dict[str, Any]) -> tuple[str, str]:
     return event["experiment_key"], event["event_id"] or ""
 
 
-def _fold(totals: dict[str, float], added: Sequence[Any], new: Sequence[Any]) -> bool:
+def _fold(
+    totals: dict[str, float], added: Sequence[Any], new: Sequence[Any]
+) -> tuple[bool, int, int]:
     """Move one session's contribution to its variant's totals from what it was before this
     write (``new`` less ``added``) to ``new``, each its events, impressions, conversions and
-    value; True when the session is new to the variant. Plain sequences, not objects: this
-    runs for every session of every write."""
+    value. Returns whether the session is new to the variant, and whether it became exposed
+    and converting (1) or not (0). Plain sequences, not objects: this runs for every session
+    of every write."""
     events, impressions, conversions, value = new
     old_impressions, old_value = impressions - added[1], value - added[3]
     was_exposed, exposed = old_impressions > 0, impressions > 0
     was_converting = was_exposed and conversions - added[2] > 0
     first = events == added[0]
+    became_exposed = exposed - was_exposed
+    became_converting = (exposed and conversions > 0) - was_converting
     totals["unique_sessions"] += first
-    totals["exposed"] += exposed - was_exposed
-    totals["converting"] += (exposed and conversions > 0) - was_converting
+    totals["exposed"] += became_exposed
+    totals["converting"] += became_converting
     totals["value_exposed"] += value * exposed - old_value * was_exposed
     totals["value_squares"] += value**2 * exposed - old_value**2 * was_exposed
-    return first
+    return first, became_exposed, became_converting
 
 
 async def _add_arms(session: AsyncSession, arms: Counter[tuple[str, str]]) -> None:

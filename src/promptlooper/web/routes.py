@@ -11,6 +11,7 @@ from promptlooper.web import (
     home,
     leaderboard,
     login,
+    online,
     runs,
     sweeps,
     variants,
@@ -18,7 +19,7 @@ from promptlooper.web import (
 from promptlooper.web.demo import static_files
 
 router = APIRouter(include_in_schema=False)
-for area in (login, home, sweeps, leaderboard, exports, runs, agents, variants, demo):
+for area in (login, home, sweeps, leaderboard, exports, runs, agents, variants, online, demo):
     router.include_router(area.router)
 
 __all__ = ["router", "static_files"]

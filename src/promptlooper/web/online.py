@@ -1,0 +1,278 @@
+"""The online experiments pages (admins only, as in the API): the registry with the site-wide
+switch, the definition forms, start, stop and archive, and the results page where a decision
+is made."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request, Response
+
+from promptlooper.db.deps import SessionDep
+from promptlooper.errors import Conflict, Invalid
+from promptlooper.online import results, service
+from promptlooper.online.models import OnlineExperiment
+from promptlooper.online.schemas import (
+    EVENT_TYPES,
+    ExperimentCreate,
+    ExperimentUpdate,
+    SettingsBody,
+)
+from promptlooper.web import online_results as view
+from promptlooper.web.errors import PageRoute
+from promptlooper.web.forms import form_fields, validate
+from promptlooper.web.online_forms import (
+    GUARDRAIL,
+    definition_data,
+    form_of,
+    place_errors,
+    refusal,
+    row_count,
+)
+from promptlooper.web.render import page, redirect
+from promptlooper.web.session import PREFIX, Viewer, ViewerDep
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+HOME = PREFIX + "/online"
+DEFAULT_FORM = {
+    "enabled": "on",
+    "status": "draft",
+    "coverage": "100",
+    "primary_metric": "conversion",
+    "variants.0.variant_key": "control",
+    "variants.0.label": "Original",
+    "variants.0.allocation": "50",
+    "variants.1.allocation": "50",
+    "control": "0",
+}
+
+
+def _admin(viewer: Viewer) -> None:
+    viewer.principal.ensure_admin()
+
+
+def _changed(request: Request) -> None:
+    """Ingestion judges events against a snapshot of the registry: renew it now."""
+    request.app.state.intake.invalidate()
+
+
+@router.get(HOME)
+async def registry(request: Request, viewer: ViewerDep, session: SessionDep) -> Response:
+    _admin(viewer)
+    experiments = await service.list_experiments(session, include_archived=True)
+    return page(
+        request,
+        "online/list.html",
+        viewer,
+        area="online",
+        settings=await service.site_settings(session),
+        live=[e for e in experiments if e.archived_at is None],
+        archived=[e for e in experiments if e.archived_at is not None],
+        is_live=service.is_live,
+    )
+
+
+@router.post(HOME + "/settings")
+async def switch(request: Request, viewer: ViewerDep, session: SessionDep) -> Response:
+    _admin(viewer)
+    form = await form_fields(request)
+    enabled = form.get("experiments_enabled") == "on"
+    await service.save_settings(
+        session, SettingsBody.model_validate({"experiments_enabled": enabled})
+    )
+    await session.commit()
+    _changed(request)
+    return redirect(
+        request,
+        HOME,
+        "Online experiments switched on: running experiments assign and count events again."
+        if enabled
+        else "Online experiments switched off site-wide: nothing is assigned and every event "
+        "is refused until they are switched on.",
+    )
+
+
+def _form_page(
+    request: Request,
+    viewer: Viewer,
+    form: dict[str, str],
+    errors: dict[str, str],
+    *,
+    experiment: OnlineExperiment | None = None,
+    changes: list[str] | None = None,
+    status: int = 200,
+) -> Response:
+    return page(
+        request,
+        "online/form.html",
+        viewer,
+        status_code=status,
+        area="online",
+        experiment=experiment,
+        form=form,
+        errors=errors,
+        rows=row_count(form),
+        changes=changes or [],
+        event_types=EVENT_TYPES,
+        guardrail=GUARDRAIL,
+    )
+
+
+@router.get(HOME + "/new")
+async def new_experiment(request: Request, viewer: ViewerDep) -> Response:
+    _admin(viewer)
+    return _form_page(request, viewer, dict(DEFAULT_FORM), {})
+
+
+@router.post(HOME + "/new")
+async def create_experiment(request: Request, viewer: ViewerDep, session: SessionDep) -> Response:
+    _admin(viewer)
+    form = await form_fields(request)
+    if form.get("add_variant"):
+        return _form_page(request, viewer, form, {})
+    data, rows = definition_data(form)
+    body, errors = validate(ExperimentCreate, data)
+    errors = place_errors(errors, rows)
+    if body is not None:
+        try:
+            experiment = await service.create_experiment(
+                session, body, request.app.state.known_agent_variants
+            )
+        except (Conflict, Invalid) as exc:
+            await session.rollback()
+            errors = _refused(exc, body, data, rows)
+        else:
+            await session.commit()
+            _changed(request)
+            return redirect(
+                request,
+                f"{HOME}/{experiment.experiment_key}",
+                f"Experiment {experiment.name} created ({experiment.status}).",
+            )
+    return _form_page(request, viewer, form, errors, status=422)
+
+
+def _refused(
+    exc: Conflict | Invalid, body: ExperimentCreate | ExperimentUpdate, data: dict[str, Any],
+    rows: list[int],
+) -> dict[str, str]:  # fmt: skip
+    """The service's refusal beside the field or variant row it names."""
+    typed = {v["variant_key"]: row for v, row in zip(data["variants"], rows, strict=True)}
+    return refusal(exc, [v.variant_key for v in body.variants], typed)
+
+
+@router.get(HOME + "/{key}/edit")
+async def edit_experiment(
+    request: Request, key: str, viewer: ViewerDep, session: SessionDep
+) -> Response:
+    _admin(viewer)
+    experiment = await service.get_experiment(session, key)
+    return _form_page(request, viewer, form_of(experiment), {}, experiment=experiment)
+
+
+@router.post(HOME + "/{key}/edit")
+async def update_experiment(
+    request: Request, key: str, viewer: ViewerDep, session: SessionDep
+) -> Response:
+    _admin(viewer)
+    experiment = await service.get_experiment(session, key)
+    form = await form_fields(request)
+    if form.get("add_variant"):
+        return _form_page(request, viewer, form, {}, experiment=experiment)
+    data, rows = definition_data(form)
+    data.pop("experiment_key", None)
+    body, errors = validate(ExperimentUpdate, data)
+    errors = place_errors(errors, rows)
+    if body is not None:
+        changes = (
+            service.assignment_changes(experiment, body) if service.is_live(experiment) else []
+        )
+        if changes and form.get("confirmed") != "yes":
+            # Nothing saved yet: say what the edit does to assignment and ask again.
+            return _form_page(request, viewer, form, {}, experiment=experiment, changes=changes)
+        try:
+            await service.update_experiment(
+                session, key, body, request.app.state.known_agent_variants
+            )
+        except (Conflict, Invalid) as exc:
+            await session.rollback()
+            errors = _refused(exc, body, data, rows)
+        else:
+            await session.commit()
+            _changed(request)
+            return redirect(request, f"{HOME}/{key}", f"Experiment {body.name} saved.")
+    experiment = await service.get_experiment(session, key)
+    return _form_page(request, viewer, form, errors, experiment=experiment, status=422)
+
+
+@router.post(HOME + "/{key}/status")
+async def change_status(
+    request: Request, key: str, viewer: ViewerDep, session: SessionDep
+) -> Response:
+    _admin(viewer)
+    wanted = (await form_fields(request)).get("status")
+    if wanted not in ("running", "stopped"):
+        raise Invalid("status must be running or stopped")
+    experiment = await service.set_status(session, key, wanted)
+    await session.commit()
+    _changed(request)
+    said = (
+        "started: it assigns units and counts their events"
+        if wanted == "running"
+        else "stopped: no unit is assigned and events are refused; results stay"
+    )
+    return redirect(request, f"{HOME}/{key}", f"Experiment {experiment.name} {said}.")
+
+
+@router.post(HOME + "/{key}/archive")
+async def archive(request: Request, key: str, viewer: ViewerDep, session: SessionDep) -> Response:
+    _admin(viewer)
+    experiment = await service.archive_experiment(session, key)
+    await session.commit()
+    _changed(request)
+    return redirect(
+        request,
+        HOME,
+        f"Experiment {experiment.name} archived: stopped and off the public list; its results "
+        "stay readable.",
+    )
+
+
+@router.get(HOME + "/{key}")
+async def results_page(
+    request: Request,
+    key: str,
+    viewer: ViewerDep,
+    session: SessionDep,
+    correction: Literal["holm", "bh"] = "holm",
+) -> Response:
+    _admin(viewer)
+    experiment = await service.get_experiment(session, key)
+    (result,) = await results.compute(session, [key], correction=correction)
+    keys = [v["variant_key"] for v in experiment.variants]
+    series = await results.over_time(session, key, keys)
+    rows = view.comparisons(experiment, result)
+    exposed = [v["exposed"] for v in result["variants"]]
+    exposure_chart, lift_chart = view.charts(experiment, series)
+    return page(
+        request,
+        "online/results.html",
+        viewer,
+        area="online",
+        experiment=experiment,
+        result=result,
+        headline=view.headline(experiment, result, rows),
+        banners=view.banners(result, exposed),
+        forest=view.forest(rows),
+        metrics=view.METRICS,
+        plot_width=view.PLOT_WIDTH,
+        percent=view.percent,
+        labels={v["variant_key"]: v.get("label") or v["variant_key"] for v in experiment.variants},
+        has_data=any(exposed) or any(v["unique_sessions"] for v in result["variants"]),
+        days=len(series["days"]),
+        exposure_chart=exposure_chart,
+        lift_chart=lift_chart,
+        correction=correction,
+        settings=await service.site_settings(session),
+        is_live=service.is_live(experiment),
+    )

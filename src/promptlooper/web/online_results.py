@@ -1,0 +1,214 @@
+"""The results page's picture of what ``online.results`` computed: the answer in a sentence,
+health banners, one row per treatment and metric with its forest-plot geometry, and the
+series over time as chart specs. Presentation only: every number comes from the domain."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+from typing import Any
+
+from promptlooper.online.models import OnlineExperiment
+
+METRICS = {"conversion_rate": "conversion", "value_per_session": "value per session"}
+PLOT_WIDTH = 200
+PLOT_PAD = 10
+SERIES_COLOURS = ("muted", "accent", "warn", "good", "bad")
+MULTIPLE_EXPOSURE_WARNING = 0.01
+"""A share of sessions seen in more than one variant above which the page warns."""
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """One treatment against control on one metric."""
+
+    variant_key: str
+    label: str
+    metric: str
+    error: str | None = None
+    lift: float = 0.0
+    low: float = 0.0
+    high: float = 0.0
+    chance: float = 0.0
+    p_value: float = 1.0
+    p_adjusted: float | None = None
+    correction: str = ""
+    sequential_p: float = 1.0
+    control_mean: float = 0.0
+    treatment_mean: float = 0.0
+
+    @property
+    def significant(self) -> bool:
+        return self.error is None and (self.low > 0 or self.high < 0)
+
+    @property
+    def direction(self) -> str:
+        """``better``, ``worse`` or ``unclear``: a colour and a word, only when significant."""
+        if not self.significant:
+            return "unclear"
+        return "better" if self.lift > 0 else "worse"
+
+
+@dataclass(frozen=True, slots=True)
+class Forest:
+    """Where a comparison's point, interval and zero fall on the shared plot scale."""
+
+    zero: float
+    point: float
+    low: float
+    high: float
+
+
+def percent(value: float, digits: int = 1, sign: bool = True) -> str:
+    """A fraction as a percentage: ``+4.1 %`` (signed for lifts, not for rates)."""
+    return f"{value * 100:{'+' if sign else ''}.{digits}f} %"
+
+
+def comparisons(experiment: OnlineExperiment, result: dict[str, Any]) -> list[Comparison]:
+    labels = {v["variant_key"]: v.get("label") or v["variant_key"] for v in experiment.variants}
+    found = []
+    for variant in result["variants"][1:]:
+        for metric, stats in (variant.get("stats") or {}).items():
+            base = {
+                "variant_key": variant["variant_key"],
+                "label": labels.get(variant["variant_key"], variant["variant_key"]),
+                "metric": metric,
+                "control_mean": stats["control_mean"],
+                "treatment_mean": stats["treatment_mean"],
+            }
+            if "error" in stats:
+                found.append(Comparison(**base, error=stats["error"]))
+                continue
+            frequentist = stats["frequentist"]
+            found.append(
+                Comparison(
+                    **base,
+                    lift=stats["relative_lift"],
+                    low=frequentist["ci"][0],
+                    high=frequentist["ci"][1],
+                    chance=stats["bayesian"]["chance_to_beat_control"],
+                    p_value=frequentist["p_value"],
+                    p_adjusted=frequentist.get("p_value_adjusted"),
+                    correction=frequentist.get("correction", ""),
+                    sequential_p=stats["sequential"]["p_value"],
+                )
+            )
+    return found
+
+
+def forest(rows: list[Comparison]) -> list[tuple[Comparison, Forest | None]]:
+    """Each row with the geometry of its forest plot (None without a comparison), on one scale
+    symmetric about zero for all rows so that intervals can be compared down the column."""
+    shown = [r for r in rows if r.error is None]
+    reach = max([abs(v) for r in shown for v in (r.low, r.high, r.lift) if math.isfinite(v)] or [0])
+    reach = max(reach * 1.1, 0.01)
+    span = PLOT_WIDTH - 2 * PLOT_PAD
+
+    def x(value: float) -> float:
+        return round(PLOT_PAD + (max(-reach, min(reach, value)) + reach) / (2 * reach) * span, 1)
+
+    return [(r, None if r.error else Forest(x(0), x(r.lift), x(r.low), x(r.high))) for r in rows]
+
+
+def headline(
+    experiment: OnlineExperiment, result: dict[str, Any], rows: list[Comparison]
+) -> tuple[str, str]:
+    """The answer first, as (banner kind, sentence)."""
+    health = result["health"]
+    if health["srm_mismatch"]:
+        return "bad", "Sample-ratio mismatch: do not trust these results."
+    conversion = [r for r in rows if r.metric == "conversion_rate" and r.error is None]
+    if not conversion:
+        return "warn", "No comparison yet: each arm needs exposed sessions with some conversions."
+    best = max(conversion, key=lambda r: r.chance)
+    sentence = (
+        f"{best.label}: {percent(best.lift)} conversion "
+        f"(95 % CI {percent(best.low)} to {percent(best.high)}), "
+        f"{best.chance * 100:.0f} % chance to beat control"
+    )
+    if not health["enough_data"]:
+        return "warn", sentence + " — too early to call: not enough data yet."
+    if best.significant:
+        verdict = "better than control" if best.lift > 0 else "worse than control"
+        return ("good" if best.lift > 0 else "bad"), f"{sentence} — significantly {verdict}."
+    return "info", f"{sentence} — no significant difference yet."
+
+
+def banners(result: dict[str, Any], exposed: list[int]) -> list[tuple[str, str]]:
+    """Health, worst first: sample-ratio mismatch, too little data, multiple exposure, bots
+    and other refused events."""
+    health = result["health"]
+    found = []
+    if health["srm_mismatch"]:
+        found.append(("bad", (
+            f"Sample-ratio mismatch (p = {health['srm_p_value']:.2g}): the exposed sessions "
+            f"({', '.join(f'{n:,}' for n in exposed)}) do not match the allocations. "
+            "Assignment or tracking is broken; find the cause before reading any lift."
+        )))  # fmt: skip
+    if not health["enough_data"]:
+        found.append(("warn", (
+            f"Not enough data yet: the smallest arm has {min(exposed or [0]):,} exposed "
+            f"sessions of the {health['min_units_per_arm']:,} each arm needs."
+        )))  # fmt: skip
+    if health["multiple_exposure_rate"] > MULTIPLE_EXPOSURE_WARNING:
+        found.append(("warn", (
+            f"Multiple exposure: {percent(health['multiple_exposure_rate'], sign=False)} of "
+            "sessions were seen in more than one variant; their events count in each."
+        )))  # fmt: skip
+    rejected = health["rejected"]
+    if not found and not rejected:
+        found.append(("good", (
+            f"Healthy: the split matches the allocations (sample-ratio p = "
+            f"{health['srm_p_value']:.2g}), every arm has at least "
+            f"{health['min_units_per_arm']:,} exposed sessions, no events refused."
+        )))  # fmt: skip
+    if rejected:
+        reasons = ", ".join(f"{reason} {count:,}" for reason, count in sorted(rejected.items()))
+        kind = "warn" if health["bots_rejected"] else "info"
+        found.append((kind, (
+            f"{sum(rejected.values()):,} events refused ({health['bots_rejected']:,} from bots): "
+            f"{reasons}. They are not in the numbers below."
+        )))  # fmt: skip
+    return found
+
+
+def _unix(day: Any) -> int:
+    return int(datetime.combine(day, time(), tzinfo=UTC).timestamp())
+
+
+def charts(
+    experiment: OnlineExperiment, series: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """uPlot specs (``static/charts.js``): cumulative exposed sessions per variant, and each
+    treatment's cumulative lift in conversion rate, in percent."""
+    x = [_unix(day) for day in series["days"]]
+    labels = {v["variant_key"]: v.get("label") or v["variant_key"] for v in experiment.variants}
+    colours = {
+        key: SERIES_COLOURS[i % len(SERIES_COLOURS)] for i, key in enumerate(series["exposed"])
+    }
+    exposure = {
+        "x": x,
+        "time": True,
+        "xlabel": "day",
+        "ylabel": "exposed sessions",
+        "series": [
+            {"label": labels.get(k, k), "values": v, "color": colours[k]}
+            for k, v in series["exposed"].items()
+        ],
+    }
+    lift = {
+        "x": x,
+        "time": True,
+        "xlabel": "day",
+        "ylabel": "lift in conversion (%)",
+        "series": [
+            {
+                "label": labels.get(k, k),
+                "values": [None if v is None else round(v * 100, 2) for v in values],
+                "color": colours[k],
+            }
+            for k, values in series["lift"].items()
+        ],
+    }
+    return exposure, lift

@@ -1,0 +1,139 @@
+"""The online experiments pages in headless Chromium against ``promptlooper serve`` as
+deployed: an admin creates an experiment from the form, visitors are assigned and send their
+events through the public API as the A/B script does, and the results page shows their
+numbers, the sample-ratio-mismatch banner of a split whose treatment lost half its tracking,
+and the chart drawn by uPlot; then the experiment is stopped from its page."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import drop_database, fresh_database
+from tests.deployed import Deployed, start_server
+from tests.web.browsing import Walk
+from tests.web.conftest import PASSWORD, USER_AGENT
+
+VISITORS = 600
+KEY = "browser_hero"
+
+
+@pytest.fixture
+def deployed(tmp_path: Path) -> Iterator[Deployed]:
+    """A server on a new SQLite database, with the admin ``root``."""
+    url = asyncio.run(fresh_database("sqlite", tmp_path)).replace("+aiosqlite", "")
+    server = start_server(url, tmp_path / "server")
+    with server.client() as http:
+        made = http.post(
+            "/api/users",
+            json={"username": "root", "password": PASSWORD, "is_admin": True},
+            headers=server.admin,
+        )
+        assert made.status_code == 201, made.text
+    yield server
+    server.stop()
+    print(f"--- log of {server.url} ---\n{server.log()}")
+    asyncio.run(drop_database(url))
+
+
+def _visit(base: str) -> dict[str, list[int]]:
+    """Each visitor asks for its variant and reports an impression, and one in five converts,
+    as the A/B script would; the treatment's page lost every other impression (broken
+    tracking). Returns the exposed and converting counts per variant."""
+    seen: dict[str, list[int]] = {"control": [0, 0], "social": [0, 0]}
+    events = []
+    with httpx.Client(base_url=base, headers={"user-agent": USER_AGENT}, timeout=30) as http:
+        for index in range(VISITORS):
+            unit = f"visitor-{index}"
+            answer = http.get(f"/api/experiments/{KEY}/assignment", params={"unit_id": unit})
+            variant = answer.json()["variant_key"]
+            if variant == "social" and index % 2:
+                continue  # the lost impression: nothing from this visitor is counted
+            common = {"experiment_key": KEY, "variant_key": variant, "session_id": unit}
+            events.append(common | {"event_name": "impression", "event_id": f"i-{unit}"})
+            seen[variant][0] += 1
+            if index % 5 == 0:
+                events.append(
+                    common | {"event_name": "conversion", "event_id": f"c-{unit}", "value": 20}
+                )
+                seen[variant][1] += 1
+        for start in range(0, len(events), 500):
+            stored = http.post(
+                "/api/experiments/batch", json={"events": events[start : start + 500]}
+            )
+            assert stored.status_code == 202, stored.text
+            assert stored.json()["rejected"] == 0, stored.text
+    return seen
+
+
+def _walk(driver: Any, base: str) -> dict[str, Any]:
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    walk = Walk(driver, base)
+    walk.open("/ui/online")
+    walk.fill({"username": "root", "password": PASSWORD})
+    walk.click("Log in")
+    assert "No online experiments yet" in walk.text()
+    walk.click("New experiment")
+    walk.fill(
+        {
+            "experiment_key": KEY,
+            "name": "Browser hero",
+            "cookie_name": "exp_browser_hero",
+            "variants.1.variant_key": "social",
+            "variants.1.label": "Social proof",
+        }
+    )
+    Select(driver.find_element(walk.by.NAME, "status")).select_by_value("running")
+    walk.click("Create experiment")
+    created = walk.text()
+    assert walk.path() == f"/ui/online/{KEY}"
+
+    seen = _visit(base)
+    walk.open(f"/ui/online/{KEY}")
+    WebDriverWait(driver, 15).until(
+        lambda d: len(d.find_elements(walk.by.CSS_SELECTOR, "figure.chart-box canvas")) == 2
+    )
+    results = walk.text()
+    svgs = len(driver.find_elements(walk.by.CSS_SELECTOR, "svg.forest-plot"))
+    walk.confirm("Stop", "Stop experiment")
+    return {
+        "created": created,
+        "seen": seen,
+        "results": results,
+        "svgs": svgs,
+        "stopped": walk.text(),
+    }
+
+
+def test_an_admin_creates_an_experiment_and_reads_its_results(browser, deployed: Deployed):
+    found = _walk(browser, deployed.url)
+    assert "Experiment Browser hero created (running)." in found["created"]
+    assert "No events yet" in found["created"]
+
+    seen, results = found["seen"], found["results"]
+    control, social = seen["control"], seen["social"]
+    assert control[0] > 1.5 * social[0]  # the skew the page must catch
+    assert "Sample-ratio mismatch: do not trust these results" in results
+    assert f"the exposed sessions ({control[0]:,}, {social[0]:,}) do not match" in results
+    assert results.index("Sample-ratio mismatch") < results.index("Variants")
+    # Per variant: allocation, exposed sessions, impressions, clicks, starts, submits,
+    # conversions, conversion rate, value per session.
+    for label, key, (exposed, converting) in (
+        ("Original", "control", control),
+        ("Social proof", "social", social),
+    ):
+        row = (
+            f"{label}{' (control)' if key == 'control' else ''} {key} 50.0 {exposed:,} {exposed:,} "
+            f"0 0 0 {converting:,} {100 * converting / exposed:.2f} {20 * converting / exposed:.2f}"
+        )
+        assert row in results, (row, results)
+    assert re.search(r"Social proof conversion [0-9.]+ % → [0-9.]+ % [▲▼]? ?[+-]", results)
+    assert found["svgs"] == 2
+    assert "stopped: no unit is assigned" in found["stopped"]

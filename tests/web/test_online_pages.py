@@ -1,0 +1,424 @@
+"""The online experiments pages: admins only; the registry and its site-wide switch, the
+definition forms (field errors, nothing half-saved, a confirm step before re-bucketing a
+running experiment), start, stop and archive, and the results page's numbers and health."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from promptlooper.online import service, tallies
+from promptlooper.online.demo import seed_demo, seed_demo_events
+from promptlooper.variants.service import existing_variant_ids
+from tests.web.conftest import UiClient
+
+EVIL = '<script>alert(1)</script>" onmouseover="x'
+BOT = {"user-agent": "Googlebot/2.1 (+http://www.google.com/bot.html)"}
+BROWSER = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0 Safari/537.36"}
+
+
+def _text(page: str) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+
+def _definition(**changes: str) -> dict[str, str]:
+    return {
+        "experiment_key": "hero",
+        "name": "Hero test",
+        "description": "Does social proof help?",
+        "cookie_name": "exp_hero",
+        "enabled": "on",
+        "status": "running",
+        "eligible_routes": "/\n/blog/*",
+        "coverage": "100",
+        "hash_seed": "",
+        "primary_metric": "conversion",
+        "variants.0.variant_key": "control",
+        "variants.0.label": "Original",
+        "variants.0.allocation": "50",
+        "variants.1.variant_key": "social",
+        "variants.1.label": "Social proof",
+        "variants.1.allocation": "50",
+        "control": "0",
+    } | changes
+
+
+async def _create(ui: UiClient, **changes: str) -> httpx.Response:
+    await ui.get("/ui/online/new")
+    return await ui.post("/ui/online/new", _definition(**changes))
+
+
+async def _experiments(app: FastAPI) -> list:
+    async with app.state.sessionmaker() as session:
+        return await service.list_experiments(session, include_archived=True)
+
+
+async def _sessions(
+    app: FastAPI, variant: str, count: int, converting: int, *, key: str = "hero", days: int = 3
+) -> None:
+    """``count`` sessions of ``variant`` with an impression each, the first ``converting`` of
+    them converting with a value of 10, spread over the last ``days`` days; stored as
+    ingestion stores them."""
+    now = datetime.now(UTC)
+    rows = []
+    for i in range(count):
+        moment = now - timedelta(days=i % days)
+        base = {"experiment_key": key, "variant_key": variant, "session_id": f"{variant}-{i}"}
+        common = {"path": "/", "event_id": None, "metadata": None, "created_at": moment}
+        rows.append(base | common | {"event_type": "impression", "value": None})
+        if i < converting:
+            rows.append(base | common | {"event_type": "conversion", "value": 10.0})
+    async with app.state.sessionmaker() as session:
+        await tallies.record(session, rows)
+        await session.commit()
+
+
+async def test_every_page_and_action_is_for_admins_only(ui: UiClient, ui_admin: UiClient, app):
+    assert (await _create(ui_admin)).status_code == 303
+    for url in ("/ui/online", "/ui/online/new", "/ui/online/hero", "/ui/online/hero/edit"):
+        response = await ui.get(url)
+        assert response.status_code == 403, url
+        assert "Admin rights required" in response.text
+    await ui.get("/ui/")
+    posts = {
+        "/ui/online/new": _definition(experiment_key="other", cookie_name="exp_other"),
+        "/ui/online/hero/edit": _definition(name="Taken over"),
+        "/ui/online/hero/status": {"status": "stopped"},
+        "/ui/online/hero/archive": {},
+        "/ui/online/settings": {"experiments_enabled": "off"},
+    }
+    for url, data in posts.items():
+        assert (await ui.post(url, data)).status_code == 403, url
+    (experiment,) = await _experiments(app)
+    assert (experiment.name, experiment.status, experiment.archived_at) == (
+        "Hero test",
+        "running",
+        None,
+    )
+    async with app.state.sessionmaker() as session:
+        assert await service.experiments_enabled(session)
+    # The navigation shows Experiments to admins only.
+    assert 'href="/ui/online"' not in (await ui.get("/ui/")).text
+    assert 'href="/ui/online"' in (await ui_admin.get("/ui/")).text
+
+
+async def test_the_registry_teaches_when_empty_then_lists_each_definition(ui_admin: UiClient):
+    empty = await ui_admin.get("/ui/online")
+    assert empty.status_code == 200
+    assert "No online experiments yet" in empty.text
+    assert 'href="/ui/online/new"' in empty.text
+
+    created = await _create(ui_admin, coverage="80")
+    assert created.headers["location"] == "/ui/online/hero"
+    landing = await ui_admin.get("/ui/online/hero")
+    assert "Experiment Hero test created (running)." in _text(landing.text)
+    assert "No events yet" in landing.text
+
+    listed = _text((await ui_admin.get("/ui/online")).text)
+    assert "1 experiment, 1 running" in listed
+    assert "Hero test hero running yes / , /blog/* 80.0" in listed
+    assert "control (Original) 50.0 control" in listed
+    assert "social (Social proof) 50.0" in listed
+    assert "exp_hero" in listed
+
+
+async def test_create_refusals_are_beside_their_fields_and_nothing_is_saved(
+    ui_admin: UiClient, app
+):
+    cases = {
+        "must sum to 100": {"variants.1.allocation": "40"},
+        "exactly one control is needed, found 0": {"control": ""},
+        "String should match pattern": {"experiment_key": "Bad Key!"},
+        "Input should be a valid number": {"variants.1.allocation": "half"},
+        "must start with /": {"eligible_routes": "blog"},
+        "less than or equal to 100": {"coverage": "150"},
+    }
+    for message, change in cases.items():
+        refused = await _create(ui_admin, **change)
+        assert refused.status_code == 422, change
+        assert message in html.unescape(refused.text), change
+        assert 'class="error"' in refused.text
+        # What was typed stays.
+        assert 'value="Social proof"' in refused.text
+    beside = await _create(ui_admin, **{"variants.1.allocation": "half"})
+    row = re.search(
+        r'name="variants\.1\.allocation"[^>]*>\s*<small class="error">([^<]+)', beside.text
+    )
+    assert row
+    assert "valid number" in row[1]
+    assert await _experiments(app) == []
+
+    assert (await _create(ui_admin)).status_code == 303
+    clash = await _create(ui_admin, experiment_key="hero2")  # same cookie
+    assert clash.status_code == 422
+    assert re.search(r'id="e-cookie_name">cookie_name .+ already used', html.unescape(clash.text))
+    again = await _create(ui_admin, cookie_name="exp_hero2")  # same key
+    assert again.status_code == 422
+    assert 'id="e-experiment_key"' in again.text
+    unknown = await _create(
+        ui_admin,
+        experiment_key="hero3",
+        cookie_name="exp_hero3",
+        **{"variants.1.agent_variant_id": "00000000-0000-0000-0000-000000000001"},
+    )
+    assert unknown.status_code == 422
+    assert "no agent variant" in unknown.text
+    assert [e.experiment_key for e in await _experiments(app)] == ["hero"]
+
+
+async def test_a_form_without_the_csrf_token_is_refused(ui_admin: UiClient, app):
+    await ui_admin.get("/ui/online/new")
+    refused = await ui_admin.post("/ui/online/new", _definition(), csrf="")
+    assert refused.status_code == 403
+    assert "did not come from this site" in refused.text
+    forged = await ui_admin.post("/ui/online/settings", {"experiments_enabled": "off"}, csrf="x")
+    assert forged.status_code == 403
+    assert await _experiments(app) == []
+    async with app.state.sessionmaker() as session:
+        assert await service.experiments_enabled(session)
+
+
+async def test_more_variant_rows_come_with_a_button_and_a_third_arm_saves(ui_admin, app):
+    form = await ui_admin.get("/ui/online/new")
+    assert form.text.count('name="control"') == 4  # two filled in, two spare
+    more = await ui_admin.post("/ui/online/new", _definition(rows="4", add_variant="1"))
+    assert more.status_code == 200
+    assert more.text.count('name="control"') == 5
+    assert await _experiments(app) == []
+    three = _definition(
+        **{
+            "variants.0.allocation": "40",
+            "variants.1.allocation": "30",
+            "variants.3.variant_key": "urgency",
+            "variants.3.allocation": "30",
+        }
+    )
+    assert (await ui_admin.post("/ui/online/new", three)).status_code == 303
+    (experiment,) = await _experiments(app)
+    assert [(v["variant_key"], v["allocation"]) for v in experiment.variants] == [
+        ("control", 40),
+        ("social", 30),
+        ("urgency", 30),
+    ]
+
+
+async def test_user_text_is_escaped_on_every_page(ui_admin: UiClient):
+    made = await _create(
+        ui_admin,
+        name=EVIL,
+        description=EVIL,
+        eligible_routes="/" + EVIL,
+        hash_seed=EVIL,
+        **{"variants.0.label": EVIL, "variants.1.label": EVIL},
+    )
+    assert made.status_code == 303, made.text
+    await _create(ui_admin, experiment_key="bad", cookie_name="exp_bad", name=EVIL,
+                  **{"variants.1.allocation": "x", "variants.1.label": EVIL})  # fmt: skip
+    refused = await ui_admin.post("/ui/online/new", _definition(name=EVIL, coverage="x"))
+    for page in (
+        (await ui_admin.get("/ui/online")).text,
+        (await ui_admin.get("/ui/online/hero")).text,
+        (await ui_admin.get("/ui/online/hero/edit")).text,
+        refused.text,
+    ):
+        assert "<script>alert(1)" not in page
+        assert '" onmouseover="x' not in page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;&#34; onmouseover=&#34;x" in page
+
+
+async def test_editing_a_running_experiment_asks_before_it_re_buckets(ui_admin: UiClient, app):
+    await _create(ui_admin)
+    form = await ui_admin.get("/ui/online/hero/edit")
+    assert "This experiment is running" in form.text
+    assert 'value="hero"' in form.text  # the seed, shown
+    edited = {k: v for k, v in _definition().items() if k != "experiment_key"}
+
+    # A label is safe: saved at once.
+    saved = await ui_admin.post("/ui/online/hero/edit", edited | {"variants.1.label": "Proof"})
+    assert saved.status_code == 303
+    (experiment,) = await _experiments(app)
+    assert experiment.variants[1]["label"] == "Proof"
+
+    # A new split and seed move units: the form says how, and saves nothing yet.
+    risky = edited | {"variants.0.allocation": "70", "variants.1.allocation": "30",
+                      "hash_seed": "fresh"}  # fmt: skip
+    asked = await ui_admin.post("/ui/online/hero/edit", risky)
+    assert asked.status_code == 200
+    said = _text(asked.text)
+    assert "Not saved yet." in said
+    assert "the hash seed changes: every unit is assigned again" in said
+    assert "the allocations change" in said
+    assert 'name="confirmed" value="yes"' in asked.text
+    assert "Save and re-bucket" in said
+    (experiment,) = await _experiments(app)
+    assert (experiment.hash_seed, experiment.variants[0]["allocation"]) == ("hero", 50)
+
+    confirmed = await ui_admin.post("/ui/online/hero/edit", risky | {"confirmed": "yes"})
+    assert confirmed.status_code == 303
+    (experiment,) = await _experiments(app)
+    assert (experiment.hash_seed, experiment.variants[0]["allocation"]) == ("fresh", 70)
+
+    # Renaming an arm of a running experiment is refused beside the variants; nothing saved.
+    renamed = await ui_admin.post(
+        "/ui/online/hero/edit",
+        risky | {"confirmed": "yes", "variants.1.variant_key": "other", "name": "Changed"},
+    )
+    assert renamed.status_code == 422
+    assert "cannot change because it is running" in html.unescape(renamed.text)
+    (experiment,) = await _experiments(app)
+    assert experiment.name == "Hero test"
+
+
+async def test_start_stop_and_archive(ui_admin: UiClient, app):
+    await _create(ui_admin, status="draft")
+    page = await ui_admin.get("/ui/online/hero")
+    assert "Start experiment" in page.text
+    assert "Archive experiment" in page.text
+    started = await ui_admin.post("/ui/online/hero/status", {"status": "running"})
+    assert started.status_code == 303
+    page = await ui_admin.get("/ui/online/hero")
+    assert "started: it assigns units" in _text(page.text)
+    assert "Stop experiment" in page.text
+    (experiment,) = await _experiments(app)
+    assert experiment.status == "running"
+
+    stopped = await ui_admin.post("/ui/online/hero/status", {"status": "stopped"})
+    assert stopped.status_code == 303
+    (experiment,) = await _experiments(app)
+    assert experiment.status == "stopped"
+    bad = await ui_admin.post("/ui/online/hero/status", {"status": "paused"})
+    assert bad.status_code == 422
+
+    await ui_admin.get("/ui/online/hero")
+    archived = await ui_admin.post("/ui/online/hero/archive", {})
+    assert archived.status_code == 303
+    listed = await ui_admin.get("/ui/online")
+    assert "Experiment Hero test archived" in _text(listed.text)
+    assert "<h2>Archived</h2>" in listed.text
+    (experiment,) = await _experiments(app)
+    assert experiment.archived_at is not None
+    revived = await ui_admin.post("/ui/online/hero/status", {"status": "running"})
+    assert revived.status_code == 409
+    assert "is archived" in html.unescape(revived.text)
+    assert (await ui_admin.get("/ui/online/missing")).status_code == 404
+    assert (await ui_admin.post("/ui/online/missing/archive", {})).status_code == 404
+
+
+async def test_the_site_wide_switch(ui_admin: UiClient, app, client: httpx.AsyncClient):
+    await _create(ui_admin)
+    page = await ui_admin.get("/ui/online")
+    assert "Switch experiments off" in page.text
+    off = await ui_admin.post("/ui/online/settings", {"experiments_enabled": "off"})
+    assert off.status_code == 303
+    page = await ui_admin.get("/ui/online")
+    assert "switched OFF site-wide" in page.text
+    assert "Hero test" in page.text  # still listed, to be switched back on
+    event = {"experiment_key": "hero", "variant_key": "control", "session_id": "s1"}
+    answer = await client.post("/api/experiments/impression", json=event, headers=BROWSER)
+    assert answer.json() == {"ok": True, "accepted": False}
+    on = await ui_admin.post("/ui/online/settings", {"experiments_enabled": "on"})
+    assert on.status_code == 303
+    answer = await client.post("/api/experiments/impression", json=event, headers=BROWSER)
+    assert answer.json() == {"ok": True, "accepted": True}
+
+
+async def test_results_answer_first_with_numbers_intervals_and_series(ui_admin: UiClient, app):
+    await _create(ui_admin)
+    await _sessions(app, "control", 1000, 100)
+    await _sessions(app, "social", 1000, 150)
+    page = await ui_admin.get("/ui/online/hero")
+    assert page.status_code == 200
+    said = _text(page.text)
+    answer = re.search(
+        r"Social proof: \+50\.0 % conversion \(95 % CI \+(\d+\.\d) % to \+(\d+\.\d) %\), "
+        r"(\d+) % chance to beat control — significantly better than control\.",
+        said,
+    )
+    assert answer, said[:600]
+    assert int(answer[3]) >= 99
+    # Per variant: allocation, exposed, impressions, clicks, starts, submits, conversions,
+    # rate, value per session.
+    assert "Original (control) control 50.0 1,000 1,000 0 0 0 100 10.00 1.00" in said
+    assert "Social proof social 50.0 1,000 1,000 0 0 0 150 15.00 1.50" in said
+    assert "▲ +50.0 %" in said
+    assert "significantly better" in said
+    assert 'class="forest-plot good"' in page.text
+    assert page.text.count('<svg class="forest-plot') == 2
+    assert "Holm–Bonferroni" in said
+    assert "Sample-ratio mismatch" not in said
+    assert "Not enough data" not in said
+    assert "Healthy: the split matches the allocations (sample-ratio p = 1)" in said
+    bh = await ui_admin.get("/ui/online/hero?correction=bh")
+    assert "<strong>Benjamini–Hochberg</strong>" in bh.text
+
+    spec = json.loads(
+        re.search(
+            r'<script type="application/json" id="exposure-chart">(.+?)</script>', page.text, re.S
+        )[1]
+    )
+    assert spec["time"] is True
+    assert len(spec["x"]) == 3
+    assert [s["values"][-1] for s in spec["series"]] == [1000, 1000]
+    lift = json.loads(
+        re.search(
+            r'<script type="application/json" id="lift-chart">(.+?)</script>', page.text, re.S
+        )[1]
+    )
+    assert lift["series"][0]["values"][-1] == pytest.approx(50.0)
+    assert "uPlot.iife.min.js" in page.text
+    assert "charts.js" in page.text
+
+
+async def test_results_warn_of_a_skewed_split_little_data_and_refused_events(
+    ui_admin: UiClient, app, client: httpx.AsyncClient
+):
+    await _create(ui_admin)
+    await _sessions(app, "control", 600, 60)
+    await _sessions(app, "social", 300, 45)
+    event = {"experiment_key": "hero", "variant_key": "control", "session_id": "bot-1"}
+    assert (await client.post("/api/experiments/impression", json=event, headers=BOT)).json() == {
+        "ok": True,
+        "accepted": False,
+    }
+    event = {"experiment_key": "hero", "variant_key": "nope", "session_id": "s"}
+    await client.post("/api/experiments/impression", json=event, headers=BROWSER)
+    said = _text((await ui_admin.get("/ui/online/hero")).text)
+    assert said.index("Sample-ratio mismatch: do not trust these results") < said.index("Variants")
+    assert re.search(
+        r"Sample-ratio mismatch \(p = [0-9.e-]+\): the exposed sessions \(600, 300\)", said
+    )
+    assert "2 events refused (1 from bots): bot 1, unknown_variant 1." in said
+
+    await _create(ui_admin, experiment_key="small", cookie_name="exp_small")
+    await _sessions(app, "control", 40, 4, key="small")
+    await _sessions(app, "social", 40, 8, key="small")
+    said = _text((await ui_admin.get("/ui/online/small")).text)
+    assert "too early to call: not enough data yet" in said
+    assert (
+        "Not enough data yet: the smallest arm has 40 exposed sessions of the 100 each arm needs."
+        in said
+    )
+
+
+async def test_the_demo_traffic_shows_a_lift_and_one_health_warning(ui_admin: UiClient, app):
+    async with app.state.sessionmaker() as session:
+        await seed_demo(session, existing_variant_ids)
+        assert await seed_demo_events(session) == ["homepage_hero_test", "pricing_cta_test"]
+        await session.commit()
+    async with app.state.sessionmaker() as session:
+        assert await seed_demo_events(session) == []  # a second `make demo` adds nothing
+
+    hero = _text((await ui_admin.get("/ui/online/homepage_hero_test")).text)
+    assert re.search(r"Social proof: \+\d+\.\d % conversion \(95 % CI \+", hero), hero[:500]
+    assert "Sample-ratio mismatch" not in hero
+    assert "Not enough data" not in hero
+    assert "1,500 1,500" in hero  # allocation 50, then exposed sessions and impressions
+    pricing = _text((await ui_admin.get("/ui/online/pricing_cta_test")).text)
+    assert "Sample-ratio mismatch: do not trust these results" in pricing
+    assert "exposed sessions (900, 600)" in pricing
