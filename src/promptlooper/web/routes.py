@@ -13,12 +13,13 @@ from promptlooper.web import (
     login,
     runs,
     sweeps,
+    training,
     variants,
 )
 from promptlooper.web.demo import static_files
 
 router = APIRouter(include_in_schema=False)
-for area in (login, home, sweeps, leaderboard, exports, runs, agents, variants, demo):
+for area in (login, home, sweeps, leaderboard, exports, runs, agents, variants, training, demo):
     router.include_router(area.router)
 
 __all__ = ["router", "static_files"]
