@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.auth.principal import Principal
@@ -148,6 +148,24 @@ def run_status(latest: TrainingStep | None, now: datetime | None = None) -> RunS
 async def steps(session: AsyncSession, run: TrainingRun) -> list[TrainingStep]:
     rows = await session.scalars(
         select(TrainingStep).where(TrainingStep.run_id == run.id).order_by(TrainingStep.step)
+    )
+    return list(rows)
+
+
+async def step_series(session: AsyncSession, run: TrainingRun) -> list[Row[Any]]:
+    """Every step's ``step, loss, tokens, grad_norm, learning_rate`` in step order, as plain
+    rows: a chart of a long run reads thousands, which as ORM objects cost far more to load
+    than the rest of its page."""
+    rows = await session.execute(
+        select(
+            TrainingStep.step,
+            TrainingStep.loss,
+            TrainingStep.tokens,
+            TrainingStep.grad_norm,
+            TrainingStep.learning_rate,
+        )
+        .where(TrainingStep.run_id == run.id)
+        .order_by(TrainingStep.step)
     )
     return list(rows)
 

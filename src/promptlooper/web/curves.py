@@ -13,9 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
-
-from promptlooper.training.models import TrainingStep
+from typing import Any, Literal, Protocol
 
 MAX_POINTS = 1000
 """Points per curve at most (plus the last step): enough for a full-width chart."""
@@ -23,6 +21,21 @@ TREND_TOLERANCE = 0.02
 """A relative change of the loss smaller than this is flat."""
 
 Trend = Literal["learning", "rising", "flat"]
+
+
+class StepValues(Protocol):
+    """One logged step's metrics (a ``TrainingStep`` or a row of ``service.step_series``)."""
+
+    @property
+    def step(self) -> int: ...
+    @property
+    def loss(self) -> float: ...
+    @property
+    def tokens(self) -> int: ...
+    @property
+    def grad_norm(self) -> float: ...
+    @property
+    def learning_rate(self) -> float: ...
 
 
 def _finite(value: float) -> float | None:
@@ -33,23 +46,22 @@ def downsample(
     x: Sequence[int], values: Sequence[float], max_points: int = MAX_POINTS
 ) -> tuple[list[int], list[float | None]]:
     """``(x, values)`` with at most ``max_points + 1`` points; a non-finite value is a gap."""
-    rounded = [_finite(v) for v in values]
     if len(x) <= max_points:
-        return list(x), rounded
+        return list(x), [_finite(v) for v in values]
     buckets = max(max_points // 2, 1)
     size = math.ceil(len(x) / buckets)
     keep: list[int] = []
     for start in range(0, len(x), size):
-        present = [i for i in range(start, min(start + size, len(x))) if rounded[i] is not None]
+        present = [i for i in range(start, min(start + size, len(x))) if math.isfinite(values[i])]
         if not present:
             keep.append(start)  # the gap stays a gap
             continue
-        low = min(present, key=lambda i: rounded[i])  # type: ignore[arg-type,return-value]
-        high = max(present, key=lambda i: rounded[i])  # type: ignore[arg-type,return-value]
+        low = min(present, key=values.__getitem__)
+        high = max(present, key=values.__getitem__)
         keep.extend(sorted({low, high}))
     if keep[-1] != len(x) - 1:
         keep.append(len(x) - 1)
-    return [x[i] for i in keep], [rounded[i] for i in keep]
+    return [x[i] for i in keep], [_finite(values[i]) for i in keep]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +69,7 @@ class Metric:
     key: str
     label: str
     unit: str
-    read: Callable[[TrainingStep], float]
+    read: Callable[[StepValues], float]
     color: str
     smooth: bool
     may_log: bool
@@ -73,7 +85,7 @@ METRICS = (
 )
 
 
-def chart_specs(steps: Sequence[TrainingStep], *, log: bool) -> list[dict[str, Any]]:
+def chart_specs(steps: Sequence[StepValues], *, log: bool) -> list[dict[str, Any]]:
     """One chart per metric, as ``static/charts.js`` reads them; ``log`` draws loss and
     gradient norm on a log scale where every value is positive."""
     numbers = [s.step for s in steps]
@@ -125,26 +137,26 @@ class Summary:
         return f"{'↓' if self.change < 0 else '↑'} {abs(self.change):.3f}"
 
 
-def summarise(steps: Sequence[TrainingStep]) -> Summary | None:
+def summarise(steps: Sequence[StepValues]) -> Summary | None:
     """None before the first step. The trend compares the mean loss of the first and last
     tenth of the steps (1 to 50 of them), so one noisy batch does not decide it."""
-    losses = [(s.step, s.loss) for s in steps if math.isfinite(s.loss)]
-    if not losses:
+    finite = [s for s in steps if math.isfinite(s.loss)]
+    if not finite:
         return None
-    window = min(max(len(losses) // 10, 1), 50)
-    first = sum(v for _, v in losses[:window]) / window
-    last = sum(v for _, v in losses[-window:]) / window
+    window = min(max(len(finite) // 10, 1), 50)
+    first = sum(s.loss for s in finite[:window]) / window
+    last = sum(s.loss for s in finite[-window:]) / window
     relative = (last - first) / abs(first) if first else 0.0
     trend: Trend = "flat"
-    if len(losses) > 1 and relative < -TREND_TOLERANCE:
+    if len(finite) > 1 and relative < -TREND_TOLERANCE:
         trend = "learning"
-    elif len(losses) > 1 and relative > TREND_TOLERANCE:
+    elif len(finite) > 1 and relative > TREND_TOLERANCE:
         trend = "rising"
     return Summary(
-        step=losses[-1][0],
-        loss=losses[-1][1],
-        first_step=losses[0][0],
-        change=losses[-1][1] - losses[0][1],
+        step=finite[-1].step,
+        loss=finite[-1].loss,
+        first_step=finite[0].step,
+        change=finite[-1].loss - finite[0].loss,
         trend=trend,
         window=window,
     )

@@ -78,12 +78,10 @@ async def runs(
     )
 
 
-async def _curves(
-    request: Request, session: AsyncSession, run: TrainingRun, scale: Scale
-) -> dict[str, Any]:
+async def _curves(session: AsyncSession, run: TrainingRun, scale: Scale) -> dict[str, Any]:
     """What the polled part of a run's page shows: the answer and the charts."""
-    steps = await service.steps(session, run)
-    latest = steps[-1] if steps else None
+    steps = await service.step_series(session, run)
+    latest = (await service.latest_steps(session, [run.id])).get(run.id)
     return {
         "run": run,
         "steps_count": len(steps),
@@ -123,7 +121,7 @@ async def _run_page(
         form={**SAMPLE_DEFAULTS, **(form or {})},
         errors=errors or {},
         sampled=sampled,
-        **await _curves(request, session, run, scale),
+        **await _curves(session, run, scale),
     )
 
 
@@ -149,9 +147,7 @@ async def curves(
     """The answer and the charts alone, which the run's page polls while the run trains."""
     await _trainer(request).steps.flush()
     run = await service.get_run(session, viewer.principal, run_id)
-    return page(
-        request, "training/_curves.html", viewer, **await _curves(request, session, run, scale)
-    )
+    return page(request, "training/_curves.html", viewer, **await _curves(session, run, scale))
 
 
 def _sample_body(form: dict[str, str]) -> dict[str, Any]:
