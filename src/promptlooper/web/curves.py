@@ -76,12 +76,12 @@ class Metric:
 
 
 METRICS = (
-    Metric("loss", "loss", "mean loss per token", lambda s: s.loss, "accent", True, True),
-    Metric("grad_norm", "gradient norm", "L2 norm", lambda s: s.grad_norm, "warn", True, True),
+    Metric("loss", "loss", "per token", lambda s: s.loss, "accent", True, True),
+    Metric("grad_norm", "gradient norm", "L2", lambda s: s.grad_norm, "warn", True, True),
     Metric(
         "learning_rate", "learning rate", "AdamW", lambda s: s.learning_rate, "muted", False, True
     ),
-    Metric("tokens", "tokens", "tokens per step", lambda s: float(s.tokens), "good", False, False),
+    Metric("tokens", "tokens", "per step", lambda s: float(s.tokens), "good", False, False),
 )
 
 
@@ -101,7 +101,7 @@ def chart_specs(steps: Sequence[StepValues], *, log: bool) -> list[dict[str, Any
                 "x": x,
                 "time": False,
                 "xlabel": "step",
-                "ylabel": f"{metric.label} ({metric.unit})",
+                "ylabel": metric.unit,
                 "log": log and metric.may_log and metric.smooth and positive,
                 "series": [
                     {

@@ -25,10 +25,12 @@ from promptlooper.web.session import PREFIX, ViewerDep
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 PAGE_SIZE = 25
 POLL_SECONDS = 3
-EXAMPLE_COMMAND = (
-    "promptlooper train sft --model tiny-test --data examples/ticket-triage/tickets.jsonl "
-    "--epochs 3 --lr 1e-3"
+EXAMPLE_COMMAND = "promptlooper train sft --model tiny-test --data train.jsonl --epochs 3 --lr 1e-3"
+EXAMPLE_LINE = (
+    '{"messages": [{"role": "user", "content": "My card was charged twice"}, '
+    '{"role": "assistant", "content": "billing"}]}'
 )
+"""One line of ``train.jsonl`` (``{"text": ...}`` lines work too)."""
 Scale = Literal["linear", "log"]
 SAMPLE_DEFAULTS = {"max_tokens": "64", "temperature": "1.0", "top_p": "1.0", "format": "text"}
 
@@ -75,6 +77,7 @@ async def runs(
         sort=sort,
         order=order,
         example_command=EXAMPLE_COMMAND,
+        example_line=EXAMPLE_LINE,
     )
 
 
