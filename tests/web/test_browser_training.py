@@ -94,12 +94,23 @@ def _scenario(driver: Any, base: str, run_id: str, expected: str) -> None:
     assert f"Step {STEPS}, loss" in walk.text()
     _until(driver, lambda d: _points(d)[1] == STEPS)  # uPlot has drawn it
     assert _points(driver) == [STEPS, STEPS]
-    # The run trained moments ago: the page polls its curves, swaps them in and draws them.
-    driver.execute_script("document.getElementById('curves').dataset.seen = 'yes'")
+    # The run trained moments ago: the page polls its curves, swaps them in and draws them
+    # again, with the smoothing chosen before the swap.
+    driver.execute_script(
+        "var s = document.querySelector('input[data-smooth-for=\"curve-loss\"]');"
+        "s.value = '0.5'; s.dispatchEvent(new Event('input', {bubbles: true}));"
+        "document.getElementById('curves').dataset.seen = 'yes';"
+    )
     _until(
         driver, lambda d: d.execute_script("return !document.getElementById('curves').dataset.seen")
     )
     _until(driver, lambda d: _points(d) == [STEPS, STEPS])
+    smoothed = driver.execute_script(
+        "var f = document.querySelector('figure[data-chart=\"curve-loss\"]');"
+        "return [document.querySelector('input[data-smooth-for=\"curve-loss\"]').value,"
+        " f._plot.data.length];"
+    )
+    assert smoothed == ["0.5", 3]  # x, the raw loss faded, the smoothed loss
 
     prompt = driver.find_element(By.ID, "f-prompt")
     prompt.send_keys(SAMPLE["prompts"][0])
