@@ -20,7 +20,13 @@ from promptlooper.auth.principal import Principal
 from promptlooper.db.base import utcnow
 from promptlooper.training import service
 from promptlooper.training.models import TrainingCheckpoint, TrainingStep
-from promptlooper.training.schemas import RunCreate
+from promptlooper.training.schemas import (
+    PromptSamples,
+    RunCreate,
+    SampleRequest,
+    SampleResult,
+    Sequence,
+)
 from tests.training.conftest import backend, trained_app  # noqa: F401  (fixtures)
 from tests.web.conftest import UiClient
 
@@ -272,3 +278,35 @@ async def test_sample_answers_verbatim_with_its_stop_reason(ui: UiClient, app: F
     assert chat.status_code == 200, chat.text
     escaped(chat.text)
     assert 'value="chat" checked' in chat.text
+
+
+async def test_sampled_text_is_shown_verbatim_and_escaped(
+    ui: UiClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = await seed_run(app, losses=[1.0])
+    answer = f"  line one\n{XSS}\n\tindented"
+    sent: list[SampleRequest] = []
+
+    async def call(_principal: object, _run: object, operation: str, body: SampleRequest) -> object:
+        assert operation == "sample"
+        sent.append(body)
+        sequence = Sequence(
+            text=answer, tokens=[1, 2, 3], logprobs=[-1.0] * 3, stop_reason="length"
+        )
+        return SampleResult(
+            samples=[PromptSamples(prompt_tokens=[5], sequences=[sequence])], elapsed_ms=12.5
+        )
+
+    monkeypatch.setattr(app.state.trainer, "call", call)
+    await ui.get(f"/ui/training/runs/{run_id}")
+    response = await ui.post(
+        f"/ui/training/runs/{run_id}/sample",
+        {"prompt": "hi", "max_tokens": "3", "stop": "END\n\nSTOP", "top_p": "0.9", "seed": "7"},
+    )
+    assert response.status_code == 200, response.text
+    escaped(response.text)
+    assert "  line one\n" in response.text  # whitespace kept in the verbatim block
+    assert 'class="stop-reason">length</strong>' in response.text
+    assert "reached the limit of 3 tokens" in response.text
+    assert sent[0].stop == ["END", "STOP"]
+    assert (sent[0].max_tokens, sent[0].top_p, sent[0].seed) == (3, 0.9, 7)
