@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -121,3 +122,27 @@ def test_the_demo_sets_up_an_agent_with_two_variants_and_served_calls_once(
     assert re.search(r"concise\s*│\s*yes", variants.out), variants.out
     assert "careful" in variants.out
     assert "240" in metrics.out, metrics.out
+
+
+def test_the_demo_leaves_one_short_training_run_with_a_curve_and_a_checkpoint(
+    cli: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server, "_run_server", lambda _settings, _sock: None)
+    missing = str(tmp_path / "missing.yaml")
+
+    first = cli("demo", "--sweep", missing, "--port", str(_free_port()))
+    second = cli("demo", "--sweep", missing, "--port", str(_free_port()))
+    runs = cli("train", "runs", "--user", "demo")
+
+    assert first.code == second.code == 0, first.err
+    run_id = re.search(r"/ui/training/runs/([0-9a-f-]{36})", first.out)
+    assert run_id is not None, first.out
+    assert f"/ui/training/runs/{run_id[1]}" in second.out  # kept, not trained again
+    assert runs.out.count("ticket triage on tiny-test") == 1, runs.out
+    shown = cli("train", "show", run_id[1], "--user", "demo")
+    assert "step 12" in shown.out
+    assert "checkpoint demo (adapter, step 12)" in shown.out
+    metrics = cli("train", "metrics", run_id[1], "--user", "demo", "--json")
+    losses = [step["loss"] for step in json.loads(metrics.out)]
+    assert len(losses) == 12
+    assert losses[-1] < losses[0]

@@ -22,7 +22,7 @@ from promptlooper.cli.common import (
     load_settings,
     session_scope,
 )
-from promptlooper.errors import ConfigurationError
+from promptlooper.errors import ConfigurationError, PromptLooperError
 
 if TYPE_CHECKING:
     from promptlooper.settings import Settings
@@ -124,7 +124,8 @@ def demo(
         _migrate(settings)
         password = _prepare_demo(settings)
         experiment_id = _demo_sweep(settings, sweep)
-        _print_demo(settings, f"http://{host}:{port}", password, experiment_id)
+        run_id = _demo_training(settings)
+        _print_demo(settings, f"http://{host}:{port}", password, experiment_id, run_id)
         _run_server(settings, sock)
 
 
@@ -143,13 +144,61 @@ def _demo_sweep(settings: Settings, sweep: Path) -> uuid.UUID | None:
     return experiment_id
 
 
+@async_command
+async def _demo_training(settings: Settings) -> uuid.UUID | None:
+    """A few steps of fine-tuning of the tiny model for the Training pages, on the process's
+    shared backend: the server started next in this process finds its worker loaded."""
+    import time
+
+    from promptlooper.auth import service
+    from promptlooper.auth.principal import Principal
+    from promptlooper.db.engine import create_sessionmaker
+    from promptlooper.training.backend import TrainingBackend
+    from promptlooper.training.demo import seed_demo_run
+    from promptlooper.training.registry import load_registry
+    from promptlooper.training.trainer import Trainer
+
+    began = time.monotonic()
+    async with database(settings) as engine:
+        sessions = create_sessionmaker(engine)
+        async with sessions() as session:
+            user = await service.get_user_by_username(session, DEMO_USERNAME)
+        assert user is not None  # _prepare_demo made it
+        owner = Principal(user.id, user.username, is_admin=True, method="local")
+        trainer = Trainer(
+            sessions,
+            TrainingBackend.shared(settings.data_dir, settings.training_device),
+            load_registry(settings.training_models_file),
+            settings.data_dir,
+        )
+        try:
+            run = await seed_demo_run(trainer, owner)
+        except PromptLooperError as exc:
+            console.print(f"(no training run: {escape(exc.message)})")
+            return None
+        finally:
+            await trainer.close()
+    console.print(f"training run: {escape(run.name)} ({time.monotonic() - began:.1f} s)")
+    return run.id
+
+
 def _print_demo(
-    settings: Settings, base: str, password: str, experiment_id: uuid.UUID | None
+    settings: Settings,
+    base: str,
+    password: str,
+    experiment_id: uuid.UUID | None,
+    run_id: uuid.UUID | None,
 ) -> None:
     sweep_line = (
         f"{base}/ui/sweeps/{experiment_id}  (API: /api/experiments/{experiment_id})"
         if experiment_id
         else 'none run (`promptlooper demo --sweep FILE` runs one; see README "Sweeps")'
+    )
+    training_line = (
+        f"{base}/ui/training/runs/{run_id}  (a short run on tiny-test with its curve;\n"
+        '               fine-tune your own: `promptlooper train sft`, README "Training")'
+        if run_id
+        else f'{base}/ui/training  (fine-tune: `promptlooper train sft`, README "Training")'
     )
     cli_line = (
         f"promptlooper sweep show {experiment_id}  (every sweep: promptlooper sweep list)"
@@ -169,7 +218,7 @@ def _print_demo(
   in the CLI:  {cli_line}
   online:      {base}/api/experiments  (the A/B registry: homepage_hero_test, pricing_cta_test;
                demo pages {base}/ab-demo and {base}/our-pricing)
-  training:    {base}/api/training/models  (fine-tune: `promptlooper train sft`, README "Training")
+  training:    {training_line}
   log in:      curl -s -X POST {base}/api/auth/login -H 'Content-Type: application/json' \\
                  -d '{{"username": "{DEMO_USERNAME}", "password": "{password}"}}'
 """,

@@ -4,11 +4,14 @@ user's run is 403, an unknown one 404), and the model listing."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.auth.principal import Principal
+from promptlooper.db.base import utcnow
 from promptlooper.errors import Invalid, NotFound
 from promptlooper.training.models import TrainingCheckpoint, TrainingRun, TrainingStep
 from promptlooper.training.registry import ModelRegistry
@@ -70,25 +73,99 @@ async def get_run(session: AsyncSession, principal: Principal, run_id: uuid.UUID
     return run
 
 
+RunSort = Literal["created", "name", "base_model", "step"]
+_RUN_ORDER = {
+    "created": TrainingRun.created_at,
+    "name": TrainingRun.name,
+    "base_model": TrainingRun.base_model,
+    "step": TrainingRun.step,
+}
+
+
 async def list_runs(
-    session: AsyncSession, principal: Principal, *, limit: int, offset: int
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    limit: int,
+    offset: int,
+    sort: RunSort = "created",
+    descending: bool = True,
 ) -> tuple[list[TrainingRun], int]:
-    """The caller's own runs, newest first (an admin's own too: runs are personal)."""
+    """The caller's own runs, newest first unless sorted otherwise (an admin's own too: runs
+    are personal); ties fall back to newest first, so a page never reorders between reads."""
     where = TrainingRun.owner_id == principal.user_id
     total = await session.scalar(select(func.count()).select_from(TrainingRun).where(where))
+    column = _RUN_ORDER[sort]
     rows = await session.scalars(
         select(TrainingRun)
         .where(where)
-        .order_by(TrainingRun.created_at.desc())
+        .order_by(
+            column.desc() if descending else column.asc(),
+            TrainingRun.created_at.desc(),
+            TrainingRun.id,
+        )
         .limit(limit)
         .offset(offset)
     )
     return list(rows), int(total or 0)
 
 
+async def latest_steps(
+    session: AsyncSession, run_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, TrainingStep]:
+    """Each run's last logged step (runs without one are left out): one query for a page."""
+    if not run_ids:
+        return {}
+    last = (
+        select(TrainingStep.run_id, func.max(TrainingStep.step).label("step"))
+        .where(TrainingStep.run_id.in_(run_ids))
+        .group_by(TrainingStep.run_id)
+        .subquery()
+    )
+    rows = await session.scalars(
+        select(TrainingStep).join(
+            last, (TrainingStep.run_id == last.c.run_id) & (TrainingStep.step == last.c.step)
+        )
+    )
+    return {row.run_id: row for row in rows}
+
+
+ACTIVE_WINDOW = timedelta(seconds=60)
+"""A run whose last step is younger than this is training: a loop steps far more often."""
+
+RunStatus = Literal["new", "training", "idle"]
+
+
+def run_status(latest: TrainingStep | None, now: datetime | None = None) -> RunStatus:
+    """``new`` before its first step, ``training`` while steps keep coming, else ``idle``.
+    A run has no lifecycle of its own (any client may step it at any time): this is what
+    its step log says."""
+    if latest is None:
+        return "new"
+    return "training" if (now or utcnow()) - latest.created_at < ACTIVE_WINDOW else "idle"
+
+
 async def steps(session: AsyncSession, run: TrainingRun) -> list[TrainingStep]:
     rows = await session.scalars(
         select(TrainingStep).where(TrainingStep.run_id == run.id).order_by(TrainingStep.step)
+    )
+    return list(rows)
+
+
+async def step_series(session: AsyncSession, run: TrainingRun) -> list[Row[Any]]:
+    """Every step's ``step, loss, tokens, grad_norm, learning_rate`` in step order, as plain
+    rows: a chart of a long run reads thousands, which as ORM objects cost far more to load
+    than the rest of its page."""
+    rows = await session.execute(
+        select(
+            TrainingStep.step,
+            TrainingStep.loss,
+            TrainingStep.tokens,
+            TrainingStep.grad_norm,
+            TrainingStep.learning_rate,
+        )
+        .where(TrainingStep.run_id == run.id)
+        .order_by(TrainingStep.step)
     )
     return list(rows)
 

@@ -14,12 +14,25 @@ from promptlooper.web import (
     online,
     runs,
     sweeps,
+    training,
     variants,
 )
 from promptlooper.web.demo import static_files
 
 router = APIRouter(include_in_schema=False)
-for area in (login, home, sweeps, leaderboard, exports, runs, agents, variants, online, demo):
+for area in (
+    login,
+    home,
+    sweeps,
+    leaderboard,
+    exports,
+    runs,
+    agents,
+    variants,
+    online,
+    training,
+    demo,
+):
     router.include_router(area.router)
 
 __all__ = ["router", "static_files"]
