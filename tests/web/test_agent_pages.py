@@ -199,7 +199,30 @@ async def test_clone_starts_from_the_source_and_keeps_its_origin(ui: UiClient):
     assert "temperature 0.4 this variant" in text
     assert "The agent serves this variant now." not in text
     assert "Inactive: the agent does not serve it until it is activated. Revision 1;" in text
-    assert f'Cloned from <a href="/ui/agents/{agent_id}/variants/{source}">' in page
+    assert (
+        f'Cloned from variant <a href="/ui/agents/{agent_id}/variants/{source}">short</a>' in page
+    )
+
+
+async def test_a_clone_names_its_source_and_says_when_it_was_deleted(ui: UiClient):
+    project_id = await _project(ui)
+    agent_id = await _agent(ui, project_id)
+    source = await _variant(ui, agent_id, "careful <b>v1</b>", max_tokens="50")
+    await ui.get(f"/ui/agents/{agent_id}/variants/new?from={source}")
+    response = await ui.post(
+        f"/ui/agents/{agent_id}/variants/new", {"from": source, "name": "v2", "max_tokens": "50"}
+    )
+    clone_url = response.headers["location"]
+    page = await _follow(ui, response)
+    assert (
+        f'Cloned from variant <a href="/ui/agents/{agent_id}/variants/{source}">'
+        "careful &lt;b&gt;v1&lt;/b&gt;</a> <small><code>careful-b-v1-b</code></small>"
+    ) in page
+    await ui.get(f"/ui/agents/{agent_id}")
+    _notice(await ui.post(f"/ui/agents/{agent_id}/variants/{source}/delete"))
+    page = (await ui.get(clone_url)).text
+    assert "Cloned from a variant that has since been deleted." in page
+    assert f"/variants/{source}" not in page
 
 
 async def test_edit_changes_only_what_was_touched_and_can_hand_a_field_back(ui: UiClient):

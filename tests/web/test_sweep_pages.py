@@ -321,6 +321,28 @@ async def test_promote_to_new_agent_then_existing(ui: UiClient, finished: dict[s
     assert second.headers["location"].startswith(f"/ui/agents/{agent_id}/variants/")
 
 
+async def test_promote_to_new_agent_says_what_base_and_variant_hold(
+    ui: UiClient, finished: dict[str, str]
+) -> None:
+    """The form's help text and the variant page tell the same story: the new agent's base is
+    the promoted config, and the variant overrides those fields with the same values."""
+    base = f"/ui/sweeps/{finished['experiment']}"
+    page = (await ui.get(base)).text
+    assert (
+        "created with the promoted config as its base config, and the variant overrides "
+        "those same fields with the same values"
+    ) in page
+    created = await ui.post(base + "/promote", {"new_agent": "triage bot", "name": "best"})
+    assert created.status_code == 303, created.text
+    variant = (await ui.get(created.headers["location"])).text
+    text = " ".join(re.sub(r"<[^>]+>", " ", variant).split())
+    same = "this variant (the same value as the base; kept if the base changes)"
+    assert f"model_provider mock {same}" in text
+    assert "(overrides the base)" not in text
+    agent = (await ui.get(created.headers["location"].split("/variants/")[0])).text
+    assert "base: " in agent
+
+
 async def test_promote_errors_in_place(ui: UiClient, finished: dict[str, str]) -> None:
     base = f"/ui/sweeps/{finished['experiment']}"
     await ui.get(base)
