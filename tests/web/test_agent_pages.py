@@ -358,8 +358,13 @@ async def test_compare_shows_the_config_diff_and_marks_only_clear_winners(
         assert sent.status_code == 201
     page = (await ui.get(url)).text
     text = _text(page)
-    assert re.search(r"good 40 100\.0 % \[\d+\.\d–100\.0\] ▲ better", text), text
-    assert "bad 40 50.0 %" in text
+    # Quality comes first after the variant's name: the answer before the counts.
+    assert "Variant Quality Success rate Calls" in text
+    good_row = (
+        r"good 0\.900 \[0\.900–0\.900\] n=40 ▲ better 100\.0 % \[\d+\.\d–100\.0\] ▲ better 40 "
+    )
+    assert re.search(good_row, text), text
+    assert "bad 0.200 [0.200–0.200] n=40 50.0 % [35.2–64.8] 40" in text
     assert "good has the clearly higher success rate; good has the clearly higher quality" in text
     assert page.count("▲ better</strong>") == 2  # success rate and quality, both of "good"
 
