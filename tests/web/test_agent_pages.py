@@ -199,7 +199,30 @@ async def test_clone_starts_from_the_source_and_keeps_its_origin(ui: UiClient):
     assert "temperature 0.4 this variant" in text
     assert "The agent serves this variant now." not in text
     assert "Inactive: the agent does not serve it until it is activated. Revision 1;" in text
-    assert f'Cloned from <a href="/ui/agents/{agent_id}/variants/{source}">' in page
+    assert (
+        f'Cloned from variant <a href="/ui/agents/{agent_id}/variants/{source}">short</a>' in page
+    )
+
+
+async def test_a_clone_names_its_source_and_says_when_it_was_deleted(ui: UiClient):
+    project_id = await _project(ui)
+    agent_id = await _agent(ui, project_id)
+    source = await _variant(ui, agent_id, "careful <b>v1</b>", max_tokens="50")
+    await ui.get(f"/ui/agents/{agent_id}/variants/new?from={source}")
+    response = await ui.post(
+        f"/ui/agents/{agent_id}/variants/new", {"from": source, "name": "v2", "max_tokens": "50"}
+    )
+    clone_url = response.headers["location"]
+    page = await _follow(ui, response)
+    assert (
+        f'Cloned from variant <a href="/ui/agents/{agent_id}/variants/{source}">'
+        "careful &lt;b&gt;v1&lt;/b&gt;</a> <small><code>careful-b-v1-b</code></small>"
+    ) in page
+    await ui.get(f"/ui/agents/{agent_id}")
+    _notice(await ui.post(f"/ui/agents/{agent_id}/variants/{source}/delete"))
+    page = (await ui.get(clone_url)).text
+    assert "Cloned from a variant that has since been deleted." in page
+    assert f"/variants/{source}" not in page
 
 
 async def test_edit_changes_only_what_was_touched_and_can_hand_a_field_back(ui: UiClient):
@@ -335,8 +358,13 @@ async def test_compare_shows_the_config_diff_and_marks_only_clear_winners(
         assert sent.status_code == 201
     page = (await ui.get(url)).text
     text = _text(page)
-    assert re.search(r"good 40 100\.0 % \[\d+\.\d–100\.0\] ▲ better", text), text
-    assert "bad 40 50.0 %" in text
+    # Quality comes first after the variant's name: the answer before the counts.
+    assert "Variant Quality Success rate Calls" in text
+    good_row = (
+        r"good 0\.900 \[0\.900–0\.900\] n=40 ▲ better 100\.0 % \[\d+\.\d–100\.0\] ▲ better 40 "
+    )
+    assert re.search(good_row, text), text
+    assert "bad 0.200 [0.200–0.200] n=40 50.0 % [35.2–64.8] 40" in text
     assert "good has the clearly higher success rate; good has the clearly higher quality" in text
     assert page.count("▲ better</strong>") == 2  # success rate and quality, both of "good"
 
@@ -544,3 +572,140 @@ async def test_a_prompt_sent_back_with_browser_line_breaks_is_stored_as_it_was_r
         variant = await session.get(Variant, variant_id)
         assert variant is not None
         assert variant.overrides["system_prompt"] == agent.config["system_prompt"]
+
+
+def _version(page: str) -> str:
+    found = re.search(r'name="version" value="([^"]+)"', page)
+    assert found, "the form carries no version"
+    return found[1]
+
+
+async def test_edit_base_config_saves_what_changed_and_variants_keep_their_overrides(
+    ui: UiClient,
+):
+    project_id = await _project(ui)
+    agent_id = await _agent(ui, project_id)
+    follows = await _variant(ui, agent_id, "follows", max_tokens="50")
+    keeps = await _variant(ui, agent_id, "keeps", temperature="0.9")
+    agent_page = (await ui.get(f"/ui/agents/{agent_id}")).text
+    assert f'href="/ui/agents/{agent_id}/edit">Edit base config</a>' in agent_page
+
+    url = f"/ui/agents/{agent_id}/edit"
+    form = (await ui.get(url)).text
+    assert 'value="0.2"' in form
+    assert ">You are helpful.</textarea>" in form
+    version = _version(form)
+    fields = {
+        "version": version,
+        "name": "Support bot",
+        "description": "",
+        "model_provider": "openai",
+        "model_name": "gpt-4o-mini",
+        "system_prompt": "You are helpful.",
+        "temperature": "0.6",
+    }
+    page = await _follow(ui, await ui.post(url, fields))
+    assert "Base config of Support bot saved as revision 2" in page
+    text = _text(page)
+    assert "Base config revision 2" in text
+    assert "Temperature 0.6" in text
+    assert "temperature = 0.9 (base: 0.6)" in text  # the override stays
+    follows_page = _text((await ui.get(f"/ui/agents/{agent_id}/variants/{follows}")).text)
+    assert "temperature 0.6 agent's base config" in follows_page
+    keeps_page = _text((await ui.get(f"/ui/agents/{agent_id}/variants/{keeps}")).text)
+    assert "temperature 0.9 this variant (overrides the base)" in keeps_page
+
+    untouched = await ui.post(url, fields | {"version": _version((await ui.get(url)).text)})
+    assert "Agent Support bot saved; its base config did not change." in await _follow(
+        ui, untouched
+    )
+
+    # A form loaded before that save is refused whole.
+    stale = await ui.post(url, fields | {"temperature": "1.5"})
+    assert stale.status_code == 409
+    assert "changed since this form was loaded; nothing was saved" in stale.text
+    assert 'value="1.5"' in stale.text  # what was typed stays
+    assert "Temperature 0.6" in _text((await ui.get(f"/ui/agents/{agent_id}")).text)
+
+
+async def test_edit_base_config_errors_beside_fields_and_nothing_saved(ui: UiClient):
+    project_id = await _project(ui)
+    agent_id = await _agent(ui, project_id, system_prompt=EVIL)
+    url = f"/ui/agents/{agent_id}/edit"
+    form = (await ui.get(url)).text
+    assert "<script>alert(1)" not in form
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in form
+    fields = {
+        "version": _version(form),
+        "name": "Support bot",
+        "model_provider": "openai",
+        "model_name": "",
+        "temperature": "7",
+    }
+    refused = await ui.post(url, fields)
+    assert refused.status_code == 422
+    assert 'id="e-temperature"' in refused.text
+    assert 'value="7"' in refused.text
+    blank_model = await ui.post(url, fields | {"temperature": "0.3"})
+    assert blank_model.status_code == 422
+    assert '<small class="error" id="e-model_name">an agent needs a model name' in blank_model.text
+    page = _text((await ui.get(f"/ui/agents/{agent_id}")).text)
+    assert "Base config revision 1" in page
+    assert "Temperature 0.2" in page
+
+    other = await ui.post(url, fields | {"temperature": "0.3"}, csrf="")
+    assert other.status_code == 403
+
+
+async def test_base_config_revisions_roll_back(ui: UiClient, ui_other: UiClient):
+    project_id = await _project(ui)
+    agent_id = await _agent(ui, project_id)
+    variant_id = await _variant(ui, agent_id, "v", temperature="0.7")
+    url = f"/ui/agents/{agent_id}/edit"
+    fields = {
+        "version": _version((await ui.get(url)).text),
+        "name": "Support bot",
+        "model_provider": "openai",
+        "model_name": "gpt-4o",
+        "temperature": "1.1",
+    }
+    await _follow(ui, await ui.post(url, fields))
+    page = (await ui.get(f"/ui/agents/{agent_id}")).text
+    assert "Revisions of the base config (2)" in page
+    assert "Roll back to 1" in page
+    first = re.search(
+        r'action="/ui/agents/[^"]+/rollback">\s*<input[^>]+>\s*'
+        r'<input type="hidden" name="revision_id" value="([^"]+)">',
+        page,
+    )
+    assert first, page
+    rolled = await _follow(
+        ui, await ui.post(f"/ui/agents/{agent_id}/rollback", {"revision_id": first[1]})
+    )
+    assert "Base config of Support bot rolled back: it is now revision 3." in rolled
+    text = _text(rolled)
+    assert "Temperature 0.2" in text
+    assert "Model name gpt-4o-mini" in text
+    assert "system_prompt" in text  # revision 2 cleared the prompt; the changes are listed
+    assert "temperature = 0.7" in text  # the variant keeps its override
+
+    # A variant's revision is not the base's; another user's agent is the 404 page.
+    edit = f"/ui/agents/{agent_id}/variants/{variant_id}/edit"
+    version = _version((await ui.get(edit)).text)
+    _notice(await ui.post(edit, {"version": version, "name": "v", "temperature": "0.8"}))
+    variant_page = (await ui.get(f"/ui/agents/{agent_id}/variants/{variant_id}")).text
+    variant_revision = re.search(r'name="revision_id" value="([^"]+)"', variant_page)[1]
+    refused = await ui.post(f"/ui/agents/{agent_id}/rollback", {"revision_id": variant_revision})
+    assert refused.status_code == 422
+    assert "belongs to a variant" in refused.text
+    assert "temperature 0.8 this variant" in _text(
+        (await ui.get(f"/ui/agents/{agent_id}/variants/{variant_id}")).text
+    )
+    assert (
+        await ui.post(f"/ui/agents/{agent_id}/rollback", {"revision_id": "nope"})
+    ).status_code == 404
+    await ui_other.get("/ui/")
+    stolen = await ui_other.post(f"/ui/agents/{agent_id}/rollback", {"revision_id": first[1]})
+    assert stolen.status_code == 404
+    assert (await ui_other.get(url)).status_code == 404
+    assert "Base config revision 3" in _text((await ui.get(f"/ui/agents/{agent_id}")).text)

@@ -43,7 +43,8 @@ def _text(driver: Any) -> str:
     return driver.find_element(By.TAG_NAME, "main").text
 
 
-def _scenario(driver: Any, base: str) -> None:
+def _finished_sweep(driver: Any, base: str) -> str:
+    """Log in as alice, create a project, paste the sweep, run it; the experiment's URL."""
     from selenium.webdriver.common.by import By
 
     driver.get(base + "/ui/login")
@@ -65,6 +66,21 @@ def _scenario(driver: Any, base: str) -> None:
 
     driver.find_element(By.XPATH, "//button[text()='Start']").click()
     _until(driver, lambda d: "12 / 12 runs" in _text(d))  # htmx refreshes the progress
+    return experiment_url
+
+
+def _column(driver: Any, label: str) -> int:
+    """The 1-based position of the leaderboard column whose header starts with ``label``."""
+    from selenium.webdriver.common.by import By
+
+    headers = driver.find_elements(By.CSS_SELECTOR, "table.leaderboard thead th")
+    return 1 + [h.text.startswith(label) for h in headers].index(True)
+
+
+def _scenario(driver: Any, base: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    experiment_url = _finished_sweep(driver, base)
     driver.get(experiment_url)
     page = _text(driver)
     assert re.search(r"Config #1 \([0-9a-f]{8}\) leads with \d\.\d{3}", page)
@@ -74,12 +90,13 @@ def _scenario(driver: Any, base: str) -> None:
     _until(driver, lambda d: "sort=tokens_out" in d.current_url)
     header = driver.find_element(By.XPATH, "//th[contains(., 'Tokens out')]")
     assert header.get_attribute("aria-sort") == "descending"
-    cells = driver.find_elements(By.CSS_SELECTOR, "table.leaderboard tbody tr td:nth-last-child(3)")
+    column = _column(driver, "Tokens out")
+    cells = driver.find_elements(By.CSS_SELECTOR, f"table.leaderboard tbody td:nth-child({column})")
     values = [int(c.text.replace(",", "")) for c in cells]
     assert values == sorted(values, reverse=True)
     assert len(values) == 4
 
-    first = driver.find_element(By.CSS_SELECTOR, "table.leaderboard tbody tr td:nth-child(3) a")
+    first = driver.find_element(By.CSS_SELECTOR, "table.leaderboard tbody tr td:nth-child(2) a")
     first.click()
     _until(driver, lambda d: "Config #" in _text(d) and "Runs" in _text(d))
     driver.find_element(By.CSS_SELECTOR, "a[href^='/ui/runs/']").click()
@@ -143,3 +160,45 @@ def test_sweep_pages_in_a_browser(browser: Any, server: Deployed) -> None:
         print(server.log()[-5000:])
         raise
     assert time.monotonic() - began < 120
+
+
+def _box(driver: Any, element: Any) -> dict[str, float]:
+    return driver.execute_script(
+        "const r = arguments[0].getBoundingClientRect();"
+        "return {left: r.left, right: r.right, width: window.innerWidth,"
+        " page: document.documentElement.scrollWidth};",
+        element,
+    )
+
+
+def test_leaderboard_key_columns_are_in_view_on_a_phone(browser: Any, server: Deployed) -> None:
+    """At 375 px the rank, config and mean score (with its interval) are on screen; the table
+    scrolls sideways in its own box, not the page, and rank and config stay pinned."""
+    from selenium.webdriver.common.by import By
+
+    with server.client() as http:
+        created = http.post(
+            "/api/users", json={"username": "alice", "password": PASSWORD}, headers=server.admin
+        )
+        assert created.status_code == 201, created.text
+    experiment_url = _finished_sweep(browser, server.url)
+    browser.set_window_size(375, 800)
+    browser.get(experiment_url)
+    width = browser.execute_script("return window.innerWidth")
+    assert width <= 400, width
+    header = browser.find_element(By.XPATH, "//th[contains(., 'Mean weighted score')]")
+    box = _box(browser, header)
+    assert box["left"] >= 0, box
+    assert box["right"] <= box["width"], box
+    score = browser.find_element(By.CSS_SELECTOR, "table.leaderboard tbody td:nth-child(3)")
+    assert re.fullmatch(r"\d\.\d{3} ± \d\.\d{3}", score.text), score.text
+    assert _box(browser, score)["right"] <= width
+    assert box["page"] <= width  # the page itself does not scroll sideways
+
+    wrap = browser.find_element(By.CSS_SELECTOR, ".table-wrap")
+    browser.execute_script("arguments[0].scrollLeft = arguments[0].scrollWidth", wrap)
+    assert browser.execute_script("return arguments[0].scrollLeft", wrap) > 0
+    config = browser.find_element(By.CSS_SELECTOR, "table.leaderboard tbody td:nth-child(2)")
+    pinned = _box(browser, config)
+    assert pinned["left"] >= 0, pinned
+    assert pinned["right"] <= width / 2, pinned

@@ -200,6 +200,64 @@ async def test_new_sweep_from_uploaded_file(ui: UiClient) -> None:
     assert "<h1>uploaded" in page.text
 
 
+async def test_an_upload_over_the_limit_is_the_form_with_the_reason_beside_the_field(
+    ui: UiClient,
+) -> None:
+    project_id = await make_project(ui)
+    url = f"/ui/projects/{project_id}/sweeps/new"
+    form = await ui.get(url)
+    assert "At most 8 MiB." in form.text  # the API's limit for a sweep document
+    big = {"file": ("sweep.yaml", b"#" * ((8 << 20) + 1))}
+    response = await ui.http.post(url, data={"csrf_token": ui.csrf}, files=big)
+    assert response.status_code == 413
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["connection"] == "close"
+    assert re.search(
+        r'<input id="f-file"[^>]*aria-invalid="true" aria-describedby="e-file">', response.text
+    )
+    assert (
+        '<small class="error" id="e-file">The file is larger than 8 MiB, the most a sweep '
+        "document may be.</small>"
+    ) in response.text
+    assert 'name="csrf_token"' in response.text  # the form can be sent again
+    listing = await ui.get(f"/ui/projects/{project_id}/sweeps")
+    assert "No sweeps in this project yet" in listing.text  # nothing saved
+
+
+BOUNDARY = "plboundary"
+UPLOAD_HEAD = (
+    f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\n'
+).encode()
+
+
+async def _chunked(size: int) -> Any:
+    """A multipart upload of ``size`` bytes with no declared length (httpx sends it chunked)."""
+    yield UPLOAD_HEAD
+    for start in range(0, size, 64 << 10):
+        yield b"x" * min(64 << 10, size - start)
+    yield f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_other_pages_refuse_a_body_over_the_limit_with_a_page(
+    ui: UiClient, chunked: bool
+) -> None:
+    """Any page route answers an oversized body with an HTML page; the API keeps its JSON."""
+    size = (2 << 20) + 1
+    body = _chunked(size) if chunked else UPLOAD_HEAD + b"x" * size
+    form = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+    response = await ui.http.post("/ui/projects", content=body, headers=form)
+    assert response.status_code == 413
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["connection"] == "close"
+    assert "alice" in response.text  # still the logged-in layout
+    limit = "2 MiB" if not chunked else "2097152 bytes"  # declared: refused before the route
+    assert limit in response.text
+    api = await ui.http.post("/api/projects", content=b"x" * size, headers=form)
+    assert api.status_code == 413
+    assert api.json()["detail"].startswith("Request body too large")
+
+
 async def test_experiment_page(ui: UiClient, finished: dict[str, str]) -> None:
     page = await ui.get(f"/ui/sweeps/{finished['experiment']}")
     html = page.text
@@ -319,6 +377,28 @@ async def test_promote_to_new_agent_then_existing(ui: UiClient, finished: dict[s
         base + "/promote", {"config_hash": top, "agent_id": agent_id, "name": "second"}
     )
     assert second.headers["location"].startswith(f"/ui/agents/{agent_id}/variants/")
+
+
+async def test_promote_to_new_agent_says_what_base_and_variant_hold(
+    ui: UiClient, finished: dict[str, str]
+) -> None:
+    """The form's help text and the variant page tell the same story: the new agent's base is
+    the promoted config, and the variant overrides those fields with the same values."""
+    base = f"/ui/sweeps/{finished['experiment']}"
+    page = (await ui.get(base)).text
+    assert (
+        "created with the promoted config as its base config, and the variant overrides "
+        "those same fields with the same values"
+    ) in page
+    created = await ui.post(base + "/promote", {"new_agent": "triage bot", "name": "best"})
+    assert created.status_code == 303, created.text
+    variant = (await ui.get(created.headers["location"])).text
+    text = " ".join(re.sub(r"<[^>]+>", " ", variant).split())
+    same = "this variant (the same value as the base; kept if the base changes)"
+    assert f"model_provider mock {same}" in text
+    assert "(overrides the base)" not in text
+    agent = (await ui.get(created.headers["location"].split("/variants/")[0])).text
+    assert "base: " in agent
 
 
 async def test_promote_errors_in_place(ui: UiClient, finished: dict[str, str]) -> None:

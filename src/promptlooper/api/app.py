@@ -47,8 +47,11 @@ from promptlooper.training.trainer import Trainer
 from promptlooper.variants import service as variants_service
 from promptlooper.variants.routes import router as variants_router
 from promptlooper.variants.routes import sweep_agent
+from promptlooper.web import sweeps as sweep_pages
+from promptlooper.web.limits import body_too_large
 from promptlooper.web.routes import router as web_router
 from promptlooper.web.routes import static_files
+from promptlooper.web.session import PREFIX
 
 PUBLIC_PATHS = frozenset(
     {
@@ -75,7 +78,11 @@ def _paths(router: APIRouter, *endpoints: Callable[..., Any]) -> list[str]:
 
 def _body_families(settings: Settings) -> tuple[BodyFamily, ...]:
     """The routes whose bodies have a limit other than MAX_BODY_BYTES."""
-    documents = [*_paths(sweeps_router, create_sweep), *_paths(variants_router, sweep_agent)]
+    documents = [
+        *_paths(sweeps_router, create_sweep),
+        *_paths(variants_router, sweep_agent),
+        *_paths(sweep_pages.router, sweep_pages.create_experiment),
+    ]
     return (
         BodyFamily(
             tuple(IngestionRoutes.ROUTES), settings.max_body_public_bytes, "MAX_BODY_PUBLIC_BYTES"
@@ -196,6 +203,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyLimit,
         default=BodyFamily((), settings.max_body_bytes, "MAX_BODY_BYTES"),
         families=_body_families(settings),
+        pages=(PREFIX + "/", body_too_large),
     )
     app.add_middleware(
         PublicCORS,

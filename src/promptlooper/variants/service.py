@@ -231,15 +231,21 @@ async def choose_variants(
     return agent, every, [by_key[w] for w in wanted] or every
 
 
-def variant_version(variant: Variant) -> str:
-    """A tag of everything an edit form shows of a variant: names as well as overrides (a
-    rename does not bump the revision), so a form loaded before any change is recognised."""
+def _version(item: Agent | Variant, values: Mapping[str, Any]) -> str:
+    """A tag of everything an edit form shows: names as well as config values (a rename does
+    not bump the revision), so a form loaded before any change is recognised."""
     material = json.dumps(
-        [variant.revision, variant.name, variant.description, variant.overrides],
-        sort_keys=True,
-        default=str,
+        [item.revision, item.name, item.description, values], sort_keys=True, default=str
     )
     return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def variant_version(variant: Variant) -> str:
+    return _version(variant, variant.overrides)
+
+
+def agent_version(agent: Agent) -> str:
+    return _version(agent, agent.config)
 
 
 def check_version(variant: Variant, expected: str) -> None:
@@ -247,6 +253,15 @@ def check_version(variant: Variant, expected: str) -> None:
     if expected != variant_version(variant):
         raise Conflict(
             f"Variant {variant.slug!r} changed since this form was loaded; nothing was saved. "
+            "Reload the form to see the current values."
+        )
+
+
+def check_agent_version(agent: Agent, expected: str) -> None:
+    """Refuse an edit of the base config made on an older view of the agent."""
+    if expected != agent_version(agent):
+        raise Conflict(
+            f"Agent {agent.slug!r} changed since this form was loaded; nothing was saved. "
             "Reload the form to see the current values."
         )
 

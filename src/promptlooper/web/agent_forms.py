@@ -1,8 +1,9 @@
 """Agent and variant config forms: one input per config field, what a blank input means, and
 service refusals turned into problems beside the field they name.
 
-A blank input is "not set" (an agent leaves the field empty, a new variant inherits it); on the
-edit form each field also has an "inherit" box, so an override can be handed back to the agent.
+A blank input is "not set" (an agent leaves the field empty, or clears it on the base config's
+edit form; a new variant inherits it); on a variant's edit form each field also has an
+"inherit" box, so an override can be handed back to the agent.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ def shown(value: Any) -> str:
 def typed_config(form: Mapping[str, str]) -> dict[str, str]:
     """The config fields given a value: a blank input sets nothing."""
     return {f: form[f] for f in CONFIG_FIELDS if form.get(f, "").strip()}
+
+
+def base_values(form: Mapping[str, str]) -> dict[str, str | None]:
+    """What an edit of the agent's base config asks: every field, a blank one "not set"."""
+    return {f: form[f] if form.get(f, "").strip() else None for f in CONFIG_FIELDS}
 
 
 def edit_values(

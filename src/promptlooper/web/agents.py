@@ -12,15 +12,16 @@ from fastapi import APIRouter, Query, Request, Response
 
 from promptlooper.db.base import utcnow
 from promptlooper.db.deps import SessionDep
-from promptlooper.errors import Conflict, Invalid
+from promptlooper.errors import Conflict, Invalid, NotFound
 from promptlooper.projects import service as projects
 from promptlooper.variants import performance, service
 from promptlooper.variants.compare import clearly_best, compare
-from promptlooper.variants.config import provenance
-from promptlooper.variants.schemas import AgentCreate
-from promptlooper.web.agent_forms import INPUTS, refusal, shown, typed_config
+from promptlooper.variants.config import CONFIG_FIELDS, provenance
+from promptlooper.variants.models import Agent
+from promptlooper.variants.schemas import AgentCreate, AgentUpdate
+from promptlooper.web.agent_forms import INPUTS, base_values, refusal, shown, typed_config
 from promptlooper.web.errors import PageRoute
-from promptlooper.web.forms import form_fields, validate
+from promptlooper.web.forms import FORM_ERROR, form_fields, validate
 from promptlooper.web.render import page, redirect
 from promptlooper.web.session import PREFIX, ViewerDep
 
@@ -145,10 +146,113 @@ async def agent_page(
         sources={v.id: provenance(agent.config, v.overrides) for v in variants},
         names={v.id: v.name for v in variants},
         revision_counts=Counter(r.variant_id for r in revisions),
+        base_revisions=[r for r in reversed(revisions) if r.variant_id is None],
         events=list(reversed(events)),
         inputs=INPUTS,
         shown=shown,
     )
+
+
+async def _base_form(
+    request: Request,
+    viewer: ViewerDep,
+    session: SessionDep,
+    agent: Agent,
+    form: dict[str, str],
+    errors: dict[str, str],
+    status: int = 200,
+) -> Response:
+    project = await projects.get_project(session, viewer.principal, agent.project_id)
+    return page(
+        request,
+        "agents/agent_form.html",
+        viewer,
+        status_code=status,
+        project=project,
+        area="agents",
+        agent=agent,
+        inputs=INPUTS,
+        form=form,
+        errors=errors,
+    )
+
+
+@router.get(PREFIX + "/agents/{agent_id}/edit")
+async def edit_agent(
+    request: Request, agent_id: uuid.UUID, viewer: ViewerDep, session: SessionDep
+) -> Response:
+    agent = await service.get_agent(session, viewer.principal, agent_id)
+    form = {"name": agent.name, "description": agent.description}
+    form |= {i.name: shown(agent.config[i.name]) for i in INPUTS}
+    form["version"] = service.agent_version(agent)
+    return await _base_form(request, viewer, session, agent, form, {})
+
+
+@router.post(PREFIX + "/agents/{agent_id}/edit")
+async def save_agent(
+    request: Request, agent_id: uuid.UUID, viewer: ViewerDep, session: SessionDep
+) -> Response:
+    """Save the base config as the API's PATCH does: only changed values make a revision; a
+    form loaded before someone else's change is refused whole (409), as a variant's is."""
+    agent = await service.get_agent(session, viewer.principal, agent_id)
+    form = await form_fields(request)
+    status = 422
+    try:
+        service.check_agent_version(agent, form.get("version", ""))
+    except Conflict as exc:
+        body, errors, status = None, {FORM_ERROR: exc.message}, 409
+    else:
+        data = {"name": form.get("name", ""), "description": form.get("description", "")}
+        body, errors = validate(AgentUpdate, data | base_values(form))
+    if body is not None:
+        revision = agent.revision
+        try:
+            agent = await service.update_agent(
+                session,
+                viewer.principal,
+                agent_id,
+                fields=body.model_dump(include=set(CONFIG_FIELDS)),
+                name=body.name,
+                description=body.description,
+            )
+        except (Conflict, Invalid) as exc:
+            await session.rollback()
+            errors = refusal(exc)
+        else:
+            await session.commit()
+            notice = (
+                f"Base config of {agent.name} saved as revision {agent.revision}; variants "
+                "follow it wherever they do not override a field."
+                if agent.revision != revision
+                else f"Agent {agent.name} saved; its base config did not change."
+            )
+            return redirect(request, f"{PREFIX}/agents/{agent_id}", notice)
+    agent = await service.get_agent(session, viewer.principal, agent_id)
+    return await _base_form(request, viewer, session, agent, form, errors, status)
+
+
+@router.post(PREFIX + "/agents/{agent_id}/rollback")
+async def rollback_base(
+    request: Request, agent_id: uuid.UUID, viewer: ViewerDep, session: SessionDep
+) -> Response:
+    """Re-apply an old revision of the base config as a new one (the API's rollback)."""
+    agent = await service.get_agent(session, viewer.principal, agent_id)
+    form = await form_fields(request)
+    try:
+        revision_id = uuid.UUID(form.get("revision_id", ""))
+    except ValueError:
+        raise NotFound("Revision not found for this agent") from None
+    before = agent.revision
+    agent, variant = await service.rollback(session, viewer.principal, agent_id, revision_id)
+    if variant is not None:
+        raise Invalid("That revision belongs to a variant; roll it back on the variant's page")
+    await session.commit()
+    notice = (
+        f"Base config of {agent.name} rolled back: it is now revision {agent.revision}."
+        if agent.revision != before
+        else f"The base config of {agent.name} already had that config; nothing changed."
+    )
+    return redirect(request, f"{PREFIX}/agents/{agent_id}", notice)
 
 
 @router.post(PREFIX + "/agents/{agent_id}/delete")

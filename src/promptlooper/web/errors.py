@@ -15,6 +15,7 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 
 from promptlooper import errors
 from promptlooper.web.render import is_htmx, page
@@ -54,6 +55,10 @@ def _status_page(request: Request, exc: Exception) -> Response:
             f"{problem['loc'][-1]}: {problem['msg']}" for problem in exc.errors()[:5]
         )
         return error_page(request, 400, "Bad request", problems)
+    if isinstance(exc, HTTPException):  # e.g. a streamed body that passed its limit
+        response = error_page(request, exc.status_code, "Cannot do that", str(exc.detail))
+        response.headers.update(exc.headers or {})
+        return response
     if isinstance(exc, errors.NotFound | errors.NotOwner):
         return error_page(request, 404, "Not found", NOT_FOUND)
     if isinstance(exc, errors.PromptLooperError):

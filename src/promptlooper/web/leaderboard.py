@@ -187,7 +187,9 @@ async def promote(
     request: Request, experiment_id: uuid.UUID, viewer: ViewerDep, session: SessionDep
 ) -> Response:
     """A config becomes a variant of an existing agent of the project, or of a new agent
-    whose base is that config; then the variant's page. Nothing is saved on a refusal."""
+    whose base config is that config too (the variant still overrides those fields, as
+    ``promotion.into_new_agent`` does); then the variant's page. Nothing is saved on a
+    refusal."""
     found = await service.get_experiment(session, viewer.principal, experiment_id)
     form = await form_fields(request)
     new_agent = form.get("new_agent", "").strip()

@@ -23,8 +23,6 @@ from promptlooper.web.session import PREFIX, ViewerDep
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 PAGE_SIZE = 25
-MAX_UPLOAD = 5_000_000
-"""A sweep document is small; an upload larger than this is refused unread."""
 EXAMPLE_COMMAND = "promptlooper sweep run examples/ticket-triage/sweep.yaml"
 
 
@@ -75,9 +73,13 @@ async def _new_form(
     *,
     form: dict[str, str] | None = None,
     problems: list[str] | None = None,
+    errors: dict[str, str] | None = None,
     status: int = 200,
 ) -> Response:
     project = await projects.get_project(session, viewer.principal, project_id)
+    if problems:
+        errors = {"document": "The document was refused; see the problems above."}
+    limit = request.app.state.settings.max_body_document_bytes
     return page(
         request,
         "sweeps/new.html",
@@ -86,11 +88,30 @@ async def _new_form(
         project=project,
         area="sweeps",
         form=form or {},
-        errors={"document": "The document was refused; see the problems above."}
-        if problems
-        else {},
+        errors=errors or {},
         problems=problems or [],
+        upload_limit=mib(limit) if limit else None,
         example_command=EXAMPLE_COMMAND,
+    )
+
+
+def mib(size: int) -> str:
+    """A byte count as people read a limit: "8 MiB", "0.5 MiB"."""
+    return f"{size / (1 << 20):.3g} MiB"
+
+
+async def too_large_form(
+    request: Request, viewer: ViewerDep, session: SessionDep, project_id: uuid.UUID, limit: int
+) -> Response:
+    """The new-sweep form again after a body over the limit (the body-limit middleware refused
+    it unread, so nothing typed can be kept), with the reason beside the upload field."""
+    return await _new_form(
+        request,
+        viewer,
+        session,
+        project_id,
+        errors={"file": f"The file is larger than {mib(limit)}, the most a sweep document may be."},
+        status=413,
     )
 
 
@@ -102,12 +123,11 @@ async def new_experiment(
 
 
 async def _document_text(request: Request, form: dict[str, str]) -> str:
-    """The uploaded file's text when one was chosen, else the pasted text."""
+    """The uploaded file's text when one was chosen, else the pasted text. (The body-limit
+    middleware bounds the file: this route's limit is the API's for a sweep document.)"""
     upload = (await request.form()).get("file")
     if isinstance(upload, UploadFile) and upload.filename:
-        raw = await upload.read(MAX_UPLOAD + 1)
-        if len(raw) > MAX_UPLOAD:
-            raise Invalid(f"file: larger than {MAX_UPLOAD:,} bytes")
+        raw = await upload.read()
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -317,6 +317,20 @@ async def rollback(
     return redirect(request, _url(agent_id, variant_id), notice)
 
 
+async def _clone_source(
+    session: SessionDep, viewer: ViewerDep, agent_id: uuid.UUID, variant: Variant
+) -> Variant | None:
+    """The variant this one was cloned from, while it exists (None for a clone of the base
+    config, a variant that is no clone, or a source deleted since)."""
+    ref = (variant.origin or {}).get("cloned_from")
+    if not ref or ref == "agent":
+        return None
+    try:
+        return await service.find_variant(session, viewer.principal, agent_id, str(ref))
+    except NotFound:
+        return None
+
+
 # After ".../new": a path parameter would otherwise claim "new".
 @router.get(BASE + "/{variant_id}")
 async def variant_page(
@@ -338,6 +352,8 @@ async def variant_page(
         area="agents",
         agent=agent,
         variant=variant,
+        cloned_from=(variant.origin or {}).get("cloned_from"),
+        clone_source=await _clone_source(session, viewer, agent_id, variant),
         resolved=resolve(agent, variant),
         revisions=[r for r in reversed(revisions) if r.variant_id == variant.id],
         summary=summaries.get(variant.id),
