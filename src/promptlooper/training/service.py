@@ -4,6 +4,7 @@ user's run is 403, an unknown one 404), and the model listing."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -84,6 +85,39 @@ async def list_runs(
         .offset(offset)
     )
     return list(rows), int(total or 0)
+
+
+async def latest_steps(
+    session: AsyncSession, run_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, TrainingStep]:
+    """The last recorded step of each run that has one, in one query: a list of runs shows
+    each one's latest loss without a query per run."""
+    if not run_ids:
+        return {}
+    last = (
+        select(TrainingStep.run_id, func.max(TrainingStep.step).label("step"))
+        .where(TrainingStep.run_id.in_(run_ids))
+        .group_by(TrainingStep.run_id)
+        .subquery()
+    )
+    rows = await session.scalars(
+        select(TrainingStep).join(
+            last, (TrainingStep.run_id == last.c.run_id) & (TrainingStep.step == last.c.step)
+        )
+    )
+    return {row.run_id: row for row in rows}
+
+
+ACTIVE_WINDOW = timedelta(minutes=5)
+"""A run whose last step is younger than this is said to be training: runs are driven step by
+step by their clients, so there is no other sign that one is still going."""
+
+
+def activity(latest: TrainingStep | None, now: datetime) -> str:
+    """``not started``, ``training`` (a step within the last few minutes) or ``idle``."""
+    if latest is None:
+        return "not started"
+    return "training" if now - latest.created_at < ACTIVE_WINDOW else "idle"
 
 
 async def steps(session: AsyncSession, run: TrainingRun) -> list[TrainingStep]:
