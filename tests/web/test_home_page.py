@@ -174,10 +174,15 @@ async def test_projects_show_latest_sweeps_and_what_each_agent_serves(
     sessionmaker = app.state.sessionmaker
     project_id = await _project(ui, f"Support {EVIL}")
     old, _, _ = await seed_experiment(sessionmaker, project_id, configs=2, name="oldest sweep")
-    for index in range(3):
-        newest, _, _ = await seed_experiment(
-            sessionmaker, project_id, configs=4, rows=2, name=f"sweep {index} {EVIL}"
-        )
+    seeded = [
+        (
+            await seed_experiment(
+                sessionmaker, project_id, configs=4, rows=2, name=f"sweep {index} {EVIL}"
+            )
+        )[0]
+        for index in range(3)
+    ]
+    middle, newest = seeded[1], seeded[2]
     await _running(sessionmaker, newest)
     agent_id = await _agent(ui, project_id, f"Triage bot {EVIL}")
     variant_id = await _active_variant(ui, agent_id, f"careful {EVIL}")
@@ -202,6 +207,16 @@ async def test_projects_show_latest_sweeps_and_what_each_agent_serves(
     assert f"active careful {EVIL} (revision 1)" in text
     assert f'href="/ui/agents/{plain_agent}"' in page.text
     assert "Plain bot base config" in text
+    assert "banner" not in page.text  # a running sweep is news, not a warning
+
+    async with sessionmaker() as session:
+        await session.execute(
+            update(Experiment).where(Experiment.id == middle).values(status="failed")
+        )
+        await session.commit()
+    page = await ui.get("/ui/")
+    assert "Needs attention: 1 sweep running; 1 sweep failed." in _text(page.text)
+    assert '<p class="banner warn" role="alert">' in page.text
 
 
 async def test_admin_sees_running_experiments_with_their_health(
@@ -224,6 +239,7 @@ async def test_admin_sees_running_experiments_with_their_health(
     _escaped(page.text)
     text = _text(page.text)
     assert f"sample-ratio mismatch in Hero {EVIL}: do not trust its results" in text
+    assert '<p class="banner bad" role="alert">Needs attention: sample-ratio mismatch' in page.text
     assert "⚠ 2 variants · 4,812 sessions · SRM p=0.0003 — do not trust" in text
     assert "2 variants · 78 sessions · healthy · needs 62 more sessions per arm" in text
     assert "✓ 2 variants · 1,010 sessions · healthy · enough data" in text

@@ -119,33 +119,35 @@ async def _training_section(
     ], total
 
 
-def _attention(sections: list[_ProjectSection], experiments: list[dict[str, Any]] | None) -> str:
-    """The page's answer: what needs a look now, in one sentence."""
-    listed = [item["experiment"] for s in sections for item in s.sweeps]
-    running = sum(e.current_status == "running" for e in listed)
-    failed = sum(e.current_status == "failed" for e in listed)
+def _attention(
+    sections: list[_ProjectSection], experiments: list[dict[str, Any]] | None
+) -> tuple[str, str]:
+    """The page's answer: what needs a look now, in one sentence, and how loudly to say it
+    (``bad`` for results not to trust, ``warn`` for sweeps that stopped short, else ``""``)."""
+    listed = [item["experiment"].current_status for s in sections for item in s.sweeps]
     untrusted = [
         item["experiment"].name for item in experiments or [] if item["health"].srm_mismatch
     ]
-    parts = []
-    if running:
-        parts.append(f"{running} sweep{'s' if running != 1 else ''} running")
-    if failed:
-        parts.append(f"{failed} sweep{'s' if failed != 1 else ''} failed")
+    parts = [
+        f"{n} sweep{'s' if n != 1 else ''} {status}"
+        for status in ("running", "failed", "interrupted")
+        if (n := listed.count(status))
+    ]
     if untrusted:
-        names = ", ".join(untrusted)
         parts.append(
-            f"sample-ratio mismatch in {names}: do not trust "
+            f"sample-ratio mismatch in {', '.join(untrusted)}: do not trust "
             + ("its results" if len(untrusted) == 1 else "their results")
         )
     if parts:
-        return "Needs attention: " + "; ".join(parts) + "."
-    checked = (
-        " and no running online experiment shows a sample-ratio mismatch" if experiments else ""
-    )
-    return (
-        f"Nothing needs attention: no sweep is running or failed{checked if experiments else ''}."
-    )
+        stopped = "failed" in listed or "interrupted" in listed
+        kind = "bad" if untrusted else "warn" if stopped else ""
+        return kind, "Needs attention: " + "; ".join(parts) + "."
+    if experiments:
+        return "", (
+            "Nothing needs attention: no sweep is running or failed, and no running online "
+            "experiment shows a sample-ratio mismatch."
+        )
+    return "", "Nothing needs attention: no sweep is running or failed."
 
 
 async def _home(
