@@ -230,6 +230,7 @@ async def test_admin_sees_running_experiments_with_their_health(
     await _online(sessionmaker, "young", "Pricing CTA", (40, 38), 78)
     await _online(sessionmaker, "ready", "Checkout copy", (500, 510), 1_010)
     await _online(sessionmaker, "stopped_one", "Stopped test", (10, 10), 20)
+    await _online(sessionmaker, "fresh", "Fresh test", (0, 0), 0)
     async with sessionmaker() as session:
         await online.set_status(session, "stopped_one", "stopped")
         await session.commit()
@@ -243,8 +244,9 @@ async def test_admin_sees_running_experiments_with_their_health(
     assert "⚠ 2 variants · 4,812 sessions · SRM p=0.0003 — do not trust" in text
     assert "2 variants · 78 sessions · healthy · needs 62 more sessions per arm" in text
     assert "✓ 2 variants · 1,010 sessions · healthy · enough data" in text
+    assert "2 variants · 0 sessions · no data yet · needs 100 sessions per arm" in text
     assert "Stopped test" not in text
-    for key in ("skewed", "young", "ready"):
+    for key in ("skewed", "young", "ready", "fresh"):
         assert f'href="/ui/online/{key}"' in page.text
 
 

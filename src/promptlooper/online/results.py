@@ -167,12 +167,15 @@ class HealthSummary:
 
     @property
     def line(self) -> str:
-        """Say "2 variants · 4,812 sessions · SRM p=0.0003 — do not trust", or "… · healthy" with
-        how many more sessions each arm needs while there are too few to call a winner."""
+        """Say "2 variants · 4,812 sessions · SRM p=0.0003 — do not trust", or "no data yet",
+        or "healthy" with how many more sessions each arm needs while there are too few to call
+        a winner."""
         head = f"{self.variants} variants · {self.sessions:,} sessions · "
         if self.srm_mismatch:
             p = "p<0.0001" if self.srm_p_value < 0.0001 else f"p={self.srm_p_value:.4f}"
             return head + f"SRM {p} — do not trust"
+        if not self.sessions:
+            return head + f"no data yet · needs {self.shortfall:,} sessions per arm"
         if self.shortfall:
             return head + f"healthy · needs {self.shortfall:,} more sessions per arm"
         return head + "healthy · enough data"
