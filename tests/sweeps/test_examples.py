@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from promptlooper.sweeps.engine.runner import weighted_score
 from promptlooper.sweeps.plan import compile_plan
 from promptlooper.sweeps.scorers import ScorerContext
 from promptlooper.sweeps.spec import load_sweep_file, parse_spec
@@ -33,3 +34,25 @@ def test_the_triage_examples_reward_exactly_the_expected_label(
     context = {"input": row["input"], "expected": "billing", "row": row, "config": {}}
 
     assert scorer.score(row["input"], output, context) == accuracy
+
+
+@pytest.mark.parametrize(
+    ("output", "score"),
+    [
+        ("positive", 1.0),
+        ("This customer message is positive.", 1.0),
+        ("negative", 0.5),  # names one sentiment, the wrong one
+        ("positive or negative", 0.5),  # hedging scores no better than a wrong answer
+        ("I'm glad to hear that", 0.0),
+    ],
+)
+def test_the_sentiment_demo_rewards_naming_the_expected_sentiment_alone(output: str, score: float):
+    plan = compile_plan(
+        parse_spec(load_sweep_file(EXAMPLES.parent / "support-sentiment" / "smollm2.yaml"))
+    )
+    scorers = plan.build_scorers(ScorerContext())
+    row = {"input": "Thank you, the refund arrived the next day!", "expected": "positive"}
+    context = {"input": row["input"], "expected": "positive", "row": row, "config": {}}
+    values = {s.name: s.score(row["input"], output, context) for s in scorers}
+
+    assert weighted_score(values, plan.weights) == score

@@ -51,7 +51,7 @@ def _finished_sweep(driver: Any, base: str) -> str:
     driver.find_element(By.ID, "username").send_keys("alice")
     driver.find_element(By.ID, "password").send_keys(PASSWORD)
     driver.find_element(By.CSS_SELECTOR, "button[type=submit].primary").click()
-    _until(driver, lambda d: "Your projects" in _text(d))
+    _until(driver, lambda d: "Nothing needs attention" in _text(d))
 
     driver.find_element(By.ID, "f-name").send_keys("support")
     driver.find_element(By.XPATH, "//button[text()='Create project']").click()

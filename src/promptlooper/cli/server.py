@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 DEMO_USERNAME = "demo"
 DEMO_PROJECT = "demo"
-DEMO_SWEEP = Path("examples/ticket-triage/smollm2.yaml")
+DEMO_SWEEP = Path("examples/support-sentiment/smollm2.yaml")
 
 HostOption = typer.Option("127.0.0.1", "--host", help="Interface to listen on.")
 PortOption = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on.")

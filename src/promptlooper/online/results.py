@@ -7,6 +7,7 @@ service should not pay to import."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -14,7 +15,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.online import stats
-from promptlooper.online.models import DailyTotals, ExperimentTotals, Rejection, VariantTotals
+from promptlooper.online.models import (
+    DailyTotals,
+    ExperimentTotals,
+    OnlineExperiment,
+    Rejection,
+    VariantTotals,
+)
 from promptlooper.online.service import get_experiment
 from promptlooper.online.tallies import EVENT_COUNTS, TOTALS
 
@@ -23,8 +30,20 @@ async def variant_counts(session: AsyncSession, key: str) -> dict[str, dict[str,
     """Per variant, from the running totals: event counts, sessions, exposed (with an
     impression) and converting sessions, and the sum and sum of squares of value per exposed
     session."""
-    found = await session.scalars(select(VariantTotals).where(VariantTotals.experiment_key == key))
-    return {row.variant_key: {name: float(getattr(row, name)) for name in TOTALS} for row in found}
+    return (await variant_counts_of(session, [key]))[key]
+
+
+async def variant_counts_of(
+    session: AsyncSession, keys: Sequence[str]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``variant_counts`` of several experiments in one query."""
+    counts: dict[str, dict[str, dict[str, float]]] = {key: {} for key in keys}
+    found = await session.scalars(
+        select(VariantTotals).where(VariantTotals.experiment_key.in_(list(keys)))
+    )
+    for row in found:
+        counts[row.experiment_key][row.variant_key] = {n: float(getattr(row, n)) for n in TOTALS}
+    return counts
 
 
 async def rejection_counts(session: AsyncSession, key: str) -> dict[str, int]:
@@ -70,6 +89,21 @@ async def multiple_exposure(session: AsyncSession, key: str) -> tuple[int, int]:
     return (totals.multiple, totals.sessions) if totals else (0, 0)
 
 
+@dataclass(frozen=True, slots=True)
+class _Split:
+    srm_p_value: float
+    srm_mismatch: bool
+    shortfall: int
+    """Exposed sessions the smallest arm still needs before the results call a winner."""
+
+
+def _split(experiment: OnlineExperiment, arms: Sequence[dict[str, float]]) -> _Split:
+    """How the exposed sessions fell across the arms against the configured allocations."""
+    exposed = [a.get("exposed", 0.0) for a in arms]
+    srm = stats.srm_p_value(exposed, [v["allocation"] for v in experiment.variants])
+    return _Split(srm, srm < SRM_THRESHOLD, max(0, MIN_UNITS - int(min(exposed))))
+
+
 def _arm_metrics(counts: dict[str, float]) -> dict[str, stats.Moments]:
     exposed = int(counts.get("exposed", 0))
     return {
@@ -112,18 +146,17 @@ async def compute(
             blocks.extend(compared.values())
             variants.append(arm_fields(definition["variant_key"], arm) | {"stats": compared})
         _adjust(blocks, correction)
-        exposed = [a.get("exposed", 0.0) for a in arms]
-        srm = stats.srm_p_value(exposed, [v["allocation"] for v in experiment.variants])
+        split = _split(experiment, arms)
         rejected = await rejection_counts(session, key)
         multiple, sessions = await multiple_exposure(session, key)
         health = {
-            "srm_p_value": srm,
-            "srm_mismatch": srm < SRM_THRESHOLD,
+            "srm_p_value": split.srm_p_value,
+            "srm_mismatch": split.srm_mismatch,
             "rejected": rejected,
             "bots_rejected": rejected.get("bot", 0),
             "multiple_exposure_rate": multiple / sessions if sessions else 0.0,
             "min_units_per_arm": MIN_UNITS,
-            "enough_data": min(exposed) >= MIN_UNITS,
+            "enough_data": not split.shortfall,
         }
         answer.append({"experiment_key": key, "variants": variants, "health": health})
     return answer
@@ -187,3 +220,67 @@ async def over_time(
         for variant in variant_keys[1:]
     }
     return {"days": days, "exposed": exposed_series, "conversion_rate": rates, "lift": lifts}
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSummary:
+    """An experiment's health in one line, for lists of experiments (the home page)."""
+
+    experiment_key: str
+    variants: int
+    sessions: int
+    srm_p_value: float
+    srm_mismatch: bool
+    shortfall: int
+    """Exposed sessions the smallest arm still needs (0 once every arm has enough)."""
+
+    @property
+    def healthy(self) -> bool:
+        return not self.srm_mismatch and not self.shortfall
+
+    @property
+    def line(self) -> str:
+        """Say "2 variants · 4,812 sessions · SRM p=0.0003 — do not trust", or "no data yet",
+        or "healthy" with how many more sessions each arm needs while there are too few to call
+        a winner."""
+        head = f"{self.variants} variants · {self.sessions:,} sessions · "
+        if self.srm_mismatch:
+            p = "p<0.0001" if self.srm_p_value < 0.0001 else f"p={self.srm_p_value:.4f}"
+            return head + f"SRM {p} — do not trust"
+        if not self.sessions:
+            return head + f"no data yet · needs {self.shortfall:,} sessions per arm"
+        if self.shortfall:
+            return head + f"healthy · needs {self.shortfall:,} more sessions per arm"
+        return head + "healthy · enough data"
+
+
+async def health_summaries(
+    session: AsyncSession, experiments: Sequence[OnlineExperiment]
+) -> dict[str, HealthSummary]:
+    """Each experiment's health summary from the running totals, in two queries however many
+    experiments there are."""
+    keys = [e.experiment_key for e in experiments]
+    if not keys:
+        return {}
+    counts = await variant_counts_of(session, keys)
+    found = await session.execute(
+        select(ExperimentTotals.experiment_key, ExperimentTotals.sessions).where(
+            ExperimentTotals.experiment_key.in_(keys)
+        )
+    )
+    sessions = {key: int(n) for key, n in found}
+    answer = {}
+    for experiment in experiments:
+        key = experiment.experiment_key
+        split = _split(
+            experiment, [counts[key].get(v["variant_key"], {}) for v in experiment.variants]
+        )
+        answer[key] = HealthSummary(
+            experiment_key=key,
+            variants=len(experiment.variants),
+            sessions=sessions.get(key, 0),
+            srm_p_value=split.srm_p_value,
+            srm_mismatch=split.srm_mismatch,
+            shortfall=split.shortfall,
+        )
+    return answer

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.auth.principal import Principal
 from promptlooper.db.base import utcnow
+from promptlooper.db.groups import first_per_group
 from promptlooper.errors import Conflict, Invalid, NotFound
 from promptlooper.projects import service as projects
 from promptlooper.sweeps.adapters.base import ProviderConfig
@@ -124,6 +125,43 @@ async def experiments_in(
     found the projects and the right to read them (the operator's CLI)."""
     query = select(Experiment).where(Experiment.project_id.in_(project_ids))
     return list(await session.scalars(query.order_by(*NEWEST_FIRST).limit(limit)))
+
+
+async def latest_experiments(
+    session: AsyncSession, project_ids: list[uuid.UUID], *, per_project: int
+) -> tuple[dict[uuid.UUID, list[Experiment]], dict[uuid.UUID, int]]:
+    """The newest ``per_project`` experiments of each project and each project's count, in one
+    query, for a caller that has already found the projects and the right to read them."""
+    return await first_per_group(
+        session, Experiment, Experiment.project_id, project_ids, NEWEST_FIRST, per_project
+    )
+
+
+async def leader_scores(
+    session: AsyncSession, experiments: list[Experiment]
+) -> dict[uuid.UUID, float | None]:
+    """The leading config's score of each experiment (None before any scored run), in one
+    query: the leaderboard's first score, ranked as the leaderboard ranks, without the rest of
+    its summary."""
+    runs: dict[uuid.UUID, dict[uuid.UUID, RunRow]] = {e.id: {} for e in experiments}
+    scores: dict[uuid.UUID, dict[str, float]] = defaultdict(dict)
+    if experiments:
+        query = (
+            select(Run.experiment_id, Run.config_hash, Score.run_id, Score.scorer_name, Score.value)
+            .join(Run, Run.id == Score.run_id)
+            .where(Run.experiment_id.in_(list(runs)), Run.status == "completed")
+        )
+        for experiment_id, digest, run_id, name, value in await session.execute(query):
+            runs[experiment_id][run_id] = RunRow(
+                run_id, digest, {}, "completed", None, 0, 0, 0.0, False
+            )
+            scores[run_id][name] = value
+    leaders: dict[uuid.UUID, float | None] = {}
+    for experiment in experiments:
+        weights = (experiment.scoring_config or {}).get("weights", {})
+        ranked = summarise(runs[experiment.id].values(), scores, weights).ranked
+        leaders[experiment.id] = ranked[0].score if ranked else None
+    return leaders
 
 
 async def progress(

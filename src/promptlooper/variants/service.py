@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.auth.principal import Principal
+from promptlooper.db.groups import first_per_group
 from promptlooper.errors import Conflict, Invalid, NotFound
 from promptlooper.online import service as online
 from promptlooper.projects import service as projects
@@ -139,6 +140,16 @@ async def list_agents(
     total = await session.scalar(select(func.count()).select_from(query.subquery()))
     page = query.order_by(Agent.name).limit(limit).offset(offset)
     return list(await session.scalars(page)), total or 0
+
+
+async def agents_in(
+    session: AsyncSession, project_ids: list[uuid.UUID], *, per_project: int
+) -> tuple[dict[uuid.UUID, list[Agent]], dict[uuid.UUID, int]]:
+    """The first ``per_project`` agents of each project by name and each project's count, in
+    one query, for a caller that has already found the projects and the right to read them."""
+    return await first_per_group(
+        session, Agent, Agent.project_id, project_ids, (Agent.name, Agent.id), per_project
+    )
 
 
 async def update_agent(
