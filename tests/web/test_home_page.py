@@ -275,7 +275,7 @@ async def test_latest_training_runs_with_step_and_loss(ui: UiClient, app: FastAP
     assert f'href="/ui/training/runs/{run_ids[-1]}"' in page.text
     assert f'href="/ui/training/runs/{run_ids[0]}"' not in page.text  # the oldest, past five
     assert f"run 5 {EVIL} tiny-test training 3 5.5000" in text
-    assert "not begun tiny-test not started 0 –" in text
+    assert "not begun tiny-test new 0 –" in text
 
 
 async def test_another_users_projects_and_runs_are_not_shown(
