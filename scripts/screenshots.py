@@ -117,7 +117,7 @@ def walk(driver: webdriver.Chrome, base: str, password: str) -> None:
     driver.find_element(By.NAME, "username").send_keys("demo")
     driver.find_element(By.NAME, "password").send_keys(password)
     driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    _shoot(driver, "projects")
+    _shoot(driver, "home")
     _follow(driver, r"/ui/projects/[^/]+/sweeps$")
     _shoot(driver, "sweeps")
     sweep = _follow(driver, r"/ui/sweeps/[0-9a-f-]{36}$")
@@ -139,6 +139,18 @@ def walk(driver: webdriver.Chrome, base: str, password: str) -> None:
     driver.get(agent)
     _compare(driver, "variant", "Compare ticked")
     _shoot(driver, "variant-compare")
+    driver.get(f"{base}/ui/online")
+    _shoot(driver, "online")
+    _follow(driver, r"/ui/online/homepage_hero_test$")
+    time.sleep(1)  # the charts draw once uPlot has loaded
+    _shoot(driver, "online-results")
+    driver.get(f"{base}/ui/online/new")
+    _shoot(driver, "online-new")
+    driver.get(f"{base}/ui/training")
+    _shoot(driver, "training")
+    _follow(driver, r"/ui/training/runs/[0-9a-f-]{36}$")
+    time.sleep(1)
+    _shoot(driver, "training-run")
 
 
 def main() -> None:
