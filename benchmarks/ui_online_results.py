@@ -20,7 +20,7 @@ import asyncio
 import statistics
 import tempfile
 import time
-from datetime import date, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -80,7 +80,7 @@ async def seed(sessionmaker: async_sessionmaker[AsyncSession], events: int) -> N
                     value_squares=100.0 * converting,
                 )
             )
-            first = date.today() - timedelta(days=DAYS - 1)
+            first = datetime.now(UTC).date() - timedelta(days=DAYS - 1)
             for day in range(DAYS):
                 share = sessions_per_arm // DAYS + (day < sessions_per_arm % DAYS)
                 session.add(

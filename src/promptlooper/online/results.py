@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -172,7 +172,7 @@ async def over_time(
     """Cumulative exposed sessions and conversion rate per variant, and each treatment's
     relative lift in conversion rate against the first variant (control), per UTC day, from
     the daily totals (``tallies.py``). Days before the window are added up into its first."""
-    last = until or date.today()
+    last = until or datetime.now(UTC).date()
     first = last - timedelta(days=MAX_DAYS - 1)
     keyed = DailyTotals.experiment_key == key
     before = await session.execute(
