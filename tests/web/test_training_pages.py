@@ -123,6 +123,14 @@ async def test_list_shows_runs_newest_first_with_loss_and_status(
     by_step = (await ui.get("/ui/training?sort=step&order=asc")).text
     assert by_step.index(str(older)) < by_step.index(str(newer))
     assert 'aria-sort="ascending"' in by_step
+    for bad in (
+        "/ui/training?sort=evil",
+        "/ui/training?page=0",
+        f"/ui/training/runs/{newer}?scale=x",
+    ):
+        refused = await ui.get(bad)
+        assert refused.status_code == 400, bad
+        assert "Bad request" in refused.text
 
 
 async def test_list_paginates(ui: UiClient, app: FastAPI) -> None:
