@@ -709,3 +709,34 @@ async def test_base_config_revisions_roll_back(ui: UiClient, ui_other: UiClient)
     assert stolen.status_code == 404
     assert (await ui_other.get(url)).status_code == 404
     assert "Base config revision 3" in _text((await ui.get(f"/ui/agents/{agent_id}")).text)
+
+
+async def test_a_huge_prompt_is_refused_beside_its_field_and_a_large_one_is_saved_and_shown(
+    ui: UiClient,
+):
+    """200 kB is over a prompt's 100,000-character limit: a field error (422), the text kept,
+    nothing saved, never a 500. Just under the limit is saved and the pages still render."""
+    project_id = await _project(ui)
+    agent_id = await _agent(ui, project_id)
+    url = f"/ui/agents/{agent_id}/variants/new"
+    await ui.get(url)
+    huge = ("<b>line</b> " * 20_000)[:200_000]
+    refused = await ui.post(url, {"name": "huge", "system_prompt": huge})
+    assert refused.status_code == 422
+    assert 'id="e-system_prompt"' in refused.text
+    assert "at most 100000 characters" in refused.text
+    assert html.escape(huge, quote=False) in refused.text  # what was typed is kept, escaped
+    assert "<b>line</b>" not in refused.text
+    assert "No variants yet" in (await ui.get(f"/ui/agents/{agent_id}")).text
+
+    large = "x" * 99_000 + "\nthe end <script>"
+    variant_id = await _variant(ui, agent_id, "large", system_prompt=large)
+    page = await ui.get(f"/ui/agents/{agent_id}/variants/{variant_id}")
+    assert page.status_code == 200
+    assert "x" * 99_000 + "\nthe end &lt;script&gt;" in page.text
+    form = await ui.get(f"/ui/agents/{agent_id}/variants/{variant_id}/edit")
+    assert form.status_code == 200
+    assert "the end &lt;script&gt;</textarea>" in form.text
+    assert (await ui.get(f"/ui/agents/{agent_id}")).status_code == 200
+    compare = await ui.get(f"/ui/agents/{agent_id}/compare?variant={variant_id}")
+    assert compare.status_code == 200

@@ -126,3 +126,36 @@ def _walk(driver: Any, base: str) -> None:
 
 def test_an_agents_life_in_the_browser(browser, deployed: Deployed):
     _walk(browser, deployed.url)
+
+
+def test_back_after_logout_shows_nothing_private(browser: Any, deployed: Deployed) -> None:
+    """Pages are no-store: after logging out, the back button asks the server again, which
+    answers with the login form instead of the page the browser showed before."""
+    walk = Walk(browser, deployed.url)
+    walk.open("/ui/login")
+    walk.fill({"username": "alice", "password": PASSWORD})
+    walk.click("Log in")
+    walk.fill({"name": "Secret project 7"})
+    walk.click("Create project")
+    project_path = walk.path()
+    walk.open(project_path.split("/sweeps")[0] + "/agents")
+    walk.click("New agent")
+    walk.fill({"name": "Private helper", "model_provider": "mock", "model_name": "m1"})
+    walk.click("Create agent")
+    assert "Private helper" in walk.text()
+    agent_path = walk.path()
+
+    walk.click("Log out")
+    assert "Log in" in walk.text()
+    browser.back()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 15).until(
+        lambda d: d.execute_script("return document.readyState") == "complete"
+    )
+    text = walk.text()
+    assert "Private helper" not in text
+    assert "Secret project 7" not in text
+    assert "Log in" in text
+    assert browser.current_url.startswith(deployed.url + "/ui/login")
+    assert agent_path.removeprefix("/") in browser.current_url.replace("%2F", "/")

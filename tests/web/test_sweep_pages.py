@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import event, update
+from sqlalchemy import event, select, update
 
+from promptlooper.auth.principal import Principal
+from promptlooper.sweeps import service as sweeps_service
 from promptlooper.sweeps.models import Run
 from tests.web.conftest import UiClient
 from tests.web.seeding import seed_experiment
@@ -256,6 +258,42 @@ async def test_other_pages_refuse_a_body_over_the_limit_with_a_page(
     api = await ui.http.post("/api/projects", content=b"x" * size, headers=form)
     assert api.status_code == 413
     assert api.json()["detail"].startswith("Request body too large")
+
+
+async def test_p50_latency_is_the_provider_calls_time_not_the_wait_for_a_slot(
+    ui: UiClient, app: FastAPI
+) -> None:
+    """Six runs at once on a provider that takes one call at a time, 40 ms each: the runs
+    queue for up to 200 ms, but each call takes 40 ms, and that is the config's latency."""
+    project_id = await make_project(ui)
+    slow = {
+        **DOCUMENT,
+        "name": "one slot",
+        "parameter_space": {"model": ["mock:small"], "prompt": ["Ticket: {{ input }}"]},
+        "dataset": {"rows": [{"input": f"ticket {i}", "expected": "bug"} for i in range(6)]},
+        "providers": {"mock": {"latency_ms": 40, "concurrency": 1}},
+        "concurrency": 6,
+    }
+    experiment_id = await create_sweep(ui, project_id, slow)
+    await run_sweep(ui, app, experiment_id)
+    async with app.state.sessionmaker() as session:
+        durations = sorted(
+            (
+                await session.scalars(
+                    select(Run.duration_ms).where(Run.experiment_id == uuid.UUID(experiment_id))
+                )
+            ).all()
+        )
+    assert durations[-1] > 150  # the last run waited for the five before it
+    page = (await ui.get(f"/ui/sweeps/{experiment_id}")).text
+    cells = re.findall(r'<td class="num">([^<]*)</td>', page.split("<tbody>")[1])
+    assert cells[-1] == "40.0", cells  # p50 latency (ms), the last numeric column
+    async with app.state.sessionmaker() as session:
+        experiment = await sweeps_service.get_experiment(
+            session, Principal.local_operator(), uuid.UUID(experiment_id)
+        )
+        summary = await sweeps_service.summary(session, experiment)
+    assert summary.configs[0].p50_latency_ms == pytest.approx(40.0)
 
 
 async def test_experiment_page(ui: UiClient, finished: dict[str, str]) -> None:

@@ -345,6 +345,13 @@ async def aligned_outputs(
 
 async def summary(session: AsyncSession, experiment: Experiment) -> ExperimentSummary:
     """Everything the leaderboard, exports and report show, computed from the runs."""
+    calls = (
+        select(StageResult.run_id, func.sum(StageResult.latency_ms).label("latency_ms"))
+        .join(Run, Run.id == StageResult.run_id)
+        .where(Run.experiment_id == experiment.id)
+        .group_by(StageResult.run_id)
+        .subquery()
+    )
     runs = [
         RunRow(*row)
         for row in await session.execute(
@@ -358,7 +365,10 @@ async def summary(session: AsyncSession, experiment: Experiment) -> ExperimentSu
                 Run.tokens_out,
                 Run.cost,
                 Run.cached,
-            ).where(Run.experiment_id == experiment.id)
+                calls.c.latency_ms,
+            )
+            .outerjoin(calls, calls.c.run_id == Run.id)
+            .where(Run.experiment_id == experiment.id)
         )
     ]
     scores: dict[uuid.UUID, dict[str, float]] = defaultdict(dict)

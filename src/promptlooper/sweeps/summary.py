@@ -32,6 +32,11 @@ class RunRow:
     tokens_out: int
     cost: float
     cached: bool
+    latency_ms: float | None = None
+    """The time its provider calls took: the sum of its stages' latencies, each measured
+    around the call alone. ``duration_ms`` also counts the waits for a provider's concurrency
+    slot or rate limit, retry back-offs and scoring, which say how busy the sweep was rather
+    than how fast a config answers."""
 
 
 @dataclass
@@ -49,6 +54,8 @@ class ConfigSummary:
     tokens_out: int = 0
     cost: float = 0.0
     p50_latency_ms: float | None = None
+    """The median of its completed runs' ``latency_ms`` (runs answered from the cache made no
+    call and are left out)."""
     best_run_id: uuid.UUID | None = None
     best_run_score: float | None = None
 
@@ -121,8 +128,9 @@ def summarise(
         summary.completed += 1
         totals["cached"] += run.cached
         if run.duration_ms is not None:
-            latencies[run.config_hash].append(run.duration_ms)
             durations.append(run.duration_ms)
+        if run.latency_ms is not None and not run.cached:
+            latencies[run.config_hash].append(run.latency_ms)
         values = scores.get(run.id, {})
         for name, value in values.items():
             per_scorer[run.config_hash][name].append(value)
