@@ -216,8 +216,8 @@ def _print_demo(
   API docs:    {base}/docs
   experiment:  {sweep_line}
   in the CLI:  {cli_line}
-  online:      {base}/api/experiments  (the A/B registry: homepage_hero_test, pricing_cta_test;
-               demo pages {base}/ab-demo and {base}/our-pricing)
+  online:      {base}/ui/online  (the A/B registry: homepage_hero_test, pricing_cta_test, with two
+               weeks of seeded visitors; demo pages {base}/ab-demo and {base}/our-pricing)
   training:    {training_line}
   log in:      curl -s -X POST {base}/api/auth/login -H 'Content-Type: application/json' \\
                  -d '{{"username": "{DEMO_USERNAME}", "password": "{password}"}}'
