@@ -17,24 +17,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import tempfile
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from tests.web.conftest import PASSWORD, UiClient, make_user
 
-from promptlooper import migrations
-from promptlooper.api import create_app
-from promptlooper.db.engine import create_engine
+from benchmarks.ui_server import bench_app
 from promptlooper.online import service
 from promptlooper.online.models import DailyTotals, ExperimentTotals, Rejection, VariantTotals
 from promptlooper.online.schemas import ExperimentCreate
-from promptlooper.settings import Settings
 from promptlooper.variants.service import existing_variant_ids
 
 TARGET_MS = 100.0
@@ -98,44 +90,11 @@ async def seed(sessionmaker: async_sessionmaker[AsyncSession], events: int) -> N
 
 
 async def measure(events: int, repeats: int, folder: Path) -> tuple[float, int, int]:
-    url = f"sqlite+aiosqlite:///{folder / 'ui.db'}"
-    engine = create_engine(url)
-    await migrations.upgrade(engine)
-    await engine.dispose()
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=url,
-        data_dir=folder / "data",
-        redis_url="",
-        jwt_secret="ui-online-benchmark-secret-of-enough-bytes",
-        log_level="warning",
-    )
-    app = create_app(settings)
-    statements: list[str] = []
-    event.listen(
-        app.state.engine.sync_engine,
-        "before_cursor_execute",
-        lambda conn, cursor, statement, *args: statements.append(statement),
-    )
-    await make_user(app.state.sessionmaker, "bench", admin=True)
-    await seed(app.state.sessionmaker, events)
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
-        await UiClient(http).login("bench", PASSWORD)
-        path = f"/ui/online/{KEY}"
-        first = await http.get(path)  # warm: templates compiled, SciPy loaded
-        assert first.status_code == 200, first.text[:500]
-        times = []
-        for _ in range(repeats):
-            statements.clear()
-            began = time.perf_counter()
-            response = await http.get(path)
-            times.append((time.perf_counter() - began) * 1000)
-            assert response.status_code == 200, response.text[:500]
+    async with bench_app(folder, admin=True) as bench:
+        await seed(bench.app.state.sessionmaker, events)
+        ms, response, count = await bench.time_page(f"/ui/online/{KEY}", repeats)
         assert f"{events // 4 // len(ARMS):,}" in response.text  # the exposed sessions shown
-    await app.state.event_bus.close()
-    await app.state.engine.dispose()
-    return statistics.median(times), len(response.content), len(statements)
+    return ms, len(response.content), count
 
 
 def main() -> None:

@@ -16,21 +16,14 @@ import asyncio
 import json
 import math
 import re
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
 from sqlalchemy import insert
-from tests.web.conftest import PASSWORD, UiClient, make_user
 
-from promptlooper import migrations
-from promptlooper.api import create_app
+from benchmarks.ui_server import bench_app
 from promptlooper.auth.principal import Principal
 from promptlooper.auth.service import get_user_by_username
-from promptlooper.db.engine import create_engine
-from promptlooper.settings import Settings
 from promptlooper.training import service
 from promptlooper.training.models import TrainingStep
 from promptlooper.training.schemas import RunCreate
@@ -68,52 +61,19 @@ async def _seed(app: object, steps: int) -> str:
 
 
 async def measure(steps: int, repeats: int, folder: Path) -> list[tuple[str, float, int, int, int]]:
-    url = f"sqlite+aiosqlite:///{folder / 'ui.db'}"
-    engine = create_engine(url)
-    await migrations.upgrade(engine)
-    await engine.dispose()
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=url,
-        data_dir=folder / "data",
-        redis_url="",
-        jwt_secret="ui-training-benchmark-secret-of-enough-bytes",
-        log_level="warning",
-    )
-    app = create_app(settings)
-    await make_user(app.state.sessionmaker, "bench")
-    run_id = await _seed(app, steps)
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
     results = []
-    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
-        ui = UiClient(http)
-        await ui.login("bench", PASSWORD)
+    async with bench_app(folder) as bench:
+        run_id = await _seed(bench.app, steps)
         pages = {
             f"run page ({steps:,} steps)": f"/ui/training/runs/{run_id}",
             "curves fragment (polled)": f"/ui/training/runs/{run_id}/curves",
         }
         for name, path in pages.items():
-            await http.get(path)  # warm: templates compiled, caches filled
-            times = []
-            for _ in range(repeats):
-                began = time.perf_counter()
-                response = await http.get(path)
-                times.append((time.perf_counter() - began) * 1000)
-                assert response.status_code == 200, response.text[:500]
+            ms, response, _ = await bench.time_page(path, repeats)
             charts = CHART.findall(response.text)
             chart_bytes = sum(len(body.encode()) for _, body in charts)
             loss = next(json.loads(body) for chart_id, body in charts if chart_id == "curve-loss")
-            results.append(
-                (
-                    name,
-                    statistics.median(times),
-                    len(response.content),
-                    chart_bytes,
-                    len(loss["x"]),
-                )
-            )
-    await app.state.event_bus.close()
-    await app.state.engine.dispose()
+            results.append((name, ms, len(response.content), chart_bytes, len(loss["x"])))
     return results
 
 
