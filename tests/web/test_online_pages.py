@@ -375,6 +375,25 @@ async def test_results_answer_first_with_numbers_intervals_and_series(ui_admin: 
     assert "charts.js" in page.text
 
 
+async def test_a_lift_significant_only_before_the_adjustment_is_not_called_significant(
+    ui_admin: UiClient, app
+):
+    await _create(ui_admin)
+    await _sessions(app, "control", 1000, 100)
+    await _sessions(app, "social", 1000, 136)  # p ≈ 0.03 alone, ≈ 0.07 for two metrics
+    page = await ui_admin.get("/ui/online/hero")
+    said = _text(page.text)
+    assert re.search(
+        r"— not significant once adjusted for the several comparisons "
+        r"\(adjusted p 0\.0[5-9]\d\): keep it running\.",
+        said,
+    ), said[:600]
+    assert "significantly better" not in said
+    assert "▲ +" not in said
+    assert 'class="forest-plot good"' not in page.text
+    assert said.count("not significant") >= 2
+
+
 async def test_results_warn_of_a_skewed_split_little_data_and_refused_events(
     ui_admin: UiClient, app, client: httpx.AsyncClient
 ):
@@ -418,7 +437,8 @@ async def test_the_demo_traffic_shows_a_lift_and_one_health_warning(ui_admin: Ui
     assert re.search(r"Social proof: \+\d+\.\d % conversion \(95 % CI \+", hero), hero[:500]
     assert "Sample-ratio mismatch" not in hero
     assert "Not enough data" not in hero
-    assert "1,500 1,500" in hero  # allocation 50, then exposed sessions and impressions
+    assert "2,500 2,500" in hero  # allocation 50, then exposed sessions and impressions
+    assert "significantly better than control" in hero
     pricing = _text((await ui_admin.get("/ui/online/pricing_cta_test")).text)
     assert "Sample-ratio mismatch: do not trust these results" in pricing
     assert "exposed sessions (900, 600)" in pricing

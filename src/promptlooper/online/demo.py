@@ -55,7 +55,7 @@ async def seed_demo(session: AsyncSession, known: service.KnownVariants) -> list
 
 DEMO_TRAFFIC = {
     # experiment → variant → (sessions, chance to convert)
-    "homepage_hero_test": {"control": (1500, 0.10), "tiny_gang_social_proof": (1500, 0.13)},
+    "homepage_hero_test": {"control": (2500, 0.10), "tiny_gang_social_proof": (2500, 0.14)},
     # A 50/50 experiment whose treatment lost a third of its impressions (a page that broke
     # its tracking): the results must say not to trust it.
     "pricing_cta_test": {"control": (900, 0.08), "meet_greet_emphasis": (600, 0.09)},
@@ -77,9 +77,11 @@ def _visits(
         steps = ["impression"]
         converted = chance.random() < converts
         if converted or chance.random() < 0.3:
-            steps += ["cta_click", "form_start"]
-            if converted or chance.random() < 0.5:
-                steps.append("form_submit")
+            steps.append("cta_click")
+            if converted or chance.random() < 0.7:
+                steps.append("form_start")
+                if converted or chance.random() < 0.5:
+                    steps.append("form_submit")
         if converted:
             steps.append("conversion")
         for step, event_type in enumerate(steps):

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, time
 from typing import Any
 
 from promptlooper.online.models import OnlineExperiment
+from promptlooper.online.stats import ALPHA
 
 METRICS = {"conversion_rate": "conversion", "value_per_session": "value per session"}
 PLOT_WIDTH = 200
@@ -39,8 +40,17 @@ class Comparison:
     treatment_mean: float = 0.0
 
     @property
-    def significant(self) -> bool:
+    def excludes_zero(self) -> bool:
+        """The unadjusted interval says there is a difference (before the correction for
+        testing several treatments and metrics at once)."""
         return self.error is None and (self.low > 0 or self.high < 0)
+
+    @property
+    def significant(self) -> bool:
+        """Significant after the page's multiple-testing adjustment: the interval excluding
+        zero alone would call one in twenty null metrics a winner."""
+        p = self.p_value if self.p_adjusted is None else self.p_adjusted
+        return self.excludes_zero and p < ALPHA
 
     @property
     def direction(self) -> str:
@@ -132,6 +142,11 @@ def headline(
     if best.significant:
         verdict = "better than control" if best.lift > 0 else "worse than control"
         return ("good" if best.lift > 0 else "bad"), f"{sentence} — significantly {verdict}."
+    if best.excludes_zero:
+        return "info", (
+            f"{sentence} — not significant once adjusted for the several comparisons "
+            f"(adjusted p {best.p_adjusted or 1:.3f}): keep it running."
+        )
     return "info", f"{sentence} — no significant difference yet."
 
 
