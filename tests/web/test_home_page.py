@@ -8,13 +8,11 @@ from __future__ import annotations
 import html
 import re
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import event, insert, update
+from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from promptlooper.auth import service as auth
@@ -25,7 +23,7 @@ from promptlooper.online.tallies import TOTALS
 from promptlooper.sweeps.models import Experiment
 from promptlooper.training.models import TrainingRun, TrainingStep
 from promptlooper.variants.service import existing_variant_ids
-from tests.web.conftest import UiClient
+from tests.web.conftest import UiClient, statements
 from tests.web.seeding import seed_experiment
 
 EVIL = '<script>alert(1)</script>" onmouseover="x'
@@ -304,21 +302,6 @@ async def test_new_project_form_still_refuses_bad_input(ui: UiClient) -> None:
     assert "no token" not in (await ui.get("/ui/")).text
 
 
-@contextmanager
-def _statements(app: FastAPI) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    engine = app.state.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-
-
 async def test_statements_do_not_grow_with_what_is_listed(ui_admin: UiClient, app: FastAPI) -> None:
     sessionmaker = app.state.sessionmaker
     counts = []
@@ -331,7 +314,7 @@ async def test_statements_do_not_grow_with_what_is_listed(ui_admin: UiClient, ap
             await _active_variant(ui_admin, agent_id, "v")
             await _online(sessionmaker, f"exp_{size}_{index}", f"E {size} {index}", (50, 50), 100)
             await _training_run(sessionmaker, "root-admin", f"run {size}-{index}", [1.0, 0.5])
-        with _statements(app) as seen:
+        with statements(app) as seen:
             response = await ui_admin.get("/ui/")
         assert response.status_code == 200
         counts.append(len(seen))

@@ -7,18 +7,16 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 
 from promptlooper.auth.principal import Principal
 from promptlooper.sweeps import service as sweeps_service
 from promptlooper.sweeps.models import Run
-from tests.web.conftest import UiClient
+from tests.web.conftest import UiClient, statements
 from tests.web.seeding import seed_experiment
 
 XSS = '<script>alert(1)</script>" onmouseover="evil()'
@@ -512,21 +510,6 @@ async def test_unknown_ids(ui: UiClient, finished: dict[str, str]) -> None:
         f"/ui/sweeps/{finished['experiment']}/export/zip",
     ):
         assert (await ui.get(url)).status_code == 404, url
-
-
-@contextmanager
-def statements(app: FastAPI) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    engine = app.state.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 async def test_pages_paginate_and_statements_do_not_grow(ui: UiClient, app: FastAPI) -> None:
