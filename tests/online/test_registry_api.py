@@ -55,6 +55,28 @@ async def test_admin_can_update_backend_managed_experiment_definition(
     assert updated["description"] == "Updated from admin"
 
 
+async def test_a_started_experiment_cannot_go_back_to_draft(
+    client: httpx.AsyncClient, registry, bootstrap_headers
+):
+    """A draft promises no unit was ever assigned: once running, only stopping is allowed."""
+    url = "/api/admin/experiments/homepage_hero_test"
+    refused = await client.put(
+        url, headers=bootstrap_headers, json=HOMEPAGE_PUT | {"status": "draft"}
+    )
+
+    assert refused.status_code == 409
+    assert "cannot go back to draft; stop it instead" in refused.json()["detail"]
+    stopped = await client.put(
+        url, headers=bootstrap_headers, json=HOMEPAGE_PUT | {"status": "stopped"}
+    )
+    assert stopped.status_code == 200, stopped.text
+    again = await client.put(
+        url, headers=bootstrap_headers, json=HOMEPAGE_PUT | {"status": "draft"}
+    )
+    assert again.status_code == 409
+    assert (await client.get(url, headers=bootstrap_headers)).json()["status"] == "stopped"
+
+
 async def test_an_admin_jwt_works_as_well_as_an_admin_key(
     client: httpx.AsyncClient, sessionmaker, registry
 ):
@@ -301,6 +323,11 @@ def _variants(*allocations_and_controls) -> list[dict]:
                 ]
             },
             "variant_key",
+        ),
+        ({"variants": _variants((100, True), (0, False))}, "greater than 0"),
+        (
+            {"variants": _variants((99.9999999, True), (0.0000001, False))},
+            "more than 2 decimals",
         ),
         ({"eligible_routes": ["contact"]}, "must start with /"),
         ({"eligible_routes": ["/a*b"]}, "only a trailing /* is a pattern"),

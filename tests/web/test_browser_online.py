@@ -42,18 +42,18 @@ def deployed(tmp_path: Path) -> Iterator[Deployed]:
     asyncio.run(drop_database(url))
 
 
-def _visit(base: str) -> dict[str, list[int]]:
+def _visit(base: str, treatment: str = "social") -> dict[str, list[int]]:
     """Each visitor asks for its variant and reports an impression, and one in five converts,
     as the A/B script would; the treatment's page lost every other impression (broken
     tracking). Returns the exposed and converting counts per variant."""
-    seen: dict[str, list[int]] = {"control": [0, 0], "social": [0, 0]}
+    seen: dict[str, list[int]] = {"control": [0, 0], treatment: [0, 0]}
     events = []
     with httpx.Client(base_url=base, headers={"user-agent": USER_AGENT}, timeout=30) as http:
         for index in range(VISITORS):
             unit = f"visitor-{index}"
             answer = http.get(f"/api/experiments/{KEY}/assignment", params={"unit_id": unit})
             variant = answer.json()["variant_key"]
-            if variant == "social" and index % 2:
+            if variant == treatment and index % 2:
                 continue  # the lost impression: nothing from this visitor is counted
             common = {"experiment_key": KEY, "variant_key": variant, "session_id": unit}
             events.append(common | {"event_name": "impression", "event_id": f"i-{unit}"})
@@ -137,3 +137,54 @@ def test_an_admin_creates_an_experiment_and_reads_its_results(browser, deployed:
     assert re.search(r"Social proof conversion [0-9.]+ % → [0-9.]+ % [▲▼]? ?[+-]", results)
     assert found["svgs"] == 2
     assert "stopped: no unit is assigned" in found["stopped"]
+
+
+def _overflow(driver: Any, css: str) -> list[str]:
+    """The elements matching ``css`` that are not wholly inside the window, or whose text
+    is wider than their own box (a value cut off inside its input)."""
+    return driver.execute_script(
+        "var w = window.innerWidth;"
+        "return Array.from(document.querySelectorAll(arguments[0])).filter(function (e) {"
+        "  var r = e.getBoundingClientRect();"
+        "  return r.left < 0 || r.right > w || e.scrollWidth > e.clientWidth + 1;"
+        "}).map(function (e) { return e.name || e.textContent.trim().slice(0, 40); });",
+        css,
+    )
+
+
+def test_the_forms_and_results_fit_a_phone_and_a_desktop(browser, deployed: Deployed):
+    """At 375 px the definition forms and the lifts stay on screen (the page never scrolls
+    sideways); at 1280 px every column of the variants table and every variant key show."""
+    social = {"variant_key": "tiny_gang_social_proof", "label": "Social proof", "allocation": 50}
+    definition = {
+        "experiment_key": KEY,
+        "name": "Browser hero",
+        "cookie_name": "exp_browser_hero",
+        "variants": [
+            {"variant_key": "control", "label": "Original", "allocation": 50, "is_control": True},
+            social,
+        ],
+    }
+    with deployed.client() as http:
+        made = http.post("/api/admin/experiments", json=definition, headers=deployed.admin)
+        assert made.status_code == 201, made.text
+    _visit(deployed.url, treatment=social["variant_key"])
+    walk = Walk(browser, deployed.url)
+    walk.open("/ui/login")
+    walk.fill({"username": "root", "password": PASSWORD})
+    walk.click("Log in")
+
+    browser.set_window_size(375, 800)
+    assert browser.execute_script("return window.innerWidth") <= 400
+    for page in ("/ui/online/new", f"/ui/online/{KEY}/edit", f"/ui/online/{KEY}"):
+        walk.open(page)
+        page_width = browser.execute_script("return document.scrollingElement.scrollWidth")
+        assert page_width <= browser.execute_script("return window.innerWidth"), page
+        assert _overflow(browser, "table.variant-rows input, table.forest td") == [], page
+    assert "Social proof" in walk.text()  # the lifts were there to be measured
+
+    browser.set_window_size(1280, 900)
+    walk.open(f"/ui/online/{KEY}")
+    assert _overflow(browser, "table.arms th, .table-wrap") == []
+    walk.open(f"/ui/online/{KEY}/edit")
+    assert _overflow(browser, "table.variant-rows input[type=text]") == []

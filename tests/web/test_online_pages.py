@@ -54,6 +54,16 @@ async def _create(ui: UiClient, **changes: str) -> httpx.Response:
     return await ui.post("/ui/online/new", _definition(**changes))
 
 
+async def _edit_form(ui: UiClient, key: str = "hero") -> dict[str, str]:
+    """The definition as typed at creation (key left out), with the version of the edit form
+    just loaded: what an admin sends back."""
+    form = await ui.get(f"/ui/online/{key}/edit")
+    version = re.search(r'name="version" value="([0-9a-f]+)"', form.text)
+    assert version, "the edit form carries the version it was loaded at"
+    edited = {k: v for k, v in _definition().items() if k != "experiment_key"}
+    return edited | {"version": version[1]}
+
+
 async def _experiments(app: FastAPI) -> list:
     async with app.state.sessionmaker() as session:
         return await service.list_experiments(session, include_archived=True)
@@ -138,6 +148,11 @@ async def test_create_refusals_are_beside_their_fields_and_nothing_is_saved(
         "Input should be a valid number": {"variants.1.allocation": "half"},
         "must start with /": {"eligible_routes": "blog"},
         "less than or equal to 100": {"coverage": "150"},
+        "greater than 0": {"variants.0.allocation": "100", "variants.1.allocation": "0"},
+        "more than 2 decimals": {
+            "variants.0.allocation": "99.9999999",
+            "variants.1.allocation": "0.0000001",
+        },
     }
     for message, change in cases.items():
         refused = await _create(ui_admin, **change)
@@ -152,6 +167,12 @@ async def test_create_refusals_are_beside_their_fields_and_nothing_is_saved(
     )
     assert row
     assert "valid number" in row[1]
+    zero = await _create(ui_admin, **{"variants.0.allocation": "100", "variants.1.allocation": "0"})
+    row = re.search(
+        r'name="variants\.1\.allocation"[^>]*>\s*<small class="error">([^<]+)', zero.text
+    )
+    assert row
+    assert "greater than 0" in row[1]
     assert await _experiments(app) == []
 
     assert (await _create(ui_admin)).status_code == 303
@@ -237,7 +258,7 @@ async def test_editing_a_running_experiment_asks_before_it_re_buckets(ui_admin: 
     form = await ui_admin.get("/ui/online/hero/edit")
     assert "This experiment is running" in form.text
     assert 'value="hero"' in form.text  # the seed, shown
-    edited = {k: v for k, v in _definition().items() if k != "experiment_key"}
+    edited = await _edit_form(ui_admin)
 
     # A label is safe: saved at once.
     saved = await ui_admin.post("/ui/online/hero/edit", edited | {"variants.1.label": "Proof"})
@@ -246,6 +267,7 @@ async def test_editing_a_running_experiment_asks_before_it_re_buckets(ui_admin: 
     assert experiment.variants[1]["label"] == "Proof"
 
     # A new split and seed move units: the form says how, and saves nothing yet.
+    edited = await _edit_form(ui_admin)
     risky = edited | {"variants.0.allocation": "70", "variants.1.allocation": "30",
                       "hash_seed": "fresh"}  # fmt: skip
     asked = await ui_admin.post("/ui/online/hero/edit", risky)
@@ -263,6 +285,7 @@ async def test_editing_a_running_experiment_asks_before_it_re_buckets(ui_admin: 
     assert confirmed.status_code == 303
     (experiment,) = await _experiments(app)
     assert (experiment.hash_seed, experiment.variants[0]["allocation"]) == ("fresh", 70)
+    risky |= await _edit_form(ui_admin) | {"hash_seed": "fresh"}
 
     # Renaming an arm of a running experiment is refused beside the variants; nothing saved.
     renamed = await ui_admin.post(
@@ -273,6 +296,50 @@ async def test_editing_a_running_experiment_asks_before_it_re_buckets(ui_admin: 
     assert "cannot change because it is running" in html.unescape(renamed.text)
     (experiment,) = await _experiments(app)
     assert experiment.name == "Hero test"
+
+
+async def test_an_edit_on_a_stale_form_is_refused_and_keeps_what_was_typed(ui_admin: UiClient, app):
+    """Two admins open the same form; the second to save is told, instead of silently
+    undoing the first one's change."""
+    await _create(ui_admin)
+    first = await _edit_form(ui_admin)
+    second = await _edit_form(ui_admin)
+    saved = await ui_admin.post("/ui/online/hero/edit", first | {"name": "First admin's name"})
+    assert saved.status_code == 303
+
+    stale = await ui_admin.post(
+        "/ui/online/hero/edit", second | {"description": "Second admin's words"}
+    )
+    assert stale.status_code == 409
+    said = _text(stale.text)
+    assert "changed since this form was loaded; nothing was saved" in said
+    assert "Second admin's words" in said  # what was typed stays, to copy over
+    (experiment,) = await _experiments(app)
+    assert (experiment.name, experiment.description) == (
+        "First admin's name",
+        "Does social proof help?",
+    )
+
+    # A start or stop makes an open form stale too.
+    fresh = await _edit_form(ui_admin)
+    await ui_admin.post("/ui/online/hero/status", {"status": "stopped"})
+    refused = await ui_admin.post("/ui/online/hero/edit", fresh | {"status": "running"})
+    assert refused.status_code == 409
+    (experiment,) = await _experiments(app)
+    assert experiment.status == "stopped"
+
+
+async def test_a_started_experiment_cannot_be_edited_back_to_draft(ui_admin: UiClient, app):
+    await _create(ui_admin)
+    refused = await ui_admin.post(
+        "/ui/online/hero/edit", await _edit_form(ui_admin) | {"status": "draft"}
+    )
+    assert refused.status_code == 422
+    beside = re.search(r'name="status".*?<small class="error">([^<]+)', refused.text, re.S)
+    assert beside, refused.text
+    assert "cannot go back to draft; stop it instead" in html.unescape(beside[1])
+    (experiment,) = await _experiments(app)
+    assert experiment.status == "running"
 
 
 async def test_start_stop_and_archive(ui_admin: UiClient, app):

@@ -38,11 +38,22 @@ variance of value per session), a float's range must still hold it."""
 class VariantDefinition(RequestBody):
     variant_key: Key
     label: Annotated[str, StringConstraints(max_length=200)] = ""
-    allocation: float = Field(ge=0, le=100, description="Percent of covered traffic")
+    allocation: float = Field(
+        gt=0, le=100, description="Percent of covered traffic, above 0, at most 2 decimals"
+    )
     is_control: bool = False
     agent_variant_id: uuid.UUID | None = Field(
         default=None, description="The agent variant this arm serves (for ?unit_id= resolution)"
     )
+
+    @field_validator("allocation")
+    @classmethod
+    def _allocation(cls, allocation: float) -> float:
+        """A split is written in hundredths of a percent at most: an arm of 0.0000001 % is a
+        typing slip that would leave it without a single unit, and never a design."""
+        if round(allocation, 2) != allocation:
+            raise ValueError(f"allocation {allocation} has more than 2 decimals; use e.g. 33.33")
+        return allocation
 
 
 class ExperimentDefinition(RequestBody):

@@ -8,6 +8,8 @@ answers 404), as the seed specifies.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from promptlooper.online.schemas import (
     READ_ONLY,
     ExperimentCreate,
     ExperimentDefinition,
+    ExperimentPublic,
     ExperimentUpdate,
     SettingsBody,
 )
@@ -183,10 +186,35 @@ def assignment_changes(experiment: OnlineExperiment, body: ExperimentDefinition)
     return changes
 
 
+def experiment_version(experiment: OnlineExperiment) -> str:
+    """A tag of the whole definition an edit form shows, status and archiving included: a
+    form loaded before anyone else's change (an edit, a start or stop) is recognised."""
+    shown = ExperimentPublic.model_validate(experiment).model_dump(mode="json")
+    material = json.dumps([shown, str(experiment.archived_at)], sort_keys=True)
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def check_version(experiment: OnlineExperiment, expected: str) -> None:
+    """Refuse an edit made on an older view of the experiment (what If-Match does in HTTP),
+    so two admins editing at once do not silently overwrite each other."""
+    if expected != experiment_version(experiment):
+        raise Conflict(
+            f"Experiment {experiment.experiment_key!r} changed since this form was loaded; "
+            "nothing was saved. Reload the form to see the current values."
+        )
+
+
 def _refuse_reviving(experiment: OnlineExperiment, status: str) -> None:
+    """An archived experiment stays stopped, and one that has started never becomes a draft
+    again: a draft promises that no unit was ever assigned."""
     if experiment.archived_at is not None and status == "running":
         raise Conflict(
             f"{experiment.experiment_key!r} is archived; create a new experiment instead"
+        )
+    if status == "draft" and experiment.status != "draft":
+        raise Conflict(
+            f"status: {experiment.experiment_key!r} has been {experiment.status} and cannot "
+            "go back to draft; stop it instead"
         )
 
 

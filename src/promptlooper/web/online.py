@@ -20,7 +20,7 @@ from promptlooper.online.schemas import (
 )
 from promptlooper.web import online_results as view
 from promptlooper.web.errors import PageRoute
-from promptlooper.web.forms import form_fields, validate
+from promptlooper.web.forms import FORM_ERROR, form_fields, validate
 from promptlooper.web.online_forms import (
     GUARDRAIL,
     definition_data,
@@ -167,7 +167,8 @@ async def edit_experiment(
 ) -> Response:
     _admin(viewer)
     experiment = await service.get_experiment(session, key)
-    return _form_page(request, viewer, form_of(experiment), {}, experiment=experiment)
+    form = form_of(experiment) | {"version": service.experiment_version(experiment)}
+    return _form_page(request, viewer, form, {}, experiment=experiment)
 
 
 @router.post(HOME + "/{key}/edit")
@@ -181,8 +182,14 @@ async def update_experiment(
         return _form_page(request, viewer, form, {}, experiment=experiment)
     data, rows = definition_data(form)
     data.pop("experiment_key", None)
-    body, errors = validate(ExperimentUpdate, data)
-    errors = place_errors(errors, rows)
+    status = 422
+    try:
+        service.check_version(experiment, form.get("version", ""))
+    except Conflict as exc:
+        body, errors, status = None, {FORM_ERROR: exc.message}, 409
+    else:
+        body, errors = validate(ExperimentUpdate, data)
+        errors = place_errors(errors, rows)
     if body is not None:
         changes = (
             service.assignment_changes(experiment, body) if service.is_live(experiment) else []
@@ -202,7 +209,7 @@ async def update_experiment(
             _changed(request)
             return redirect(request, f"{HOME}/{key}", f"Experiment {body.name} saved.")
     experiment = await service.get_experiment(session, key)
-    return _form_page(request, viewer, form, errors, experiment=experiment, status=422)
+    return _form_page(request, viewer, form, errors, experiment=experiment, status=status)
 
 
 @router.post(HOME + "/{key}/status")

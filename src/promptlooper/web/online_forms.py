@@ -116,8 +116,8 @@ def refusal(
         if key in rows_by_key:
             return {_row(rows_by_key[key], found[2]): rest}
         return {"variants": message}
-    if sep and head == "variants":
-        return {"variants": rest}
+    if sep and head in ("variants", "status"):
+        return {head: rest}
     if message.startswith("cookie_name"):
         return {"cookie_name": message}
     if message.startswith("An experiment with key"):
