@@ -132,7 +132,9 @@ async def test_the_registry_teaches_when_empty_then_lists_each_definition(ui_adm
 
     listed = _text((await ui_admin.get("/ui/online")).text)
     assert "1 experiment, 1 running" in listed
-    assert "Hero test hero running yes / , /blog/* 80.0" in listed
+    health = "2 variants · 0 sessions · no data yet · needs"
+    assert f"Hero test hero running {health}" in listed  # the health column, as on the home page
+    assert "sessions per arm yes / , /blog/* 80.0" in listed
     assert "control (Original) 50.0 control" in listed
     assert "social (Social proof) 50.0" in listed
     assert "exp_hero" in listed
@@ -389,6 +391,10 @@ async def test_the_site_wide_switch(ui_admin: UiClient, app, client: httpx.Async
     event = {"experiment_key": "hero", "variant_key": "control", "session_id": "s1"}
     answer = await client.post("/api/experiments/impression", json=event, headers=BROWSER)
     assert answer.json() == {"ok": True, "accepted": False}
+    await _sessions(app, "control", 40, 4)
+    results = (await ui_admin.get("/ui/online/hero")).text
+    off = results.index("Online experiments are switched off site-wide")
+    assert off < results.index('answer" role=')  # the notice comes before the headline
     on = await ui_admin.post("/ui/online/settings", {"experiments_enabled": "on"})
     assert on.status_code == 303
     answer = await client.post("/api/experiments/impression", json=event, headers=BROWSER)

@@ -60,13 +60,15 @@ def _changed(request: Request) -> None:
 async def registry(request: Request, viewer: ViewerDep, session: SessionDep) -> Response:
     _admin(viewer)
     experiments = await service.list_experiments(session, include_archived=True)
+    live = [e for e in experiments if e.archived_at is None]
     return page(
         request,
         "online/list.html",
         viewer,
         area="online",
         settings=await service.site_settings(session),
-        live=[e for e in experiments if e.archived_at is None],
+        live=live,
+        health=await results.health_summaries(session, live),
         archived=[e for e in experiments if e.archived_at is not None],
         is_live=service.is_live,
     )
