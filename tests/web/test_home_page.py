@@ -23,6 +23,7 @@ from promptlooper.online.tallies import TOTALS
 from promptlooper.sweeps.models import Experiment
 from promptlooper.training.models import TrainingRun, TrainingStep
 from promptlooper.variants.service import existing_variant_ids
+from promptlooper.web.training import EXAMPLE_COMMAND
 from tests.web.conftest import UiClient, statements
 from tests.web.seeding import seed_experiment
 
@@ -155,7 +156,7 @@ async def test_empty_home_teaches_each_section(ui: UiClient) -> None:
     assert "No projects yet." in text
     assert "promptlooper sweep run examples/ticket-triage/sweep.yaml" in text
     assert "No training runs yet." in text
-    assert "promptlooper train sft" in text
+    assert EXAMPLE_COMMAND in text  # the training page's own command, which runs as shown
     assert 'action="/ui/projects"' in page.text  # the new-project form stays
 
     project_id = await _project(ui, "Empty one")
@@ -272,7 +273,7 @@ async def test_latest_training_runs_with_step_and_loss(ui: UiClient, app: FastAP
     assert f'href="/ui/training/runs/{fresh}"' in page.text
     assert f'href="/ui/training/runs/{run_ids[-1]}"' in page.text
     assert f'href="/ui/training/runs/{run_ids[0]}"' not in page.text  # the oldest, past five
-    assert f"run 5 {EVIL} tiny-test training 3 5.5000" in text
+    assert f"run 5 {EVIL} tiny-test training 3 5.500 " in text  # 3 decimals, as on Training
     assert "not begun tiny-test new 0 –" in text
 
 

@@ -123,6 +123,18 @@ async def test_list_shows_runs_newest_first_with_loss_and_status(
     by_step = (await ui.get("/ui/training?sort=step&order=asc")).text
     assert by_step.index(str(older)) < by_step.index(str(newer))
     assert 'aria-sort="ascending"' in by_step
+    new = await seed_run(app, name="new")  # no step yet: no loss, status new
+    for sort, order, expected in (
+        ("loss", "asc", [newer, older, new]),  # a run without a loss is last either way
+        ("loss", "desc", [older, newer, new]),
+        ("status", "desc", [newer, older, new]),  # training, idle, new
+        ("status", "asc", [new, older, newer]),
+    ):
+        sorted_page = (await ui.get(f"/ui/training?sort={sort}&order={order}")).text
+        shown = sorted(expected, key=lambda run_id: sorted_page.index(str(run_id)))
+        assert shown == expected, (sort, order)
+    assert 'href="?sort=loss&amp;order=desc"' in html  # the headers sort, as the step's does
+    assert 'href="?sort=status&amp;order=desc"' in html
     for bad in (
         "/ui/training?sort=evil",
         "/ui/training?page=0",

@@ -7,8 +7,9 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import ColumnElement, Row, Subquery, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from promptlooper.auth.principal import Principal
 from promptlooper.db.base import utcnow
@@ -73,13 +74,29 @@ async def get_run(session: AsyncSession, principal: Principal, run_id: uuid.UUID
     return run
 
 
-RunSort = Literal["created", "name", "base_model", "step"]
+RunSort = Literal["created", "name", "base_model", "step", "loss", "status"]
 _RUN_ORDER = {
     "created": TrainingRun.created_at,
     "name": TrainingRun.name,
     "base_model": TrainingRun.base_model,
     "step": TrainingRun.step,
 }
+
+
+def _latest_step_rows(where: ColumnElement[bool]) -> Subquery:
+    """The last logged step of each run that ``where`` picks, as a subquery to join: the runs
+    list shows, and sorts by, its loss and (through its time) the run's status."""
+    last = (
+        select(TrainingStep.run_id, func.max(TrainingStep.step).label("step"))
+        .where(where)
+        .group_by(TrainingStep.run_id)
+        .subquery()
+    )
+    return (
+        select(TrainingStep)
+        .join(last, (TrainingStep.run_id == last.c.run_id) & (TrainingStep.step == last.c.step))
+        .subquery()
+    )
 
 
 async def list_runs(
@@ -92,18 +109,25 @@ async def list_runs(
     descending: bool = True,
 ) -> tuple[list[TrainingRun], int]:
     """The caller's own runs, newest first unless sorted otherwise (an admin's own too: runs
-    are personal); ties fall back to newest first, so a page never reorders between reads."""
+    are personal); ties fall back to newest first, so a page never reorders between reads.
+    By status, runs order by their last step's time, as ``run_status`` reads it: training,
+    then idle, then new ones (without a step) when descending; runs without a loss come last
+    when sorted by loss."""
     where = TrainingRun.owner_id == principal.user_id
     total = await session.scalar(select(func.count()).select_from(TrainingRun).where(where))
-    column = _RUN_ORDER[sort]
+    query = select(TrainingRun).where(where)
+    if sort in ("loss", "status"):
+        mine = select(TrainingRun.id).where(where).scalar_subquery()
+        latest = _latest_step_rows(TrainingStep.run_id.in_(mine))
+        query = query.outerjoin(latest, latest.c.run_id == TrainingRun.id)
+        column = latest.c.loss if sort == "loss" else latest.c.created_at
+        ordered = column.desc() if descending else column.asc()
+        ordered = ordered.nulls_last() if sort == "loss" or descending else ordered.nulls_first()
+    else:
+        column = _RUN_ORDER[sort]
+        ordered = column.desc() if descending else column.asc()
     rows = await session.scalars(
-        select(TrainingRun)
-        .where(where)
-        .order_by(
-            column.desc() if descending else column.asc(),
-            TrainingRun.created_at.desc(),
-            TrainingRun.id,
-        )
+        query.order_by(ordered, TrainingRun.created_at.desc(), TrainingRun.id)
         .limit(limit)
         .offset(offset)
     )
@@ -116,17 +140,8 @@ async def latest_steps(
     """Each run's last logged step (runs without one are left out): one query for a page."""
     if not run_ids:
         return {}
-    last = (
-        select(TrainingStep.run_id, func.max(TrainingStep.step).label("step"))
-        .where(TrainingStep.run_id.in_(run_ids))
-        .group_by(TrainingStep.run_id)
-        .subquery()
-    )
-    rows = await session.scalars(
-        select(TrainingStep).join(
-            last, (TrainingStep.run_id == last.c.run_id) & (TrainingStep.step == last.c.step)
-        )
-    )
+    latest = aliased(TrainingStep, _latest_step_rows(TrainingStep.run_id.in_(run_ids)))
+    rows = await session.scalars(select(latest))
     return {row.run_id: row for row in rows}
 
 

@@ -33,6 +33,7 @@ from promptlooper.web.errors import PageRoute
 from promptlooper.web.forms import form_fields, validate
 from promptlooper.web.render import page, redirect
 from promptlooper.web.session import PREFIX, ViewerDep
+from promptlooper.web.training import EXAMPLE_COMMAND
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 PAGE_SIZE = 20
@@ -177,6 +178,7 @@ async def _home(
         experiments=experiments,
         runs=runs,
         run_total=run_total,
+        train_command=EXAMPLE_COMMAND,
         page_number=page_number,
         page_size=PAGE_SIZE,
         form=form or {},
