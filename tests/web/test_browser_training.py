@@ -56,6 +56,12 @@ def _train(http: httpx.Client, headers: dict[str, str]) -> tuple[str, str]:
             f"/api/training/runs/{run_id}/optim_step", json={"learning_rate": 1e-3}, headers=headers
         )
         assert stepped.status_code == 200, stepped.text
+    saved = http.post(
+        f"/api/training/runs/{run_id}/save_state",
+        json={"kind": "adapter", "name": "tuned"},
+        headers=headers,
+    )
+    assert saved.status_code == 201, saved.text
     sampled = http.post(f"/api/training/runs/{run_id}/sample", json=SAMPLE, headers=headers)
     assert sampled.status_code == 200, sampled.text
     return run_id, sampled.json()["samples"][0]["sequences"][0]["text"]
@@ -77,6 +83,12 @@ def _points(driver: Any) -> list[int]:
     )
 
 
+def _plot_width(driver: Any) -> int:
+    return driver.execute_script(
+        "return document.querySelector('figure[data-chart=\"curve-loss\"]')._plot.width"
+    )
+
+
 def _scenario(driver: Any, base: str, run_id: str, expected: str) -> None:
     from selenium.webdriver.common.by import By
 
@@ -94,10 +106,19 @@ def _scenario(driver: Any, base: str, run_id: str, expected: str) -> None:
     assert f"Step {STEPS}, loss" in walk.text()
     _until(driver, lambda d: _points(d)[1] == STEPS)  # uPlot has drawn it
     assert _points(driver) == [STEPS, STEPS]
+    # One chart a row, wide enough that uPlot would tick every half step of these four.
+    driver.set_window_size(700, 900)
+    _until(driver, lambda d: _plot_width(d) > 500)
+    ticks = driver.execute_script(
+        "return document.querySelector('figure[data-chart=\"curve-loss\"]')._plot.axes[0]._splits"
+    )
+    assert ticks
+    assert all(float(t).is_integer() for t in ticks), ticks  # steps: 1, 2, 3, never 2.5
+    driver.set_window_size(1280, 900)
     # The run trained moments ago: the page polls its curves, swaps them in and draws them
     # again, with the smoothing chosen before the swap.
     driver.execute_script(
-        "var s = document.querySelector('input[data-smooth-for=\"curve-loss\"]');"
+        "var s = document.querySelector('input[data-smooth-for~=\"curve-loss\"]');"
         "s.value = '0.5'; s.dispatchEvent(new Event('input', {bubbles: true}));"
         "document.getElementById('curves').dataset.seen = 'yes';"
     )
@@ -107,10 +128,22 @@ def _scenario(driver: Any, base: str, run_id: str, expected: str) -> None:
     _until(driver, lambda d: _points(d) == [STEPS, STEPS])
     smoothed = driver.execute_script(
         "var f = document.querySelector('figure[data-chart=\"curve-loss\"]');"
-        "return [document.querySelector('input[data-smooth-for=\"curve-loss\"]').value,"
+        "return [document.querySelector('input[data-smooth-for~=\"curve-loss\"]').value,"
         " f._plot.data.length];"
     )
     assert smoothed == ["0.5", 3]  # x, the raw loss faded, the smoothed loss
+    # The value shows beside the slider and stays in the URL: a reload keeps it.
+    assert driver.find_element(By.CSS_SELECTOR, "output[data-smooth-value]").text == "0.50"
+    assert walk.path() == f"/ui/training/runs/{run_id}?smooth=0.5"
+    driver.refresh()
+    _until(driver, lambda d: _points(d)[1] == STEPS)
+    assert driver.execute_script(
+        "return [document.getElementById('smooth').value,"
+        " document.querySelector('figure[data-chart=\"curve-loss\"]')._plot.data.length];"
+    ) == ["0.5", 3]
+    log_link = driver.find_element(By.LINK_TEXT, "log").get_attribute("href")
+    assert "scale=log" in log_link, log_link
+    assert "smooth=0.5" in log_link, log_link
 
     prompt = driver.find_element(By.ID, "f-prompt")
     prompt.send_keys(SAMPLE["prompts"][0])
@@ -125,6 +158,19 @@ def _scenario(driver: Any, base: str, run_id: str, expected: str) -> None:
     reason = driver.find_element(By.CSS_SELECTOR, ".stop-reason").text
     assert reason in ("stop", "length")
     assert _points(driver)[0] == STEPS  # the page came back with its curve
+    assert "smooth=0.5" in walk.path()  # and with the smoothing
+
+    # On a phone the checkpoint's reference and its Copy button are on screen.
+    driver.set_window_size(375, 800)
+    walk.open(f"/ui/training/runs/{run_id}")
+    width = driver.execute_script("return window.innerWidth")
+    assert driver.execute_script("return document.scrollingElement.scrollWidth") <= width
+    for css in ("table.checkpoints .copy", "table.checkpoints pre"):
+        box = driver.execute_script(
+            "return arguments[0].getBoundingClientRect().right",
+            driver.find_element(By.CSS_SELECTOR, css),
+        )
+        assert box <= width, (css, box, width)
 
 
 def test_training_run_page_in_a_browser(browser: Any, server: Deployed) -> None:

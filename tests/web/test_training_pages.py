@@ -173,12 +173,20 @@ async def test_run_page_answers_first_with_curves_and_checkpoints(
     assert found["curve-loss"]["x"] == [1, 2, 3, 4]
     assert found["curve-loss"]["series"][0]["values"] == [2.24, 2.1, 1.9, 1.83]
     assert found["curve-tokens"]["series"][0]["values"] == [100, 101, 102, 103]
-    assert 'data-smooth-for="curve-loss"' in html
+    assert 'data-smooth-for="curve-loss curve-grad_norm"' in html
     assert f"local:{run_id}@tuned" in html
     assert "data-copy" in html
     assert "hx-trigger" not in html  # idle: nothing polls
     log = (await ui.get(f"/ui/training/runs/{run_id}?scale=log")).text
     assert charts(log)["curve-loss"]["log"] is True
+
+    # The smoothing is part of the view: in the URL, shown beside its slider, carried along.
+    smoothed = (await ui.get(f"/ui/training/runs/{run_id}?scale=log&smooth=0.6")).text
+    assert re.search(r'name="smooth"[^>]*value="0.6"', smoothed)
+    assert '<output for="smooth" data-smooth-value>0.60</output>' in smoothed
+    assert f'href="/ui/training/runs/{run_id}?smooth=0.6" data-keeps-smooth>linear' in smoothed
+    assert "/sample?scale=log&amp;smooth=0.6#sample" in smoothed
+    assert (await ui.get(f"/ui/training/runs/{run_id}?smooth=2")).status_code == 400
 
 
 async def test_rising_loss_and_new_run(ui: UiClient, app: FastAPI) -> None:
@@ -262,6 +270,14 @@ async def test_sample_form_refuses_bad_input_in_place(ui: UiClient, app: FastAPI
         assert f'id="e-{field}"' in html, field
     assert 'value="hot"' in html  # what was typed stays
     assert "Write a prompt" in html
+
+    # A format the form does not offer is refused beside its choice, not sent as text.
+    evil = await ui.post(
+        f"/ui/training/runs/{run_id}/sample", {"prompt": "Hello", "format": "evil"}
+    )
+    assert evil.status_code == 422
+    assert re.search(r'id="e-format">Send the prompt as plain text or as a chat', evil.text)
+    assert "sample-answer" not in evil.text
 
 
 async def test_sample_needs_the_csrf_token(ui: UiClient, app: FastAPI) -> None:

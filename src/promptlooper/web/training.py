@@ -5,7 +5,7 @@ same service and trainer as ``/api/training``."""
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,7 +32,12 @@ EXAMPLE_LINE = (
 )
 """One line of ``train.jsonl`` (``{"text": ...}`` lines work too)."""
 Scale = Literal["linear", "log"]
+Smooth = Annotated[float, Query(ge=0, le=0.99)]
+"""The curves' exponential smoothing (TensorBoard's weight), kept in the URL so that a
+reload or a shared link shows the curves as they were read."""
 SAMPLE_DEFAULTS = {"max_tokens": "64", "temperature": "1.0", "top_p": "1.0", "format": "text"}
+FORMATS = ("text", "chat")
+"""How the sample form sends its prompt: completed as is, or as a user's chat message."""
 
 
 def _trainer(request: Request) -> Trainer:
@@ -81,7 +86,15 @@ async def runs(
     )
 
 
-async def _curves(session: AsyncSession, run: TrainingRun, scale: Scale) -> dict[str, Any]:
+def _view(scale: Scale, smooth: float) -> dict[str, str]:
+    """The run page's view in its query string: what its links and forms carry along."""
+    params = {"scale": scale} if scale != "linear" else {}
+    return params | ({"smooth": f"{smooth:g}"} if smooth else {})
+
+
+async def _curves(
+    session: AsyncSession, run: TrainingRun, scale: Scale, smooth: float = 0
+) -> dict[str, Any]:
     """What the polled part of a run's page shows: the answer and the charts."""
     steps = await service.step_series(session, run)
     latest = (await service.latest_steps(session, [run.id])).get(run.id)
@@ -96,6 +109,8 @@ async def _curves(session: AsyncSession, run: TrainingRun, scale: Scale) -> dict
         "downsampled": len(steps) > MAX_POINTS,
         "max_points": MAX_POINTS,
         "scale": scale,
+        "smooth": smooth,
+        "view": _view(scale, smooth),
         "poll_seconds": POLL_SECONDS,
     }
 
@@ -106,6 +121,7 @@ async def _run_page(
     session: AsyncSession,
     run_id: uuid.UUID,
     scale: Scale,
+    smooth: float,
     *,
     form: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
@@ -124,7 +140,7 @@ async def _run_page(
         form={**SAMPLE_DEFAULTS, **(form or {})},
         errors=errors or {},
         sampled=sampled,
-        **await _curves(session, run, scale),
+        **await _curves(session, run, scale, smooth),
     )
 
 
@@ -135,8 +151,9 @@ async def run_page(
     viewer: ViewerDep,
     session: SessionDep,
     scale: Scale = "linear",
+    smooth: Smooth = 0,
 ) -> Response:
-    return await _run_page(request, viewer, session, run_id, scale)
+    return await _run_page(request, viewer, session, run_id, scale, smooth)
 
 
 @router.get(PREFIX + "/training/runs/{run_id}/curves")
@@ -146,11 +163,13 @@ async def curves(
     viewer: ViewerDep,
     session: SessionDep,
     scale: Scale = "linear",
+    smooth: Smooth = 0,
 ) -> Response:
     """The answer and the charts alone, which the run's page polls while the run trains."""
     await _trainer(request).steps.flush()
     run = await service.get_run(session, viewer.principal, run_id)
-    return page(request, "training/_curves.html", viewer, **await _curves(session, run, scale))
+    curves = await _curves(session, run, scale, smooth)
+    return page(request, "training/_curves.html", viewer, **curves)
 
 
 def _sample_body(form: dict[str, str]) -> dict[str, Any]:
@@ -187,6 +206,7 @@ async def sample(
     viewer: ViewerDep,
     session: ReadSessionDep,
     scale: Scale = "linear",
+    smooth: Smooth = 0,
 ) -> Response:
     """Sample once from the run as it is now, wait for the answer and show it verbatim."""
     form = await form_fields(request)
@@ -195,6 +215,8 @@ async def sample(
     errors = _sample_errors(errors)
     if not form.get("prompt", "").strip():
         errors.setdefault("prompt", "Write a prompt to send to the model.")
+    if form.get("format", "text") not in FORMATS:
+        errors["format"] = "Send the prompt as plain text or as a chat."
     sampled: SampleResult | None = None
     if body is not None and not errors:
         try:
@@ -209,6 +231,7 @@ async def sample(
         session,
         run.id,
         scale,
+        smooth,
         form=form,
         errors=errors,
         sampled=sampled,

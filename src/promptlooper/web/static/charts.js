@@ -7,10 +7,14 @@
 //   {"x": [..], "time": false, "xlabel": "step", "ylabel": "loss", "log": false,
 //    "series": [{"label": "loss", "values": [..], "color": "accent|good|bad|warn|muted",
 //                "smooth": true}]}
-// A null value is a gap. With "time": true, x is in Unix seconds. An
-// <input type="range" min="0" max="0.99" step="0.01" data-smooth-for="ID"> on the page sets the
-// exponential smoothing of the series marked "smooth" (the raw line stays, faded), as TensorBoard
-// does. Charts inside content that htmx swaps in are drawn again after the swap.
+// A null value is a gap. With "time": true, x is in Unix seconds; x values that are all whole
+// numbers (steps) get whole-number ticks. An
+// <input type="range" name="smooth" min="0" max="0.99" step="0.01" data-smooth-for="ID ID2">
+// on the page sets the exponential smoothing of the series marked "smooth" in the charts it
+// names (the raw line stays, faded), as TensorBoard does; its value is shown in an
+// <output data-smooth-value> beside it and kept in the page's URL (and in the links and forms
+// marked data-keeps-smooth), so a reload shows the same curves. Charts inside content that htmx
+// swaps in are drawn again after the swap.
 (function () {
   "use strict";
 
@@ -34,8 +38,30 @@
   }
 
   function smoothingFor(id) {
-    var slider = document.querySelector('input[data-smooth-for="' + id + '"]');
+    var slider = document.querySelector('input[data-smooth-for~="' + id + '"]');
     return slider ? Number(slider.value) || 0 : 0;
+  }
+
+  // Tick steps of 1, 2, 5, 10, 20, 50, ...: a step axis never reads 2.5.
+  var WHOLE_INCRS = [];
+  for (var m = 1; m <= 1e12; m *= 10) WHOLE_INCRS.push(m, 2 * m, 5 * m);
+
+  function wholeNumbers(values) {
+    return values.every(function (v) { return Number.isInteger(v); });
+  }
+
+  // The smoothing into the URL, its links and forms: ?smooth=0.6, or nothing when off.
+  function keepSmoothing(name, weight) {
+    function withIt(address) {
+      var url = new URL(address, window.location.href);
+      if (weight) url.searchParams.set(name, String(weight)); else url.searchParams.delete(name);
+      return url.pathname + url.search + url.hash;
+    }
+    window.history.replaceState(window.history.state, "", withIt(window.location.href));
+    document.querySelectorAll("[data-keeps-smooth]").forEach(function (element) {
+      var attribute = element.tagName === "FORM" ? "action" : "href";
+      element.setAttribute(attribute, withIt(element.getAttribute(attribute)));
+    });
   }
 
   function build(spec, weight) {
@@ -71,7 +97,9 @@
       height: Number(figure.getAttribute("data-height")) || 240,
       series: built.series,
       scales: {x: {time: !!spec.time}, y: spec.log ? {distr: 3} : {}},
-      axes: [Object.assign({label: spec.xlabel || ""}, axis), Object.assign({label: spec.ylabel || ""}, axis)],
+      axes: [Object.assign({label: spec.xlabel || ""}, axis,
+                           !spec.time && wholeNumbers(spec.x) ? {incrs: WHOLE_INCRS} : {}),
+             Object.assign({label: spec.ylabel || ""}, axis)],
       legend: {live: true},
       cursor: {drag: {x: true, y: false}},
     };
@@ -92,10 +120,17 @@
   document.addEventListener("DOMContentLoaded", function () { drawAll(document); });
   document.addEventListener("htmx:afterSettle", function (event) { drawAll(event.detail.elt); });
   document.addEventListener("input", function (event) {
-    var id = event.target.getAttribute && event.target.getAttribute("data-smooth-for");
-    if (!id) return;
-    var figure = document.querySelector('figure[data-chart="' + id + '"]');
-    if (figure) draw(figure);
+    var slider = event.target;
+    var ids = slider.getAttribute && slider.getAttribute("data-smooth-for");
+    if (!ids) return;
+    var weight = Number(slider.value) || 0;
+    var shown = slider.parentElement.querySelector("output[data-smooth-value]");
+    if (shown) shown.textContent = weight.toFixed(2);
+    if (slider.name) keepSmoothing(slider.name, weight);
+    ids.split(/\s+/).forEach(function (id) {
+      var figure = document.querySelector('figure[data-chart="' + id + '"]');
+      if (figure) draw(figure);
+    });
   });
   var resizing;
   window.addEventListener("resize", function () {
