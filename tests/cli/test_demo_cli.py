@@ -39,7 +39,15 @@ def test_a_demo_without_its_sweep_file_sets_up_the_rest_and_says_so(
     outcome = cli("demo", "--sweep", str(tmp_path / "missing.yaml"), "--port", str(port))
 
     assert outcome.code == 0, outcome.err
-    assert "skipping the example sweep" in outcome.out
+    # A line per step as it starts, since each can take minutes on a busy machine.
+    steps = [
+        "Upgrading the database schema…",
+        "Seeding the demo user, agent and A/B experiments (14 days of visitors)…",
+        "skipping the example sweep",
+        "Training the demo run (12 steps of tiny-test)…",
+        "admin user:  demo",
+    ]
+    assert sorted(steps, key=outcome.out.index) == steps, outcome.out
     assert "experiment:  none run" in outcome.out
     assert "/experiments/None" not in outcome.out
     assert "/ui/sweeps/None" not in outcome.out
@@ -54,6 +62,7 @@ def test_a_plain_sweep_list_after_the_demo_shows_the_demo_sweep(
     demo = cli("demo", "--sweep", str(EXAMPLES / "sweep.yaml"), "--port", str(_free_port()))
     experiment_id = ID.search(demo.err)
     assert experiment_id is not None, demo.err
+    assert f"Running the demo sweep {EXAMPLES / 'sweep.yaml'}" in demo.out
 
     listed = cli("sweep", "list")
     narrowed = cli("sweep", "list", "--user", "demo", "--project", "demo")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import httpx
@@ -269,3 +270,19 @@ async def test_the_layout_loads_the_vendored_htmx_served_by_the_app(ui: UiClient
     assert '<script src="/static/vendor/htmx.min.js' in home.text
     assert script.status_code == 200
     assert "htmx" in script.text[:2000]
+
+
+async def test_every_page_has_the_favicon_served_with_the_static_files(ui: UiClient):
+    """A small SVG, from the app's own origin as the pages' policy allows (img-src 'self')."""
+    login = await ui.http.get("/ui/login")
+    home = await ui.get("/ui/")
+    found = re.search(r'<link rel="icon" type="image/svg\+xml" href="([^"]+)">', home.text)
+    assert found
+    assert found[0] in login.text
+    icon = await ui.http.get(found[1])
+
+    assert icon.status_code == 200
+    assert icon.headers["content-type"].startswith("image/svg+xml")
+    assert icon.text.startswith("<svg")
+    assert len(icon.content) < 2048
+    assert "img-src 'self'" in home.headers["content-security-policy"]

@@ -119,11 +119,20 @@ def demo(
     sweep: Path = typer.Option(DEMO_SWEEP, "--sweep", help="Sweep file to run before serving."),
 ) -> None:
     """Set up a demo: admin user, an example sweep run end to end with its exports, then serve."""
+    from promptlooper.online.demo import DEMO_DAYS
+    from promptlooper.training.demo import DEMO_MODEL, DEMO_STEPS
+
     settings = load_settings()
     with _listen_socket(host, port) as sock:
+        # Each step can take minutes on a busy machine: say what is under way.
+        console.print("Upgrading the database schema…")
         _migrate(settings)
+        console.print(
+            f"Seeding the demo user, agent and A/B experiments ({DEMO_DAYS} days of visitors)…"
+        )
         password = _prepare_demo(settings)
         experiment_id = _demo_sweep(settings, sweep)
+        console.print(f"Training the demo run ({DEMO_STEPS} steps of {DEMO_MODEL})…")
         run_id = _demo_training(settings)
         _print_demo(settings, f"http://{host}:{port}", password, experiment_id, run_id)
         _run_server(settings, sock)
@@ -138,6 +147,9 @@ def _demo_sweep(settings: Settings, sweep: Path) -> uuid.UUID | None:
         console.print(f"(no {sweep} here: skipping the example sweep)")
         return None
     spec = parse_spec(load_sweep_file(sweep))
+    console.print(
+        f"Running the demo sweep {escape(str(sweep))} ({escape(spec.name)})…", soft_wrap=True
+    )
     experiment_id = run_sweep(settings, spec=spec, project=DEMO_PROJECT, user=DEMO_USERNAME)
     written = write_exports(settings, experiment_id, settings.data_dir / "exports")
     console.print("exports: " + "  ".join(str(p) for p in written), soft_wrap=True)
