@@ -27,10 +27,22 @@ def test_wilson_interval_matches_binomtest():
     found = sig.score_interval(values, binary=True)
 
     expected = sp.binomtest(7, 10).proportion_ci(0.95, method="wilson")
-    assert found == sig.Interval(0.7, expected.low, expected.high, 10, "wilson")
+    assert found is not None
+    assert (found.mean, found.n, found.method) == (0.7, 10, "wilson")
+    assert (found.low, found.high) == pytest.approx((expected.low, expected.high), abs=1e-12)
     ninety = sig.score_interval(values, binary=True, confidence=0.9)
     assert ninety is not None
     assert ninety.high - ninety.low < found.high - found.low
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 17, 100, 401])
+@pytest.mark.parametrize("confidence", [0.8, 0.95, 0.99])
+def test_wilson_agrees_with_binomtest_for_every_count(n, confidence):
+    for k in range(n + 1):
+        found = sig.score_interval([1.0] * k + [0.0] * (n - k), binary=True, confidence=confidence)
+        expected = sp.binomtest(k, n).proportion_ci(confidence, method="wilson")
+        assert found is not None
+        assert (found.low, found.high) == pytest.approx((expected.low, expected.high), abs=1e-12)
 
 
 def test_wilson_stays_inside_zero_and_one_at_the_extremes():
@@ -77,6 +89,33 @@ def test_paired_t_matches_ttest_rel():
     assert found.p_value == pytest.approx(expected.pvalue)
     assert (found.low, found.high) == pytest.approx((interval.low, interval.high))
     assert found.wins + found.losses <= 40
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_paired_t_agrees_with_ttest_rel_on_random_data(seed):
+    rng = random.Random(seed)
+    n = rng.randint(2, 300)
+    a = [rng.random() for _ in range(n)]
+    b = [min(1.0, max(0.0, x + rng.gauss(rng.uniform(-0.1, 0.1), 0.2))) for x in a]
+
+    found = sig.paired(a, b, binary=False, confidence=0.9)
+
+    expected = sp.ttest_rel(b, a)
+    interval = expected.confidence_interval(0.9)
+    assert found is not None
+    assert found.p_value == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-300)
+    assert (found.low, found.high) == pytest.approx((interval.low, interval.high), rel=1e-9)
+
+
+@pytest.mark.parametrize(("wins", "losses"), [(0, 1), (1, 0), (3, 3), (12, 3), (0, 9), (40, 51)])
+def test_mcnemar_agrees_with_binomtest(wins, losses):
+    a = [0.0] * wins + [1.0] * losses + [1.0] * 5
+    b = [1.0] * wins + [0.0] * losses + [1.0] * 5
+
+    found = sig.paired(a, b, binary=True)
+
+    assert found is not None
+    assert found.p_value == pytest.approx(sp.binomtest(wins, wins + losses).pvalue, rel=1e-12)
 
 
 def test_mcnemar_is_the_exact_binomial_test_on_discordant_rows():
@@ -155,7 +194,7 @@ def test_rows_to_separate_pass_fail_uses_the_discordant_share():
 
     needed = sig.rows_to_separate(a, b, binary=True)
 
-    z_a, z_b = sp.norm.ppf(0.975), sp.norm.ppf(0.8)
+    z_a, z_b = sp.norm.ppf(0.975), sp.norm.ppf(0.8)  # Connor (1987)
     expected = (z_a * math.sqrt(0.4) + z_b * math.sqrt(0.4 - 0.04)) ** 2 / 0.04
     assert needed == math.ceil(expected)
 

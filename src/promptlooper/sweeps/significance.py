@@ -4,9 +4,14 @@ Two configs of a sweep answer the same dataset rows, so they are compared row by
 the row-to-row spread of difficulty cancels out and far fewer rows separate them than an
 unpaired test would need. A pass/fail scorer gets the tests made for proportions (a Wilson
 interval, an exact McNemar test on the rows where the two disagree); any other score gets the
-t distribution. Every distribution comes from SciPy. Degenerate inputs (no rows, one row,
-identical scores) give defined answers rather than NaN or SciPy's warnings, because they are
-common in small or early sweeps.
+t distribution. Degenerate inputs (no rows, one row, identical scores) give defined answers
+rather than NaN or SciPy's warnings, because they are common in small or early sweeps.
+
+Every quantile and tail comes from SciPy's special functions (``ndtri``, ``stdtr``,
+``stdtrit``, ``bdtr``), the code under ``scipy.stats``: its front-ends (``ttest_rel``,
+``binomtest``) validate and wrap their inputs at some hundred times the cost, and a
+leaderboard makes several tests per config on every load. The tests pin each answer to the
+front-end's.
 
 Pure NumPy/SciPy: no I/O, no web or database imports.
 """
@@ -18,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sp
+from scipy import special
 
 # Holm-adjusted p-values for comparisons made together (each config against the leader).
 from promptlooper.multiplicity import holm as holm
@@ -47,6 +52,11 @@ def is_binary(values: Iterable[float]) -> bool:
     return all(v in (0.0, 1.0) for v in values)
 
 
+def _t_quantile(confidence: float, dof: float) -> float:
+    """The two-sided ``confidence`` quantile of Student's t: t.ppf((1 + c) / 2, dof)."""
+    return float(special.stdtrit(dof, (1 + confidence) / 2))
+
+
 def _spread(data: np.ndarray) -> float:
     """The sample standard deviation, 0 for one value or values equal but for rounding."""
     if len(data) < 2:
@@ -66,12 +76,16 @@ def score_interval(
     data = np.asarray(values, dtype=float)
     mean = float(data.mean())
     if binary:
-        found = sp.binomtest(round(float(data.sum())), n).proportion_ci(confidence, "wilson")
-        return Interval(mean, float(found.low), float(found.high), n, "wilson")
+        # Wilson's score interval, as binomtest(k, n).proportion_ci(method="wilson") has it.
+        z = float(special.ndtri((1 + confidence) / 2))
+        centre = (mean + z * z / (2 * n)) / (1 + z * z / n)
+        half = z / (1 + z * z / n) * math.sqrt(mean * (1 - mean) / n + z * z / (4 * n * n))
+        low, high = min(mean, centre - half), max(mean, centre + half)  # not by rounding
+        return Interval(mean, max(0.0, low), min(1.0, high), n, "wilson")
     spread = _spread(data)
     if spread == 0.0:
         return Interval(mean, mean, mean, n, "t")
-    half = float(sp.t.ppf((1 + confidence) / 2, n - 1)) * spread / math.sqrt(n)
+    half = _t_quantile(confidence, n - 1) * spread / math.sqrt(n)
     return Interval(mean, mean - half, mean + half, n, "t")
 
 
@@ -117,12 +131,15 @@ def paired(
         low = high = mean
         p_value = 1.0 if mean == 0.0 else 0.0
     else:
-        half = float(sp.t.ppf((1 + confidence) / 2, n - 1)) * spread / math.sqrt(n)
+        error = spread / math.sqrt(n)
+        half = _t_quantile(confidence, n - 1) * error
         low, high = mean - half, mean + half
-        p_value = float(sp.ttest_rel(b, a).pvalue)
+        # ttest_rel(b, a): two tails of t with n - 1 degrees of freedom.
+        p_value = float(2 * special.stdtr(n - 1, -abs(mean) / error))
     if binary:
-        discordant = wins + losses
-        p_value = float(sp.binomtest(wins, discordant).pvalue) if discordant else 1.0
+        # Exact McNemar: binomtest(wins, wins + losses, 0.5), whose two tails are equal.
+        fewer, discordant = min(wins, losses), wins + losses
+        p_value = float(2 * special.bdtr(fewer, discordant, 0.5)) if discordant else 1.0
         return Paired(n, mean, low, high, min(1.0, p_value), "mcnemar", wins, losses)
     return Paired(n, mean, low, high, p_value, "paired-t", wins, losses)
 
@@ -147,7 +164,7 @@ def rows_to_separate(
     effect = abs(float(diffs.mean()))
     if effect <= _NEGLIGIBLE:
         return None
-    z_alpha, z_power = sp.norm.ppf(1 - alpha / 2), sp.norm.ppf(power)
+    z_alpha, z_power = float(special.ndtri(1 - alpha / 2)), float(special.ndtri(power))
     if binary:
         discordant = float((diffs != 0).mean())
         root = math.sqrt(max(discordant - effect**2, 0.0))
@@ -157,7 +174,8 @@ def rows_to_separate(
     needed = ((z_alpha + z_power) * spread / effect) ** 2
     for _ in range(20):  # converges in a few steps: the t quantiles shrink as n grows
         dof = max(needed, 2.0) - 1
-        refined = ((sp.t.ppf(1 - alpha / 2, dof) + sp.t.ppf(power, dof)) * spread / effect) ** 2
+        quantiles = special.stdtrit(dof, 1 - alpha / 2) + special.stdtrit(dof, power)
+        refined = float(quantiles * spread / effect) ** 2
         if abs(refined - needed) < 0.5:
             needed = refined
             break
