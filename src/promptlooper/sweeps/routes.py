@@ -206,7 +206,9 @@ async def get_run(
 async def leaderboard(
     experiment_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
 ) -> Leaderboard:
-    """Configs ranked by mean weighted score, with per-scorer means, tokens, cost, latency."""
+    """Configs ranked by mean weighted score with its interval, each compared with the leader
+    (paired, Holm-adjusted), with per-scorer means, repeats' flakiness, tokens, cost,
+    latency."""
     experiment = await service.get_experiment(session, principal, experiment_id)
     summary = await service.summary(session, experiment)
     entries = [
@@ -215,9 +217,16 @@ async def leaderboard(
             config_hash=c.config_hash,
             parameters=c.parameters,
             score=c.score,
+            interval=c.interval,
+            tied_with_leader=c.versus_leader.tied if c.versus_leader else None,
+            versus_leader=c.versus_leader.as_dict() if c.versus_leader else None,
             runs=c.completed,
             failed=c.failed,
             scores=c.scores,
+            scorer_intervals=c.scorer_intervals,
+            repeats=c.repeats,
+            flaky_rows=c.flaky_rows,
+            pass_k=c.pass_k,
             tokens_in=c.tokens_in,
             tokens_out=c.tokens_out,
             cost=c.cost,

@@ -71,30 +71,52 @@ def _sorted(
     return present + missing  # configs without the value go last either way
 
 
-def _with_margin(config: ConfigSummary) -> str:
-    margin = f" ± {config.score_margin:.3f}" if config.score_margin is not None else ""
-    return f"{config.score:.3f}{margin}"
+def _with_interval(config: ConfigSummary) -> str:
+    found = config.interval
+    if found is None or found.n < 2:
+        return f"{config.score:.3f}"
+    return f"{config.score:.3f} [{found.low:.3f}, {found.high:.3f}]"
+
+
+def p_text(p_value: float) -> str:
+    """A p-value as people read it: three decimals, and "< 0.001" below that."""
+    return "p < 0.001" if p_value < 0.001 else f"p = {p_value:.3f}"
 
 
 def answer(summary: ExperimentSummary) -> str | None:
     """The page's first sentence: who leads, by how much, over how many runs, and whether the
-    lead is clear (the 95 % intervals of #1 and #2 do not overlap) or could be noise."""
+    lead over #2 is real (paired over the rows both answered, adjusted for comparing every
+    config with the leader) or could be noise."""
     ranked = summary.ranked
     if not ranked:
         return None
     best = ranked[0]
     runs = f"{best.completed:,} run{'s' if best.completed != 1 else ''}"
-    text = f"Config #1 ({best.config_hash[:8]}) leads with {_with_margin(best)} over {runs}"
+    text = f"Config #1 ({best.config_hash[:8]}) leads with {_with_interval(best)} over {runs}"
     if len(ranked) > 1:
-        second = ranked[1]
-        low = (best.score or 0.0) - (best.score_margin or 0.0)
-        high = (second.score or 0.0) + (second.score_margin or 0.0)
-        if best.score_margin is None or second.score_margin is None:
-            text += f"; #2 follows at {_with_margin(second)} (too few runs to say how surely)"
-        elif low > high:
-            text += f"; clearly ahead of #2 at {_with_margin(second)} (95 % intervals apart)"
+        second, versus = ranked[1], summary.runner_up
+        if versus is None:
+            text += f"; #2 follows at {_with_interval(second)} (too few rows to say how surely)"
         else:
-            text += f"; tied with #2 at {_with_margin(second)} (95 % intervals overlap)"
+            paired = versus.paired
+            difference = (
+                f"{paired.diff:+.3f} [{paired.low:+.3f}, {paired.high:+.3f}] over "
+                f"{paired.n:,} rows, {p_text(versus.p_adjusted)} adjusted"
+            )
+            if not versus.tied:
+                text += f"; clearly ahead of #2 at {_with_interval(second)} ({difference})"
+            else:
+                if versus.rows_needed is None:
+                    more = "no number of rows would separate them"
+                else:
+                    more = f"about {versus.rows_needed:,} rows would separate them"
+                text += (
+                    f"; tied with #2 at {_with_interval(second)}: the difference could be "
+                    f"noise ({difference}; {more})"
+                )
+        tied = sum(1 for c in ranked[1:] if c.versus_leader and c.versus_leader.tied)
+        if tied > 1:
+            text += f". {tied} configs are tied with the leader"
     return text + "."
 
 
@@ -135,6 +157,7 @@ async def experiment_page(
         summary=summary,
         answer=answer(summary),
         rows=rows[start : start + PAGE_SIZE],
+        repeated=any(c.repeats > 1 for c in summary.configs),
         total_configs=len(rows),
         parameters=list(experiment.parameter_space or {}),
         space_shown=SPACE_SHOWN,
