@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from promptlooper.sweeps.summary import RunRow, summarise
-from promptlooper.web.leaderboard import answer
+from promptlooper.sweeps.verdict import answer
 
 
 def _summary(first: list[float], second: list[float]):

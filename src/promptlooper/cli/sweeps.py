@@ -178,6 +178,7 @@ def _labels(space: dict[str, list[Any]]) -> dict[str, dict[str, str]]:
 async def _show_leaderboard(engine: AsyncEngine, experiment_id: uuid.UUID, limit: int = 10) -> None:
     from promptlooper.db.engine import create_sessionmaker
     from promptlooper.sweeps import service
+    from promptlooper.sweeps.verdict import answer, score_text, versus_text
 
     async with create_sessionmaker(engine)() as session:
         experiment = await service.get_experiment(
@@ -186,11 +187,14 @@ async def _show_leaderboard(engine: AsyncEngine, experiment_id: uuid.UUID, limit
         summary = await service.summary(session, experiment)
     space = experiment.parameter_space
     labels = _labels(space)
+    repeated = any(c.repeats > 1 for c in summary.configs)
     table = Table(
         "#",
-        "score",
+        "score [95 %]",
+        "vs #1 [95 %], adjusted p",
         "runs",
         "fail",
+        *(("pass^k", "flaky") if repeated else ()),
         *space,
         *summary.scorers,
         "p50 ms",
@@ -205,17 +209,29 @@ async def _show_leaderboard(engine: AsyncEngine, experiment_id: uuid.UUID, limit
             for k in space
         ]
         means = [f"{config.scores[n]:.3f}" if n in config.scores else "" for n in summary.scorers]
+        flakiness = (
+            (
+                f"{config.pass_k:.3f}" if config.pass_k is not None else "",
+                str(len(config.flaky_rows) or ""),
+            )
+            if repeated
+            else ()
+        )
         table.add_row(
             str(rank),
-            f"{config.score:.4f}" if config.score is not None else "n/a",
+            score_text(config),
+            versus_text(config.versus_leader),
             str(config.completed),
             str(config.failed or ""),
+            *flakiness,
             *params,
             *means,
             f"{config.p50_latency_ms:.0f}" if config.p50_latency_ms is not None else "",
             config.config_hash[:8],
         )
     console.print(table)
+    if sentence := answer(summary):
+        console.print(sentence, highlight=False, soft_wrap=True)
     if len(summary.configs) > limit:
         console.print(
             f"(top {limit} of {len(summary.configs)} configs; "

@@ -196,6 +196,59 @@ class Leaderboard(BaseModel):
     data: list[LeaderboardEntry]
 
 
+class CompareSide(BaseModel):
+    experiment_id: uuid.UUID
+    experiment_name: str
+    config_hash: str
+    parameters: dict[str, Any]
+    score: float | None = Field(description="Mean weighted score of the config's runs")
+    interval: ScoreInterval | None = Field(description="95 % interval of the score")
+
+
+class PairedResult(BaseModel):
+    rows: int = Field(description="Rows both configs answered, the comparison's pairs")
+    diff: float = Field(description="Mean of (candidate − baseline) over those rows")
+    low: float = Field(description="95 % interval of the difference")
+    high: float
+    p_value: float = Field(description="Two-sided, against no difference")
+    test: str = Field(description="paired-t, or mcnemar (exact) for pass/fail scores")
+    wins: int = Field(description="Rows where the candidate scored higher")
+    losses: int = Field(description="Rows where it scored lower")
+    significant: bool = Field(description="The interval of the difference excludes zero")
+    rows_needed: int | None = Field(
+        description="Rows that would separate the two at the observed difference with power "
+        "0.8 (null: they scored the same)"
+    )
+
+
+class GateResult(BaseModel):
+    margin: float
+    failed: bool = Field(
+        description="The candidate is significantly worse than the baseline by more than the "
+        "margin: the whole 95 % interval of the difference lies below −margin"
+    )
+    reason: str
+
+
+class RowChange(BaseModel):
+    row_index: int
+    baseline: float = Field(description="The baseline config's weighted score on the row")
+    candidate: float
+    change: float = Field(description="candidate − baseline")
+    inputs: dict[str, Any]
+    baseline_output: str | None = Field(description="What the baseline answered (1st repeat)")
+    candidate_output: str | None
+
+
+class ComparisonPublic(BaseModel):
+    baseline: CompareSide
+    candidate: CompareSide
+    paired: PairedResult | None = Field(description="Null under two rows in common")
+    gate: GateResult | None = Field(description="With ?margin=: the regression gate's decision")
+    rows_total: int = Field(description="Rows both configs answered")
+    rows: list[RowChange] = Field(description="The candidate's worst losses first")
+
+
 class CacheStats(BaseModel):
     entries: int = Field(description="Entries of the projects asked about")
     bytes: int = Field(description="Their responses' size in UTF-8 bytes")

@@ -15,10 +15,11 @@ from __future__ import annotations
 import statistics
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from promptlooper.errors import Invalid, NotFound
 from promptlooper.sweeps import significance
 from promptlooper.sweeps.engine.runner import weighted_score
 from promptlooper.sweeps.significance import Interval, Paired
@@ -297,3 +298,28 @@ def compare_with_leader(ranked: list[ConfigSummary]) -> None:
     for (config, paired, ours, theirs, binary), p_value in zip(found, adjusted, strict=True):
         needed = significance.rows_to_separate(ours, theirs, binary=binary)
         config.versus_leader = VersusLeader(leader.config_hash, paired, p_value, needed)
+
+
+def choose(
+    ranked: Sequence[ConfigSummary],
+    config_hash: str | None,
+    *,
+    field: str = "config_hash",
+    experiment_field: str = "experiment_id",
+) -> ConfigSummary:
+    """The best scored config, or the one ``config_hash`` starts: the leaderboard shows hashes
+    cut short, so any prefix that names one config is enough, and one that names several is
+    refused with them listed. ``field`` and ``experiment_field`` name the request's fields in
+    the refusals."""
+    if config_hash is None:
+        if not ranked:
+            raise Invalid(f"{experiment_field}: the experiment has no scored runs yet")
+        return ranked[0]
+    prefix = config_hash.strip().lower()
+    candidates = [c for c in ranked if c.config_hash.startswith(prefix)]
+    if not candidates:
+        raise NotFound(f"No scored config {config_hash!r} in this experiment")
+    if len(candidates) > 1:
+        hashes = ", ".join(c.config_hash for c in candidates)
+        raise Invalid(f"{field}: {config_hash!r} matches several configs: {hashes}")
+    return candidates[0]

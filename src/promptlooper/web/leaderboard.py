@@ -17,6 +17,7 @@ from promptlooper.projects import service as projects
 from promptlooper.sweeps import service
 from promptlooper.sweeps.models import Experiment
 from promptlooper.sweeps.summary import ConfigSummary, ExperimentSummary
+from promptlooper.sweeps.verdict import answer
 from promptlooper.variants import promotion
 from promptlooper.variants import service as variants
 from promptlooper.variants.schemas import Name, PromoteRequest
@@ -69,55 +70,6 @@ def _sorted(
     missing = [row for row in rows if key(row[1]) is None]
     present.sort(key=lambda row: key(row[1]), reverse=order == "desc")
     return present + missing  # configs without the value go last either way
-
-
-def _with_interval(config: ConfigSummary) -> str:
-    found = config.interval
-    if found is None or found.n < 2:
-        return f"{config.score:.3f}"
-    return f"{config.score:.3f} [{found.low:.3f}, {found.high:.3f}]"
-
-
-def p_text(p_value: float) -> str:
-    """A p-value as people read it: three decimals, and "< 0.001" below that."""
-    return "p < 0.001" if p_value < 0.001 else f"p = {p_value:.3f}"
-
-
-def answer(summary: ExperimentSummary) -> str | None:
-    """The page's first sentence: who leads, by how much, over how many runs, and whether the
-    lead over #2 is real (paired over the rows both answered, adjusted for comparing every
-    config with the leader) or could be noise."""
-    ranked = summary.ranked
-    if not ranked:
-        return None
-    best = ranked[0]
-    runs = f"{best.completed:,} run{'s' if best.completed != 1 else ''}"
-    text = f"Config #1 ({best.config_hash[:8]}) leads with {_with_interval(best)} over {runs}"
-    if len(ranked) > 1:
-        second, versus = ranked[1], summary.runner_up
-        if versus is None:
-            text += f"; #2 follows at {_with_interval(second)} (too few rows to say how surely)"
-        else:
-            paired = versus.paired
-            difference = (
-                f"{paired.diff:+.3f} [{paired.low:+.3f}, {paired.high:+.3f}] over "
-                f"{paired.n:,} rows, {p_text(versus.p_adjusted)} adjusted"
-            )
-            if not versus.tied:
-                text += f"; clearly ahead of #2 at {_with_interval(second)} ({difference})"
-            else:
-                if versus.rows_needed is None:
-                    more = "no number of rows would separate them"
-                else:
-                    more = f"about {versus.rows_needed:,} rows would separate them"
-                text += (
-                    f"; tied with #2 at {_with_interval(second)}: the difference could be "
-                    f"noise ({difference}; {more})"
-                )
-        tied = sum(1 for c in ranked[1:] if c.versus_leader and c.versus_leader.tied)
-        if tied > 1:
-            text += f". {tied} configs are tied with the leader"
-    return text + "."
 
 
 async def experiment_page(
