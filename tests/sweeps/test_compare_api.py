@@ -8,24 +8,7 @@ import pytest
 from fastapi import FastAPI
 from scipy import stats as sp
 
-from tests.sweeps.conftest import create, document, run_to_end
-
-LABELS = [("charged twice", "billing"), ("crashes on start", "bug"), ("password", "account")]
-ROWS = [
-    {"input": f"Ticket {i}: it {LABELS[i % 3][0]}", "expected": LABELS[i % 3][1]} for i in range(60)
-]
-
-
-def triage(model: str, **changes) -> dict:
-    """One config (``model``) answering the 60 rows, scored pass/fail."""
-    return document(
-        **{
-            "parameter_space": {"model": [model], "prompt": ["Classify: {{ input }}. One word."]},
-            "dataset": {"rows": ROWS},
-            "scorers": [{"name": "accuracy", "type": "exact_match", "ignore_case": True}],
-            **changes,
-        }
-    )
+from tests.sweeps.conftest import ROWS_60, create, run_to_end, triage
 
 
 async def _finished(client, app, owner, project_id, doc) -> str:
@@ -112,7 +95,7 @@ async def test_bad_comparisons_are_refused_naming_the_field(
     client: httpx.AsyncClient, app: FastAPI, owner, project_id
 ):
     experiment = await _finished(client, app, owner, project_id, triage("mock:large"))
-    other_rows = triage("mock:large", dataset={"rows": ROWS[:30]})
+    other_rows = triage("mock:large", dataset={"rows": ROWS_60[:30]})
     other = await _finished(client, app, owner, project_id, other_rows)
     url = f"/api/experiments/{experiment}/compare"
 

@@ -16,7 +16,7 @@ import statistics
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from promptlooper.errors import Invalid, NotFound
@@ -253,8 +253,13 @@ def _row_means(rows: Mapping[int, list[float]]) -> dict[int, float]:
 
 
 def _interval(rows: Mapping[int, float]) -> Interval | None:
+    """The interval of a mean score, kept inside [0, 1] where every score lies (a t interval
+    of scores near 1 would otherwise reach past it)."""
     values = list(rows.values())
-    return significance.score_interval(values, binary=significance.is_binary(values))
+    found = significance.score_interval(values, binary=significance.is_binary(values))
+    if found is None:
+        return None
+    return replace(found, low=max(0.0, found.low), high=min(1.0, found.high))
 
 
 def _uncertainty(

@@ -88,7 +88,8 @@ def gate(paired: Paired | None, rows_needed: int | None, margin: float) -> Gate:
     difference = (
         f"{paired.diff:+.4f} [{paired.low:+.4f}, {paired.high:+.4f}] against the baseline over "
         f"{paired.n:,} rows ({paired.test}, {p_text(paired.p_value)}; "
-        f"{paired.losses:,} rows worse, {paired.wins:,} better)"
+        f"{paired.losses:,} {'row' if paired.losses == 1 else 'rows'} worse, "
+        f"{paired.wins:,} better)"
     )
     if paired.high < -margin:
         return Gate(
