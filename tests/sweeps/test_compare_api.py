@@ -122,3 +122,36 @@ async def test_bad_comparisons_are_refused_naming_the_field(
     assert "candidate: its dataset differs" in across.text
     assert missing.status_code == 422
     assert "candidate" in missing.text
+
+
+async def test_exports_say_whether_the_winner_is_significantly_better(
+    client: httpx.AsyncClient, app: FastAPI, owner, project_id
+):
+    doc = triage("mock:large")
+    doc["parameter_space"]["model"] = ["mock:large", "mock:small"]
+    experiment = await _finished(client, app, owner, project_id, doc)
+    board = (
+        await client.get(f"/api/experiments/{experiment}/leaderboard", headers=owner.headers)
+    ).json()["data"]
+
+    best = (
+        await client.get(f"/api/export/experiments/{experiment}/best", headers=owner.headers)
+    ).json()
+    env = await client.get(f"/api/export/experiments/{experiment}/env", headers=owner.headers)
+    report = await client.get(f"/api/export/experiments/{experiment}/report", headers=owner.headers)
+
+    assert best["config_hash"] == board[0]["config_hash"]
+    assert best["significantly_better"] is True
+    runner_up = best["runner_up"]
+    assert runner_up["config_hash"] == board[1]["config_hash"]
+    assert runner_up["lead"] == pytest.approx(-board[1]["versus_leader"]["diff"])
+    assert runner_up["p_adjusted"] == pytest.approx(board[1]["versus_leader"]["p_adjusted"])
+    assert runner_up["rows"] == 60
+    assert runner_up["test"] == "mcnemar"
+    assert best["score_interval"]["method"] == "wilson"
+    assert "runner-up" in env.text
+    assert "significantly better, lead +0." in env.text
+    text = report.text
+    assert "| Rank | Weighted Score | 95 % interval | vs #1 (adjusted p) | Runs |" in text
+    assert "leads with" in text
+    assert "clearly ahead of #2" in text
