@@ -228,3 +228,15 @@ def test_rounding_noise_is_no_difference():
     assert found is not None
     assert (found.diff, found.p_value) == (0.0, 1.0)
     assert sig.rows_to_separate(a, b, binary=False) is None
+
+
+def test_bounds_cut_a_t_interval_to_where_the_values_lie():
+    values = [1.0, 1.0, 0.9, 1.0, 0.6]
+
+    free = sig.score_interval(values, binary=False)
+    cut = sig.score_interval(values, binary=False, bounds=(0.0, 1.0))
+
+    assert free is not None
+    assert cut is not None
+    assert free.high > 1.0
+    assert (cut.low, cut.high, cut.mean) == (free.low, 1.0, free.mean)

@@ -150,8 +150,9 @@ class VersusLeader(BaseModel):
     wins: int = Field(description="Rows where this config scored higher than the leader")
     losses: int = Field(description="Rows where it scored lower")
     rows_needed: int | None = Field(
-        description="Rows that would separate the two at the observed difference with power "
-        "0.8 (null: they scored the same, no number of rows would)"
+        description="For a tie: the rows that would separate the two at the observed "
+        "difference with power 0.8 (null: separated already, or they scored the same and no "
+        "number of rows would)"
     )
 
 

@@ -16,7 +16,7 @@ import statistics
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from promptlooper.errors import Invalid, NotFound
@@ -63,7 +63,8 @@ class ConfigSummary:
     scores: dict[str, float] = field(default_factory=dict)
     scorer_intervals: dict[str, Interval] = field(default_factory=dict)
     row_scores: dict[int, float] = field(default_factory=dict)
-    """Each answered row's weighted score (the mean of its scored repeats), by row index."""
+    """Each answered row's weighted score (the mean of its scored repeats), by row index (in
+    no particular order)."""
     versus_leader: VersusLeader | None = None
     """This config against the leader (None for the leader, or under two common rows)."""
     repeats: int = 1
@@ -91,9 +92,10 @@ class VersusLeader:
     paired: Paired
     p_adjusted: float
     """Holm-adjusted over the leaderboard's comparisons with the leader."""
-    rows_needed: int | None
-    """Rows that would separate the two at the observed difference (power 0.8); None when
-    the two scored the same, which no number of rows separates."""
+    rows_needed: int | None = None
+    """For a tie, the rows that would separate the two at the observed difference (power
+    0.8); None when they are separated already, or scored the same, which no number of rows
+    separates."""
 
     @property
     def tied(self) -> bool:
@@ -168,10 +170,9 @@ def summarise(
     counts: dict[str, int] = defaultdict(int)
     configs: dict[str, ConfigSummary] = {}
     run_scores: dict[str, list[float]] = defaultdict(list)
-    by_row: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    scorer_rows: dict[str, dict[str, dict[int, list[float]]]] = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(list))
-    )
+    score_rows: dict[str, list[int]] = defaultdict(list)
+    """The row of each of ``run_scores``' values; ``scorer_rows`` likewise for ``per_scorer``."""
+    scorer_rows: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
     latencies: dict[str, list[float]] = defaultdict(list)
     per_scorer: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     all_scores: dict[str, list[float]] = defaultdict(list)
@@ -203,12 +204,12 @@ def summarise(
         values = scores.get(run.id, {})
         for name, value in values.items():
             per_scorer[run.config_hash][name].append(value)
-            scorer_rows[run.config_hash][name][run.row_index].append(value)
+            scorer_rows[run.config_hash][name].append(run.row_index)
             all_scores[name].append(value)
         score = weighted_score(values, weights) if values else None
         if score is not None:
             run_scores[run.config_hash].append(score)
-            by_row[run.config_hash][run.row_index].append(score)
+            score_rows[run.config_hash].append(run.row_index)
             if summary.best_run_score is None or score > summary.best_run_score:
                 summary.best_run_id, summary.best_run_score = run.id, score
         elif summary.best_run_id is None:
@@ -219,7 +220,11 @@ def summarise(
             summary.score = statistics.fmean(run_scores[digest])
         summary.scores = {n: statistics.fmean(v) for n, v in sorted(per_scorer[digest].items())}
         summary.p50_latency_ms = _median(latencies[digest])
-        _uncertainty(summary, by_row[digest], scorer_rows[digest])
+        _uncertainty(
+            summary,
+            (score_rows[digest], run_scores[digest]),
+            {n: (scorer_rows[digest][n], v) for n, v in per_scorer[digest].items()},
+        )
 
     ranked = sorted(
         configs.values(),
@@ -248,36 +253,46 @@ def summarise(
     )
 
 
-def _row_means(rows: Mapping[int, list[float]]) -> dict[int, float]:
-    return {row: sum(values) / len(values) for row, values in sorted(rows.items())}
+Scored = tuple[list[int], list[float]]
+"""Scores and the dataset row of each, in two lists of one length."""
 
 
-def _interval(rows: Mapping[int, float]) -> Interval | None:
-    """The interval of a mean score, kept inside [0, 1] where every score lies (a t interval
-    of scores near 1 would otherwise reach past it)."""
-    values = list(rows.values())
-    found = significance.score_interval(values, binary=significance.is_binary(values))
-    if found is None:
-        return None
-    return replace(found, low=max(0.0, found.low), high=min(1.0, found.high))
+def _by_row(scored: Scored) -> dict[int, list[float]]:
+    """Values grouped by dataset row (several per row with repeats)."""
+    grouped: dict[int, list[float]] = defaultdict(list)
+    for row, value in zip(*scored, strict=True):
+        grouped[row].append(value)
+    return grouped
 
 
-def _uncertainty(
-    summary: ConfigSummary,
-    rows: Mapping[int, list[float]],
-    scorer_rows: Mapping[str, Mapping[int, list[float]]],
-) -> None:
+def _row_means(scored: Scored) -> dict[int, float]:
+    """Each row's mean score, by row; without repeats (each row once) simply its score."""
+    rows, values = scored
+    if len(set(rows)) == len(rows):
+        return dict(zip(rows, values, strict=True))
+    return {row: sum(found) / len(found) for row, found in _by_row(scored).items()}
+
+
+def _interval(values: list[float]) -> Interval | None:
+    """The interval of a mean score over rows, kept inside [0, 1] where every score lies."""
+    binary = significance.is_binary(values)
+    return significance.score_interval(values, binary=binary, bounds=(0.0, 1.0))
+
+
+def _uncertainty(summary: ConfigSummary, scored: Scored, per_scorer: dict[str, Scored]) -> None:
     """The config's intervals over its rows, and with repeats its flaky rows and pass^k."""
-    summary.row_scores = _row_means(rows)
-    summary.interval = _interval(summary.row_scores)
+    summary.row_scores = _row_means(scored)
+    summary.interval = _interval(list(summary.row_scores.values()))
+    repeated = len(summary.row_scores) != len(scored[0])
     summary.scorer_intervals = {
         name: found
-        for name, values in sorted(scorer_rows.items())
-        if (found := _interval(_row_means(values))) is not None
+        for name, values in sorted(per_scorer.items())
+        if (found := _interval(list(_row_means(values).values()) if repeated else values[1]))
     }
-    summary.repeats = max((len(values) for values in rows.values()), default=1)
-    if summary.repeats < 2:
-        return
+    if not repeated:
+        return  # each row once
+    rows = _by_row(scored)
+    summary.repeats = max(len(values) for values in rows.values())
     passes = {row: [value >= PASS for value in values] for row, values in rows.items()}
     summary.flaky_rows = [row for row, seen in sorted(passes.items()) if len(set(seen)) > 1]
     complete = [seen for seen in passes.values() if len(seen) == summary.repeats]
@@ -290,19 +305,28 @@ def compare_with_leader(ranked: list[ConfigSummary]) -> None:
     if len(ranked) < 2:
         return
     leader = ranked[0]
+    leader_rows = leader.row_scores.keys()
+    leader_binary = significance.is_binary(leader.row_scores.values())
     found: list[tuple[ConfigSummary, Paired, list[float], list[float], bool]] = []
     for config in ranked[1:]:
-        common = leader.row_scores.keys() & config.row_scores.keys()
-        ours = [leader.row_scores[row] for row in sorted(common)]
-        theirs = [config.row_scores[row] for row in sorted(common)]
-        binary = significance.is_binary(ours) and significance.is_binary(theirs)
+        scores = config.row_scores
+        if scores.keys() == leader_rows:  # the common case: both answered every row
+            ours, theirs = list(leader.row_scores.values()), [scores[r] for r in leader_rows]
+        else:
+            common = leader_rows & scores.keys()
+            ours = [leader.row_scores[row] for row in common]
+            theirs = [scores[row] for row in common]
+        binary = leader_binary and significance.is_binary(theirs)
         paired = significance.paired(ours, theirs, binary=binary)
         if paired is not None:
             found.append((config, paired, ours, theirs, binary))
     adjusted = significance.holm([paired.p_value for _, paired, *_ in found])
     for (config, paired, ours, theirs, binary), p_value in zip(found, adjusted, strict=True):
-        needed = significance.rows_to_separate(ours, theirs, binary=binary)
-        config.versus_leader = VersusLeader(leader.config_hash, paired, p_value, needed)
+        versus = VersusLeader(leader.config_hash, paired, p_value)
+        if versus.tied:
+            needed = significance.rows_to_separate(ours, theirs, binary=binary)
+            versus = VersusLeader(leader.config_hash, paired, p_value, needed)
+        config.versus_leader = versus
 
 
 def choose(
