@@ -104,7 +104,7 @@ def gate(paired: Paired | None, rows_needed: int | None, margin: float) -> Gate:
     )
     if paired.low < -margin:
         more = (
-            f"; about {rows_needed:,} rows would settle it"
+            f"; about {rows_needed:,} rows would tell this difference from none"
             if rows_needed and rows_needed > paired.n
             else ""
         )
