@@ -247,3 +247,25 @@ async def test_the_async_client_reports_a_server_that_is_down_the_same_way() -> 
     async with AsyncClient(url, api_key="pl_x") as client:
         with pytest.raises(APIConnectionError, match=f"cannot reach {url}/api/projects"):
             await client.projects.list()
+
+
+async def test_compare_through_the_sdk(sdk: AsyncClient, app):
+    from tests.sweeps.conftest import triage
+
+    async def finished(model: str) -> str:
+        experiment = await sdk.experiments.create(triage(model))
+        await sdk.experiments.start(experiment["id"])
+        await asyncio.wait_for(app.state.sweep_jobs.wait(uuid.UUID(experiment["id"])), 30)
+        return experiment["id"]
+
+    baseline, candidate = await finished("mock:large"), await finished("mock:small")
+
+    regression = await sdk.experiments.compare(baseline, candidate, margin=0.05, limit=3)
+    with pytest.raises(ValidationError) as single:
+        await sdk.experiments.compare(baseline)
+
+    assert regression["gate"]["failed"] is True
+    assert regression["paired"]["rows"] == 60
+    assert len(regression["rows"]) == 3
+    assert regression["rows"][0]["change"] == -1.0
+    assert "b: the experiment has one scored config" in str(single.value.detail)

@@ -51,6 +51,25 @@ def document(**changes: Any) -> dict[str, Any]:
     return doc
 
 
+LABELS = [("charged twice", "billing"), ("crashes on start", "bug"), ("password", "account")]
+ROWS_60 = [
+    {"input": f"Ticket {i}: it {LABELS[i % 3][0]}", "expected": LABELS[i % 3][1]} for i in range(60)
+]
+
+
+def triage(model: str, **changes) -> dict:
+    """One config (``model``) answering 60 rows, scored pass/fail: two of them differ by
+    the model's accuracy, row by row."""
+    return document(
+        **{
+            "parameter_space": {"model": [model], "prompt": ["Classify: {{ input }}. One word."]},
+            "dataset": {"rows": ROWS_60},
+            "scorers": [{"name": "accuracy", "type": "exact_match", "ignore_case": True}],
+            **changes,
+        }
+    )
+
+
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     """The fake providers here listen on 127.0.0.1, which a non-admin's sweep may not reach

@@ -92,6 +92,11 @@ async def test_best_is_the_highest_weighted_config(
     assert data["weighted_score"] == pytest.approx(0.905)
     assert data["run_id"] == str(completed_runs[0].id)
     assert data["config_hash"] == "hash_000"
+    # One row each: a point, and nothing to tell whether #1 is really ahead of #2.
+    interval = data["score_interval"]
+    assert (interval["low"], interval["high"]) == pytest.approx((0.905, 0.905))
+    assert (interval["rows"], interval["method"]) == (1, "t")
+    assert (data["significantly_better"], data["runner_up"]) == (None, None)
     assert datetime.fromisoformat(data["exported_at"]).tzinfo is not None
 
 

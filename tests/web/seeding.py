@@ -3,6 +3,7 @@ count statements per page and for ``benchmarks/ui_pages.py``."""
 
 from __future__ import annotations
 
+import random
 import uuid
 from datetime import UTC, datetime
 
@@ -20,10 +21,14 @@ async def seed_experiment(
     rows: int = 1,
     response: str = "",
     name: str = "seeded",
+    noisy: bool = False,
 ) -> tuple[uuid.UUID, list[str], list[uuid.UUID]]:
     """A completed experiment of ``configs`` × ``rows`` runs, each with one stage answering
     ``response`` (or its own text) and two scores; returns its id, its config hashes best
-    first, and its run ids."""
+    first, and its run ids. ``noisy`` scores vary from row to row as real ones do (accuracy
+    passes or fails with the config's quality, brevity is uniform), seeded: the config hashes
+    then come best first only on average."""
+    rng = random.Random(0)
     now = datetime.now(UTC)
     experiment_id = uuid.uuid4()
     hashes = [f"{index:08x}" + "ab" * 28 for index in range(configs)]
@@ -79,7 +84,10 @@ async def seed_experiment(
                 }
             )
             quality = 1.0 - index / max(configs, 1)
-            for scorer, value in (("accuracy", quality), ("brevity", 0.5)):
+            values = (quality, 0.5)
+            if noisy:
+                values = (float(rng.random() < quality), rng.random())
+            for scorer, value in zip(("accuracy", "brevity"), values, strict=True):
                 score = {"id": uuid.uuid4(), "run_id": run_id, "scorer_name": scorer}
                 score_rows.append({**score, "value": value})
     async with sessionmaker() as session:

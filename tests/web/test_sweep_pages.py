@@ -298,8 +298,12 @@ async def test_experiment_page(ui: UiClient, finished: dict[str, str]) -> None:
     page = await ui.get(f"/ui/sweeps/{finished['experiment']}")
     html = page.text
     assert page.status_code == 200
-    leads = r"Config #1 \([0-9a-f]{8}\) leads with \d\.\d{3} ± \d\.\d{3} over 2 runs; "
+    leads = r"Config #1 \([0-9a-f]{8}\) leads with \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] over 2 runs; "
     assert re.search(leads + r"(clearly ahead of|tied with) #2", html)
+    assert "Δ vs #1 [95 %]" in html
+    assert re.search(
+        r"[+-]\d\.\d{3} <span class=\"muted\">\[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]</span>", html
+    )
     assert "4 of 12 runs failed" in html  # banner (row 2 of each config)
     for column in ("Mean weighted score", "accuracy (mean)", "brevity (mean)", "Tokens in",
                    "Cost ($)", "p50 latency (ms)"):  # fmt: skip

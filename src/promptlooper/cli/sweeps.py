@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from promptlooper.projects.models import Project
     from promptlooper.settings import Settings
     from promptlooper.sweeps.execution import ExecutionResult
+    from promptlooper.sweeps.summary import ExperimentSummary
 
 sweep_app = typer.Typer(help="Run and inspect sweeps.", no_args_is_help=True)
 cache_app = typer.Typer(help="Inspect or clear the response cache.", no_args_is_help=True)
@@ -175,9 +176,12 @@ def _labels(space: dict[str, list[Any]]) -> dict[str, dict[str, str]]:
     return labels
 
 
-async def _show_leaderboard(engine: AsyncEngine, experiment_id: uuid.UUID, limit: int = 10) -> None:
+async def _show_leaderboard(
+    engine: AsyncEngine, experiment_id: uuid.UUID, limit: int = 10
+) -> ExperimentSummary:
     from promptlooper.db.engine import create_sessionmaker
     from promptlooper.sweeps import service
+    from promptlooper.sweeps.verdict import answer, score_text, versus_text
 
     async with create_sessionmaker(engine)() as session:
         experiment = await service.get_experiment(
@@ -186,11 +190,14 @@ async def _show_leaderboard(engine: AsyncEngine, experiment_id: uuid.UUID, limit
         summary = await service.summary(session, experiment)
     space = experiment.parameter_space
     labels = _labels(space)
+    repeated = any(c.repeats > 1 for c in summary.configs)
     table = Table(
         "#",
-        "score",
+        "score [95 %]",
+        "vs #1 [95 %], adjusted p",
         "runs",
         "fail",
+        *(("pass^k", "flaky") if repeated else ()),
         *space,
         *summary.scorers,
         "p50 ms",
@@ -205,17 +212,29 @@ async def _show_leaderboard(engine: AsyncEngine, experiment_id: uuid.UUID, limit
             for k in space
         ]
         means = [f"{config.scores[n]:.3f}" if n in config.scores else "" for n in summary.scorers]
+        flakiness = (
+            (
+                f"{config.pass_k:.3f}" if config.pass_k is not None else "",
+                str(len(config.flaky_rows) or ""),
+            )
+            if repeated
+            else ()
+        )
         table.add_row(
             str(rank),
-            f"{config.score:.4f}" if config.score is not None else "n/a",
+            score_text(config),
+            versus_text(config.versus_leader),
             str(config.completed),
             str(config.failed or ""),
+            *flakiness,
             *params,
             *means,
             f"{config.p50_latency_ms:.0f}" if config.p50_latency_ms is not None else "",
             config.config_hash[:8],
         )
     console.print(table)
+    if sentence := answer(summary):
+        console.print(sentence, highlight=False, soft_wrap=True)
     if len(summary.configs) > limit:
         console.print(
             f"(top {limit} of {len(summary.configs)} configs; "
@@ -235,6 +254,7 @@ async def _show_leaderboard(engine: AsyncEngine, experiment_id: uuid.UUID, limit
         f"pending {counts.get('pending', 0)}",
         soft_wrap=True,
     )
+    return summary
 
 
 def _short(value: Any, width: int = 40) -> str:
@@ -251,13 +271,17 @@ def run_sweep(
     user: str | None = None,
     concurrency: int | None = None,
     use_cache: bool | None = None,
+    fail_under: float | None = None,
 ) -> uuid.UUID:
     """Create (from ``spec``) or resume an experiment, run it with a progress bar and print the
-    leaderboard, all in one event loop; Ctrl-C saves what finished and exits with 130.
-    ``use_cache`` None keeps the experiment's choice (a new one uses the cache)."""
+    leaderboard, all in one event loop; Ctrl-C saves what finished and exits with 130. Exits
+    with 1 when every run failed, or when the best score is under ``fail_under``: a CI step
+    that runs a sweep fails with it. ``use_cache`` None keeps the experiment's choice (a new
+    one uses the cache)."""
     import asyncio
 
     current: list[uuid.UUID] = [experiment_id] if experiment_id else []
+    shown: list[ExperimentSummary] = []
 
     async def main() -> None:
         async with database(settings) as engine:
@@ -273,7 +297,7 @@ def run_sweep(
                 f"{p.cached} from cache; cache {result.cache_hits} hits, "
                 f"{result.cache_misses} misses; {result.retries} retries"
             )
-            await _show_leaderboard(engine, current[-1])
+            shown.append(await _show_leaderboard(engine, current[-1]))
         console.print(
             f"exports: promptlooper export {current[-1]} --format json|env|yaml|md", soft_wrap=True
         )
@@ -287,7 +311,29 @@ def run_sweep(
                 f"`promptlooper sweep resume {current[-1]}`"
             )
         sys.exit(EXIT_INTERRUPTED)
+    if shown and (problem := _below_bar(shown[-1], fail_under)):
+        err_console.print(f"failed: {problem}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     return current[-1]
+
+
+def _below_bar(summary: ExperimentSummary, fail_under: float | None) -> str | None:
+    """Why a finished sweep should fail its caller, or None."""
+    counts = summary.counts
+    if counts.get("failed", 0) and not counts.get("completed", 0):
+        return f"every run failed ({counts['failed']:,}); the errors are in `sweep show` and the UI"
+    if fail_under is None:
+        return None
+    ranked = summary.ranked
+    if not ranked:
+        return f"no scored run to hold against --fail-under {fail_under:g}"
+    best = ranked[0]
+    if best.score is not None and best.score < fail_under:
+        return (
+            f"the best score {best.score:.4f} ({best.config_hash[:8]}) is under "
+            f"--fail-under {fail_under:g}"
+        )
+    return None
 
 
 @sweep_app.command("run")
@@ -299,6 +345,15 @@ def run(
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or fill the cache."),
     project: str = typer.Option("default", "--project", help="Project to file it under."),
     user: str | None = typer.Option(None, "--user", help="Owner (default: the built-in admin)."),
+    fail_under: float | None = typer.Option(
+        None,
+        "--fail-under",
+        min=0.0,
+        max=1.0,
+        help="Exit with 1 when the best config's score is under SCORE (every run failing "
+        "always does).",
+        metavar="SCORE",
+    ),
 ) -> None:
     """Create an experiment from FILE and run it, with a progress bar and a leaderboard."""
     from promptlooper.sweeps.spec import load_sweep_file, parse_spec
@@ -312,6 +367,7 @@ def run(
             user=user,
             concurrency=concurrency,
             use_cache=False if no_cache else None,
+            fail_under=fail_under,
         )
 
 
@@ -361,6 +417,69 @@ async def show(
     """Show an experiment's leaderboard."""
     async with database(load_settings()) as engine:
         await _show_leaderboard(engine, experiment_id, limit=top)
+
+
+@sweep_app.command("compare")
+@async_command
+async def compare(
+    baseline: uuid.UUID = typer.Argument(..., help="The baseline experiment."),
+    candidate: uuid.UUID = typer.Argument(
+        ..., help="The candidate experiment, over the same dataset (or BASELINE again)."
+    ),
+    margin: float = typer.Option(
+        0.0, "--margin", min=0.0, max=1.0, help="Loss of weighted score tolerated."
+    ),
+    baseline_config: str | None = typer.Option(
+        None, "--baseline-config", "-a", help="Config hash or prefix (default: the best)."
+    ),
+    candidate_config: str | None = typer.Option(
+        None,
+        "--candidate-config",
+        "-b",
+        help="Config hash or prefix (default: the best; the runner-up when BASELINE is given "
+        "twice).",
+    ),
+    rows: int = typer.Option(5, "--rows", min=0, help="How many of the worst rows to list."),
+) -> None:
+    """A regression gate for CI: exit 1 when the candidate is significantly worse than the
+    baseline by more than --margin (paired over the rows both answered), 0 otherwise; it
+    prints why either way."""
+    from promptlooper.sweeps import comparison
+    from promptlooper.sweeps.verdict import gate, score_text
+
+    async with session_scope(load_settings()) as session:
+        found = await comparison.compare(
+            session,
+            Principal.local_operator(),
+            baseline,
+            candidate,
+            a=baseline_config,
+            b=candidate_config,
+        )
+    decided = gate(found.paired, found.rows_needed, margin)
+    for name, side in (("baseline", found.baseline), ("candidate", found.candidate)):
+        console.print(
+            f"{name:9} {side.experiment.name} ({side.experiment.id}) config "
+            f"{side.config.config_hash[:8]}: {score_text(side.config)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if rows and found.rows:
+        table = Table("row", "baseline", "candidate", "change", "input", title="worst rows first")
+        for row in found.rows[:rows]:
+            table.add_row(
+                str(row.row_index),
+                f"{row.baseline:.3f}",
+                f"{row.candidate:.3f}",
+                f"{row.change:+.3f}",
+                _short(json.dumps(row.inputs, ensure_ascii=False), 60),
+            )
+        console.print(table)
+    console.print(
+        ("FAIL: " if decided.failed else "PASS: ") + decided.reason, highlight=False, soft_wrap=True
+    )
+    if decided.failed:
+        raise typer.Exit(1)
 
 
 @sweep_app.command("list")

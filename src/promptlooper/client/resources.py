@@ -214,6 +214,28 @@ class Experiments(_Resource):
     def leaderboard(self, experiment_id: str) -> Any:
         return self._run(Call("GET", f"/api/experiments/{experiment_id}/leaderboard"))
 
+    def compare(
+        self,
+        baseline_id: str,
+        candidate_id: str | None = None,
+        *,
+        a: str | None = None,
+        b: str | None = None,
+        margin: float | None = None,
+        limit: int | None = None,
+    ) -> Any:
+        """Config ``b`` of the candidate experiment against config ``a`` of the baseline, paired
+        row by row, the candidate's worst rows first (each config left out: its experiment's
+        best). Without ``candidate_id``, two configs of the baseline (``b`` left out: the
+        runner-up). With ``margin``, ``gate`` says whether the candidate is a regression."""
+        options = _drop_none({"a": a, "b": b, "margin": margin, "limit": limit})
+        if candidate_id is None:
+            path = f"/api/experiments/{baseline_id}/compare"
+        else:
+            path = "/api/experiments/compare"
+            options |= {"baseline": str(baseline_id), "candidate": str(candidate_id)}
+        return self._run(Call("GET", path, params=options))
+
     def export(self, experiment_id: str, fmt: ExportFormat = "best") -> Any:
         """The best config (``best``: a dict) or a rendering of it (``env``/``yaml``/``report``)."""
         path = f"/api/export/experiments/{experiment_id}/{fmt}"

@@ -17,6 +17,7 @@ import yaml
 from promptlooper import __version__
 from promptlooper.errors import NotFound
 from promptlooper.sweeps.summary import ConfigSummary, ExperimentSummary
+from promptlooper.sweeps.verdict import answer, p_text, versus_text
 
 NO_COMPLETED_RUNS = "No completed runs for this experiment"
 _ENV_SAFE = re.compile(r"^[A-Za-z0-9_./:@+,-]*$")
@@ -39,8 +40,42 @@ def best_config(
         "weighted_score": best.score,
         "scores": best.scores,
         "runs": best.completed,
+        **_lead(summary, best),
         "config": best.parameters,
         "exported_at": (exported_at or datetime.now(UTC)).isoformat(),
+    }
+
+
+def _lead(summary: ExperimentSummary, best: ConfigSummary) -> dict[str, Any]:
+    """Whether the winner is significantly better than the runner-up: their paired
+    difference (winner minus runner-up) over the rows both answered, Holm-adjusted over the
+    leaderboard's comparisons with the winner; null fields without a runner-up that shares
+    two rows with it."""
+    found = best.interval
+    interval = (
+        {"low": found.low, "high": found.high, "rows": found.n, "method": found.method}
+        if found
+        else None
+    )
+    ranked = summary.ranked
+    versus = summary.runner_up if ranked and ranked[0] is best else None
+    if versus is None:
+        return {"score_interval": interval, "significantly_better": None, "runner_up": None}
+    paired = versus.paired
+    return {
+        "score_interval": interval,
+        "significantly_better": not versus.tied,
+        "runner_up": {
+            "config_hash": ranked[1].config_hash,
+            "weighted_score": ranked[1].score,
+            "lead": -paired.diff,
+            "lead_low": -paired.high,
+            "lead_high": -paired.low,
+            "rows": paired.n,
+            "test": paired.test,
+            "p_value": paired.p_value,
+            "p_adjusted": versus.p_adjusted,
+        },
     }
 
 
@@ -96,7 +131,20 @@ def _header(best: dict[str, Any]) -> list[str]:
         f"# Experiment: {' '.join(best['experiment_name'].split())} ({best['experiment_id']})",
         f"# Weighted score: {score:.4f}" if score is not None else "# Weighted score: n/a",
         f"# Config hash: {best['config_hash']}  runs: {best['runs']}",
+        *_lead_header(best),
         f"# Exported at: {best['exported_at']}",
+    ]
+
+
+def _lead_header(best: dict[str, Any]) -> list[str]:
+    runner_up = best.get("runner_up")
+    if runner_up is None:
+        return []
+    verdict = "significantly better" if best["significantly_better"] else "not shown to differ"
+    return [
+        f"# Against the runner-up ({runner_up['config_hash'][:8]}): {verdict}, lead "
+        f"{runner_up['lead']:+.4f} [{runner_up['lead_low']:+.4f}, {runner_up['lead_high']:+.4f}] "
+        f"over {runner_up['rows']} rows, {p_text(runner_up['p_adjusted'])} adjusted"
     ]
 
 
@@ -124,7 +172,8 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 def render_report(
     experiment: Any, summary: ExperimentSummary, top_n: int = 5, now: datetime | None = None
 ) -> str:
-    """The markdown report: summary, space, top configs, distributions, tokens, timing."""
+    """The markdown report: summary, space, top configs (which differences are real),
+    distributions, tokens, timing."""
     out = [f"# Experiment Report: {experiment.name}", ""]
     if experiment.description:
         out += [experiment.description, ""]
@@ -155,12 +204,21 @@ def render_report(
     if not ranked:
         out += ["_No scored runs available._", ""]
     else:
+        out += [answer(summary) or "", ""]
         keys = sorted({k for c in ranked for k in c.parameters})
         scorer_names = sorted(summary.scorers)
-        header = ["Rank", "Weighted Score", "Runs", *keys, *scorer_names, "Config hash"]
+        repeated = any(c.repeats > 1 for c in ranked)
+        header = ["Rank", "Weighted Score", "95 % interval", "vs #1 (adjusted p)", "Runs"]
+        header += ["pass^k", "Flaky rows"] if repeated else []
+        header += [*keys, *scorer_names, "Config hash"]
         out += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
         for rank, config in enumerate(ranked, start=1):
-            cells = [str(rank), _fmt(config.score), str(config.completed)]
+            found = config.interval
+            cells = [str(rank), _fmt(config.score)]
+            cells.append(f"{found.low:.4f} – {found.high:.4f}" if found and found.n > 1 else "")
+            cells += [versus_text(config.versus_leader), str(config.completed)]
+            if repeated:
+                cells += [_fmt(config.pass_k, 3), str(len(config.flaky_rows))]
             cells += [_cell(config.parameters.get(k, "")) for k in keys]
             cells += [_fmt(config.scores.get(n)) for n in scorer_names]
             cells.append(f"`{config.config_hash}`")

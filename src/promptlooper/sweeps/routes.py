@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -15,13 +16,14 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from promptlooper.auth.deps import PrincipalDep
 from promptlooper.db.deps import Offset, ReadSessionDep, SessionDep
-from promptlooper.sweeps import export, service
+from promptlooper.sweeps import comparison, export, service, verdict
 from promptlooper.sweeps.engine.runner import weighted_score
 from promptlooper.sweeps.execution import SweepJobs
 from promptlooper.sweeps.models import Experiment
 from promptlooper.sweeps.schemas import (
     CacheCleared,
     CacheStats,
+    ComparisonPublic,
     ExperimentDetail,
     ExperimentList,
     ExperimentPublic,
@@ -92,6 +94,82 @@ async def list_experiments(
     counts = await service.progress(session, [e.id for e in experiments])
     data = [ExperimentPublic.with_progress(e, counts[e.id]) for e in experiments]
     return ExperimentList(data=data, count=total)
+
+
+CompareLimit = Annotated[int, Query(ge=0, le=10_000, description="Rows listed, worst first")]
+Margin = Annotated[
+    float | None,
+    Query(ge=0, le=1, description="Also decide the regression gate with this margin"),
+]
+ConfigRef = Annotated[str | None, Query(min_length=1, max_length=64)]
+
+
+def _comparison(found: comparison.Comparison, margin: float | None, limit: int) -> dict:
+    paired = found.paired
+    sides = {
+        name: {
+            "experiment_id": side.experiment.id,
+            "experiment_name": side.experiment.name,
+            "config_hash": side.config.config_hash,
+            "parameters": side.config.parameters,
+            "score": side.config.score,
+            "interval": side.config.interval,
+        }
+        for name, side in (("baseline", found.baseline), ("candidate", found.candidate))
+    }
+    decided = None
+    if margin is not None:
+        decided = verdict.gate(paired, found.rows_needed, margin)
+    return {
+        **sides,
+        "paired": None
+        if paired is None
+        else {
+            **dataclasses.asdict(paired),
+            "rows": paired.n,
+            "significant": not paired.contains_zero(),
+            "rows_needed": found.rows_needed,
+        },
+        "gate": None
+        if decided is None
+        else {"margin": margin, "failed": decided.failed, "reason": decided.reason},
+        "rows_total": len(found.rows),
+        "rows": [{**dataclasses.asdict(row), "change": row.change} for row in found.rows[:limit]],
+    }
+
+
+@router.get("/api/experiments/compare")
+async def compare_experiments(
+    principal: PrincipalDep,
+    session: ReadSessionDep,
+    baseline: uuid.UUID,
+    candidate: uuid.UUID,
+    a: ConfigRef = None,
+    b: ConfigRef = None,
+    margin: Margin = None,
+    limit: CompareLimit = 100,
+) -> ComparisonPublic:
+    """A candidate experiment's config (``b``, default its best) against a baseline
+    experiment's (``a``, default its best) over the same dataset, paired row by row, with the
+    rows the candidate lost most on first; with ``margin``, the regression gate's decision."""
+    found = await comparison.compare(session, principal, baseline, candidate, a=a, b=b)
+    return ComparisonPublic.model_validate(_comparison(found, margin, limit))
+
+
+@router.get("/api/experiments/{experiment_id}/compare")
+async def compare_configs(
+    experiment_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: ReadSessionDep,
+    a: ConfigRef = None,
+    b: ConfigRef = None,
+    margin: Margin = None,
+    limit: CompareLimit = 100,
+) -> ComparisonPublic:
+    """Config ``b`` (default the runner-up) against config ``a`` (default the leader) of one
+    experiment, paired row by row, the rows ``b`` lost most on first."""
+    found = await comparison.compare(session, principal, experiment_id, experiment_id, a=a, b=b)
+    return ComparisonPublic.model_validate(_comparison(found, margin, limit))
 
 
 @router.get("/api/experiments/{experiment_id}")
@@ -206,7 +284,9 @@ async def get_run(
 async def leaderboard(
     experiment_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
 ) -> Leaderboard:
-    """Configs ranked by mean weighted score, with per-scorer means, tokens, cost, latency."""
+    """Configs ranked by mean weighted score with its interval, each compared with the leader
+    (paired, Holm-adjusted), with per-scorer means, repeats' flakiness, tokens, cost,
+    latency."""
     experiment = await service.get_experiment(session, principal, experiment_id)
     summary = await service.summary(session, experiment)
     entries = [
@@ -215,9 +295,16 @@ async def leaderboard(
             config_hash=c.config_hash,
             parameters=c.parameters,
             score=c.score,
+            interval=c.interval,
+            tied_with_leader=c.versus_leader.tied if c.versus_leader else None,
+            versus_leader=c.versus_leader.as_dict() if c.versus_leader else None,
             runs=c.completed,
             failed=c.failed,
             scores=c.scores,
+            scorer_intervals=c.scorer_intervals,
+            repeats=c.repeats,
+            flaky_rows=c.flaky_rows,
+            pass_k=c.pass_k,
             tokens_in=c.tokens_in,
             tokens_out=c.tokens_out,
             cost=c.cost,

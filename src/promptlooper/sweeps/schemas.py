@@ -128,14 +128,62 @@ class RunList(BaseModel):
     count: int
 
 
+class ScoreInterval(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    mean: float = Field(description="Mean over the rows (a row's repeats averaged first)")
+    low: float
+    high: float
+    n: int = Field(description="Rows")
+    method: str = Field(description="wilson (pass/fail scores) or t")
+
+
+class VersusLeader(BaseModel):
+    leader: str = Field(description="The leading config's hash")
+    rows: int = Field(description="Rows both configs answered, the comparison's pairs")
+    diff: float = Field(description="Mean of (this config − the leader) over those rows")
+    low: float = Field(description="95 % interval of the difference")
+    high: float
+    p_value: float
+    p_adjusted: float = Field(description="Holm-adjusted over the leaderboard's comparisons")
+    test: str = Field(description="paired-t, or mcnemar (exact) for pass/fail scores")
+    wins: int = Field(description="Rows where this config scored higher than the leader")
+    losses: int = Field(description="Rows where it scored lower")
+    rows_needed: int | None = Field(
+        description="For a tie: the rows that would separate the two at the observed "
+        "difference with power 0.8 (null: separated already, or they scored the same and no "
+        "number of rows would)"
+    )
+
+
 class LeaderboardEntry(BaseModel):
     rank: int
     config_hash: str
     parameters: dict[str, Any]
     score: float | None = Field(description="Mean weighted score of the config's runs")
+    interval: ScoreInterval | None = Field(description="95 % interval of the score")
+    tied_with_leader: bool | None = Field(
+        description="Not shown to differ from the leader: the difference's interval contains "
+        "zero or its adjusted p-value is 0.05 or more (null: the leader itself, or fewer than "
+        "two rows in common)"
+    )
+    versus_leader: VersusLeader | None = Field(
+        description="Paired comparison with the leader over the rows both answered"
+    )
     runs: int
     failed: int
     scores: dict[str, float] = Field(description="Mean of each scorer")
+    scorer_intervals: dict[str, ScoreInterval] = Field(
+        description="95 % interval of each scorer's mean"
+    )
+    repeats: int = Field(description="The most scored repeats of one row")
+    flaky_rows: list[int] = Field(
+        description="Row indexes whose repeats disagree (some pass, some fail; a run passes "
+        "with a weighted score of 0.5 or more)"
+    )
+    pass_k: float | None = Field(
+        description="Share of rows whose every repeat passes (null without repeats)"
+    )
     tokens_in: int
     tokens_out: int
     cost: float
@@ -147,6 +195,59 @@ class Leaderboard(BaseModel):
     experiment_id: uuid.UUID
     weights: dict[str, float]
     data: list[LeaderboardEntry]
+
+
+class CompareSide(BaseModel):
+    experiment_id: uuid.UUID
+    experiment_name: str
+    config_hash: str
+    parameters: dict[str, Any]
+    score: float | None = Field(description="Mean weighted score of the config's runs")
+    interval: ScoreInterval | None = Field(description="95 % interval of the score")
+
+
+class PairedResult(BaseModel):
+    rows: int = Field(description="Rows both configs answered, the comparison's pairs")
+    diff: float = Field(description="Mean of (candidate − baseline) over those rows")
+    low: float = Field(description="95 % interval of the difference")
+    high: float
+    p_value: float = Field(description="Two-sided, against no difference")
+    test: str = Field(description="paired-t, or mcnemar (exact) for pass/fail scores")
+    wins: int = Field(description="Rows where the candidate scored higher")
+    losses: int = Field(description="Rows where it scored lower")
+    significant: bool = Field(description="The interval of the difference excludes zero")
+    rows_needed: int | None = Field(
+        description="Rows that would separate the two at the observed difference with power "
+        "0.8 (null: they scored the same)"
+    )
+
+
+class GateResult(BaseModel):
+    margin: float
+    failed: bool = Field(
+        description="The candidate is significantly worse than the baseline by more than the "
+        "margin: the whole 95 % interval of the difference lies below −margin"
+    )
+    reason: str
+
+
+class RowChange(BaseModel):
+    row_index: int
+    baseline: float = Field(description="The baseline config's weighted score on the row")
+    candidate: float
+    change: float = Field(description="candidate − baseline")
+    inputs: dict[str, Any]
+    baseline_output: str | None = Field(description="What the baseline answered (1st repeat)")
+    candidate_output: str | None
+
+
+class ComparisonPublic(BaseModel):
+    baseline: CompareSide
+    candidate: CompareSide
+    paired: PairedResult | None = Field(description="Null under two rows in common")
+    gate: GateResult | None = Field(description="With ?margin=: the regression gate's decision")
+    rows_total: int = Field(description="Rows both configs answered")
+    rows: list[RowChange] = Field(description="The candidate's worst losses first")
 
 
 class CacheStats(BaseModel):

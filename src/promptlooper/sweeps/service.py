@@ -366,6 +366,8 @@ async def summary(session: AsyncSession, experiment: Experiment) -> ExperimentSu
                 Run.cost,
                 Run.cached,
                 calls.c.latency_ms,
+                Run.row_index,
+                Run.repeat,
             )
             .outerjoin(calls, calls.c.run_id == Run.id)
             .where(Run.experiment_id == experiment.id)

@@ -5,18 +5,18 @@ the experiment recorded as its origin."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.auth.principal import Principal
-from promptlooper.errors import Invalid, NotFound
+from promptlooper.errors import NotFound
 from promptlooper.sweeps import service as sweeps
 from promptlooper.sweeps.models import Experiment
 from promptlooper.sweeps.providers import ProviderPolicy
 from promptlooper.sweeps.spec import parse_spec
-from promptlooper.sweeps.summary import ConfigSummary
+from promptlooper.sweeps.summary import choose
 from promptlooper.variants import service
 from promptlooper.variants.config import as_sweep, from_sweep_config
 from promptlooper.variants.models import Variant
@@ -61,7 +61,7 @@ async def from_experiment(
     agent = await service.get_agent(session, principal, agent_id)
     experiment = await sweeps.get_experiment(session, principal, experiment_id)
     summary = await sweeps.summary(session, experiment)
-    chosen = _chosen(summary.ranked, config_hash)
+    chosen = choose(summary.ranked, config_hash)
     assert chosen.best_run_id is not None
     run, _, _ = await sweeps.get_run(session, principal, experiment.id, chosen.best_run_id)
     overrides, unmapped = from_sweep_config(run.config)
@@ -82,24 +82,6 @@ async def from_experiment(
     return variant, unmapped
 
 
-def _chosen(ranked: Sequence[ConfigSummary], config_hash: str | None) -> ConfigSummary:
-    """The best scored config, or the one ``config_hash`` starts: the leaderboard shows hashes
-    cut short, so any prefix that names one config is enough, and one that names several is
-    refused with them listed."""
-    if config_hash is None:
-        if not ranked:
-            raise Invalid("experiment_id: the experiment has no scored runs yet")
-        return ranked[0]
-    prefix = config_hash.strip().lower()
-    candidates = [c for c in ranked if c.config_hash.startswith(prefix)]
-    if not candidates:
-        raise NotFound(f"No scored config {config_hash!r} in this experiment")
-    if len(candidates) > 1:
-        hashes = ", ".join(c.config_hash for c in candidates)
-        raise Invalid(f"config_hash: {config_hash!r} matches several configs: {hashes}")
-    return candidates[0]
-
-
 async def into_new_agent(
     session: AsyncSession,
     principal: Principal,
@@ -117,7 +99,7 @@ async def into_new_agent(
     if experiment.project_id != project_id:
         raise NotFound("Experiment not found")
     summary = await sweeps.summary(session, experiment)
-    chosen = _chosen(summary.ranked, config_hash)
+    chosen = choose(summary.ranked, config_hash)
     assert chosen.best_run_id is not None
     run, _, _ = await sweeps.get_run(session, principal, experiment.id, chosen.best_run_id)
     fields, _ = from_sweep_config(run.config)

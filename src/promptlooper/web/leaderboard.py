@@ -17,6 +17,7 @@ from promptlooper.projects import service as projects
 from promptlooper.sweeps import service
 from promptlooper.sweeps.models import Experiment
 from promptlooper.sweeps.summary import ConfigSummary, ExperimentSummary
+from promptlooper.sweeps.verdict import answer
 from promptlooper.variants import promotion
 from promptlooper.variants import service as variants
 from promptlooper.variants.schemas import Name, PromoteRequest
@@ -71,33 +72,6 @@ def _sorted(
     return present + missing  # configs without the value go last either way
 
 
-def _with_margin(config: ConfigSummary) -> str:
-    margin = f" ± {config.score_margin:.3f}" if config.score_margin is not None else ""
-    return f"{config.score:.3f}{margin}"
-
-
-def answer(summary: ExperimentSummary) -> str | None:
-    """The page's first sentence: who leads, by how much, over how many runs, and whether the
-    lead is clear (the 95 % intervals of #1 and #2 do not overlap) or could be noise."""
-    ranked = summary.ranked
-    if not ranked:
-        return None
-    best = ranked[0]
-    runs = f"{best.completed:,} run{'s' if best.completed != 1 else ''}"
-    text = f"Config #1 ({best.config_hash[:8]}) leads with {_with_margin(best)} over {runs}"
-    if len(ranked) > 1:
-        second = ranked[1]
-        low = (best.score or 0.0) - (best.score_margin or 0.0)
-        high = (second.score or 0.0) + (second.score_margin or 0.0)
-        if best.score_margin is None or second.score_margin is None:
-            text += f"; #2 follows at {_with_margin(second)} (too few runs to say how surely)"
-        elif low > high:
-            text += f"; clearly ahead of #2 at {_with_margin(second)} (95 % intervals apart)"
-        else:
-            text += f"; tied with #2 at {_with_margin(second)} (95 % intervals overlap)"
-    return text + "."
-
-
 async def experiment_page(
     request: Request,
     viewer: ViewerDep,
@@ -135,6 +109,7 @@ async def experiment_page(
         summary=summary,
         answer=answer(summary),
         rows=rows[start : start + PAGE_SIZE],
+        repeated=any(c.repeats > 1 for c in summary.configs),
         total_configs=len(rows),
         parameters=list(experiment.parameter_space or {}),
         space_shown=SPACE_SHOWN,
