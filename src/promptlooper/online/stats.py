@@ -10,8 +10,9 @@ Every comparison is treatment against control on per-unit sufficient statistics 
 - Bayesian with a flat prior: the posterior of the lift is Normal(estimate, √variance), giving
   the chance to beat control, a credible interval and the expected loss (risk) of shipping
   either arm;
-- Holm–Bonferroni and Benjamini–Hochberg adjustments for many variants or metrics, and the
-  sample-ratio-mismatch chi-square test.
+- Holm–Bonferroni and Benjamini–Hochberg adjustments for many variants or metrics (from
+  ``promptlooper.multiplicity``, which the sweeps share), and the sample-ratio-mismatch
+  chi-square test.
 
 Pure NumPy/SciPy: no I/O.
 """
@@ -23,8 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from scipy import stats as sp
+
+from promptlooper.multiplicity import benjamini_hochberg as benjamini_hochberg
+from promptlooper.multiplicity import holm as holm
 
 ALPHA = 0.05
 SEQUENTIAL_TUNING = 5000.0
@@ -147,31 +150,6 @@ def srm_p_value(observed: Sequence[float], weights: Sequence[float]) -> float:
         expected = weight / weight_sum * total
         statistic += (seen - expected) ** 2 / expected
     return float(sp.chi2.sf(statistic, len(observed) - 1))
-
-
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm–Bonferroni adjusted p-values (family-wise error), in the input's order."""
-    m = len(p_values)
-    order = np.argsort(p_values, kind="stable")
-    adjusted = np.empty(m)
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p_values[index]))
-        adjusted[index] = running
-    return adjusted.tolist()
-
-
-def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
-    """Benjamini–Hochberg adjusted p-values (false discovery rate), in the input's order."""
-    m = len(p_values)
-    order = np.argsort(p_values, kind="stable")[::-1]
-    adjusted = np.empty(m)
-    running = 1.0
-    for position, index in enumerate(order):
-        rank = m - position
-        running = min(running, p_values[index] * m / rank)
-        adjusted[index] = min(1.0, running)
-    return adjusted.tolist()
 
 
 def compare(control: Moments, treatment: Moments, alpha: float = ALPHA) -> dict[str, Any]:
