@@ -330,7 +330,8 @@ def compile_plan(
     if spec.dataset.rows is None:
         raise Invalid("dataset.path: files are read by the CLI; send the rows inline")
     size = space_size(space)
-    if spec.search.strategy in ("grid", "racing") and size * len(spec.dataset.rows) * spec.repeats > MAX_RUNS:
+    runs = size * len(spec.dataset.rows) * spec.repeats
+    if spec.search.strategy in ("grid", "racing") and runs > MAX_RUNS:
         raise Invalid(
             f"parameter_space: {size} configs × {len(spec.dataset.rows)} rows × "
             f"{spec.repeats} repeats is over the limit of {MAX_RUNS} runs; "

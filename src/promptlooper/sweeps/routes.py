@@ -22,6 +22,7 @@ from promptlooper.sweeps.models import Experiment
 from promptlooper.sweeps.schemas import (
     CacheCleared,
     CacheStats,
+    EliminationPublic,
     ExperimentDetail,
     ExperimentList,
     ExperimentPublic,
@@ -34,6 +35,7 @@ from promptlooper.sweeps.schemas import (
     StartRequest,
     StartResponse,
 )
+from promptlooper.sweeps.search import store as search_store
 from promptlooper.sweeps.spec import SweepSpec, reject_file_references
 from promptlooper.sweeps.store import CacheBound
 
@@ -153,7 +155,7 @@ async def list_runs(
     principal: PrincipalDep,
     session: SessionDep,
     run_status: Annotated[
-        Literal["pending", "completed", "failed"] | None, Query(alias="status")
+        Literal["pending", "completed", "failed", "skipped"] | None, Query(alias="status")
     ] = None,
     config_hash: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -226,7 +228,13 @@ async def leaderboard(
         )
         for rank, c in enumerate(summary.configs, start=1)
     ]
-    return Leaderboard(experiment_id=experiment_id, weights=summary.weights, data=entries)
+    eliminated = await search_store.eliminated(session, experiment_id, summary)
+    return Leaderboard(
+        experiment_id=experiment_id,
+        weights=summary.weights,
+        data=entries,
+        eliminated=[EliminationPublic.model_validate(e) for e in eliminated],
+    )
 
 
 def _sse(event: str, data: object) -> str:
