@@ -176,9 +176,11 @@ async def test_a_race_resumed_after_a_crash_keeps_its_eliminations(
     final = await _counts(sessionmaker, experiment["id"])
 
     assert [(e.config_hash, e.rows) for e in before] == [(e.config_hash, e.rows) for e in after]
-    assert before and before[0].rows == 20
+    assert before[0].rows == 20
     assert crashed["mock:bad"] == {"completed": 20, "skipped": 140}
     assert final["mock:bad"] == {"completed": 20, "skipped": 140}
     assert final["mock:good"] == {"completed": 160}
     # Only what the crash left undone ran again.
-    assert resumed.progress.finished == 160 + 160 + 20 - sum(c.get("completed", 0) for c in crashed.values())
+    assert resumed.progress.finished == 160 + 160 + 20 - sum(
+        c.get("completed", 0) for c in crashed.values()
+    )
