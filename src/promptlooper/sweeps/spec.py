@@ -243,6 +243,11 @@ class SweepSpec(RequestBody):
                 f"parameter_space.{ranges[0]}: a range needs search: {{strategy: optuna}} "
                 "(the other strategies take lists of values)"
             )
+        if self.search.adaptive and not self.scorers:
+            raise ValueError(
+                f"scorers: a {self.search.strategy} search compares configs by their scores; "
+                "give at least one scorer"
+            )
         if self.search.strategy == "racing":
             size = 1
             for values in self.parameter_space.values():
