@@ -137,6 +137,8 @@ async def _execute(
     def advanced(progress: Any, _outcome: Any) -> None:
         bar.update(
             tasks[0],
+            description=progress.note or "sweep",
+            total=progress.total,
             completed=progress.finished,
             done=progress.done,
             failed=progress.failed,
@@ -178,12 +180,14 @@ def _labels(space: dict[str, list[Any]]) -> dict[str, dict[str, str]]:
 async def _show_leaderboard(engine: AsyncEngine, experiment_id: uuid.UUID, limit: int = 10) -> None:
     from promptlooper.db.engine import create_sessionmaker
     from promptlooper.sweeps import service
+    from promptlooper.sweeps.search import store as search_store
 
     async with create_sessionmaker(engine)() as session:
         experiment = await service.get_experiment(
             session, Principal.local_operator(), experiment_id
         )
         summary = await service.summary(session, experiment)
+        eliminated = await search_store.eliminated(session, experiment.id, summary)
     space = experiment.parameter_space
     labels = _labels(space)
     table = Table(
@@ -228,11 +232,22 @@ async def _show_leaderboard(engine: AsyncEngine, experiment_id: uuid.UUID, limit
             console.print(
                 f"  {key} #{index}: {_short(value, 100)}", highlight=False, soft_wrap=True
             )
+    if eliminated:
+        console.print(f"eliminated by the race ({len(eliminated)}):", highlight=False)
+    for entry in eliminated:
+        params = ", ".join(f"{k}={_short(v, 30)}" for k, v in entry["parameters"].items())
+        console.print(
+            f"  {entry['config_hash'][:8]}  {params}  lost to {entry['lost_to'][:8]} after "
+            f"{entry['rows']} rows: {entry['effect']:+.3f} (adjusted p {entry['p_value']:.2g})",
+            highlight=False,
+            soft_wrap=True,
+        )
     counts = summary.counts
     console.print(
         f"experiment {experiment.id}  status {experiment.current_status}  "
         f"completed {counts.get('completed', 0)}  failed {counts.get('failed', 0)}  "
-        f"pending {counts.get('pending', 0)}",
+        f"pending {counts.get('pending', 0)}"
+        + (f"  skipped {counts['skipped']}" if counts.get("skipped") else ""),
         soft_wrap=True,
     )
 
@@ -273,6 +288,8 @@ def run_sweep(
                 f"{p.cached} from cache; cache {result.cache_hits} hits, "
                 f"{result.cache_misses} misses; {result.retries} retries"
             )
+            if p.note:
+                err_console.print(p.note, highlight=False, soft_wrap=True)
             await _show_leaderboard(engine, current[-1])
         console.print(
             f"exports: promptlooper export {current[-1]} --format json|env|yaml|md", soft_wrap=True
