@@ -447,14 +447,16 @@ async def _render(settings: Settings, experiment_id: uuid.UUID, format: str, top
     import json
 
     from promptlooper.sweeps import export, service
+    from promptlooper.sweeps.search import store as search_store
 
     async with session_scope(settings) as session:
         experiment = await service.get_experiment(
             session, Principal.local_operator(), experiment_id
         )
         summary = await service.summary(session, experiment)
+        eliminated = await search_store.eliminated(session, experiment.id, summary)
     if format == "md":
-        return export.render_report(experiment, summary, top_n)
+        return export.render_report(experiment, summary, top_n, eliminated=eliminated)
     best = export.best_config(experiment.id, experiment.name, summary)
     if format == "json":
         return json.dumps(best, indent=2) + "\n"

@@ -401,4 +401,5 @@ async def export_report(
     """A markdown report; works for experiments with no runs yet."""
     experiment = await service.get_experiment(session, principal, experiment_id)
     summary = await service.summary(session, experiment)
-    return MarkdownResponse(export.render_report(experiment, summary, top_n))
+    eliminated = await search_store.eliminated(session, experiment.id, summary)
+    return MarkdownResponse(export.render_report(experiment, summary, top_n, eliminated=eliminated))

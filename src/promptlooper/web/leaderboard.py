@@ -16,6 +16,7 @@ from promptlooper.errors import Conflict, Invalid, NotFound
 from promptlooper.projects import service as projects
 from promptlooper.sweeps import service
 from promptlooper.sweeps.models import Experiment
+from promptlooper.sweeps.search import store as search_store
 from promptlooper.sweeps.summary import ConfigSummary, ExperimentSummary
 from promptlooper.variants import promotion
 from promptlooper.variants import service as variants
@@ -134,6 +135,7 @@ async def experiment_page(
         counts=counts,
         summary=summary,
         answer=answer(summary),
+        eliminated=await search_store.eliminated(session, experiment.id, summary),
         rows=rows[start : start + PAGE_SIZE],
         total_configs=len(rows),
         parameters=list(experiment.parameter_space or {}),

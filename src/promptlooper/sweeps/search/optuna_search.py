@@ -174,10 +174,7 @@ async def tune(step: Step, on_start: OnStart | None) -> None:
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3),
     )
     await _refeed(step, study, space, position, ends)
-    per_trial = len(order) * search.plan.spec.repeats
-    progress.total = (settings.n_trials or 0) * per_trial or (
-        settings.budget.calls if settings.budget and settings.budget.calls else per_trial
-    )
+    progress.total = search.plan.total_runs
     if on_start is not None:
         on_start(progress.total, progress.total)
     idle = 0
