@@ -138,6 +138,8 @@ async def _execute(
     def advanced(progress: Any, _outcome: Any) -> None:
         bar.update(
             tasks[0],
+            description=progress.note or "sweep",
+            total=progress.total,
             completed=progress.finished,
             done=progress.done,
             failed=progress.failed,
@@ -181,6 +183,7 @@ async def _show_leaderboard(
 ) -> ExperimentSummary:
     from promptlooper.db.engine import create_sessionmaker
     from promptlooper.sweeps import service
+    from promptlooper.sweeps.search import store as search_store
     from promptlooper.sweeps.verdict import answer, score_text, versus_text
 
     async with create_sessionmaker(engine)() as session:
@@ -188,6 +191,7 @@ async def _show_leaderboard(
             session, Principal.local_operator(), experiment_id
         )
         summary = await service.summary(session, experiment)
+        eliminated = await search_store.eliminated(session, experiment.id, summary)
     space = experiment.parameter_space
     labels = _labels(space)
     repeated = any(c.repeats > 1 for c in summary.configs)
@@ -247,11 +251,22 @@ async def _show_leaderboard(
             console.print(
                 f"  {key} #{index}: {_short(value, 100)}", highlight=False, soft_wrap=True
             )
+    if eliminated:
+        console.print(f"eliminated by the race ({len(eliminated)}):", highlight=False)
+    for entry in eliminated:
+        params = ", ".join(f"{k}={_short(v, 30)}" for k, v in entry["parameters"].items())
+        console.print(
+            f"  {entry['config_hash'][:8]}  {params}  lost to {entry['lost_to'][:8]} after "
+            f"{entry['rows']} rows: {entry['effect']:+.3f} (adjusted p {entry['p_value']:.2g})",
+            highlight=False,
+            soft_wrap=True,
+        )
     counts = summary.counts
     console.print(
         f"experiment {experiment.id}  status {experiment.current_status}  "
         f"completed {counts.get('completed', 0)}  failed {counts.get('failed', 0)}  "
-        f"pending {counts.get('pending', 0)}",
+        f"pending {counts.get('pending', 0)}"
+        + (f"  skipped {counts['skipped']}" if counts.get("skipped") else ""),
         soft_wrap=True,
     )
     return summary
@@ -297,6 +312,8 @@ def run_sweep(
                 f"{p.cached} from cache; cache {result.cache_hits} hits, "
                 f"{result.cache_misses} misses; {result.retries} retries"
             )
+            if p.note:
+                err_console.print(p.note, highlight=False, soft_wrap=True)
             shown.append(await _show_leaderboard(engine, current[-1]))
         console.print(
             f"exports: promptlooper export {current[-1]} --format json|env|yaml|md", soft_wrap=True
@@ -549,14 +566,16 @@ async def _render(settings: Settings, experiment_id: uuid.UUID, format: str, top
     import json
 
     from promptlooper.sweeps import export, service
+    from promptlooper.sweeps.search import store as search_store
 
     async with session_scope(settings) as session:
         experiment = await service.get_experiment(
             session, Principal.local_operator(), experiment_id
         )
         summary = await service.summary(session, experiment)
+        eliminated = await search_store.eliminated(session, experiment.id, summary)
     if format == "md":
-        return export.render_report(experiment, summary, top_n)
+        return export.render_report(experiment, summary, top_n, eliminated=eliminated)
     best = export.best_config(experiment.id, experiment.name, summary)
     if format == "json":
         return json.dumps(best, indent=2) + "\n"

@@ -66,6 +66,9 @@ class ExecutionResult:
     skipped_completed: int = 0
 
 
+FINAL_STATUSES = ("completed", "skipped")
+"""Runs a start leaves as they are: done, or left out by an adaptive search's decision."""
+
 RUN_BATCH = 2_000
 """Runs are created, and read back to execute, this many at a time: the largest sweep neither
 holds the event loop (nor, on SQLite, the write lock) for long, nor all its runs in memory."""
@@ -77,13 +80,15 @@ async def prepare_runs(
     """Reset unfinished runs for a clean re-run and create every missing run row; returns how
     many runs are pending. Rows are created idempotently, a batch per transaction: a start
     that stops midway leaves runs the next start keeps and completes."""
-    unfinished = select(Run.id).where(Run.experiment_id == experiment.id, Run.status != "completed")
+    unfinished = select(Run.id).where(
+        Run.experiment_id == experiment.id, Run.status.not_in(FINAL_STATUSES)
+    )
     async with sessionmaker() as session:
         await session.execute(delete(StageResult).where(StageResult.run_id.in_(unfinished)))
         await session.execute(delete(Score).where(Score.run_id.in_(unfinished)))
         await session.execute(
             update(Run)
-            .where(Run.experiment_id == experiment.id, Run.status != "completed")
+            .where(Run.experiment_id == experiment.id, Run.status.not_in(FINAL_STATUSES))
             .values(
                 status="pending", error=None, started_at=None, completed_at=None, sanitized=False
             )
@@ -276,6 +281,11 @@ async def _execute(
         access = await provider_access(session, options.policy, experiment.project_id, spec)
         plan = compile_plan(spec, allow_python=options.allow_python, access=access)
         use_cache = plan.spec.cache and experiment.use_cache
+    if plan.spec.search.adaptive:
+        from promptlooper.sweeps.search.runner import SearchRun, run_search
+
+        search = SearchRun(engine, experiment, plan, options, use_cache, bus, on_progress)
+        return await run_search(search, on_start)
     pending = await prepare_runs(create_sessionmaker(engine), experiment, plan)
     providers = Providers(plan.providers)
     if on_start is not None:

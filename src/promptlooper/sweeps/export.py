@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -165,15 +166,28 @@ def _cell(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _values(values: Any) -> str:
+    """A parameter's values, or its range as Optuna samples it."""
+    if isinstance(values, Mapping):
+        scale = " (log scale)" if values.get("log") else ""
+        return f"{values['low']} to {values['high']}{scale}"
+    return ", ".join(_cell(v) for v in values)
+
+
 def _fmt(value: float | None, digits: int = 4) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def render_report(
-    experiment: Any, summary: ExperimentSummary, top_n: int = 5, now: datetime | None = None
+    experiment: Any,
+    summary: ExperimentSummary,
+    top_n: int = 5,
+    now: datetime | None = None,
+    eliminated: Sequence[Mapping[str, Any]] = (),
 ) -> str:
-    """The markdown report: summary, space, top configs (which differences are real),
-    distributions, tokens, timing."""
+    """The markdown report: summary, space, top configs (which differences are real), the
+    configs a racing search eliminated (``search.store.eliminated``), distributions, tokens,
+    timing."""
     out = [f"# Experiment Report: {experiment.name}", ""]
     if experiment.description:
         out += [experiment.description, ""]
@@ -189,6 +203,7 @@ def render_report(
         f"| Completed | {counts.get('completed', 0)} |",
         f"| Failed | {counts.get('failed', 0)} |",
         f"| Pending | {counts.get('pending', 0)} |",
+        *([f"| Skipped by the search | {counts['skipped']} |"] if counts.get("skipped") else []),
         f"| Served from cache | {summary.cached_runs} |",
         f"| Status | {experiment.current_status} |",
         "",
@@ -196,7 +211,7 @@ def render_report(
 
     out += ["## Configuration Space", "", "| Parameter | Values |", "| --- | --- |"]
     for key, values in (experiment.parameter_space or {}).items():
-        out.append(f"| {key} | {', '.join(_cell(v) for v in values)} |")
+        out.append(f"| {key} | {_values(values)} |")
     out.append("")
 
     ranked = summary.ranked[:top_n]
@@ -223,6 +238,21 @@ def render_report(
             cells += [_fmt(config.scores.get(n)) for n in scorer_names]
             cells.append(f"`{config.config_hash}`")
             out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+
+    if eliminated:
+        out += [
+            "## Eliminated by the Race",
+            "",
+            "| Config hash | Parameters | Lost to | Rows | Effect | Adjusted p |",
+            "|" + " --- |" * 6,
+        ]
+        for entry in eliminated:
+            params = ", ".join(f"{k}={_cell(v)}" for k, v in entry["parameters"].items())
+            out.append(
+                f"| `{entry['config_hash']}` | {params} | `{entry['lost_to']}` | "
+                f"{entry['rows']} | {entry['effect']:+.4f} | {entry['p_value']:.2g} |"
+            )
         out.append("")
 
     out += ["## Score Distributions", ""]

@@ -161,3 +161,27 @@ class CacheEntry(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     """When it was written or last served: the least recently used entries are evicted."""
+
+
+class Elimination(UUIDPrimaryKeyMixin, Base):
+    """A racing search's decision that a config is worse than the leader: what it was
+    measured on, so the leaderboard can say why the config stopped and a resumed search
+    keeps the decision."""
+
+    __tablename__ = "search_eliminations"
+    __table_args__ = (UniqueConstraint("experiment_id", "config_hash"),)
+
+    experiment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("experiments.id", ondelete="CASCADE")
+    )
+    config_hash: Mapped[str] = mapped_column(String(64))
+    lost_to: Mapped[str] = mapped_column(String(64))
+    """The leader's config hash when it was eliminated."""
+    rows: Mapped[int] = mapped_column(Integer)
+    """Dataset rows both configs had completed: what the paired test compared."""
+    effect: Mapped[float] = mapped_column(Float)
+    """Mean score difference, this config minus the leader (negative)."""
+    p_value: Mapped[float] = mapped_column(Float)
+    """Holm-adjusted over that slice's comparisons with the leader."""
+    slice_index: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -84,7 +84,16 @@ class SweepPlan:
 
     @property
     def total_runs(self) -> int:
-        return len(self.configs) * len(self.rows) * self.spec.repeats
+        """The runs of every config; an Optuna search's configs are its trials, and without a
+        number of trials, as many runs as its budget has calls (one trial's if it has none)."""
+        per_config = len(self.rows) * self.spec.repeats
+        search = self.spec.search
+        if search.strategy != "optuna":
+            return len(self.configs) * per_config
+        if search.n_trials is not None:
+            return search.n_trials * per_config
+        calls = search.budget.calls if search.budget is not None else None
+        return calls or per_config
 
     def stages_for(self, config: Config) -> list[StageDef]:
         """The stages with ``config``'s values in place; prompts stay per-row templates."""
@@ -330,7 +339,8 @@ def compile_plan(
     if spec.dataset.rows is None:
         raise Invalid("dataset.path: files are read by the CLI; send the rows inline")
     size = space_size(space)
-    if spec.search.strategy == "grid" and size * len(spec.dataset.rows) * spec.repeats > MAX_RUNS:
+    runs = size * len(spec.dataset.rows) * spec.repeats
+    if spec.search.strategy in ("grid", "racing") and runs > MAX_RUNS:
         raise Invalid(
             f"parameter_space: {size} configs × {len(spec.dataset.rows)} rows × "
             f"{spec.repeats} repeats is over the limit of {MAX_RUNS} runs; "

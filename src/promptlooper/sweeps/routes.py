@@ -24,6 +24,7 @@ from promptlooper.sweeps.schemas import (
     CacheCleared,
     CacheStats,
     ComparisonPublic,
+    EliminationPublic,
     ExperimentDetail,
     ExperimentList,
     ExperimentPublic,
@@ -36,6 +37,7 @@ from promptlooper.sweeps.schemas import (
     StartRequest,
     StartResponse,
 )
+from promptlooper.sweeps.search import store as search_store
 from promptlooper.sweeps.spec import SweepSpec, reject_file_references
 from promptlooper.sweeps.store import CacheBound
 
@@ -231,7 +233,7 @@ async def list_runs(
     principal: PrincipalDep,
     session: SessionDep,
     run_status: Annotated[
-        Literal["pending", "completed", "failed"] | None, Query(alias="status")
+        Literal["pending", "completed", "failed", "skipped"] | None, Query(alias="status")
     ] = None,
     config_hash: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -313,7 +315,13 @@ async def leaderboard(
         )
         for rank, c in enumerate(summary.configs, start=1)
     ]
-    return Leaderboard(experiment_id=experiment_id, weights=summary.weights, data=entries)
+    eliminated = await search_store.eliminated(session, experiment_id, summary)
+    return Leaderboard(
+        experiment_id=experiment_id,
+        weights=summary.weights,
+        data=entries,
+        eliminated=[EliminationPublic.model_validate(e) for e in eliminated],
+    )
 
 
 def _sse(event: str, data: object) -> str:
@@ -480,4 +488,5 @@ async def export_report(
     """A markdown report; works for experiments with no runs yet."""
     experiment = await service.get_experiment(session, principal, experiment_id)
     summary = await service.summary(session, experiment)
-    return MarkdownResponse(export.render_report(experiment, summary, top_n))
+    eliminated = await search_store.eliminated(session, experiment.id, summary)
+    return MarkdownResponse(export.render_report(experiment, summary, top_n, eliminated=eliminated))

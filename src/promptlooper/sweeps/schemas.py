@@ -191,10 +191,25 @@ class LeaderboardEntry(BaseModel):
     best_run_id: uuid.UUID | None
 
 
+class EliminationPublic(BaseModel):
+    """A config a racing search stopped, and the evidence it stopped on."""
+
+    config_hash: str
+    parameters: dict[str, Any]
+    lost_to: str = Field(description="The leader's config hash at the time")
+    rows: int = Field(description="Dataset rows both had completed (the paired comparison's)")
+    effect: float = Field(description="Mean score difference, this config minus the leader")
+    p_value: float = Field(description="Holm-adjusted over that slice's comparisons")
+    slice_index: int = Field(description="The slice after which it was eliminated (0: first)")
+
+
 class Leaderboard(BaseModel):
     experiment_id: uuid.UUID
     weights: dict[str, float]
     data: list[LeaderboardEntry]
+    eliminated: list[EliminationPublic] = Field(
+        default_factory=list, description="Configs a racing search eliminated, in order"
+    )
 
 
 class CompareSide(BaseModel):

@@ -27,7 +27,7 @@ from promptlooper.sweeps.store import CacheBound
 from promptlooper.sweeps.summary import ExperimentSummary, RunRow, summarise
 from promptlooper.training.layout import parse_checkpoint_ref
 
-RUN_STATUSES = ("pending", "completed", "failed")
+RUN_STATUSES = ("pending", "completed", "failed", "skipped")
 
 
 async def create_experiment(

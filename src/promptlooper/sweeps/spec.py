@@ -129,16 +129,65 @@ class ScorerSpec(RequestBody):
         return {**self.options, **(self.model_extra or {})}
 
 
-class SearchSpec(RequestBody):
-    strategy: Literal["grid", "random"] = "grid"
-    n: int | None = Field(default=None, ge=1)
-    seed: int = 0
+class BudgetSpec(RequestBody):
+    """Limits an adaptive search stops before crossing; any of them, at least one."""
+
+    calls: int | None = Field(default=None, gt=0, description="provider calls actually made")
+    usd: float | None = Field(default=None, gt=0, description="cost from the providers' prices")
+    tokens: int | None = Field(default=None, gt=0, description="tokens in and out")
 
     @model_validator(mode="after")
-    def _random_needs_n(self) -> SearchSpec:
+    def _some_limit(self) -> BudgetSpec:
+        if self.calls is None and self.usd is None and self.tokens is None:
+            raise ValueError("give calls, usd or tokens")
+        return self
+
+
+class SearchSpec(RequestBody):
+    strategy: Literal["grid", "random", "racing", "optuna"] = "grid"
+    n: int | None = Field(default=None, ge=1)
+    seed: int = 0
+    budget: BudgetSpec | None = None
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="racing's significance level")
+    first_slice: int = Field(
+        default=25, ge=2, description="rows every config runs before the first comparison"
+    )
+    n_trials: int | None = Field(default=None, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _strategy_needs(self) -> SearchSpec:
         if self.strategy == "random" and self.n is None:
             raise ValueError("random search needs n, the number of configs to sample")
+        if self.strategy == "optuna" and self.n_trials is None and self.budget is None:
+            raise ValueError("optuna search needs n_trials or a budget")
         return self
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether the search decides what to run as results come in (and so keeps a budget)."""
+        return self.strategy in ("racing", "optuna")
+
+
+class RangeSpec(RequestBody):
+    """A numeric parameter Optuna samples from ``low`` to ``high``: an int when both bounds
+    are ints, on a log scale with ``log``."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RangeSpec:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low:g}) is above high ({self.high:g})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low above 0")
+        return self
+
+
+def is_range(value: Any) -> bool:
+    """Whether a parameter-space entry is a numeric range rather than a list of values."""
+    return isinstance(value, dict) and {"low", "high"} <= set(value)
 
 
 class ScoringConfig(RequestBody):
@@ -161,28 +210,60 @@ class SweepSpec(RequestBody):
 
     @field_validator("parameter_space")
     @classmethod
-    def _lists(cls, space: dict[str, Any]) -> dict[str, list[Any]]:
+    def _lists(cls, space: dict[str, Any]) -> dict[str, Any]:
         """A scalar is a one-value list; an empty list would make the grid empty. A name is
-        written ``{{ config.NAME }}`` in templates, so it must be an identifier."""
-        normalised: dict[str, list[Any]] = {}
+        written ``{{ config.NAME }}`` in templates, so it must be an identifier. A range
+        (``{low, high}``) stays a mapping, for the searches that sample it."""
+        normalised: dict[str, Any] = {}
         for key, values in space.items():
             if not key.isidentifier() or not key.isascii():
                 raise ValueError(
                     f"{key!r}: a parameter name is used as {{{{ config.NAME }}}} in templates, "
                     "so it may hold only letters, digits and _, and not start with a digit"
                 )
+            if is_range(values):
+                try:
+                    normalised[key] = RangeSpec.model_validate(values).model_dump()
+                except ValidationError as exc:
+                    raise ValueError(f"{key}: {_validation_message(exc)}") from None
+                if all(isinstance(values[b], int) for b in ("low", "high")):
+                    normalised[key].update(low=values["low"], high=values["high"])
+                continue
             values = values if isinstance(values, list) else [values]
             if not values:
                 raise ValueError(f"{key}: an empty list makes the grid empty")
             normalised[key] = values
         return normalised
 
+    @model_validator(mode="after")
+    def _search_fits_space(self) -> SweepSpec:
+        ranges = [key for key, values in self.parameter_space.items() if isinstance(values, dict)]
+        if ranges and self.search.strategy != "optuna":
+            raise ValueError(
+                f"parameter_space.{ranges[0]}: a range needs search: {{strategy: optuna}} "
+                "(the other strategies take lists of values)"
+            )
+        if self.search.adaptive and not self.scorers:
+            raise ValueError(
+                f"scorers: a {self.search.strategy} search compares configs by their scores; "
+                "give at least one scorer"
+            )
+        if self.search.strategy == "racing":
+            size = 1
+            for values in self.parameter_space.values():
+                size *= len(values)
+            if size < 2:
+                raise ValueError("search.strategy: racing compares configs; the space has one")
+        return self
+
 
 def _validation_message(exc: ValidationError) -> str:
     first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "document"
     message = first["msg"].removeprefix("Value error, ")
     extra = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    if not first["loc"]:  # a check across fields names the field in its message
+        return f"{message}{extra}"
+    where = ".".join(str(part) for part in first["loc"])
     return f"{where}: {message}{extra}"
 
 

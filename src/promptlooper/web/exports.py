@@ -17,6 +17,7 @@ from markupsafe import Markup
 from promptlooper.db.deps import SessionDep
 from promptlooper.projects import service as projects
 from promptlooper.sweeps import export, service
+from promptlooper.sweeps.search import store as search_store
 from promptlooper.web.errors import PageRoute
 from promptlooper.web.render import page
 from promptlooper.web.session import PREFIX, ViewerDep
@@ -46,7 +47,8 @@ async def download(
     experiment = await service.get_experiment(session, viewer.principal, experiment_id)
     summary = await service.summary(session, experiment)
     if kind == "report":
-        body = export.render_report(experiment, summary, REPORT_TOP)
+        eliminated = await search_store.eliminated(session, experiment.id, summary)
+        body = export.render_report(experiment, summary, REPORT_TOP, eliminated=eliminated)
     else:
         best = export.best_config(experiment.id, experiment.name, summary)
         if kind == "best":
@@ -72,7 +74,8 @@ async def report(
     experiment = await service.get_experiment(session, viewer.principal, experiment_id)
     project = await projects.get_project(session, viewer.principal, experiment.project_id)
     summary = await service.summary(session, experiment)
-    text = export.render_report(experiment, summary, REPORT_TOP)
+    eliminated = await search_store.eliminated(session, experiment.id, summary)
+    text = export.render_report(experiment, summary, REPORT_TOP, eliminated=eliminated)
     return page(
         request,
         "sweeps/report.html",

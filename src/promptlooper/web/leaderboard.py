@@ -16,6 +16,7 @@ from promptlooper.errors import Conflict, Invalid, NotFound
 from promptlooper.projects import service as projects
 from promptlooper.sweeps import service
 from promptlooper.sweeps.models import Experiment
+from promptlooper.sweeps.search import store as search_store
 from promptlooper.sweeps.summary import ConfigSummary, ExperimentSummary
 from promptlooper.sweeps.verdict import answer
 from promptlooper.variants import promotion
@@ -108,6 +109,7 @@ async def experiment_page(
         counts=counts,
         summary=summary,
         answer=answer(summary),
+        eliminated=await search_store.eliminated(session, experiment.id, summary),
         rows=rows[start : start + PAGE_SIZE],
         repeated=any(c.repeats > 1 for c in summary.configs),
         total_configs=len(rows),

@@ -40,7 +40,8 @@ from promptlooper.sweeps.adapters.registry import (
 )
 from promptlooper.sweeps.engine.cache import ResponseCache
 from promptlooper.sweeps.engine.persistence import RunOutcome, RunSink
-from promptlooper.sweeps.engine.runner import RunTask, run_single
+from promptlooper.sweeps.engine.runner import ModelCaller, RunTask, run_single
+from promptlooper.sweeps.engine.spending import SpendingExhausted
 from promptlooper.sweeps.scorers.base import Scorer
 
 MAX_RETRY_AFTER = 120.0
@@ -194,6 +195,10 @@ class Progress:
     failed: int = 0
     cached: int = 0
     started: float = field(default_factory=time.perf_counter)
+    note: str = ""
+    """What an adaptive search is doing (its slice, eliminations, budget used)."""
+    spent_out: bool = False
+    """A budget stopped the work: tasks not started were left pending."""
 
     @property
     def finished(self) -> int:
@@ -229,26 +234,40 @@ async def execute(
     weights: Mapping[str, float] | None = None,
     bus: EventBus | None = None,
     on_progress: Callable[[Progress, RunOutcome], None] | None = None,
+    caller: ModelCaller | None = None,
+    progress: Progress | None = None,
 ) -> Progress:
     """Run every task and hand each outcome to ``sink``; returns the final totals. ``tasks``
     may be read as they are needed (an async iterable), ``total`` of them.
 
     Cancelling the caller cancels the workers: runs in flight are not recorded (they stay
     pending and run again on resume), and everything already finished is flushed first.
+    ``caller`` (``providers`` by default) makes the calls; when it refuses one for want of
+    budget, that run stays pending and no further task starts. A search that executes in
+    steps passes its ``progress`` on, so the totals run across them.
     """
-    progress = Progress(total=total)
+    progress = Progress(total=total) if progress is None else progress
     queue = _each(tasks)
     taking = asyncio.Lock()  # one worker at a time asks the source, which may read a page
 
     async def worker() -> None:
         while True:
             async with taking:
-                task = await anext(queue, None)
+                task = None if progress.spent_out else await anext(queue, None)
             if task is None:
                 return
-            outcome = await run_single(
-                task, providers, cache=cache, scorers=scorers, weights=weights, bus=bus
-            )
+            try:
+                outcome = await run_single(
+                    task,
+                    caller or providers,
+                    cache=cache,
+                    scorers=scorers,
+                    weights=weights,
+                    bus=bus,
+                )
+            except SpendingExhausted:
+                progress.spent_out = True
+                return
             await sink.record(outcome)
             if outcome.status == "completed":
                 progress.done += 1

@@ -21,6 +21,7 @@ Strategy = Callable[[Space, Mapping[str, Any]], list[Config]]
 
 
 def space_size(space: Space) -> int:
+    """How many configs the grid holds (a range counts as one value: only Optuna samples it)."""
     return math.prod(len(values) for values in space.values()) if space else 1
 
 
@@ -48,7 +49,29 @@ def random_sample(space: Space, options: Mapping[str, Any]) -> list[Config]:
     return [_config_at(space, index) for index in sorted(picks)]
 
 
-STRATEGIES: dict[str, Strategy] = {"grid": grid, "random": random_sample}
+def probe(space: Space, _options: Mapping[str, Any] | None = None) -> list[Config]:
+    """Configs that between them use every listed value and both ends of every range: what a
+    sampled search's plan is checked with (each template, model and parameter value seen
+    once) before any config is proposed."""
+    first = {key: _ends(values)[0] for key, values in space.items()}
+    configs = [first]
+    for key, values in space.items():
+        configs += [{**first, key: value} for value in _ends(values)[1:]]
+    return configs
+
+
+def _ends(values: Any) -> list[Any]:
+    if isinstance(values, Mapping):
+        return [values["low"], values["high"]]
+    return list(values)
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "grid": grid,
+    "random": random_sample,
+    "racing": grid,
+    "optuna": probe,
+}
 
 
 def select_configs(space: Space, strategy: str, options: Mapping[str, Any]) -> list[Config]:

@@ -1,0 +1,77 @@
+"""Racing's decisions: which rows each slice covers, and which configs the data rule out.
+
+Every config answers the same rows, so after each slice each config is compared with the
+leader, paired over the rows both completed (exact McNemar for pass/fail scores, a paired
+t-test otherwise), with the p-values Holm-adjusted for the number of comparisons made
+together. A config significantly worse than the leader is eliminated; the others run on.
+
+Pure: no I/O, no web or database imports.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from promptlooper.sweeps.significance import holm, is_binary, paired
+
+RowScores = Mapping[int, float]
+"""A config's score per dataset row (the mean over repeats)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    config_hash: str
+    lost_to: str
+    rows: int
+    effect: float
+    p_value: float
+
+
+def row_order(n_rows: int, seed: int) -> list[int]:
+    """The dataset's rows in the order the race uses them: shuffled with ``seed``, so that
+    the first slices are a fair sample rather than the file's first (often similar) rows."""
+    order = list(range(n_rows))
+    random.Random(seed).shuffle(order)
+    return order
+
+
+def slice_ends(n_rows: int, first: int) -> list[int]:
+    """How many rows the race has used after each slice: ``first``, then doubling, up to
+    every row. Doubling keeps the number of decisions logarithmic in the rows, so the
+    multiple-comparison penalty stays small, while a clear loser stops early."""
+    ends, end = [], min(first, n_rows)
+    while end < n_rows:
+        ends.append(end)
+        end *= 2
+    return [*ends, n_rows]
+
+
+def leader(scores: Mapping[str, RowScores]) -> str:
+    """The config with the best mean score (ties go to the smaller hash, for stability)."""
+    return min(scores, key=lambda h: (-statistics.fmean(scores[h].values()), h))
+
+
+def eliminate(scores: Mapping[str, RowScores], alpha: float) -> list[Decision]:
+    """The configs among ``scores`` (each with at least one row) that are significantly worse
+    than the leader at ``alpha``, after Holm's adjustment over every comparison made."""
+    if len(scores) < 2:
+        return []
+    best = leader(scores)
+    binary = all(is_binary(rows.values()) for rows in scores.values())
+    compared = []
+    for digest, rows in scores.items():
+        if digest == best:
+            continue
+        common = sorted(rows.keys() & scores[best].keys())
+        result = paired([scores[best][r] for r in common], [rows[r] for r in common], binary=binary)
+        if result is not None:
+            compared.append((digest, result))
+    adjusted = holm([result.p_value for _, result in compared])
+    return [
+        Decision(digest, best, result.n, result.diff, p_value)
+        for (digest, result), p_value in zip(compared, adjusted, strict=True)
+        if p_value < alpha and result.diff < 0
+    ]

@@ -1,0 +1,36 @@
+"""Racing from the command line: one-line errors, progress, the leaderboard's eliminations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from tests.cli.inprocess import Invoke
+from tests.sweeps.test_search_racing import racing
+from tests.sweeps.test_search_spec import ONE_CONFIG
+
+
+def test_a_racing_search_of_one_config_is_a_one_line_error(cli: Invoke, tmp_path: Path):
+    sweep = tmp_path / "one.yaml"
+    sweep.write_text(yaml.safe_dump(ONE_CONFIG))
+
+    outcome = cli("sweep", "validate", str(sweep))
+
+    assert outcome.code == 2
+    assert outcome.err == "error: search.strategy: racing compares configs; the space has one\n"
+
+
+def test_a_race_lists_its_eliminations_under_the_leaderboard(cli: Invoke, tmp_path: Path):
+    sweep = tmp_path / "race.yaml"
+    sweep.write_text(yaml.safe_dump(racing({"good": 0.95, "close": 0.93, "bad": 0.1})))
+
+    outcome = cli("sweep", "run", str(sweep))
+
+    assert outcome.code == 0, outcome.err
+    assert "racing: done, 2 of 3 configs left" in outcome.err
+    assert "eliminated" in outcome.out
+    lines = [line for line in outcome.out.splitlines() if "lost to" in line]
+    assert len(lines) == 1
+    assert "mock:bad" in lines[0]
+    assert "after 20 rows" in lines[0]

@@ -1,0 +1,186 @@
+"""Racing searches: eliminations that must and must not happen, the budget, resuming."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import func, select
+
+from promptlooper.sweeps.execution import ExecutionOptions, run_experiment
+from promptlooper.sweeps.models import Run, StageResult
+from promptlooper.sweeps.providers import ProviderPolicy
+from promptlooper.sweeps.search import store
+from tests.sweeps.conftest import create, run_to_end
+
+LABELS = {"charged": "billing", "crash": "bug", "password": "account"}
+
+
+def rows(n: int) -> list[dict[str, Any]]:
+    keywords = list(LABELS)
+    return [
+        {
+            "input": f"Ticket {i}: something about {keywords[i % 3]}",
+            "expected": LABELS[keywords[i % 3]],
+        }
+        for i in range(n)
+    ]
+
+
+def racing(models: dict[str, float], n_rows: int = 80, **search: Any) -> dict[str, Any]:
+    return {
+        "name": "race",
+        "parameter_space": {
+            "model": [f"mock:{name}" for name in models],
+            "prompt": "Classify in one word: {{ input }}",
+        },
+        "dataset": {"rows": rows(n_rows)},
+        "scorers": [{"name": "accuracy", "type": "exact_match", "ignore_case": True}],
+        "providers": {
+            "mock": {
+                "models": {name: {"accuracy": accuracy} for name, accuracy in models.items()},
+                "knowledge": LABELS,
+            }
+        },
+        "search": {"strategy": "racing", "first_slice": 20, **search},
+        "concurrency": 4,
+    }
+
+
+async def _counts(sessionmaker, experiment_id: str) -> dict[str, dict[str, int]]:
+    """Runs by model and status."""
+    query = select(Run.parameters, Run.status).where(Run.experiment_id == uuid.UUID(experiment_id))
+    counts: dict[str, dict[str, int]] = {}
+    async with sessionmaker() as session:
+        for parameters, status in await session.execute(query):
+            per_status = counts.setdefault(parameters["model"], {})
+            per_status[status] = per_status.get(status, 0) + 1
+    return counts
+
+
+async def test_a_config_far_behind_is_eliminated_after_the_first_slice(
+    client: httpx.AsyncClient, app: FastAPI, owner, project_id, sessionmaker
+):
+    experiment = await create(
+        client, owner, project_id, racing({"good": 0.95, "close": 0.93, "bad": 0.1})
+    )
+    final = await run_to_end(client, app, owner, experiment["id"])
+    board = (
+        await client.get(f"/api/experiments/{experiment['id']}/leaderboard", headers=owner.headers)
+    ).json()
+    counts = await _counts(sessionmaker, experiment["id"])
+
+    assert final["status"] == "completed", final
+    assert counts["mock:bad"] == {"completed": 20, "skipped": 60}
+    assert counts["mock:good"] == {"completed": 80}
+    (elimination,) = board["eliminated"]
+    assert elimination["parameters"] == {
+        "model": "mock:bad",
+        "prompt": "Classify in one word: {{ input }}",
+    }
+    assert elimination["rows"] == 20
+    assert elimination["effect"] < -0.5
+    assert elimination["p_value"] < 0.05
+    assert elimination["lost_to"] in {e["config_hash"] for e in board["data"]}
+
+
+async def test_configs_that_are_as_good_as_each_other_are_not_eliminated(
+    client: httpx.AsyncClient, app: FastAPI, owner, project_id, sessionmaker
+):
+    experiment = await create(client, owner, project_id, racing({"one": 0.8, "other": 0.8}))
+    final = await run_to_end(client, app, owner, experiment["id"])
+    board = (
+        await client.get(f"/api/experiments/{experiment['id']}/leaderboard", headers=owner.headers)
+    ).json()
+
+    assert final["status"] == "completed"
+    assert board["eliminated"] == []
+    assert await _counts(sessionmaker, experiment["id"]) == {
+        "mock:one": {"completed": 80},
+        "mock:other": {"completed": 80},
+    }
+
+
+@pytest.mark.parametrize("budget", [{"calls": 50}, {"usd": 0.002}, {"tokens": 900}])
+async def test_the_budget_is_never_crossed_and_cached_answers_cost_nothing(
+    client: httpx.AsyncClient, app: FastAPI, owner, project_id, sessionmaker, budget
+):
+    doc = racing({"good": 0.95, "close": 0.93, "fair": 0.9}, budget=budget)
+    doc["providers"]["mock"]["prices"] = {
+        name: {"input": 2.0, "output": 4.0} for name in ("good", "close", "fair")
+    }
+    first = await create(client, owner, project_id, doc)
+    await run_to_end(client, app, owner, first["id"])
+    second = await create(client, owner, project_id, {**doc, "name": "again"})
+    await run_to_end(client, app, owner, second["id"])
+
+    spent = {}
+    for experiment in (first, second):
+        query = (
+            select(
+                func.count(),
+                func.sum(StageResult.cost),
+                func.sum(StageResult.tokens_in + StageResult.tokens_out),
+            )
+            .join(Run, Run.id == StageResult.run_id)
+            .where(Run.experiment_id == uuid.UUID(experiment["id"]), StageResult.cached.is_(False))
+        )
+        async with sessionmaker() as session:
+            spent[experiment["id"]] = (await session.execute(query)).one()
+    counts = await _counts(sessionmaker, first["id"])
+    completed = sum(c.get("completed", 0) for c in counts.values())
+    calls, usd, tokens = spent[first["id"]]
+
+    assert 0 < calls <= budget.get("calls", calls)
+    assert (usd or 0) <= budget.get("usd", 1)
+    assert (tokens or 0) <= budget.get("tokens", 10**9)
+    assert completed == calls < 240  # stopped before a call that would cross it
+    # The same search again answers from the cache: no call, so nothing spent, and it goes
+    # further with the same budget.
+    again = await _counts(sessionmaker, second["id"])
+    assert spent[second["id"]][0] <= budget.get("calls", 10**9)
+    assert sum(c.get("completed", 0) for c in again.values()) > completed
+
+
+class Crash(Exception):
+    """The process dying mid-race, as far as the finished runs are concerned."""
+
+
+async def test_a_race_resumed_after_a_crash_keeps_its_eliminations(
+    client: httpx.AsyncClient, app: FastAPI, owner, project_id, sessionmaker, settings
+):
+    doc = racing({"good": 0.95, "close": 0.93, "bad": 0.1}, n_rows=160)
+    experiment = await create(client, owner, project_id, doc)
+    experiment_id = uuid.UUID(experiment["id"])
+    options = ExecutionOptions(policy=ProviderPolicy.server(settings), lease_seconds=5)
+    finished: list[int] = []
+
+    def crash_in_the_second_slice(progress, _outcome) -> None:
+        finished.append(progress.finished)
+        if progress.finished == 75:  # 60 runs of slice 1, then 15 of slice 2
+            raise Crash
+
+    with pytest.raises(BaseExceptionGroup):
+        await run_experiment(
+            app.state.engine, experiment_id, options=options, on_progress=crash_in_the_second_slice
+        )
+    crashed = await _counts(sessionmaker, experiment["id"])
+    async with sessionmaker() as session:
+        before = await store.eliminations(session, experiment_id)
+    resumed = await run_experiment(app.state.engine, experiment_id, options=options)
+    async with sessionmaker() as session:
+        after = await store.eliminations(session, experiment_id)
+    final = await _counts(sessionmaker, experiment["id"])
+
+    assert [(e.config_hash, e.rows) for e in before] == [(e.config_hash, e.rows) for e in after]
+    assert before[0].rows == 20
+    assert crashed["mock:bad"] == {"completed": 20, "skipped": 140}
+    assert final["mock:bad"] == {"completed": 20, "skipped": 140}
+    assert final["mock:good"] == {"completed": 160}
+    # Only what the crash left undone ran again.
+    assert resumed.progress.finished == 160 + 160 + 20 - sum(
+        c.get("completed", 0) for c in crashed.values()
+    )

@@ -1,0 +1,88 @@
+"""Adaptive search settings: what a sweep document may say, and the errors that name the field."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import httpx
+import pytest
+
+from promptlooper.errors import Invalid
+from promptlooper.sweeps.spec import parse_spec
+from tests.sweeps.conftest import document
+from tests.sweeps.test_search_optuna import tuning
+
+
+def _with(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(doc)
+    *parents, last = path.split(".")
+    node = doc
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+    return doc
+
+
+RACING = _with(document(), "search", {"strategy": "racing", "budget": {"calls": 100}})
+
+ONE_CONFIG = _with(RACING, "parameter_space", {"model": "mock:small", "prompt": "{{ input }}"})
+
+BAD = [
+    (_with(RACING, "search.budget", {"calls": 0}), "search.budget.calls: "),
+    (_with(RACING, "search.budget", {"usd": -1}), "search.budget.usd: "),
+    (_with(RACING, "search.budget", {}), "search.budget: give calls, usd or tokens"),
+    (_with(RACING, "search.strategy", "bandit"), "search.strategy: "),
+    (_with(RACING, "search.alpha", 1.5), "search.alpha: "),
+    (
+        _with(RACING, "parameter_space", {"model": "mock:small", "prompt": "{{ input }}"}),
+        "search.strategy: racing compares configs; the space has one",
+    ),
+    (_with(RACING, "scorers", []), "scorers: a racing search compares configs"),
+    (
+        _with(tuning(), "parameter_space.temperature", {"low": 2.0, "high": 1.5}),
+        "parameter_space: temperature: low (2) is above high (1.5)",
+    ),
+    (
+        _with(tuning(), "parameter_space.max_tokens", {"low": 0, "high": 8, "log": True}),
+        "parameter_space: max_tokens: a log range needs low above 0",
+    ),
+    (
+        _with(tuning(), "search", {"strategy": "optuna"}),
+        "search: optuna search needs n_trials or a budget",
+    ),
+    (
+        _with(document(), "parameter_space.temperature", {"low": 0.0, "high": 1.0}),
+        "parameter_space.temperature: a range needs search: {strategy: optuna}",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"), BAD, ids=[m.split(":")[0] + str(i) for i, (_, m) in enumerate(BAD)]
+)
+def test_bad_search_settings_name_the_field(doc: dict[str, Any], message: str):
+    with pytest.raises(Invalid) as caught:
+        parse_spec(doc)
+
+    assert caught.value.message.startswith(message), caught.value.message
+
+
+def test_ranges_keep_whole_numbers_whole():
+    spec = parse_spec(tuning())
+
+    assert spec.parameter_space["max_tokens"] == {"low": 64, "high": 512, "log": True}
+    assert spec.parameter_space["temperature"] == {"low": 0.0, "high": 1.5, "log": False}
+
+
+async def test_the_api_refuses_a_bad_budget_with_a_422_naming_it(
+    client: httpx.AsyncClient, owner, project_id
+):
+    response = await client.post(
+        f"/api/projects/{project_id}/experiments",
+        json=_with(RACING, "search.budget", {"calls": 0}),
+        headers=owner.headers,
+    )
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "search", "budget", "calls"]
