@@ -178,12 +178,15 @@ def _labels(space: dict[str, list[Any]]) -> dict[str, dict[str, str]]:
 async def _show_leaderboard(engine: AsyncEngine, experiment_id: uuid.UUID, limit: int = 10) -> None:
     from promptlooper.db.engine import create_sessionmaker
     from promptlooper.sweeps import service
+    from promptlooper.sweeps.totals import leaderboard
 
     async with create_sessionmaker(engine)() as session:
         experiment = await service.get_experiment(
             session, Principal.local_operator(), experiment_id
         )
-        summary = await service.summary(session, experiment)
+        # Aggregated by the database: reading every run back would make the largest sweeps
+        # peak at the end.
+        summary = await leaderboard(session, experiment)
     space = experiment.parameter_space
     labels = _labels(space)
     table = Table(
