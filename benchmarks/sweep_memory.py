@@ -31,6 +31,7 @@ CONFIGS = 12
 
 
 def sweep_document(rows: int) -> dict:
+    dataset = [{"input": f"ticket {i} about billing", "expected": "billing"} for i in range(rows)]
     return {
         "name": f"memory {rows} rows",
         "parameter_space": {
@@ -38,9 +39,7 @@ def sweep_document(rows: int) -> dict:
             "temperature": [0.0, 0.5, 1.0],
             "prompt": ["Classify: {{ input }}", "One word, please: {{ input }}"],
         },
-        "dataset": {
-            "rows": [{"input": f"ticket {i} about billing", "expected": "billing"} for i in range(rows)]
-        },
+        "dataset": {"rows": dataset},
         "scorers": [{"name": "correct", "type": "icontains", "weight": 1}],
         "providers": {"mock": {"knowledge": {"billing": "billing", "login": "account"}}},
         "concurrency": 256,

@@ -33,13 +33,12 @@ async def _random_runs(sessionmaker, experiment_id: uuid.UUID, seed: int) -> Non
                 session.add(run)
                 await session.flush()
                 for index in range(rng.randint(0, 2)):
-                    session.add(
-                        StageResult(
-                            run_id=run.id, stage_index=index, prompt_sent="p", response_raw="r",
-                            model_used="m", provider="mock", params={},
-                            latency_ms=rng.choice([5.0, 10.0, rng.uniform(0, 100)]),
-                        )  # fmt: skip
-                    )
+                    stage = StageResult(
+                        run_id=run.id, stage_index=index, prompt_sent="p", response_raw="r",
+                        model_used="m", provider="mock", params={},
+                        latency_ms=rng.choice([5.0, 10.0, rng.uniform(0, 100)]),
+                    )  # fmt: skip
+                    session.add(stage)
                 for name in ("accuracy", "brevity", "unweighted"):
                     if c != 4 and rng.random() < 0.7:  # config 4: never scored
                         session.add(Score(run_id=run.id, scorer_name=name, value=rng.random()))

@@ -104,6 +104,7 @@ async def _create(
             owned.id,
             spec,
             policy=ProviderPolicy.workstation(settings),
+            max_runs=settings.sweep_max_runs,
             allow_python=True,
         )
         await session.commit()
@@ -152,6 +153,7 @@ async def _execute(
         allow_python=True,
         cache_bound=CacheBound.from_settings(settings),
         lease_seconds=settings.sweep_lease_seconds,
+        max_runs=settings.sweep_max_runs,
     )
     try:
         return await run_experiment(
@@ -345,7 +347,7 @@ def validate(file: Path = typer.Argument(..., help="Sweep file (YAML or JSON).")
     from promptlooper.sweeps.spec import load_sweep_file, parse_spec
 
     spec = parse_spec(load_sweep_file(file))
-    plan = compile_plan(spec, allow_python=True)
+    plan = compile_plan(spec, allow_python=True, max_runs=load_settings().sweep_max_runs)
     models = sorted(plan.model_refs())
     console.print(
         f"ok: {spec.name}: {len(plan.configs)} configs × {len(plan.rows)} rows × "

@@ -53,6 +53,8 @@ class ExecutionOptions:
     allow_python: bool = False
     cache_bound: CacheBound | None = None
     lease_seconds: float = 30.0
+    max_runs: int | None = None
+    """The ``SWEEP_MAX_RUNS`` setting, judged again at every start like the policy."""
 
 
 @dataclass
@@ -274,7 +276,9 @@ async def _execute(
             raise NotFound("Experiment not found")
         spec = parse_spec(experiment.spec)
         access = await provider_access(session, options.policy, experiment.project_id, spec)
-        plan = compile_plan(spec, allow_python=options.allow_python, access=access)
+        plan = compile_plan(
+            spec, allow_python=options.allow_python, access=access, max_runs=options.max_runs
+        )
         use_cache = plan.spec.cache and experiment.use_cache
     pending = await prepare_runs(create_sessionmaker(engine), experiment, plan)
     providers = Providers(plan.providers)

@@ -45,9 +45,7 @@ def _weight(weights: dict[str, float]) -> ColumnElement[float]:
     """A score's weight, as ``weighted_score`` weighs it (a scorer without one weighs 1)."""
     if not weights:
         return cast(1.0, Float)
-    return case(
-        *((Score.scorer_name == name, float(w)) for name, w in weights.items()), else_=1.0
-    )
+    return case(*((Score.scorer_name == name, float(w)) for name, w in weights.items()), else_=1.0)
 
 
 async def leaderboard(session: AsyncSession, experiment: Experiment) -> Leaderboard:
