@@ -64,20 +64,24 @@ def run_sweep(sweep: Path, env: dict[str, str]) -> dict[str, float]:
     }
 
 
-async def create_runs(database: str, sweep: Path) -> tuple[float, float, int]:
-    """Create the experiment's run rows as a starting server does, a ticker on the same
-    loop; returns the seconds it took, the longest tick in ms and the runs created."""
-    from sqlalchemy import select
-
+async def create_runs(database: str, rows: int) -> tuple[float, float, int]:
+    """Create a sweep's experiment, then its run rows as a starting server does, a ticker on
+    the same loop; returns the seconds the rows took, the longest tick late in ms and the
+    runs created."""
+    from promptlooper.auth import service as auth
+    from promptlooper.auth.principal import Principal
     from promptlooper.db.engine import create_engine, create_sessionmaker
+    from promptlooper.projects import service as projects
     from promptlooper.settings import Settings
+    from promptlooper.sweeps import service
     from promptlooper.sweeps.execution import prepare_runs
-    from promptlooper.sweeps.models import Experiment
     from promptlooper.sweeps.plan import compile_plan
-    from promptlooper.sweeps.spec import load_sweep_file, parse_spec
+    from promptlooper.sweeps.providers import ProviderPolicy
+    from promptlooper.sweeps.spec import parse_spec
 
     settings = Settings(database_url=database)
-    engine = create_engine(settings.async_database_url)
+    engine = create_engine(settings)
+    spec = parse_spec(sweep_document(rows))
     longest, ticking = 0.0, True
 
     async def ticker() -> None:
@@ -90,10 +94,15 @@ async def create_runs(database: str, sweep: Path) -> tuple[float, float, int]:
 
     try:
         async with create_sessionmaker(engine)() as session:
-            experiment = (await session.scalars(select(Experiment))).one()
-        plan = compile_plan(
-            parse_spec(load_sweep_file(sweep)), allow_python=True, max_runs=settings.sweep_max_runs
-        )
+            user = await auth.bootstrap_user(session)
+            principal = Principal(user.id, user.username, user.is_admin, "local")
+            project = await projects.get_or_create_project(session, principal, "default")
+            experiment = await service.create_experiment(
+                session, principal, project.id, spec,
+                policy=ProviderPolicy.workstation(settings), max_runs=settings.sweep_max_runs,
+            )  # fmt: skip
+            await session.commit()
+        plan = compile_plan(spec, max_runs=settings.sweep_max_runs)
         tick = asyncio.create_task(ticker())
         started = time.perf_counter()
         pending = await prepare_runs(create_sessionmaker(engine), experiment, plan)
@@ -134,16 +143,11 @@ def main() -> None:
                 flush=True,
             )
         rows = max(args.rows)
-        sweep = folder / f"sweep-{rows}.yaml"
         database, drop = fresh_database(args.db, folder)
         env = {**os.environ, "DATABASE_URL": database, "DATA_DIR": str(folder / "data")}
         try:
             subprocess.run([*CLI, "db", "upgrade"], env=env, check=True, capture_output=True)
-            # A draft experiment, created as `sweep run` creates one, whose runs are then made.
-            subprocess.run(
-                [*CLI, "sweep", "create", str(sweep)], env=env, check=True, capture_output=True
-            )
-            took, stall, created = asyncio.run(create_runs(database, sweep))
+            took, stall, created = asyncio.run(create_runs(database, rows))
         finally:
             drop()
         print(
