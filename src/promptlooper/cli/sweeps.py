@@ -265,10 +265,12 @@ def run_sweep(
     current: list[uuid.UUID] = [experiment_id] if experiment_id else []
 
     async def main() -> None:
+        nonlocal spec
         async with database(settings) as engine:
             if spec is not None:
                 current.append(await _create(engine, settings, spec, project, user))
                 err_console.print(f"experiment {current[-1]}: {spec.name}")
+                spec = None  # stored: the run reads it back, and one copy of a dataset is enough
             result = await _execute(
                 engine, settings, current[-1], concurrency=concurrency, use_cache=use_cache
             )
@@ -309,10 +311,9 @@ def run(
     from promptlooper.sweeps.spec import load_sweep_file, parse_spec
 
     with collector_paused():  # until the sweep's start freezes what start-up built
-        spec = parse_spec(load_sweep_file(file))
         run_sweep(
             load_settings(),
-            spec=spec,
+            spec=parse_spec(load_sweep_file(file)),
             project=project,
             user=user,
             concurrency=concurrency,

@@ -283,6 +283,7 @@ async def _execute(
         if experiment is None:
             raise NotFound("Experiment not found")
         spec = parse_spec(experiment.spec)
+        session.expire(experiment, ["spec"])  # the plan holds the dataset; once is enough
         access = await provider_access(session, options.policy, experiment.project_id, spec)
         plan = compile_plan(
             spec, allow_python=options.allow_python, access=access, max_runs=options.max_runs
