@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     of 1,000 events fits."""
     max_body_document_bytes: ByteSize = Field(default=ByteSize(8 << 20), ge=0)
     """The largest sweep document (its dataset inline) sent to create an experiment."""
+    sweep_max_runs: int = Field(default=10_000_000, ge=1)
+    """The most runs one experiment may have: its run rows are created when it first starts,
+    and the database holds them, with their results, for as long as it is kept."""
     sweep_lease_seconds: float = Field(default=30.0, ge=1, le=3600)
     """How long an experiment counts as running without a heartbeat from the process that
     runs it (renewed every third of it): after a crash it is resumable this long after."""

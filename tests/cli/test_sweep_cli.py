@@ -123,6 +123,19 @@ def test_validate_reports_ok_and_one_line_errors(tmp_path: Path, db_url: str):
     assert "cannot read" in results["missing"].stderr
 
 
+def test_a_sweep_over_sweep_max_runs_is_one_line_naming_the_setting(tmp_path: Path, db_url: str):
+    env = env_for(tmp_path, db_url) | {"SWEEP_MAX_RUNS": "100"}
+
+    results = [run(env, "sweep", verb, str(EXAMPLE)) for verb in ("validate", "run")]
+
+    for result in results:
+        assert result.returncode == 2
+        assert result.stderr == (
+            "error: parameter_space: 12 configs × 12 rows × 1 repeats is over the limit of 100 "
+            "runs (the SWEEP_MAX_RUNS setting); use search: {strategy: random, n: ...}\n"
+        )
+
+
 def test_run_prints_leaderboard_and_exports_work(tmp_path: Path, db_url: str):
     env = env_for(tmp_path, db_url)
 

@@ -406,7 +406,6 @@ async def test_delete_experiment(
             {"parameter_space": {"model": ["mock:a"], "prompt": ["{{ expected }}"]}},
             "`expected` is kept from prompts",
         ),
-        ({"dataset": {"rows": ROWS * 1000}, "repeats": 100}, "over the limit"),
         (  # JSON parsers here read Infinity and NaN (YAML too: .inf, .nan)
             {"scorers": [{"name": "a", "type": "length", "max": 5, "weight": math.inf}]},
             "scorers.0.weight: Input should be a finite number",

@@ -126,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_python=settings.allow_python_callables,
             cache_bound=CacheBound.from_settings(settings),
             lease_seconds=settings.sweep_lease_seconds,
+            max_runs=settings.sweep_max_runs,
         ),
     )
 

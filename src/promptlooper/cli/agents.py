@@ -435,6 +435,7 @@ def sweep(
                 document,
                 variant_id=chosen,
                 policy=ProviderPolicy.workstation(settings),
+                max_runs=settings.sweep_max_runs,
                 allow_python=True,
             )
             return experiment.id

@@ -105,6 +105,7 @@ async def _create(
             owned.id,
             spec,
             policy=ProviderPolicy.workstation(settings),
+            max_runs=settings.sweep_max_runs,
             allow_python=True,
         )
         await session.commit()
@@ -155,6 +156,7 @@ async def _execute(
         allow_python=True,
         cache_bound=CacheBound.from_settings(settings),
         lease_seconds=settings.sweep_lease_seconds,
+        max_runs=settings.sweep_max_runs,
     )
     try:
         return await run_experiment(
@@ -299,10 +301,12 @@ def run_sweep(
     shown: list[ExperimentSummary] = []
 
     async def main() -> None:
+        nonlocal spec
         async with database(settings) as engine:
             if spec is not None:
                 current.append(await _create(engine, settings, spec, project, user))
                 err_console.print(f"experiment {current[-1]}: {spec.name}")
+                spec = None  # stored: the run reads it back, and one copy of a dataset is enough
             result = await _execute(
                 engine, settings, current[-1], concurrency=concurrency, use_cache=use_cache
             )
@@ -376,10 +380,9 @@ def run(
     from promptlooper.sweeps.spec import load_sweep_file, parse_spec
 
     with collector_paused():  # until the sweep's start freezes what start-up built
-        spec = parse_spec(load_sweep_file(file))
         run_sweep(
             load_settings(),
-            spec=spec,
+            spec=parse_spec(load_sweep_file(file)),
             project=project,
             user=user,
             concurrency=concurrency,
@@ -415,7 +418,7 @@ def validate(file: Path = typer.Argument(..., help="Sweep file (YAML or JSON).")
     from promptlooper.sweeps.spec import load_sweep_file, parse_spec
 
     spec = parse_spec(load_sweep_file(file))
-    plan = compile_plan(spec, allow_python=True)
+    plan = compile_plan(spec, allow_python=True, max_runs=load_settings().sweep_max_runs)
     models = sorted(plan.model_refs())
     console.print(
         f"ok: {spec.name}: {len(plan.configs)} configs × {len(plan.rows)} rows × "

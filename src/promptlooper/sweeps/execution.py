@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from uuid6 import uuid7
 
 from promptlooper.db.base import utcnow
 from promptlooper.db.engine import create_sessionmaker, read_only
@@ -53,6 +54,8 @@ class ExecutionOptions:
     allow_python: bool = False
     cache_bound: CacheBound | None = None
     lease_seconds: float = 30.0
+    max_runs: int | None = None
+    """The ``SWEEP_MAX_RUNS`` setting, judged again at every start like the policy."""
 
 
 @dataclass
@@ -70,8 +73,11 @@ FINAL_STATUSES = ("completed", "skipped")
 """Runs a start leaves as they are: done, or left out by an adaptive search's decision."""
 
 RUN_BATCH = 2_000
-"""Runs are created, and read back to execute, this many at a time: the largest sweep neither
-holds the event loop (nor, on SQLite, the write lock) for long, nor all its runs in memory."""
+"""Runs are read back to execute this many at a time: the largest sweep never holds all its
+runs in memory."""
+CREATE_BATCH = 1_000
+"""Runs are created this many per transaction: preparing the rows of one holds the event
+loop, and on SQLite the write lock, for a few milliseconds only."""
 
 
 async def prepare_runs(
@@ -79,7 +85,8 @@ async def prepare_runs(
 ) -> int:
     """Reset unfinished runs for a clean re-run and create every missing run row; returns how
     many runs are pending. Rows are created idempotently, a batch per transaction: a start
-    that stops midway leaves runs the next start keeps and completes."""
+    that stops midway leaves runs the next start keeps and completes, and one that finds them
+    all (a resume) creates none."""
     unfinished = select(Run.id).where(
         Run.experiment_id == experiment.id, Run.status.not_in(FINAL_STATUSES)
     )
@@ -94,19 +101,22 @@ async def prepare_runs(
             )
         )
         await session.commit()
-    rows = _run_rows(experiment, plan)
-    while batch := list(itertools.islice(rows, RUN_BATCH)):
+    mine = Run.experiment_id == experiment.id
+    async with sessionmaker() as session:
+        created = await session.scalar(select(func.count()).where(mine))
+    rows = _run_rows(experiment, plan) if created != plan.total_runs else iter(())
+    while batch := list(itertools.islice(rows, CREATE_BATCH)):
         async with sessionmaker() as session:
             await insert_ignore(session, Run.__table__, batch)  # type: ignore[arg-type]
             await session.commit()
     async with sessionmaker() as session:
-        pending = await session.scalar(
-            select(func.count()).where(Run.experiment_id == experiment.id, Run.status == "pending")
-        )
+        pending = await session.scalar(select(func.count()).where(mine, Run.status == "pending"))
     return pending or 0
 
 
 def _run_rows(experiment: Experiment, plan: SweepPlan) -> Iterator[dict[str, Any]]:
+    """Every run's row. Their ids are time-ordered (UUIDv7): a million inserts append to the
+    primary key's index instead of writing all over it, as random ids would."""
     now = utcnow()
     for config in plan.configs:
         digest = config_hash(config)
@@ -115,7 +125,7 @@ def _run_rows(experiment: Experiment, plan: SweepPlan) -> Iterator[dict[str, Any
             executable = plan.run_config(config, row, stages)
             for repeat in range(plan.spec.repeats):
                 yield {
-                    "id": uuid.uuid4(),
+                    "id": uuid7(),
                     "experiment_id": experiment.id,
                     "config_hash": digest,
                     "parameters": config,
@@ -278,8 +288,11 @@ async def _execute(
         if experiment is None:
             raise NotFound("Experiment not found")
         spec = parse_spec(experiment.spec)
+        session.expire(experiment, ["spec"])  # the plan holds the dataset; once is enough
         access = await provider_access(session, options.policy, experiment.project_id, spec)
-        plan = compile_plan(spec, allow_python=options.allow_python, access=access)
+        plan = compile_plan(
+            spec, allow_python=options.allow_python, access=access, max_runs=options.max_runs
+        )
         use_cache = plan.spec.cache and experiment.use_cache
     if plan.spec.search.adaptive:
         from promptlooper.sweeps.search.runner import SearchRun, run_search

@@ -35,7 +35,7 @@ from promptlooper.sweeps.engine.templating import (
 from promptlooper.sweeps.providers import ProviderAccess, provider_configs
 from promptlooper.sweeps.scorers.base import BaseScorer, ScorerContext
 from promptlooper.sweeps.scorers.registry import create_scorer, scorer_class
-from promptlooper.sweeps.spec import MAX_RUNS, StageSpec, SweepSpec
+from promptlooper.sweeps.spec import StageSpec, SweepSpec
 from promptlooper.training.layout import parse_checkpoint_ref
 from promptlooper.training.registry import load_registry
 
@@ -331,20 +331,25 @@ async def _never_called(*_args: Any) -> Any:  # pragma: no cover - validation ne
 
 
 def compile_plan(
-    spec: SweepSpec, *, allow_python: bool = False, access: ProviderAccess | None = None
+    spec: SweepSpec,
+    *,
+    allow_python: bool = False,
+    access: ProviderAccess | None = None,
+    max_runs: int | None = None,
 ) -> SweepPlan:
     """Check a sweep in depth and return what the executor needs; ``Invalid`` otherwise.
-    ``access`` is what its providers may use (``providers.provider_configs``)."""
+    ``access`` is what its providers may use (``providers.provider_configs``); ``max_runs``
+    is the ``SWEEP_MAX_RUNS`` setting (None: no limit)."""
     space = spec.parameter_space
     if spec.dataset.rows is None:
         raise Invalid("dataset.path: files are read by the CLI; send the rows inline")
     size = space_size(space)
-    runs = size * len(spec.dataset.rows) * spec.repeats
-    if spec.search.strategy in ("grid", "racing") and runs > MAX_RUNS:
+    grid_runs = size * len(spec.dataset.rows) * spec.repeats
+    if spec.search.strategy in ("grid", "racing") and max_runs is not None and grid_runs > max_runs:
         raise Invalid(
             f"parameter_space: {size} configs × {len(spec.dataset.rows)} rows × "
-            f"{spec.repeats} repeats is over the limit of {MAX_RUNS} runs; "
-            "use search: {strategy: random, n: ...}"
+            f"{spec.repeats} repeats is over the limit of {max_runs} runs (the SWEEP_MAX_RUNS "
+            "setting); use search: {strategy: random, n: ...}"
         )
     stages = spec.pipeline if spec.pipeline is not None else [_implicit_stage(space)]
     plan = SweepPlan(
@@ -356,8 +361,11 @@ def compile_plan(
         weights=_weights(spec),
         allow_python=allow_python,
     )
-    if plan.total_runs > MAX_RUNS:
-        raise Invalid(f"search.n: {plan.total_runs} runs is over the limit of {MAX_RUNS}")
+    if max_runs is not None and plan.total_runs > max_runs:
+        raise Invalid(
+            f"search.n: {plan.total_runs} runs is over the limit of {max_runs} "
+            "(the SWEEP_MAX_RUNS setting)"
+        )
     try:
         _check_stages(plan, space)
     except TemplateError as exc:

@@ -37,13 +37,15 @@ async def create_experiment(
     spec: SweepSpec,
     *,
     policy: ProviderPolicy,
+    max_runs: int,
     allow_python: bool = False,
 ) -> Experiment:
-    """Validate the sweep in depth, with what ``policy`` lets a sweep of the project use, and
-    store it as a draft experiment."""
+    """Validate the sweep in depth, with what ``policy`` lets a sweep of the project use and
+    at most ``max_runs`` runs (the ``SWEEP_MAX_RUNS`` setting), and store it as a draft
+    experiment."""
     await projects.get_project(session, principal, project_id)
     access = await provider_access(session, policy, project_id, spec)
-    plan = compile_plan(spec, allow_python=allow_python, access=access)
+    plan = compile_plan(spec, allow_python=allow_python, access=access, max_runs=max_runs)
     await _check_checkpoints(session, principal, plan)
     experiment = Experiment(
         project_id=project_id,

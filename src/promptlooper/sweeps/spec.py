@@ -22,7 +22,6 @@ from promptlooper.files import read_text
 from promptlooper.sweeps.adapters.tls import trusted_context
 from promptlooper.types import RequestBody
 
-MAX_RUNS = 250_000
 MAX_ROWS = 100_000
 MAX_CA_BUNDLE = 1_000_000  # characters; the whole Mozilla bundle is about 220,000
 

@@ -162,6 +162,12 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def leaderboard_order(score: float | None, completed: int, config_hash: str) -> tuple[Any, ...]:
+    """How configs rank: scored ones first, best score first, then more completed runs; the
+    hash only makes the order total."""
+    return (score is None, -(score or 0.0), -completed, config_hash)
+
+
 def summarise(
     runs: Iterable[RunRow],
     scores: Mapping[uuid.UUID, Mapping[str, float]],
@@ -227,8 +233,7 @@ def summarise(
         )
 
     ranked = sorted(
-        configs.values(),
-        key=lambda c: (c.score is None, -(c.score or 0.0), -c.completed, c.config_hash),
+        configs.values(), key=lambda c: leaderboard_order(c.score, c.completed, c.config_hash)
     )
     compare_with_leader([c for c in ranked if c.score is not None])
     return ExperimentSummary(

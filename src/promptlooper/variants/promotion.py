@@ -31,6 +31,7 @@ async def sweep_of(
     *,
     variant_id: uuid.UUID | None = None,
     policy: ProviderPolicy,
+    max_runs: int,
     allow_python: bool = False,
 ) -> Experiment:
     """An experiment in the agent's project sweeping ``document`` around the config the agent
@@ -43,7 +44,13 @@ async def sweep_of(
         config = resolve(agent, variant).config
     spec = parse_spec(as_sweep(config, {"name": f"{agent.name} sweep", **document}))
     return await sweeps.create_experiment(
-        session, principal, agent.project_id, spec, policy=policy, allow_python=allow_python
+        session,
+        principal,
+        agent.project_id,
+        spec,
+        policy=policy,
+        max_runs=max_runs,
+        allow_python=allow_python,
     )
 
 

@@ -484,6 +484,7 @@ async def sweep_agent(
         document,
         variant_id=body.variant_id,
         policy=request.app.state.provider_policy,
+        max_runs=request.app.state.settings.sweep_max_runs,
         allow_python=request.app.state.settings.allow_python_callables,
     )
     await session.commit()

@@ -169,6 +169,7 @@ async def create_experiment(
                 project_id,
                 spec,
                 policy=request.app.state.provider_policy,
+                max_runs=request.app.state.settings.sweep_max_runs,
                 allow_python=request.app.state.settings.allow_python_callables,
             )
             await session.commit()
