@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.errors import Conflict, Invalid, NotFound
-from promptlooper.online import assignment
+from promptlooper.online import assignment, definitions
 from promptlooper.online.models import OnlineExperiment, SiteSettings, VariantTotals
 from promptlooper.online.schemas import (
     READ_ONLY,
@@ -79,6 +79,7 @@ def _apply(experiment: OnlineExperiment, key: str, body: ExperimentDefinition) -
     experiment.coverage = body.coverage
     experiment.hash_seed = body.hash_seed or key
     experiment.primary_metric = body.primary_metric
+    experiment.secondary_metrics = list(body.secondary_metrics)
     experiment.guardrail_metrics = list(body.guardrail_metrics)
     experiment.variants = [v.model_dump(mode="json") for v in body.variants]
 
@@ -113,6 +114,7 @@ async def create_experiment(
     session: AsyncSession, body: ExperimentCreate, known: KnownVariants
 ) -> OnlineExperiment:
     await _check_links(session, body, known)
+    await definitions.check_names(session, body)
     await _check_cookie(session, body.experiment_key, body.cookie_name)
     experiment = OnlineExperiment(experiment_key=body.experiment_key)
     _apply(experiment, body.experiment_key, body)
@@ -149,6 +151,7 @@ async def update_experiment(
     _refuse_reviving(experiment, body.status)
     await _check_arms(session, experiment, body)
     await _check_links(session, body, known)
+    await definitions.check_names(session, body)
     await _check_cookie(session, key, body.cookie_name)
     seed = experiment.hash_seed
     _apply(experiment, key, body)
