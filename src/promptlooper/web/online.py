@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.db.deps import SessionDep
 from promptlooper.errors import Conflict, Invalid
-from promptlooper.online import results, service
+from promptlooper.online import definitions, results, service
 from promptlooper.online.models import OnlineExperiment
 from promptlooper.online.schemas import (
     EVENT_TYPES,
@@ -23,6 +24,7 @@ from promptlooper.web.errors import PageRoute
 from promptlooper.web.forms import form_fields, validate
 from promptlooper.web.online_forms import (
     GUARDRAIL,
+    SECONDARY,
     definition_data,
     form_of,
     place_errors,
@@ -92,9 +94,10 @@ async def switch(request: Request, viewer: ViewerDep, session: SessionDep) -> Re
     )
 
 
-def _form_page(
+async def _form_page(
     request: Request,
     viewer: Viewer,
+    session: AsyncSession,
     form: dict[str, str],
     errors: dict[str, str],
     *,
@@ -113,15 +116,16 @@ def _form_page(
         errors=errors,
         rows=row_count(form),
         changes=changes or [],
-        event_types=EVENT_TYPES,
+        metric_names=[*EVENT_TYPES, *(m.name for m in await definitions.list_metrics(session))],
         guardrail=GUARDRAIL,
+        secondary=SECONDARY,
     )
 
 
 @router.get(HOME + "/new")
-async def new_experiment(request: Request, viewer: ViewerDep) -> Response:
+async def new_experiment(request: Request, viewer: ViewerDep, session: SessionDep) -> Response:
     _admin(viewer)
-    return _form_page(request, viewer, dict(DEFAULT_FORM), {})
+    return await _form_page(request, viewer, session, dict(DEFAULT_FORM), {})
 
 
 @router.post(HOME + "/new")
@@ -129,7 +133,7 @@ async def create_experiment(request: Request, viewer: ViewerDep, session: Sessio
     _admin(viewer)
     form = await form_fields(request)
     if form.get("add_variant"):
-        return _form_page(request, viewer, form, {})
+        return await _form_page(request, viewer, session, form, {})
     data, rows = definition_data(form)
     body, errors = validate(ExperimentCreate, data)
     errors = place_errors(errors, rows)
@@ -149,7 +153,7 @@ async def create_experiment(request: Request, viewer: ViewerDep, session: Sessio
                 f"{HOME}/{experiment.experiment_key}",
                 f"Experiment {experiment.name} created ({experiment.status}).",
             )
-    return _form_page(request, viewer, form, errors, status=422)
+    return await _form_page(request, viewer, session, form, errors, status=422)
 
 
 def _refused(
@@ -167,7 +171,9 @@ async def edit_experiment(
 ) -> Response:
     _admin(viewer)
     experiment = await service.get_experiment(session, key)
-    return _form_page(request, viewer, form_of(experiment), {}, experiment=experiment)
+    return await _form_page(
+        request, viewer, session, form_of(experiment), {}, experiment=experiment
+    )
 
 
 @router.post(HOME + "/{key}/edit")
@@ -178,7 +184,7 @@ async def update_experiment(
     experiment = await service.get_experiment(session, key)
     form = await form_fields(request)
     if form.get("add_variant"):
-        return _form_page(request, viewer, form, {}, experiment=experiment)
+        return await _form_page(request, viewer, session, form, {}, experiment=experiment)
     data, rows = definition_data(form)
     data.pop("experiment_key", None)
     body, errors = validate(ExperimentUpdate, data)
@@ -189,7 +195,9 @@ async def update_experiment(
         )
         if changes and form.get("confirmed") != "yes":
             # Nothing saved yet: say what the edit does to assignment and ask again.
-            return _form_page(request, viewer, form, {}, experiment=experiment, changes=changes)
+            return await _form_page(
+                request, viewer, session, form, {}, experiment=experiment, changes=changes
+            )
         try:
             await service.update_experiment(
                 session, key, body, request.app.state.known_agent_variants
@@ -202,7 +210,9 @@ async def update_experiment(
             _changed(request)
             return redirect(request, f"{HOME}/{key}", f"Experiment {body.name} saved.")
     experiment = await service.get_experiment(session, key)
-    return _form_page(request, viewer, form, errors, experiment=experiment, status=422)
+    return await _form_page(
+        request, viewer, session, form, errors, experiment=experiment, status=422
+    )
 
 
 @router.post(HOME + "/{key}/status")
@@ -265,6 +275,7 @@ async def results_page(
         banners=view.banners(result, exposed),
         forest=view.forest(rows),
         metrics=view.METRICS,
+        metric_count=len({row.metric for row in rows}),
         plot_width=view.PLOT_WIDTH,
         percent=view.percent,
         labels={v["variant_key"]: v.get("label") or v["variant_key"] for v in experiment.variants},
