@@ -106,7 +106,7 @@ def _split(experiment: OnlineExperiment, arms: Sequence[dict[str, float]]) -> _S
     return _Split(srm, srm < SRM_THRESHOLD, max(0, MIN_UNITS - int(min(exposed))))
 
 
-def _arm_metrics(counts: dict[str, float]) -> dict[str, stats.Moments]:
+def arm_metrics(counts: dict[str, float]) -> dict[str, stats.Moments]:
     exposed = int(counts.get("exposed", 0))
     return {
         "conversion_rate": stats.Moments.binary(exposed, counts.get("converting", 0.0)),
@@ -128,7 +128,7 @@ def _adjust(blocks: list[dict[str, Any]], correction: str) -> None:
         block["frequentist"]["correction"] = correction
 
 
-def _defined_metric(
+def defined_metric(
     metric: MetricDefinition, counts: dict[str, float], terms: dict[str, float]
 ) -> stats.Statistic:
     """A defined metric of one arm, over its exposed sessions, from its source's terms
@@ -145,7 +145,7 @@ def _defined_metric(
     return stats.Ratio(values, stats.Moments(n, term["n"], term["nn"]), term["nv"])
 
 
-async def _metric_terms(session: AsyncSession, key: str) -> dict[str, dict[str, float]]:
+async def metric_terms(session: AsyncSession, key: str) -> dict[str, dict[str, float]]:
     """Per variant, the defined metrics' running terms."""
     rows = await session.execute(
         select(MetricTotals.variant_key, MetricTotals.term, MetricTotals.value).where(
@@ -193,13 +193,13 @@ async def compute(
         counts = await variant_counts(session, key)
         arms = [counts.get(v["variant_key"], {}) for v in experiment.variants]
         named = await _named_metrics(session, experiment)
-        terms = await _metric_terms(session, key) if named else {}
-        control = _arm_metrics(arms[0])
+        terms = await metric_terms(session, key) if named else {}
+        control = arm_metrics(arms[0])
         control_key = experiment.variants[0]["variant_key"]
         variants = [arm_fields(control_key, arms[0])]
         blocks: list[dict[str, Any]] = []
         for definition, arm in zip(experiment.variants[1:], arms[1:], strict=True):
-            treatment = _arm_metrics(arm)
+            treatment = arm_metrics(arm)
             compared = {
                 m: stats.compare(control[m], treatment[m], proper_prior=proper_prior)
                 for m in control
@@ -208,8 +208,8 @@ async def compute(
             defined = {}
             for role, metric in named:
                 found = stats.compare(
-                    _defined_metric(metric, arms[0], terms.get(control_key, {})),
-                    _defined_metric(metric, arm, terms.get(definition["variant_key"], {})),
+                    defined_metric(metric, arms[0], terms.get(control_key, {})),
+                    defined_metric(metric, arm, terms.get(definition["variant_key"], {})),
                     proper_prior=proper_prior,
                 )
                 blocks.append(found)
