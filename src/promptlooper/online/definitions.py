@@ -96,4 +96,5 @@ async def check_names(session: AsyncSession, body: ExperimentDefinition) -> None
 async def tracked_events(session: AsyncSession) -> frozenset[str]:
     """The event names defined metrics measure: ingestion accepts them and keeps them per
     session."""
-    return frozenset(await session.scalars(select(MetricDefinition.source).distinct()))
+    query = select(MetricDefinition.source).where(MetricDefinition.kind == "event")
+    return frozenset(await session.scalars(query.distinct()))

@@ -175,6 +175,9 @@ class MetricDefinition(UUIDPrimaryKeyMixin, TimestampMixin, Base):
         ForeignKey("projects.id", ondelete="CASCADE")
     )
     description: Mapped[str] = mapped_column(Text, default="")
+    kind: Mapped[str] = mapped_column(String(20), default="event")
+    """``event``: ``source`` is a browser event name; ``performance``: a field of the agent
+    performance log (cost, latency_ms, tokens_in, tokens_out, success, quality, calls)."""
     source: Mapped[str] = mapped_column(String(50))
     aggregation: Mapped[str] = mapped_column(String(20))
     """proportion, mean or ratio."""

@@ -25,7 +25,7 @@ from promptlooper.online.models import (
     VariantTotals,
 )
 from promptlooper.online.service import get_experiment
-from promptlooper.online.tallies import EVENT_COUNTS, TOTALS
+from promptlooper.online.tallies import EVENT_COUNTS, PERFORMANCE, TOTALS
 
 
 async def variant_counts(session: AsyncSession, key: str) -> dict[str, dict[str, float]]:
@@ -131,12 +131,15 @@ def _adjust(blocks: list[dict[str, Any]], correction: str) -> None:
 def defined_metric(
     metric: MetricDefinition, counts: dict[str, float], terms: dict[str, float]
 ) -> stats.Statistic:
-    """A defined metric of one arm, over its exposed sessions, from its source's terms
-    (``tallies.terms``)."""
-    n = int(counts.get("exposed", 0))
-    term = {
-        t: terms.get(f"{metric.source}:{t}", 0.0) for t in ("units", "n", "v", "nn", "vv", "nv")
-    }
+    """A defined metric of one arm, over its exposed sessions (a performance metric: its units
+    served), from its source's terms (``tallies.terms``)."""
+    source = metric.source
+    if metric.kind == "performance":
+        source = PERFORMANCE + source
+        n = int(terms.get(f"{PERFORMANCE}calls:units", 0))
+    else:
+        n = int(counts.get("exposed", 0))
+    term = {t: terms.get(f"{source}:{t}", 0.0) for t in ("units", "n", "v", "nn", "vv", "nv")}
     if metric.aggregation == "proportion":
         return stats.Moments.binary(n, term["units"])
     values = stats.Moments(n, term["v"], term["vv"])

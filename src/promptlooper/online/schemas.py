@@ -245,16 +245,29 @@ class ExperimentResults(BaseModel):
 
 
 Aggregation = Literal["proportion", "mean", "ratio"]
+PERFORMANCE_FIELDS = (
+    "cost",
+    "latency_ms",
+    "tokens_in",
+    "tokens_out",
+    "success",
+    "quality",
+    "calls",
+)
+"""What a performance metric can measure per call (``calls`` counts them)."""
 
 
 class MetricCreate(RequestBody):
     """A metric experiments can name. ``source`` is the event name measured (a built-in one or
-    your own, which ingestion then accepts); per exposed unit, ``proportion`` is whether it
-    sent the event, ``mean`` the sum of the events' values (an event without a value counts
-    1), and ``ratio`` Σ values / Σ events over the units (value per event), with
-    ``denominator`` naming the same event."""
+    your own, which ingestion then accepts) or, with ``kind: performance``, a field of the
+    agent performance log, per call; per exposed unit (for performance metrics: per unit
+    served), ``proportion`` is whether it sent the event (had a call with a non-zero value),
+    ``mean`` the sum of the values (an event without a value counts 1), and ``ratio``
+    Σ values / Σ events or calls over the units (value per event, cost per call), with
+    ``denominator`` naming the same source."""
 
     name: MetricName
+    kind: Literal["event", "performance"] = "event"
     source: MetricName
     aggregation: Aggregation
     denominator: MetricName | None = None
@@ -264,6 +277,10 @@ class MetricCreate(RequestBody):
 
     @model_validator(mode="after")
     def _denominator(self) -> MetricCreate:
+        if self.kind == "performance" and self.source not in PERFORMANCE_FIELDS:
+            raise ValueError(
+                f"source: a performance metric measures one of {', '.join(PERFORMANCE_FIELDS)}"
+            )
         if self.aggregation == "ratio" and self.denominator is None:
             raise ValueError("denominator: a ratio metric needs one")
         if self.aggregation != "ratio" and self.denominator is not None:
@@ -281,6 +298,7 @@ class MetricPublic(BaseModel):
 
     id: uuid.UUID
     name: str
+    kind: str
     source: str
     aggregation: str
     denominator: str | None

@@ -9,16 +9,17 @@ answers 404), as the seed specifies.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.errors import Conflict, Invalid, NotFound
-from promptlooper.online import assignment, definitions
+from promptlooper.online import assignment, definitions, tallies
 from promptlooper.online.models import OnlineExperiment, SiteSettings, VariantTotals
 from promptlooper.online.schemas import (
     READ_ONLY,
@@ -308,21 +309,38 @@ async def arm_for(
 ) -> Arm | None:
     """The unit's arm in the oldest live experiment that links any of ``agent_variant_ids``;
     None when no such experiment runs or the unit is outside it."""
-    if not agent_variant_ids or not await experiments_enabled(session):
-        return None
+    return (await arms_for(session, agent_variant_ids, [unit_id])).get(unit_id)
+
+
+async def arms_for(
+    session: AsyncSession, agent_variant_ids: set[uuid.UUID], unit_ids: Collection[str]
+) -> dict[str, Arm]:
+    """``arm_for`` of many units at once (the units outside the experiment left out): one
+    registry read for a batch of performance records."""
+    if not agent_variant_ids or not unit_ids or not await experiments_enabled(session):
+        return {}
     wanted = {str(i) for i in agent_variant_ids}
     for experiment in await list_experiments(session):
         linked = {v.get("agent_variant_id") for v in experiment.variants}
         if not is_live(experiment) or not linked & wanted:
             continue
-        key = variant_for(experiment, unit_id)
-        if key is None:
-            return None
-        arm = next(v for v in experiment.variants if v["variant_key"] == key)
-        link = arm.get("agent_variant_id")
-        return Arm(
-            experiment.experiment_key,
-            key,
-            uuid.UUID(link) if link and link in wanted else None,
-        )
-    return None
+        found = {}
+        for unit_id in unit_ids:
+            key = variant_for(experiment, unit_id)
+            if key is None:
+                continue
+            arm = next(v for v in experiment.variants if v["variant_key"] == key)
+            link = arm.get("agent_variant_id")
+            found[unit_id] = Arm(
+                experiment.experiment_key,
+                key,
+                uuid.UUID(link) if link and link in wanted else None,
+            )
+        return found
+    return {}
+
+
+async def record_calls(session: AsyncSession, calls: Sequence[dict[str, Any]]) -> None:
+    """Count served calls toward their arms' performance metrics (``tallies.record_calls``):
+    the agent performance log's way in."""
+    await tallies.record_calls(session, calls)

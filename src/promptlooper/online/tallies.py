@@ -45,6 +45,7 @@ from promptlooper.online.models import (
     UnitEvents,
     VariantTotals,
 )
+from promptlooper.online.schemas import PERFORMANCE_FIELDS
 
 EVENT_COUNTS = {
     "impression": "impressions",
@@ -161,11 +162,18 @@ async def record(
     return len(events)
 
 
+PERFORMANCE = "perf:"
+"""The prefix of a performance-log field's rows and terms (``perf:cost``): apart from event
+names, which are slugs and cannot hold a colon."""
+
+
 def terms(event_type: str, count: float, value: float) -> dict[str, float]:
     """One exposed session's share of its variant's totals for one event name: whether it sent
-    the event, the number and value of its events, their squares and their product."""
+    the event (for a performance field: had a non-zero value), the number and value of its
+    events, their squares and their product."""
+    present = value > 0 if event_type.startswith(PERFORMANCE) else count > 0
     return {
-        f"{event_type}:units": float(count > 0),
+        f"{event_type}:units": float(present),
         f"{event_type}:n": count,
         f"{event_type}:v": value,
         f"{event_type}:nn": count * count,
@@ -329,4 +337,30 @@ async def _add_arms(session: AsyncSession, arms: Counter[tuple[str, str]]) -> No
         ("experiment_key",),
         [{"experiment_key": k, "sessions": c["sessions"], "multiple": c["multiple"]}
          for k, c in sorted(totals.items())],
+    )  # fmt: skip
+
+
+async def record_calls(session: AsyncSession, calls: Sequence[dict[str, Any]]) -> None:
+    """Add served calls (``experiment_key``, ``arm_key``, ``unit_id`` and the performance
+    fields) to their units' running totals and their arms' metric terms, in the caller's
+    transaction. Every unit served counts as exposed: ``perf:calls`` counts its calls, and
+    each field sums the values of the calls that gave one (a cost left out is unknown, not
+    zero)."""
+    measured: defaultdict[tuple[str, str, str, str], list[float]] = defaultdict(lambda: [0, 0.0])
+    for call in calls:
+        unit = (call["experiment_key"], call["arm_key"], call["unit_id"])
+        for field in PERFORMANCE_FIELDS:
+            value = 1.0 if field == "calls" else call.get(field)
+            if value is not None:
+                row = measured[(*unit, PERFORMANCE + field)]
+                row[0] += 1
+                row[1] += float(value)
+    exposure = {(k, v, u): (True, True, False) for k, v, u, _ in measured}
+    changes = await _measure(session, measured, exposure)
+    await insert_or_add(
+        session,
+        MetricTotals.__table__,  # type: ignore[arg-type]
+        ("experiment_key", "variant_key", "term"),
+        [{"experiment_key": k, "variant_key": v, "term": t, "value": x}
+         for (k, v, t), x in sorted(changes.items())],
     )  # fmt: skip

@@ -1,5 +1,6 @@
-"""Online metrics as definitions: the metric registry, experiments' secondary metrics, and
-the per-session and per-variant running totals of the events the metrics measure.
+"""Online metrics as definitions: the metric registry, experiments' secondary metrics, the
+per-session and per-variant running totals of the events and calls the metrics measure, and
+the unit and arm a performance record served.
 
 Revision ID: 0014
 Revises: 0013
@@ -24,6 +25,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("project_id", sa.Uuid(), nullable=True),
         sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("kind", sa.String(length=20), nullable=False),
         sa.Column("source", sa.String(length=50), nullable=False),
         sa.Column("aggregation", sa.String(length=20), nullable=False),
         sa.Column("denominator", sa.String(length=50), nullable=True),
@@ -76,8 +78,17 @@ def upgrade() -> None:
             )
         )
 
+    with op.batch_alter_table("performance_records") as batch:
+        batch.add_column(sa.Column("unit_id", sa.String(length=200), nullable=True))
+        batch.add_column(sa.Column("experiment_key", sa.String(length=100), nullable=True))
+        batch.add_column(sa.Column("arm_key", sa.String(length=100), nullable=True))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("performance_records") as batch:
+        batch.drop_column("arm_key")
+        batch.drop_column("experiment_key")
+        batch.drop_column("unit_id")
     with op.batch_alter_table("online_experiments") as batch:
         batch.drop_column("secondary_metrics")
     op.drop_table("online_metric_totals")
