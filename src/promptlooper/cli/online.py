@@ -205,7 +205,8 @@ async def metric_create(file: Path = FILE) -> None:
     body = _definition(file, MetricCreate)
     async with session_scope(load_settings()) as session:
         metric = await definitions.create_metric(session, body)
-    console.print(f"defined {metric.name}: {metric.aggregation} of {metric.source!r} events")
+    what = "events" if metric.kind == "event" else "per call"
+    console.print(f"defined {metric.name}: {metric.aggregation} of {metric.source!r} {what}")
 
 
 @online_app.command("metrics")
@@ -216,9 +217,10 @@ async def metrics() -> None:
 
     async with session_scope(load_settings()) as session:
         found = await definitions.list_metrics(session)
-    table = Table("name", "source", "aggregation", "direction", "project")
+    table = Table("name", "kind", "source", "aggregation", "direction", "project")
     for m in found:
-        table.add_row(m.name, m.source, m.aggregation, m.direction, str(m.project_id or "site"))
+        scope = str(m.project_id or "site")
+        table.add_row(m.name, m.kind, m.source, m.aggregation, m.direction, scope)
     console.print(table)
 
 
