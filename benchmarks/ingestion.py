@@ -160,10 +160,11 @@ async def seed(database: str) -> None:
     from promptlooper.db.engine import create_engine, create_sessionmaker
     from promptlooper.online.demo import seed_demo
     from promptlooper.settings import Settings
+    from promptlooper.variants.service import existing_variant_ids
 
     engine = create_engine(Settings(_env_file=None, database_url=database))  # type: ignore[call-arg]
     async with create_sessionmaker(engine)() as session:
-        await seed_demo(session)
+        await seed_demo(session, existing_variant_ids)
         await session.commit()
     await engine.dispose()
 

@@ -109,3 +109,36 @@ def test_update_takes_the_file_create_took_and_what_show_printed(cli: Invoke, tm
     assert renamed.err.strip() == (
         "error: experiment_key is read-only and differs from the experiment's; leave it out"
     )
+
+
+def test_metrics_and_power_from_the_terminal(cli: Invoke, tmp_path: Path):
+    metric = tmp_path / "revenue.yaml"
+    metric.write_text(
+        yaml.safe_dump({"name": "revenue", "source": "purchase", "aggregation": "mean"})
+    )
+    defined = cli("online", "metric-create", str(metric))
+    assert defined.code == 0, defined.err
+    assert "defined revenue: mean of 'purchase' events" in defined.out
+    assert "revenue" in cli("online", "metrics").out
+    experiment = tmp_path / "signup.yaml"
+    experiment.write_text(yaml.safe_dump(DEFINITION | {"secondary_metrics": ["revenue"]}))
+    assert cli("online", "create", str(experiment)).code == 0
+    assert cli("online", "results", "signup_copy", "--prior", "proper").code == 0
+    named = cli("online", "metric-delete", "revenue")
+    assert named.code == 2
+    assert "named by online experiment 'signup_copy'" in named.err
+
+    planned = cli("online", "power", "--baseline", "0.1", "--units-per-day", "2000", "--days", "14")
+    assert planned.code == 0, planned.err
+    assert 0.05 < json.loads(planned.out)["minimum_detectable_lift"] < 0.2
+    running = cli("online", "power", "signup_copy", "--lift", "0.1")
+    assert running.code == 0, running.err
+    assert json.loads(running.out)["power_reached"] == 0.0  # no units yet
+
+    ratio = tmp_path / "ratio.yaml"
+    ratio.write_text(yaml.safe_dump({"name": "aov", "source": "purchase", "aggregation": "ratio"}))
+    refused = cli("online", "metric-create", str(ratio))
+    assert refused.code == 2
+    assert "denominator" in refused.err
+    missing = cli("online", "power", "--baseline", "0.1")
+    assert missing.code == 2

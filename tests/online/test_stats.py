@@ -16,17 +16,33 @@ SPEC = json.loads((Path(__file__).parents[1] / "spec" / "stats.json").read_text(
 TOLERANCE = 1e-9
 
 
-def _moments(metric: str, values: list) -> stats.Moments:
+def _statistic(metric: str, values: list) -> stats.Statistic:
+    """A spec case's arm: (n, successes), (n, Σx, Σx²), or for a ratio and a CUPED metric
+    (n, Σ numerator or post, its Σ², Σ denominator or pre, its Σ², Σ of their products)."""
     if metric == "proportion":
         return stats.Moments.binary(*values)
-    return stats.Moments(*values)
+    if metric == "mean":
+        return stats.Moments(*values)
+    n, total, squares, other, other_squares, products = values
+    first, second = stats.Moments(n, total, squares), stats.Moments(n, other, other_squares)
+    if metric == "ratio":
+        return stats.Ratio(first, second, products)
+    return stats.Adjusted(first, second, products)
+
+
+def _arms(case: dict) -> tuple[stats.Statistic, stats.Statistic]:
+    control = _statistic(case["metric"], case["control"])
+    treatment = _statistic(case["metric"], case["treatment"])
+    if case["metric"] == "cuped":
+        control, treatment = stats.cuped(control, treatment)  # type: ignore[arg-type]
+        assert control.theta == pytest.approx(case["theta"], abs=TOLERANCE)  # type: ignore[union-attr]
+    return control, treatment
 
 
 @pytest.mark.parametrize("case", SPEC["compare"], ids=lambda c: f"{c['metric']}-{c['control']}")
 @pytest.mark.parametrize("difference", ["relative", "absolute"])
 def test_known_answers(case, difference):
-    control = _moments(case["metric"], case["control"])
-    treatment = _moments(case["metric"], case["treatment"])
+    control, treatment = _arms(case)
     expected = case["expected"][difference]
 
     found = stats.effect(control, treatment, relative=difference == "relative")
@@ -46,6 +62,109 @@ def test_known_answers(case, difference):
     assert bayesian["ci"] == pytest.approx(expected["credible_interval"], abs=TOLERANCE)
     risk = [bayesian["risk_control"], bayesian["risk_treatment"]]
     assert risk == pytest.approx(expected["risk"], abs=TOLERANCE)
+
+
+@pytest.mark.parametrize("case", SPEC["proper_prior"], ids=lambda c: f"{c['control']}")
+def test_proper_prior_known_answers(case):
+    control, treatment = _arms(case)
+    found = stats.effect(control, treatment)
+    assert found is not None
+
+    bayesian = stats.bayesian(found, prior=tuple(case["prior"]))
+    flat = stats.bayesian(found)
+
+    expected = case["expected"]
+    assert bayesian["expected_lift"] == pytest.approx(expected["expected"], abs=TOLERANCE)
+    assert bayesian["chance_to_beat_control"] == pytest.approx(
+        expected["chance_to_beat_control"], abs=TOLERANCE
+    )
+    assert bayesian["ci"] == pytest.approx(expected["credible_interval"], abs=TOLERANCE)
+    assert [bayesian["risk_control"], bayesian["risk_treatment"]] == pytest.approx(
+        expected["risk"], abs=TOLERANCE
+    )
+    assert abs(bayesian["expected_lift"]) < abs(flat["expected_lift"])  # shrunk toward 0
+
+
+def test_cuped_removes_the_variance_the_covariate_explains():
+    case = next(c for c in SPEC["compare"] if c["metric"] == "cuped")
+    control, treatment = _arms(case)
+    unadjusted = stats.effect(control.post, treatment.post)  # type: ignore[union-attr]
+    adjusted = stats.effect(control, treatment)
+    assert unadjusted is not None
+    assert adjusted is not None
+
+    assert 0 < stats.variance_removed(control) < 1  # type: ignore[arg-type]
+    assert adjusted.variance < unadjusted.variance
+    assert stats.compare(control, treatment)["control_mean"] == control.mean
+
+
+def test_ratio_and_cuped_agree_with_gbstats_on_random_data():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from gbstats.frequentist.tests import TwoSidedTTest
+        from gbstats.models.statistics import (
+            RatioStatistic,
+            RegressionAdjustedStatistic,
+            SampleMeanStatistic,
+            compute_theta,
+        )
+
+    rng = random.Random(5)
+    for _ in range(100):
+        arms = []
+        for _arm in range(2):
+            n = rng.randint(50, 5000)
+            xs = [rng.expovariate(0.5) for _ in range(n)]
+            ys = [x * rng.uniform(0.2, 2) + rng.random() for x in xs]
+            arms.append(
+                (n, sum(xs), sum(x * x for x in xs), sum(ys), sum(y * y for y in ys),
+                 sum(x * y for x, y in zip(xs, ys, strict=True)))
+            )  # fmt: skip
+
+        def theirs(values, kind):
+            n, total, squares, other, other_squares, products = values
+            first = SampleMeanStatistic(n=n, sum=total, sum_squares=squares)
+            second = SampleMeanStatistic(n=n, sum=other, sum_squares=other_squares)
+            if kind == "ratio":
+                return RatioStatistic(
+                    n=n, m_statistic=first, d_statistic=second, m_d_sum_of_products=products
+                )
+            return RegressionAdjustedStatistic(
+                n=n,
+                post_statistic=first,
+                pre_statistic=second,
+                post_pre_sum_of_products=products,
+                theta=0,
+            )
+
+        for kind in ("ratio", "cuped"):
+            a, b = theirs(arms[0], kind), theirs(arms[1], kind)
+            if kind == "cuped":
+                theta = compute_theta(a, b)
+                a.theta = b.theta = theta
+            expected = TwoSidedTTest(a, b).compute_result()
+            control, treatment = _arms(
+                {"metric": kind, "control": arms[0], "treatment": arms[1], "theta": a.theta}
+                if kind == "cuped"
+                else {"metric": kind, "control": arms[0], "treatment": arms[1]}
+            )
+            found = stats.effect(control, treatment)
+            assert found is not None
+            assert found.estimate == pytest.approx(expected.expected, abs=1e-12)
+            assert stats.frequentist(found)["p_value"] == pytest.approx(expected.p_value, abs=1e-12)
+
+
+def test_power_minimum_detectable_effect_and_units_needed_agree():
+    mean, variance = 0.1, 0.09  # a 10 % conversion rate
+    needed = stats.units_needed(mean, variance, 0.05)
+    assert needed is not None
+    assert stats.power(mean, variance, needed, 0.05) >= stats.POWER
+    assert stats.power(mean, variance, needed - 1, 0.05) < stats.POWER
+    mde = stats.minimum_detectable_effect(mean, variance, needed)
+    assert mde == pytest.approx(0.05, rel=1e-3)
+    assert stats.power(mean, variance, 1000, 0.0) == pytest.approx(0.05)  # alpha: no effect
+    assert stats.minimum_detectable_effect(mean, variance, 2) is None
+    assert stats.units_needed(mean, 0.0, 0.05) is None
 
 
 @pytest.mark.parametrize("case", SPEC["srm"], ids=str)

@@ -515,3 +515,31 @@ async def test_the_demo_traffic_shows_a_lift_and_one_health_warning(ui_admin: Ui
     pricing = _text((await ui_admin.get("/ui/online/pricing_cta_test")).text)
     assert "Sample-ratio mismatch: do not trust these results" in pricing
     assert "exposed sessions (900, 600)" in pricing
+
+
+async def test_defined_metrics_are_chosen_in_the_form_and_shown_on_the_results_page(
+    ui_admin: UiClient, client: httpx.AsyncClient, bootstrap_headers
+):
+    metric = {"name": "cost-per-order", "source": "order", "aggregation": "mean"}
+    metric["direction"] = "lower"
+    created = await client.post("/api/admin/metrics", json=metric, headers=bootstrap_headers)
+    assert created.status_code == 201, created.text
+
+    form = await ui_admin.get("/ui/online/new")
+    assert 'name="secondary.cost-per-order"' in form.text
+    saved = await ui_admin.post("/ui/online/new", _definition(**{"guardrail.cost-per-order": "on"}))
+    assert saved.status_code == 303, saved.text
+    edit = await ui_admin.get("/ui/online/hero/edit")
+    assert 'name="guardrail.cost-per-order" value="on" checked' in edit.text
+    for index in range(6):
+        unit = {"experiment_key": "hero", "variant_key": ("control", "social")[index % 2]}
+        unit["session_id"] = f"s{index}"
+        for name, value in (("impression", None), ("order", 10.0 + index)):
+            body = unit | {"event_name": name, "value": value}
+            sent = await client.post("/api/experiments/event", json=body, headers=BROWSER)
+            assert sent.json()["accepted"] is True
+
+    page = _text((await ui_admin.get("/ui/online/hero")).text)
+
+    assert "cost-per-order guardrail · lower is better" in page
+    assert "× 3 metrics" in page

@@ -133,12 +133,16 @@ async def start(key: str = typer.Argument(...)) -> None:
 async def results(
     key: str = typer.Argument(...),
     as_json: bool = typer.Option(False, "--json", help="Print the API's JSON."),
+    prior: str = typer.Option("flat", help="Bayesian prior on the lift: flat or proper."),
 ) -> None:
-    """Per-variant counts, lift against control with p-values and chance to win, health."""
+    """Per-variant counts, lift against control with p-values and chance to win, the defined
+    metrics the experiment names, health."""
     from promptlooper.online import results as outcomes
 
+    if prior not in ("flat", "proper"):
+        raise Invalid(f"--prior: flat or proper, not {prior!r}")
     async with session_scope(load_settings()) as session:
-        (found,) = await outcomes.compute(session, [key])
+        (found,) = await outcomes.compute(session, [key], proper_prior=prior == "proper")
     if as_json:
         console.print_json(json.dumps(found))
         return
@@ -153,6 +157,18 @@ async def results(
             *row,
         )
     console.print(table)
+    treatments = [v for v in found["variants"][1:] if v.get("metrics")]
+    if treatments:
+        table = Table("variant", "metric", "role", "control → variant", "lift", "95% CI", "p",
+                      "p adj.", "chance to win", title=f"{key}: defined metrics")  # fmt: skip
+        for variant in treatments:
+            for name, block in variant["metrics"].items():
+                means = f"{block['control_mean']:.4g} → {block['treatment_mean']:.4g}"
+                role = block["role"] + (
+                    " (lower is better)" if block["direction"] == "lower" else ""
+                )
+                table.add_row(variant["variant_key"], name, role, means, *_row(block))
+        console.print(table)
     health = found["health"]
     console.print(
         f"SRM p={health['srm_p_value']:.4g}{' MISMATCH' if health['srm_mismatch'] else ''}  "
@@ -177,3 +193,76 @@ def _row(block: dict[str, Any] | None) -> list[str]:
         "" if adjusted is None else f"{adjusted:.3g}",
         f"{block['bayesian']['chance_to_beat_control']:.1%}",
     ]
+
+
+@online_app.command("metric-create")
+@async_command
+async def metric_create(file: Path = FILE) -> None:
+    """Define a metric from a file (name, source, aggregation, denominator, direction)."""
+    from promptlooper.online import definitions
+    from promptlooper.online.schemas import MetricCreate
+
+    body = _definition(file, MetricCreate)
+    async with session_scope(load_settings()) as session:
+        metric = await definitions.create_metric(session, body)
+    what = "events" if metric.kind == "event" else "per call"
+    console.print(f"defined {metric.name}: {metric.aggregation} of {metric.source!r} {what}")
+
+
+@online_app.command("metrics")
+@async_command
+async def metrics() -> None:
+    """The defined metrics."""
+    from promptlooper.online import definitions
+
+    async with session_scope(load_settings()) as session:
+        found = await definitions.list_metrics(session)
+    table = Table("name", "kind", "source", "aggregation", "direction", "project")
+    for m in found:
+        scope = str(m.project_id or "site")
+        table.add_row(m.name, m.kind, m.source, m.aggregation, m.direction, scope)
+    console.print(table)
+
+
+@online_app.command("metric-delete")
+@async_command
+async def metric_delete(name: str = typer.Argument(...)) -> None:
+    """Delete a metric no experiment names."""
+    from promptlooper.online import definitions
+
+    async with session_scope(load_settings()) as session:
+        await definitions.delete_metric(session, name)
+    console.print(f"deleted {name}")
+
+
+@online_app.command("power")
+@async_command
+async def power(
+    key: str | None = typer.Argument(None, help="A running experiment; leave out to plan."),
+    lift: float | None = typer.Option(None, help="Relative lift to detect, 0.05 = +5 %."),
+    metric: str | None = typer.Option(None, help="Default: the primary metric."),
+    baseline: float | None = typer.Option(None, help="Planning: the control mean."),
+    variance: float | None = typer.Option(None, help="Planning: per-unit variance."),
+    units_per_day: float | None = typer.Option(None, help="Planning: all arms' traffic."),
+    arms: int = typer.Option(2, min=2),
+    days: int | None = typer.Option(None, min=1, help="Planning: how long it may run."),
+) -> None:
+    """The power a running experiment reached and its days left, or plan one: the lift
+    detectable in --days, or the days --lift needs."""
+    from promptlooper.online import power as estimates
+
+    if key is not None:
+        async with session_scope(load_settings()) as session:
+            found = await estimates.reached(
+                session, key, lift=0.05 if lift is None else lift, metric=metric
+            )
+        console.print_json(json.dumps(found))
+        return
+    if baseline is None or units_per_day is None or (days is None and lift is None):
+        raise Invalid("--baseline, --units-per-day and --days or --lift plan an experiment")
+    if variance is None:
+        if not 0 < baseline < 1:
+            raise Invalid("--variance: needed unless --baseline is a rate between 0 and 1")
+        variance = baseline * (1 - baseline)
+    found = estimates.plan(baseline, variance, units_per_day, arms=arms, days=days, lift=lift)
+    console.print_json(json.dumps(found))

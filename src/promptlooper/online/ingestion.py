@@ -2,8 +2,9 @@
 
 An event is refused (``accepted: false``, nothing stored) when experiments are switched off,
 when it comes from a crawler, names an unknown experiment or variant, an experiment that is not
-running, an unknown event type, a timestamp far in the future, or oversized metadata. The
-reason goes back to the caller and is counted per experiment for the results' health block.
+running, an event name that is neither built in nor a defined metric's source, a timestamp far
+in the future, or oversized metadata. The reason goes back to the caller and is counted per
+experiment for the results' health block.
 
 Two things make it fast without giving anything up:
 
@@ -34,7 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from promptlooper.db.upsert import insert_or_add
-from promptlooper.online import service, tallies
+from promptlooper.online import definitions, service, tallies
 from promptlooper.online.bots import is_bot
 from promptlooper.online.models import OnlineExperiment, Rejection
 from promptlooper.online.schemas import EVENT_TYPES, MAX_METADATA_BYTES, EventIn
@@ -86,17 +87,27 @@ class Snapshot:
     enabled: bool
     targets: dict[str, Target]
     taken_at: float
+    tracked: frozenset[str] = frozenset()
+    """The event names defined metrics measure: accepted besides the built-in ones, and kept
+    per session for the metrics' totals."""
 
 
-def judge(event: EventIn, event_type: str, target: Target | None, now: datetime) -> str | None:
-    """Why ``event`` must be refused, or None when it is acceptable."""
+def judge(
+    event: EventIn,
+    event_type: str,
+    target: Target | None,
+    now: datetime,
+    tracked: frozenset[str] = frozenset(),
+) -> str | None:
+    """Why ``event`` must be refused, or None when it is acceptable: its name must be a
+    built-in event type or the source of a defined metric (``tracked``)."""
     if target is None:
         return "unknown_experiment"
     if not target.live:
         return "experiment_inactive"
     if event.variant_key not in target.variant_keys:
         return "unknown_variant"
-    if event_type not in EVENT_TYPES:
+    if event_type not in EVENT_TYPES and event_type not in tracked:
         return "unknown_event"
     if event.timestamp is not None:
         if event.timestamp > now + MAX_CLOCK_SKEW:
@@ -113,6 +124,7 @@ class _Pending:
     rows: list[dict[str, Any]]
     rejected: Counter[tuple[str, str]]
     done: asyncio.Future[None]
+    tracked: frozenset[str]
 
 
 class Intake:
@@ -148,7 +160,8 @@ class Intake:
                     enabled = await service.experiments_enabled(session)
                     experiments = await session.scalars(select(OnlineExperiment))
                     targets = {e.experiment_key: Target.of(e) for e in experiments}
-                snapshot = Snapshot(enabled, targets, time.monotonic())
+                    tracked = await definitions.tracked_events(session)
+                snapshot = Snapshot(enabled, targets, time.monotonic(), tracked)
                 self._snapshot = snapshot
             return snapshot
 
@@ -169,7 +182,11 @@ class Intake:
         for event in events:
             kind = event_type or event.event_name or ""
             target = snapshot.targets.get(event.experiment_key)
-            reason = "bot" if bot and target is not None else judge(event, kind, target, now)
+            reason = (
+                "bot"
+                if bot and target is not None
+                else judge(event, kind, target, now, snapshot.tracked)
+            )
             verdicts.append(ACCEPTED if reason is None else refused(reason))
             if reason is not None:
                 if target is not None:
@@ -189,12 +206,17 @@ class Intake:
                 }
             )
         if rows or rejected:
-            await self._write(rows, rejected)
+            await self._write(rows, rejected, snapshot.tracked)
         return verdicts
 
-    async def _write(self, rows: list[dict[str, Any]], rejected: Counter[tuple[str, str]]) -> None:
+    async def _write(
+        self,
+        rows: list[dict[str, Any]],
+        rejected: Counter[tuple[str, str]],
+        tracked: frozenset[str],
+    ) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(rows, rejected, done))
+        self._pending.append(_Pending(rows, rejected, done, tracked))
         # A writer that found nothing left has finished: only running ones count (a done
         # callback would drop it too late, after a request that still saw it had queued here).
         self._writers = {writer for writer in self._writers if not writer.done()}
@@ -226,9 +248,11 @@ class Intake:
 
 async def _commit(session: AsyncSession, batch: list[_Pending]) -> None:
     rejected: Counter[tuple[str, str]] = Counter()
+    tracked: frozenset[str] = frozenset()
     for item in batch:
         rejected.update(item.rejected)
-    await tallies.record(session, [row for item in batch for row in item.rows])
+        tracked |= item.tracked
+    await tallies.record(session, [row for item in batch for row in item.rows], tracked)
     await insert_or_add(
         session,
         Rejection.__table__,  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ unique index. The tallies and totals are kept up to date as events are stored
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     Float,
+    ForeignKey,
     Integer,
     String,
     Text,
@@ -46,6 +48,7 @@ class OnlineExperiment(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     coverage: Mapped[float] = mapped_column(Float, default=100.0)
     hash_seed: Mapped[str] = mapped_column(String(200))
     primary_metric: Mapped[str] = mapped_column(String(50), default="conversion")
+    secondary_metrics: Mapped[list[str]] = mapped_column(JSONType, default=list)
     guardrail_metrics: Mapped[list[str]] = mapped_column(JSONType, default=list)
     variants: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
     """In order, control first: variant_key, label, allocation (%), is_control,
@@ -158,3 +161,53 @@ class DailyTotals(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     exposed: Mapped[int] = mapped_column(BigInteger)
     converting: Mapped[int] = mapped_column(BigInteger)
+
+
+class MetricDefinition(UUIDPrimaryKeyMixin, TimestampMixin, Base):
+    """A metric experiments name: what is measured per unit (``source``, an event name) and
+    how it is summed up over an arm's exposed units (``aggregation``). Names are unique
+    across the site, so an experiment's metric names never need a project to resolve."""
+
+    __tablename__ = "online_metrics"
+
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    project_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE")
+    )
+    description: Mapped[str] = mapped_column(Text, default="")
+    kind: Mapped[str] = mapped_column(String(20), default="event")
+    """``event``: ``source`` is a browser event name; ``performance``: a field of the agent
+    performance log (cost, latency_ms, tokens_in, tokens_out, success, quality, calls)."""
+    source: Mapped[str] = mapped_column(String(50))
+    aggregation: Mapped[str] = mapped_column(String(20))
+    """proportion, mean or ratio."""
+    denominator: Mapped[str | None] = mapped_column(String(50))
+    direction: Mapped[str] = mapped_column(String(10), default="higher")
+
+
+class UnitEvents(Base):
+    """One session's events of one name in one variant, for the names defined metrics
+    measure: how many, and the sum of their values (an event without a value counts 1)."""
+
+    __tablename__ = "online_unit_events"
+
+    experiment_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    variant_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(50), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    value: Mapped[float] = mapped_column(Float)
+
+
+class MetricTotals(Base):
+    """A variant's sums over its exposed sessions for one event name: the ``term`` is the
+    sessions with the event, or the sum of the per-session count, value, their squares or
+    their product (``online/tallies.py`` names them) — the sufficient statistics of a
+    proportion, a mean and a ratio metric."""
+
+    __tablename__ = "online_metric_totals"
+
+    experiment_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    variant_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    term: Mapped[str] = mapped_column(String(60), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)

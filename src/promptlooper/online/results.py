@@ -14,16 +14,18 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from promptlooper.online import stats
+from promptlooper.online import definitions, stats
 from promptlooper.online.models import (
     DailyTotals,
     ExperimentTotals,
+    MetricDefinition,
+    MetricTotals,
     OnlineExperiment,
     Rejection,
     VariantTotals,
 )
 from promptlooper.online.service import get_experiment
-from promptlooper.online.tallies import EVENT_COUNTS, TOTALS
+from promptlooper.online.tallies import EVENT_COUNTS, PERFORMANCE, TOTALS
 
 
 async def variant_counts(session: AsyncSession, key: str) -> dict[str, dict[str, float]]:
@@ -104,7 +106,7 @@ def _split(experiment: OnlineExperiment, arms: Sequence[dict[str, float]]) -> _S
     return _Split(srm, srm < SRM_THRESHOLD, max(0, MIN_UNITS - int(min(exposed))))
 
 
-def _arm_metrics(counts: dict[str, float]) -> dict[str, stats.Moments]:
+def arm_metrics(counts: dict[str, float]) -> dict[str, stats.Moments]:
     exposed = int(counts.get("exposed", 0))
     return {
         "conversion_rate": stats.Moments.binary(exposed, counts.get("converting", 0.0)),
@@ -126,25 +128,101 @@ def _adjust(blocks: list[dict[str, Any]], correction: str) -> None:
         block["frequentist"]["correction"] = correction
 
 
+def defined_metric(
+    metric: MetricDefinition, counts: dict[str, float], terms: dict[str, float]
+) -> stats.Statistic:
+    """A defined metric of one arm, over its exposed sessions (a performance metric: its units
+    served), from its source's terms (``tallies.terms``)."""
+    source = metric.source
+    if metric.kind == "performance":
+        source = PERFORMANCE + source
+        n = int(terms.get(f"{PERFORMANCE}calls:units", 0))
+    else:
+        n = int(counts.get("exposed", 0))
+    term = {t: terms.get(f"{source}:{t}", 0.0) for t in ("units", "n", "v", "nn", "vv", "nv")}
+    if metric.aggregation == "proportion":
+        return stats.Moments.binary(n, term["units"])
+    values = stats.Moments(n, term["v"], term["vv"])
+    if metric.aggregation == "mean":
+        return values
+    return stats.Ratio(values, stats.Moments(n, term["n"], term["nn"]), term["nv"])
+
+
+async def metric_terms(session: AsyncSession, key: str) -> dict[str, dict[str, float]]:
+    """Per variant, the defined metrics' running terms."""
+    rows = await session.execute(
+        select(MetricTotals.variant_key, MetricTotals.term, MetricTotals.value).where(
+            MetricTotals.experiment_key == key
+        )
+    )
+    found: dict[str, dict[str, float]] = {}
+    for variant, term, value in rows.all():
+        found.setdefault(variant, {})[term] = value
+    return found
+
+
+async def _named_metrics(
+    session: AsyncSession, experiment: OnlineExperiment
+) -> list[tuple[str, MetricDefinition]]:
+    """The defined metrics the experiment names, each with its role, primary first; the
+    built-in event types it names are what ``stats`` already reports."""
+    names = definitions.named(experiment)
+    found = {
+        m.name: m
+        for m in await session.scalars(
+            select(MetricDefinition).where(MetricDefinition.name.in_(names))
+        )
+    }
+    roles = {experiment.primary_metric: "primary"}
+    for name in experiment.guardrail_metrics:
+        roles.setdefault(name, "guardrail")
+    return [(roles.get(n, "secondary"), found[n]) for n in names if n in found]
+
+
 async def compute(
-    session: AsyncSession, keys: Sequence[str], *, correction: str = "holm"
+    session: AsyncSession,
+    keys: Sequence[str],
+    *,
+    correction: str = "holm",
+    proper_prior: bool = False,
 ) -> list[dict[str, Any]]:
     """Per experiment: the seed's fields per variant (control first), a ``stats`` block for
-    each treatment against control (conversion rate and value per exposed session), and the
-    experiment's health."""
+    each treatment against control (conversion rate and value per exposed session), a
+    ``metrics`` block for the defined metrics the experiment names, and the experiment's
+    health. Every p-value is adjusted across all of a page's comparisons."""
     answer = []
     for key in keys:
         experiment = await get_experiment(session, key)
         counts = await variant_counts(session, key)
         arms = [counts.get(v["variant_key"], {}) for v in experiment.variants]
-        control = _arm_metrics(arms[0])
-        variants = [arm_fields(experiment.variants[0]["variant_key"], arms[0])]
+        named = await _named_metrics(session, experiment)
+        terms = await metric_terms(session, key) if named else {}
+        control = arm_metrics(arms[0])
+        control_key = experiment.variants[0]["variant_key"]
+        variants = [arm_fields(control_key, arms[0])]
         blocks: list[dict[str, Any]] = []
         for definition, arm in zip(experiment.variants[1:], arms[1:], strict=True):
-            treatment = _arm_metrics(arm)
-            compared = {m: stats.compare(control[m], treatment[m]) for m in control}
+            treatment = arm_metrics(arm)
+            compared = {
+                m: stats.compare(control[m], treatment[m], proper_prior=proper_prior)
+                for m in control
+            }
             blocks.extend(compared.values())
-            variants.append(arm_fields(definition["variant_key"], arm) | {"stats": compared})
+            defined = {}
+            for role, metric in named:
+                found = stats.compare(
+                    defined_metric(metric, arms[0], terms.get(control_key, {})),
+                    defined_metric(metric, arm, terms.get(definition["variant_key"], {})),
+                    proper_prior=proper_prior,
+                )
+                blocks.append(found)
+                defined[metric.name] = {
+                    "role": role,
+                    "aggregation": metric.aggregation,
+                    "direction": metric.direction,
+                } | found
+            fields = arm_fields(definition["variant_key"], arm) | {"stats": compared}
+            variants.append(fields | ({"metrics": defined} if named else {}))
         _adjust(blocks, correction)
         split = _split(experiment, arms)
         rejected = await rejection_counts(session, key)

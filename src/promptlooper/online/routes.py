@@ -7,6 +7,7 @@ was refused travels in the ``X-Event-Rejected`` header (and per event in the bat
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from functools import cache
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
@@ -19,7 +20,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from promptlooper.auth.deps import AdminDep
 from promptlooper.db.deps import SessionDep
-from promptlooper.online import results, service
+from promptlooper.errors import Invalid
+from promptlooper.online import definitions, power, results, service
 from promptlooper.online.ingestion import Intake, Verdict
 from promptlooper.online.schemas import (
     Accepted,
@@ -34,6 +36,9 @@ from promptlooper.online.schemas import (
     ExperimentPublic,
     ExperimentResults,
     ExperimentUpdate,
+    MetricCreate,
+    MetricList,
+    MetricPublic,
     SettingsBody,
 )
 
@@ -118,22 +123,98 @@ async def archive_experiment(
     return ExperimentAdmin.model_validate(experiment)
 
 
+@admin_router.post("/metrics", status_code=status.HTTP_201_CREATED)
+async def create_metric(
+    body: MetricCreate, request: Request, _admin: AdminDep, session: SessionDep
+) -> MetricPublic:
+    """Define a metric experiments can name; its ``source`` event name is accepted by
+    ingestion from now on."""
+    metric = await definitions.create_metric(session, body)
+    await session.commit()
+    _intake(request).invalidate()
+    return MetricPublic.model_validate(metric)
+
+
+@admin_router.get("/metrics")
+async def list_metrics(
+    _admin: AdminDep, session: SessionDep, project_id: uuid.UUID | None = None
+) -> MetricList:
+    """Every metric, or with ``project_id`` that project's and the site-wide ones."""
+    found = await definitions.list_metrics(session, project_id)
+    return MetricList(data=[MetricPublic.model_validate(m) for m in found], count=len(found))
+
+
+@admin_router.get("/metrics/{name}")
+async def get_metric(name: str, _admin: AdminDep, session: SessionDep) -> MetricPublic:
+    return MetricPublic.model_validate(await definitions.get_metric(session, name))
+
+
+@admin_router.delete("/metrics/{name}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_metric(name: str, request: Request, _admin: AdminDep, session: SessionDep) -> None:
+    """Refused (409) while an experiment that is not archived names the metric."""
+    await definitions.delete_metric(session, name)
+    await session.commit()
+    _intake(request).invalidate()
+
+
 @public_router.get("/api/v1/experiments/results")
 async def experiment_results(
     _admin: AdminDep,
     session: SessionDep,
     experiment_key: Annotated[str | None, Query(max_length=100)] = None,
     correction: Literal["holm", "bh"] = "holm",
+    prior: Literal["flat", "proper"] = "flat",
 ) -> list[ExperimentResults]:
     """Per-variant counts for one experiment (or every one when no key is given); each
-    treatment's ``stats`` against control, p-values adjusted for multiple comparisons
-    (Holm–Bonferroni, or Benjamini–Hochberg with ``correction=bh``); and a health block."""
+    treatment's ``stats`` against control and ``metrics`` (the defined metrics the experiment
+    names), p-values adjusted for multiple comparisons (Holm–Bonferroni, or
+    Benjamini–Hochberg with ``correction=bh``); and a health block. ``prior=proper`` gives
+    the Bayesian result GrowthBook's proper prior, Normal(0, 0.3²) on the relative lift."""
     if experiment_key is not None:
         keys = [experiment_key]
     else:
         keys = [e.experiment_key for e in await service.list_experiments(session)]
-    found = await results.compute(session, keys, correction=correction)
+    found = await results.compute(
+        session, keys, correction=correction, proper_prior=prior == "proper"
+    )
     return [ExperimentResults(**r) for r in found]
+
+
+@public_router.get("/api/v1/experiments/power")
+async def experiment_power(
+    _admin: AdminDep,
+    session: SessionDep,
+    experiment_key: Annotated[str | None, Query(max_length=100)] = None,
+    metric: Annotated[str | None, Query(max_length=50)] = None,
+    lift: Annotated[float | None, Query(gt=-1, le=10, description="Relative, 0.05 = +5 %")] = None,
+    baseline: Annotated[float | None, Query(description="Planned: the control mean")] = None,
+    variance: Annotated[
+        float | None, Query(gt=0, description="Planned: per-unit variance (rates: p(1 − p))")
+    ] = None,
+    units_per_day: Annotated[float | None, Query(gt=0)] = None,
+    arms: Annotated[int, Query(ge=2, le=20)] = 2,
+    days: Annotated[int | None, Query(ge=1, le=3650)] = None,
+) -> dict[str, Any]:
+    """Power and duration. With ``experiment_key``: the power a running experiment has reached
+    against ``lift`` (default +5 %) on ``metric`` (default its primary one), and the days left
+    at its traffic. Without: plan one from ``baseline`` (and ``variance``, known for a rate),
+    ``units_per_day`` and ``arms`` — the minimum detectable lift in ``days``, or the days a
+    ``lift`` needs."""
+    if experiment_key is not None:
+        return await power.reached(
+            session, experiment_key, lift=0.05 if lift is None else lift, metric=metric
+        )
+    if baseline is None or baseline == 0:
+        raise Invalid("baseline: give the control mean (non-zero), or an experiment_key")
+    if units_per_day is None:
+        raise Invalid("units_per_day: give the expected traffic of all arms together")
+    if variance is None:
+        if not 0 < baseline < 1:
+            raise Invalid("variance: needed unless baseline is a rate between 0 and 1")
+        variance = baseline * (1 - baseline)
+    if days is None and lift is None:
+        raise Invalid("days: give days (for the detectable lift) or lift (for the days needed)")
+    return power.plan(baseline, variance, units_per_day, arms=arms, days=days, lift=lift)
 
 
 # --- public -----------------------------------------------------------------------------------

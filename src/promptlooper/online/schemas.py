@@ -23,6 +23,10 @@ from promptlooper.types import RequestBody
 Key = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9]+([_-][a-z0-9]+)*$", min_length=1, max_length=100)
 ]
+MetricName = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9]+([_-][a-z0-9]+)*$", min_length=1, max_length=50)
+]
+"""A metric's or event's name, as events carry it in ``event_name``."""
 CookieName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$", max_length=100)]
 Status = Literal["draft", "running", "stopped"]
 EVENT_TYPES = ("impression", "cta_click", "form_start", "form_submit", "conversion")
@@ -71,8 +75,11 @@ class ExperimentDefinition(RequestBody):
     hash_seed: Annotated[str, StringConstraints(max_length=200)] | None = Field(
         default=None, description="Default: the experiment key; changing it re-randomises"
     )
-    primary_metric: Literal[EVENT_TYPES] = "conversion"  # type: ignore[valid-type]
-    guardrail_metrics: list[Literal[EVENT_TYPES]] = Field(default_factory=list)  # type: ignore[valid-type]
+    primary_metric: MetricName = Field(
+        default="conversion", description="A defined metric's name, or a built-in event type"
+    )
+    secondary_metrics: list[MetricName] = Field(default_factory=list, max_length=20)
+    guardrail_metrics: list[MetricName] = Field(default_factory=list, max_length=20)
     variants: list[VariantDefinition] = Field(min_length=2, max_length=20)
 
     @field_validator("eligible_routes")
@@ -135,6 +142,7 @@ class ExperimentPublic(BaseModel):
     coverage: float
     hash_seed: str
     primary_metric: str
+    secondary_metrics: list[str]
     guardrail_metrics: list[str]
     variants: list[dict[str, Any]]
 
@@ -222,12 +230,18 @@ class VariantResult(BaseModel):
         description="Treatments only: per metric, lift against control with frequentist, "
         "sequential and Bayesian results",
     )
+    metrics: dict[str, dict[str, Any]] | None = Field(
+        default=None,
+        description="Treatments only: per defined metric the experiment names (primary, "
+        "secondary, guardrails), its role and direction and the same statistics",
+    )
 
     @model_serializer(mode="wrap")
     def _control_has_no_stats(self, handler: Any) -> dict[str, Any]:
         data = handler(self)
-        if data.get("stats") is None:
-            data.pop("stats", None)
+        for field in ("stats", "metrics"):
+            if data.get(field) is None:
+                data.pop(field, None)
         return data
 
 
@@ -239,3 +253,72 @@ class ExperimentResults(BaseModel):
         description="Sample-ratio mismatch, rejected events by reason, multiple exposure, "
         "and whether every arm has the minimum sample",
     )
+
+
+Aggregation = Literal["proportion", "mean", "ratio"]
+PERFORMANCE_FIELDS = (
+    "cost",
+    "latency_ms",
+    "tokens_in",
+    "tokens_out",
+    "success",
+    "quality",
+    "calls",
+)
+"""What a performance metric can measure per call (``calls`` counts them)."""
+
+
+class MetricCreate(RequestBody):
+    """A metric experiments can name. ``source`` is the event name measured (a built-in one or
+    your own, which ingestion then accepts) or, with ``kind: performance``, a field of the
+    agent performance log, per call; per exposed unit (for performance metrics: per unit
+    served), ``proportion`` is whether it sent the event (had a call with a non-zero value),
+    ``mean`` the sum of the values (an event without a value counts 1), and ``ratio``
+    Σ values / Σ events or calls over the units (value per event, cost per call), with
+    ``denominator`` naming the same source."""
+
+    name: MetricName
+    kind: Literal["event", "performance"] = "event"
+    source: MetricName
+    aggregation: Aggregation
+    denominator: MetricName | None = None
+    direction: Literal["higher", "lower"] = "higher"
+    description: Annotated[str, StringConstraints(max_length=5000)] = ""
+    project_id: uuid.UUID | None = Field(default=None, description="null: a site-wide metric")
+
+    @model_validator(mode="after")
+    def _denominator(self) -> MetricCreate:
+        if self.kind == "performance" and self.source not in PERFORMANCE_FIELDS:
+            raise ValueError(
+                f"source: a performance metric measures one of {', '.join(PERFORMANCE_FIELDS)}"
+            )
+        if self.aggregation == "ratio" and self.denominator is None:
+            raise ValueError("denominator: a ratio metric needs one")
+        if self.aggregation != "ratio" and self.denominator is not None:
+            raise ValueError(f"denominator: only a ratio has one, not a {self.aggregation}")
+        if self.denominator is not None and self.denominator != self.source:
+            raise ValueError(
+                f"denominator: a ratio divides {self.source!r} events' values by their number; "
+                f"set it to {self.source!r}"
+            )
+        return self
+
+
+class MetricPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    kind: str
+    source: str
+    aggregation: str
+    denominator: str | None
+    direction: str
+    description: str
+    project_id: uuid.UUID | None
+    created_at: datetime
+
+
+class MetricList(BaseModel):
+    data: list[MetricPublic]
+    count: int

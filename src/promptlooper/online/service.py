@@ -11,16 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.errors import Conflict, Invalid, NotFound
-from promptlooper.online import assignment
+from promptlooper.online import assignment, definitions, tallies
 from promptlooper.online.models import OnlineExperiment, SiteSettings, VariantTotals
 from promptlooper.online.schemas import (
     READ_ONLY,
@@ -82,6 +83,7 @@ def _apply(experiment: OnlineExperiment, key: str, body: ExperimentDefinition) -
     experiment.coverage = body.coverage
     experiment.hash_seed = body.hash_seed or key
     experiment.primary_metric = body.primary_metric
+    experiment.secondary_metrics = list(body.secondary_metrics)
     experiment.guardrail_metrics = list(body.guardrail_metrics)
     experiment.variants = [v.model_dump(mode="json") for v in body.variants]
 
@@ -116,6 +118,7 @@ async def create_experiment(
     session: AsyncSession, body: ExperimentCreate, known: KnownVariants
 ) -> OnlineExperiment:
     await _check_links(session, body, known)
+    await definitions.check_names(session, body)
     await _check_cookie(session, body.experiment_key, body.cookie_name)
     experiment = OnlineExperiment(experiment_key=body.experiment_key)
     _apply(experiment, body.experiment_key, body)
@@ -152,6 +155,7 @@ async def update_experiment(
     _refuse_reviving(experiment, body.status)
     await _check_arms(session, experiment, body)
     await _check_links(session, body, known)
+    await definitions.check_names(session, body)
     await _check_cookie(session, key, body.cookie_name)
     seed = experiment.hash_seed
     _apply(experiment, key, body)
@@ -333,21 +337,38 @@ async def arm_for(
 ) -> Arm | None:
     """The unit's arm in the oldest live experiment that links any of ``agent_variant_ids``;
     None when no such experiment runs or the unit is outside it."""
-    if not agent_variant_ids or not await experiments_enabled(session):
-        return None
+    return (await arms_for(session, agent_variant_ids, [unit_id])).get(unit_id)
+
+
+async def arms_for(
+    session: AsyncSession, agent_variant_ids: set[uuid.UUID], unit_ids: Collection[str]
+) -> dict[str, Arm]:
+    """``arm_for`` of many units at once (the units outside the experiment left out): one
+    registry read for a batch of performance records."""
+    if not agent_variant_ids or not unit_ids or not await experiments_enabled(session):
+        return {}
     wanted = {str(i) for i in agent_variant_ids}
     for experiment in await list_experiments(session):
         linked = {v.get("agent_variant_id") for v in experiment.variants}
         if not is_live(experiment) or not linked & wanted:
             continue
-        key = variant_for(experiment, unit_id)
-        if key is None:
-            return None
-        arm = next(v for v in experiment.variants if v["variant_key"] == key)
-        link = arm.get("agent_variant_id")
-        return Arm(
-            experiment.experiment_key,
-            key,
-            uuid.UUID(link) if link and link in wanted else None,
-        )
-    return None
+        found = {}
+        for unit_id in unit_ids:
+            key = variant_for(experiment, unit_id)
+            if key is None:
+                continue
+            arm = next(v for v in experiment.variants if v["variant_key"] == key)
+            link = arm.get("agent_variant_id")
+            found[unit_id] = Arm(
+                experiment.experiment_key,
+                key,
+                uuid.UUID(link) if link and link in wanted else None,
+            )
+        return found
+    return {}
+
+
+async def record_calls(session: AsyncSession, calls: Sequence[dict[str, Any]]) -> None:
+    """Count served calls toward their arms' performance metrics (``tallies.record_calls``):
+    the agent performance log's way in."""
+    await tallies.record_calls(session, calls)

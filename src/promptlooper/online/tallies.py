@@ -8,7 +8,11 @@ skipped by the insert and so never counted) into
 - one row per session and experiment counting the variants it was seen in,
 - one totals row per variant and one per experiment,
 - one row per variant and UTC day counting the sessions first exposed or converting that day
-  (the results' series over time).
+  (the results' series over time),
+- for the event names defined metrics measure, one row per session, variant and name (how
+  many, their value) and per variant the sums over exposed sessions of each such session's
+  count, value, their squares and product (``terms``): a proportion, mean or ratio metric's
+  sufficient statistics.
 
 A session's contribution to the totals depends on its whole history (it is *exposed* from its
 first impression on; the value statistics use the square of its total value), so the tally
@@ -26,6 +30,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
+from sqlalchemy import Row, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,10 +39,13 @@ from promptlooper.online.models import (
     DailyTotals,
     ExperimentEvent,
     ExperimentTotals,
+    MetricTotals,
     SessionArms,
     SessionTally,
+    UnitEvents,
     VariantTotals,
 )
+from promptlooper.online.schemas import PERFORMANCE_FIELDS
 
 EVENT_COUNTS = {
     "impression": "impressions",
@@ -58,9 +66,13 @@ def _zero_totals() -> dict[str, float]:
     return dict.fromkeys(TOTALS, 0)
 
 
-async def record(session: AsyncSession, events: list[dict[str, Any]]) -> int:
+async def record(
+    session: AsyncSession, events: list[dict[str, Any]], tracked: frozenset[str] = frozenset()
+) -> int:
     """Store ``events`` (rows of ``online_events``) and add the ones stored to the totals, in
-    the caller's transaction. Returns how many were stored (retries excluded)."""
+    the caller's transaction; the events named in ``tracked`` (defined metrics' sources) are
+    also kept per session for the metrics' totals. Returns how many were stored (retries
+    excluded)."""
     events = await _store(session, _first_of_each_id(sorted(events, key=_event_order)))
     if not events:
         return 0
@@ -69,6 +81,8 @@ async def record(session: AsyncSession, events: list[dict[str, Any]]) -> int:
     totals: defaultdict[tuple[str, str], dict[str, float]] = defaultdict(_zero_totals)
     # The day of each session's first impression and first conversion in this write.
     firsts: defaultdict[tuple[str, str, str], list[date | None]] = defaultdict(lambda: [None, None])
+    # Per session, variant and tracked event name: the events' number and value.
+    measured: defaultdict[tuple[str, str, str, str], list[float]] = defaultdict(lambda: [0, 0.0])
     for event in events:
         key, variant = event["experiment_key"], event["variant_key"]
         event_type = event["event_type"]
@@ -80,7 +94,12 @@ async def record(session: AsyncSession, events: list[dict[str, Any]]) -> int:
         tally[1] += event_type == "impression"
         tally[2] += event_type == "conversion"
         variant_totals = totals[(key, variant)]
-        variant_totals[EVENT_COUNTS[event_type]] += 1
+        if event_type in EVENT_COUNTS:
+            variant_totals[EVENT_COUNTS[event_type]] += 1
+        if event_type in tracked:
+            unit = measured[(*session_key, event_type)]
+            unit[0] += 1
+            unit[1] += 1.0 if event["value"] is None else event["value"]
         if value := event["value"]:
             tally[3] += value
             variant_totals["value_total"] += value
@@ -98,9 +117,13 @@ async def record(session: AsyncSession, events: list[dict[str, Any]]) -> int:
     )
     arms: Counter[tuple[str, str]] = Counter()
     daily: defaultdict[tuple[str, str, date], list[int]] = defaultdict(lambda: [0, 0])
+    # Per session: exposed before this write, exposed now, and sent events before it.
+    exposure: dict[tuple[str, str, str], tuple[bool, bool, bool]] = {}
     for key, variant, session_id, *new in after:
         session_key = (key, variant, session_id)
-        first, exposed, converting = _fold(totals[(key, variant)], counts[session_key], new)
+        added = counts[session_key]
+        exposure[session_key] = (new[1] > added[1], new[1] > 0, new[0] > added[0])
+        first, exposed, converting = _fold(totals[(key, variant)], added, new)
         if first:
             arms[(key, session_id)] += 1
         if exposed or converting:
@@ -112,6 +135,7 @@ async def record(session: AsyncSession, events: list[dict[str, Any]]) -> int:
                 # (or both) happened in this write.
                 day = max(d for d in (converted, impressed if exposed else None) if d)
                 daily[(key, variant, day)][1] += 1
+    terms = await _measure(session, measured, exposure) if tracked else {}
     await _add_arms(session, arms)
     await insert_or_add(
         session,
@@ -127,7 +151,91 @@ async def record(session: AsyncSession, events: list[dict[str, Any]]) -> int:
             [{"experiment_key": k, "variant_key": v, "day": d, "exposed": e, "converting": c}
              for (k, v, d), (e, c) in sorted(daily.items())],
         )  # fmt: skip
+    if terms:
+        await insert_or_add(
+            session,
+            MetricTotals.__table__,  # type: ignore[arg-type]
+            ("experiment_key", "variant_key", "term"),
+            [{"experiment_key": k, "variant_key": v, "term": t, "value": x}
+             for (k, v, t), x in sorted(terms.items())],
+        )  # fmt: skip
     return len(events)
+
+
+PERFORMANCE = "perf:"
+"""The prefix of a performance-log field's rows and terms (``perf:cost``): apart from event
+names, which are slugs and cannot hold a colon."""
+
+
+def terms(event_type: str, count: float, value: float) -> dict[str, float]:
+    """One exposed session's share of its variant's totals for one event name: whether it sent
+    the event (for a performance field: had a non-zero value), the number and value of its
+    events, their squares and their product."""
+    present = value > 0 if event_type.startswith(PERFORMANCE) else count > 0
+    return {
+        f"{event_type}:units": float(present),
+        f"{event_type}:n": count,
+        f"{event_type}:v": value,
+        f"{event_type}:nn": count * count,
+        f"{event_type}:vv": value * value,
+        f"{event_type}:nv": count * value,
+    }
+
+
+async def _measure(
+    session: AsyncSession,
+    measured: dict[tuple[str, str, str, str], list[float]],
+    exposure: dict[tuple[str, str, str], tuple[bool, bool, bool]],
+) -> defaultdict[tuple[str, str, str], float]:
+    """Add this write's tracked events to each session's running count and value, and return
+    what that changes in the variants' metric terms. Only exposed sessions count, as for the
+    built-in metrics: a session exposed before this write moves its share from the old values
+    to the new; one exposed by this write brings its whole share, the event names it sent
+    before included (read back only when it had earlier events)."""
+    after = await insert_or_add(
+        session,
+        UnitEvents.__table__,  # type: ignore[arg-type]
+        ("experiment_key", "variant_key", "session_id", "event_type"),
+        [{"experiment_key": k, "variant_key": v, "session_id": s, "event_type": e,
+          "count": c, "value": x} for (k, v, s, e), (c, x) in sorted(measured.items())],
+        returning=("experiment_key", "variant_key", "session_id", "event_type", "count", "value"),
+    )  # fmt: skip
+    changes: defaultdict[tuple[str, str, str], float] = defaultdict(float)
+    newly = {k for k, (was, now, earlier) in exposure.items() if now and not was and earlier}
+
+    def add(key: str, variant: str, share: dict[str, float], sign: float = 1.0) -> None:
+        for term, amount in share.items():
+            changes[(key, variant, term)] += sign * amount
+
+    for key, variant, session_id, event_type, count, value in after:
+        session_key = (key, variant, session_id)
+        was_exposed, is_exposed, had_events = exposure[session_key]
+        if not is_exposed:
+            continue
+        if not was_exposed:
+            if not had_events:  # otherwise all of its rows are read back below
+                add(key, variant, terms(event_type, count, value))
+            continue
+        count_added, value_added = measured[(*session_key, event_type)]
+        add(key, variant, terms(event_type, count, value))
+        add(key, variant, terms(event_type, count - count_added, value - value_added), -1.0)
+    for key, variant, _session_id, event_type, count, value in await _rows_of(session, newly):
+        add(key, variant, terms(event_type, count, value))
+    return changes
+
+
+async def _rows_of(session: AsyncSession, sessions: set[tuple[str, str, str]]) -> list[Row[Any]]:
+    """Every tracked event row of the given sessions (the ones this write touched as they are
+    after it: the upsert above holds their locks)."""
+    if not sessions:
+        return []
+    keys = (UnitEvents.experiment_key, UnitEvents.variant_key, UnitEvents.session_id)
+    found = await session.execute(
+        select(*keys, UnitEvents.event_type, UnitEvents.count, UnitEvents.value).where(
+            tuple_(*keys).in_(sorted(sessions))
+        )
+    )
+    return list(found.all())
 
 
 def _first_day(firsts: list[date | None], conversion: bool, moment: datetime) -> None:
@@ -229,4 +337,30 @@ async def _add_arms(session: AsyncSession, arms: Counter[tuple[str, str]]) -> No
         ("experiment_key",),
         [{"experiment_key": k, "sessions": c["sessions"], "multiple": c["multiple"]}
          for k, c in sorted(totals.items())],
+    )  # fmt: skip
+
+
+async def record_calls(session: AsyncSession, calls: Sequence[dict[str, Any]]) -> None:
+    """Add served calls (``experiment_key``, ``arm_key``, ``unit_id`` and the performance
+    fields) to their units' running totals and their arms' metric terms, in the caller's
+    transaction. Every unit served counts as exposed: ``perf:calls`` counts its calls, and
+    each field sums the values of the calls that gave one (a cost left out is unknown, not
+    zero)."""
+    measured: defaultdict[tuple[str, str, str, str], list[float]] = defaultdict(lambda: [0, 0.0])
+    for call in calls:
+        unit = (call["experiment_key"], call["arm_key"], call["unit_id"])
+        for field in PERFORMANCE_FIELDS:
+            value = 1.0 if field == "calls" else call.get(field)
+            if value is not None:
+                row = measured[(*unit, PERFORMANCE + field)]
+                row[0] += 1
+                row[1] += float(value)
+    exposure = {(k, v, u): (True, True, False) for k, v, u, _ in measured}
+    changes = await _measure(session, measured, exposure)
+    await insert_or_add(
+        session,
+        MetricTotals.__table__,  # type: ignore[arg-type]
+        ("experiment_key", "variant_key", "term"),
+        [{"experiment_key": k, "variant_key": v, "term": t, "value": x}
+         for (k, v, t), x in sorted(changes.items())],
     )  # fmt: skip

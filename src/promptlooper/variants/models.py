@@ -126,4 +126,9 @@ class PerformanceRecord(UUIDPrimaryKeyMixin, Base):
     success: Mapped[bool] = mapped_column(Boolean, default=True)
     quality: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
+    unit_id: Mapped[str | None] = mapped_column(String(200))
+    """The unit served (``resolve(unit_id=...)``), and the online experiment and arm it was
+    assigned to then: the call counts toward that arm's performance metrics."""
+    experiment_key: Mapped[str | None] = mapped_column(String(100))
+    arm_key: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

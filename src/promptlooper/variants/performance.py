@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from promptlooper.auth.principal import Principal
 from promptlooper.db.base import utcnow
 from promptlooper.errors import Invalid
+from promptlooper.online import service as online
 from promptlooper.variants.metrics import Sample, Summary, summarise
 from promptlooper.variants.models import PerformanceRecord, Variant
 from promptlooper.variants.service import get_agent
@@ -34,7 +35,9 @@ async def record(
     agent_id: uuid.UUID,
     records: Sequence[Mapping[str, Any]],
 ) -> int:
-    """Store served calls (all or none); a variant of another agent is refused."""
+    """Store served calls (all or none); a variant of another agent is refused. A call that
+    says which ``unit_id`` it served is filed under the online experiment arm that unit is
+    assigned to, and counts toward that arm's performance metrics."""
     agent = await get_agent(session, principal, agent_id)
     ids = {r["variant_id"] for r in records if r.get("variant_id") is not None}
     if ids:
@@ -46,6 +49,11 @@ async def record(
         unknown = sorted(str(i) for i in ids - known)
         if unknown:
             raise Invalid(f"variant_id: {unknown[0]} is not a variant of this agent")
+    units = {r["unit_id"] for r in records if r.get("unit_id") is not None}
+    arms = {}
+    if units:
+        served = set(await session.scalars(select(Variant.id).where(Variant.agent_id == agent.id)))
+        arms = await online.arms_for(session, served, units)
     now = utcnow()
     rows = []
     for index, item in enumerate(records):
@@ -65,10 +73,16 @@ async def record(
                 "success": item.get("success", True),
                 "quality": item.get("quality"),
                 "error": item.get("error"),
+                "unit_id": item.get("unit_id"),
+                "experiment_key": None,
+                "arm_key": None,
                 "created_at": at,
             }
         )
+        if (arm := arms.get(item.get("unit_id"))) is not None:
+            rows[-1] |= {"experiment_key": arm.experiment_key, "arm_key": arm.variant_key}
     await session.execute(insert(PerformanceRecord), rows)
+    await online.record_calls(session, [row for row in rows if row["arm_key"] is not None])
     return len(rows)
 
 

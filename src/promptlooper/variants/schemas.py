@@ -184,6 +184,11 @@ class PerformanceIn(RequestBody):
     success: bool = True
     quality: float | None = Field(default=None, ge=0, le=1)
     error: Annotated[str, StringConstraints(max_length=5000)] | None = None
+    unit_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
+        default=None,
+        description="The unit served (as given to resolve): the call counts toward the "
+        "online experiment arm it is assigned to",
+    )
     timestamp: AwareDatetime | None = None
 
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.db.deps import SessionDep
 from promptlooper.errors import Conflict, Invalid
-from promptlooper.online import results, service
+from promptlooper.online import definitions, results, service
 from promptlooper.online.models import OnlineExperiment
 from promptlooper.online.schemas import (
     EVENT_TYPES,
@@ -23,6 +24,7 @@ from promptlooper.web.errors import PageRoute
 from promptlooper.web.forms import FORM_ERROR, form_fields, validate
 from promptlooper.web.online_forms import (
     GUARDRAIL,
+    SECONDARY,
     definition_data,
     form_of,
     place_errors,
@@ -94,9 +96,10 @@ async def switch(request: Request, viewer: ViewerDep, session: SessionDep) -> Re
     )
 
 
-def _form_page(
+async def _form_page(
     request: Request,
     viewer: Viewer,
+    session: AsyncSession,
     form: dict[str, str],
     errors: dict[str, str],
     *,
@@ -115,15 +118,16 @@ def _form_page(
         errors=errors,
         rows=row_count(form),
         changes=changes or [],
-        event_types=EVENT_TYPES,
+        metric_names=[*EVENT_TYPES, *(m.name for m in await definitions.list_metrics(session))],
         guardrail=GUARDRAIL,
+        secondary=SECONDARY,
     )
 
 
 @router.get(HOME + "/new")
-async def new_experiment(request: Request, viewer: ViewerDep) -> Response:
+async def new_experiment(request: Request, viewer: ViewerDep, session: SessionDep) -> Response:
     _admin(viewer)
-    return _form_page(request, viewer, dict(DEFAULT_FORM), {})
+    return await _form_page(request, viewer, session, dict(DEFAULT_FORM), {})
 
 
 @router.post(HOME + "/new")
@@ -131,7 +135,7 @@ async def create_experiment(request: Request, viewer: ViewerDep, session: Sessio
     _admin(viewer)
     form = await form_fields(request)
     if form.get("add_variant"):
-        return _form_page(request, viewer, form, {})
+        return await _form_page(request, viewer, session, form, {})
     data, rows = definition_data(form)
     body, errors = validate(ExperimentCreate, data)
     errors = place_errors(errors, rows)
@@ -151,7 +155,7 @@ async def create_experiment(request: Request, viewer: ViewerDep, session: Sessio
                 f"{HOME}/{experiment.experiment_key}",
                 f"Experiment {experiment.name} created ({experiment.status}).",
             )
-    return _form_page(request, viewer, form, errors, status=422)
+    return await _form_page(request, viewer, session, form, errors, status=422)
 
 
 def _refused(
@@ -170,7 +174,7 @@ async def edit_experiment(
     _admin(viewer)
     experiment = await service.get_experiment(session, key)
     form = form_of(experiment) | {"version": service.experiment_version(experiment)}
-    return _form_page(request, viewer, form, {}, experiment=experiment)
+    return await _form_page(request, viewer, session, form, {}, experiment=experiment)
 
 
 @router.post(HOME + "/{key}/edit")
@@ -181,7 +185,7 @@ async def update_experiment(
     experiment = await service.get_experiment(session, key)
     form = await form_fields(request)
     if form.get("add_variant"):
-        return _form_page(request, viewer, form, {}, experiment=experiment)
+        return await _form_page(request, viewer, session, form, {}, experiment=experiment)
     data, rows = definition_data(form)
     data.pop("experiment_key", None)
     status = 422
@@ -198,7 +202,9 @@ async def update_experiment(
         )
         if changes and form.get("confirmed") != "yes":
             # Nothing saved yet: say what the edit does to assignment and ask again.
-            return _form_page(request, viewer, form, {}, experiment=experiment, changes=changes)
+            return await _form_page(
+                request, viewer, session, form, {}, experiment=experiment, changes=changes
+            )
         try:
             await service.update_experiment(
                 session, key, body, request.app.state.known_agent_variants
@@ -211,7 +217,9 @@ async def update_experiment(
             _changed(request)
             return redirect(request, f"{HOME}/{key}", f"Experiment {body.name} saved.")
     experiment = await service.get_experiment(session, key)
-    return _form_page(request, viewer, form, errors, experiment=experiment, status=status)
+    return await _form_page(
+        request, viewer, session, form, errors, experiment=experiment, status=status
+    )
 
 
 @router.post(HOME + "/{key}/status")
@@ -274,6 +282,7 @@ async def results_page(
         banners=view.banners(result, exposed),
         forest=view.forest(rows),
         metrics=view.METRICS,
+        metric_count=len({row.metric for row in rows}),
         plot_width=view.PLOT_WIDTH,
         percent=view.percent,
         labels={v["variant_key"]: v.get("label") or v["variant_key"] for v in experiment.variants},

@@ -15,7 +15,6 @@ from typing import Any
 
 from promptlooper.errors import PromptLooperError
 from promptlooper.online.models import OnlineExperiment
-from promptlooper.online.schemas import EVENT_TYPES
 from promptlooper.web.forms import FORM_ERROR
 
 VARIANT_FIELDS = ("variant_key", "label", "allocation", "agent_variant_id")
@@ -23,6 +22,7 @@ SPARE_ROWS = 2
 MIN_ROWS = 3
 MAX_ROWS = 20
 GUARDRAIL = "guardrail."
+SECONDARY = "secondary."
 """Prefix of the guardrail metric boxes (one per event type)."""
 
 _ROW_ERROR = re.compile(r"^variants\.(\d+)\.(.+)$")
@@ -51,6 +51,11 @@ def _int(text: str | None) -> int:
         return 0
 
 
+def _checked(form: Mapping[str, str], prefix: str) -> list[str]:
+    """The metric names whose checkbox under ``prefix`` is ticked."""
+    return [name[len(prefix) :] for name, on in form.items() if name.startswith(prefix) and on]
+
+
 def definition_data(form: Mapping[str, str]) -> tuple[dict[str, Any], list[int]]:
     """The definition the form describes, for the API's schema, and the form row of each
     variant in it (a blank field is left out, so the schema's default applies)."""
@@ -62,7 +67,8 @@ def definition_data(form: Mapping[str, str]) -> tuple[dict[str, Any], list[int]]
         "eligible_routes": [
             line.strip() for line in form.get("eligible_routes", "").splitlines() if line.strip()
         ],
-        "guardrail_metrics": [m for m in EVENT_TYPES if form.get(GUARDRAIL + m)],
+        "secondary_metrics": _checked(form, SECONDARY),
+        "guardrail_metrics": _checked(form, GUARDRAIL),
     }
     for name in ("status", "primary_metric", "coverage", "hash_seed"):
         if form.get(name, "").strip():
@@ -138,6 +144,7 @@ def form_of(experiment: OnlineExperiment) -> dict[str, str]:
         "hash_seed": experiment.hash_seed,
         "primary_metric": experiment.primary_metric,
     }
+    form |= {SECONDARY + m: "on" for m in experiment.secondary_metrics}
     form |= {GUARDRAIL + m: "on" for m in experiment.guardrail_metrics}
     for index, variant in enumerate(experiment.variants):
         form[_row(index, "variant_key")] = variant["variant_key"]

@@ -38,6 +38,11 @@ class Comparison:
     sequential_p: float = 1.0
     control_mean: float = 0.0
     treatment_mean: float = 0.0
+    role: str = ""
+    """A defined metric's role in the experiment (primary, secondary, guardrail)."""
+    lower_is_better: bool = False
+    rate: bool = False
+    """A share of units (shown in percent)."""
 
     @property
     def excludes_zero(self) -> bool:
@@ -57,7 +62,7 @@ class Comparison:
         """``better``, ``worse`` or ``unclear``: a colour and a word, only when significant."""
         if not self.significant:
             return "unclear"
-        return "better" if self.lift > 0 else "worse"
+        return "better" if (self.lift > 0) != self.lower_is_better else "worse"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,13 +84,18 @@ def comparisons(experiment: OnlineExperiment, result: dict[str, Any]) -> list[Co
     labels = {v["variant_key"]: v.get("label") or v["variant_key"] for v in experiment.variants}
     found = []
     for variant in result["variants"][1:]:
-        for metric, stats in (variant.get("stats") or {}).items():
+        blocks = list((variant.get("stats") or {}).items())
+        blocks += (variant.get("metrics") or {}).items()
+        for metric, stats in blocks:
             base = {
                 "variant_key": variant["variant_key"],
                 "label": labels.get(variant["variant_key"], variant["variant_key"]),
                 "metric": metric,
                 "control_mean": stats["control_mean"],
                 "treatment_mean": stats["treatment_mean"],
+                "role": stats.get("role", ""),
+                "lower_is_better": stats.get("direction") == "lower",
+                "rate": metric == "conversion_rate" or stats.get("aggregation") == "proportion",
             }
             if "error" in stats:
                 found.append(Comparison(**base, error=stats["error"]))

@@ -1,0 +1,100 @@
+"""Metric definitions: the registry of metrics experiments name, and the names ingestion
+accepts. The caller commits.
+
+A metric measures one event name (``source``) per unit. Defining a metric on a new name makes
+ingestion accept that name; the events of every defined metric's source are kept per session
+(``tallies.py``) from then on, so a metric defined on a built-in event after an experiment
+started counts that event from its definition on.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from promptlooper.errors import Conflict, Invalid, NotFound
+from promptlooper.online.models import MetricDefinition, OnlineExperiment
+from promptlooper.online.schemas import EVENT_TYPES, ExperimentDefinition, MetricCreate
+
+ROLES = ("primary_metric", "secondary_metrics", "guardrail_metrics")
+
+
+async def create_metric(session: AsyncSession, body: MetricCreate) -> MetricDefinition:
+    if body.name in EVENT_TYPES:
+        raise Invalid(f"name: {body.name!r} is a built-in event; name the metric otherwise")
+    metric = MetricDefinition(**body.model_dump())
+    session.add(metric)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        if body.project_id is not None and "project" in str(exc.orig).lower():
+            raise Invalid(f"project_id: no project {body.project_id}") from exc
+        raise Conflict(f"A metric named {body.name!r} exists") from exc
+    return metric
+
+
+async def list_metrics(
+    session: AsyncSession, project_id: uuid.UUID | None = None
+) -> list[MetricDefinition]:
+    """Every metric, or a project's and the site-wide ones."""
+    query = select(MetricDefinition).order_by(MetricDefinition.name)
+    if project_id is not None:
+        query = query.where(
+            (MetricDefinition.project_id == project_id) | MetricDefinition.project_id.is_(None)
+        )
+    return list(await session.scalars(query))
+
+
+async def get_metric(session: AsyncSession, name: str) -> MetricDefinition:
+    metric = await session.scalar(select(MetricDefinition).where(MetricDefinition.name == name))
+    if metric is None:
+        raise NotFound(f"No metric named {name!r}")
+    return metric
+
+
+async def delete_metric(session: AsyncSession, name: str) -> None:
+    """Refused (409) while an experiment that is not archived names it: its results would lose
+    the metric silently."""
+    metric = await get_metric(session, name)
+    experiments = await session.scalars(
+        select(OnlineExperiment).where(OnlineExperiment.archived_at.is_(None))
+    )
+    for experiment in experiments:
+        if name in named(experiment):
+            raise Conflict(
+                f"metric {name!r} is named by online experiment {experiment.experiment_key!r}; "
+                "change or archive the experiment first"
+            )
+    await session.delete(metric)
+    await session.flush()
+
+
+def named(experiment: OnlineExperiment) -> list[str]:
+    """The metrics an experiment names, primary first, each once."""
+    names = [experiment.primary_metric, *experiment.secondary_metrics]
+    names += experiment.guardrail_metrics
+    return list(dict.fromkeys(names))
+
+
+async def check_names(session: AsyncSession, body: ExperimentDefinition) -> None:
+    """Every metric an experiment names is a built-in event type or a defined metric (422
+    naming the field otherwise): a misspelt name would leave the results without it."""
+    defined = set(await session.scalars(select(MetricDefinition.name)))
+    known = defined | set(EVENT_TYPES)
+    for role in ROLES:
+        value = getattr(body, role)
+        for index, name in enumerate([value] if isinstance(value, str) else value):
+            if name not in known:
+                where = role if isinstance(value, str) else f"{role}.{index}"
+                raise Invalid(f"{where}: no metric named {name!r}; define it first")
+
+
+async def tracked_events(session: AsyncSession) -> frozenset[str]:
+    """The event names defined metrics measure: ingestion accepts them and keeps them per
+    session."""
+    query = select(MetricDefinition.source).where(MetricDefinition.kind == "event")
+    return frozenset(await session.scalars(query.distinct()))

@@ -1,0 +1,108 @@
+"""Power and duration: how small a lift an experiment can detect, how long it needs for a
+given lift, and for a running experiment the power reached and the days left at its traffic.
+
+The numbers come from ``stats.power`` on a metric's control mean and per-unit variance: for a
+planned experiment the caller gives them (a conversion rate's variance is p(1 − p)); for a
+running one they are read from the running totals the results use, with the traffic per arm
+and day measured since the first exposure.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from promptlooper.errors import Invalid
+from promptlooper.online import definitions, results, stats
+from promptlooper.online.models import DailyTotals
+from promptlooper.online.service import get_experiment
+
+BUILT_IN = {"conversion": "conversion_rate", "conversion_rate": "conversion_rate"}
+BUILT_IN["value_per_session"] = "value_per_session"
+
+
+def plan(
+    mean: float,
+    variance: float,
+    units_per_day: float,
+    *,
+    arms: int = 2,
+    days: int | None = None,
+    lift: float | None = None,
+    alpha: float = stats.ALPHA,
+    target: float = stats.POWER,
+) -> dict[str, Any]:
+    """For ``days`` of traffic, the minimum detectable lift; for a ``lift``, the units per arm
+    and the days it needs. ``units_per_day`` is all arms' traffic together."""
+    per_arm = units_per_day / arms
+    answer: dict[str, Any] = {"units_per_arm_per_day": per_arm, "power": target, "alpha": alpha}
+    if days is not None:
+        answer["days"] = days
+        answer["minimum_detectable_lift"] = stats.minimum_detectable_effect(
+            mean, variance, per_arm * days, alpha, target
+        )
+    if lift is not None:
+        needed = stats.units_needed(mean, variance, lift, alpha, target)
+        answer["lift"] = lift
+        answer["units_per_arm_needed"] = needed
+        answer["days_needed"] = math.ceil(needed / per_arm) if needed and per_arm else None
+    return answer
+
+
+async def reached(
+    session: AsyncSession,
+    key: str,
+    *,
+    lift: float,
+    metric: str | None = None,
+    alpha: float = stats.ALPHA,
+    target: float = stats.POWER,
+) -> dict[str, Any]:
+    """A running experiment's power against ``lift`` on ``metric`` (default: its primary
+    metric) with the units its smallest arm has, and the days left until it reaches
+    ``target`` at the traffic per arm and day seen so far (None: no traffic yet)."""
+    experiment = await get_experiment(session, key)
+    name = metric or experiment.primary_metric
+    counts = await results.variant_counts(session, key)
+    control_key = experiment.variants[0]["variant_key"]
+    control_counts = counts.get(control_key, {})
+    if name in BUILT_IN:
+        control: stats.Statistic = results.arm_metrics(control_counts)[BUILT_IN[name]]
+    elif name in definitions.named(experiment):
+        terms = await results.metric_terms(session, key)
+        defined = await definitions.get_metric(session, name)
+        control = results.defined_metric(defined, control_counts, terms.get(control_key, {}))
+    else:
+        raise Invalid(f"metric: {name!r} is not a metric of experiment {key!r}")
+    per_arm = min(
+        int(counts.get(v["variant_key"], {}).get("exposed", 0)) for v in experiment.variants
+    )
+    first = await session.scalar(
+        select(func.min(DailyTotals.day)).where(DailyTotals.experiment_key == key)
+    )
+    days = (datetime.now(UTC).date() - first).days + 1 if first else 0
+    mean, variance = control.mean, control.variance
+    needed = stats.units_needed(mean, variance, lift, alpha, target)
+    rate = per_arm / days if days else 0.0
+    left = None
+    if needed is not None and rate:
+        left = max(0, math.ceil((needed - per_arm) / rate))
+    return {
+        "experiment_key": key,
+        "metric": name,
+        "lift": lift,
+        "control_mean": mean,
+        "variance": variance,
+        "units_per_arm": per_arm,
+        "days_running": days,
+        "power_reached": stats.power(mean, variance, per_arm, lift, alpha),
+        "units_per_arm_needed": needed,
+        "days_left": left,
+        "minimum_detectable_lift": stats.minimum_detectable_effect(
+            mean, variance, per_arm, alpha, target
+        ),
+    }

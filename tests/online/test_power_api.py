@@ -1,0 +1,88 @@
+"""Power and duration: planning an experiment, and the power a running one has reached."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from promptlooper.online import stats
+from tests.online.conftest import store
+
+POWER = "/api/v1/experiments/power"
+
+
+async def test_planning_gives_the_detectable_lift_and_the_days_a_lift_needs(
+    client: httpx.AsyncClient, bootstrap_headers
+):
+    query = {"baseline": 0.1, "units_per_day": 2000, "days": 14, "lift": 0.05}
+
+    response = await client.get(POWER, params=query, headers=bootstrap_headers)
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    per_arm = 1000
+    assert body["units_per_arm_per_day"] == per_arm
+    mde = body["minimum_detectable_lift"]
+    assert stats.power(0.1, 0.09, per_arm * 14, mde) == pytest.approx(0.8)
+    needed = body["units_per_arm_needed"]
+    assert stats.power(0.1, 0.09, needed, 0.05) >= 0.8 > stats.power(0.1, 0.09, needed - 1, 0.05)
+    assert body["days_needed"] == -(-needed // per_arm)
+    assert mde > 0.05  # two weeks are too short for +5 %
+    assert body["days_needed"] > 14
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"units_per_day": 100, "days": 7}, "baseline"),
+        ({"baseline": 0.1, "days": 7}, "units_per_day"),
+        ({"baseline": 12.5, "units_per_day": 100, "days": 7}, "variance"),
+        ({"baseline": 0.1, "units_per_day": 100}, "days"),
+        ({"baseline": 0.1, "units_per_day": -5, "days": 7}, "units_per_day"),
+    ],
+)
+async def test_a_plan_missing_an_input_is_422_naming_it(
+    client: httpx.AsyncClient, bootstrap_headers, query, field
+):
+    response = await client.get(POWER, params=query, headers=bootstrap_headers)
+
+    assert response.status_code == 422
+    assert field in response.text
+
+
+async def test_a_running_experiment_reports_the_power_reached_and_days_left(
+    client: httpx.AsyncClient, sessionmaker, registry, bootstrap_headers
+):
+    events = []
+    for variant in ("control", "tiny_gang_social_proof"):
+        for index in range(400):
+            unit = {"experiment_key": "homepage_hero_test", "variant_key": variant}
+            unit["session_id"] = f"{variant}-{index}"
+            events.append(unit | {"event_type": "impression"})
+            if index % 10 == 0:
+                events.append(unit | {"event_type": "conversion"})
+    await store(sessionmaker, events)
+
+    response = await client.get(
+        POWER,
+        params={"experiment_key": "homepage_hero_test", "lift": 0.2},
+        headers=bootstrap_headers,
+    )
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["metric"] == "conversion"
+    assert body["units_per_arm"] == 400
+    assert body["control_mean"] == pytest.approx(0.1)
+    assert body["power_reached"] == pytest.approx(stats.power(0.1, 0.09, 400, 0.2))
+    assert body["power_reached"] < 0.8
+    assert body["days_running"] == 1
+    # 400 units per arm on its one day so far: the rest of what it needs at that rate
+    assert body["days_left"] == -(-(body["units_per_arm_needed"] - 400) // 400)
+    unknown = await client.get(
+        POWER,
+        params={"experiment_key": "homepage_hero_test", "metric": "nope"},
+        headers=bootstrap_headers,
+    )
+    assert unknown.status_code == 422
+    assert "metric" in unknown.text

@@ -1,0 +1,107 @@
+"""Performance records that name their unit count toward the arm it is assigned to, and
+performance metrics report them per treatment."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from promptlooper.online import stats
+from promptlooper.online.assignment import assign
+from tests.variants.test_agents_api import url
+from tests.variants.test_unit_resolution import _experiment
+
+RESULTS = "/api/v1/experiments/results?experiment_key=extractor_temperature"
+
+
+async def test_calls_count_toward_the_arm_of_their_unit(
+    client: httpx.AsyncClient, owner, agent, bootstrap_headers
+):
+    metrics = [
+        {"name": "cost-per-call", "kind": "performance", "source": "cost",
+         "aggregation": "ratio", "denominator": "cost", "direction": "lower"},
+        {"name": "quality", "kind": "performance", "source": "quality", "aggregation": "mean"},
+        {"name": "any-success", "kind": "performance", "source": "success",
+         "aggregation": "proportion"},
+    ]  # fmt: skip
+    for metric in metrics:
+        created = await client.post("/api/admin/metrics", json=metric, headers=bootstrap_headers)
+        assert created.status_code == 201, created.text
+    hot = (
+        await client.post(
+            url(agent, "variants"), json={"name": "Hot", "temperature": 1.2}, headers=owner.headers
+        )
+    ).json()
+    await _experiment(
+        client,
+        bootstrap_headers,
+        hot["id"],
+        primary_metric="quality",
+        guardrail_metrics=["cost-per-call", "any-success"],
+    )
+    # Per unit: its calls (cost, quality, success); units hash to their arm.
+    records, per_arm = [], {"control": [], "hot": []}
+    for index in range(40):
+        unit = f"visitor-{index}"
+        arm = ["control", "hot"][assign(unit, "extractor_temperature", [50, 50])]  # type: ignore[index]
+        calls = [
+            {"cost": 0.01 * (1 + index % 3) * (2 if arm == "hot" else 1),
+             "quality": 0.5 + 0.01 * ((index * 7 + k) % 40), "success": (index + k) % 4 != 0}
+            for k in range(1 + index % 3)
+        ]  # fmt: skip
+        per_arm[arm].append(calls)
+        records += [call | {"unit_id": unit} for call in calls]
+    records.append({"cost": 5.0, "quality": 0.0})  # no unit: not in the experiment
+    stored = await client.post(url(agent, "performance"), json=records, headers=owner.headers)
+    assert stored.status_code == 201, stored.text
+
+    response = await client.get(RESULTS, headers=bootstrap_headers)
+
+    assert response.status_code == 200, response.text
+    found = response.json()[0]["variants"][1]["metrics"]
+    assert [found[m]["role"] for m in ("quality", "cost-per-call", "any-success")] == [
+        "primary",
+        "guardrail",
+        "guardrail",
+    ]
+
+    def units(arm: str, field: str) -> tuple[list[float], list[float]]:
+        counts = [float(len(calls)) for calls in per_arm[arm]]
+        sums = [float(sum(c[field] for c in calls)) for calls in per_arm[arm]]
+        return counts, sums
+
+    def ratio(arm: str) -> stats.Ratio:
+        counts, sums = units(arm, "cost")
+        n = len(counts)
+        return stats.Ratio(
+            stats.Moments(n, sum(sums), sum(s * s for s in sums)),
+            stats.Moments(n, sum(counts), sum(c * c for c in counts)),
+            sum(c * s for c, s in zip(counts, sums, strict=True)),
+        )
+
+    def mean(arm: str) -> stats.Moments:
+        _, sums = units(arm, "quality")
+        return stats.Moments(len(sums), sum(sums), sum(s * s for s in sums))
+
+    expected = stats.compare(ratio("control"), ratio("hot"))
+    assert found["cost-per-call"]["relative_lift"] == pytest.approx(expected["relative_lift"])
+    assert found["cost-per-call"]["relative_lift"] > 0.5  # hot costs double a call
+    assert found["cost-per-call"]["frequentist"]["p_value"] == pytest.approx(
+        expected["frequentist"]["p_value"]
+    )
+    expected = stats.compare(mean("control"), mean("hot"))
+    assert found["quality"]["control_mean"] == pytest.approx(expected["control_mean"])
+    assert found["quality"]["treatment_mean"] == pytest.approx(expected["treatment_mean"])
+    served = sum(1 for calls in per_arm["hot"] if any(c["success"] for c in calls))
+    assert found["any-success"]["treatment_mean"] == pytest.approx(served / len(per_arm["hot"]))
+
+
+async def test_a_performance_metric_measures_a_field_of_the_log(
+    client: httpx.AsyncClient, bootstrap_headers
+):
+    body = {"name": "x", "kind": "performance", "source": "purchase", "aggregation": "mean"}
+
+    response = await client.post("/api/admin/metrics", json=body, headers=bootstrap_headers)
+
+    assert response.status_code == 422
+    assert "source" in response.text
