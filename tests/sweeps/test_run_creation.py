@@ -14,11 +14,13 @@ from promptlooper.sweeps.plan import compile_plan
 from promptlooper.sweeps.spec import parse_spec
 from tests.sweeps.conftest import create, document
 
-ROWS = [{"input": f"ticket {i} was charged twice", "expected": "billing"} for i in range(3000)]
+ROW_COUNT = 12_000
+ROWS = [{"input": f"ticket {i} was charged twice", "expected": "billing"} for i in range(ROW_COUNT)]
 TICK = 0.005
-STALL_BOUND = 0.15
+STALL_BOUND = 0.5
 """Far above the few milliseconds one batch holds the loop and a full garbage collection of
-the process (tens of ms), far below what creating the runs in one go holds it (~0.5 s)."""
+the process (tens of ms, a few times that on a busy machine), far below what creating these
+96,000 runs in one go holds it (seconds)."""
 
 
 async def test_creating_runs_yields_to_the_event_loop_and_is_idempotent(
@@ -48,6 +50,6 @@ async def test_creating_runs_yields_to_the_event_loop_and_is_idempotent(
     async with sessionmaker() as session:
         rows = await session.scalar(select(func.count()).where(Run.experiment_id == experiment.id))
 
-    assert pending == again == rows == 8 * 3000
+    assert pending == again == rows == 8 * ROW_COUNT
     assert len(ticks) > 10
     assert max(ticks) < STALL_BOUND, sorted(ticks)[-5:]
