@@ -191,7 +191,7 @@ def test_leaderboard_key_columns_are_in_view_on_a_phone(browser: Any, server: De
     assert box["left"] >= 0, box
     assert box["right"] <= box["width"], box
     score = browser.find_element(By.CSS_SELECTOR, "table.leaderboard tbody td:nth-child(3)")
-    assert re.fullmatch(r"\d\.\d{3} ± \d\.\d{3}", score.text), score.text
+    assert re.fullmatch(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", score.text), score.text
     assert _box(browser, score)["right"] <= width
     assert box["page"] <= width  # the page itself does not scroll sideways
 
