@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -183,11 +184,17 @@ class MetricDefinition(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     """proportion, mean or ratio."""
     denominator: Mapped[str | None] = mapped_column(String(50))
     direction: Mapped[str] = mapped_column(String(10), default="higher")
+    cuped: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """A mean metric of browser events adjusted by the same metric before each unit's first
+    exposure (``UnitEvents.pre_value``)."""
 
 
 class UnitEvents(Base):
     """One session's events of one name in one variant, for the names defined metrics
-    measure: how many, and the sum of their values (an event without a value counts 1)."""
+    measure: how many, and the sum of their values (an event without a value counts 1);
+    ``pre_value`` is that sum as it stood before the write that first exposed the session,
+    the pre-exposure covariate of a CUPED metric, kept so later writes can move the
+    session's share of Σ value × pre without reading its events."""
 
     __tablename__ = "online_unit_events"
 
@@ -197,6 +204,7 @@ class UnitEvents(Base):
     event_type: Mapped[str] = mapped_column(String(50), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger)
     value: Mapped[float] = mapped_column(Float)
+    pre_value: Mapped[float] = mapped_column(Float, server_default="0")
 
 
 class MetricTotals(Base):

@@ -132,20 +132,52 @@ def defined_metric(
     metric: MetricDefinition, counts: dict[str, float], terms: dict[str, float]
 ) -> stats.Statistic:
     """A defined metric of one arm, over its exposed sessions (a performance metric: its units
-    served), from its source's terms (``tallies.terms``)."""
+    served), from its source's terms (``tallies.terms``); a CUPED metric with its
+    pre-exposure covariate, θ still unset (``compare_defined`` pools it over both arms)."""
     source = metric.source
     if metric.kind == "performance":
         source = PERFORMANCE + source
         n = int(terms.get(f"{PERFORMANCE}calls:units", 0))
     else:
         n = int(counts.get("exposed", 0))
-    term = {t: terms.get(f"{source}:{t}", 0.0) for t in ("units", "n", "v", "nn", "vv", "nv")}
+    names = ("units", "n", "v", "nn", "vv", "nv", "p", "pp", "vp")
+    term = {t: terms.get(f"{source}:{t}", 0.0) for t in names}
     if metric.aggregation == "proportion":
         return stats.Moments.binary(n, term["units"])
     values = stats.Moments(n, term["v"], term["vv"])
     if metric.aggregation == "mean":
+        if metric.cuped:
+            return stats.Adjusted(values, stats.Moments(n, term["p"], term["pp"]), term["vp"])
         return values
     return stats.Ratio(values, stats.Moments(n, term["n"], term["nn"]), term["nv"])
+
+
+def compare_defined(
+    metric: MetricDefinition,
+    control: tuple[dict[str, float], dict[str, float]],
+    treatment: tuple[dict[str, float], dict[str, float]],
+    *,
+    proper_prior: bool = False,
+) -> dict[str, Any]:
+    """One defined metric of a treatment against control, each arm given as its counts and
+    terms. A CUPED metric is compared adjusted, with a ``cuped`` block saying by how much the
+    covariate shrank the lift's variance (the share removed) and what the lift was before."""
+    a, b = defined_metric(metric, *control), defined_metric(metric, *treatment)
+    if not (isinstance(a, stats.Adjusted) and isinstance(b, stats.Adjusted)):
+        return stats.compare(a, b, proper_prior=proper_prior)
+    a, b = stats.cuped(a, b)
+    found = stats.compare(a, b, proper_prior=proper_prior)
+    adjusted, unadjusted = stats.effect(a, b), stats.effect(a.post, b.post)
+    removed = None
+    if adjusted is not None and unadjusted is not None:
+        removed = 1 - adjusted.variance / unadjusted.variance
+    return found | {
+        "cuped": {
+            "theta": a.theta,
+            "variance_removed": removed,
+            "unadjusted_relative_lift": unadjusted.estimate if unadjusted else None,
+        }
+    }
 
 
 async def metric_terms(session: AsyncSession, key: str) -> dict[str, dict[str, float]]:
@@ -210,9 +242,10 @@ async def compute(
             blocks.extend(compared.values())
             defined = {}
             for role, metric in named:
-                found = stats.compare(
-                    defined_metric(metric, arms[0], terms.get(control_key, {})),
-                    defined_metric(metric, arm, terms.get(definition["variant_key"], {})),
+                found = compare_defined(
+                    metric,
+                    (arms[0], terms.get(control_key, {})),
+                    (arm, terms.get(definition["variant_key"], {})),
                     proper_prior=proper_prior,
                 )
                 blocks.append(found)

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from promptlooper.auth.deps import AdminDep
 from promptlooper.db.deps import SessionDep
 from promptlooper.errors import Invalid
-from promptlooper.online import definitions, power, results, service
+from promptlooper.online import definitions, offline, power, results, service
 from promptlooper.online.ingestion import Intake, Verdict
 from promptlooper.online.schemas import (
     Accepted,
@@ -159,6 +159,7 @@ async def delete_metric(name: str, request: Request, _admin: AdminDep, session: 
 
 @public_router.get("/api/v1/experiments/results")
 async def experiment_results(
+    request: Request,
     _admin: AdminDep,
     session: SessionDep,
     experiment_key: Annotated[str | None, Query(max_length=100)] = None,
@@ -169,7 +170,9 @@ async def experiment_results(
     treatment's ``stats`` against control and ``metrics`` (the defined metrics the experiment
     names), p-values adjusted for multiple comparisons (Holm–Bonferroni, or
     Benjamini–Hochberg with ``correction=bh``); and a health block. ``prior=proper`` gives
-    the Bayesian result GrowthBook's proper prior, Normal(0, 0.3²) on the relative lift."""
+    the Bayesian result GrowthBook's proper prior, Normal(0, 0.3²) on the relative lift. Arms
+    serving agent variants promoted from a sweep carry ``offline``: the sweep score and the
+    lift it predicted beside the lift observed."""
     if experiment_key is not None:
         keys = [experiment_key]
     else:
@@ -177,6 +180,9 @@ async def experiment_results(
     found = await results.compute(
         session, keys, correction=correction, proper_prior=prior == "proper"
     )
+    for result in found:
+        experiment = await service.get_experiment(session, result["experiment_key"])
+        await offline.attach(session, experiment, result, request.app.state.sweep_scores)
     return [ExperimentResults(**r) for r in found]
 
 

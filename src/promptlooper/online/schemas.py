@@ -236,10 +236,17 @@ class VariantResult(BaseModel):
         "secondary, guardrails), its role and direction and the same statistics",
     )
 
+    offline: dict[str, Any] | None = Field(
+        default=None,
+        description="Arms serving an agent variant promoted from a sweep: the sweep, the "
+        "variant's score there and, for treatments, the lift those scores predict against "
+        "control beside the lift observed on the primary metric",
+    )
+
     @model_serializer(mode="wrap")
     def _control_has_no_stats(self, handler: Any) -> dict[str, Any]:
         data = handler(self)
-        for field in ("stats", "metrics"):
+        for field in ("stats", "metrics", "offline"):
             if data.get(field) is None:
                 data.pop(field, None)
         return data
@@ -275,7 +282,9 @@ class MetricCreate(RequestBody):
     served), ``proportion`` is whether it sent the event (had a call with a non-zero value),
     ``mean`` the sum of the values (an event without a value counts 1), and ``ratio``
     Σ values / Σ events or calls over the units (value per event, cost per call), with
-    ``denominator`` naming the same source."""
+    ``denominator`` naming the same source. ``cuped: true`` adjusts a mean metric of browser
+    events by the same metric before each unit's first exposure (CUPED): a unit's events sent
+    under its arm before its first impression are its covariate."""
 
     name: MetricName
     kind: Literal["event", "performance"] = "event"
@@ -285,9 +294,22 @@ class MetricCreate(RequestBody):
     direction: Literal["higher", "lower"] = "higher"
     description: Annotated[str, StringConstraints(max_length=5000)] = ""
     project_id: uuid.UUID | None = Field(default=None, description="null: a site-wide metric")
+    cuped: bool = Field(
+        default=False,
+        description="Mean metrics of browser events: adjust by the same metric before exposure",
+    )
 
     @model_validator(mode="after")
     def _denominator(self) -> MetricCreate:
+        if self.cuped and self.aggregation != "mean":
+            raise ValueError(
+                f"cuped: only a mean metric has a pre-exposure covariate, not a {self.aggregation}"
+            )
+        if self.cuped and self.kind == "performance":
+            raise ValueError(
+                "cuped: a performance metric's units are exposed by their first call and have "
+                "no pre-exposure calls; use it on a mean of browser events"
+            )
         if self.kind == "performance" and self.source not in PERFORMANCE_FIELDS:
             raise ValueError(
                 f"source: a performance metric measures one of {', '.join(PERFORMANCE_FIELDS)}"
@@ -316,6 +338,7 @@ class MetricPublic(BaseModel):
     direction: str
     description: str
     project_id: uuid.UUID | None
+    cuped: bool
     created_at: datetime
 
 

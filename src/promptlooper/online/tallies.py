@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Row, select, tuple_
+from sqlalchemy import Row, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -59,6 +59,7 @@ TOTALS = tuple(c.name for c in VariantTotals.__table__.columns if not c.primary_
 
 _EVENT_KEY = ("experiment_key", "event_id")
 _SESSION_KEY = ("experiment_key", "variant_key", "session_id")
+_UNIT_KEY = (*_SESSION_KEY, "event_type")
 _SESSION_ROW = (*_SESSION_KEY, "events", "impressions", "conversions", "value")
 
 
@@ -167,12 +168,14 @@ PERFORMANCE = "perf:"
 names, which are slugs and cannot hold a colon."""
 
 
-def terms(event_type: str, count: float, value: float) -> dict[str, float]:
+def terms(event_type: str, count: float, value: float, pre: float = 0.0) -> dict[str, float]:
     """One exposed session's share of its variant's totals for one event name: whether it sent
     the event (for a performance field: had a non-zero value), the number and value of its
-    events, their squares and their product."""
-    present = value > 0 if event_type.startswith(PERFORMANCE) else count > 0
-    return {
+    events, their squares and their product; for an event name also its value before its
+    first exposure (``pre``, CUPED's covariate), its square and its product with the value."""
+    performance = event_type.startswith(PERFORMANCE)
+    present = value > 0 if performance else count > 0
+    share = {
         f"{event_type}:units": float(present),
         f"{event_type}:n": count,
         f"{event_type}:v": value,
@@ -180,6 +183,13 @@ def terms(event_type: str, count: float, value: float) -> dict[str, float]:
         f"{event_type}:vv": value * value,
         f"{event_type}:nv": count * value,
     }
+    if not performance:
+        share |= {
+            f"{event_type}:p": pre,
+            f"{event_type}:pp": pre * pre,
+            f"{event_type}:vp": value * pre,
+        }
+    return share
 
 
 async def _measure(
@@ -191,14 +201,16 @@ async def _measure(
     what that changes in the variants' metric terms. Only exposed sessions count, as for the
     built-in metrics: a session exposed before this write moves its share from the old values
     to the new; one exposed by this write brings its whole share, the event names it sent
-    before included (read back only when it had earlier events)."""
+    before included (read back only when it had earlier events). What such a session had sent
+    before this write is its pre-exposure value, kept on its rows for the writes to come."""
     after = await insert_or_add(
         session,
         UnitEvents.__table__,  # type: ignore[arg-type]
         ("experiment_key", "variant_key", "session_id", "event_type"),
         [{"experiment_key": k, "variant_key": v, "session_id": s, "event_type": e,
           "count": c, "value": x} for (k, v, s, e), (c, x) in sorted(measured.items())],
-        returning=("experiment_key", "variant_key", "session_id", "event_type", "count", "value"),
+        returning=("experiment_key", "variant_key", "session_id", "event_type", "count", "value",
+                   "pre_value"),
     )  # fmt: skip
     changes: defaultdict[tuple[str, str, str], float] = defaultdict(float)
     newly = {k for k, (was, now, earlier) in exposure.items() if now and not was and earlier}
@@ -207,7 +219,7 @@ async def _measure(
         for term, amount in share.items():
             changes[(key, variant, term)] += sign * amount
 
-    for key, variant, session_id, event_type, count, value in after:
+    for key, variant, session_id, event_type, count, value, pre in after:
         session_key = (key, variant, session_id)
         was_exposed, is_exposed, had_events = exposure[session_key]
         if not is_exposed:
@@ -217,10 +229,18 @@ async def _measure(
                 add(key, variant, terms(event_type, count, value))
             continue
         count_added, value_added = measured[(*session_key, event_type)]
-        add(key, variant, terms(event_type, count, value))
-        add(key, variant, terms(event_type, count - count_added, value - value_added), -1.0)
-    for key, variant, _session_id, event_type, count, value in await _rows_of(session, newly):
-        add(key, variant, terms(event_type, count, value))
+        add(key, variant, terms(event_type, count, value, pre))
+        add(key, variant, terms(event_type, count - count_added, value - value_added, pre), -1.0)
+    covariates = []
+    for key, variant, session_id, event_type, count, value in await _rows_of(session, newly):
+        row_key = (key, variant, session_id, event_type)
+        pre = value - measured.get(row_key, (0, 0.0))[1]
+        add(key, variant, terms(event_type, count, value, pre))
+        if pre:
+            covariates.append(dict(zip(_UNIT_KEY, row_key, strict=True)) | {"pre_value": pre})
+    if covariates:
+        covariates.sort(key=lambda row: tuple(row[k] for k in _UNIT_KEY))
+        await session.execute(update(UnitEvents), covariates)
     return changes
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.db.deps import SessionDep
 from promptlooper.errors import Conflict, Invalid
-from promptlooper.online import definitions, results, service
+from promptlooper.online import definitions, offline, results, service
 from promptlooper.online.models import OnlineExperiment
 from promptlooper.online.schemas import (
     EVENT_TYPES,
@@ -19,6 +19,7 @@ from promptlooper.online.schemas import (
     ExperimentUpdate,
     SettingsBody,
 )
+from promptlooper.variants.offline import sweep_scores
 from promptlooper.web import online_results as view
 from promptlooper.web.errors import PageRoute
 from promptlooper.web.forms import FORM_ERROR, form_fields, validate
@@ -266,6 +267,7 @@ async def results_page(
     _admin(viewer)
     experiment = await service.get_experiment(session, key)
     (result,) = await results.compute(session, [key], correction=correction)
+    await offline.attach(session, experiment, result, sweep_scores)
     keys = [v["variant_key"] for v in experiment.variants]
     series = await results.over_time(session, key, keys)
     rows = view.comparisons(experiment, result)

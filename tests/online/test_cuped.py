@@ -1,0 +1,144 @@
+"""CUPED in the results: a mean metric adjusted by each unit's value before its first
+exposure, from the running totals, agreeing with gbstats on the same units."""
+
+from __future__ import annotations
+
+import random
+import warnings
+
+import httpx
+import pytest
+
+from tests.online.conftest import BROWSER, event
+
+EXPERIMENT = "/api/admin/experiments/homepage_hero_test"
+RESULTS = "/api/v1/experiments/results?experiment_key=homepage_hero_test"
+ARMS = ("control", "tiny_gang_social_proof")
+
+
+def _units(rng: random.Random) -> dict[str, list[tuple[list[float], list[float]]]]:
+    """Per arm, each unit's purchases before and after its impression: the later ones
+    follow the earlier (a big spender stays one), the treatment's are 10 % larger, and some
+    units bought nothing before."""
+    units = {}
+    for arm, factor in zip(ARMS, (1.0, 1.1), strict=True):
+        units[arm] = []
+        for _ in range(60):
+            habit = rng.expovariate(1 / 40)
+            before = [round(habit * rng.uniform(0.5, 1.5), 2)] if rng.random() < 0.8 else []
+            after = [round(factor * habit * rng.uniform(0.7, 1.3), 2) for _ in range(2)]
+            units[arm].append((before, after))
+    return units
+
+
+async def _send(client: httpx.AsyncClient, bodies: list[dict]) -> None:
+    response = await client.post("/api/experiments/batch", json={"events": bodies}, headers=BROWSER)
+    assert response.status_code == 202, response.text
+    assert response.json()["rejected"] == 0, response.text
+
+
+async def test_a_cuped_metric_is_adjusted_by_the_value_before_exposure_as_gbstats_adjusts_it(
+    client: httpx.AsyncClient, registry, bootstrap_headers
+):
+    metric = {"name": "revenue", "source": "purchase", "aggregation": "mean", "cuped": True}
+    created = await client.post("/api/admin/metrics", json=metric, headers=bootstrap_headers)
+    assert created.status_code == 201, created.text
+    assert created.json()["cuped"] is True
+    experiment = (await client.get(EXPERIMENT, headers=bootstrap_headers)).json()
+    updated = await client.put(
+        EXPERIMENT, json=experiment | {"primary_metric": "revenue"}, headers=bootstrap_headers
+    )
+    assert updated.status_code == 200, updated.text
+    units = _units(random.Random(23))
+
+    def bodies(phase: str) -> list[dict]:
+        found = []
+        for arm, arm_units in units.items():
+            for index, (before, after) in enumerate(arm_units):
+                unit = {"variant_key": arm, "session_id": f"{arm}-{index}"}
+                if phase == "impression":
+                    found.append(event(**unit, event_name="impression"))
+                    continue
+                values = before if phase == "before" else after
+                found += [event(**unit, event_name="purchase", value=v) for v in values]
+        return found
+
+    await _send(client, bodies("before"))
+    await _send(client, bodies("impression"))
+    after = bodies("after")  # in two writes: a unit already exposed adds to its share
+    await _send(client, after[::2])
+    await _send(client, after[1::2])
+
+    response = await client.get(RESULTS, headers=bootstrap_headers)
+
+    assert response.status_code == 200, response.text
+    revenue = response.json()[0]["variants"][1]["metrics"]["revenue"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from gbstats.frequentist.tests import TwoSidedTTest
+        from gbstats.models.statistics import (
+            RegressionAdjustedStatistic,
+            SampleMeanStatistic,
+            compute_theta,
+        )
+
+    def theirs(arm: str) -> RegressionAdjustedStatistic:
+        # The metric is the unit's whole value; its covariate what it had before exposure.
+        pre = [sum(before) for before, _ in units[arm]]
+        post = [sum(before) + sum(after) for before, after in units[arm]]
+        n = len(pre)
+        return RegressionAdjustedStatistic(
+            n=n,
+            post_statistic=SampleMeanStatistic(
+                n=n, sum=sum(post), sum_squares=sum(x * x for x in post)
+            ),
+            pre_statistic=SampleMeanStatistic(
+                n=n, sum=sum(pre), sum_squares=sum(x * x for x in pre)
+            ),
+            post_pre_sum_of_products=sum(x * y for x, y in zip(post, pre, strict=True)),
+            theta=0,
+        )
+
+    control, treatment = theirs(ARMS[0]), theirs(ARMS[1])
+    control.theta = treatment.theta = compute_theta(control, treatment)
+    expected = TwoSidedTTest(control, treatment).compute_result()
+    unadjusted = TwoSidedTTest(control.post_statistic, treatment.post_statistic).compute_result()
+
+    assert revenue["relative_lift"] == pytest.approx(expected.expected, abs=1e-9)
+    assert revenue["frequentist"]["p_value"] == pytest.approx(expected.p_value, abs=1e-9)
+    assert revenue["frequentist"]["ci"] == pytest.approx(expected.ci, abs=1e-9)
+    cuped = revenue["cuped"]
+    assert cuped["theta"] == pytest.approx(control.theta, abs=1e-9)
+    assert cuped["unadjusted_relative_lift"] == pytest.approx(unadjusted.expected, abs=1e-9)
+    removed = 1 - ((expected.ci[1] - expected.ci[0]) / (unadjusted.ci[1] - unadjusted.ci[0])) ** 2
+    assert 0.3 < cuped["variance_removed"] < 1
+    assert cuped["variance_removed"] == pytest.approx(removed, abs=0.01)  # dof differ a little
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "x", "source": "signup", "aggregation": "proportion", "cuped": True},
+        {
+            "name": "x",
+            "source": "purchase",
+            "aggregation": "ratio",
+            "denominator": "purchase",
+            "cuped": True,
+        },
+        {
+            "name": "x",
+            "kind": "performance",
+            "source": "cost",
+            "aggregation": "mean",
+            "cuped": True,
+        },
+    ],
+)
+async def test_cuped_on_anything_but_a_mean_of_events_is_422_naming_the_field(
+    client: httpx.AsyncClient, registry, bootstrap_headers, body
+):
+    response = await client.post("/api/admin/metrics", json=body, headers=bootstrap_headers)
+
+    assert response.status_code == 422, response.text
+    assert "cuped" in response.text
