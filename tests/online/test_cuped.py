@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import random
 import warnings
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from promptlooper.online import tallies
+from promptlooper.online.models import MetricTotals
 from tests.online.conftest import BROWSER, event
 
 EXPERIMENT = "/api/admin/experiments/homepage_hero_test"
@@ -142,3 +146,47 @@ async def test_cuped_on_anything_but_a_mean_of_events_is_422_naming_the_field(
 
     assert response.status_code == 422, response.text
     assert "cuped" in response.text
+
+
+async def test_what_a_unit_sent_before_its_impression_in_the_same_write_is_its_covariate(
+    sessionmaker, registry
+):
+    start = datetime.now(UTC) - timedelta(minutes=10)
+
+    def stored(session_id: str, kind: str, minute: int, value: float | None = None) -> dict:
+        return {
+            "experiment_key": "homepage_hero_test",
+            "variant_key": "control",
+            "session_id": session_id,
+            "event_type": kind,
+            "value": value,
+            "path": "/",
+            "event_id": None,
+            "metadata": None,
+            "created_at": start + timedelta(minutes=minute),
+        }
+
+    async def write(events: list[dict]) -> None:
+        async with sessionmaker() as session:
+            await tallies.record(session, events, frozenset({"purchase"}))
+            await session.commit()
+
+    # a: 5 before its impression in an earlier write, 7 before it in the same write, then 11;
+    # b: exposed with nothing before, then 3.
+    await write([stored("a", "purchase", 0, 5.0)])
+    await write([stored("a", "purchase", 1, 7.0), stored("a", "impression", 2),
+                 stored("a", "purchase", 3, 11.0), stored("b", "impression", 2)])  # fmt: skip
+    await write([stored("b", "purchase", 4, 3.0), stored("a", "purchase", 5, 2.0)])
+
+    async with sessionmaker() as session:
+        rows = await session.execute(
+            select(MetricTotals.term, MetricTotals.value).where(
+                MetricTotals.variant_key == "control"
+            )
+        )
+        terms = dict(rows.all())
+    pre, post = {"a": 12.0, "b": 0.0}, {"a": 25.0, "b": 3.0}
+    assert terms["purchase:p"] == sum(pre.values())
+    assert terms["purchase:pp"] == sum(v * v for v in pre.values())
+    assert terms["purchase:vp"] == sum(post[u] * pre[u] for u in pre)
+    assert terms["purchase:v"] == sum(post.values())

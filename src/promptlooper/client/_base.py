@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from promptlooper.client.calls import ResolveCache
+from promptlooper.client.online import Online
 from promptlooper.client.resources import (
     Agents,
     Credentials,
@@ -42,6 +43,7 @@ class Resources:
     experiments: Experiments
     credentials: Credentials
     training: Training
+    online: Online
 
     def _attach(self, run: Runner, project_id: Any, ttl: float) -> None:
         project = str(project_id) if project_id else None
@@ -52,3 +54,4 @@ class Resources:
         self.experiments = Experiments(run, project)
         self.credentials = Credentials(run, project)
         self.training = Training(run)
+        self.online = Online(run)

@@ -10,7 +10,8 @@ import httpx
 from promptlooper.client._base import DEFAULT_TTL, Resources, connection
 from promptlooper.client.calls import Call, Resolve, request_args
 from promptlooper.client.errors import unreachable
-from promptlooper.client.outbox import Enqueue, Outbox
+from promptlooper.client.events import Flush
+from promptlooper.client.outbox import Enqueue, Queue
 
 
 class AsyncClient(Resources):
@@ -34,11 +35,15 @@ class AsyncClient(Resources):
         self._senders: set[asyncio.Task[None]] = set()
         self._attach(self._run, project_id, ttl)
 
-    async def _run(self, call: Call | Resolve | Enqueue) -> Any:
+    async def _run(self, call: Call | Resolve | Enqueue | Flush) -> Any:
         if isinstance(call, Resolve):
             return await self._resolve(call)
         if isinstance(call, Enqueue):
             return call.outbox.add(call.operation, call.body, lambda: self._start(call.outbox))
+        if isinstance(call, Flush):
+            if (sending := call.outbox.sender()) is not None:
+                await asyncio.shield(sending)
+            return call.outbox.delivery()
         if call.skip:
             return None
         if call.after is not None and (sending := call.after.sender()) is not None:
@@ -51,14 +56,14 @@ class AsyncClient(Resources):
             raise unreachable(exc) from exc
         return call.result(response)
 
-    def _start(self, outbox: Outbox) -> asyncio.Task[None]:
+    def _start(self, outbox: Queue) -> asyncio.Task[None]:
         """A task sends queued calls: the caller's loop goes on."""
         task = asyncio.get_running_loop().create_task(self._send(outbox))
         self._senders.add(task)
         task.add_done_callback(self._senders.discard)
         return task
 
-    async def _send(self, outbox: Outbox) -> None:
+    async def _send(self, outbox: Queue) -> None:
         while (batch := outbox.take()) is not None:
             try:
                 outcome: httpx.Response | Exception = await self._http.request(

@@ -116,6 +116,11 @@ class Resolved:
     fallback: bool = False
     stale: bool = False
     error: str | None = None
+    unit_id: str | None = None
+    """The unit resolved for (``resolve(unit_id=...)``): ``log`` files its calls under it."""
+    experiment: dict[str, str] | None = None
+    """The online experiment and arm that picked the config for the unit (``experiment_key``,
+    ``variant_key``), None when none did."""
 
     def __getitem__(self, key: str) -> Any:
         return self.config[key]
@@ -124,7 +129,7 @@ class Resolved:
         return self.config.get(key, default)
 
     @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> Resolved:
+    def from_body(cls, body: Mapping[str, Any], unit_id: str | None = None) -> Resolved:
         return cls(
             config=dict(body["config"]),
             source=body["source"],
@@ -135,6 +140,8 @@ class Resolved:
             revision=body.get("revision"),
             etag=body.get("etag"),
             provenance=dict(body.get("provenance") or {}),
+            unit_id=unit_id,
+            experiment=body.get("experiment"),
         )
 
 
@@ -187,7 +194,7 @@ class ResolveCache:
         if response.status_code >= 500:
             return self.unreachable(call, f"server error {response.status_code}")
         raise_for_status(response)
-        resolved = Resolved.from_body(response.json())
+        resolved = Resolved.from_body(response.json(), call.params.get("unit_id"))
         self._entries[call.key] = _Entry(resolved, self._clock())
         return resolved
 

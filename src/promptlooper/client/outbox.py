@@ -21,7 +21,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -175,10 +175,25 @@ def _text(detail: Any) -> str:
     return detail if isinstance(detail, str) else str(detail)
 
 
+class Queue(Protocol):
+    """What a client's background sender drives: calls queued by ``add``, sent batch by
+    batch (``take``, then ``settle`` with the outcome). ``Outbox`` queues training calls,
+    ``events.EventOutbox`` online-experiment events."""
+
+    def add(self, operation: str, body: Any, start: Callable[[], Any]) -> Any: ...
+
+    def sender(self) -> Any: ...
+
+    def take(self) -> Call | None: ...
+
+    def settle(self, outcome: httpx.Response | BaseException) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Enqueue:
-    """Queue a primitive without waiting: the client's runner answers with its future."""
+    """Queue a call without waiting: the client's runner answers with what the queue hands
+    out (a training call's future)."""
 
-    outbox: Outbox
+    outbox: Queue
     operation: str
     body: Any

@@ -12,9 +12,10 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from promptlooper.client.calls import Call, Resolve, Resolved, text
+from promptlooper.client.events import Flush
 from promptlooper.client.outbox import Enqueue
 
-Runner = Callable[[Call | Resolve | Enqueue], Any]
+Runner = Callable[[Call | Resolve | Enqueue | Flush], Any]
 ExportFormat = Literal["best", "env", "yaml", "report"]
 
 
@@ -174,7 +175,8 @@ class Variants(_Resource):
         """Record one call made with ``served``, under the variant and revision it came from.
         A fallback config belongs to no agent: nothing is sent and the result is None. Token
         counts and cost left out are unknown: the metrics average them over the calls that
-        gave them."""
+        gave them. A config resolved for a unit logs the unit, so the call counts toward the
+        online experiment arm the unit is assigned to."""
         record = _drop_none(
             {
                 "variant_id": served.variant_id,
@@ -186,6 +188,7 @@ class Variants(_Resource):
                 "success": success,
                 "quality": quality,
                 "error": error,
+                "unit_id": served.unit_id,
             }
         )
         path = f"/api/agents/{served.agent_id}/performance"

@@ -11,7 +11,8 @@ import httpx
 from promptlooper.client._base import DEFAULT_TTL, Resources, connection
 from promptlooper.client.calls import Call, Resolve, request_args
 from promptlooper.client.errors import unreachable
-from promptlooper.client.outbox import Enqueue, Outbox
+from promptlooper.client.events import Flush
+from promptlooper.client.outbox import Enqueue, Queue
 
 
 class Client(Resources):
@@ -37,11 +38,15 @@ class Client(Resources):
         self._sender_lock = threading.Lock()
         self._attach(self._run, project_id, ttl)
 
-    def _run(self, call: Call | Resolve | Enqueue) -> Any:
+    def _run(self, call: Call | Resolve | Enqueue | Flush) -> Any:
         if isinstance(call, Resolve):
             return self._resolve(call)
         if isinstance(call, Enqueue):
             return call.outbox.add(call.operation, call.body, lambda: self._start(call.outbox))
+        if isinstance(call, Flush):
+            if (sending := call.outbox.sender()) is not None:
+                sending.result()
+            return call.outbox.delivery()
         if call.skip:
             return None
         if call.after is not None and (sending := call.after.sender()) is not None:
@@ -54,14 +59,14 @@ class Client(Resources):
             raise unreachable(exc) from exc
         return call.result(response)
 
-    def _start(self, outbox: Outbox) -> Any:
+    def _start(self, outbox: Queue) -> Any:
         """A thread sends queued calls, one run's at a time: the caller's loop goes on."""
         with self._sender_lock:
             if self._sender is None:
                 self._sender = ThreadPoolExecutor(1, thread_name_prefix="promptlooper-queue")
             return self._sender.submit(self._send, outbox)
 
-    def _send(self, outbox: Outbox) -> None:
+    def _send(self, outbox: Queue) -> None:
         while (batch := outbox.take()) is not None:
             try:
                 outcome: httpx.Response | Exception = self._http.request(**request_args(batch))

@@ -84,6 +84,9 @@ async def record(
     firsts: defaultdict[tuple[str, str, str], list[date | None]] = defaultdict(lambda: [None, None])
     # Per session, variant and tracked event name: the events' number and value.
     measured: defaultdict[tuple[str, str, str, str], list[float]] = defaultdict(lambda: [0, 0.0])
+    # Of those, the value sent before the session's first impression in this write.
+    early: defaultdict[tuple[str, str, str, str], float] = defaultdict(float)
+    impressed = _first_impressions(events) if tracked else {}
     for event in events:
         key, variant = event["experiment_key"], event["variant_key"]
         event_type = event["event_type"]
@@ -99,8 +102,11 @@ async def record(
             variant_totals[EVENT_COUNTS[event_type]] += 1
         if event_type in tracked:
             unit = measured[(*session_key, event_type)]
+            amount = 1.0 if event["value"] is None else event["value"]
             unit[0] += 1
-            unit[1] += 1.0 if event["value"] is None else event["value"]
+            unit[1] += amount
+            if (seen := impressed.get(session_key)) is not None and event["created_at"] < seen:
+                early[(*session_key, event_type)] += amount
         if value := event["value"]:
             tally[3] += value
             variant_totals["value_total"] += value
@@ -136,7 +142,7 @@ async def record(
                 # (or both) happened in this write.
                 day = max(d for d in (converted, impressed if exposed else None) if d)
                 daily[(key, variant, day)][1] += 1
-    terms = await _measure(session, measured, exposure) if tracked else {}
+    terms = await _measure(session, measured, exposure, early) if tracked else {}
     await _add_arms(session, arms)
     await insert_or_add(
         session,
@@ -196,21 +202,24 @@ async def _measure(
     session: AsyncSession,
     measured: dict[tuple[str, str, str, str], list[float]],
     exposure: dict[tuple[str, str, str], tuple[bool, bool, bool]],
+    early: dict[tuple[str, str, str, str], float],
 ) -> defaultdict[tuple[str, str, str], float]:
     """Add this write's tracked events to each session's running count and value, and return
     what that changes in the variants' metric terms. Only exposed sessions count, as for the
     built-in metrics: a session exposed before this write moves its share from the old values
     to the new; one exposed by this write brings its whole share, the event names it sent
-    before included (read back only when it had earlier events). What such a session had sent
-    before this write is its pre-exposure value, kept on its rows for the writes to come."""
+    before included (read back only when it had earlier events).
+
+    A session exposed by this write also gets its pre-exposure value per event name (CUPED's
+    covariate): what it had sent before this write, and in this write before its first
+    impression (``early``). It is kept on the session's rows for the writes to come."""
     after = await insert_or_add(
         session,
         UnitEvents.__table__,  # type: ignore[arg-type]
-        ("experiment_key", "variant_key", "session_id", "event_type"),
+        _UNIT_KEY,
         [{"experiment_key": k, "variant_key": v, "session_id": s, "event_type": e,
           "count": c, "value": x} for (k, v, s, e), (c, x) in sorted(measured.items())],
-        returning=("experiment_key", "variant_key", "session_id", "event_type", "count", "value",
-                   "pre_value"),
+        returning=(*_UNIT_KEY, "count", "value", "pre_value"),
     )  # fmt: skip
     changes: defaultdict[tuple[str, str, str], float] = defaultdict(float)
     newly = {k for k, (was, now, earlier) in exposure.items() if now and not was and earlier}
@@ -219,6 +228,7 @@ async def _measure(
         for term, amount in share.items():
             changes[(key, variant, term)] += sign * amount
 
+    exposed_now = []  # rows of the sessions this write exposed
     for key, variant, session_id, event_type, count, value, pre in after:
         session_key = (key, variant, session_id)
         was_exposed, is_exposed, had_events = exposure[session_key]
@@ -226,15 +236,16 @@ async def _measure(
             continue
         if not was_exposed:
             if not had_events:  # otherwise all of its rows are read back below
-                add(key, variant, terms(event_type, count, value))
+                exposed_now.append((key, variant, session_id, event_type, count, value))
             continue
         count_added, value_added = measured[(*session_key, event_type)]
         add(key, variant, terms(event_type, count, value, pre))
         add(key, variant, terms(event_type, count - count_added, value - value_added, pre), -1.0)
+    exposed_now += await _rows_of(session, newly)
     covariates = []
-    for key, variant, session_id, event_type, count, value in await _rows_of(session, newly):
+    for key, variant, session_id, event_type, count, value in exposed_now:
         row_key = (key, variant, session_id, event_type)
-        pre = value - measured.get(row_key, (0, 0.0))[1]
+        pre = value - measured.get(row_key, (0, 0.0))[1] + early.get(row_key, 0.0)
         add(key, variant, terms(event_type, count, value, pre))
         if pre:
             covariates.append(dict(zip(_UNIT_KEY, row_key, strict=True)) | {"pre_value": pre})
@@ -256,6 +267,17 @@ async def _rows_of(session: AsyncSession, sessions: set[tuple[str, str, str]]) -
         )
     )
     return list(found.all())
+
+
+def _first_impressions(events: list[dict[str, Any]]) -> dict[tuple[str, str, str], datetime]:
+    """The time of each session's first impression among ``events``."""
+    found: dict[tuple[str, str, str], datetime] = {}
+    for event in events:
+        if event["event_type"] == "impression":
+            key = (event["experiment_key"], event["variant_key"], event["session_id"])
+            if key not in found or event["created_at"] < found[key]:
+                found[key] = event["created_at"]
+    return found
 
 
 def _first_day(firsts: list[date | None], conversion: bool, moment: datetime) -> None:
@@ -376,7 +398,7 @@ async def record_calls(session: AsyncSession, calls: Sequence[dict[str, Any]]) -
                 row[0] += 1
                 row[1] += float(value)
     exposure = {(k, v, u): (True, True, False) for k, v, u, _ in measured}
-    changes = await _measure(session, measured, exposure)
+    changes = await _measure(session, measured, exposure, {})
     await insert_or_add(
         session,
         MetricTotals.__table__,  # type: ignore[arg-type]
