@@ -142,3 +142,51 @@ def test_metrics_and_power_from_the_terminal(cli: Invoke, tmp_path: Path):
     assert "denominator" in refused.err
     missing = cli("online", "power", "--baseline", "0.1")
     assert missing.code == 2
+
+
+def test_a_cuped_metric_from_the_terminal(cli: Invoke, tmp_path: Path):
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from promptlooper.cli.common import load_settings, session_scope
+    from promptlooper.online import tallies
+
+    metric = tmp_path / "revenue.yaml"
+    metric.write_text(yaml.safe_dump({"name": "revenue", "source": "purchase",
+                                      "aggregation": "mean", "cuped": True}))  # fmt: skip
+    defined = cli("online", "metric-create", str(metric))
+    assert defined.code == 0, defined.err
+    assert "defined revenue: mean of 'purchase' events, CUPED-adjusted" in defined.out
+    assert "mean (CUPED)" in cli("online", "metrics").out
+    experiment = tmp_path / "signup.yaml"
+    experiment.write_text(yaml.safe_dump(DEFINITION | {"primary_metric": "revenue"}))
+    assert cli("online", "create", str(experiment)).code == 0
+    start = datetime.now(UTC) - timedelta(hours=1)
+    rows = []
+    for index in range(40):
+        arm = ("control", "short")[index % 2]
+        habit = 10.0 + index
+        for minute, kind, value in ((0, "purchase", habit), (1, "impression", None),
+                                    (2, "purchase", habit * 1.1 + index % 3)):  # fmt: skip
+            rows.append({"experiment_key": "signup_copy", "variant_key": arm,
+                         "session_id": f"u{index}", "event_type": kind, "value": value,
+                         "path": "/signup", "event_id": None, "metadata": None,
+                         "created_at": start + timedelta(minutes=minute)})  # fmt: skip
+
+    async def store() -> None:  # as ingestion stores them, into the CLI's database
+        async with session_scope(load_settings()) as session:
+            await tallies.record(session, rows, frozenset({"purchase"}))
+
+    asyncio.run(store())
+
+    shown = cli("online", "results", "signup_copy")
+
+    assert shown.code == 0, shown.err
+    assert "short revenue: CUPED (θ = " in shown.out
+    assert "of the lift's variance; unadjusted lift" in shown.out
+    proportion = tmp_path / "signed.yaml"
+    proportion.write_text(yaml.safe_dump({"name": "signed", "source": "signup",
+                                          "aggregation": "proportion", "cuped": True}))  # fmt: skip
+    refused = cli("online", "metric-create", str(proportion))
+    assert refused.code == 2
+    assert "cuped" in refused.err

@@ -136,13 +136,18 @@ async def results(
     prior: str = typer.Option("flat", help="Bayesian prior on the lift: flat or proper."),
 ) -> None:
     """Per-variant counts, lift against control with p-values and chance to win, the defined
-    metrics the experiment names, health."""
+    metrics the experiment names (CUPED ones with the variance removed), each promoted arm's
+    sweep score and predicted lift, health."""
+    from promptlooper.online import offline, service
     from promptlooper.online import results as outcomes
+    from promptlooper.variants.offline import sweep_scores
 
     if prior not in ("flat", "proper"):
         raise Invalid(f"--prior: flat or proper, not {prior!r}")
     async with session_scope(load_settings()) as session:
         (found,) = await outcomes.compute(session, [key], proper_prior=prior == "proper")
+        experiment = await service.get_experiment(session, key)
+        await offline.attach(session, experiment, found, sweep_scores)
     if as_json:
         console.print_json(json.dumps(found))
         return
@@ -169,6 +174,8 @@ async def results(
                 )
                 table.add_row(variant["variant_key"], name, role, means, *_row(block))
         console.print(table)
+    for line in _notes(found["variants"]):
+        console.print(line, soft_wrap=True)
     health = found["health"]
     console.print(
         f"SRM p={health['srm_p_value']:.4g}{' MISMATCH' if health['srm_mismatch'] else ''}  "
@@ -177,6 +184,36 @@ async def results(
         f"{'enough data' if health['enough_data'] else 'not enough data yet'}",
         soft_wrap=True,
     )
+
+
+def _notes(variants: list[dict[str, Any]]) -> list[str]:
+    """One line per CUPED metric of a treatment (what the covariate removed), and per arm
+    promoted from a sweep (its score; a treatment's predicted beside its observed lift)."""
+    lines = []
+    for variant in variants:
+        for name, block in (variant.get("metrics") or {}).items():
+            if cuped := block.get("cuped"):
+                removed, before = cuped["variance_removed"], cuped["unadjusted_relative_lift"]
+                lines.append(
+                    f"{variant['variant_key']} {name}: CUPED (θ = {cuped['theta']:.3g}) removed "
+                    + ("n/a" if removed is None else f"{removed:.0%}")
+                    + " of the lift's variance; unadjusted lift "
+                    + ("n/a" if before is None else f"{before:+.1%}")
+                )
+        if offline := variant.get("offline"):
+            line = (
+                f"{variant['variant_key']}: sweep {offline['sweep_name'] or offline['sweep_id']} "
+                f"score {offline['score']:.4g}"
+            )
+            if "predicted_lift" in offline:
+                predicted, observed = offline["predicted_lift"], offline["observed_lift"]
+                line += (
+                    f"; offline predicted {'n/a' if predicted is None else f'{predicted:+.1%}'}"
+                    f" on {offline['metric']}, observed "
+                    f"{'n/a' if observed is None else f'{observed:+.1%}'}"
+                )
+            lines.append(line)
+    return lines
 
 
 def _row(block: dict[str, Any] | None) -> list[str]:
@@ -198,7 +235,8 @@ def _row(block: dict[str, Any] | None) -> list[str]:
 @online_app.command("metric-create")
 @async_command
 async def metric_create(file: Path = FILE) -> None:
-    """Define a metric from a file (name, source, aggregation, denominator, direction)."""
+    """Define a metric from a file (name, source, aggregation, denominator, direction,
+    cuped)."""
     from promptlooper.online import definitions
     from promptlooper.online.schemas import MetricCreate
 
@@ -206,7 +244,10 @@ async def metric_create(file: Path = FILE) -> None:
     async with session_scope(load_settings()) as session:
         metric = await definitions.create_metric(session, body)
     what = "events" if metric.kind == "event" else "per call"
-    console.print(f"defined {metric.name}: {metric.aggregation} of {metric.source!r} {what}")
+    adjusted = ", CUPED-adjusted" if metric.cuped else ""
+    console.print(
+        f"defined {metric.name}: {metric.aggregation} of {metric.source!r} {what}{adjusted}"
+    )
 
 
 @online_app.command("metrics")
@@ -220,7 +261,8 @@ async def metrics() -> None:
     table = Table("name", "kind", "source", "aggregation", "direction", "project")
     for m in found:
         scope = str(m.project_id or "site")
-        table.add_row(m.name, m.kind, m.source, m.aggregation, m.direction, scope)
+        aggregation = m.aggregation + (" (CUPED)" if m.cuped else "")
+        table.add_row(m.name, m.kind, m.source, aggregation, m.direction, scope)
     console.print(table)
 
 

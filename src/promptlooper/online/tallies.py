@@ -10,9 +10,10 @@ skipped by the insert and so never counted) into
 - one row per variant and UTC day counting the sessions first exposed or converting that day
   (the results' series over time),
 - for the event names defined metrics measure, one row per session, variant and name (how
-  many, their value) and per variant the sums over exposed sessions of each such session's
-  count, value, their squares and product (``terms``): a proportion, mean or ratio metric's
-  sufficient statistics.
+  many, their value, and the value it had before the session's first impression) and per
+  variant the sums over exposed sessions of each such session's count, value, their squares
+  and product, and of its pre-exposure value, its square and its product with the value
+  (``terms``): a proportion, mean, ratio or CUPED metric's sufficient statistics.
 
 A session's contribution to the totals depends on its whole history (it is *exposed* from its
 first impression on; the value statistics use the square of its total value), so the tally
