@@ -14,6 +14,7 @@ from sqlalchemy import select
 from promptlooper.online import tallies
 from promptlooper.online.models import MetricTotals
 from tests.online.conftest import BROWSER, event
+from tests.web.conftest import UiClient, ui_admin  # noqa: F401 (the results page's admin)
 
 EXPERIMENT = "/api/admin/experiments/homepage_hero_test"
 RESULTS = "/api/v1/experiments/results?experiment_key=homepage_hero_test"
@@ -42,7 +43,10 @@ async def _send(client: httpx.AsyncClient, bodies: list[dict]) -> None:
 
 
 async def test_a_cuped_metric_is_adjusted_by_the_value_before_exposure_as_gbstats_adjusts_it(
-    client: httpx.AsyncClient, registry, bootstrap_headers
+    client: httpx.AsyncClient,
+    registry,
+    bootstrap_headers,
+    ui_admin: UiClient,  # noqa: F811
 ):
     metric = {"name": "revenue", "source": "purchase", "aggregation": "mean", "cuped": True}
     created = await client.post("/api/admin/metrics", json=metric, headers=bootstrap_headers)
@@ -117,6 +121,11 @@ async def test_a_cuped_metric_is_adjusted_by_the_value_before_exposure_as_gbstat
     removed = 1 - ((expected.ci[1] - expected.ci[0]) / (unadjusted.ci[1] - unadjusted.ci[0])) ** 2
     assert 0.3 < cuped["variance_removed"] < 1
     assert cuped["variance_removed"] == pytest.approx(removed, abs=0.01)  # dof differ a little
+
+    page = await ui_admin.get("/ui/online/homepage_hero_test")
+    assert page.status_code == 200
+    said = f"removed {cuped['variance_removed'] * 100:.0f} % of the lift's variance"
+    assert said in page.text
 
 
 @pytest.mark.parametrize(
