@@ -29,7 +29,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from promptlooper.client import Client, ConflictError
+from promptlooper.client import APIError, Client, ConflictError
 
 MODELS = {
     # Per model: answer quality (mean, sd), cost per 1k tokens, latency (ms) and tokens out.
@@ -220,4 +220,7 @@ def _pct(value: float | None) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except APIError as exc:  # the server is down, the key is not an admin's ...
+        sys.exit(f"simulate.py: {exc}")

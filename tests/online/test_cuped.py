@@ -115,6 +115,8 @@ async def test_a_cuped_metric_is_adjusted_by_the_value_before_exposure_as_gbstat
     assert revenue["relative_lift"] == pytest.approx(expected.expected, abs=1e-9)
     assert revenue["frequentist"]["p_value"] == pytest.approx(expected.p_value, abs=1e-9)
     assert revenue["frequentist"]["ci"] == pytest.approx(expected.ci, abs=1e-9)
+    assert revenue["control_mean"] == pytest.approx(control.post_statistic.mean, abs=1e-9)
+    assert revenue["treatment_mean"] == pytest.approx(treatment.post_statistic.mean, abs=1e-9)
     cuped = revenue["cuped"]
     assert cuped["theta"] == pytest.approx(control.theta, abs=1e-9)
     assert cuped["unadjusted_relative_lift"] == pytest.approx(unadjusted.expected, abs=1e-9)

@@ -160,8 +160,9 @@ def compare_defined(
     proper_prior: bool = False,
 ) -> dict[str, Any]:
     """One defined metric of a treatment against control, each arm given as its counts and
-    terms. A CUPED metric is compared adjusted, with a ``cuped`` block saying by how much the
-    covariate shrank the lift's variance (the share removed) and what the lift was before."""
+    terms. A CUPED metric's lift is adjusted, its means are not; its ``cuped`` block says by
+    how much the covariate shrank the lift's variance (the share removed), what the lift was
+    before, and the adjusted means."""
     a, b = defined_metric(metric, *control), defined_metric(metric, *treatment)
     if not (isinstance(a, stats.Adjusted) and isinstance(b, stats.Adjusted)):
         return stats.compare(a, b, proper_prior=proper_prior)
@@ -171,12 +172,17 @@ def compare_defined(
     removed = None
     if adjusted is not None and unadjusted is not None:
         removed = 1 - adjusted.variance / unadjusted.variance
+    # The means as the units spent them, as GrowthBook shows them; the lift is adjusted.
     return found | {
+        "control_mean": a.unadjusted_mean,
+        "treatment_mean": b.unadjusted_mean,
         "cuped": {
+            "control_mean_adjusted": a.mean,
+            "treatment_mean_adjusted": b.mean,
             "theta": a.theta,
             "variance_removed": removed,
             "unadjusted_relative_lift": unadjusted.estimate if unadjusted else None,
-        }
+        },
     }
 
 
