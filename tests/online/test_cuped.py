@@ -183,10 +183,13 @@ async def test_what_a_unit_sent_before_its_impression_in_the_same_write_is_its_c
             await session.commit()
 
     # a: 5 before its impression in an earlier write, 7 before it in the same write, then 11;
-    # b: exposed with nothing before, then 3.
+    # b: exposed with nothing before, then 3; c: first seen in the write that exposes it, 4
+    # before its impression and 6 after.
     await write([stored("a", "purchase", 0, 5.0)])
     await write([stored("a", "purchase", 1, 7.0), stored("a", "impression", 2),
-                 stored("a", "purchase", 3, 11.0), stored("b", "impression", 2)])  # fmt: skip
+                 stored("a", "purchase", 3, 11.0), stored("b", "impression", 2),
+                 stored("c", "purchase", 1, 4.0), stored("c", "impression", 2),
+                 stored("c", "purchase", 3, 6.0)])  # fmt: skip
     await write([stored("b", "purchase", 4, 3.0), stored("a", "purchase", 5, 2.0)])
 
     async with sessionmaker() as session:
@@ -196,7 +199,7 @@ async def test_what_a_unit_sent_before_its_impression_in_the_same_write_is_its_c
             )
         )
         terms = dict(rows.all())
-    pre, post = {"a": 12.0, "b": 0.0}, {"a": 25.0, "b": 3.0}
+    pre, post = {"a": 12.0, "b": 0.0, "c": 4.0}, {"a": 25.0, "b": 3.0, "c": 10.0}
     assert terms["purchase:p"] == sum(pre.values())
     assert terms["purchase:pp"] == sum(v * v for v in pre.values())
     assert terms["purchase:vp"] == sum(post[u] * pre[u] for u in pre)
