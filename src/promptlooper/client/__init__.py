@@ -5,6 +5,7 @@ from promptlooper.client import Client
 client = Client("http://127.0.0.1:8000", api_key="pl_...", project_id="...")
 served = client.variants.resolve("extractor", default={"model_name": "gpt-4o-mini"})
 client.variants.log(served, latency_ms=420, tokens_in=812, tokens_out=64, quality=0.9)
+client.online.track("homepage_hero_test", "control", "user-42", "conversion", value=49.0)
 """
 
 from promptlooper.client.aio import AsyncClient
@@ -21,6 +22,7 @@ from promptlooper.client.errors import (
     ServerError,
     ValidationError,
 )
+from promptlooper.client.events import Delivery
 from promptlooper.client.outbox import TrainingFuture
 from promptlooper.client.sync import Client
 from promptlooper.client.training import TrainingClient
@@ -33,6 +35,7 @@ __all__ = [
     "BadRequestError",
     "Client",
     "ConflictError",
+    "Delivery",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
