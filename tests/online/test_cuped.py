@@ -124,6 +124,15 @@ async def test_a_cuped_metric_is_adjusted_by_the_value_before_exposure_as_gbstat
     assert 0.3 < cuped["variance_removed"] < 1
     assert cuped["variance_removed"] == pytest.approx(removed, abs=0.01)  # dof differ a little
 
+    power = await client.get(
+        "/api/v1/experiments/power?experiment_key=homepage_hero_test&lift=0.1",
+        headers=bootstrap_headers,
+    )
+    assert power.status_code == 200, power.text
+    assert power.json()["control_mean"] == pytest.approx(control.post_statistic.mean, abs=1e-9)
+    assert power.json()["variance"] == pytest.approx(control.variance, rel=1e-9)  # adjusted
+    assert power.json()["variance"] < control.post_statistic.variance / 2
+
     page = await ui_admin.get("/ui/online/homepage_hero_test")
     assert page.status_code == 200
     said = f"removed {cuped['variance_removed'] * 100:.0f} % of the lift's variance"

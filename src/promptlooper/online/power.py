@@ -64,7 +64,8 @@ async def reached(
 ) -> dict[str, Any]:
     """A running experiment's power against ``lift`` on ``metric`` (default: its primary
     metric) with the units its smallest arm has, and the days left until it reaches
-    ``target`` at the traffic per arm and day seen so far (None: no traffic yet)."""
+    ``target`` at the traffic per arm and day seen so far (None: no traffic yet). A CUPED
+    metric's variance is the adjusted one."""
     experiment = await get_experiment(session, key)
     name = metric or experiment.primary_metric
     counts = await results.variant_counts(session, key)
@@ -76,6 +77,14 @@ async def reached(
         terms = await results.metric_terms(session, key)
         defined = await definitions.get_metric(session, name)
         control = results.defined_metric(defined, control_counts, terms.get(control_key, {}))
+        if isinstance(control, stats.Adjusted):
+            # CUPED: the variance left once the pooled θ adjusts it, which is what the
+            # results test; the lift stays relative to the mean as measured.
+            treatment_key = experiment.variants[1]["variant_key"]
+            treatment = results.defined_metric(
+                defined, counts.get(treatment_key, {}), terms.get(treatment_key, {})
+            )
+            control, _ = stats.cuped(control, treatment)  # type: ignore[arg-type]
     else:
         raise Invalid(f"metric: {name!r} is not a metric of experiment {key!r}")
     per_arm = min(
@@ -85,7 +94,7 @@ async def reached(
         select(func.min(DailyTotals.day)).where(DailyTotals.experiment_key == key)
     )
     days = (datetime.now(UTC).date() - first).days + 1 if first else 0
-    mean, variance = control.mean, control.variance
+    mean, variance = control.unadjusted_mean, control.variance
     needed = stats.units_needed(mean, variance, lift, alpha, target)
     rate = per_arm / days if days else 0.0
     left = None
