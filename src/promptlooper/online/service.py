@@ -334,14 +334,19 @@ def variant_for(experiment: OnlineExperiment, unit_id: str, path: str | None = N
 
 
 async def served_variants(
-    session: AsyncSession, experiment: OnlineExperiment, unit_ids: Collection[str]
+    session: AsyncSession,
+    experiment: OnlineExperiment,
+    unit_ids: Collection[str],
+    *,
+    store: bool = True,
 ) -> dict[str, str]:
     """Unit id → the variant it is served (units outside the experiment left out), for an
-    A/B test by hashing, for a bandit from its sticky assignments (``sticky.py``)."""
+    A/B test by hashing, for a bandit from its sticky assignments (``sticky.py``; with
+    ``store=False``, on a path that only reads, a new unit's arm is not stored yet)."""
     if not is_live(experiment):
         return {}
     if experiment.type == "bandit":
-        stuck = await sticky.arms(session, experiment, unit_ids)
+        stuck = await sticky.arms(session, experiment, unit_ids, store=store)
         return {unit: traffic.served(experiment, arm) or arm for unit, arm in stuck.items()}
     found = {unit: variant_for(experiment, unit) for unit in unit_ids}
     return {unit: variant for unit, variant in found.items() if variant is not None}
@@ -371,15 +376,21 @@ async def arm_for(
     session: AsyncSession, agent_variant_ids: set[uuid.UUID], unit_id: str
 ) -> Arm | None:
     """The unit's arm in the oldest live experiment that links any of ``agent_variant_ids``;
-    None when no such experiment runs or the unit is outside it."""
-    return (await arms_for(session, agent_variant_ids, [unit_id])).get(unit_id)
+    None when no such experiment runs or the unit is outside it. Resolution only reads: a
+    bandit's new unit gets its arm stored by its first performance record (or assignment)."""
+    return (await arms_for(session, agent_variant_ids, [unit_id], store=False)).get(unit_id)
 
 
 async def arms_for(
-    session: AsyncSession, agent_variant_ids: set[uuid.UUID], unit_ids: Collection[str]
+    session: AsyncSession,
+    agent_variant_ids: set[uuid.UUID],
+    unit_ids: Collection[str],
+    *,
+    store: bool = True,
 ) -> dict[str, Arm]:
     """``arm_for`` of many units at once (the units outside the experiment left out): one
-    registry read for a batch of performance records."""
+    registry read for a batch of performance records, whose transaction stores a bandit's
+    new units' arms."""
     if not agent_variant_ids or not unit_ids or not await experiments_enabled(session):
         return {}
     wanted = {str(i) for i in agent_variant_ids}
@@ -388,7 +399,8 @@ async def arms_for(
         if not is_live(experiment) or not linked & wanted:
             continue
         found = {}
-        for unit_id, key in (await served_variants(session, experiment, unit_ids)).items():
+        served = await served_variants(session, experiment, unit_ids, store=store)
+        for unit_id, key in served.items():
             arm = next(v for v in experiment.variants if v["variant_key"] == key)
             link = arm.get("agent_variant_id")
             found[unit_id] = Arm(

@@ -21,10 +21,15 @@ from promptlooper.online.models import OnlineExperiment, UnitAssignment
 
 
 async def arms(
-    session: AsyncSession, experiment: OnlineExperiment, unit_ids: Collection[str]
+    session: AsyncSession,
+    experiment: OnlineExperiment,
+    unit_ids: Collection[str],
+    *,
+    store: bool = True,
 ) -> dict[str, str]:
     """Unit id → its stuck arm (before any guardrail stop), assigning the new units with the
-    weights in force; units outside the coverage are left out and not stored."""
+    weights in force (and storing them unless ``store`` is off, for paths that only read);
+    units outside the coverage are left out and not stored."""
     key = experiment.experiment_key
     wanted = [u for u in dict.fromkeys(unit_ids) if u]
     if not wanted:
@@ -44,6 +49,8 @@ async def arms(
                     "variant_key": experiment.variants[index]["variant_key"],
                 }
             )
+    if not store:
+        return found | {row["unit_id"]: row["variant_key"] for row in new}
     if new:
         await insert_ignore(session, UnitAssignment.__table__, new)  # type: ignore[arg-type]
         # Another request may have stored some of them first: its arm is the one that holds.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -42,22 +42,32 @@ async def run_once(
         )
     for key in keys:
         async with sessionmaker() as session:
-            experiment = await session.scalar(
-                select(OnlineExperiment)
-                .where(OnlineExperiment.experiment_key == key)
-                .with_for_update()
-            )
-            if experiment is None or not service.is_live(experiment):
-                continue
-            for stopped in await guardrails.check(session, experiment):
-                logger.warning(
-                    "guardrail %s stopped arm %s of online experiment %s",
-                    stopped.metric,
-                    stopped.variant_key,
-                    key,
-                )
-            await bandits.reweigh(session, experiment, now=now)
+            await check(session, key, now)
             await session.commit()
+
+
+async def check(session: AsyncSession, key: str, now: datetime | None = None) -> list[str]:
+    """One experiment's guardrails and bandit schedule, its row locked; what was done, in
+    words. The caller commits."""
+    experiment = await session.scalar(
+        select(OnlineExperiment).where(OnlineExperiment.experiment_key == key).with_for_update()
+    )
+    if experiment is None or not service.is_live(experiment):
+        return []
+    done = []
+    for stopped in await guardrails.check(session, experiment):
+        logger.warning(
+            "guardrail %s stopped arm %s of online experiment %s",
+            stopped.metric,
+            stopped.variant_key,
+            key,
+        )
+        done.append(f"stopped arm {stopped.variant_key} (guardrail {stopped.metric})")
+    change = await bandits.reweigh(session, experiment, now=now or datetime.now(UTC))
+    if change is not None:
+        shares = ", ".join(f"{k}={w:.1%}" for k, w in change.weights.items())
+        done.append(f"new weights: {shares}")
+    return done
 
 
 class Upkeep:

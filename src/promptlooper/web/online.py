@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.db.deps import SessionDep
 from promptlooper.errors import Conflict, Invalid
-from promptlooper.online import definitions, results, service
+from promptlooper.online import definitions, guardrails, results, service
 from promptlooper.online.models import OnlineExperiment
 from promptlooper.online.schemas import (
     EVENT_TYPES,
@@ -253,6 +253,16 @@ async def archive(request: Request, key: str, viewer: ViewerDep, session: Sessio
         f"Experiment {experiment.name} archived: stopped and off the public list; its results "
         "stay readable.",
     )
+
+
+@router.post(HOME + "/{key}/arms/{variant}/resume")
+async def resume_arm(
+    request: Request, key: str, variant: str, viewer: ViewerDep, session: SessionDep
+) -> Response:
+    _admin(viewer)
+    await guardrails.resume(session, key, variant, viewer.principal.username)
+    await session.commit()
+    return redirect(request, f"{HOME}/{key}", f"Arm {variant} resumed: its visitors see it again.")
 
 
 @router.get(HOME + "/{key}")
