@@ -50,9 +50,9 @@ async def due(session: AsyncSession, experiment: OnlineExperiment, now: datetime
     """The units exposed now when an update is due, else None."""
     schedule = BanditSchedule.model_validate(experiment.bandit or {})
     exposed = await history.exposed_total(session, experiment.experiment_key)
-    previous = await history.changes(session, experiment.experiment_key, BANDIT)
-    since = previous[-1].exposed if previous else 0
-    then = previous[-1].created_at if previous else experiment.created_at
+    previous = await history.latest(session, experiment.experiment_key, BANDIT)
+    since = previous.exposed if previous else 0
+    then = previous.created_at if previous else experiment.created_at
     if exposed - since >= schedule.every_exposures:
         return exposed
     if exposed > since and (now - then).total_seconds() >= schedule.every_seconds:

@@ -41,12 +41,19 @@ async def record(session: AsyncSession, experiment: OnlineExperiment, reason: st
     return change
 
 
-async def changes(session: AsyncSession, key: str, reason: str | None = None) -> list[WeightChange]:
-    """The experiment's changes, oldest first (only those of ``reason`` when given)."""
+async def changes(session: AsyncSession, key: str) -> list[WeightChange]:
+    """The experiment's changes, oldest first."""
     query = select(WeightChange).where(WeightChange.experiment_key == key)
-    if reason is not None:
-        query = query.where(WeightChange.reason == reason)
     return list(await session.scalars(query.order_by(WeightChange.created_at, WeightChange.id)))
+
+
+async def latest(session: AsyncSession, key: str, reason: str) -> WeightChange | None:
+    """The experiment's last change of ``reason``."""
+    query = select(WeightChange).where(
+        WeightChange.experiment_key == key, WeightChange.reason == reason
+    )
+    order = (WeightChange.created_at.desc(), WeightChange.id.desc())
+    return await session.scalar(query.order_by(*order).limit(1))
 
 
 async def changes_of(session: AsyncSession, keys: Sequence[str]) -> dict[str, list[WeightChange]]:
