@@ -131,7 +131,8 @@ async def measure(url: str, repeats: int) -> list[float]:
             done = await upkeep.check(session, KEY)
             await session.commit()
         timings.append(time.perf_counter() - started)
-        assert done and done[0].startswith("new weights"), done
+        if not done or not done[0].startswith("new weights"):
+            raise RuntimeError(f"the update did not run: {done}")
     async with sessionmaker() as session:
         experiment = await service.get_experiment(session, KEY)
         print("weights now:", [round(w, 3) for w in experiment.weights or []])
