@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import random
+import re
 
 import httpx
 
@@ -58,3 +59,39 @@ async def test_a_bandit_shows_its_weights_and_their_history(
     assert "Bandit weight (%)" in page
     assert "Weight history" in page
     assert page.count("<td>bandit</td>") >= 1
+
+
+async def test_saving_the_edit_form_keeps_what_it_does_not_show(
+    ui_admin: UiClient, client: httpx.AsyncClient, bootstrap_headers
+):
+    body = _bandit(auto_stop=True)
+    assert (
+        await client.post("/api/admin/experiments", json=body, headers=bootstrap_headers)
+    ).status_code == 201
+    form = await ui_admin.get("/ui/online/answer_bandit/edit")
+    version = re.search(r'name="version" value="([0-9a-f]+)"', form.text)
+    assert version
+    saved = await ui_admin.post(
+        "/ui/online/answer_bandit/edit",
+        {
+            "version": version[1],
+            "name": "Renamed bandit",
+            "cookie_name": "pl_answer_bandit",
+            "enabled": "on",
+            "status": "running",
+            "coverage": "100",
+            "primary_metric": "conversion",
+            "variants.0.variant_key": "control",
+            "variants.0.allocation": "50",
+            "variants.1.variant_key": "better",
+            "variants.1.allocation": "50",
+            "control": "0",
+        },
+    )
+    assert saved.status_code == 303, saved.text
+    found = (
+        await client.get("/api/admin/experiments/answer_bandit", headers=bootstrap_headers)
+    ).json()
+    assert found["name"] == "Renamed bandit"
+    assert (found["type"], found["auto_stop"]) == ("bandit", True)
+    assert found["bandit"] == body["bandit"]

@@ -27,6 +27,7 @@ from promptlooper.web.online_forms import (
     SECONDARY,
     definition_data,
     form_of,
+    kept_settings,
     place_errors,
     refusal,
     row_count,
@@ -188,6 +189,7 @@ async def update_experiment(
         return await _form_page(request, viewer, session, form, {}, experiment=experiment)
     data, rows = definition_data(form)
     data.pop("experiment_key", None)
+    data |= kept_settings(experiment, data)
     status = 422
     try:
         service.check_version(experiment, form.get("version", ""))
