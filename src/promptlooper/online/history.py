@@ -17,15 +17,32 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.online import traffic
-from promptlooper.online.models import ArmEvent, OnlineExperiment, VariantTotals, WeightChange
+from promptlooper.online.models import (
+    ArmEvent,
+    MetricTotals,
+    OnlineExperiment,
+    VariantTotals,
+    WeightChange,
+)
+from promptlooper.online.tallies import PERFORMANCE
+
+SERVED_UNITS = f"{PERFORMANCE}calls:units"
+"""The running term counting the units an arm served performance records for."""
 
 
 async def exposed_total(session: AsyncSession, key: str) -> int:
-    """Units the experiment has exposed, over all arms (from the running totals)."""
-    found = await session.scalar(
+    """Units the experiment has exposed (an impression) or served (a performance record with
+    their unit id), over all arms, from the running totals: what a bandit's schedule counts,
+    and what the periods of the SRM check are measured in."""
+    exposed = await session.scalar(
         select(func.sum(VariantTotals.exposed)).where(VariantTotals.experiment_key == key)
     )
-    return int(found or 0)
+    served = await session.scalar(
+        select(func.sum(MetricTotals.value)).where(
+            MetricTotals.experiment_key == key, MetricTotals.term == SERVED_UNITS
+        )
+    )
+    return int(exposed or 0) + int(served or 0)
 
 
 async def record(session: AsyncSession, experiment: OnlineExperiment, reason: str) -> WeightChange:
