@@ -101,7 +101,7 @@ async def test_guardrail_stops_an_expensive_arm_and_resume_undoes_it(
     assert await _assigned(client, unit) == "control"
     public = (await client.get("/api/experiments")).json()
     hero = next(e for e in public if e["experiment_key"] == "homepage_hero_test")
-    assert list(hero["stopped_arms"]) == ["tiny_gang_social_proof"]
+    assert hero["stopped_arms"] == ["tiny_gang_social_proof"]
     async with sessionmaker() as session:
         (audit,) = await session.scalars(select(ArmEvent))
     assert (audit.action, audit.variant_key, audit.metric, audit.actor) == (
@@ -141,7 +141,7 @@ async def test_an_arm_within_its_guardrail_or_without_auto_stop_keeps_running(
     await store(sessionmaker, _traffic(300, {"control": 1.0, "tiny_gang_social_proof": 2.0}))
     await upkeep.run_once(sessionmaker)
     experiment = (await client.get(EXPERIMENT, headers=bootstrap_headers)).json()
-    assert experiment["stopped_arms"] == {}
+    assert experiment["stopped_arms"] == []
     # Auto-stop on, but a rise of 100 % allowed: the arm is within its guardrail.
     changed = experiment | {
         "auto_stop": True,
@@ -150,7 +150,7 @@ async def test_an_arm_within_its_guardrail_or_without_auto_stop_keeps_running(
     assert (await client.put(EXPERIMENT, json=changed, headers=bootstrap_headers)).is_success
     await upkeep.run_once(sessionmaker)
     experiment = (await client.get(EXPERIMENT, headers=bootstrap_headers)).json()
-    assert experiment["stopped_arms"] == {}
+    assert experiment["stopped_arms"] == []
 
 
 @pytest.mark.parametrize(

@@ -176,7 +176,7 @@ class ExperimentUpdate(ExperimentDefinition):
     archived_at: datetime | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
-    stopped_arms: dict[str, Any] | None = Field(default=None, description="State: ignored")
+    stopped_arms: list[str] | None = Field(default=None, description="State: ignored")
     weights: list[float] | None = Field(default=None, description="State: ignored")
 
 
@@ -200,13 +200,21 @@ class ExperimentPublic(BaseModel):
     auto_stop: bool = False
     guardrail_thresholds: dict[str, Any] = Field(default_factory=dict)
     bandit: dict[str, Any] | None = None
-    stopped_arms: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Arms a guardrail stopped: their units are served the control",
+    stopped_arms: list[str] = Field(
+        default_factory=list,
+        description="Arms a guardrail stopped: their units are served the control (why: in "
+        "the results)",
     )
     weights: list[float] | None = Field(
         default=None, description="A bandit's weights in force, in the order of variants"
     )
+
+    @field_validator("stopped_arms", mode="before")
+    @classmethod
+    def _arm_keys(cls, stopped: Any) -> Any:
+        """Only which arms are stopped: the numbers behind a stop are the results', which
+        only admins read."""
+        return sorted(stopped) if isinstance(stopped, dict) else stopped
 
 
 class ExperimentAdmin(ExperimentPublic):

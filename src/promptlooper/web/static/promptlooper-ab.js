@@ -177,7 +177,7 @@
       if (!variant) return;
       writeCookie(experiment.cookie_name, variant);
       // The cookie keeps the arm; while a guardrail has stopped it, the control is served.
-      if (experiment.stopped_arms && experiment.stopped_arms[variant]) variant = keys[0];
+      if ((experiment.stopped_arms || []).indexOf(variant) >= 0) variant = keys[0];
       assignments[experiment.experiment_key] = variant;
       reveal(experiment.experiment_key, variant);
       // One impression per visitor and experiment: the id makes repeats no-ops.
