@@ -176,7 +176,10 @@ async def update_experiment(
         # New allocations are new starting weights; an A/B test has none of its own.
         experiment.weights = None
     keys = {v.variant_key for v in body.variants}
-    experiment.stopped_arms = {k: v for k, v in experiment.stopped_arms.items() if k in keys}
+    if not set(experiment.stopped_arms) <= keys:
+        # Only when arms went (never while running): rewriting it otherwise could undo a stop
+        # the server's upkeep committed since this request read the experiment.
+        experiment.stopped_arms = {k: v for k, v in experiment.stopped_arms.items() if k in keys}
     await session.flush()
     return experiment
 
