@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     sweep_lease_seconds: float = Field(default=30.0, ge=1, le=3600)
     """How long an experiment counts as running without a heartbeat from the process that
     runs it (renewed every third of it): after a crash it is resumable this long after."""
+    online_upkeep_seconds: float = Field(default=30.0, ge=0.05, le=3600)
+    """How often the server checks live online experiments' guardrails (auto-stop) and
+    bandits' schedules."""
 
     @field_validator("jwt_secret", "api_key", "credentials_key", mode="before")
     @classmethod

@@ -29,6 +29,7 @@ from promptlooper.online.ingestion import Intake
 from promptlooper.online.routes import BROWSER_PATHS, REJECTED_HEADER, IngestionRoutes
 from promptlooper.online.routes import admin_router as online_admin_router
 from promptlooper.online.routes import public_router as online_public_router
+from promptlooper.online.upkeep import Upkeep
 from promptlooper.projects.routes import router as projects_router
 from promptlooper.settings import Settings
 from promptlooper.sweeps import service as sweeps_service
@@ -138,10 +139,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.data_dir,
     )
 
+    upkeep = Upkeep(sessionmaker, settings.online_upkeep_seconds)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await _recover_experiments(sessionmaker)
+        upkeep.start()
         yield
+        await upkeep.close()
         await trainer.close()
         await asyncio.to_thread(trainer.backend.shutdown)
         await sweep_jobs.shutdown()

@@ -184,6 +184,50 @@ async def results(
         f"{'enough data' if health['enough_data'] else 'not enough data yet'}",
         soft_wrap=True,
     )
+    for line in _traffic_lines(found):
+        console.print(line, soft_wrap=True)
+
+
+@online_app.command("check")
+@async_command
+async def check(key: str = typer.Argument(...)) -> None:
+    """Run the experiment's guardrail check and bandit schedule now (the server does it
+    every ONLINE_UPKEEP_SECONDS): stop an arm past its guardrail, update a bandit's weights
+    when due."""
+    from promptlooper.online import upkeep
+
+    async with session_scope(load_settings()) as session:
+        done = await upkeep.check(session, key)
+    console.print("\n".join(done) if done else f"{key}: nothing to do")
+
+
+@online_app.command("resume-arm")
+@async_command
+async def resume_arm(key: str = typer.Argument(...), variant: str = typer.Argument(...)) -> None:
+    """Serve an arm a guardrail stopped its own variant again (audited; the guardrail does
+    not stop it again)."""
+    from promptlooper.online import guardrails
+
+    async with session_scope(load_settings()) as session:
+        await guardrails.resume(session, key, variant, "cli")
+    console.print(f"resumed arm {variant} of {key}")
+
+
+def _traffic_lines(found: dict[str, Any]) -> list[str]:
+    """Stopped arms and the traffic shares in force, for the results' text output."""
+    lines = []
+    for arm, why in found.get("guardrails", {}).get("stopped_arms", {}).items():
+        low, high = why["ci"]
+        lines.append(
+            f"STOPPED {arm}: {why['metric']} lift {why['lift']:+.1%} "
+            f"(sequential CI {low:+.1%} … {high:+.1%}, threshold {why['threshold']:+g} "
+            f"{why['scale']}) at {why['at']}; its units are served the control"
+        )
+    traffic = found.get("traffic", {})
+    if traffic.get("history"):
+        shares = ", ".join(f"{k}={w:.1%}" for k, w in traffic["shares"].items())
+        lines.append(f"traffic in force: {shares} ({len(traffic['history'])} changes)")
+    return lines
 
 
 def _notes(variants: list[dict[str, Any]]) -> list[str]:
@@ -237,6 +281,7 @@ def _row(block: dict[str, Any] | None) -> list[str]:
 async def metric_create(file: Path = FILE) -> None:
     """Define a metric from a file (name, source, aggregation, denominator, direction,
     cuped)."""
+    import promptlooper.projects.models  # noqa: F401  (the table a metric's project_id names)
     from promptlooper.online import definitions
     from promptlooper.online.schemas import MetricCreate
 

@@ -55,6 +55,18 @@ class OnlineExperiment(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     """In order, control first: variant_key, label, allocation (%), is_control,
     agent_variant_id (optional)."""
     archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    type: Mapped[str] = mapped_column(String(20), default="ab")
+    """``ab`` (fixed allocations) or ``bandit`` (weights follow the primary metric)."""
+    auto_stop: Mapped[bool] = mapped_column(Boolean, default=False)
+    guardrail_thresholds: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    """Guardrail metric name → {threshold, scale}: how far an arm may move it the wrong way."""
+    bandit: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    """A bandit's schedule and floor: every_exposures, every_seconds, floor."""
+    stopped_arms: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    """Arms a guardrail stopped (variant key → why): their units are served control."""
+    weights: Mapped[list[float] | None] = mapped_column(JSONType)
+    """A bandit's weights in force (fractions, in the order of ``variants``); None until the
+    first update, when the allocations are the weights."""
 
 
 class SiteSettings(Base):
@@ -219,3 +231,46 @@ class MetricTotals(Base):
     variant_key: Mapped[str] = mapped_column(String(100), primary_key=True)
     term: Mapped[str] = mapped_column(String(60), primary_key=True)
     value: Mapped[float] = mapped_column(Float)
+
+
+class ArmEvent(UUIDPrimaryKeyMixin, Base):
+    """The audit trail of arms stopped by a guardrail and resumed by hand."""
+
+    __tablename__ = "online_arm_events"
+
+    experiment_key: Mapped[str] = mapped_column(String(100), index=True)
+    variant_key: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(20))
+    """``stopped`` or ``resumed``."""
+    metric: Mapped[str | None] = mapped_column(String(100))
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    """For a stop: the threshold and the sequential test's lift, interval and p-value."""
+    actor: Mapped[str] = mapped_column(String(200))
+    """``guardrail`` for an automatic stop, else the user who acted."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WeightChange(UUIDPrimaryKeyMixin, Base):
+    """The traffic shares in force from ``created_at`` on: a bandit's update, an arm stopped
+    or resumed. ``exposed`` is the experiment's exposed units at that moment, so the units
+    exposed under each set of shares are known from the running totals (for the SRM check)."""
+
+    __tablename__ = "online_weight_changes"
+
+    experiment_key: Mapped[str] = mapped_column(String(100), index=True)
+    weights: Mapped[dict[str, float]] = mapped_column(JSONType)
+    """Variant key → share of traffic (fractions summing to 1)."""
+    exposed: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(20))
+    """``bandit``, ``stopped`` or ``resumed``."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UnitAssignment(Base):
+    """A bandit's unit and the arm it was first given: later weights never move it."""
+
+    __tablename__ = "online_unit_assignments"
+
+    experiment_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    unit_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    variant_key: Mapped[str] = mapped_column(String(100))

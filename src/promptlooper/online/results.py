@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from promptlooper.online import definitions, stats
+from promptlooper.online import definitions, history, stats
 from promptlooper.online.models import (
     DailyTotals,
     ExperimentTotals,
@@ -99,10 +99,14 @@ class _Split:
     """Exposed sessions the smallest arm still needs before the results call a winner."""
 
 
-def _split(experiment: OnlineExperiment, arms: Sequence[dict[str, float]]) -> _Split:
-    """How the exposed sessions fell across the arms against the configured allocations."""
+def _split(
+    experiment: OnlineExperiment, arms: Sequence[dict[str, float]], changes: Sequence[Any] = ()
+) -> _Split:
+    """How the exposed sessions fell across the arms against the shares that were in force
+    while they arrived (the allocations, unless a bandit or a guardrail ``changes`` them)."""
     exposed = [a.get("exposed", 0.0) for a in arms]
-    srm = stats.srm_p_value(exposed, [v["allocation"] for v in experiment.variants])
+    expected = history.expected_shares(experiment, changes, int(sum(exposed)))
+    srm = stats.srm_p_value(exposed, expected)
     return _Split(srm, srm < SRM_THRESHOLD, max(0, MIN_UNITS - int(min(exposed))))
 
 
@@ -263,7 +267,7 @@ async def compute(
             fields = arm_fields(definition["variant_key"], arm) | {"stats": compared}
             variants.append(fields | ({"metrics": defined} if named else {}))
         _adjust(blocks, correction)
-        split = _split(experiment, arms)
+        split = _split(experiment, arms, await history.changes(session, key))
         rejected = await rejection_counts(session, key)
         multiple, sessions = await multiple_exposure(session, key)
         health = {
@@ -275,7 +279,10 @@ async def compute(
             "min_units_per_arm": MIN_UNITS,
             "enough_data": not split.shortfall,
         }
-        answer.append({"experiment_key": key, "variants": variants, "health": health})
+        answer.append(
+            {"experiment_key": key, "variants": variants, "health": health}
+            | await history.summary(session, experiment)
+        )
     return answer
 
 
@@ -380,6 +387,7 @@ async def health_summaries(
     if not keys:
         return {}
     counts = await variant_counts_of(session, keys)
+    changes = await history.changes_of(session, keys)
     found = await session.execute(
         select(ExperimentTotals.experiment_key, ExperimentTotals.sessions).where(
             ExperimentTotals.experiment_key.in_(keys)
@@ -390,7 +398,9 @@ async def health_summaries(
     for experiment in experiments:
         key = experiment.experiment_key
         split = _split(
-            experiment, [counts[key].get(v["variant_key"], {}) for v in experiment.variants]
+            experiment,
+            [counts[key].get(v["variant_key"], {}) for v in experiment.variants],
+            changes[key],
         )
         answer[key] = HealthSummary(
             experiment_key=key,

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from promptlooper.auth.deps import AdminDep
 from promptlooper.db.deps import SessionDep
 from promptlooper.errors import Invalid
-from promptlooper.online import definitions, offline, power, results, service
+from promptlooper.online import definitions, guardrails, history, offline, power, results, service
 from promptlooper.online.ingestion import Intake, Verdict
 from promptlooper.online.schemas import (
     Accepted,
@@ -121,6 +121,17 @@ async def archive_experiment(
     await session.commit()
     _intake(request).invalidate()
     return ExperimentAdmin.model_validate(experiment)
+
+
+@admin_router.post("/experiments/{experiment_key}/arms/{variant_key}/resume")
+async def resume_arm(
+    experiment_key: str, variant_key: str, admin: AdminDep, session: SessionDep
+) -> dict[str, Any]:
+    """Serve an arm a guardrail stopped its own variant again (409 when it is not stopped);
+    audited with who resumed it. The guardrail does not stop it again."""
+    event = await guardrails.resume(session, experiment_key, variant_key, admin.username)
+    await session.commit()
+    return history.public_event(event)
 
 
 @admin_router.post("/metrics", status_code=status.HTTP_201_CREATED)
@@ -236,13 +247,26 @@ async def public_experiments(session: SessionDep) -> list[ExperimentPublic]:
 @public_router.get("/api/experiments/{experiment_key}/assignment")
 async def assign(
     experiment_key: str,
+    request: Request,
     session: SessionDep,
     unit_id: Annotated[str, Query(min_length=1, max_length=200)],
     path: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> Assignment:
     """The unit's variant, the same one a GrowthBook SDK with this key, seed, weights and
-    coverage would pick; ``variant_key: null`` when the unit is not in the experiment."""
-    variant = await service.assign_unit(session, experiment_key, unit_id, path)
+    coverage would pick; ``variant_key: null`` when the unit is not in the experiment. A
+    bandit's unit keeps the arm it was first given (stored), and a unit of an arm a guardrail
+    stopped is given the control."""
+    experiment = await service.get_experiment(session, experiment_key)
+    if experiment.type != "bandit":
+        variant = await service.assign_unit(session, experiment_key, unit_id, path)
+        return Assignment(experiment_key=experiment_key, variant_key=variant)
+    # A new unit's arm is stored: this request writes, so it takes the writer (and ends its
+    # read first, which on SQLite would otherwise hold a snapshot beside the write).
+    await session.rollback()
+    state = request.app.state
+    async with state.sessionmaker(bind=state.engine) as writer:
+        variant = await service.assign_unit(writer, experiment_key, unit_id, path)
+        await writer.commit()
     return Assignment(experiment_key=experiment_key, variant_key=variant)
 
 

@@ -60,6 +60,32 @@ class VariantDefinition(RequestBody):
         return allocation
 
 
+class GuardrailThreshold(RequestBody):
+    """How far an arm may move a guardrail metric the wrong way against control: a lower-is-
+    better metric (cost) gets a positive threshold (``0.2``: may not rise by more than 20 %),
+    a higher-is-better one (success rate) a negative one (``-0.02`` on the ``absolute`` scale:
+    may not fall by more than 2 points)."""
+
+    threshold: float = Field(allow_inf_nan=False, description="Signed, in the harmful direction")
+    scale: Literal["relative", "absolute"] = "relative"
+
+    @field_validator("threshold")
+    @classmethod
+    def _nonzero(cls, threshold: float) -> float:
+        if threshold == 0:
+            raise ValueError("a threshold of 0 would stop an arm for any harm; give a margin")
+        return threshold
+
+
+class BanditSchedule(RequestBody):
+    """When a bandit's weights are recomputed (whichever comes first, once there is new
+    data), and the least share of traffic any arm keeps."""
+
+    every_exposures: int = Field(default=1000, ge=1, le=10_000_000)
+    every_seconds: float = Field(default=3600.0, ge=1, le=30 * 86400)
+    floor: float = Field(default=0.05, ge=0, lt=0.5, description="Least weight of any arm")
+
+
 class ExperimentDefinition(RequestBody):
     """The full definition, as ``PUT /api/admin/experiments/{key}`` replaces it."""
 
@@ -81,6 +107,18 @@ class ExperimentDefinition(RequestBody):
     secondary_metrics: list[MetricName] = Field(default_factory=list, max_length=20)
     guardrail_metrics: list[MetricName] = Field(default_factory=list, max_length=20)
     variants: list[VariantDefinition] = Field(min_length=2, max_length=20)
+    type: Literal["ab", "bandit"] = Field(
+        default="ab", description="bandit: Thompson sampling moves traffic to the best arm"
+    )
+    auto_stop: bool = Field(
+        default=False, description="Stop an arm that is significantly past a guardrail"
+    )
+    guardrail_thresholds: dict[MetricName, GuardrailThreshold] = Field(
+        default_factory=dict, description="Per guardrail metric (a defined one)"
+    )
+    bandit: BanditSchedule | None = Field(
+        default=None, description="A bandit's schedule (defaults when left out)"
+    )
 
     @field_validator("eligible_routes")
     @classmethod
@@ -106,6 +144,17 @@ class ExperimentDefinition(RequestBody):
             raise ValueError(f"variants: allocations must sum to 100, not {total:g}")
         # Control first, the rest in the order given.
         self.variants = controls + [v for v in self.variants if not v.is_control]
+        for name in self.guardrail_thresholds:
+            if name not in self.guardrail_metrics:
+                raise ValueError(
+                    f"guardrail_thresholds.{name}: not one of guardrail_metrics; add it there"
+                )
+        if self.type == "bandit":
+            if "primary_metric" not in self.model_fields_set:
+                raise ValueError("primary_metric: a bandit needs the metric it optimises")
+            self.bandit = self.bandit or BanditSchedule()
+        elif self.bandit is not None:
+            raise ValueError("bandit: only an experiment of type bandit has a schedule")
         return self
 
 
@@ -127,6 +176,8 @@ class ExperimentUpdate(ExperimentDefinition):
     archived_at: datetime | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    stopped_arms: list[str] | None = Field(default=None, description="State: ignored")
+    weights: list[float] | None = Field(default=None, description="State: ignored")
 
 
 class ExperimentPublic(BaseModel):
@@ -145,6 +196,25 @@ class ExperimentPublic(BaseModel):
     secondary_metrics: list[str]
     guardrail_metrics: list[str]
     variants: list[dict[str, Any]]
+    type: str = "ab"
+    auto_stop: bool = False
+    guardrail_thresholds: dict[str, Any] = Field(default_factory=dict)
+    bandit: dict[str, Any] | None = None
+    stopped_arms: list[str] = Field(
+        default_factory=list,
+        description="Arms a guardrail stopped: their units are served the control (why: in "
+        "the results)",
+    )
+    weights: list[float] | None = Field(
+        default=None, description="A bandit's weights in force, in the order of variants"
+    )
+
+    @field_validator("stopped_arms", mode="before")
+    @classmethod
+    def _arm_keys(cls, stopped: Any) -> Any:
+        """Only which arms are stopped: the numbers behind a stop are the results', which
+        only admins read."""
+        return sorted(stopped) if isinstance(stopped, dict) else stopped
 
 
 class ExperimentAdmin(ExperimentPublic):
@@ -259,6 +329,15 @@ class ExperimentResults(BaseModel):
         default_factory=dict,
         description="Sample-ratio mismatch, rejected events by reason, multiple exposure, "
         "and whether every arm has the minimum sample",
+    )
+    guardrails: dict[str, Any] = Field(
+        default_factory=dict,
+        description="auto_stop, thresholds, the arms stopped (metric, numbers, time) and the "
+        "audit trail of stops and resumes",
+    )
+    traffic: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The shares of traffic in force, a bandit's weights, and their history",
     )
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.errors import Conflict, Invalid, NotFound
-from promptlooper.online import assignment, definitions, tallies
+from promptlooper.online import assignment, checks, definitions, sticky, tallies, traffic
 from promptlooper.online.models import OnlineExperiment, SiteSettings, VariantTotals
 from promptlooper.online.schemas import (
     READ_ONLY,
@@ -86,6 +86,12 @@ def _apply(experiment: OnlineExperiment, key: str, body: ExperimentDefinition) -
     experiment.secondary_metrics = list(body.secondary_metrics)
     experiment.guardrail_metrics = list(body.guardrail_metrics)
     experiment.variants = [v.model_dump(mode="json") for v in body.variants]
+    experiment.type = body.type
+    experiment.auto_stop = body.auto_stop
+    experiment.guardrail_thresholds = {
+        name: rule.model_dump() for name, rule in body.guardrail_thresholds.items()
+    }
+    experiment.bandit = body.bandit.model_dump() if body.bandit else None
 
 
 async def _check_links(
@@ -119,8 +125,9 @@ async def create_experiment(
 ) -> OnlineExperiment:
     await _check_links(session, body, known)
     await definitions.check_names(session, body)
+    await checks.check(session, body)
     await _check_cookie(session, body.experiment_key, body.cookie_name)
-    experiment = OnlineExperiment(experiment_key=body.experiment_key)
+    experiment = OnlineExperiment(experiment_key=body.experiment_key, stopped_arms={}, weights=None)
     _apply(experiment, body.experiment_key, body)
     session.add(experiment)
     try:
@@ -156,11 +163,23 @@ async def update_experiment(
     await _check_arms(session, experiment, body)
     await _check_links(session, body, known)
     await definitions.check_names(session, body)
+    await checks.check(session, body)
     await _check_cookie(session, key, body.cookie_name)
     seed = experiment.hash_seed
+    allocations = [(v["variant_key"], v["allocation"]) for v in experiment.variants]
     _apply(experiment, key, body)
     if body.hash_seed is None:
         experiment.hash_seed = seed
+    if body.type != "bandit" or allocations != [
+        (v.variant_key, v.allocation) for v in body.variants
+    ]:
+        # New allocations are new starting weights; an A/B test has none of its own.
+        experiment.weights = None
+    keys = {v.variant_key for v in body.variants}
+    if not set(experiment.stopped_arms) <= keys:
+        # Only when arms went (never while running): rewriting it otherwise could undo a stop
+        # the server's upkeep committed since this request read the experiment.
+        experiment.stopped_arms = {k: v for k, v in experiment.stopped_arms.items() if k in keys}
     await session.flush()
     return experiment
 
@@ -304,14 +323,36 @@ def is_live(experiment: OnlineExperiment) -> bool:
 
 
 def variant_for(experiment: OnlineExperiment, unit_id: str, path: str | None = None) -> str | None:
-    """The unit's variant key, or None: not live, route not eligible, or outside coverage."""
+    """The unit's variant key, or None: not live, route not eligible, or outside coverage; a
+    unit of an arm a guardrail stopped is served the control. A bandit's units are stuck to
+    their first arm instead: ``served_variants``."""
     if not is_live(experiment):
         return None
     if path is not None and not assignment.route_matches(path, experiment.eligible_routes):
         return None
     allocations = [v["allocation"] for v in experiment.variants]
     index = assignment.assign(unit_id, experiment.hash_seed, allocations, experiment.coverage)
-    return None if index is None else experiment.variants[index]["variant_key"]
+    hashed = None if index is None else experiment.variants[index]["variant_key"]
+    return traffic.served(experiment, hashed)
+
+
+async def served_variants(
+    session: AsyncSession,
+    experiment: OnlineExperiment,
+    unit_ids: Collection[str],
+    *,
+    store: bool = True,
+) -> dict[str, str]:
+    """Unit id → the variant it is served (units outside the experiment left out), for an
+    A/B test by hashing, for a bandit from its sticky assignments (``sticky.py``; with
+    ``store=False``, on a path that only reads, a new unit's arm is not stored yet)."""
+    if not is_live(experiment):
+        return {}
+    if experiment.type == "bandit":
+        stuck = await sticky.arms(session, experiment, unit_ids, store=store)
+        return {unit: traffic.served(experiment, arm) or arm for unit, arm in stuck.items()}
+    found = {unit: variant_for(experiment, unit) for unit in unit_ids}
+    return {unit: variant for unit, variant in found.items() if variant is not None}
 
 
 async def assign_unit(
@@ -320,7 +361,9 @@ async def assign_unit(
     experiment = await get_experiment(session, key)
     if not await experiments_enabled(session):
         return None
-    return variant_for(experiment, unit_id, path)
+    if path is not None and not assignment.route_matches(path, experiment.eligible_routes):
+        return None
+    return (await served_variants(session, experiment, [unit_id])).get(unit_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,15 +379,21 @@ async def arm_for(
     session: AsyncSession, agent_variant_ids: set[uuid.UUID], unit_id: str
 ) -> Arm | None:
     """The unit's arm in the oldest live experiment that links any of ``agent_variant_ids``;
-    None when no such experiment runs or the unit is outside it."""
-    return (await arms_for(session, agent_variant_ids, [unit_id])).get(unit_id)
+    None when no such experiment runs or the unit is outside it. Resolution only reads: a
+    bandit's new unit gets its arm stored by its first performance record (or assignment)."""
+    return (await arms_for(session, agent_variant_ids, [unit_id], store=False)).get(unit_id)
 
 
 async def arms_for(
-    session: AsyncSession, agent_variant_ids: set[uuid.UUID], unit_ids: Collection[str]
+    session: AsyncSession,
+    agent_variant_ids: set[uuid.UUID],
+    unit_ids: Collection[str],
+    *,
+    store: bool = True,
 ) -> dict[str, Arm]:
     """``arm_for`` of many units at once (the units outside the experiment left out): one
-    registry read for a batch of performance records."""
+    registry read for a batch of performance records, whose transaction stores a bandit's
+    new units' arms."""
     if not agent_variant_ids or not unit_ids or not await experiments_enabled(session):
         return {}
     wanted = {str(i) for i in agent_variant_ids}
@@ -353,10 +402,8 @@ async def arms_for(
         if not is_live(experiment) or not linked & wanted:
             continue
         found = {}
-        for unit_id in unit_ids:
-            key = variant_for(experiment, unit_id)
-            if key is None:
-                continue
+        served = await served_variants(session, experiment, unit_ids, store=store)
+        for unit_id, key in served.items():
             arm = next(v for v in experiment.variants if v["variant_key"] == key)
             link = arm.get("agent_variant_id")
             found[unit_id] = Arm(

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.db.deps import SessionDep
 from promptlooper.errors import Conflict, Invalid
-from promptlooper.online import definitions, offline, results, service
+from promptlooper.online import definitions, guardrails, offline, results, service
 from promptlooper.online.models import OnlineExperiment
 from promptlooper.online.schemas import (
     EVENT_TYPES,
@@ -28,6 +28,7 @@ from promptlooper.web.online_forms import (
     SECONDARY,
     definition_data,
     form_of,
+    kept_settings,
     place_errors,
     refusal,
     row_count,
@@ -189,6 +190,7 @@ async def update_experiment(
         return await _form_page(request, viewer, session, form, {}, experiment=experiment)
     data, rows = definition_data(form)
     data.pop("experiment_key", None)
+    data |= kept_settings(experiment, data)
     status = 422
     try:
         service.check_version(experiment, form.get("version", ""))
@@ -254,6 +256,16 @@ async def archive(request: Request, key: str, viewer: ViewerDep, session: Sessio
         f"Experiment {experiment.name} archived: stopped and off the public list; its results "
         "stay readable.",
     )
+
+
+@router.post(HOME + "/{key}/arms/{variant}/resume")
+async def resume_arm(
+    request: Request, key: str, variant: str, viewer: ViewerDep, session: SessionDep
+) -> Response:
+    _admin(viewer)
+    await guardrails.resume(session, key, variant, viewer.principal.username)
+    await session.commit()
+    return redirect(request, f"{HOME}/{key}", f"Arm {variant} resumed: its visitors see it again.")
 
 
 @router.get(HOME + "/{key}")

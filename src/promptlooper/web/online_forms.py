@@ -95,6 +95,23 @@ def definition_data(form: Mapping[str, str]) -> tuple[dict[str, Any], list[int]]
     return data, rows
 
 
+def kept_settings(experiment: OnlineExperiment, data: dict[str, Any]) -> dict[str, Any]:
+    """The settings the form does not show (a bandit's type and schedule, auto-stop and the
+    guardrail thresholds, set through the API or the CLI), carried over so that saving the
+    form never drops them; a threshold goes with its metric when the form unticks it."""
+    guarded = set(data.get("guardrail_metrics", []))
+    return {
+        "type": experiment.type,
+        "auto_stop": experiment.auto_stop,
+        "guardrail_thresholds": {
+            name: rule
+            for name, rule in (experiment.guardrail_thresholds or {}).items()
+            if name in guarded
+        },
+        "bandit": experiment.bandit,
+    }
+
+
 def place_errors(errors: dict[str, str], rows: list[int]) -> dict[str, str]:
     """Problems keyed by the form's own field names: a variant's by its row, the schema's
     whole-definition checks on the variants ("allocations must sum to 100") beside them."""

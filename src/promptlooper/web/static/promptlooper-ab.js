@@ -51,11 +51,17 @@
     });
   }
 
+  // A bandit's weights in force (new visitors only: the cookie keeps a returning visitor's
+  // arm), otherwise the allocations.
+  function weightsOf(experiment) {
+    if (experiment.weights && experiment.weights.length === experiment.variants.length) {
+      return experiment.weights;
+    }
+    return experiment.variants.map(function (v) { return v.allocation / 100; });
+  }
+
   function choose(unit, experiment) {
-    var ranges = bucketRanges(
-      experiment.variants.map(function (v) { return v.allocation / 100; }),
-      experiment.coverage / 100
-    );
+    var ranges = bucketRanges(weightsOf(experiment), experiment.coverage / 100);
     var n = hashUnit(experiment.hash_seed, unit);
     for (var i = 0; i < ranges.length; i++) {
       if (n >= ranges[i][0] && n < ranges[i][1]) return experiment.variants[i].variant_key;
@@ -170,6 +176,8 @@
       if (keys.indexOf(variant) < 0) variant = choose(unit, experiment);
       if (!variant) return;
       writeCookie(experiment.cookie_name, variant);
+      // The cookie keeps the arm; while a guardrail has stopped it, the control is served.
+      if ((experiment.stopped_arms || []).indexOf(variant) >= 0) variant = keys[0];
       assignments[experiment.experiment_key] = variant;
       reveal(experiment.experiment_key, variant);
       // One impression per visitor and experiment: the id makes repeats no-ops.

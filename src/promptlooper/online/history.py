@@ -1,0 +1,149 @@
+"""The history of traffic shares in force (bandit updates, arms stopped and resumed), and the
+shares the SRM check expects from it. The caller commits.
+
+Each change records how many units the experiment had exposed when it took effect, so the
+units exposed under each set of shares are differences of running totals: the expected split
+is Σ over periods of (units exposed in the period × that period's shares), never a scan of the
+events. Units are counted at their first exposure, which for a sticky bandit is when they were
+assigned, so a period's new units followed that period's shares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from promptlooper.online import traffic
+from promptlooper.online.models import (
+    ArmEvent,
+    MetricTotals,
+    OnlineExperiment,
+    VariantTotals,
+    WeightChange,
+)
+from promptlooper.online.tallies import PERFORMANCE
+
+SERVED_UNITS = f"{PERFORMANCE}calls:units"
+"""The running term counting the units an arm served performance records for."""
+
+
+async def exposed_total(session: AsyncSession, key: str) -> int:
+    """Units the experiment has exposed (an impression) or served (a performance record with
+    their unit id), over all arms, from the running totals: what a bandit's schedule counts,
+    and what the periods of the SRM check are measured in."""
+    exposed = await session.scalar(
+        select(func.sum(VariantTotals.exposed)).where(VariantTotals.experiment_key == key)
+    )
+    served = await session.scalar(
+        select(func.sum(MetricTotals.value)).where(
+            MetricTotals.experiment_key == key, MetricTotals.term == SERVED_UNITS
+        )
+    )
+    return int(exposed or 0) + int(served or 0)
+
+
+async def record(session: AsyncSession, experiment: OnlineExperiment, reason: str) -> WeightChange:
+    """Note that the experiment's current shares are in force from now on."""
+    change = WeightChange(
+        experiment_key=experiment.experiment_key,
+        weights=traffic.shares(experiment),
+        exposed=await exposed_total(session, experiment.experiment_key),
+        reason=reason,
+    )
+    session.add(change)
+    await session.flush()
+    return change
+
+
+async def changes(session: AsyncSession, key: str) -> list[WeightChange]:
+    """The experiment's changes, oldest first."""
+    query = select(WeightChange).where(WeightChange.experiment_key == key)
+    return list(await session.scalars(query.order_by(WeightChange.created_at, WeightChange.id)))
+
+
+async def latest(session: AsyncSession, key: str, reason: str) -> WeightChange | None:
+    """The experiment's last change of ``reason``."""
+    query = select(WeightChange).where(
+        WeightChange.experiment_key == key, WeightChange.reason == reason
+    )
+    order = (WeightChange.created_at.desc(), WeightChange.id.desc())
+    return await session.scalar(query.order_by(*order).limit(1))
+
+
+async def changes_of(session: AsyncSession, keys: Sequence[str]) -> dict[str, list[WeightChange]]:
+    """``changes`` of several experiments in one query."""
+    found: dict[str, list[WeightChange]] = {key: [] for key in keys}
+    query = select(WeightChange).where(WeightChange.experiment_key.in_(list(keys)))
+    for change in await session.scalars(query.order_by(WeightChange.created_at, WeightChange.id)):
+        found[change.experiment_key].append(change)
+    return found
+
+
+async def arm_events(session: AsyncSession, key: str) -> list[ArmEvent]:
+    """The audit trail of the experiment's arms stopped and resumed, oldest first."""
+    query = select(ArmEvent).where(ArmEvent.experiment_key == key)
+    return list(await session.scalars(query.order_by(ArmEvent.created_at, ArmEvent.id)))
+
+
+async def summary(session: AsyncSession, experiment: OnlineExperiment) -> dict[str, Any]:
+    """What the results show of guardrails and weights: stopped arms with the audit trail,
+    the shares in force and their history."""
+    key = experiment.experiment_key
+    return {
+        "guardrails": {
+            "auto_stop": experiment.auto_stop,
+            "thresholds": experiment.guardrail_thresholds or {},
+            "stopped_arms": experiment.stopped_arms or {},
+            "events": [public_event(e) for e in await arm_events(session, key)],
+        },
+        "traffic": {
+            "type": experiment.type,
+            "shares": traffic.shares(experiment),
+            "weights": experiment.weights,
+            "history": [public(c) for c in await changes(session, key)],
+        },
+    }
+
+
+def expected_shares(
+    experiment: OnlineExperiment, found: Sequence[WeightChange], exposed: int
+) -> list[float]:
+    """Per variant (in order), the share of the ``exposed`` units the shares in force while
+    they arrived predict; the allocations when nothing changed."""
+    keys = [v["variant_key"] for v in experiment.variants]
+    configured = [v["allocation"] / 100 for v in experiment.variants]
+    if not found or exposed <= 0:
+        return configured
+    periods: list[tuple[int, list[float]]] = [(0, configured)]
+    periods += [(c.exposed, [float(c.weights.get(k, 0.0)) for k in keys]) for c in found]
+    expected = [0.0] * len(keys)
+    for index, (start, weights) in enumerate(periods):
+        end = periods[index + 1][0] if index + 1 < len(periods) else exposed
+        span = max(0, min(end, exposed) - start)
+        for arm, weight in enumerate(weights):
+            expected[arm] += span * weight
+    total = sum(expected)
+    return [e / total for e in expected] if total else configured
+
+
+def public_event(event: ArmEvent) -> dict[str, Any]:
+    return {
+        "at": event.created_at.isoformat(),
+        "variant_key": event.variant_key,
+        "action": event.action,
+        "metric": event.metric,
+        "actor": event.actor,
+        "details": event.details,
+    }
+
+
+def public(change: WeightChange) -> dict[str, Any]:
+    return {
+        "at": change.created_at.isoformat(),
+        "reason": change.reason,
+        "exposed": change.exposed,
+        "weights": change.weights,
+    }

@@ -1,0 +1,169 @@
+"""Bandits: Thompson sampling moves traffic to the better arm on the server's schedule, units
+keep their arm when the weights change, the weights' history is kept and the SRM check
+expects the weights that were in force."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from promptlooper.online import bandits, service, tallies, thompson, upkeep
+from promptlooper.online.models import OnlineExperiment
+
+CREATE = "/api/admin/experiments"
+KEY = "answer_bandit"
+RESULTS = f"/api/v1/experiments/results?experiment_key={KEY}"
+RATES = {"control": 0.05, "better": 0.25}
+
+
+def _bandit(**changes) -> dict:
+    return {
+        "experiment_key": KEY,
+        "name": "Answer bandit",
+        "cookie_name": "pl_answer_bandit",
+        "type": "bandit",
+        "primary_metric": "conversion",
+        "bandit": {"every_exposures": 200, "every_seconds": 3600, "floor": 0.05},
+        "variants": [
+            {"variant_key": "control", "allocation": 50, "is_control": True},
+            {"variant_key": "better", "allocation": 50},
+        ],
+    } | changes
+
+
+async def _assign(client: httpx.AsyncClient, unit: str) -> str | None:
+    found = await client.get(f"/api/experiments/{KEY}/assignment", params={"unit_id": unit})
+    assert found.status_code == 200, found.text
+    return found.json()["variant_key"]
+
+
+async def _round(sessionmaker, units: list[str], rng: random.Random) -> dict[str, str]:
+    """New units assigned as the server assigns them, exposed, converting at their arm's
+    rate; then the server's upkeep runs."""
+    now = datetime.now(UTC)
+    async with sessionmaker() as session:
+        experiment = await service.get_experiment(session, KEY)
+        arms = await service.served_variants(session, experiment, units)
+        events = []
+        for unit, arm in arms.items():
+            row = {"experiment_key": KEY, "variant_key": arm, "session_id": unit, "path": "/"}
+            row |= {"event_id": None, "value": None, "metadata": None, "created_at": now}
+            events.append(row | {"event_type": "impression"})
+            if rng.random() < RATES[arm]:
+                events.append(row | {"event_type": "conversion"})
+        await tallies.record(session, events)
+        await session.commit()
+    await upkeep.run_once(sessionmaker)
+    return arms
+
+
+async def test_a_bandit_shifts_traffic_to_the_better_arm_and_units_keep_their_arm(
+    client: httpx.AsyncClient, sessionmaker, bootstrap_headers
+):
+    created = await client.post(CREATE, json=_bandit(), headers=bootstrap_headers)
+    assert created.status_code == 201, created.text
+    early = {f"early-{i}": await _assign(client, f"early-{i}") for i in range(20)}
+    assert set(early.values()) == {"control", "better"}
+    rng = random.Random(3)
+    seen: dict[str, str] = {}
+    for index in range(6):
+        seen |= await _round(sessionmaker, [f"u{index}-{i}" for i in range(400)], rng)
+
+    experiment = (await client.get(f"{CREATE}/{KEY}", headers=bootstrap_headers)).json()
+    control_weight, better_weight = experiment["weights"]
+    assert better_weight > 0.8
+    assert control_weight >= 0.05
+    public = next(
+        e for e in (await client.get("/api/experiments")).json() if e["experiment_key"] == KEY
+    )
+    assert public["weights"] == experiment["weights"]
+    # Later rounds gave the better arm most of the new units ...
+    last = [arm for unit, arm in seen.items() if unit.startswith("u5-")]
+    assert last.count("better") / len(last) > 0.7
+    # ... while every unit kept the arm it was first given.
+    for unit, arm in early.items():
+        assert await _assign(client, unit) == arm
+    for unit in ["u0-1", "u0-2", "u0-3", "u1-7"]:
+        assert await _assign(client, unit) == seen[unit]
+
+    found = (await client.get(RESULTS, headers=bootstrap_headers)).json()[0]
+    history = found["traffic"]["history"]
+    assert len(history) >= 5
+    assert {c["reason"] for c in history} == {"bandit"}
+    assert history[-1]["weights"]["better"] == pytest.approx(better_weight)
+    assert [c["exposed"] for c in history] == sorted(c["exposed"] for c in history)
+    # Exposures followed the weights in force, so there is no sample-ratio mismatch, although
+    # the split is far from the 50/50 allocations.
+    assert found["health"]["srm_mismatch"] is False
+    exposed = [v["unique_sessions"] for v in found["variants"]]
+    assert exposed[1] > 2 * exposed[0]
+
+
+async def test_weights_wait_for_their_schedule(
+    client: httpx.AsyncClient, sessionmaker, bootstrap_headers
+):
+    body = _bandit(bandit={"every_exposures": 10_000, "every_seconds": 600, "floor": 0.1})
+    assert (await client.post(CREATE, json=body, headers=bootstrap_headers)).status_code == 201
+    await _round(sessionmaker, [f"u-{i}" for i in range(300)], random.Random(1))
+    async with sessionmaker() as session:
+        experiment = await session.scalar(select(OnlineExperiment))
+        assert experiment.weights is None
+        later = datetime.now(UTC) + timedelta(seconds=601)
+        change = await bandits.reweigh(session, experiment, now=later)
+        assert change is not None
+        assert min(experiment.weights) >= 0.1
+
+
+def test_thompson_sampling_favours_the_better_arm_above_the_floor():
+    rng = np.random.default_rng(0)
+    chances = thompson.chance_best(
+        [0.10, 0.12, 0.30], [0.09, 0.1056, 0.21], [500, 500, 500], higher_is_better=True, rng=rng
+    )
+    assert chances is not None
+    assert chances[2] > 0.99
+    weights = thompson.with_floor(chances, 0.05)
+    assert sum(weights) == pytest.approx(1.0)
+    assert min(weights) >= 0.05
+    assert weights[2] > 0.85
+    lower = thompson.chance_best(
+        [0.10, 0.30], [0.09, 0.21], [500, 500], higher_is_better=False, rng=rng
+    )
+    assert lower is not None
+    assert lower[0] > 0.99
+    assert (
+        thompson.chance_best([0.1, 0.2], [0.09, 0.16], [1, 500], higher_is_better=True, rng=rng)
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"primary_metric": None}, "primary_metric"),
+        ({"primary_metric": "cta_click"}, "primary_metric"),
+        (
+            {
+                "bandit": {"floor": 0.4},
+                "variants": [
+                    {"variant_key": "control", "allocation": 40, "is_control": True},
+                    {"variant_key": "b", "allocation": 30},
+                    {"variant_key": "c", "allocation": 30},
+                ],
+            },
+            "bandit.floor",
+        ),
+        ({"type": "ab"}, "bandit"),
+    ],
+)
+async def test_a_bandit_without_a_usable_primary_metric_is_a_422(
+    client: httpx.AsyncClient, bootstrap_headers, changes, field
+):
+    body = {k: v for k, v in (_bandit() | changes).items() if v is not None}
+    response = await client.post(CREATE, json=body, headers=bootstrap_headers)
+    assert response.status_code == 422, response.text
+    assert field in response.text

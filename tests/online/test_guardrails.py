@@ -1,0 +1,196 @@
+"""Guardrails that act: an arm past its threshold is stopped by the server's upkeep, its units
+are served the control, the stop is audited and shown, and resuming it by hand undoes it."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from promptlooper.online import tallies, upkeep
+from promptlooper.online.models import ArmEvent
+
+EXPERIMENT = "/api/admin/experiments/homepage_hero_test"
+RESULTS = "/api/v1/experiments/results?experiment_key=homepage_hero_test"
+COST = {
+    "name": "cost-per-call",
+    "source": "llm_call",
+    "aggregation": "ratio",
+    "denominator": "llm_call",
+    "direction": "lower",
+}
+SUCCESS = {"name": "answered", "source": "answer", "aggregation": "proportion"}
+TRACKED = frozenset({"llm_call", "answer"})
+
+
+async def _guard(client: httpx.AsyncClient, headers: dict, **changes) -> httpx.Response:
+    for metric in (COST, SUCCESS):
+        await client.post("/api/admin/metrics", json=metric, headers=headers)
+    experiment = (await client.get(EXPERIMENT, headers=headers)).json()
+    body = experiment | {
+        "guardrail_metrics": ["cost-per-call"],
+        "guardrail_thresholds": {"cost-per-call": {"threshold": 0.2}},
+        "auto_stop": True,
+    }
+    return await client.put(EXPERIMENT, json=body | changes, headers=headers)
+
+
+async def store(sessionmaker, events: list[dict]) -> None:
+    """Store events as ingestion does, with the defined metrics' running totals."""
+    now = datetime.now(UTC)
+    defaults = {"path": "/", "event_id": None, "value": None, "metadata": None, "created_at": now}
+    async with sessionmaker() as session:
+        await tallies.record(session, [defaults | e for e in events], TRACKED)
+        await session.commit()
+
+
+def _traffic(units: int, costs: dict[str, float]) -> list[dict]:
+    """Per arm, ``units`` exposed units each making three LLM calls around the arm's cost."""
+    rng = random.Random(7)
+    events = []
+    for variant, cost in costs.items():
+        for index in range(units):
+            unit = {"variant_key": variant, "session_id": f"{variant}-{index}"}
+            events.append(
+                {"experiment_key": "homepage_hero_test", "event_type": "impression"} | unit
+            )
+            for _ in range(3):
+                value = cost * rng.uniform(0.7, 1.3)
+                events.append(
+                    {
+                        "experiment_key": "homepage_hero_test",
+                        "event_type": "llm_call",
+                        "value": value,
+                    }
+                    | unit
+                )
+    return events
+
+
+async def _unit_in(client: httpx.AsyncClient, variant: str) -> str:
+    for index in range(200):
+        unit = f"visitor-{index}"
+        found = await client.get(
+            "/api/experiments/homepage_hero_test/assignment", params={"unit_id": unit}
+        )
+        if found.json()["variant_key"] == variant:
+            return unit
+    raise AssertionError(f"no unit hashes to {variant}")
+
+
+async def _assigned(client: httpx.AsyncClient, unit: str) -> str | None:
+    found = await client.get(
+        "/api/experiments/homepage_hero_test/assignment", params={"unit_id": unit}
+    )
+    return found.json()["variant_key"]
+
+
+async def test_guardrail_stops_an_expensive_arm_and_resume_undoes_it(
+    client: httpx.AsyncClient, sessionmaker, registry, bootstrap_headers
+):
+    assert (await _guard(client, bootstrap_headers)).status_code == 200
+    unit = await _unit_in(client, "tiny_gang_social_proof")
+    # The treatment costs twice as much per call: far past +20 %.
+    await store(sessionmaker, _traffic(300, {"control": 1.0, "tiny_gang_social_proof": 2.0}))
+
+    await upkeep.run_once(sessionmaker)
+
+    assert await _assigned(client, unit) == "control"
+    public = (await client.get("/api/experiments")).json()
+    hero = next(e for e in public if e["experiment_key"] == "homepage_hero_test")
+    assert hero["stopped_arms"] == ["tiny_gang_social_proof"]
+    async with sessionmaker() as session:
+        (audit,) = await session.scalars(select(ArmEvent))
+    assert (audit.action, audit.variant_key, audit.metric, audit.actor) == (
+        "stopped",
+        "tiny_gang_social_proof",
+        "cost-per-call",
+        "guardrail",
+    )
+    assert audit.details["ci"][0] > 0.2
+    assert audit.details["lift"] == pytest.approx(1.0, abs=0.1)
+    found = (await client.get(RESULTS, headers=bootstrap_headers)).json()[0]
+    stopped = found["guardrails"]["stopped_arms"]["tiny_gang_social_proof"]
+    assert stopped["metric"] == "cost-per-call"
+    assert stopped["at"]
+    assert found["traffic"]["shares"] == {"control": 1.0, "tiny_gang_social_proof": 0.0}
+    assert [c["reason"] for c in found["traffic"]["history"]] == ["stopped"]
+
+    resume = "/api/admin/experiments/homepage_hero_test/arms/tiny_gang_social_proof/resume"
+    assert (await client.post(resume)).status_code == 401
+    resumed = await client.post(resume, headers=bootstrap_headers)
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["action"] == "resumed"
+    assert await _assigned(client, unit) == "tiny_gang_social_proof"
+    # A person overruled the guardrail: the next check leaves the arm running.
+    await upkeep.run_once(sessionmaker)
+    assert await _assigned(client, unit) == "tiny_gang_social_proof"
+    again = await client.post(resume, headers=bootstrap_headers)
+    assert again.status_code == 409
+    found = (await client.get(RESULTS, headers=bootstrap_headers)).json()[0]
+    assert [e["action"] for e in found["guardrails"]["events"]] == ["stopped", "resumed"]
+
+
+async def test_an_arm_within_its_guardrail_or_without_auto_stop_keeps_running(
+    client: httpx.AsyncClient, sessionmaker, registry, bootstrap_headers
+):
+    assert (await _guard(client, bootstrap_headers, auto_stop=False)).status_code == 200
+    await store(sessionmaker, _traffic(300, {"control": 1.0, "tiny_gang_social_proof": 2.0}))
+    await upkeep.run_once(sessionmaker)
+    experiment = (await client.get(EXPERIMENT, headers=bootstrap_headers)).json()
+    assert experiment["stopped_arms"] == []
+    # Auto-stop on, but a rise of 100 % allowed: the arm is within its guardrail.
+    changed = experiment | {
+        "auto_stop": True,
+        "guardrail_thresholds": {"cost-per-call": {"threshold": 2.0}},
+    }
+    assert (await client.put(EXPERIMENT, json=changed, headers=bootstrap_headers)).is_success
+    await upkeep.run_once(sessionmaker)
+    experiment = (await client.get(EXPERIMENT, headers=bootstrap_headers)).json()
+    assert experiment["stopped_arms"] == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        (
+            {"guardrail_thresholds": {"cost-per-call": {"threshold": -0.2}}},
+            "guardrail_thresholds.cost-per-call.threshold",
+        ),
+        (
+            {
+                "guardrail_metrics": ["answered"],
+                "guardrail_thresholds": {"answered": {"threshold": 0.02, "scale": "absolute"}},
+            },
+            "guardrail_thresholds.answered.threshold",
+        ),
+        ({"guardrail_thresholds": {"answered": {"threshold": -0.02}}}, "guardrail_thresholds"),
+        (
+            {
+                "guardrail_metrics": ["conversion"],
+                "guardrail_thresholds": {"conversion": {"threshold": -0.1}},
+            },
+            "guardrail_thresholds.conversion",
+        ),
+    ],
+)
+async def test_a_threshold_of_the_wrong_sign_or_metric_is_a_422_naming_the_field(
+    client: httpx.AsyncClient, registry, bootstrap_headers, changes, field
+):
+    response = await _guard(client, bootstrap_headers, **changes)
+    assert response.status_code == 422, response.text
+    assert field in response.text
+    assert (await client.get(EXPERIMENT, headers=bootstrap_headers)).json()["auto_stop"] is False
+
+
+async def test_resuming_an_arm_needs_an_admin_and_a_known_arm(
+    client: httpx.AsyncClient, registry, bootstrap_headers
+):
+    base = "/api/admin/experiments/homepage_hero_test/arms"
+    assert (await client.post(f"{base}/nope/resume", headers=bootstrap_headers)).status_code == 404
+    assert (
+        await client.post(f"{base}/tiny_gang_social_proof/resume", headers=bootstrap_headers)
+    ).status_code == 409

@@ -1,0 +1,127 @@
+"""Guardrails and bandits over agent variants: performance records with a ``unit_id`` feed
+the guardrail that stops an expensive arm (whose units then resolve to the control's config)
+and a bandit, whose new units keep the arm their first record stored."""
+
+from __future__ import annotations
+
+import random
+
+import httpx
+from sqlalchemy import select
+
+from promptlooper.online import service, upkeep
+from promptlooper.online.models import UnitAssignment
+from tests.variants.test_agents_api import url
+
+METRICS = [
+    {"name": "cost-per-call", "kind": "performance", "source": "cost",
+     "aggregation": "ratio", "denominator": "cost", "direction": "lower"},
+    {"name": "quality", "kind": "performance", "source": "quality", "aggregation": "mean"},
+]  # fmt: skip
+
+
+async def _hot(client: httpx.AsyncClient, owner, agent, headers) -> dict:
+    for metric in METRICS:
+        created = await client.post("/api/admin/metrics", json=metric, headers=headers)
+        assert created.status_code == 201, created.text
+    hot = await client.post(
+        url(agent, "variants"), json={"name": "Hot", "temperature": 1.2}, headers=owner.headers
+    )
+    return hot.json()
+
+
+async def _experiment(client, headers, hot: dict, **changes) -> None:
+    body = {
+        "experiment_key": "extractor_temperature",
+        "name": "Extractor temperature",
+        "cookie_name": "exp_extractor",
+        "variants": [
+            {"variant_key": "control", "allocation": 50, "is_control": True},
+            {"variant_key": "hot", "allocation": 50, "agent_variant_id": hot["id"]},
+        ],
+    } | changes
+    response = await client.post("/api/admin/experiments", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+
+
+async def _resolve(client, owner, agent, unit: str) -> dict:
+    return (
+        await client.get(url(agent, "config"), params={"unit_id": unit}, headers=owner.headers)
+    ).json()
+
+
+async def _calls(client, owner, agent, units: list[str], call) -> dict[str, str]:
+    """Each unit resolves its config, then logs three calls made with it."""
+    arms, records = {}, []
+    for unit in units:
+        arm = (await _resolve(client, owner, agent, unit))["experiment"]["variant_key"]
+        arms[unit] = arm
+        records += [call(arm) | {"unit_id": unit} for _ in range(3)]
+    stored = await client.post(url(agent, "performance"), json=records, headers=owner.headers)
+    assert stored.status_code == 201, stored.text
+    return arms
+
+
+async def test_an_expensive_agent_variant_is_stopped_and_its_units_get_the_control(
+    client: httpx.AsyncClient, owner, agent, sessionmaker, bootstrap_headers
+):
+    hot = await _hot(client, owner, agent, bootstrap_headers)
+    await _experiment(
+        client,
+        bootstrap_headers,
+        hot,
+        primary_metric="quality",
+        guardrail_metrics=["cost-per-call"],
+        guardrail_thresholds={"cost-per-call": {"threshold": 0.2}},
+        auto_stop=True,
+    )
+    rng = random.Random(5)
+    arms = await _calls(
+        client,
+        owner,
+        agent,
+        [f"visitor-{i}" for i in range(160)],
+        lambda arm: {"cost": (0.02 if arm == "hot" else 0.01) * rng.uniform(0.8, 1.2)},
+    )
+    hot_unit = next(unit for unit, arm in arms.items() if arm == "hot")
+    assert (await _resolve(client, owner, agent, hot_unit))["variant_id"] == hot["id"]
+
+    await upkeep.run_once(sessionmaker)
+
+    served = await _resolve(client, owner, agent, hot_unit)
+    assert served["experiment"]["variant_key"] == "control"
+    assert served["variant_id"] != hot["id"]
+    assert served["config"]["temperature"] != 1.2
+
+
+async def test_a_bandit_over_agent_variants_keeps_each_unit_on_its_first_arm(
+    client: httpx.AsyncClient, owner, agent, sessionmaker, bootstrap_headers
+):
+    hot = await _hot(client, owner, agent, bootstrap_headers)
+    await _experiment(
+        client,
+        bootstrap_headers,
+        hot,
+        type="bandit",
+        primary_metric="quality",
+        bandit={"every_exposures": 1, "every_seconds": 3600, "floor": 0.05},
+    )
+    rng = random.Random(9)
+
+    def call(arm: str) -> dict:
+        return {"quality": (0.9 if arm == "hot" else 0.4) + rng.uniform(-0.1, 0.1)}
+
+    first = await _calls(client, owner, agent, [f"early-{i}" for i in range(60)], call)
+    async with sessionmaker() as session:
+        rows = await session.execute(select(UnitAssignment.unit_id, UnitAssignment.variant_key))
+        stored = dict(rows.all())
+    assert stored == first  # each unit's first record stored the arm its resolution gave
+    # Units served count toward the schedule as exposures do: the server's upkeep updates.
+    await upkeep.run_once(sessionmaker)
+    async with sessionmaker() as session:
+        experiment = await service.get_experiment(session, "extractor_temperature")
+        assert experiment.weights[1] > 0.9
+    for unit, arm in first.items():
+        assert (await _resolve(client, owner, agent, unit))["experiment"]["variant_key"] == arm
+    later = await _calls(client, owner, agent, [f"later-{i}" for i in range(40)], call)
+    assert list(later.values()).count("hot") > 30

@@ -1,0 +1,97 @@
+"""The results page shows an arm a guardrail stopped, with the numbers and a resume button
+for admins, the audit trail, and a bandit's weights with their history."""
+
+from __future__ import annotations
+
+import html
+import random
+import re
+
+import httpx
+
+from promptlooper.online import upkeep
+from promptlooper.online.demo import seed_demo
+from promptlooper.variants.service import existing_variant_ids
+from tests.online.test_bandits import _bandit, _round
+from tests.online.test_guardrails import _guard, _traffic, store
+from tests.web.conftest import UiClient
+
+PAGE = "/ui/online/homepage_hero_test"
+RESUME = PAGE + "/arms/tiny_gang_social_proof/resume"
+
+
+async def test_a_stopped_arm_is_shown_and_resumed_from_the_results_page(
+    ui: UiClient, ui_admin: UiClient, app, client: httpx.AsyncClient, bootstrap_headers
+):
+    async with app.state.sessionmaker() as session:
+        await seed_demo(session, existing_variant_ids)
+        await session.commit()
+    assert (await _guard(client, bootstrap_headers)).status_code == 200
+    await store(
+        app.state.sessionmaker, _traffic(300, {"control": 1.0, "tiny_gang_social_proof": 2.0})
+    )
+    await upkeep.run_once(app.state.sessionmaker)
+
+    page = html.unescape((await ui_admin.get(PAGE)).text)
+    assert "was stopped by its guardrail cost-per-call" in page
+    assert "Resume arm" in page
+    assert "tiny_gang_social_proof stopped by guardrail" in page
+    assert (await ui.post(RESUME, {})).status_code == 403
+    resumed = await ui_admin.post(RESUME, {})
+    assert resumed.status_code == 303
+    page = html.unescape((await ui_admin.get(PAGE)).text)
+    assert "Arm tiny_gang_social_proof resumed" in page
+    assert "was stopped by its guardrail" not in page
+    assert "tiny_gang_social_proof resumed by root-admin" in page
+
+
+async def test_a_bandit_shows_its_weights_and_their_history(
+    ui_admin: UiClient, app, client: httpx.AsyncClient, bootstrap_headers
+):
+    created = await client.post("/api/admin/experiments", json=_bandit(), headers=bootstrap_headers)
+    assert created.status_code == 201
+    for index in range(2):
+        await _round(
+            app.state.sessionmaker, [f"u{index}-{i}" for i in range(300)], random.Random(index)
+        )
+    page = html.unescape((await ui_admin.get("/ui/online/answer_bandit")).text)
+    assert "Guardrails and traffic" in page
+    assert "Bandit weight (%)" in page
+    assert "Weight history" in page
+    assert page.count("<td>bandit</td>") >= 1
+
+
+async def test_saving_the_edit_form_keeps_what_it_does_not_show(
+    ui_admin: UiClient, client: httpx.AsyncClient, bootstrap_headers
+):
+    body = _bandit(auto_stop=True)
+    assert (
+        await client.post("/api/admin/experiments", json=body, headers=bootstrap_headers)
+    ).status_code == 201
+    form = await ui_admin.get("/ui/online/answer_bandit/edit")
+    version = re.search(r'name="version" value="([0-9a-f]+)"', form.text)
+    assert version
+    saved = await ui_admin.post(
+        "/ui/online/answer_bandit/edit",
+        {
+            "version": version[1],
+            "name": "Renamed bandit",
+            "cookie_name": "pl_answer_bandit",
+            "enabled": "on",
+            "status": "running",
+            "coverage": "100",
+            "primary_metric": "conversion",
+            "variants.0.variant_key": "control",
+            "variants.0.allocation": "50",
+            "variants.1.variant_key": "better",
+            "variants.1.allocation": "50",
+            "control": "0",
+        },
+    )
+    assert saved.status_code == 303, saved.text
+    found = (
+        await client.get("/api/admin/experiments/answer_bandit", headers=bootstrap_headers)
+    ).json()
+    assert found["name"] == "Renamed bandit"
+    assert (found["type"], found["auto_stop"]) == ("bandit", True)
+    assert found["bandit"] == body["bandit"]
