@@ -14,6 +14,7 @@ from promptlooper.sweeps.execution import ExecutionOptions, run_experiment
 from promptlooper.sweeps.models import Run, StageResult
 from promptlooper.sweeps.providers import ProviderPolicy
 from promptlooper.sweeps.search import store
+from tests.sweeps import scripted  # noqa: F401  (registers the ``scripted`` provider type)
 from tests.sweeps.conftest import create, run_to_end
 
 LABELS = {"charged": "billing", "crash": "bug", "password": "account"}
@@ -102,6 +103,43 @@ async def test_configs_that_are_as_good_as_each_other_are_not_eliminated(
         "mock:one": {"completed": 80},
         "mock:other": {"completed": 80},
     }
+
+
+def with_a_broken_config(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with one more model, ``broken:down``, whose every call fails."""
+    doc["parameter_space"]["model"].append("broken:down")
+    doc["providers"]["broken"] = {"type": "scripted", "fail": "provider down", "max_retries": 0}
+    return doc
+
+
+async def test_a_config_whose_every_run_fails_is_eliminated_with_its_reason(
+    client: httpx.AsyncClient, app: FastAPI, owner, project_id, sessionmaker
+):
+    doc = with_a_broken_config(racing({"good": 0.95, "close": 0.93}))
+    experiment = await create(client, owner, project_id, doc)
+    final = await run_to_end(client, app, owner, experiment["id"])
+    board = (
+        await client.get(f"/api/experiments/{experiment['id']}/leaderboard", headers=owner.headers)
+    ).json()
+    report = (
+        await client.get(
+            f"/api/export/experiments/{experiment['id']}/report", headers=owner.headers
+        )
+    ).text
+    counts = await _counts(sessionmaker, experiment["id"])
+
+    assert final["status"] == "completed", final
+    assert counts["broken:down"] == {"failed": 20, "skipped": 60}
+    assert counts["mock:good"] == {"completed": 80}
+    (elimination,) = board["eliminated"]
+    assert elimination["parameters"]["model"] == "broken:down"
+    assert elimination["reason"] == "all runs failed"
+    assert elimination["rows"] == 20
+    assert elimination["effect"] is None
+    assert elimination["p_value"] is None
+    assert elimination["lost_to"] in {e["config_hash"] for e in board["data"]}
+    assert f"| `{elimination['config_hash']}` |" in report
+    assert "| all runs failed |" in report
 
 
 @pytest.mark.parametrize("budget", [{"calls": 50}, {"usd": 0.002}, {"tokens": 900}])

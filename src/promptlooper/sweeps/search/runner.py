@@ -180,6 +180,23 @@ async def row_scores(
     }
 
 
+async def failed_rows(search: SearchRun, config_hashes: Collection[str]) -> dict[str, int]:
+    """How many dataset rows each config has a failed run on."""
+    if not config_hashes:
+        return {}
+    query = (
+        select(Run.config_hash, func.count(func.distinct(Run.row_index)))
+        .where(
+            Run.experiment_id == search.experiment.id,
+            Run.status == "failed",
+            Run.config_hash.in_(list(config_hashes)),
+        )
+        .group_by(Run.config_hash)
+    )
+    async with read_only(search.engine).connect() as conn:
+        return {digest: int(count) for digest, count in await conn.execute(query)}
+
+
 async def skip(search: SearchRun, config_hashes: Collection[str] | None = None) -> int:
     """Mark the pending runs of ``config_hashes`` (None: of every config) ``skipped``: the
     search decided not to make them. Returns how many."""
