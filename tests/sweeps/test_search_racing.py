@@ -14,7 +14,10 @@ from promptlooper.sweeps.execution import ExecutionOptions, run_experiment
 from promptlooper.sweeps.models import Run, StageResult
 from promptlooper.sweeps.providers import ProviderPolicy
 from promptlooper.sweeps.search import store
-from tests.sweeps import scripted  # noqa: F401  (registers the ``scripted`` provider type)
+from tests.sweeps import (
+    scripted,  # noqa: F401  (registers the ``scripted`` provider type)
+    tally,
+)
 from tests.sweeps.conftest import create, run_to_end
 
 LABELS = {"charged": "billing", "crash": "bug", "password": "account"}
@@ -222,3 +225,70 @@ async def test_a_race_resumed_after_a_crash_keeps_its_eliminations(
     assert resumed.progress.finished == 160 + 160 + 20 - sum(
         c.get("completed", 0) for c in crashed.values()
     )
+
+
+def tallied(doc: dict[str, Any], latency_ms: int = 20) -> dict[str, Any]:
+    """``doc`` with its mock models answered by the ``tally`` provider, which counts calls."""
+    doc["providers"]["tally"] = {"type": "tally", **doc["providers"].pop("mock")}
+    doc["providers"]["tally"]["latency_ms"] = latency_ms
+    models = doc["parameter_space"]["model"]
+    doc["parameter_space"]["model"] = [m.replace("mock:", "tally:") for m in models]
+    return doc
+
+
+async def _crash_and_resume(app: FastAPI, settings, experiment_id: str, at: int) -> None:
+    """Run the experiment until ``at`` runs have finished, stop it there as a dying process
+    would (calls in flight are abandoned), then resume it to its end."""
+    options = ExecutionOptions(policy=ProviderPolicy.server(settings), lease_seconds=5)
+
+    def crash(progress, _outcome) -> None:
+        if progress.finished == at:
+            raise Crash
+
+    with pytest.raises(BaseExceptionGroup):
+        await run_experiment(
+            app.state.engine, uuid.UUID(experiment_id), options=options, on_progress=crash
+        )
+    await run_experiment(app.state.engine, uuid.UUID(experiment_id), options=options)
+
+
+async def _recorded_calls(sessionmaker, experiment_id: str) -> int:
+    query = (
+        select(func.count())
+        .select_from(StageResult)
+        .join(Run, Run.id == StageResult.run_id)
+        .where(Run.experiment_id == uuid.UUID(experiment_id), StageResult.cached.is_(False))
+    )
+    async with sessionmaker() as session:
+        return (await session.execute(query)).scalar_one()
+
+
+async def test_calls_in_flight_when_the_process_dies_count_against_the_budget_on_resume(
+    client: httpx.AsyncClient, app: FastAPI, owner, project_id, sessionmaker, settings
+):
+    tally.SENT.clear()
+    doc = tallied(racing({"good": 0.95, "close": 0.93, "fair": 0.9}, budget={"calls": 60}))
+    experiment = await create(client, owner, project_id, doc)
+
+    await _crash_and_resume(app, settings, experiment["id"], at=30)
+    recorded = await _recorded_calls(sessionmaker, experiment["id"])
+
+    assert sum(tally.SENT.values()) <= 60
+    assert sum(tally.SENT.values()) > recorded  # the abandoned calls were sent, never recorded
+    assert sum(tally.SENT.values()) >= 54  # a crash costs at most a step of the budget
+
+
+async def test_an_llm_judges_calls_count_against_the_budget_across_a_crash(
+    client: httpx.AsyncClient, app: FastAPI, owner, project_id, settings
+):
+    tally.SENT.clear()
+    doc = tallied(racing({"good": 0.95, "close": 0.93, "fair": 0.9}, budget={"calls": 40}))
+    doc["scorers"].append(
+        {"name": "grade", "type": "llm_judge", "model": "tally:judge", "rubric": "Is it right?"}
+    )
+    experiment = await create(client, owner, project_id, doc)
+
+    await _crash_and_resume(app, settings, experiment["id"], at=10)
+
+    assert tally.SENT["judge"] >= 10
+    assert sum(tally.SENT.values()) <= 40

@@ -22,7 +22,6 @@ from promptlooper.sweeps.search.runner import (
     pending_runs,
     row_scores,
     skip,
-    spent,
 )
 
 
@@ -30,7 +29,6 @@ async def race(step: Step, on_start: OnStart | None) -> None:
     search, progress = step.search, step.progress
     settings = search.plan.spec.search
     pending = await prepare_runs(search.sessionmaker, search.experiment, search.plan)
-    step.limit.spent = await spent(search)
     async with create_sessionmaker(read_only(search.engine))() as session:
         eliminated = {
             e.config_hash for e in await store.eliminations(session, search.experiment.id)
