@@ -4,7 +4,8 @@ intervals, paired comparisons with the leader and their adjustment.
 A fresh SQLite database gets a finished experiment of 12 configs × 50 rows (600 runs, two
 scorers whose scores vary from row to row: a pass/fail one and a graded one). The API's
 leaderboard (``GET /api/experiments/{id}/leaderboard``) is requested in process through the
-ASGI app ``--repeats`` times, in two ways that alternate:
+ASGI app (``ui_server.bench_app``'s, as user ``bench`` with a bearer token) ``--repeats``
+times, in two ways that alternate:
 
 - as it is, with the two functions that compute the statistics (``summary._uncertainty`` per
   config and ``summary.compare_with_leader``) wrapped in timers: their share of each request;
@@ -30,16 +31,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
+from tests.web.conftest import PASSWORD
 from tests.web.seeding import seed_experiment
 
-from promptlooper import migrations
-from promptlooper.api import create_app
-from promptlooper.db.engine import create_engine
-from promptlooper.settings import Settings
+from benchmarks.ui_server import bench_app
 from promptlooper.sweeps import summary
 
-KEY = "leaderboard-benchmark-key-of-enough-length"
 TARGET_SHARE = 0.05
 
 
@@ -55,30 +52,17 @@ def _timed(function: Callable[..., Any], spent: list[float]) -> Callable[..., An
 
 
 async def measure(configs: int, rows: int, repeats: int, folder: Path) -> dict[str, float]:
-    url = f"sqlite+aiosqlite:///{folder / 'board.db'}"
-    engine = create_engine(url)
-    await migrations.upgrade(engine)
-    await engine.dispose()
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=url,
-        data_dir=folder / "data",
-        redis_url="",
-        api_key=KEY,
-        jwt_secret="leaderboard-benchmark-secret-of-enough-bytes",
-        log_level="warning",
-    )
-    app = create_app(settings)
-    headers = {"X-Api-Key": KEY}
     originals = summary._uncertainty, summary.compare_with_leader
     spent: list[float] = []
     timed = (_timed(originals[0], spent), _timed(originals[1], spent))
     bare = (lambda *_args: None, lambda *_args: None)
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+    async with bench_app(folder) as bench:
+        http = bench.ui.http
+        login = await http.post("/api/auth/login", json={"username": "bench", "password": PASSWORD})
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
         project = (await http.post("/api/projects", json={"name": "b"}, headers=headers)).json()
         experiment, _, _ = await seed_experiment(
-            app.state.sessionmaker,
+            bench.app.state.sessionmaker,
             uuid.UUID(project["id"]),
             configs=configs,
             rows=rows,
@@ -111,8 +95,6 @@ async def measure(configs: int, rows: int, repeats: int, folder: Path) -> dict[s
                     without.append(await request(bare))
         finally:
             summary._uncertainty, summary.compare_with_leader = originals
-            await app.state.event_bus.close()
-            await app.state.engine.dispose()
     added = [w - o for w, o in zip(with_stats, without, strict=True)]
     return {
         "added_ms": statistics.median(added) * 1000,
