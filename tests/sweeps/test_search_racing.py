@@ -14,6 +14,7 @@ from promptlooper.sweeps.execution import ExecutionOptions, run_experiment
 from promptlooper.sweeps.models import Run, StageResult
 from promptlooper.sweeps.providers import ProviderPolicy
 from promptlooper.sweeps.search import store
+from promptlooper.sweeps.search.racing import ALL_FAILED, eliminate
 from tests.sweeps import (
     scripted,  # noqa: F401  (registers the ``scripted`` provider type)
     tally,
@@ -292,3 +293,16 @@ async def test_an_llm_judges_calls_count_against_the_budget_across_a_crash(
 
     assert tally.SENT["judge"] >= 10
     assert sum(tally.SENT.values()) <= 40
+
+
+def test_only_a_config_with_failures_and_no_score_at_all_is_eliminated_for_them():
+    scores = {"lead": {0: 1.0, 1: 1.0, 2: 0.0}, "some": {1: 0.0}, "none": {}}
+    failed = {"some": 2, "none": 3}
+
+    (decision,) = eliminate(scores, 0.05, failed)
+
+    assert decision.config_hash == "none"
+    assert decision.lost_to == "lead"
+    assert decision.reason == ALL_FAILED
+    assert decision.rows == 3
+    assert eliminate({"a": {}, "b": {}}, 0.05, {"a": 5, "b": 5}) == []  # nobody to lose to

@@ -3,9 +3,9 @@
 Rows are used in an order shuffled with the search's seed, a slice at a time (each twice the
 last). After each slice the configs still in the race are compared with the leader
 (``racing.eliminate``), and a config whose every run failed is dropped once others have
-scores; the losers' pending runs are skipped. The race ends when one config
-is left, the rows run out, or the budget would be crossed; whatever is still pending then is
-skipped. Decisions are stored as they are made, so a resumed race keeps them.
+scores; the losers' pending runs are skipped. The race ends when one config is left, the rows
+run out, or the budget would be crossed; whatever is still pending then is skipped. Decisions
+are stored as they are made, so a resumed race keeps them.
 """
 
 from __future__ import annotations
