@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from tests.cli.inprocess import Invoke
-from tests.sweeps.test_search_racing import racing
+from tests.sweeps.test_search_racing import racing, with_a_broken_config
 from tests.sweeps.test_search_spec import ONE_CONFIG
 
 
@@ -34,3 +34,15 @@ def test_a_race_lists_its_eliminations_under_the_leaderboard(cli: Invoke, tmp_pa
     assert len(lines) == 1
     assert "mock:bad" in lines[0]
     assert "after 20 rows" in lines[0]
+
+
+def test_a_config_whose_runs_all_failed_is_listed_with_its_reason(cli: Invoke, tmp_path: Path):
+    sweep = tmp_path / "race.yaml"
+    sweep.write_text(yaml.safe_dump(with_a_broken_config(racing({"good": 0.95, "close": 0.93}))))
+
+    outcome = cli("sweep", "run", str(sweep))
+
+    assert outcome.code == 0, outcome.err
+    (line,) = [line for line in outcome.out.splitlines() if "all runs failed" in line]
+    assert "broken:down" in line
+    assert "all runs failed on 20 rows, while" in line

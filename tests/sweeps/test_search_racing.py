@@ -14,6 +14,11 @@ from promptlooper.sweeps.execution import ExecutionOptions, run_experiment
 from promptlooper.sweeps.models import Run, StageResult
 from promptlooper.sweeps.providers import ProviderPolicy
 from promptlooper.sweeps.search import store
+from promptlooper.sweeps.search.racing import ALL_FAILED, eliminate
+from tests.sweeps import (
+    scripted,  # noqa: F401  (registers the ``scripted`` provider type)
+    tally,
+)
 from tests.sweeps.conftest import create, run_to_end
 
 LABELS = {"charged": "billing", "crash": "bug", "password": "account"}
@@ -104,6 +109,43 @@ async def test_configs_that_are_as_good_as_each_other_are_not_eliminated(
     }
 
 
+def with_a_broken_config(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with one more model, ``broken:down``, whose every call fails."""
+    doc["parameter_space"]["model"].append("broken:down")
+    doc["providers"]["broken"] = {"type": "scripted", "fail": "provider down", "max_retries": 0}
+    return doc
+
+
+async def test_a_config_whose_every_run_fails_is_eliminated_with_its_reason(
+    client: httpx.AsyncClient, app: FastAPI, owner, project_id, sessionmaker
+):
+    doc = with_a_broken_config(racing({"good": 0.95, "close": 0.93}))
+    experiment = await create(client, owner, project_id, doc)
+    final = await run_to_end(client, app, owner, experiment["id"])
+    board = (
+        await client.get(f"/api/experiments/{experiment['id']}/leaderboard", headers=owner.headers)
+    ).json()
+    report = (
+        await client.get(
+            f"/api/export/experiments/{experiment['id']}/report", headers=owner.headers
+        )
+    ).text
+    counts = await _counts(sessionmaker, experiment["id"])
+
+    assert final["status"] == "completed", final
+    assert counts["broken:down"] == {"failed": 20, "skipped": 60}
+    assert counts["mock:good"] == {"completed": 80}
+    (elimination,) = board["eliminated"]
+    assert elimination["parameters"]["model"] == "broken:down"
+    assert elimination["reason"] == "all runs failed"
+    assert elimination["rows"] == 20
+    assert elimination["effect"] is None
+    assert elimination["p_value"] is None
+    assert elimination["lost_to"] in {e["config_hash"] for e in board["data"]}
+    assert f"| `{elimination['config_hash']}` |" in report
+    assert "| all runs failed |" in report
+
+
 @pytest.mark.parametrize("budget", [{"calls": 50}, {"usd": 0.002}, {"tokens": 900}])
 async def test_the_budget_is_never_crossed_and_cached_answers_cost_nothing(
     client: httpx.AsyncClient, app: FastAPI, owner, project_id, sessionmaker, budget
@@ -184,3 +226,83 @@ async def test_a_race_resumed_after_a_crash_keeps_its_eliminations(
     assert resumed.progress.finished == 160 + 160 + 20 - sum(
         c.get("completed", 0) for c in crashed.values()
     )
+
+
+def tallied(doc: dict[str, Any], latency_ms: int = 20) -> dict[str, Any]:
+    """``doc`` with its mock models answered by the ``tally`` provider, which counts calls."""
+    doc["providers"]["tally"] = {"type": "tally", **doc["providers"].pop("mock")}
+    doc["providers"]["tally"]["latency_ms"] = latency_ms
+    models = doc["parameter_space"]["model"]
+    doc["parameter_space"]["model"] = [m.replace("mock:", "tally:") for m in models]
+    return doc
+
+
+async def _crash_and_resume(app: FastAPI, settings, experiment_id: str, at: int) -> None:
+    """Run the experiment until ``at`` runs have finished, stop it there as a dying process
+    would (calls in flight are abandoned), then resume it to its end."""
+    options = ExecutionOptions(policy=ProviderPolicy.server(settings), lease_seconds=5)
+
+    def crash(progress, _outcome) -> None:
+        if progress.finished == at:
+            raise Crash
+
+    with pytest.raises(BaseExceptionGroup):
+        await run_experiment(
+            app.state.engine, uuid.UUID(experiment_id), options=options, on_progress=crash
+        )
+    await run_experiment(app.state.engine, uuid.UUID(experiment_id), options=options)
+
+
+async def _recorded_calls(sessionmaker, experiment_id: str) -> int:
+    query = (
+        select(func.count())
+        .select_from(StageResult)
+        .join(Run, Run.id == StageResult.run_id)
+        .where(Run.experiment_id == uuid.UUID(experiment_id), StageResult.cached.is_(False))
+    )
+    async with sessionmaker() as session:
+        return (await session.execute(query)).scalar_one()
+
+
+async def test_calls_in_flight_when_the_process_dies_count_against_the_budget_on_resume(
+    client: httpx.AsyncClient, app: FastAPI, owner, project_id, sessionmaker, settings
+):
+    tally.SENT.clear()
+    doc = tallied(racing({"good": 0.95, "close": 0.93, "fair": 0.9}, budget={"calls": 60}))
+    experiment = await create(client, owner, project_id, doc)
+
+    await _crash_and_resume(app, settings, experiment["id"], at=30)
+    recorded = await _recorded_calls(sessionmaker, experiment["id"])
+
+    assert sum(tally.SENT.values()) <= 60
+    assert sum(tally.SENT.values()) > recorded  # the abandoned calls were sent, never recorded
+    assert sum(tally.SENT.values()) >= 54  # a crash costs at most a step of the budget
+
+
+async def test_an_llm_judges_calls_count_against_the_budget_across_a_crash(
+    client: httpx.AsyncClient, app: FastAPI, owner, project_id, settings
+):
+    tally.SENT.clear()
+    doc = tallied(racing({"good": 0.95, "close": 0.93, "fair": 0.9}, budget={"calls": 40}))
+    doc["scorers"].append(
+        {"name": "grade", "type": "llm_judge", "model": "tally:judge", "rubric": "Is it right?"}
+    )
+    experiment = await create(client, owner, project_id, doc)
+
+    await _crash_and_resume(app, settings, experiment["id"], at=10)
+
+    assert tally.SENT["judge"] >= 10
+    assert sum(tally.SENT.values()) <= 40
+
+
+def test_only_a_config_with_failures_and_no_score_at_all_is_eliminated_for_them():
+    scores = {"lead": {0: 1.0, 1: 1.0, 2: 0.0}, "some": {1: 0.0}, "none": {}}
+    failed = {"some": 2, "none": 3}
+
+    (decision,) = eliminate(scores, 0.05, failed)
+
+    assert decision.config_hash == "none"
+    assert decision.lost_to == "lead"
+    assert decision.reason == ALL_FAILED
+    assert decision.rows == 3
+    assert eliminate({"a": {}, "b": {}}, 0.05, {"a": 5, "b": 5}) == []  # nobody to lose to

@@ -72,3 +72,38 @@ def test_what_was_spent_before_counts():
 
     assert asyncio.run(_spend(caller, 10, {})) == 1
     assert limit.describe() == "calls 5/5"
+
+
+class Ledger:
+    """A ledger that remembers its writes."""
+
+    def __init__(self) -> None:
+        self.writes: list[Spend] = []
+
+    async def write(self, spend: Spend) -> None:
+        self.writes.append(spend)
+
+
+def test_the_ledger_covers_every_call_before_it_is_made_and_ends_exact():
+    ledger = Ledger()
+    limit = SpendingLimit(Limits(calls=100, usd=1000.0), ledger=ledger)
+    inner = Priced(words=10)
+    covered = []
+
+    class Watching(Priced):
+        async def complete(self, *args: Any, **kwargs: Any):
+            covered.append(ledger.writes[-1].calls >= limit.spent.calls + 1)
+            return await inner.complete(*args, **kwargs)
+
+    caller = BudgetedCaller(Watching(words=10), limit)
+
+    async def spend_then_close() -> int:
+        made = await _spend(caller, 10, {"max_tokens": 10})
+        await limit.close()
+        return made
+
+    assert asyncio.run(spend_then_close()) == 10
+    assert all(covered)
+    # Written a fiftieth of the budget ahead: every other call, not every call.
+    assert len(ledger.writes) == 6
+    assert ledger.writes[-1] == limit.spent == Spend(calls=10, usd=130.0, tokens=130)

@@ -114,6 +114,12 @@ def _scenario(driver: Any, base: str) -> None:
     _until(driver, lambda d: "2 configs side by side" in _text(d))
     assert "/compare?config=" in driver.current_url
     assert len(driver.find_elements(By.CSS_SELECTOR, "table.compare tbody tr")) == 3
+    (paired,) = driver.find_elements(By.CSS_SELECTOR, "#paired-stats tbody tr")
+    cells = [cell.text for cell in paired.find_elements(By.TAG_NAME, "td")]
+    assert re.fullmatch(r"[+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]", cells[2]), cells
+    assert re.match(r"p (=|<) 0\.\d{3} (paired-t|mcnemar)", cells[3]), cells
+    assert cells[5] in {"better", "worse", "tied"}
+    assert (cells[5] == "tied") == ("rows would separate them" in cells[6]), cells
 
     driver.get(experiment_url)
     driver.find_element(By.ID, "f-new_agent").send_keys("triage bot")

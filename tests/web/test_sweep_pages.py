@@ -4,6 +4,7 @@ pagination, and statements per page that do not grow with the experiment."""
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import re
 import uuid
@@ -15,8 +16,10 @@ from sqlalchemy import select, update
 
 from promptlooper.auth.principal import Principal
 from promptlooper.sweeps import service as sweeps_service
+from promptlooper.sweeps import verdict
 from promptlooper.sweeps.models import Run
-from tests.web.conftest import UiClient, statements
+from tests.sweeps.test_search_racing import racing
+from tests.web.conftest import PASSWORD, UiClient, statements
 from tests.web.seeding import seed_experiment
 
 XSS = '<script>alert(1)</script>" onmouseover="evil()'
@@ -545,3 +548,48 @@ async def test_pages_paginate_and_statements_do_not_grow(ui: UiClient, app: Fast
             config = (await ui.get(pages["config"] + "?page=2")).text
             assert "51–60 of 60" in config
     assert counts[5] == counts[60], counts
+
+
+async def test_compare_shows_the_paired_statistics_the_api_gives(
+    ui: UiClient, app: FastAPI
+) -> None:
+    doc = racing({"good": 0.95, "bad": 0.3, "alike": 0.94}, n_rows=60)
+    del doc["search"]
+    doc["name"] = f"paired {XSS}"
+    project_id = await make_project(ui)
+    experiment_id = await create_sweep(ui, project_id, doc)
+    await run_sweep(ui, app, experiment_id)
+    hashes = leaderboard_hashes((await ui.get(f"/ui/sweeps/{experiment_id}")).text)
+    login = await ui.http.post("/api/auth/login", json={"username": "alice", "password": PASSWORD})
+    headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+    page = await ui.get(
+        f"/ui/sweeps/{experiment_id}/compare?config={hashes[0]}&config={hashes[1]}"
+        f"&config={hashes[2]}"
+    )
+    table = page.text[page.text.index('id="paired-stats"') :]
+    table = table[: table.index("</table>")]
+    rows = re.findall(r"<tr>(.*?)</tr>", table, flags=re.S)[1:]
+
+    assert page.status_code == 200
+    assert len(rows) == 2
+    for digest, row in zip(hashes[1:], rows, strict=True):
+        api = await ui.http.get(
+            f"/api/experiments/{experiment_id}/compare?a={hashes[0]}&b={digest}&limit=0",
+            headers=headers,
+        )
+        paired = api.json()["paired"]
+        assert digest[:8] in row
+        assert f"{paired['diff']:+.3f} [{paired['low']:+.3f}, {paired['high']:+.3f}]" in row
+        assert html.escape(verdict.p_text(paired["p_value"])) in row
+        assert f"{paired['losses']} / {paired['wins']}" in row
+        if paired["significant"]:
+            assert ">worse</span>" in row
+            assert "rows would separate them" not in row
+        else:
+            assert ">tied</span>" in row
+            expected = f"about {paired['rows_needed']:,} rows would separate them"
+            assert (expected if paired["rows_needed"] else "no number of rows") in row
+    assert ">worse</span>" in rows[1]  # mock:bad, far behind
+    assert ">tied</span>" in rows[0]  # mock:alike, as good as the leader
+    escaped(page.text)

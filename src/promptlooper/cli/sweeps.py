@@ -257,11 +257,14 @@ async def _show_leaderboard(
         console.print(f"eliminated by the race ({len(eliminated)}):", highlight=False)
     for entry in eliminated:
         params = ", ".join(f"{k}={_short(v, 30)}" for k, v in entry["parameters"].items())
+        why = (
+            f"{entry['reason']} on {entry['rows']} rows, while {entry['lost_to'][:8]} led"
+            if entry["reason"]
+            else f"lost to {entry['lost_to'][:8]} after {entry['rows']} rows: "
+            f"{entry['effect']:+.3f} (adjusted p {entry['p_value']:.2g})"
+        )
         console.print(
-            f"  {entry['config_hash'][:8]}  {params}  lost to {entry['lost_to'][:8]} after "
-            f"{entry['rows']} rows: {entry['effect']:+.3f} (adjusted p {entry['p_value']:.2g})",
-            highlight=False,
-            soft_wrap=True,
+            f"  {entry['config_hash'][:8]}  {params}  {why}", highlight=False, soft_wrap=True
         )
     counts = summary.counts
     console.print(

@@ -94,9 +94,7 @@ async def compare(
         raise Invalid("b: the same config as a; name two different configs")
 
     common = sorted(base.row_scores.keys() & cand.row_scores.keys())
-    ours = [base.row_scores[row] for row in common]
-    theirs = [cand.row_scores[row] for row in common]
-    binary = significance.is_binary(ours) and significance.is_binary(theirs)
+    paired, rows_needed = analyse(base, cand)
     outputs = await service.aligned_outputs(
         session, principal, base_experiment.id, [base.config_hash]
     )
@@ -119,7 +117,22 @@ async def compare(
     return Comparison(
         baseline=Side(base_experiment, base),
         candidate=Side(cand_experiment, cand),
-        paired=significance.paired(ours, theirs, binary=binary),
-        rows_needed=significance.rows_to_separate(ours, theirs, binary=binary),
+        paired=paired,
+        rows_needed=rows_needed,
         rows=rows,
+    )
+
+
+def analyse(base: ConfigSummary, cand: ConfigSummary) -> tuple[Paired | None, int | None]:
+    """``cand`` against ``base`` over the rows both answered: the paired test (exact McNemar
+    for pass/fail scores, a paired t-test otherwise; None under two rows) and how many rows
+    would separate them at the observed difference. The API, the CLI gate and the web page's
+    comparison all read it from here."""
+    common = sorted(base.row_scores.keys() & cand.row_scores.keys())
+    ours = [base.row_scores[row] for row in common]
+    theirs = [cand.row_scores[row] for row in common]
+    binary = significance.is_binary(ours) and significance.is_binary(theirs)
+    return (
+        significance.paired(ours, theirs, binary=binary),
+        significance.rows_to_separate(ours, theirs, binary=binary),
     )

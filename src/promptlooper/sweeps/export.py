@@ -244,14 +244,17 @@ def render_report(
         out += [
             "## Eliminated by the Race",
             "",
-            "| Config hash | Parameters | Lost to | Rows | Effect | Adjusted p |",
-            "|" + " --- |" * 6,
+            "| Config hash | Parameters | Lost to | Rows | Effect | Adjusted p | Reason |",
+            "|" + " --- |" * 7,
         ]
         for entry in eliminated:
             params = ", ".join(f"{k}={_cell(v)}" for k, v in entry["parameters"].items())
+            effect, p_value = entry["effect"], entry["p_value"]
             out.append(
                 f"| `{entry['config_hash']}` | {params} | `{entry['lost_to']}` | "
-                f"{entry['rows']} | {entry['effect']:+.4f} | {entry['p_value']:.2g} |"
+                f"{entry['rows']} | {'n/a' if effect is None else f'{effect:+.4f}'} | "
+                f"{'n/a' if p_value is None else f'{p_value:.2g}'} | "
+                f"{_cell(entry['reason'] or 'significantly worse')} |"
             )
         out.append("")
 

@@ -58,6 +58,12 @@ class Experiment(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     """The process executing it (``host:pid:token``) while its status is ``running``."""
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     """Until when the owner's last heartbeat vouches for it; past this it is not running."""
+    search_calls: Mapped[int | None] = mapped_column(Integer)
+    """An adaptive search's spending ledger (with ``search_usd`` and ``search_tokens``): at
+    least what its calls have cost, written before the calls it covers are made, so a resume
+    after a crash counts calls that were in flight or not yet recorded. None: never written."""
+    search_usd: Mapped[float | None] = mapped_column(Float)
+    search_tokens: Mapped[int | None] = mapped_column(Integer)
 
     @property
     def lease_lapsed(self) -> bool:
@@ -179,9 +185,12 @@ class Elimination(UUIDPrimaryKeyMixin, Base):
     """The leader's config hash when it was eliminated."""
     rows: Mapped[int] = mapped_column(Integer)
     """Dataset rows both configs had completed: what the paired test compared."""
-    effect: Mapped[float] = mapped_column(Float)
-    """Mean score difference, this config minus the leader (negative)."""
-    p_value: Mapped[float] = mapped_column(Float)
-    """Holm-adjusted over that slice's comparisons with the leader."""
+    effect: Mapped[float | None] = mapped_column(Float)
+    """Mean score difference, this config minus the leader (negative); None when no paired
+    test decided it (see ``reason``)."""
+    p_value: Mapped[float | None] = mapped_column(Float)
+    """Holm-adjusted over that slice's comparisons with the leader; None as ``effect``."""
+    reason: Mapped[str | None] = mapped_column(String(200))
+    """Why it stopped when not by a paired test, e.g. ``all runs failed``."""
     slice_index: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -197,9 +197,20 @@ class EliminationPublic(BaseModel):
     config_hash: str
     parameters: dict[str, Any]
     lost_to: str = Field(description="The leader's config hash at the time")
-    rows: int = Field(description="Dataset rows both had completed (the paired comparison's)")
-    effect: float = Field(description="Mean score difference, this config minus the leader")
-    p_value: float = Field(description="Holm-adjusted over that slice's comparisons")
+    rows: int = Field(
+        description="Dataset rows both had completed (the paired comparison's); with a "
+        "reason, the rows its runs failed on"
+    )
+    effect: float | None = Field(
+        description="Mean score difference, this config minus the leader (null with a reason)"
+    )
+    p_value: float | None = Field(
+        description="Holm-adjusted over that slice's comparisons (null with a reason)"
+    )
+    reason: str | None = Field(
+        default=None,
+        description="Why it stopped when not by a paired test, e.g. 'all runs failed'",
+    )
     slice_index: int = Field(description="The slice after which it was eliminated (0: first)")
 
 

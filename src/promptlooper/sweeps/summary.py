@@ -83,7 +83,7 @@ class ConfigSummary:
     best_run_score: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class VersusLeader:
     """A config against the leader over the rows both answered (``paired.diff`` is this
     config's score minus the leader's)."""
@@ -273,8 +273,9 @@ def _by_row(scored: Scored) -> dict[int, list[float]]:
 def _row_means(scored: Scored) -> dict[int, float]:
     """Each row's mean score, by row; without repeats (each row once) simply its score."""
     rows, values = scored
-    if len(set(rows)) == len(rows):
-        return dict(zip(rows, values, strict=True))
+    once = dict(zip(rows, values, strict=True))
+    if len(once) == len(rows):  # no row twice
+        return once
     return {row: sum(found) / len(found) for row, found in _by_row(scored).items()}
 
 
@@ -287,8 +288,9 @@ def _interval(values: list[float]) -> Interval | None:
 def _uncertainty(summary: ConfigSummary, scored: Scored, per_scorer: dict[str, Scored]) -> None:
     """The config's intervals over its rows, and with repeats its flaky rows and pass^k."""
     summary.row_scores = _row_means(scored)
-    summary.interval = _interval(list(summary.row_scores.values()))
     repeated = len(summary.row_scores) != len(scored[0])
+    # Each row once: its scores are the row scores already, in the same order.
+    summary.interval = _interval(list(summary.row_scores.values()) if repeated else scored[1])
     summary.scorer_intervals = {
         name: found
         for name, values in sorted(per_scorer.items())
@@ -310,13 +312,16 @@ def compare_with_leader(ranked: list[ConfigSummary]) -> None:
     if len(ranked) < 2:
         return
     leader = ranked[0]
-    leader_rows = leader.row_scores.keys()
-    leader_binary = significance.is_binary(leader.row_scores.values())
+    leader_rows, leader_order = leader.row_scores.keys(), list(leader.row_scores)
+    everything = list(leader.row_scores.values())
+    leader_binary = significance.is_binary(everything)
     found: list[tuple[ConfigSummary, Paired, list[float], list[float], bool]] = []
     for config in ranked[1:]:
         scores = config.row_scores
-        if scores.keys() == leader_rows:  # the common case: both answered every row
-            ours, theirs = list(leader.row_scores.values()), [scores[r] for r in leader_rows]
+        if list(scores) == leader_order:  # the common case: the same rows, in the same order
+            ours, theirs = everything, list(scores.values())
+        elif scores.keys() == leader_rows:
+            ours, theirs = everything, [scores[r] for r in leader_order]
         else:
             common = leader_rows & scores.keys()
             ours = [leader.row_scores[row] for row in common]

@@ -48,13 +48,9 @@ def answer(summary: ExperimentSummary) -> str | None:
             if not versus.tied:
                 text += f"; clearly ahead of #2 at {score_text(second)} ({difference})"
             else:
-                if versus.rows_needed is None:
-                    more = "no number of rows would separate them"
-                else:
-                    more = f"about {versus.rows_needed:,} rows would separate them"
                 text += (
                     f"; tied with #2 at {score_text(second)}: the difference could be "
-                    f"noise ({difference}; {more})"
+                    f"noise ({difference}; {separation_text(versus.rows_needed)})"
                 )
         tied = sum(1 for c in ranked[1:] if c.versus_leader and c.versus_leader.tied)
         if tied > 1:
@@ -70,6 +66,24 @@ def versus_text(versus: VersusLeader | None) -> str:
     paired = versus.paired
     text = f"{paired.diff:+.3f} [{paired.low:+.3f}, {paired.high:+.3f}] {p_text(versus.p_adjusted)}"
     return text + " tied" if versus.tied else text
+
+
+def direction(paired: Paired) -> str:
+    """``better`` or ``worse`` when the whole 95 % interval of B − A lies on one side of
+    zero, else ``tied``: the difference could be noise."""
+    if paired.low > 0:
+        return "better"
+    if paired.high < 0:
+        return "worse"
+    return "tied"
+
+
+def separation_text(rows_needed: int | None) -> str:
+    """What more data would do for a tied pair: how many rows would separate them at the
+    observed difference (power 0.8), or that none would."""
+    if rows_needed is None:
+        return "no number of rows would separate them"
+    return f"about {rows_needed:,} rows would separate them"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 from promptlooper.db.deps import SessionDep
 from promptlooper.errors import NotFound
 from promptlooper.projects import service as projects
-from promptlooper.sweeps import service
+from promptlooper.sweeps import comparison, service, verdict
 from promptlooper.sweeps.engine.runner import weighted_score
 from promptlooper.web.diff import word_diff
 from promptlooper.web.errors import PageRoute, error_page
@@ -142,6 +142,22 @@ async def compare(
             }
         )
     rows.sort(key=lambda row: (not row["disagree"], row["index"]))
+    first = ranks[hashes[0]][1]
+    versus = []
+    for digest in hashes[1:]:
+        paired, rows_needed = comparison.analyse(first, ranks[digest][1])
+        versus.append(
+            {
+                "rank": ranks[digest][0],
+                "config": ranks[digest][1],
+                "paired": paired,
+                "direction": verdict.direction(paired) if paired else None,
+                "p_text": verdict.p_text(paired.p_value) if paired else None,
+                "hint": verdict.separation_text(rows_needed)
+                if paired and paired.contains_zero()
+                else None,
+            }
+        )
     start = (page_number - 1) * ROWS_PAGE
     shown = rows[start : start + ROWS_PAGE]
     for row in shown:  # only the rows on the page are diffed
@@ -158,6 +174,7 @@ async def compare(
         area="sweeps",
         experiment=experiment,
         configs=[ranks[h] for h in hashes],
+        versus=versus,
         rows=shown,
         total=len(rows),
         disagreeing=sum(row["disagree"] for row in rows),

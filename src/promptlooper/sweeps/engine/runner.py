@@ -25,6 +25,7 @@ from promptlooper.sweeps.adapters.base import AdapterError, AdapterResponse
 from promptlooper.sweeps.engine.budget import Budget, check_input, split_params
 from promptlooper.sweeps.engine.cache import CachedResponse, ResponseCache, cache_key
 from promptlooper.sweeps.engine.persistence import RunOutcome, StageOutcome
+from promptlooper.sweeps.engine.spending import SpendingExhausted
 from promptlooper.sweeps.engine.templating import render
 from promptlooper.sweeps.scorers.base import Scorer
 from promptlooper.values import storable
@@ -171,6 +172,8 @@ async def _score(
             number = float(value)
             if math.isnan(number):
                 raise ValueError("score is NaN")
+        except SpendingExhausted:
+            raise  # a judge the budget cannot pay for: the run stays pending, not unscored
         except Exception as exc:
             logger.warning("scorer %r failed and was skipped: %s", scorer.name, exc)
             continue

@@ -5,18 +5,32 @@ before it is made (its prompt's tokens, and its ``max_tokens`` or else the longe
 from that model so far, priced with the providers section's prices) and is refused with
 ``SpendingExhausted`` when that would cross a limit; once answered, the reservation is
 replaced by what the call really cost. Answers from the cache never reach the caller, so they
-cost nothing.
+cost nothing. An LLM judge's calls go through the same caller, so they count too.
+
+What a process spent dies with it, including calls in flight and runs not yet written, so a
+search keeps a ledger (``SpendLedger``, the experiment's row): before a call whose
+reservation the ledger does not cover, it writes a mark a fiftieth of each limit ahead, and
+the call waits for that write. A search resumed after a crash starts from the mark, which is
+at least everything the dead process paid for; a search that ends normally writes what it
+really spent (``close``). A crash thus costs at most that fiftieth of the budget, never a
+crossing, for about fifty writes per search.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from promptlooper.sweeps.adapters.base import AdapterResponse
 from promptlooper.sweeps.engine.budget import count_tokens
-from promptlooper.sweeps.engine.runner import ModelCaller
+
+if TYPE_CHECKING:
+    from promptlooper.sweeps.engine.runner import ModelCaller
+
+LEDGER_STEPS = 50
+"""How far ahead the ledger is written: a fiftieth of each limit per write."""
 
 
 class SpendingExhausted(Exception):
@@ -59,6 +73,31 @@ class Limits:
             and (self.tokens is None or spend.tokens <= self.tokens)
         )
 
+    def covers(self, written: Spend, needed: Spend) -> bool:
+        """Whether a ledger holding ``written`` covers ``needed`` in every limit set."""
+        return (
+            (self.calls is None or needed.calls <= written.calls)
+            and (self.usd is None or needed.usd <= written.usd + 1e-12)
+            and (self.tokens is None or needed.tokens <= written.tokens)
+        )
+
+    def ahead(self, needed: Spend) -> Spend:
+        """The mark written to cover ``needed`` (within the limits): a step of each limit
+        ahead, so that most calls find it already covered."""
+        return Spend(
+            calls=needed.calls
+            if self.calls is None
+            else max(needed.calls, min(self.calls, needed.calls + -(-self.calls // LEDGER_STEPS))),
+            usd=needed.usd
+            if self.usd is None
+            else max(needed.usd, min(self.usd, needed.usd + self.usd / LEDGER_STEPS)),
+            tokens=needed.tokens
+            if self.tokens is None
+            else max(
+                needed.tokens, min(self.tokens, needed.tokens + -(-self.tokens // LEDGER_STEPS))
+            ),
+        )
+
     def describe(self, spent: Spend) -> str:
         """What is used of each limit set, e.g. ``calls 1,200/4,800``."""
         parts = []
@@ -71,24 +110,59 @@ class Limits:
         return ", ".join(parts) or f"calls {spent.calls:,}"
 
 
-class SpendingLimit:
-    """What has been spent (and reserved by calls in flight) against ``limits``."""
+class SpendLedger(Protocol):
+    """Where a search's spending survives its process."""
 
-    def __init__(self, limits: Limits, spent: Spend | None = None) -> None:
+    async def write(self, spend: Spend) -> None: ...
+
+
+class SpendingLimit:
+    """What has been spent (and reserved by calls in flight) against ``limits``; with a
+    ``ledger``, ``spent`` starts from what it holds."""
+
+    def __init__(
+        self, limits: Limits, spent: Spend | None = None, ledger: SpendLedger | None = None
+    ) -> None:
         self.limits = limits
         self.spent = spent or Spend()
         self._reserved = Spend()
         self.exhausted = False
+        self._ledger = ledger
+        self._written = self.spent
+        self._writing = asyncio.Lock()
 
-    def reserve(self, estimate: Spend) -> None:
-        if not self.limits.allows(self.spent + self._reserved + estimate):
+    async def reserve(self, estimate: Spend) -> None:
+        """Reserve ``estimate`` for a call about to be made; returns once the ledger covers
+        it. ``SpendingExhausted`` when it could cross a limit."""
+        needed = self.spent + self._reserved + estimate
+        if not self.limits.allows(needed):
             self.exhausted = True
             raise SpendingExhausted(f"the search's budget ({self.describe()}) is spent")
         self._reserved = self._reserved + estimate
+        if self._ledger is None or self.limits.covers(self._written, needed):
+            return
+        try:
+            async with self._writing:
+                needed = self.spent + self._reserved
+                if not self.limits.covers(self._written, needed):
+                    mark = self.limits.ahead(needed)
+                    await self._ledger.write(mark)
+                    self._written = mark
+        except BaseException:
+            self._reserved = self._reserved - estimate
+            raise
 
     def settle(self, estimate: Spend, actual: Spend) -> None:
         self._reserved = self._reserved - estimate
         self.spent = self.spent + actual
+
+    async def close(self) -> None:
+        """Once no call is in flight: the ledger gets what was really spent, and the part
+        of the budget written ahead is free again."""
+        if self._ledger is not None and self._reserved.calls == 0:
+            async with self._writing:
+                await self._ledger.write(self.spent)
+                self._written = self.spent
 
     def describe(self) -> str:
         return self.limits.describe(self.spent)
@@ -128,7 +202,7 @@ class BudgetedCaller:
         max_retries: int | None = None,
     ) -> AdapterResponse:
         estimate = self._estimate(model_ref, prompt, params, system)
-        self.limit.reserve(estimate)
+        await self.limit.reserve(estimate)
         actual = Spend(calls=1)
         try:
             response = await self._caller.complete(

@@ -33,7 +33,6 @@ from promptlooper.sweeps.search.runner import (
     pending_runs,
     row_scores,
     skip,
-    spent,
 )
 
 if TYPE_CHECKING:
@@ -163,7 +162,6 @@ async def tune(step: Step, on_start: OnStart | None) -> None:
     search, progress = step.search, step.progress
     settings = search.plan.spec.search
     await prepare_runs(search.sessionmaker, search.experiment, replace(search.plan, configs=[]))
-    step.limit.spent = await spent(search)
     space = Space(optuna, search.plan.spec.parameter_space)
     order = row_order(len(search.plan.rows), settings.seed)
     position = {row: index for index, row in enumerate(order)}

@@ -2,9 +2,10 @@
 
 Rows are used in an order shuffled with the search's seed, a slice at a time (each twice the
 last). After each slice the configs still in the race are compared with the leader
-(``racing.eliminate``); the losers' pending runs are skipped. The race ends when one config
-is left, the rows run out, or the budget would be crossed; whatever is still pending then is
-skipped. Decisions are stored as they are made, so a resumed race keeps them.
+(``racing.eliminate``), and a config whose every run failed is dropped once others have
+scores; the losers' pending runs are skipped. The race ends when one config is left, the rows
+run out, or the budget would be crossed; whatever is still pending then is skipped. Decisions
+are stored as they are made, so a resumed race keeps them.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from promptlooper.sweeps.search.racing import eliminate, row_order, slice_ends
 from promptlooper.sweeps.search.runner import (
     OnStart,
     Step,
+    failed_rows,
     pending_runs,
     row_scores,
     skip,
-    spent,
 )
 
 
@@ -28,7 +29,6 @@ async def race(step: Step, on_start: OnStart | None) -> None:
     search, progress = step.search, step.progress
     settings = search.plan.spec.search
     pending = await prepare_runs(search.sessionmaker, search.experiment, search.plan)
-    step.limit.spent = await spent(search)
     async with create_sessionmaker(read_only(search.engine))() as session:
         eliminated = {
             e.config_hash for e in await store.eliminations(session, search.experiment.id)
@@ -53,7 +53,8 @@ async def race(step: Step, on_start: OnStart | None) -> None:
         if progress.spent_out:
             break
         scores = await row_scores(search, survivors)
-        decisions = eliminate({d: s for d, s in scores.items() if s}, settings.alpha)
+        failed = await failed_rows(search, survivors)
+        decisions = eliminate(scores, settings.alpha, failed)
         if decisions:
             async with search.sessionmaker() as session:
                 await store.record(session, search.experiment.id, decisions, index)

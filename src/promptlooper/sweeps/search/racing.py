@@ -4,6 +4,9 @@ Every config answers the same rows, so after each slice each config is compared 
 leader, paired over the rows both completed (exact McNemar for pass/fail scores, a paired
 t-test otherwise), with the p-values Holm-adjusted for the number of comparisons made
 together. A config significantly worse than the leader is eliminated; the others run on.
+A config whose every run so far failed has nothing to pair, so no test can rule it out: it is
+eliminated as soon as some other config has scores (``ALL_FAILED``), rather than spending
+calls on every row of the dataset.
 
 Pure: no I/O, no web or database imports.
 """
@@ -20,14 +23,18 @@ from promptlooper.sweeps.significance import holm, is_binary, paired
 RowScores = Mapping[int, float]
 """A config's score per dataset row (the mean over repeats)."""
 
+ALL_FAILED = "all runs failed"
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     config_hash: str
     lost_to: str
     rows: int
-    effect: float
-    p_value: float
+    effect: float | None
+    p_value: float | None
+    reason: str | None = None
+    """Why, when not by a paired test (``effect`` and ``p_value`` are then None)."""
 
 
 def row_order(n_rows: int, seed: int) -> list[int]:
@@ -54,9 +61,25 @@ def leader(scores: Mapping[str, RowScores]) -> str:
     return min(scores, key=lambda h: (-statistics.fmean(scores[h].values()), h))
 
 
-def eliminate(scores: Mapping[str, RowScores], alpha: float) -> list[Decision]:
-    """The configs among ``scores`` (each with at least one row) that are significantly worse
-    than the leader at ``alpha``, after Holm's adjustment over every comparison made."""
+def eliminate(
+    scores: Mapping[str, RowScores], alpha: float, failed: Mapping[str, int] | None = None
+) -> list[Decision]:
+    """The configs among ``scores`` that are significantly worse than the leader at
+    ``alpha``, after Holm's adjustment over every comparison made, and those in ``failed``
+    (config hash → rows on which its runs failed) with no scored row at all."""
+    scored = {digest: rows for digest, rows in scores.items() if rows}
+    if not scored:
+        return []
+    best = leader(scored)
+    failures = [
+        Decision(digest, best, rows, None, None, ALL_FAILED)
+        for digest, rows in sorted((failed or {}).items())
+        if rows and digest not in scored
+    ]
+    return _worse(scored, alpha) + failures
+
+
+def _worse(scores: Mapping[str, RowScores], alpha: float) -> list[Decision]:
     if len(scores) < 2:
         return []
     best = leader(scores)

@@ -113,10 +113,30 @@ class Step:
         )
 
 
+class SqlSpendLedger:
+    """The experiment row's spending ledger (``search_calls``, ``search_usd``,
+    ``search_tokens``), each write its own transaction so it is durable before the call."""
+
+    def __init__(self, engine: AsyncEngine, experiment_id: uuid.UUID) -> None:
+        self._engine = engine
+        self._experiment_id = experiment_id
+
+    async def write(self, spend: Spend) -> None:
+        statement = (
+            update(Experiment)
+            .where(Experiment.id == self._experiment_id)
+            .values(search_calls=spend.calls, search_usd=spend.usd, search_tokens=spend.tokens)
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(statement)
+
+
 async def spent(search: SearchRun) -> Spend:
-    """What the search's recorded runs cost: calls actually made (not cache hits), their
-    price and their tokens."""
-    query = (
+    """What the search has spent so far: its ledger, which covers calls in flight and runs
+    not yet written when a process died, and LLM-judge calls; at least what its recorded runs
+    cost (calls actually made, not cache hits), which is all an experiment from before the
+    ledger has."""
+    recorded = (
         select(
             func.count(StageResult.id),
             func.coalesce(func.sum(StageResult.cost), 0.0),
@@ -125,9 +145,17 @@ async def spent(search: SearchRun) -> Spend:
         .join(Run, Run.id == StageResult.run_id)
         .where(Run.experiment_id == search.experiment.id, StageResult.cached.is_(False))
     )
+    ledger = select(Experiment.search_calls, Experiment.search_usd, Experiment.search_tokens).where(
+        Experiment.id == search.experiment.id
+    )
     async with read_only(search.engine).connect() as conn:
-        calls, usd, tokens = (await conn.execute(query)).one()
-    return Spend(int(calls), float(usd), int(tokens))
+        calls, usd, tokens = (await conn.execute(recorded)).one()
+        held = (await conn.execute(ledger)).one()
+    return Spend(
+        max(int(calls), held.search_calls or 0),
+        max(float(usd), held.search_usd or 0.0),
+        max(int(tokens), held.search_tokens or 0),
+    )
 
 
 async def pending_runs(
@@ -180,6 +208,23 @@ async def row_scores(
     }
 
 
+async def failed_rows(search: SearchRun, config_hashes: Collection[str]) -> dict[str, int]:
+    """How many dataset rows each config has a failed run on."""
+    if not config_hashes:
+        return {}
+    query = (
+        select(Run.config_hash, func.count(func.distinct(Run.row_index)))
+        .where(
+            Run.experiment_id == search.experiment.id,
+            Run.status == "failed",
+            Run.config_hash.in_(list(config_hashes)),
+        )
+        .group_by(Run.config_hash)
+    )
+    async with read_only(search.engine).connect() as conn:
+        return {digest: int(count) for digest, count in await conn.execute(query)}
+
+
 async def skip(search: SearchRun, config_hashes: Collection[str] | None = None) -> int:
     """Mark the pending runs of ``config_hashes`` (None: of every config) ``skipped``: the
     search decided not to make them. Returns how many."""
@@ -207,7 +252,11 @@ async def run_search(search: SearchRun, on_start: OnStart | None) -> ExecutionRe
     strategy = race.race if search.plan.spec.search.strategy == "racing" else optuna_search.tune
     providers = Providers(search.plan.providers)
     try:
-        limit = SpendingLimit(Limits.of(search.plan.spec.search.budget))
+        limit = SpendingLimit(
+            Limits.of(search.plan.spec.search.budget),
+            await spent(search),
+            SqlSpendLedger(search.engine, search.experiment.id),
+        )
         cache = (
             SqlResponseCache(
                 search.engine, search.experiment.project_id, search.options.cache_bound
@@ -217,6 +266,7 @@ async def run_search(search: SearchRun, on_start: OnStart | None) -> ExecutionRe
         )
         step = Step(search, providers, BudgetedCaller(providers, limit), cache, Progress(total=0))
         await strategy(step, on_start)
+        await limit.close()
     finally:
         await providers.aclose()
     return ExecutionResult(

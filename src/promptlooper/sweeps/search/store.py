@@ -22,7 +22,12 @@ async def eliminations(session: AsyncSession, experiment_id: uuid.UUID) -> list[
     query = (
         select(Elimination)
         .where(Elimination.experiment_id == experiment_id)
-        .order_by(Elimination.slice_index, Elimination.p_value, Elimination.config_hash)
+        .order_by(
+            Elimination.slice_index,
+            Elimination.p_value.is_(None),  # the same on SQLite and PostgreSQL
+            Elimination.p_value,
+            Elimination.config_hash,
+        )
     )
     return list((await session.scalars(query)).all())
 
@@ -45,6 +50,7 @@ async def record(
             "rows": d.rows,
             "effect": d.effect,
             "p_value": d.p_value,
+            "reason": d.reason,
             "slice_index": slice_index,
             "created_at": now,
         }
@@ -68,6 +74,7 @@ async def eliminated(
             "rows": e.rows,
             "effect": e.effect,
             "p_value": e.p_value,
+            "reason": e.reason,
             "slice_index": e.slice_index,
         }
         for e in await eliminations(session, experiment_id)
