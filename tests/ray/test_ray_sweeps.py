@@ -1,0 +1,237 @@
+"""Sweeps executed on a real two-node Ray cluster, the database still written by the driver."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import func, select
+from tests.cli.inprocess import Invoke
+from tests.ray.local_cluster import LocalCluster
+from tests.sweeps.conftest import ROWS_60, create, document
+
+from promptlooper.sweeps.execution import ExecutionOptions, run_experiment
+from promptlooper.sweeps.models import Run, Score, StageResult
+from promptlooper.sweeps.providers import ProviderPolicy
+
+
+def sweep(*, rows: int = 60, latency_ms: float = 0, cache: bool = False, **provider: Any) -> dict:
+    """Four configs of the mock classifier over ``rows`` rows, scored two ways."""
+    doc = document(
+        dataset={"rows": ROWS_60[:rows]},
+        cache=cache,
+        concurrency=8,
+    )
+    doc["providers"]["mock"].update(latency_ms=latency_ms, **provider)
+    doc["parameter_space"]["temperature"] = [0.0]
+    return doc
+
+
+async def _results(sessionmaker, experiment_id: uuid.UUID) -> dict[tuple, tuple]:
+    """Every run's outcome by its place in the sweep (config, row, repeat)."""
+    async with sessionmaker() as session:
+        runs = (
+            await session.execute(
+                select(
+                    Run.id, Run.config_hash, Run.row_index, Run.repeat, Run.status, Run.cached
+                ).where(Run.experiment_id == experiment_id)
+            )
+        ).all()
+        stages = dict(
+            (
+                await session.execute(
+                    select(StageResult.run_id, StageResult.response_raw)
+                    .join(Run)
+                    .where(Run.experiment_id == experiment_id)
+                )
+            ).all()
+        )
+        scores: dict[uuid.UUID, dict[str, float]] = {}
+        for run_id, name, value in await session.execute(
+            select(Score.run_id, Score.scorer_name, Score.value)
+            .join(Run)
+            .where(Run.experiment_id == experiment_id)
+        ):
+            scores.setdefault(run_id, {})[name] = value
+    return {
+        (digest, row, repeat): (status, stages.get(run_id), scores.get(run_id))
+        for run_id, digest, row, repeat, status, _cached in runs
+    }
+
+
+async def _counts(sessionmaker, experiment_id: uuid.UUID) -> tuple[int, int, int]:
+    """Runs completed, stage results and scores of the experiment."""
+    async with sessionmaker() as session:
+        mine = Run.experiment_id == experiment_id
+        completed = await session.scalar(
+            select(func.count()).where(mine, Run.status == "completed")
+        )
+        stages = await session.scalar(
+            select(func.count()).select_from(StageResult).join(Run).where(mine)
+        )
+        scores = await session.scalar(select(func.count()).select_from(Score).join(Run).where(mine))
+    return completed or 0, stages or 0, scores or 0
+
+
+def _options(settings, cluster: LocalCluster | None) -> ExecutionOptions:
+    return ExecutionOptions(
+        policy=ProviderPolicy.server(settings),
+        ray_address=cluster.address if cluster else None,
+    )
+
+
+def _nodes_used(before: dict[str, int]) -> set[str]:
+    from promptlooper.sweeps.engine.distributed import stats
+
+    return {node for node, count in stats.batches_by_node.items() if count > before.get(node, 0)}
+
+
+async def test_a_sweep_on_the_cluster_equals_the_sweep_in_process_and_fills_the_cache(
+    client: httpx.AsyncClient, app: FastAPI, owner, project_id, sessionmaker, settings, ray_cluster
+):
+    from promptlooper.sweeps.engine.distributed import stats
+
+    doc = sweep(cache=True)
+    on_cluster = uuid.UUID((await create(client, owner, project_id, doc))["id"])
+    in_process = uuid.UUID((await create(client, owner, project_id, sweep()))["id"])
+    again = uuid.UUID((await create(client, owner, project_id, doc))["id"])
+    before = dict(stats.batches_by_node)
+
+    spread = await run_experiment(
+        app.state.engine, on_cluster, options=_options(settings, ray_cluster)
+    )
+    here = await run_experiment(app.state.engine, in_process, options=_options(settings, None))
+    replayed = await run_experiment(
+        app.state.engine, again, options=_options(settings, ray_cluster)
+    )
+
+    assert spread.progress.done == here.progress.done == 240
+    assert len(_nodes_used(before)) == 2  # both nodes made calls
+    expected = await _results(sessionmaker, in_process)
+    assert await _results(sessionmaker, on_cluster) == expected
+    assert spread.cache_misses == 240
+    assert spread.cache_hits == 0
+    # The cluster's answers went into the cache: the same sweep again is answered from it.
+    assert replayed.progress.cached == 240
+    assert replayed.cache_hits == 240
+    assert await _results(sessionmaker, again) == expected
+
+
+async def test_a_worker_node_killed_mid_sweep_loses_and_duplicates_nothing(
+    client: httpx.AsyncClient, app: FastAPI, owner, project_id, sessionmaker, settings, ray_cluster
+):
+    import ray
+    from promptlooper.sweeps.engine.distributed import stats
+
+    experiment_id = uuid.UUID((await create(client, owner, project_id, sweep(latency_ms=40)))["id"])
+    driver_node = ray.get_runtime_context().get_node_id()
+    victim = next(
+        ray_cluster.index_of(node["NodeManagerPort"])
+        for node in ray.nodes()
+        if node["Alive"] and node["NodeID"] != driver_node
+    )
+    killer = threading.Thread(target=ray_cluster.kill_node, args=(victim,))
+    resubmitted = stats.resubmitted
+
+    def kill_once_under_way(progress, _outcome) -> None:
+        if progress.finished == 40 and not killer.is_alive() and killer.ident is None:
+            killer.start()
+
+    try:
+        result = await run_experiment(
+            app.state.engine,
+            experiment_id,
+            options=_options(settings, ray_cluster),
+            on_progress=kill_once_under_way,
+        )
+    finally:
+        if killer.ident is not None:
+            killer.join()
+            ray_cluster.start_node(1)  # the next test finds two nodes again
+
+    assert killer.ident is not None, "the node was not killed mid-sweep"
+    assert result.progress.done == 240
+    assert result.progress.failed == 0
+    assert await _counts(sessionmaker, experiment_id) == (240, 240, 480)
+    assert stats.resubmitted >= resubmitted  # Ray's retries or the driver's gave them back
+
+
+async def test_a_provider_rate_limit_holds_across_the_whole_cluster(
+    client: httpx.AsyncClient, app: FastAPI, owner, project_id, sessionmaker, settings, ray_cluster
+):
+    from promptlooper.sweeps.engine.distributed import stats
+
+    # 600 a minute is 10 a second with bursts of 10: 40 calls take 3 s at least in all,
+    # but 1.5 s if each node had the limit to itself.
+    doc = sweep(rows=10, rate_limit=600)
+    experiment_id = uuid.UUID((await create(client, owner, project_id, doc))["id"])
+    before = dict(stats.batches_by_node)
+
+    result = await run_experiment(
+        app.state.engine, experiment_id, options=_options(settings, ray_cluster)
+    )
+
+    assert result.progress.done == 40
+    assert len(_nodes_used(before)) == 2
+    async with sessionmaker() as session:
+        first, last = (
+            await session.execute(
+                select(func.min(Run.completed_at), func.max(Run.completed_at)).where(
+                    Run.experiment_id == experiment_id
+                )
+            )
+        ).one()
+    assert (last - first).total_seconds() >= 2.5
+
+
+def test_ray_status_shows_the_nodes_of_the_cluster(cli: Invoke, ray_cluster: LocalCluster):
+    result = cli("ray", "status", "--ray", ray_cluster.address)
+
+    assert result.code == 0, result.err
+    assert result.out.count(" yes ") == 2  # two live nodes
+    assert "CPU 2/2 free" in result.out
+    assert "no sweep is executing on the cluster" in result.out
+
+
+def test_sweep_run_with_ray_makes_its_calls_on_the_cluster(
+    cli: Invoke, ray_cluster: LocalCluster, tmp_path: Path
+):
+    from promptlooper.sweeps.engine.distributed import stats
+
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(sweep(rows=30)))
+    before = sum(stats.batches_by_node.values())
+
+    result = cli("sweep", "run", str(path), "--ray", ray_cluster.address)
+
+    assert result.code == 0, result.err
+    assert "120 runs" in result.err
+    assert "120 completed" in result.err
+    assert sum(stats.batches_by_node.values()) > before
+
+
+def test_without_a_ray_address_nothing_of_ray_is_imported():
+    code = (
+        "import sys, promptlooper.cli.main, promptlooper.api, promptlooper.sweeps.execution\n"
+        "from promptlooper.cli.main import app\n"
+        "assert 'ray' not in sys.modules, 'ray was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_ray_status_without_an_address_says_how_to_give_one(
+    cli: Invoke, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    result = cli("ray", "status")
+
+    assert result.code == 2
+    assert result.err.strip() == "error: no Ray cluster: set RAY_ADDRESS or pass --ray ADDRESS"
