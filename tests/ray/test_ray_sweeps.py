@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 import subprocess
 import sys
 import threading
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -125,43 +129,57 @@ async def test_a_sweep_on_the_cluster_equals_the_sweep_in_process_and_fills_the_
     assert await _results(sessionmaker, again) == expected
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the cluster's part, not the DB's
 async def test_a_worker_node_killed_mid_sweep_loses_and_duplicates_nothing(
     client: httpx.AsyncClient, app: FastAPI, owner, project_id, sessionmaker, settings, ray_cluster
 ):
     import ray
-    from promptlooper.sweeps.engine.distributed import stats
+    from promptlooper.sweeps.engine.distributed import cluster_status, stats
 
     experiment_id = uuid.UUID((await create(client, owner, project_id, sweep(latency_ms=40)))["id"])
     driver_node = ray.get_runtime_context().get_node_id()
-    victim = next(
-        ray_cluster.index_of(node["NodeManagerPort"])
+    victim_id, victim_port = next(
+        (node["NodeID"], node["NodeManagerPort"])
         for node in ray.nodes()
         if node["Alive"] and node["NodeID"] != driver_node
     )
-    killer = threading.Thread(target=ray_cluster.kill_node, args=(victim,))
-    resubmitted = stats.resubmitted
+    retried = stats.retried
+    finished: list[int] = [0]
+    stop = threading.Event()
 
-    def kill_once_under_way(progress, _outcome) -> None:
-        if progress.finished == 40 and not killer.is_alive() and killer.ident is None:
-            killer.start()
+    def kill_while_it_runs_a_batch() -> bool:
+        """Kill the node once the sweep is under way and a batch is running there."""
+        while not stop.wait(0.02):
+            if finished[0] < 40:
+                continue
+            for sweep_on_cluster in cluster_status(ray_cluster.address)["sweeps"]:
+                if any(b["node_id"] == victim_id for b in sweep_on_cluster["in_flight"]):
+                    ray_cluster.kill_node(ray_cluster.index_of(victim_port))
+                    return True
+        return False
 
-    try:
-        result = await run_experiment(
-            app.state.engine,
-            experiment_id,
-            options=_options(settings, ray_cluster),
-            on_progress=kill_once_under_way,
-        )
-    finally:
-        if killer.ident is not None:
-            killer.join()
-            ray_cluster.start_node(1)  # the next test finds two nodes again
+    def count(progress, _outcome) -> None:
+        finished[0] = progress.finished
 
-    assert killer.ident is not None, "the node was not killed mid-sweep"
+    with ThreadPoolExecutor(1) as pool:
+        killed = pool.submit(kill_while_it_runs_a_batch)
+        try:
+            result = await run_experiment(
+                app.state.engine,
+                experiment_id,
+                options=_options(settings, ray_cluster),
+                on_progress=count,
+            )
+        finally:
+            stop.set()
+            if killed.result():
+                ray_cluster.start_node(1)  # the next test finds two nodes again
+
+    assert killed.result(), "the node was not killed mid-sweep"
     assert result.progress.done == 240
     assert result.progress.failed == 0
     assert await _counts(sessionmaker, experiment_id) == (240, 240, 480)
-    assert stats.resubmitted >= resubmitted  # Ray's retries or the driver's gave them back
+    assert stats.retried > retried  # the dead node's batches were run again elsewhere
 
 
 async def test_a_provider_rate_limit_holds_across_the_whole_cluster(
@@ -216,6 +234,63 @@ def test_sweep_run_with_ray_makes_its_calls_on_the_cluster(
     assert "120 runs" in result.err
     assert "120 completed" in result.err
     assert sum(stats.batches_by_node.values()) > before
+
+
+def test_a_sweep_whose_driver_dies_is_resumed_and_finishes_with_every_run_once(
+    cli: Invoke, ray_cluster: LocalCluster, tmp_path: Path
+):
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(sweep(latency_ms=40)))
+    database = Path(os.environ["DATABASE_URL"].removeprefix("sqlite:///"))
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "promptlooper",
+            "sweep",
+            "run",
+            str(path),
+            "--ray",
+            ray_cluster.address,
+        ],
+        env={**os.environ, "SWEEP_LEASE_SECONDS": "2"},  # the token is in this environment
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while _completed(database) < 40 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        status = cli("ray", "status", "--ray", ray_cluster.address)
+    finally:
+        driver.kill()
+        driver.wait()
+    with sqlite3.connect(database) as db:
+        (experiment_id,) = db.execute("SELECT id FROM experiments").fetchone()
+    experiment = str(uuid.UUID(experiment_id))
+    done_before = _completed(database)
+    time.sleep(2.5)  # the dead driver's lease lapses
+
+    resumed = cli("sweep", "resume", experiment, "--ray", ray_cluster.address)
+
+    assert f"sweep {experiment}: " in status.out  # the running sweep's batches were listed
+    assert "batches in flight" in status.out
+    assert 40 <= done_before < 240, "the driver did not die mid-sweep"
+    assert resumed.code == 0, resumed.err
+    assert f"resuming: {done_before} of 240 runs already completed" in resumed.err
+    with sqlite3.connect(database) as db:
+        runs = db.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall()
+        stages = db.execute("SELECT count(*), count(DISTINCT run_id) FROM stage_results").fetchone()
+    assert runs == [("completed", 240)]
+    assert stages == (240, 240)
+
+
+def _completed(database: Path) -> int:
+    try:
+        with sqlite3.connect(database) as db:
+            return db.execute("SELECT count(*) FROM runs WHERE status = 'completed'").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet, or locked for a moment
+        return 0
 
 
 def test_without_a_ray_address_nothing_of_ray_is_imported():

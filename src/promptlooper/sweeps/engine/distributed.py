@@ -82,6 +82,8 @@ class WorkerSetup:
 class BatchResult:
     batch_id: int
     node_id: str
+    attempt: int
+    """1 unless an earlier attempt was lost with its worker or node."""
     outcomes: list[RunOutcome]
     cache_entries: dict[str, CachedResponse]
     retries: int
@@ -92,7 +94,10 @@ class ClusterStats:
     """What this process's executions did on the cluster."""
 
     batches_by_node: Counter[str] = field(default_factory=Counter)
+    retried: int = 0
+    """Batches that finished on a later attempt than their first."""
     resubmitted: int = 0
+    """Batches the driver submitted again once Ray's own retries were spent."""
 
 
 stats = ClusterStats()
@@ -141,8 +146,9 @@ class SweepCoordinator:
             for _ in range(count):
                 self._slots[provider].release()
 
-    async def begin(self, batch_id: int, node_id: str, runs: int) -> None:
-        """A batch starts (again): whatever an earlier attempt held is free again."""
+    async def begin(self, batch_id: int, node_id: str, runs: int) -> int:
+        """A batch starts (again): whatever an earlier attempt held is free again. Returns
+        which attempt this is."""
         self._give_back(batch_id)
         attempt = self._batches.get(batch_id, {}).get("attempt", 0) + 1
         self._batches[batch_id] = {
@@ -152,6 +158,7 @@ class SweepCoordinator:
             "attempt": attempt,
             "since": time.time(),
         }
+        return attempt
 
     async def finish(self, batch_id: int) -> None:
         self._give_back(batch_id)
@@ -241,7 +248,7 @@ async def _run_batch_here(
     coordinator: Any,
 ) -> BatchResult:
     node_id = ray.get_runtime_context().get_node_id()
-    await coordinator.begin.remote(batch_id, node_id, len(tasks))
+    attempt = await coordinator.begin.remote(batch_id, node_id, len(tasks))
     limits = functools.partial(_cluster_limits, coordinator, batch_id)
     providers = Providers(setup.providers, limits=limits)
     context = ScorerContext(complete=providers.complete, allow_python=setup.allow_python)
@@ -262,7 +269,7 @@ async def _run_batch_here(
     finally:
         await providers.aclose()
     entries = cache.new if cache is not None else {}
-    return BatchResult(batch_id, node_id, collected.outcomes, entries, providers.retries)
+    return BatchResult(batch_id, node_id, attempt, collected.outcomes, entries, providers.retries)
 
 
 @ray.remote(max_retries=TASK_RETRIES)
@@ -371,6 +378,7 @@ async def execute_on_cluster(
 
     async def receive(result: BatchResult) -> None:
         stats.batches_by_node[result.node_id] += 1
+        stats.retried += result.attempt > 1
         if cache is not None:
             for key, response in result.cache_entries.items():
                 await cache.put(key, response)
@@ -391,7 +399,6 @@ async def execute_on_cluster(
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for future in done:
                 batch, _ref = running.pop(future)
-                coordinator.finish.remote(batch.batch_id)
                 try:
                     result = future.result()
                 except RayTaskError:
@@ -401,8 +408,9 @@ async def execute_on_cluster(
                         raise
                     logger.warning("batch %s lost (%s); submitting it again", batch.batch_id, exc)
                     stats.resubmitted += 1
-                    submit(batch)
+                    submit(batch)  # its next attempt gives back what this one held
                     continue
+                coordinator.finish.remote(batch.batch_id)
                 await receive(result)
             await fill()
     finally:
