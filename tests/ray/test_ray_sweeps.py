@@ -182,14 +182,15 @@ async def test_a_worker_node_killed_mid_sweep_loses_and_duplicates_nothing(
     assert stats.retried > retried  # the dead node's batches were run again elsewhere
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the cluster's part, not the DB's
 async def test_a_provider_rate_limit_holds_across_the_whole_cluster(
     client: httpx.AsyncClient, app: FastAPI, owner, project_id, sessionmaker, settings, ray_cluster
 ):
     from promptlooper.sweeps.engine.distributed import stats
 
-    # 600 a minute is 10 a second with bursts of 10: 40 calls take 3 s at least in all,
-    # but 1.5 s if each node had the limit to itself.
-    doc = sweep(rows=10, rate_limit=600)
+    # 600 a minute is 10 a second with bursts of 10: 80 calls take 7 s at least in all, under
+    # 4 s if each node (or each batch) had the limit to itself.
+    doc = sweep(rows=20, rate_limit=600)
     experiment_id = uuid.UUID((await create(client, owner, project_id, doc))["id"])
     before = dict(stats.batches_by_node)
 
@@ -197,7 +198,7 @@ async def test_a_provider_rate_limit_holds_across_the_whole_cluster(
         app.state.engine, experiment_id, options=_options(settings, ray_cluster)
     )
 
-    assert result.progress.done == 40
+    assert result.progress.done == 80
     assert len(_nodes_used(before)) == 2
     async with sessionmaker() as session:
         first, last = (
@@ -207,7 +208,7 @@ async def test_a_provider_rate_limit_holds_across_the_whole_cluster(
                 )
             )
         ).one()
-    assert (last - first).total_seconds() >= 2.5
+    assert (last - first).total_seconds() >= 6
 
 
 def test_ray_status_shows_the_nodes_of_the_cluster(cli: Invoke, ray_cluster: LocalCluster):
@@ -233,6 +234,7 @@ def test_sweep_run_with_ray_makes_its_calls_on_the_cluster(
     assert result.code == 0, result.err
     assert "120 runs" in result.err
     assert "120 completed" in result.err
+    assert f"on the Ray cluster at {ray_cluster.address}: " in result.err
     assert sum(stats.batches_by_node.values()) > before
 
 
@@ -274,7 +276,7 @@ def test_a_sweep_whose_driver_dies_is_resumed_and_finishes_with_every_run_once(
     resumed = cli("sweep", "resume", experiment, "--ray", ray_cluster.address)
 
     assert f"sweep {experiment}: " in status.out  # the running sweep's batches were listed
-    assert "batches in flight" in status.out
+    assert " in flight (" in status.out
     assert 40 <= done_before < 240, "the driver did not die mid-sweep"
     assert resumed.code == 0, resumed.err
     assert f"resuming: {done_before} of 240 runs already completed" in resumed.err

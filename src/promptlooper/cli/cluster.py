@@ -43,7 +43,7 @@ def status(ray: str | None = RayOption) -> None:
     for sweep in found["sweeps"]:
         batches = sweep["in_flight"]
         console.print(
-            f"sweep {sweep['experiment_id']}: {len(batches)} batches in flight "
+            f"sweep {sweep['experiment_id']}: {_batches(len(batches))} in flight "
             f"({sum(b['runs'] for b in batches)} runs), {sweep['batches_finished']} finished",
             highlight=False,
         )
@@ -53,3 +53,19 @@ def status(ray: str | None = RayOption) -> None:
                 f"attempt {batch['attempt']}, {now - batch['since']:.0f} s",
                 highlight=False,
             )
+
+
+def _batches(count: int) -> str:
+    return f"{count} batch" if count == 1 else f"{count} batches"
+
+
+def print_cluster_work(address: str) -> None:
+    """After a sweep on the cluster: where its batches ran, and how many were run again."""
+    from promptlooper.sweeps.engine.distributed import stats
+
+    done = sum(stats.batches_by_node.values())
+    err_console.print(
+        f"on the Ray cluster at {address}: {_batches(done)} over {len(stats.batches_by_node)} "
+        f"node(s); {stats.retried} run again after losing a worker or node",
+        highlight=False,
+    )

@@ -319,6 +319,10 @@ def run_sweep(
                 f"{p.cached} from cache; cache {result.cache_hits} hits, "
                 f"{result.cache_misses} misses; {result.retries} retries"
             )
+            if settings.ray_address:
+                from promptlooper.cli.cluster import print_cluster_work
+
+                print_cluster_work(settings.ray_address)
             if p.note:
                 err_console.print(p.note, highlight=False, soft_wrap=True)
             shown.append(await _show_leaderboard(engine, current[-1]))
