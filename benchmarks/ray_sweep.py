@@ -19,34 +19,56 @@ this machine's cores, so the wall times are not a speed-up. Run from the reposit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import psutil
 import yaml
+from tests.ray.local_cluster import LocalCluster, start_cluster
 
 from benchmarks.server import CLI, ROOT
 from benchmarks.sweep_memory import write_sweep
-from tests.ray.local_cluster import LocalCluster, start_cluster
 
 HEAD_PORT = 6399
 WORKER_PORTS = range(20000, 21000)
 
 
-def _cluster_cpu(cluster: LocalCluster) -> float:
-    total = 0.0
-    for process in cluster.processes():
-        try:
-            times = process.cpu_times()
-        except psutil.Error:
-            continue
-        total += times.user + times.system
-    return total
+class ClusterCpu:
+    """CPU the cluster's processes spend while it runs, sampled every 0.2 s: Ray ends a job's
+    workers when its driver exits, so what they spent is read before they are gone."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self._cluster = cluster
+        self._start = self._sample()
+        self._last = dict(self._start)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> dict[int, float]:
+        found = {}
+        for process in self._cluster.processes():
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                found[process.pid] = times.user + times.system
+        return found
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.2):
+            self._last.update(self._sample())
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        self._last.update(self._sample())
+        return sum(cpu - self._start.get(pid, 0.0) for pid, cpu in self._last.items())
 
 
 def run(sweep: Path, database: str, env: dict[str, str], ray: str | None) -> dict[str, float]:
@@ -93,9 +115,9 @@ def main() -> None:
         for repeat in range(args.repeats):
             here = run(sweep, f"sqlite:///{folder / f'here-{repeat}.db'}", env, None)
             results["in process"].append({**here, "cluster_cpu": 0.0})
-            before = _cluster_cpu(cluster)
+            spent = ClusterCpu(cluster)
             there = run(sweep, f"sqlite:///{folder / f'ray-{repeat}.db'}", env, cluster.address)
-            results["ray, 2 nodes"].append({**there, "cluster_cpu": _cluster_cpu(cluster) - before})
+            results["ray, 2 nodes"].append({**there, "cluster_cpu": spent.stop()})
     finally:
         cluster.stop()
 

@@ -28,7 +28,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,7 @@ from promptlooper.sweeps.engine.executor import (
     Providers,
     execute,
     rate_limiter,
+    task_stream,
 )
 from promptlooper.sweeps.engine.persistence import RunOutcome, RunSink
 from promptlooper.sweeps.engine.runner import RunTask
@@ -294,23 +295,17 @@ def _shape(concurrency: int) -> tuple[int, int, int]:
     return in_flight, per_batch, min(MAX_BATCH, per_batch * RUNS_PER_SLOT)
 
 
-async def _take(source: Any, size: int) -> list[RunTask]:
+async def _take(source: AsyncIterator[RunTask], size: int) -> list[RunTask]:
     batch: list[RunTask] = []
     while len(batch) < size and (task := await anext(source, None)) is not None:
         batch.append(task)
     return batch
 
 
-async def _each(tasks: Iterable[RunTask] | AsyncIterable[RunTask]) -> Any:
-    if isinstance(tasks, AsyncIterable):
-        async for task in tasks:
-            yield task
-    else:
-        for task in tasks:
-            yield task
-
-
-def _start_coordinator(experiment_id: uuid.UUID | None, providers: Mapping[str, ProviderConfig]):
+def _start_coordinator(
+    experiment_id: uuid.UUID | None, providers: Mapping[str, ProviderConfig]
+) -> Any:
+    """The execution's coordinator, on the driver's own node: it lives and dies with it."""
     label = str(experiment_id or uuid.uuid4())
     limits = {p.name: (p.concurrency, p.rate_limit) for p in providers.values()}
     here = ray.get_runtime_context().get_node_id()
@@ -350,7 +345,7 @@ async def execute_on_cluster(
     in_flight, per_batch, batch_size = _shape(concurrency)
     coordinator = _start_coordinator(experiment_id, setup.providers)
     setup_ref = ray.put(setup)
-    source = _each(tasks)
+    source = task_stream(tasks)
     numbers = itertools.count()
     running: dict[asyncio.Future[BatchResult], tuple[_Batch, Any]] = {}
 
@@ -423,7 +418,9 @@ async def execute_on_cluster(
     return progress
 
 
-async def _announce(bus: EventBus | None, experiment_id: uuid.UUID | None, outcome: RunOutcome):
+async def _announce(
+    bus: EventBus | None, experiment_id: uuid.UUID | None, outcome: RunOutcome
+) -> None:
     """``run.completed`` or ``run.failed``, as a run in process announces its end."""
     if bus is None or not bus.has_audience:
         return

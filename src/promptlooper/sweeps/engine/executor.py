@@ -233,7 +233,10 @@ class Progress:
         return self.finished / self.elapsed if self.elapsed > 0 else 0.0
 
 
-async def _each(tasks: Iterable[RunTask] | AsyncIterable[RunTask]) -> AsyncIterator[RunTask]:
+async def task_stream(
+    tasks: Iterable[RunTask] | AsyncIterable[RunTask],
+) -> AsyncIterator[RunTask]:
+    """``tasks`` read one at a time, whether they come from a list or a paged reader."""
     if isinstance(tasks, AsyncIterable):
         async for task in tasks:
             yield task
@@ -267,7 +270,7 @@ async def execute(
     steps passes its ``progress`` on, so the totals run across them.
     """
     progress = Progress(total=total) if progress is None else progress
-    queue = _each(tasks)
+    queue = task_stream(tasks)
     taking = asyncio.Lock()  # one worker at a time asks the source, which may read a page
 
     async def worker() -> None:
