@@ -11,7 +11,9 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -320,3 +322,22 @@ def test_ray_status_without_an_address_says_how_to_give_one(
 
     assert result.code == 2
     assert result.err.strip() == "error: no Ray cluster: set RAY_ADDRESS or pass --ray ADDRESS"
+
+
+def test_a_sweep_of_local_models_stays_in_the_driver_process(caplog: pytest.LogCaptureFixture):
+    from promptlooper.sweeps.adapters.base import ProviderConfig
+    from promptlooper.sweeps.execution import _on_cluster
+
+    options = ExecutionOptions(policy=None, ray_address="127.0.0.1:6390")  # type: ignore[arg-type]
+    hosted = SimpleNamespace(providers={"mock": ProviderConfig("mock", "mock")})
+    local = SimpleNamespace(
+        providers={
+            "mock": ProviderConfig("mock", "mock"),
+            "tuned": ProviderConfig("tuned", "local"),
+        }
+    )
+
+    assert _on_cluster(options, hosted)
+    assert not _on_cluster(options, local)
+    assert "['tuned'] run local models: this sweep runs in this process" in caplog.text
+    assert not _on_cluster(replace(options, ray_address=None), hosted)

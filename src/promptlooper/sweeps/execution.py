@@ -330,7 +330,7 @@ async def _execute(
                 }
             )
         concurrency = options.concurrency or plan.spec.concurrency
-        if options.ray_address:
+        if _on_cluster(options, plan):
             progress = await _execute_on_cluster(
                 experiment_id,
                 options,
@@ -367,6 +367,17 @@ async def _execute(
         retries=providers.retries,
         skipped_completed=plan.total_runs - pending,
     )
+
+
+def _on_cluster(options: ExecutionOptions, plan: SweepPlan) -> bool:
+    """Whether the calls go to the Ray cluster: when one is configured, unless a provider is
+    a ``local`` model, which loads its weights where it runs and stays in this process."""
+    if not options.ray_address:
+        return False
+    local = sorted(p.name for p in plan.providers.values() if p.type == "local")
+    if local:
+        logger.warning("provider(s) %s run local models: this sweep runs in this process", local)
+    return not local
 
 
 async def _execute_on_cluster(
