@@ -329,13 +329,13 @@ def test_a_sweep_of_local_models_stays_in_the_driver_process(caplog: pytest.LogC
     from promptlooper.sweeps.execution import _on_cluster
 
     options = ExecutionOptions(policy=None, ray_address="127.0.0.1:6390")  # type: ignore[arg-type]
-    hosted = SimpleNamespace(providers={"mock": ProviderConfig("mock", "mock")})
-    local = SimpleNamespace(
-        providers={
-            "mock": ProviderConfig("mock", "mock"),
-            "tuned": ProviderConfig("tuned", "local"),
-        }
-    )
+    providers = {"mock": ProviderConfig("mock", "mock"), "tuned": ProviderConfig("tuned", "local")}
+
+    def plan(*models: str) -> Any:
+        """A plan with every provider configured, calling only ``models``."""
+        return SimpleNamespace(providers=providers, model_refs=lambda: dict.fromkeys(models, ""))
+
+    hosted, local = plan("mock:small"), plan("mock:small", "tuned:smollm2")
 
     assert _on_cluster(options, hosted)
     assert not _on_cluster(options, local)

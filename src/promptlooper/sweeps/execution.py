@@ -374,7 +374,8 @@ def _on_cluster(options: ExecutionOptions, plan: SweepPlan) -> bool:
     a ``local`` model, which loads its weights where it runs and stays in this process."""
     if not options.ray_address:
         return False
-    local = sorted(p.name for p in plan.providers.values() if p.type == "local")
+    used = {ref.partition(":")[0] for ref in plan.model_refs()}
+    local = sorted(name for name in used if plan.providers[name].type == "local")
     if local:
         logger.warning("provider(s) %s run local models: this sweep runs in this process", local)
     return not local
