@@ -8,11 +8,8 @@ again elsewhere, by Ray's own task retries and then by the driver; only the atte
 returns is recorded, and the sink's writes are idempotent, so no run is lost or written
 twice. Runs in flight when the driver itself dies stay pending, and ``sweep resume`` runs them.
 
-Provider limits hold across the cluster: every batch of one execution asks one coordinator
-actor, pinned to the driver's node, for its concurrency slots and rate-limit permits. Permits
-are held in a batch's name, so those of an attempt that died are given back when the batch
-begins again or ends. The coordinator also knows the batches in flight, which
-``cluster_status`` reports.
+Provider limits hold across the cluster through the execution's coordinator actor
+(``coordinator.py``), which also knows the batches in flight that ``cluster_status`` reports.
 
 Importing this module imports Ray; nothing else in the package does until a Ray address is
 configured.
@@ -25,27 +22,29 @@ import contextlib
 import functools
 import itertools
 import logging
-import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ray.exceptions import RayError, RayTaskError
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 import ray
 from promptlooper.errors import ConfigurationError
 from promptlooper.events import EventBus
 from promptlooper.sweeps.adapters.base import ProviderConfig
 from promptlooper.sweeps.engine.cache import CachedResponse, ResponseCache
+from promptlooper.sweeps.engine.coordinator import (
+    COORDINATOR_PREFIX,
+    NAMESPACE,
+    cluster_limits,
+    start_coordinator,
+)
 from promptlooper.sweeps.engine.executor import (
-    Limits,
     Progress,
     Providers,
     execute,
-    rate_limiter,
     task_stream,
 )
 from promptlooper.sweeps.engine.persistence import RunOutcome, RunSink
@@ -55,8 +54,6 @@ from promptlooper.sweeps.scorers.registry import create_scorer
 
 logger = logging.getLogger(__name__)
 
-NAMESPACE = "promptlooper"
-COORDINATOR_PREFIX = "sweep-"
 TASK_RETRIES = 3
 """Ray runs a batch again this many times when its worker or node dies."""
 RESUBMITS = 2
@@ -129,91 +126,6 @@ def disconnect() -> None:
         _connected.clear()
 
 
-@ray.remote(num_cpus=0, max_concurrency=10_000)
-class SweepCoordinator:
-    """One execution's provider limits and batches in flight, shared by its every batch."""
-
-    def __init__(self, experiment_id: str, limits: dict[str, tuple[int | None, float | None]]):
-        self.experiment_id = experiment_id
-        self.started = time.time()
-        self._slots = {p: asyncio.Semaphore(c) for p, (c, _) in limits.items() if c}
-        self._rates = {p: rate_limiter(r) for p, (_, r) in limits.items() if r}
-        self._held: dict[int, Counter[str]] = {}
-        self._batches: dict[int, dict[str, Any]] = {}
-        self.finished = 0
-
-    def _give_back(self, batch_id: int) -> None:
-        for provider, count in self._held.pop(batch_id, Counter()).items():
-            for _ in range(count):
-                self._slots[provider].release()
-
-    async def begin(self, batch_id: int, node_id: str, runs: int) -> int:
-        """A batch starts (again): whatever an earlier attempt held is free again. Returns
-        which attempt this is."""
-        self._give_back(batch_id)
-        attempt = self._batches.get(batch_id, {}).get("attempt", 0) + 1
-        self._batches[batch_id] = {
-            "batch": batch_id,
-            "node_id": node_id,
-            "runs": runs,
-            "attempt": attempt,
-            "since": time.time(),
-        }
-        return attempt
-
-    async def finish(self, batch_id: int) -> None:
-        self._give_back(batch_id)
-        if self._batches.pop(batch_id, None) is not None:
-            self.finished += 1
-
-    async def rate(self, provider: str) -> None:
-        await self._rates[provider].acquire()
-
-    async def take_slot(self, provider: str, batch_id: int) -> None:
-        await self._slots[provider].acquire()
-        self._held.setdefault(batch_id, Counter())[provider] += 1
-
-    async def give_slot(self, provider: str, batch_id: int) -> None:
-        held = self._held.get(batch_id)
-        if held and held[provider] > 0:
-            held[provider] -= 1
-            self._slots[provider].release()
-
-    async def status(self) -> dict[str, Any]:
-        return {
-            "experiment_id": self.experiment_id,
-            "started": self.started,
-            "batches_finished": self.finished,
-            "in_flight": sorted(self._batches.values(), key=lambda b: b["batch"]),
-        }
-
-
-class _ClusterRate:
-    def __init__(self, coordinator: Any, provider: str) -> None:
-        self._coordinator, self._provider = coordinator, provider
-
-    async def acquire(self) -> None:
-        await self._coordinator.rate.remote(self._provider)
-
-
-class _ClusterSlot:
-    def __init__(self, coordinator: Any, provider: str, batch_id: int) -> None:
-        self._coordinator, self._provider, self._batch = coordinator, provider, batch_id
-
-    async def __aenter__(self) -> None:
-        await self._coordinator.take_slot.remote(self._provider, self._batch)
-
-    async def __aexit__(self, *_: object) -> None:
-        await self._coordinator.give_slot.remote(self._provider, self._batch)
-
-
-def _cluster_limits(coordinator: Any, batch_id: int, config: ProviderConfig) -> Limits:
-    return (
-        _ClusterSlot(coordinator, config.name, batch_id) if config.concurrency else None,
-        _ClusterRate(coordinator, config.name) if config.rate_limit else None,
-    )
-
-
 class _BatchCache:
     """A batch's view of the cache: the entries the driver found for its first calls, and
     what the batch adds (sent back for the driver to store)."""
@@ -250,7 +162,7 @@ async def _run_batch_here(
 ) -> BatchResult:
     node_id = ray.get_runtime_context().get_node_id()
     attempt = await coordinator.begin.remote(batch_id, node_id, len(tasks))
-    limits = functools.partial(_cluster_limits, coordinator, batch_id)
+    limits = functools.partial(cluster_limits, coordinator, batch_id)
     providers = Providers(setup.providers, limits=limits)
     context = ScorerContext(complete=providers.complete, allow_python=setup.allow_python)
     scorers = [create_scorer(kind, name, options, context) for kind, name, options in setup.scorers]
@@ -302,20 +214,6 @@ async def _take(source: AsyncIterator[RunTask], size: int) -> list[RunTask]:
     return batch
 
 
-def _start_coordinator(
-    experiment_id: uuid.UUID | None, providers: Mapping[str, ProviderConfig]
-) -> Any:
-    """The execution's coordinator, on the driver's own node: it lives and dies with it."""
-    label = str(experiment_id or uuid.uuid4())
-    limits = {p.name: (p.concurrency, p.rate_limit) for p in providers.values()}
-    here = ray.get_runtime_context().get_node_id()
-    return SweepCoordinator.options(  # type: ignore[attr-defined]
-        name=f"{COORDINATOR_PREFIX}{label}-{uuid.uuid4().hex[:8]}",
-        namespace=NAMESPACE,
-        scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
-    ).remote(label, limits)
-
-
 @dataclass
 class _Batch:
     batch_id: int
@@ -343,7 +241,7 @@ async def execute_on_cluster(
     connect(address)
     progress = Progress(total=total)
     in_flight, per_batch, batch_size = _shape(concurrency)
-    coordinator = _start_coordinator(experiment_id, setup.providers)
+    coordinator = start_coordinator(experiment_id, setup.providers)
     setup_ref = ray.put(setup)
     source = task_stream(tasks)
     numbers = itertools.count()
