@@ -188,14 +188,32 @@ async def test_a_worker_node_killed_mid_sweep_loses_and_duplicates_nothing(
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the cluster's part, not the DB's
-async def test_a_provider_rate_limit_holds_across_the_whole_cluster(
-    client: httpx.AsyncClient, app: FastAPI, owner, project_id, sessionmaker, settings, ray_cluster
+@pytest.mark.parametrize(
+    ("limit", "least_seconds"),
+    [
+        # 600 a minute is 10 a second with bursts of 10: 80 calls take 7 s at least in all,
+        # under 4 s if each node (or each batch) had the limit to itself.
+        ({"rate_limit": 600}, 6.0),
+        # 2 calls at a time of 100 ms: 80 calls take 4 s at least in all, under 3 s if each
+        # batch (16 calls) could make 2 at a time of its own.
+        ({"concurrency": 2, "latency_ms": 100}, 3.5),
+    ],
+    ids=["rate_limit", "concurrency"],
+)
+async def test_a_provider_limit_holds_across_the_whole_cluster(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    owner,
+    project_id,
+    sessionmaker,
+    settings,
+    ray_cluster,
+    limit: dict[str, float],
+    least_seconds: float,
 ):
     from promptlooper.sweeps.engine.distributed import stats
 
-    # 600 a minute is 10 a second with bursts of 10: 80 calls take 7 s at least in all, under
-    # 4 s if each node (or each batch) had the limit to itself.
-    doc = sweep(rows=20, rate_limit=600)
+    doc = sweep(rows=20, **limit)
     experiment_id = uuid.UUID((await create(client, owner, project_id, doc))["id"])
     before = dict(stats.batches_by_node)
 
@@ -213,7 +231,7 @@ async def test_a_provider_rate_limit_holds_across_the_whole_cluster(
                 )
             )
         ).one()
-    assert (last - first).total_seconds() >= 6
+    assert (last - first).total_seconds() >= least_seconds
 
 
 def _just_begun(batch: dict[str, Any]) -> bool:
