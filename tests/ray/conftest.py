@@ -1,4 +1,4 @@
-"""A real two-node Ray cluster on this machine for the whole session, when a test asks for it.
+"""A real two-node Ray cluster on this machine for the tests of this folder that ask for it.
 
 The head listens on a free port in 6390-6399 (never Redis's 6379), its workers on ports in
 20000-20999; token authentication is on, as on a cluster that takes work from a network.
@@ -41,7 +41,7 @@ def _free_head_port() -> int:
     raise RuntimeError("no free port in 6390-6399 for the Ray head node")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     cluster = start_cluster(
         tmp_path_factory.mktemp("ray"),
