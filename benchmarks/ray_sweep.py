@@ -31,7 +31,7 @@ from pathlib import Path
 
 import psutil
 import yaml
-from tests.ray.local_cluster import LocalCluster, start_cluster
+from tests.scaleout.local_cluster import LocalCluster, start_cluster
 
 from benchmarks.server import CLI, ROOT
 from benchmarks.sweep_memory import write_sweep

@@ -16,9 +16,9 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-import ray
 from promptlooper.sweeps.adapters.base import ProviderConfig
 from promptlooper.sweeps.engine.executor import Limits, rate_limiter
 

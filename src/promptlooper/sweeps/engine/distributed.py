@@ -28,9 +28,9 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import ray
 from ray.exceptions import RayError, RayTaskError
 
-import ray
 from promptlooper.errors import ConfigurationError
 from promptlooper.events import EventBus
 from promptlooper.sweeps.adapters.base import ProviderConfig

@@ -20,13 +20,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
-from tests.cli.inprocess import Invoke
-from tests.ray.local_cluster import LocalCluster
-from tests.sweeps.conftest import ROWS_60, create, document
 
 from promptlooper.sweeps.execution import ExecutionOptions, run_experiment
 from promptlooper.sweeps.models import Run, Score, StageResult
 from promptlooper.sweeps.providers import ProviderPolicy
+from tests.cli.inprocess import Invoke
+from tests.scaleout.local_cluster import LocalCluster
+from tests.sweeps.conftest import ROWS_60, create, document
 
 
 def sweep(*, rows: int = 60, latency_ms: float = 0, cache: bool = False, **provider: Any) -> dict:
@@ -136,6 +136,7 @@ async def test_a_worker_node_killed_mid_sweep_loses_and_duplicates_nothing(
     client: httpx.AsyncClient, app: FastAPI, owner, project_id, sessionmaker, settings, ray_cluster
 ):
     import ray
+
     from promptlooper.sweeps.engine.distributed import cluster_status, stats
 
     # Batches of 16 runs, 4 calls at a time of 200 ms each: a batch runs for 0.8 s at least.

@@ -13,8 +13,9 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+
 from tests.cli.conftest import cli  # noqa: F401 (fixture)
-from tests.ray.local_cluster import LocalCluster, start_cluster
+from tests.scaleout.local_cluster import LocalCluster, start_cluster
 from tests.sweeps.conftest import owner, project_id  # noqa: F401 (fixtures)
 
 HEAD_PORTS = range(6390, 6400)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import httpx
 import pytest
 from fastapi import FastAPI
-from tests.ray.local_cluster import LocalCluster
-from tests.ray.test_ray_sweeps import sweep
-from tests.sweeps.conftest import create, run_to_end
 
 from promptlooper.settings import Settings
+from tests.scaleout.local_cluster import LocalCluster
+from tests.scaleout.test_ray_sweeps import sweep
+from tests.sweeps.conftest import create, run_to_end
 
 
 @pytest.fixture
