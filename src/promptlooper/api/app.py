@@ -129,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             cache_bound=CacheBound.from_settings(settings),
             lease_seconds=settings.sweep_lease_seconds,
             max_runs=settings.sweep_max_runs,
+            ray_address=settings.ray_address or None,
         ),
     )
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+import typer
 from rich.console import Console
 
 from promptlooper import migrations
@@ -116,3 +117,17 @@ def load_settings() -> Settings:
     from promptlooper.settings import Settings
 
     return Settings()
+
+
+RayOption = typer.Option(
+    None,
+    "--ray",
+    metavar="ADDRESS",
+    help="Make the calls on the Ray cluster at ADDRESS (host:port of its head node; "
+    "default: the RAY_ADDRESS setting).",
+)
+
+
+def with_ray(settings: Settings, address: str | None) -> Settings:
+    """``settings`` with ``--ray``'s address, when given, in place of ``RAY_ADDRESS``."""
+    return settings.model_copy(update={"ray_address": address}) if address else settings

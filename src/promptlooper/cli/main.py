@@ -13,6 +13,7 @@ from typer._click import exceptions as click
 
 from promptlooper import __version__
 from promptlooper.cli.agents import agent_app, variant_app
+from promptlooper.cli.cluster import ray_app
 from promptlooper.cli.common import err_console
 from promptlooper.cli.credentials import credential_app
 from promptlooper.cli.db import app as db_app
@@ -42,6 +43,7 @@ app.add_typer(agent_app, name="agent")
 app.add_typer(variant_app, name="variant")
 app.add_typer(online_app, name="online")
 app.add_typer(train_app, name="train")
+app.add_typer(ray_app, name="ray")
 app.command("export")(export_command)
 app.command()(serve)
 app.command()(demo)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import socket
 import uuid
@@ -14,6 +15,7 @@ from rich.markup import escape
 
 from promptlooper import migrations
 from promptlooper.cli.common import (
+    RayOption,
     async_command,
     collector_paused,
     console,
@@ -77,8 +79,11 @@ def serve(
     no_migrate: bool = typer.Option(
         False, "--no-migrate", help="Do not upgrade the database schema before starting."
     ),
+    ray: str | None = RayOption,
 ) -> None:
     """Serve the REST API (docs at /docs), upgrading the schema first."""
+    if ray:
+        os.environ["RAY_ADDRESS"] = ray  # the server's app builds its settings from the environment
     settings = load_settings()
     with _listen_socket(host, port) as sock:
         if not no_migrate:

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from promptlooper.auth.principal import Principal
 from promptlooper.cli.common import (
+    RayOption,
     async_command,
     collector_paused,
     console,
@@ -26,6 +27,7 @@ from promptlooper.cli.common import (
     freeze_long_lived_objects,
     load_settings,
     session_scope,
+    with_ray,
 )
 from promptlooper.errors import Invalid, NotFound
 from promptlooper.files import write_text
@@ -157,6 +159,7 @@ async def _execute(
         cache_bound=CacheBound.from_settings(settings),
         lease_seconds=settings.sweep_lease_seconds,
         max_runs=settings.sweep_max_runs,
+        ray_address=settings.ray_address or None,
     )
     try:
         return await run_experiment(
@@ -319,6 +322,10 @@ def run_sweep(
                 f"{p.cached} from cache; cache {result.cache_hits} hits, "
                 f"{result.cache_misses} misses; {result.retries} retries"
             )
+            if settings.ray_address:
+                from promptlooper.cli.cluster import print_cluster_work
+
+                print_cluster_work(settings.ray_address)
             if p.note:
                 err_console.print(p.note, highlight=False, soft_wrap=True)
             shown.append(await _show_leaderboard(engine, current[-1]))
@@ -378,13 +385,14 @@ def run(
         "always does).",
         metavar="SCORE",
     ),
+    ray: str | None = RayOption,
 ) -> None:
     """Create an experiment from FILE and run it, with a progress bar and a leaderboard."""
     from promptlooper.sweeps.spec import load_sweep_file, parse_spec
 
     with collector_paused():  # until the sweep's start freezes what start-up built
         run_sweep(
-            load_settings(),
+            with_ray(load_settings(), ray),
             spec=parse_spec(load_sweep_file(file)),
             project=project,
             user=user,
@@ -403,11 +411,12 @@ def resume(
         "--cache/--no-cache",
         help="Use the response cache (default: as the sweep was started).",
     ),
+    ray: str | None = RayOption,
 ) -> None:
     """Run what an interrupted or failed sweep has not completed; nothing runs twice."""
     with collector_paused():  # until the sweep's start freezes what start-up built
         run_sweep(
-            load_settings(),
+            with_ray(load_settings(), ray),
             experiment_id=experiment_id,
             concurrency=concurrency,
             use_cache=cache,

@@ -56,6 +56,8 @@ class ExecutionOptions:
     lease_seconds: float = 30.0
     max_runs: int | None = None
     """The ``SWEEP_MAX_RUNS`` setting, judged again at every start like the policy."""
+    ray_address: str | None = None
+    """The Ray cluster that makes the calls (``RAY_ADDRESS``); None: this process makes them."""
 
 
 @dataclass
@@ -327,18 +329,33 @@ async def _execute(
                     "pending": pending,
                 }
             )
-        progress = await execute(
-            tasks,
-            total=pending,
-            providers=providers,
-            sink=sink,
-            concurrency=options.concurrency or plan.spec.concurrency,
-            cache=cache,
-            scorers=scorers,
-            weights=plan.weights,
-            bus=bus,
-            on_progress=on_progress,
-        )
+        concurrency = options.concurrency or plan.spec.concurrency
+        if _on_cluster(options, plan):
+            progress = await _execute_on_cluster(
+                experiment_id,
+                options,
+                plan,
+                tasks,
+                pending,
+                sink,
+                concurrency,
+                cache,
+                bus,
+                on_progress,
+            )
+        else:
+            progress = await execute(
+                tasks,
+                total=pending,
+                providers=providers,
+                sink=sink,
+                concurrency=concurrency,
+                cache=cache,
+                scorers=scorers,
+                weights=plan.weights,
+                bus=bus,
+                on_progress=on_progress,
+            )
     finally:
         await providers.aclose()
     return ExecutionResult(
@@ -349,6 +366,54 @@ async def _execute(
         cache_misses=cache.stats.misses if cache else 0,
         retries=providers.retries,
         skipped_completed=plan.total_runs - pending,
+    )
+
+
+def _on_cluster(options: ExecutionOptions, plan: SweepPlan) -> bool:
+    """Whether the calls go to the Ray cluster: when one is configured, unless a provider is
+    a ``local`` model, which loads its weights where it runs and stays in this process."""
+    if not options.ray_address:
+        return False
+    used = {ref.partition(":")[0] for ref in plan.model_refs()}
+    local = sorted(name for name in used if plan.providers[name].type == "local")
+    if local:
+        logger.warning("provider(s) %s run local models: this sweep runs in this process", local)
+    return not local
+
+
+async def _execute_on_cluster(
+    experiment_id: uuid.UUID,
+    options: ExecutionOptions,
+    plan: SweepPlan,
+    tasks: AsyncIterator[RunTask],
+    pending: int,
+    sink: SqlRunSink,
+    concurrency: int,
+    cache: SqlResponseCache | None,
+    bus: EventBus | None,
+    on_progress: ProgressCallback | None = None,
+) -> Progress:
+    """The runs executed on the Ray cluster; Ray is imported only here."""
+    from promptlooper.sweeps.engine.distributed import WorkerSetup, execute_on_cluster
+
+    assert options.ray_address
+    setup = WorkerSetup(
+        providers=plan.providers,
+        scorers=[(s.type, s.name, s.all_options) for s in plan.spec.scorers],
+        weights=plan.weights,
+        allow_python=options.allow_python,
+    )
+    return await execute_on_cluster(
+        tasks,
+        address=options.ray_address,
+        total=pending,
+        setup=setup,
+        sink=sink,
+        concurrency=concurrency,
+        cache=cache,
+        bus=bus,
+        on_progress=on_progress,
+        experiment_id=experiment_id,
     )
 
 

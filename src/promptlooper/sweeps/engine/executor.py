@@ -13,8 +13,9 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiolimiter import AsyncLimiter
 from tenacity import (
@@ -59,7 +60,7 @@ def _retryable(error: BaseException) -> bool:
     return isinstance(error, AdapterError) and error.retryable
 
 
-def _limiter(per_minute: float) -> AsyncLimiter:
+def rate_limiter(per_minute: float) -> AsyncLimiter:
     """At most ``per_minute`` requests a minute, in bursts of at most one second's worth
     (a 60,000-per-minute limit must not allow 60,000 at once)."""
     if per_minute >= 60:
@@ -67,24 +68,47 @@ def _limiter(per_minute: float) -> AsyncLimiter:
     return AsyncLimiter(1, 60 / per_minute)
 
 
+class RateLimiter(Protocol):
+    async def acquire(self) -> None: ...
+
+
+Limits = tuple[AbstractAsyncContextManager[Any] | None, RateLimiter | None]
+"""A provider's concurrency slot (held during a call) and rate limiter (acquired per attempt)."""
+
+
+def local_limits(config: ProviderConfig) -> Limits:
+    """The provider's limits held in this process: right for one process's sweep."""
+    return (
+        asyncio.Semaphore(config.concurrency) if config.concurrency else None,
+        rate_limiter(config.rate_limit) if config.rate_limit else None,
+    )
+
+
 @dataclass
 class _Gate:
     adapter: Adapter
     config: ProviderConfig
-    semaphore: asyncio.Semaphore | None
-    limiter: AsyncLimiter | None
+    semaphore: AbstractAsyncContextManager[Any] | None
+    limiter: RateLimiter | None
 
 
 class Providers:
     """The ``ModelCaller`` the runner uses: adapters built from provider configs, each
     behind its gate. Adapters are created on first use and closed by ``aclose``; their modules
     are imported here, before any run starts, so that the CLI can freeze them with the rest of
-    its start-up instead of having the collector rescan them during the sweep."""
+    its start-up instead of having the collector rescan them during the sweep. ``limits``
+    builds each provider's gate: a sweep spread over processes shares one set of limits."""
 
-    def __init__(self, configs: Mapping[str, ProviderConfig]) -> None:
+    def __init__(
+        self,
+        configs: Mapping[str, ProviderConfig],
+        *,
+        limits: Callable[[ProviderConfig], Limits] = local_limits,
+    ) -> None:
         self.configs = dict(configs)
         for config in self.configs.values():
             load_adapter_module(config.type)
+        self._limits = limits
         self._gates: dict[str, _Gate] = {}
         self.retries = 0
 
@@ -98,12 +122,8 @@ class Providers:
         gate = self._gates.get(provider)
         if gate is None:
             config = self._config(provider)
-            gate = _Gate(
-                adapter=create_adapter(config),
-                config=config,
-                semaphore=asyncio.Semaphore(config.concurrency) if config.concurrency else None,
-                limiter=_limiter(config.rate_limit) if config.rate_limit else None,
-            )
+            semaphore, limiter = self._limits(config)
+            gate = _Gate(create_adapter(config), config, semaphore, limiter)
             self._gates[provider] = gate
         return gate
 
@@ -213,7 +233,10 @@ class Progress:
         return self.finished / self.elapsed if self.elapsed > 0 else 0.0
 
 
-async def _each(tasks: Iterable[RunTask] | AsyncIterable[RunTask]) -> AsyncIterator[RunTask]:
+async def task_stream(
+    tasks: Iterable[RunTask] | AsyncIterable[RunTask],
+) -> AsyncIterator[RunTask]:
+    """``tasks`` read one at a time, whether they come from a list or a paged reader."""
     if isinstance(tasks, AsyncIterable):
         async for task in tasks:
             yield task
@@ -247,7 +270,7 @@ async def execute(
     steps passes its ``progress`` on, so the totals run across them.
     """
     progress = Progress(total=total) if progress is None else progress
-    queue = _each(tasks)
+    queue = task_stream(tasks)
     taking = asyncio.Lock()  # one worker at a time asks the source, which may read a page
 
     async def worker() -> None:

@@ -1,0 +1,71 @@
+"""``promptlooper ray status``: the Ray cluster sweeps run on, and what they have in flight."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+from rich.table import Table
+
+from promptlooper.cli.common import RayOption, console, err_console, load_settings, with_ray
+from promptlooper.errors import Invalid
+
+ray_app = typer.Typer(help="The Ray cluster that sweeps run on.", no_args_is_help=True)
+
+
+@ray_app.command("status")
+def status(ray: str | None = RayOption) -> None:
+    """Show the cluster's nodes and resources, and the batches each sweep has in flight."""
+    address = with_ray(load_settings(), ray).ray_address
+    if not address:
+        raise Invalid("no Ray cluster: set RAY_ADDRESS or pass --ray ADDRESS")
+    from promptlooper.sweeps.engine.distributed import cluster_status
+
+    err_console.print(f"connecting to the Ray cluster at {address} …")
+    found = cluster_status(address)
+    nodes = Table("node", "address", "alive", "CPUs", "GPUs", title="nodes")
+    for node in found["nodes"]:
+        nodes.add_row(
+            node["node_id"][:12],
+            node["address"],
+            "yes" if node["alive"] else "no",
+            f"{node['cpus']:g}",
+            f"{node['gpus']:g}",
+        )
+    console.print(nodes)
+    total, free = found["resources"], found["available"]
+    kinds = [name for name in ("CPU", "GPU") if name in total]
+    shown = ", ".join(f"{name} {free.get(name, 0):g}/{total[name]:g} free" for name in kinds)
+    console.print(f"resources: {shown}", highlight=False)
+    if not found["sweeps"]:
+        console.print("no sweep is executing on the cluster")
+    now = time.time()
+    for sweep in found["sweeps"]:
+        batches = sweep["in_flight"]
+        console.print(
+            f"sweep {sweep['experiment_id']}: {_batches(len(batches))} in flight "
+            f"({sum(b['runs'] for b in batches)} runs), {sweep['batches_finished']} finished",
+            highlight=False,
+        )
+        for batch in batches:
+            console.print(
+                f"  batch {batch['batch']}: {batch['runs']} runs on node {batch['node_id'][:12]}, "
+                f"attempt {batch['attempt']}, {now - batch['since']:.0f} s",
+                highlight=False,
+            )
+
+
+def _batches(count: int) -> str:
+    return f"{count} batch" if count == 1 else f"{count} batches"
+
+
+def print_cluster_work(address: str) -> None:
+    """After a sweep on the cluster: where its batches ran, and how many were run again."""
+    from promptlooper.sweeps.engine.distributed import stats
+
+    done = sum(stats.batches_by_node.values())
+    err_console.print(
+        f"on the Ray cluster at {address}: {_batches(done)} over {len(stats.batches_by_node)} "
+        f"node(s); {stats.retried} run again after losing a worker or node",
+        highlight=False,
+    )

@@ -1,0 +1,125 @@
+"""One sweep execution's coordinator on the Ray cluster: provider limits and batches in flight.
+
+Every batch of one execution asks this actor, pinned to the driver's node, for its concurrency
+slots and rate-limit permits, so a provider's limits hold over all nodes together. Slots are
+held in a batch's name: those an attempt that died still held are given back when the batch
+begins again or ends. The actor also knows which batches are running where, which
+``promptlooper ray status`` shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from promptlooper.sweeps.adapters.base import ProviderConfig
+from promptlooper.sweeps.engine.executor import Limits, rate_limiter
+
+NAMESPACE = "promptlooper"
+COORDINATOR_PREFIX = "sweep-"
+
+
+@ray.remote(num_cpus=0, max_concurrency=10_000)
+class SweepCoordinator:
+    """One execution's provider limits and batches in flight, shared by its every batch."""
+
+    def __init__(self, experiment_id: str, limits: dict[str, tuple[int | None, float | None]]):
+        self.experiment_id = experiment_id
+        self.started = time.time()
+        self._slots = {p: asyncio.Semaphore(c) for p, (c, _) in limits.items() if c}
+        self._rates = {p: rate_limiter(r) for p, (_, r) in limits.items() if r}
+        self._held: dict[int, Counter[str]] = {}
+        self._batches: dict[int, dict[str, Any]] = {}
+        self.finished = 0
+
+    def _give_back(self, batch_id: int) -> None:
+        for provider, count in self._held.pop(batch_id, Counter()).items():
+            for _ in range(count):
+                self._slots[provider].release()
+
+    async def begin(self, batch_id: int, node_id: str, runs: int) -> int:
+        """A batch starts (again): whatever an earlier attempt held is free again. Returns
+        which attempt this is."""
+        self._give_back(batch_id)
+        attempt = self._batches.get(batch_id, {}).get("attempt", 0) + 1
+        self._batches[batch_id] = {
+            "batch": batch_id,
+            "node_id": node_id,
+            "runs": runs,
+            "attempt": attempt,
+            "since": time.time(),
+        }
+        return attempt
+
+    async def finish(self, batch_id: int) -> None:
+        self._give_back(batch_id)
+        if self._batches.pop(batch_id, None) is not None:
+            self.finished += 1
+
+    async def rate(self, provider: str) -> None:
+        await self._rates[provider].acquire()
+
+    async def take_slot(self, provider: str, batch_id: int) -> None:
+        await self._slots[provider].acquire()
+        self._held.setdefault(batch_id, Counter())[provider] += 1
+
+    async def give_slot(self, provider: str, batch_id: int) -> None:
+        held = self._held.get(batch_id)
+        if held and held[provider] > 0:
+            held[provider] -= 1
+            self._slots[provider].release()
+
+    async def status(self) -> dict[str, Any]:
+        return {
+            "experiment_id": self.experiment_id,
+            "started": self.started,
+            "batches_finished": self.finished,
+            "in_flight": sorted(self._batches.values(), key=lambda b: b["batch"]),
+        }
+
+
+class _ClusterRate:
+    def __init__(self, coordinator: Any, provider: str) -> None:
+        self._coordinator, self._provider = coordinator, provider
+
+    async def acquire(self) -> None:
+        await self._coordinator.rate.remote(self._provider)
+
+
+class _ClusterSlot:
+    def __init__(self, coordinator: Any, provider: str, batch_id: int) -> None:
+        self._coordinator, self._provider, self._batch = coordinator, provider, batch_id
+
+    async def __aenter__(self) -> None:
+        await self._coordinator.take_slot.remote(self._provider, self._batch)
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._coordinator.give_slot.remote(self._provider, self._batch)
+
+
+def cluster_limits(coordinator: Any, batch_id: int, config: ProviderConfig) -> Limits:
+    return (
+        _ClusterSlot(coordinator, config.name, batch_id) if config.concurrency else None,
+        _ClusterRate(coordinator, config.name) if config.rate_limit else None,
+    )
+
+
+def start_coordinator(
+    experiment_id: uuid.UUID | None, providers: Mapping[str, ProviderConfig]
+) -> Any:
+    """The execution's coordinator, on the driver's own node: it lives and dies with it."""
+    label = str(experiment_id or uuid.uuid4())
+    limits = {p.name: (p.concurrency, p.rate_limit) for p in providers.values()}
+    here = ray.get_runtime_context().get_node_id()
+    return SweepCoordinator.options(  # type: ignore[attr-defined]
+        name=f"{COORDINATOR_PREFIX}{label}-{uuid.uuid4().hex[:8]}",
+        namespace=NAMESPACE,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
+    ).remote(label, limits)

@@ -1,0 +1,359 @@
+"""Sweeps on a Ray cluster: the driver keeps the database, the cluster makes the calls.
+
+The driver (the CLI or the server) reads pending runs as it does in process and hands them, a
+batch at a time, to Ray tasks. A task renders, calls, scores and caches exactly as
+``execute`` does in process (it runs ``execute`` itself over its batch) and sends the outcomes
+back; the driver writes them through the same sink. A batch whose worker or node dies is run
+again elsewhere, by Ray's own task retries and then by the driver; only the attempt that
+returns is recorded, and the sink's writes are idempotent, so no run is lost or written
+twice. Runs in flight when the driver itself dies stay pending, and ``sweep resume`` runs them.
+
+Provider limits hold across the cluster through the execution's coordinator actor
+(``coordinator.py``), which also knows the batches in flight that ``cluster_status`` reports.
+
+Importing this module imports Ray; nothing else in the package does until a Ray address is
+configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import logging
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from ray.exceptions import RayError, RayTaskError
+
+from promptlooper.errors import ConfigurationError
+from promptlooper.events import EventBus
+from promptlooper.sweeps.adapters.base import ProviderConfig
+from promptlooper.sweeps.engine.cache import CachedResponse, ResponseCache
+from promptlooper.sweeps.engine.coordinator import (
+    COORDINATOR_PREFIX,
+    NAMESPACE,
+    cluster_limits,
+    start_coordinator,
+)
+from promptlooper.sweeps.engine.executor import (
+    Progress,
+    Providers,
+    execute,
+    task_stream,
+)
+from promptlooper.sweeps.engine.persistence import RunOutcome, RunSink
+from promptlooper.sweeps.engine.runner import RunTask
+from promptlooper.sweeps.scorers.base import ScorerContext
+from promptlooper.sweeps.scorers.registry import create_scorer
+
+logger = logging.getLogger(__name__)
+
+TASK_RETRIES = 3
+"""Ray runs a batch again this many times when its worker or node dies."""
+RESUBMITS = 2
+"""The driver submits a batch again this many times once Ray's retries are spent."""
+RUNS_PER_SLOT = 4
+"""A batch holds this many runs per concurrent call it makes: enough that the fixed cost of a
+task is spread thin, few enough that a lost batch costs little to run again."""
+MAX_BATCH = 2_000
+
+
+@dataclass
+class WorkerSetup:
+    """What every batch of one execution needs besides its runs; put in the object store once."""
+
+    providers: dict[str, ProviderConfig]
+    scorers: list[tuple[str, str, dict[str, Any]]]
+    """Each scorer's type, name and options: scorers are built where they run, on the
+    worker's own providers (an LLM judge calls from there)."""
+    weights: dict[str, float]
+    allow_python: bool = False
+
+
+@dataclass
+class BatchResult:
+    batch_id: int
+    node_id: str
+    attempt: int
+    """1 unless an earlier attempt was lost with its worker or node."""
+    outcomes: list[RunOutcome]
+    cache_entries: dict[str, CachedResponse]
+    retries: int
+
+
+@dataclass
+class ClusterStats:
+    """What this process's executions did on the cluster."""
+
+    batches_by_node: Counter[str] = field(default_factory=Counter)
+    retried: int = 0
+    """Batches that finished on a later attempt than their first."""
+    resubmitted: int = 0
+    """Batches the driver submitted again once Ray's own retries were spent."""
+
+
+stats = ClusterStats()
+_connected: list[str] = []
+
+
+def connect(address: str) -> None:
+    """Join the cluster at ``address`` (once per process; another address is refused)."""
+    if _connected:
+        if _connected[0] != address:
+            raise ConfigurationError(f"already connected to the Ray cluster at {_connected[0]}")
+        return
+    try:
+        ray.init(
+            address=address,
+            namespace=NAMESPACE,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ConfigurationError(f"cannot join the Ray cluster at {address}: {exc}") from exc
+    _connected.append(address)
+
+
+def disconnect() -> None:
+    if _connected:
+        ray.shutdown()
+        _connected.clear()
+
+
+class _BatchCache:
+    """A batch's view of the cache: the entries the driver found for its first calls, and
+    what the batch adds (sent back for the driver to store)."""
+
+    def __init__(self, found: dict[str, CachedResponse]) -> None:
+        self._found = found
+        self.new: dict[str, CachedResponse] = {}
+
+    async def get(self, key: str) -> CachedResponse | None:
+        return self._found.get(key) or self.new.get(key)
+
+    async def put(self, key: str, response: CachedResponse) -> None:
+        self.new[key] = response
+
+
+class _Collected:
+    def __init__(self) -> None:
+        self.outcomes: list[RunOutcome] = []
+
+    async def record(self, outcome: RunOutcome) -> None:
+        self.outcomes.append(outcome)
+
+    async def flush(self) -> None:
+        return None
+
+
+async def _run_batch_here(
+    batch_id: int,
+    tasks: list[RunTask],
+    setup: WorkerSetup,
+    found: dict[str, CachedResponse] | None,
+    concurrency: int,
+    coordinator: Any,
+) -> BatchResult:
+    node_id = ray.get_runtime_context().get_node_id()
+    attempt = await coordinator.begin.remote(batch_id, node_id, len(tasks))
+    limits = functools.partial(cluster_limits, coordinator, batch_id)
+    providers = Providers(setup.providers, limits=limits)
+    context = ScorerContext(complete=providers.complete, allow_python=setup.allow_python)
+    scorers = [create_scorer(kind, name, options, context) for kind, name, options in setup.scorers]
+    cache = _BatchCache(found) if found is not None else None
+    collected = _Collected()
+    try:
+        await execute(
+            tasks,
+            total=len(tasks),
+            providers=providers,
+            sink=collected,
+            concurrency=concurrency,
+            cache=cache,
+            scorers=scorers,
+            weights=setup.weights,
+        )
+    finally:
+        await providers.aclose()
+    entries = cache.new if cache is not None else {}
+    return BatchResult(batch_id, node_id, attempt, collected.outcomes, entries, providers.retries)
+
+
+@ray.remote(max_retries=TASK_RETRIES)
+def run_batch(
+    batch_id: int,
+    tasks: list[RunTask],
+    setup: WorkerSetup,
+    found: dict[str, CachedResponse] | None,
+    concurrency: int,
+    coordinator: Any,
+) -> BatchResult:
+    """One batch of runs, on whichever node Ray picks (``setup`` arrives resolved)."""
+    return asyncio.run(_run_batch_here(batch_id, tasks, setup, found, concurrency, coordinator))
+
+
+def _shape(concurrency: int) -> tuple[int, int, int]:
+    """Batches in flight, calls in flight per batch and runs per batch for ``concurrency``
+    calls at once in all: a batch per CPU of the cluster, so every node works."""
+    cpus = int(ray.cluster_resources().get("CPU", 1)) or 1
+    in_flight = max(1, min(concurrency, cpus))
+    per_batch = max(1, concurrency // in_flight)
+    return in_flight, per_batch, min(MAX_BATCH, per_batch * RUNS_PER_SLOT)
+
+
+async def _take(source: AsyncIterator[RunTask], size: int) -> list[RunTask]:
+    batch: list[RunTask] = []
+    while len(batch) < size and (task := await anext(source, None)) is not None:
+        batch.append(task)
+    return batch
+
+
+@dataclass
+class _Batch:
+    batch_id: int
+    tasks: list[RunTask]
+    found: dict[str, CachedResponse] | None
+    submits: int = 0
+
+
+async def execute_on_cluster(
+    tasks: Iterable[RunTask] | AsyncIterable[RunTask],
+    *,
+    address: str,
+    total: int,
+    setup: WorkerSetup,
+    sink: RunSink,
+    concurrency: int,
+    cache: ResponseCache | None = None,
+    bus: EventBus | None = None,
+    on_progress: Callable[[Progress, RunOutcome], None] | None = None,
+    experiment_id: uuid.UUID | None = None,
+) -> Progress:
+    """``execute`` on the cluster at ``address``: the same outcomes, the same sink, the same
+    progress; on cancellation the batches in flight are cancelled and their runs stay
+    pending, everything already returned written first."""
+    connect(address)
+    progress = Progress(total=total)
+    in_flight, per_batch, batch_size = _shape(concurrency)
+    coordinator = start_coordinator(experiment_id, setup.providers)
+    setup_ref = ray.put(setup)
+    source = task_stream(tasks)
+    numbers = itertools.count()
+    running: dict[asyncio.Future[BatchResult], tuple[_Batch, Any]] = {}
+
+    async def cache_hits(batch: list[RunTask]) -> dict[str, CachedResponse] | None:
+        if cache is None:
+            return None
+        found = {}
+        for task in batch:
+            if task.use_cache and task.first_call is not None:
+                key = task.first_call.key
+                if (hit := await cache.get(key)) is not None:
+                    found[key] = hit
+        return found
+
+    def submit(batch: _Batch) -> None:
+        batch.submits += 1
+        ref = run_batch.remote(
+            batch.batch_id, batch.tasks, setup_ref, batch.found, per_batch, coordinator
+        )
+        running[asyncio.wrap_future(ref.future())] = (batch, ref)
+
+    async def fill() -> None:
+        while len(running) < in_flight and (runs := await _take(source, batch_size)):
+            submit(_Batch(next(numbers), runs, await cache_hits(runs)))
+
+    async def receive(result: BatchResult) -> None:
+        stats.batches_by_node[result.node_id] += 1
+        stats.retried += result.attempt > 1
+        if cache is not None:
+            for key, response in result.cache_entries.items():
+                await cache.put(key, response)
+        for outcome in result.outcomes:
+            await sink.record(outcome)
+            if outcome.status == "completed":
+                progress.done += 1
+                progress.cached += outcome.cached
+            else:
+                progress.failed += 1
+            await _announce(bus, experiment_id, outcome)
+            if on_progress is not None:
+                on_progress(progress, outcome)
+
+    try:
+        await fill()
+        while running:
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for future in done:
+                batch, _ref = running.pop(future)
+                try:
+                    result = future.result()
+                except RayTaskError:
+                    raise  # the batch's own code failed: a bug, not a lost worker
+                except RayError as exc:
+                    if batch.submits > RESUBMITS:
+                        raise
+                    logger.warning("batch %s lost (%s); submitting it again", batch.batch_id, exc)
+                    stats.resubmitted += 1
+                    submit(batch)  # its next attempt gives back what this one held
+                    continue
+                coordinator.finish.remote(batch.batch_id)
+                await receive(result)
+            await fill()
+    finally:
+        for _batch, ref in running.values():
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        await sink.flush()
+        with contextlib.suppress(Exception):
+            ray.kill(coordinator)
+    return progress
+
+
+async def _announce(
+    bus: EventBus | None, experiment_id: uuid.UUID | None, outcome: RunOutcome
+) -> None:
+    """``run.completed`` or ``run.failed``, as a run in process announces its end."""
+    if bus is None or not bus.has_audience:
+        return
+    ids = {"run_id": str(outcome.run_id), "experiment_id": str(experiment_id)}
+    if outcome.status == "completed":
+        fields = {"weighted_score": outcome.weighted_score, "duration_ms": outcome.duration_ms}
+        await bus.publish({"type": "run.completed", **ids, **fields})
+    else:
+        await bus.publish({"type": "run.failed", **ids, "error": outcome.error})
+
+
+def cluster_status(address: str) -> dict[str, Any]:
+    """The cluster's nodes and resources, and the batches of every sweep executing on it."""
+    connect(address)
+    nodes = [
+        {
+            "node_id": node["NodeID"],
+            "address": f"{node['NodeManagerAddress']}:{node['NodeManagerPort']}",
+            "alive": node["Alive"],
+            "cpus": node["Resources"].get("CPU", 0),
+            "gpus": node["Resources"].get("GPU", 0),
+        }
+        for node in ray.nodes()
+    ]
+    sweeps = []
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        if actor["namespace"] != NAMESPACE or not actor["name"].startswith(COORDINATOR_PREFIX):
+            continue
+        with contextlib.suppress(RayError, ValueError):
+            handle = ray.get_actor(actor["name"], namespace=NAMESPACE)
+            sweeps.append(ray.get(handle.status.remote(), timeout=10))
+    return {
+        "address": address,
+        "nodes": nodes,
+        "resources": ray.cluster_resources(),
+        "available": ray.available_resources(),
+        "sweeps": sweeps,
+    }
