@@ -8,7 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.auth.principal import Principal
@@ -24,7 +24,7 @@ from promptlooper.sweeps.plan import SweepPlan, compile_plan
 from promptlooper.sweeps.providers import ProviderPolicy, provider_configs
 from promptlooper.sweeps.spec import SweepSpec, parse_spec
 from promptlooper.sweeps.store import CacheBound
-from promptlooper.sweeps.summary import ExperimentSummary, RunRow, summarise
+from promptlooper.sweeps.summary import ExperimentSummary, RunRow, Tally, summarise
 from promptlooper.training.layout import parse_checkpoint_ref
 
 RUN_STATUSES = ("pending", "completed", "failed", "skipped")
@@ -345,46 +345,81 @@ async def aligned_outputs(
     return aligned
 
 
+SUMMARY_PAGE = 5000
+"""Runs read per query for a summary: a page's rows are what a summary holds beyond its
+per-config statistics."""
+
+
 async def summary(session: AsyncSession, experiment: Experiment) -> ExperimentSummary:
-    """Everything the leaderboard, exports and report show, computed from the runs."""
-    calls = (
-        select(StageResult.run_id, func.sum(StageResult.latency_ms).label("latency_ms"))
-        .join(Run, Run.id == StageResult.run_id)
-        .where(Run.experiment_id == experiment.id)
-        .group_by(StageResult.run_id)
-        .subquery()
-    )
-    runs = [
-        RunRow(*row)
-        for row in await session.execute(
-            select(
-                Run.id,
-                Run.config_hash,
-                Run.parameters,
-                Run.status,
-                Run.duration_ms,
-                Run.tokens_in,
-                Run.tokens_out,
-                Run.cost,
-                Run.cached,
-                calls.c.latency_ms,
-                Run.row_index,
-                Run.repeat,
-            )
-            .outerjoin(calls, calls.c.run_id == Run.id)
-            .where(Run.experiment_id == experiment.id)
-        )
-    ]
-    scores: dict[uuid.UUID, dict[str, float]] = defaultdict(dict)
-    query = (
-        select(Score.run_id, Score.scorer_name, Score.value)
-        .join(Run, Run.id == Score.run_id)
-        .where(Run.experiment_id == experiment.id, Run.status == "completed")
-    )
-    for run_id, name, value in await session.execute(query):
-        scores[run_id][name] = value
+    """Everything the leaderboard, exports and report show, computed from the runs.
+
+    The runs are read a page at a time in the order of their key (config, row, repeat), so the
+    tally holds one config's per-run values at a time, whatever the number of runs."""
     weights: dict[str, Any] = (experiment.scoring_config or {}).get("weights", {})
-    return summarise(runs, scores, weights)
+    tally = Tally(weights, ordered=True)
+    key = (Run.config_hash, Run.row_index, Run.repeat)
+    parameters: dict[str, dict[str, Any]] = {}
+    after: tuple[str, int, int] | None = None
+    while True:
+        query = select(
+            Run.id,
+            *key,
+            Run.status,
+            Run.duration_ms,
+            Run.tokens_in,
+            Run.tokens_out,
+            Run.cost,
+            Run.cached,
+        ).where(Run.experiment_id == experiment.id)
+        if after is not None:
+            query = query.where(tuple_(*key) > after)
+        page = (await session.execute(query.order_by(*key).limit(SUMMARY_PAGE))).all()
+        if not page:
+            break
+        in_page = [Run.experiment_id == experiment.id, tuple_(*key) <= tuple(page[-1][1:4])]
+        if after is not None:
+            in_page.append(tuple_(*key) > after)
+        scores: dict[uuid.UUID, dict[str, float]] = defaultdict(dict)
+        for run_id, name, value in await session.execute(
+            select(Score.run_id, Score.scorer_name, Score.value)
+            .join(Run, Run.id == Score.run_id)
+            .where(*in_page, Run.status == "completed")
+        ):
+            scores[run_id][name] = value
+        latency_query = (
+            select(StageResult.run_id, func.sum(StageResult.latency_ms))
+            .join(Run, Run.id == StageResult.run_id)
+            .where(*in_page)
+            .group_by(StageResult.run_id)
+        )
+        latencies = dict((await session.execute(latency_query)).all())
+        for run_id, digest, row_index, repeat, status, *usage in page:
+            if digest not in parameters:
+                parameters[digest] = await _parameters(session, experiment.id, digest)
+            run = RunRow(
+                run_id,
+                digest,
+                parameters[digest],
+                status,
+                *usage,
+                latency_ms=latencies.get(run_id),
+                row_index=row_index,
+                repeat=repeat,
+            )
+            tally.add(run, scores.get(run_id, {}))
+        if len(page) < SUMMARY_PAGE:
+            break
+        after = tuple(page[-1][1:4])
+    return tally.result()
+
+
+async def _parameters(session: AsyncSession, experiment_id: uuid.UUID, digest: str) -> Any:
+    """A config's parameters, read once: every run of the config holds the same."""
+    return await session.scalar(
+        select(Run.parameters)
+        .where(Run.experiment_id == experiment_id, Run.config_hash == digest)
+        .limit(1)
+    )
 
 
 async def cache_scope(
