@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,10 +22,14 @@ from promptlooper.sweeps.lease import live
 from promptlooper.sweeps.models import CacheEntry, Experiment, Run, Score, StageResult
 from promptlooper.sweeps.plan import SweepPlan, compile_plan
 from promptlooper.sweeps.providers import ProviderPolicy, provider_configs
-from promptlooper.sweeps.spec import SweepSpec, parse_spec
+from promptlooper.sweeps.spec import SweepSpec, parse_spec, stored_document
 from promptlooper.sweeps.store import CacheBound
-from promptlooper.sweeps.summary import ExperimentSummary, RunRow, Tally, summarise
 from promptlooper.training.layout import parse_checkpoint_ref
+
+if TYPE_CHECKING:
+    # The summary brings NumPy and SciPy: a process that only runs sweeps loads them when it
+    # first computes a leaderboard, not for the whole run.
+    from promptlooper.sweeps.summary import ExperimentSummary
 
 RUN_STATUSES = ("pending", "completed", "failed", "skipped")
 
@@ -51,7 +55,7 @@ async def create_experiment(
         project_id=project_id,
         name=spec.name,
         description=spec.description,
-        spec=spec.model_dump(mode="json", exclude_none=True),
+        spec=stored_document(spec),
         parameter_space=spec.parameter_space,
         scoring_config={"weights": plan.weights},
         status="draft",
@@ -145,6 +149,8 @@ async def leader_scores(
     """The leading config's score of each experiment (None before any scored run), in one
     query: the leaderboard's first score, ranked as the leaderboard ranks, without the rest of
     its summary."""
+    from promptlooper.sweeps.summary import RunRow, summarise
+
     runs: dict[uuid.UUID, dict[uuid.UUID, RunRow]] = {e.id: {} for e in experiments}
     scores: dict[uuid.UUID, dict[str, float]] = defaultdict(dict)
     if experiments:
@@ -355,6 +361,8 @@ async def summary(session: AsyncSession, experiment: Experiment) -> ExperimentSu
 
     The runs are read a page at a time in the order of their key (config, row, repeat), so the
     tally holds one config's per-run values at a time, whatever the number of runs."""
+    from promptlooper.sweeps.summary import RunRow, Tally
+
     weights: dict[str, Any] = (experiment.scoring_config or {}).get("weights", {})
     tally = Tally(weights, ordered=True)
     key = (Run.config_hash, Run.row_index, Run.repeat)
