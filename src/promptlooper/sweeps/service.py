@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from promptlooper.auth.principal import Principal
 from promptlooper.db.base import utcnow
@@ -97,9 +98,17 @@ async def startable_providers(
 
 
 async def get_experiment(
-    session: AsyncSession, principal: Principal, experiment_id: uuid.UUID
+    session: AsyncSession,
+    principal: Principal,
+    experiment_id: uuid.UUID,
+    *,
+    without_spec: bool = False,
 ) -> Experiment:
-    experiment = await session.get(Experiment, experiment_id)
+    """The experiment, if ``principal`` may read its project. ``without_spec`` leaves its sweep
+    document (with the dataset, which may be millions of values) unread, for a caller that
+    shows only the experiment's own fields and its runs; reading ``spec`` then raises."""
+    options = [defer(Experiment.spec, raiseload=True)] if without_spec else []
+    experiment = await session.get(Experiment, experiment_id, options=options)
     if experiment is None:
         raise NotFound("Experiment not found")
     await projects.get_project(session, principal, experiment.project_id)

@@ -211,7 +211,7 @@ class ExperimentSummary:
         return ranked[1].versus_leader if len(ranked) > 1 else None
 
 
-def _median(values: list[float]) -> float | None:
+def _median(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
@@ -236,10 +236,10 @@ def summarise(
 class _ConfigRuns:
     """What one config's statistics need of its runs, until the config is closed."""
 
-    scored: Scored = field(default_factory=lambda: ([], []))
+    scored: Scored = field(default_factory=lambda: _packed())
     """Each scored run's row and weighted score."""
     per_scorer: dict[str, Scored] = field(default_factory=dict)
-    latencies: list[float] = field(default_factory=list)
+    latencies: array[float] = field(default_factory=lambda: array("d"))
 
 
 class Tally:
@@ -288,7 +288,9 @@ class Tally:
         if run.latency_ms is not None and not run.cached:
             pending.latencies.append(run.latency_ms)
         for name, value in values.items():
-            rows, found = pending.per_scorer.setdefault(name, ([], []))
+            if name not in pending.per_scorer:
+                pending.per_scorer[name] = _packed()
+            rows, found = pending.per_scorer[name]
             rows.append(run.row_index)
             found.append(value)
             if name not in self.all_scores:
@@ -314,6 +316,11 @@ class Tally:
             summary.p50_latency_ms = _median(pending.latencies)
             _uncertainty(summary, pending.scored, pending.per_scorer)
         self.open.clear()
+
+    def _sorted_durations(self) -> array[float]:
+        """The durations, sorted where they lie (a sweep may have millions)."""
+        np.frombuffer(self.durations).sort()
+        return self.durations
 
     def result(self) -> ExperimentSummary:
         """The summary of the runs added so far."""
@@ -341,12 +348,18 @@ class Tally:
             tokens_out=int(self.tokens_out),
             cost=float(self.cost),
             cached_runs=int(self.cached),
-            durations_ms=array("d", np.sort(np.frombuffer(self.durations)).tobytes()),
+            durations_ms=self._sorted_durations(),
         )
 
 
-Scored = tuple[list[int], list[float]]
-"""Scores and the dataset row of each, in two lists of one length."""
+Scored = tuple[Sequence[int], Sequence[float]]
+"""Scores and the dataset row of each, in two sequences of one length."""
+
+
+def _packed() -> tuple[array[int], array[float]]:
+    """An empty ``Scored`` as two packed arrays: a config's runs are held as numbers, not as
+    Python objects scattered among the pages read meanwhile."""
+    return array("q"), array("d")
 
 
 def _by_row(scored: Scored) -> dict[int, list[float]]:
@@ -366,7 +379,7 @@ def _row_means(scored: Scored) -> RowScores:
     return RowScores(list(means), list(means.values()))
 
 
-def _interval(values: list[float]) -> Interval | None:
+def _interval(values: Sequence[float]) -> Interval | None:
     """The interval of a mean score over rows, kept inside [0, 1] where every score lies."""
     binary = significance.is_binary(values)
     return significance.score_interval(values, binary=binary, bounds=(0.0, 1.0))
@@ -399,17 +412,20 @@ def compare_with_leader(ranked: list[ConfigSummary]) -> None:
         return
     leader = ranked[0]
     leader_binary = significance.is_binary(leader.row_scores.scores())
-    found: list[tuple[ConfigSummary, Paired, list[float], list[float], bool]] = []
+    found: list[tuple[ConfigSummary, Paired, bool]] = []
     for config in ranked[1:]:
         ours, theirs = leader.row_scores.aligned(config.row_scores)
         binary = leader_binary and significance.is_binary(theirs)
         paired = significance.paired(ours, theirs, binary=binary)
         if paired is not None:
-            found.append((config, paired, ours, theirs, binary))
-    adjusted = significance.holm([paired.p_value for _, paired, *_ in found])
-    for (config, paired, ours, theirs, binary), p_value in zip(found, adjusted, strict=True):
+            found.append((config, paired, binary))
+    adjusted = significance.holm([paired.p_value for _, paired, _ in found])
+    for (config, paired, binary), p_value in zip(found, adjusted, strict=True):
         versus = VersusLeader(leader.config_hash, paired, p_value)
         if versus.tied:
+            # Aligned again rather than kept from above: every config's rows held at once
+            # would outweigh the rest of a large sweep's leaderboard.
+            ours, theirs = leader.row_scores.aligned(config.row_scores)
             needed = significance.rows_to_separate(ours, theirs, binary=binary)
             versus = VersusLeader(leader.config_hash, paired, p_value, needed)
         config.versus_leader = versus
