@@ -71,7 +71,7 @@ class RowScores(Mapping[int, float]):
         if any(later <= earlier for earlier, later in pairwise(rows)):
             order = sorted(range(len(rows)), key=rows.__getitem__)
             rows, values = [rows[i] for i in order], [values[i] for i in order]
-        self._rows = array("q", rows)
+        self._rows = array("i", rows)  # a dataset's row indices fit in 32 bits
         self._values = array("d", values)
 
     def __getitem__(self, row: int) -> float:
@@ -359,7 +359,7 @@ Scored = tuple[Sequence[int], Sequence[float]]
 def _packed() -> tuple[array[int], array[float]]:
     """An empty ``Scored`` as two packed arrays: a config's runs are held as numbers, not as
     Python objects scattered among the pages read meanwhile."""
-    return array("q"), array("d")
+    return array("i"), array("d")
 
 
 def _by_row(scored: Scored) -> dict[int, list[float]]:
