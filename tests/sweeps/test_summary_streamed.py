@@ -183,11 +183,11 @@ async def test_the_leaderboard_holds_one_config_at_a_time(
 ):
     """Four times the configs (as many runs each) leave the summary's peak nearly as it was:
     what grows is one packed score per row and config, not every run."""
-    monkeypatch.setattr(service, "SUMMARY_PAGE", 200)
+    monkeypatch.setattr(service, "SUMMARY_PAGE", 100)
     peaks = []
     for count in (3, 12):
         experiment = await _experiment(client, owner, project_id, sessionmaker)
-        await _store_runs(sessionmaker, experiment, count, 600, 1, seed=count)
+        await _store_runs(sessionmaker, experiment, count, 300, 1, seed=count)
         peaks.append(await _summary_peak(sessionmaker, experiment))
 
     assert peaks[1] < 1.6 * peaks[0], peaks
