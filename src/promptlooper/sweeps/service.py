@@ -375,7 +375,7 @@ async def summary(session: AsyncSession, experiment: Experiment) -> ExperimentSu
     weights: dict[str, Any] = (experiment.scoring_config or {}).get("weights", {})
     tally = Tally(weights, ordered=True)
     key = (Run.config_hash, Run.row_index, Run.repeat)
-    parameters: dict[str, dict[str, Any]] = {}
+    parameters = await _config_parameters(session, experiment.id)
     after: tuple[str, int, int] | None = None
     while True:
         query = select(
@@ -411,8 +411,6 @@ async def summary(session: AsyncSession, experiment: Experiment) -> ExperimentSu
         )
         latencies = dict((await session.execute(latency_query)).all())
         for run_id, digest, row_index, repeat, status, *usage in page:
-            if digest not in parameters:
-                parameters[digest] = await _parameters(session, experiment.id, digest)
             run = RunRow(
                 run_id,
                 digest,
@@ -430,13 +428,20 @@ async def summary(session: AsyncSession, experiment: Experiment) -> ExperimentSu
     return tally.result()
 
 
-async def _parameters(session: AsyncSession, experiment_id: uuid.UUID, digest: str) -> Any:
-    """A config's parameters, read once: every run of the config holds the same."""
-    return await session.scalar(
-        select(Run.parameters)
-        .where(Run.experiment_id == experiment_id, Run.config_hash == digest)
-        .limit(1)
+async def _config_parameters(
+    session: AsyncSession, experiment_id: uuid.UUID
+) -> dict[str, dict[str, Any]]:
+    """Each config's parameters, in one query however many configs there are: every run of a
+    config holds the same, so those of its first row are read (not every run's)."""
+    first = (
+        select(Run.config_hash, func.min(Run.row_index))
+        .where(Run.experiment_id == experiment_id)
+        .group_by(Run.config_hash)
     )
+    query = select(Run.config_hash, Run.parameters).where(
+        Run.experiment_id == experiment_id, tuple_(Run.config_hash, Run.row_index).in_(first)
+    )
+    return dict((await session.execute(query)).all())
 
 
 async def cache_scope(
