@@ -193,7 +193,7 @@ async def _show_leaderboard(
 
     async with create_sessionmaker(engine)() as session:
         experiment = await service.get_experiment(
-            session, Principal.local_operator(), experiment_id
+            session, Principal.local_operator(), experiment_id, without_spec=True
         )
         summary = await service.summary(session, experiment)
         eliminated = await search_store.eliminated(session, experiment.id, summary)

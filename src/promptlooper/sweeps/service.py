@@ -6,10 +6,11 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from promptlooper.auth.principal import Principal
 from promptlooper.db.base import utcnow
@@ -22,10 +23,14 @@ from promptlooper.sweeps.lease import live
 from promptlooper.sweeps.models import CacheEntry, Experiment, Run, Score, StageResult
 from promptlooper.sweeps.plan import SweepPlan, compile_plan
 from promptlooper.sweeps.providers import ProviderPolicy, provider_configs
-from promptlooper.sweeps.spec import SweepSpec, parse_spec
+from promptlooper.sweeps.spec import SweepSpec, parse_spec, stored_document
 from promptlooper.sweeps.store import CacheBound
-from promptlooper.sweeps.summary import ExperimentSummary, RunRow, summarise
 from promptlooper.training.layout import parse_checkpoint_ref
+
+if TYPE_CHECKING:
+    # The summary brings NumPy and SciPy: a process that only runs sweeps loads them when it
+    # first computes a leaderboard, not for the whole run.
+    from promptlooper.sweeps.summary import ExperimentSummary
 
 RUN_STATUSES = ("pending", "completed", "failed", "skipped")
 
@@ -51,7 +56,7 @@ async def create_experiment(
         project_id=project_id,
         name=spec.name,
         description=spec.description,
-        spec=spec.model_dump(mode="json", exclude_none=True),
+        spec=stored_document(spec),
         parameter_space=spec.parameter_space,
         scoring_config={"weights": plan.weights},
         status="draft",
@@ -93,9 +98,17 @@ async def startable_providers(
 
 
 async def get_experiment(
-    session: AsyncSession, principal: Principal, experiment_id: uuid.UUID
+    session: AsyncSession,
+    principal: Principal,
+    experiment_id: uuid.UUID,
+    *,
+    without_spec: bool = False,
 ) -> Experiment:
-    experiment = await session.get(Experiment, experiment_id)
+    """The experiment, if ``principal`` may read its project. ``without_spec`` leaves its sweep
+    document (with the dataset, which may be millions of values) unread, for a caller that
+    shows only the experiment's own fields and its runs; reading ``spec`` then raises."""
+    options = [defer(Experiment.spec, raiseload=True)] if without_spec else []
+    experiment = await session.get(Experiment, experiment_id, options=options)
     if experiment is None:
         raise NotFound("Experiment not found")
     await projects.get_project(session, principal, experiment.project_id)
@@ -145,6 +158,8 @@ async def leader_scores(
     """The leading config's score of each experiment (None before any scored run), in one
     query: the leaderboard's first score, ranked as the leaderboard ranks, without the rest of
     its summary."""
+    from promptlooper.sweeps.summary import RunRow, summarise
+
     runs: dict[uuid.UUID, dict[uuid.UUID, RunRow]] = {e.id: {} for e in experiments}
     scores: dict[uuid.UUID, dict[str, float]] = defaultdict(dict)
     if experiments:
@@ -345,46 +360,88 @@ async def aligned_outputs(
     return aligned
 
 
+SUMMARY_PAGE = 5000
+"""Runs read per query for a summary: a page's rows are what a summary holds beyond its
+per-config statistics."""
+
+
 async def summary(session: AsyncSession, experiment: Experiment) -> ExperimentSummary:
-    """Everything the leaderboard, exports and report show, computed from the runs."""
-    calls = (
-        select(StageResult.run_id, func.sum(StageResult.latency_ms).label("latency_ms"))
-        .join(Run, Run.id == StageResult.run_id)
-        .where(Run.experiment_id == experiment.id)
-        .group_by(StageResult.run_id)
-        .subquery()
-    )
-    runs = [
-        RunRow(*row)
-        for row in await session.execute(
-            select(
-                Run.id,
-                Run.config_hash,
-                Run.parameters,
-                Run.status,
-                Run.duration_ms,
-                Run.tokens_in,
-                Run.tokens_out,
-                Run.cost,
-                Run.cached,
-                calls.c.latency_ms,
-                Run.row_index,
-                Run.repeat,
-            )
-            .outerjoin(calls, calls.c.run_id == Run.id)
-            .where(Run.experiment_id == experiment.id)
-        )
-    ]
-    scores: dict[uuid.UUID, dict[str, float]] = defaultdict(dict)
-    query = (
-        select(Score.run_id, Score.scorer_name, Score.value)
-        .join(Run, Run.id == Score.run_id)
-        .where(Run.experiment_id == experiment.id, Run.status == "completed")
-    )
-    for run_id, name, value in await session.execute(query):
-        scores[run_id][name] = value
+    """Everything the leaderboard, exports and report show, computed from the runs.
+
+    The runs are read a page at a time in the order of their key (config, row, repeat), so the
+    tally holds one config's per-run values at a time, whatever the number of runs."""
+    from promptlooper.sweeps.summary import RunRow, Tally
+
     weights: dict[str, Any] = (experiment.scoring_config or {}).get("weights", {})
-    return summarise(runs, scores, weights)
+    tally = Tally(weights, ordered=True)
+    key = (Run.config_hash, Run.row_index, Run.repeat)
+    parameters = await _config_parameters(session, experiment.id)
+    after: tuple[str, int, int] | None = None
+    while True:
+        query = select(
+            Run.id,
+            *key,
+            Run.status,
+            Run.duration_ms,
+            Run.tokens_in,
+            Run.tokens_out,
+            Run.cost,
+            Run.cached,
+        ).where(Run.experiment_id == experiment.id)
+        if after is not None:
+            query = query.where(tuple_(*key) > after)
+        page = (await session.execute(query.order_by(*key).limit(SUMMARY_PAGE))).all()
+        if not page:
+            break
+        in_page = [Run.experiment_id == experiment.id, tuple_(*key) <= tuple(page[-1][1:4])]
+        if after is not None:
+            in_page.append(tuple_(*key) > after)
+        scores: dict[uuid.UUID, dict[str, float]] = defaultdict(dict)
+        for run_id, name, value in await session.execute(
+            select(Score.run_id, Score.scorer_name, Score.value)
+            .join(Run, Run.id == Score.run_id)
+            .where(*in_page, Run.status == "completed")
+        ):
+            scores[run_id][name] = value
+        latency_query = (
+            select(StageResult.run_id, func.sum(StageResult.latency_ms))
+            .join(Run, Run.id == StageResult.run_id)
+            .where(*in_page)
+            .group_by(StageResult.run_id)
+        )
+        latencies = dict((await session.execute(latency_query)).all())
+        for run_id, digest, row_index, repeat, status, *usage in page:
+            run = RunRow(
+                run_id,
+                digest,
+                parameters[digest],
+                status,
+                *usage,
+                latency_ms=latencies.get(run_id),
+                row_index=row_index,
+                repeat=repeat,
+            )
+            tally.add(run, scores.get(run_id, {}))
+        if len(page) < SUMMARY_PAGE:
+            break
+        after = tuple(page[-1][1:4])
+    return tally.result()
+
+
+async def _config_parameters(
+    session: AsyncSession, experiment_id: uuid.UUID
+) -> dict[str, dict[str, Any]]:
+    """Each config's parameters, in one query however many configs there are: every run of a
+    config holds the same, so those of its first row are read (not every run's)."""
+    first = (
+        select(Run.config_hash, func.min(Run.row_index))
+        .where(Run.experiment_id == experiment_id)
+        .group_by(Run.config_hash)
+    )
+    query = select(Run.config_hash, Run.parameters).where(
+        Run.experiment_id == experiment_id, tuple_(Run.config_hash, Run.row_index).in_(first)
+    )
+    return dict((await session.execute(query)).all())
 
 
 async def cache_scope(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -18,7 +19,7 @@ import yaml
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from promptlooper.errors import Invalid
-from promptlooper.files import read_text
+from promptlooper.files import read_lines, read_text
 from promptlooper.sweeps.adapters.tls import trusted_context
 from promptlooper.types import RequestBody
 
@@ -266,6 +267,34 @@ def _validation_message(exc: ValidationError) -> str:
     return f"{where}: {message}{extra}"
 
 
+def stored_document(spec: SweepSpec) -> dict[str, Any]:
+    """The sweep as an experiment stores it (JSON). The dataset's rows are shared with
+    ``spec`` when they are JSON as they stand, as rows from JSONL, CSV or a request are, rather
+    than copied: for a large dataset a copy would double what creating the experiment holds."""
+    document = spec.model_dump(mode="json", exclude_none=True, exclude={"dataset": {"rows"}})
+    rows = spec.dataset.rows
+    if rows is not None:
+        plain = all(map(_plain_json, rows))
+        document["dataset"]["rows"] = (
+            rows if plain else spec.dataset.model_dump(mode="json", include={"rows"})["rows"]
+        )
+    return document
+
+
+def _plain_json(value: Any) -> bool:
+    """Whether ``value`` is stored as JSON unchanged: strings, finite numbers, booleans, null,
+    and lists and string-keyed objects of them (not a YAML date, a tuple or NaN)."""
+    if isinstance(value, str | int | bool) or value is None:
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(map(_plain_json, value))
+    if isinstance(value, dict):
+        return all(isinstance(key, str) and _plain_json(found) for key, found in value.items())
+    return False
+
+
 def parse_spec(document: Any) -> SweepSpec:
     """Validate a sweep document's shape; ``Invalid`` names the first bad field."""
     if not isinstance(document, dict):
@@ -302,25 +331,23 @@ def _read_text(base: Path, ref: Any, where: str) -> str:
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
+    if suffix in {".jsonl", ".ndjson"}:
+        rows = []
+        for number, line in enumerate(read_lines(path, "dataset.path"), start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError as exc:
+                    raise Invalid(f"dataset.path: {path.name} line {number}: {exc}") from exc
+        return rows
     text = read_text(path, "dataset.path")
     try:
         if suffix == ".csv":
             return [dict(row) for row in csv.DictReader(text.splitlines())]
-        if suffix in {".jsonl", ".ndjson"}:
-            rows = []
-            for number, line in enumerate(text.splitlines(), start=1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except ValueError as exc:
-                        raise Invalid(f"dataset.path: {path.name} line {number}: {exc}") from exc
-            return rows
         if suffix == ".json":
             data = json.loads(text)
             return data if isinstance(data, list) else data.get("rows", [])
     except (ValueError, csv.Error) as exc:
-        if isinstance(exc, Invalid):
-            raise
         raise Invalid(f"dataset.path: {path.name}: {exc}") from exc
     raise Invalid(f"dataset.path: {path.name}: use a .csv, .jsonl or .json file")
 

@@ -8,16 +8,25 @@ Each score comes with how sure it is: an interval over the dataset rows (a row's
 averaged first, since repeats of one row are not independent samples), and each config is
 compared with the leader on the rows both answered, the p-values adjusted for making all those
 comparisons at once (``significance``).
+
+Runs are tallied one at a time (``Tally``), so a caller can read them from the database a page
+at a time: fed config by config, only the config being read holds per-run values, and a closed
+config keeps one packed score per row (``RowScores``), all the comparison with the leader needs.
 """
 
 from __future__ import annotations
 
 import statistics
 import uuid
+from array import array
+from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
+
+import numpy as np
 
 from promptlooper.errors import Invalid, NotFound
 from promptlooper.sweeps import significance
@@ -50,6 +59,50 @@ class RunRow:
     repeat: int = 0
 
 
+class RowScores(Mapping[int, float]):
+    """A config's score on each row it answered, by row index, packed in two arrays sorted by
+    row: a leaderboard keeps one for every config until all are compared with the leader, and
+    as a dict of Python numbers it would take several times the memory of the numbers."""
+
+    __slots__ = ("_rows", "_values")
+
+    def __init__(self, rows: Sequence[int], values: Sequence[float]) -> None:
+        """``rows`` (each once) and the score of each, in any order."""
+        if any(later <= earlier for earlier, later in pairwise(rows)):
+            order = sorted(range(len(rows)), key=rows.__getitem__)
+            rows, values = [rows[i] for i in order], [values[i] for i in order]
+        self._rows = array("i", rows)  # a dataset's row indices fit in 32 bits
+        self._values = array("d", values)
+
+    def __getitem__(self, row: int) -> float:
+        at = bisect_left(self._rows, row)
+        if at == len(self._rows) or self._rows[at] != row:
+            raise KeyError(row)
+        return self._values[at]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __repr__(self) -> str:
+        return f"RowScores({dict(self.items())!r})"
+
+    def scores(self) -> list[float]:
+        """The scores in row order."""
+        return self._values.tolist()
+
+    def aligned(self, other: RowScores) -> tuple[list[float], list[float]]:
+        """This mapping's and ``other``'s scores on the rows both answered, row by row."""
+        if self._rows == other._rows:  # the common case: both answered every row
+            return self._values.tolist(), other._values.tolist()
+        theirs = dict(zip(other._rows, other._values, strict=True))
+        pairs = zip(self._rows, self._values, strict=True)
+        common = [(ours, theirs[row]) for row, ours in pairs if row in theirs]
+        return [ours for ours, _ in common], [found for _, found in common]
+
+
 @dataclass
 class ConfigSummary:
     config_hash: str
@@ -62,9 +115,8 @@ class ConfigSummary:
     """The 95 % interval of the score over the rows: Wilson for pass/fail, t otherwise."""
     scores: dict[str, float] = field(default_factory=dict)
     scorer_intervals: dict[str, Interval] = field(default_factory=dict)
-    row_scores: dict[int, float] = field(default_factory=dict)
-    """Each answered row's weighted score (the mean of its scored repeats), by row index (in
-    no particular order)."""
+    row_scores: RowScores = field(default_factory=lambda: RowScores((), ()))
+    """Each answered row's weighted score (the mean of its scored repeats), by row index."""
     versus_leader: VersusLeader | None = None
     """This config against the leader (None for the leader, or under two common rows)."""
     repeats: int = 1
@@ -140,7 +192,8 @@ class ExperimentSummary:
     tokens_out: int
     cost: float
     cached_runs: int
-    durations_ms: list[float]
+    durations_ms: Sequence[float]
+    """Every completed run's duration, ascending (packed: a sweep may have millions)."""
 
     @property
     def total_runs(self) -> int:
@@ -158,7 +211,7 @@ class ExperimentSummary:
         return ranked[1].versus_leader if len(ranked) > 1 else None
 
 
-def _median(values: list[float]) -> float | None:
+def _median(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
@@ -173,93 +226,140 @@ def summarise(
     scores: Mapping[uuid.UUID, Mapping[str, float]],
     weights: Mapping[str, float],
 ) -> ExperimentSummary:
-    counts: dict[str, int] = defaultdict(int)
-    configs: dict[str, ConfigSummary] = {}
-    run_scores: dict[str, list[float]] = defaultdict(list)
-    score_rows: dict[str, list[int]] = defaultdict(list)
-    """The row of each of ``run_scores``' values; ``scorer_rows`` likewise for ``per_scorer``."""
-    scorer_rows: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-    latencies: dict[str, list[float]] = defaultdict(list)
-    per_scorer: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    all_scores: dict[str, list[float]] = defaultdict(list)
-    durations: list[float] = []
-    totals = {"tokens_in": 0, "tokens_out": 0, "cost": 0.0, "cached": 0}
-
+    tally = Tally(weights)
     for run in runs:
-        counts[run.status] += 1
-        summary = configs.setdefault(
-            run.config_hash, ConfigSummary(run.config_hash, run.parameters)
-        )
+        tally.add(run, scores.get(run.id, {}))
+    return tally.result()
+
+
+@dataclass
+class _ConfigRuns:
+    """What one config's statistics need of its runs, until the config is closed."""
+
+    scored: Scored = field(default_factory=lambda: _packed())
+    """Each scored run's row and weighted score."""
+    per_scorer: dict[str, Scored] = field(default_factory=dict)
+    latencies: array[float] = field(default_factory=lambda: array("d"))
+
+
+class Tally:
+    """An experiment's summary built from its runs as they come, each with its scores.
+
+    With ``ordered``, runs arrive config by config (the runs table's key order) and a config
+    is closed, its per-run values dropped, when the next one begins; otherwise every config
+    stays open until ``result``."""
+
+    def __init__(self, weights: Mapping[str, float], *, ordered: bool = False) -> None:
+        self.weights = weights
+        self.ordered = ordered
+        self.counts: dict[str, int] = defaultdict(int)
+        self.configs: dict[str, ConfigSummary] = {}
+        self.open: dict[str, _ConfigRuns] = {}
+        self.all_scores: dict[str, array[float]] = {}
+        self.durations: array[float] = array("d")
+        self.tokens_in = self.tokens_out = self.cached = 0
+        self.cost = 0.0
+
+    def add(self, run: RunRow, values: Mapping[str, float]) -> None:
+        """Count ``run``, whose scores are ``values`` (empty when it has none)."""
+        self.counts[run.status] += 1
+        summary = self.configs.get(run.config_hash)
+        if summary is None:
+            if self.ordered:
+                self._close_all()
+            summary = self.configs[run.config_hash] = ConfigSummary(run.config_hash, run.parameters)
+            self.open[run.config_hash] = _ConfigRuns()
         summary.runs += 1
         summary.tokens_in += run.tokens_in
         summary.tokens_out += run.tokens_out
         summary.cost += run.cost
-        totals["tokens_in"] += run.tokens_in
-        totals["tokens_out"] += run.tokens_out
-        totals["cost"] += run.cost
+        self.tokens_in += run.tokens_in
+        self.tokens_out += run.tokens_out
+        self.cost += run.cost
         if run.status == "failed":
             summary.failed += 1
         if run.status != "completed":
-            continue
+            return
         summary.completed += 1
-        totals["cached"] += run.cached
+        self.cached += run.cached
         if run.duration_ms is not None:
-            durations.append(run.duration_ms)
+            self.durations.append(run.duration_ms)
+        pending = self.open[run.config_hash]
         if run.latency_ms is not None and not run.cached:
-            latencies[run.config_hash].append(run.latency_ms)
-        values = scores.get(run.id, {})
+            pending.latencies.append(run.latency_ms)
         for name, value in values.items():
-            per_scorer[run.config_hash][name].append(value)
-            scorer_rows[run.config_hash][name].append(run.row_index)
-            all_scores[name].append(value)
-        score = weighted_score(values, weights) if values else None
+            if name not in pending.per_scorer:
+                pending.per_scorer[name] = _packed()
+            rows, found = pending.per_scorer[name]
+            rows.append(run.row_index)
+            found.append(value)
+            if name not in self.all_scores:
+                self.all_scores[name] = array("d")
+            self.all_scores[name].append(value)
+        score = weighted_score(values, self.weights) if values else None
         if score is not None:
-            run_scores[run.config_hash].append(score)
-            score_rows[run.config_hash].append(run.row_index)
+            pending.scored[0].append(run.row_index)
+            pending.scored[1].append(score)
             if summary.best_run_score is None or score > summary.best_run_score:
                 summary.best_run_id, summary.best_run_score = run.id, score
         elif summary.best_run_id is None:
             summary.best_run_id = run.id
 
-    for digest, summary in configs.items():
-        if run_scores[digest]:
-            summary.score = statistics.fmean(run_scores[digest])
-        summary.scores = {n: statistics.fmean(v) for n, v in sorted(per_scorer[digest].items())}
-        summary.p50_latency_ms = _median(latencies[digest])
-        _uncertainty(
-            summary,
-            (score_rows[digest], run_scores[digest]),
-            {n: (scorer_rows[digest][n], v) for n, v in per_scorer[digest].items()},
+    def _close_all(self) -> None:
+        for digest, pending in self.open.items():
+            summary = self.configs[digest]
+            if pending.scored[1]:
+                summary.score = statistics.fmean(pending.scored[1])
+            summary.scores = {
+                n: statistics.fmean(v) for n, (_, v) in sorted(pending.per_scorer.items())
+            }
+            summary.p50_latency_ms = _median(pending.latencies)
+            _uncertainty(summary, pending.scored, pending.per_scorer)
+        self.open.clear()
+
+    def _sorted_durations(self) -> array[float]:
+        """The durations, sorted where they lie (a sweep may have millions)."""
+        np.frombuffer(self.durations).sort()
+        return self.durations
+
+    def result(self) -> ExperimentSummary:
+        """The summary of the runs added so far."""
+        self._close_all()
+        ranked = sorted(
+            self.configs.values(),
+            key=lambda c: leaderboard_order(c.score, c.completed, c.config_hash),
+        )
+        compare_with_leader([c for c in ranked if c.score is not None])
+        return ExperimentSummary(
+            counts=dict(self.counts),
+            configs=ranked,
+            scorers={
+                name: ScorerStats(
+                    n=len(values),
+                    mean=statistics.fmean(values),
+                    minimum=min(values),
+                    maximum=max(values),
+                    stdev=statistics.pstdev(values),
+                )
+                for name, values in sorted(self.all_scores.items())
+            },
+            weights=dict(self.weights),
+            tokens_in=int(self.tokens_in),
+            tokens_out=int(self.tokens_out),
+            cost=float(self.cost),
+            cached_runs=int(self.cached),
+            durations_ms=self._sorted_durations(),
         )
 
-    ranked = sorted(
-        configs.values(), key=lambda c: leaderboard_order(c.score, c.completed, c.config_hash)
-    )
-    compare_with_leader([c for c in ranked if c.score is not None])
-    return ExperimentSummary(
-        counts=dict(counts),
-        configs=ranked,
-        scorers={
-            name: ScorerStats(
-                n=len(values),
-                mean=statistics.fmean(values),
-                minimum=min(values),
-                maximum=max(values),
-                stdev=statistics.pstdev(values),
-            )
-            for name, values in sorted(all_scores.items())
-        },
-        weights=dict(weights),
-        tokens_in=int(totals["tokens_in"]),
-        tokens_out=int(totals["tokens_out"]),
-        cost=float(totals["cost"]),
-        cached_runs=int(totals["cached"]),
-        durations_ms=sorted(durations),
-    )
+
+Scored = tuple[Sequence[int], Sequence[float]]
+"""Scores and the dataset row of each, in two sequences of one length."""
 
 
-Scored = tuple[list[int], list[float]]
-"""Scores and the dataset row of each, in two lists of one length."""
+def _packed() -> tuple[array[int], array[float]]:
+    """An empty ``Scored`` as two packed arrays: a config's runs are held as numbers, not as
+    Python objects scattered among the pages read meanwhile."""
+    return array("i"), array("d")
 
 
 def _by_row(scored: Scored) -> dict[int, list[float]]:
@@ -270,16 +370,16 @@ def _by_row(scored: Scored) -> dict[int, list[float]]:
     return grouped
 
 
-def _row_means(scored: Scored) -> dict[int, float]:
+def _row_means(scored: Scored) -> RowScores:
     """Each row's mean score, by row; without repeats (each row once) simply its score."""
     rows, values = scored
-    once = dict(zip(rows, values, strict=True))
-    if len(once) == len(rows):  # no row twice
-        return once
-    return {row: sum(found) / len(found) for row, found in _by_row(scored).items()}
+    if len(set(rows)) == len(rows):
+        return RowScores(rows, values)
+    means = {row: sum(found) / len(found) for row, found in _by_row(scored).items()}
+    return RowScores(list(means), list(means.values()))
 
 
-def _interval(values: list[float]) -> Interval | None:
+def _interval(values: Sequence[float]) -> Interval | None:
     """The interval of a mean score over rows, kept inside [0, 1] where every score lies."""
     binary = significance.is_binary(values)
     return significance.score_interval(values, binary=binary, bounds=(0.0, 1.0))
@@ -288,13 +388,12 @@ def _interval(values: list[float]) -> Interval | None:
 def _uncertainty(summary: ConfigSummary, scored: Scored, per_scorer: dict[str, Scored]) -> None:
     """The config's intervals over its rows, and with repeats its flaky rows and pass^k."""
     summary.row_scores = _row_means(scored)
+    summary.interval = _interval(summary.row_scores.scores())
     repeated = len(summary.row_scores) != len(scored[0])
-    # Each row once: its scores are the row scores already, in the same order.
-    summary.interval = _interval(list(summary.row_scores.values()) if repeated else scored[1])
     summary.scorer_intervals = {
         name: found
         for name, values in sorted(per_scorer.items())
-        if (found := _interval(list(_row_means(values).values()) if repeated else values[1]))
+        if (found := _interval(_row_means(values).scores() if repeated else values[1]))
     }
     if not repeated:
         return  # each row once
@@ -312,28 +411,21 @@ def compare_with_leader(ranked: list[ConfigSummary]) -> None:
     if len(ranked) < 2:
         return
     leader = ranked[0]
-    leader_rows, leader_order = leader.row_scores.keys(), list(leader.row_scores)
-    everything = list(leader.row_scores.values())
-    leader_binary = significance.is_binary(everything)
-    found: list[tuple[ConfigSummary, Paired, list[float], list[float], bool]] = []
+    leader_binary = significance.is_binary(leader.row_scores.scores())
+    found: list[tuple[ConfigSummary, Paired, bool]] = []
     for config in ranked[1:]:
-        scores = config.row_scores
-        if list(scores) == leader_order:  # the common case: the same rows, in the same order
-            ours, theirs = everything, list(scores.values())
-        elif scores.keys() == leader_rows:
-            ours, theirs = everything, [scores[r] for r in leader_order]
-        else:
-            common = leader_rows & scores.keys()
-            ours = [leader.row_scores[row] for row in common]
-            theirs = [scores[row] for row in common]
+        ours, theirs = leader.row_scores.aligned(config.row_scores)
         binary = leader_binary and significance.is_binary(theirs)
         paired = significance.paired(ours, theirs, binary=binary)
         if paired is not None:
-            found.append((config, paired, ours, theirs, binary))
-    adjusted = significance.holm([paired.p_value for _, paired, *_ in found])
-    for (config, paired, ours, theirs, binary), p_value in zip(found, adjusted, strict=True):
+            found.append((config, paired, binary))
+    adjusted = significance.holm([paired.p_value for _, paired, _ in found])
+    for (config, paired, binary), p_value in zip(found, adjusted, strict=True):
         versus = VersusLeader(leader.config_hash, paired, p_value)
         if versus.tied:
+            # Aligned again rather than kept from above: every config's rows held at once
+            # would outweigh the rest of a large sweep's leaderboard.
+            ours, theirs = leader.row_scores.aligned(config.row_scores)
             needed = significance.rows_to_separate(ours, theirs, binary=binary)
             versus = VersusLeader(leader.config_hash, paired, p_value, needed)
         config.versus_leader = versus
