@@ -45,6 +45,7 @@ from promptlooper.training.backend import TrainingBackend
 from promptlooper.training.registry import load_registry
 from promptlooper.training.routes import router as training_router
 from promptlooper.training.trainer import Trainer
+from promptlooper.variants import performance
 from promptlooper.variants import service as variants_service
 from promptlooper.variants.offline import sweep_scores
 from promptlooper.variants.routes import router as variants_router
@@ -177,6 +178,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.known_agent_variants = variants_service.existing_variant_ids
     app.state.sweep_scores = sweep_scores
     app.state.intake = Intake(sessionmaker, reader)
+    app.state.performance_log = performance.writer(sessionmaker)
     app.state.trainer = trainer
     app.state.auth_config = AuthConfig(
         jwt_secret=settings.jwt_secret_value(),
