@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from promptlooper.auth.principal import Principal
 from promptlooper.db.base import utcnow
 from promptlooper.db.groupcommit import GroupCommit
+from promptlooper.db.upsert import insert_rows
 from promptlooper.errors import Invalid, NotFound, NotOwner
 from promptlooper.online import service as online
 from promptlooper.projects.models import Project
@@ -121,7 +122,7 @@ async def store(session: AsyncSession, batch: list[Submission]) -> list[int | Ex
     if not rows:
         return answers
     await _file_under_arms(session, rows, variants)
-    await session.execute(insert(PerformanceRecord), rows)
+    await insert_rows(session, PerformanceRecord.__table__, rows)  # type: ignore[arg-type]
     await online.record_calls(session, [row for row in rows if row["arm_key"] is not None])
     return answers
 

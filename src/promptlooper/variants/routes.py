@@ -57,6 +57,9 @@ from promptlooper.variants.schemas import (
 )
 
 router = APIRouter(tags=["agents"])
+performance_router = APIRouter(tags=["agents"])
+"""The performance log's route alone: an agent logs every call it serves, so the app tries it
+before the other routes (each route tried costs the request)."""
 UnitId = Annotated[
     str | None,
     Query(
@@ -408,7 +411,7 @@ async def _performance_records(request: Request) -> list[PerformanceIn]:
         ) from None
 
 
-@router.post(
+@performance_router.post(
     "/api/agents/{agent_id}/performance",
     status_code=status.HTTP_201_CREATED,
     openapi_extra={"requestBody": _PERFORMANCE_BODY},
