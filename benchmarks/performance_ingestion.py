@@ -13,6 +13,9 @@ and the arms' call totals compared with them: every acknowledged (201) record mu
 and counted once. CPU per record is read from /proc as in ``ingestion.py``.
 
     .venv/bin/python -m benchmarks.performance_ingestion --records 10000 --repeats 3
+
+``--with-events`` posts the same numbers of browser events to the same server after each
+records run (single and batched alike), so the two paths are compared in the same conditions.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ import subprocess
 import tempfile
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 import aiohttp
 
+from benchmarks import ingestion as events
 from benchmarks.ingestion import cpu_snapshot, cpu_used
 from benchmarks.server import CLI, ROOT, start_server
 from benchmarks.sweep_throughput import fresh_database
@@ -176,22 +181,51 @@ def admin_key(env: dict[str, str]) -> str:
     return made.stdout.decode().strip()
 
 
+def measure(server: subprocess.Popen, total: int, go) -> dict:
+    """Run ``go`` (a coroutine function answering its wall time and latencies) and what it
+    cost: rate, latency percentiles and CPU per item."""
+    before, client = cpu_snapshot(), time.process_time()
+    wall, latencies = asyncio.run(go())
+    client = time.process_time() - client
+    server_cpu, postgres_cpu = cpu_used(before, cpu_snapshot(), server.pid)
+    latencies.sort()
+    return {
+        "rate": total / wall,
+        "p50": latencies[len(latencies) // 2] * 1000,
+        "p99": latencies[int(len(latencies) * 0.99)] * 1000,
+        "server_us": server_cpu / total * 1e6,
+        "postgres_us": postgres_cpu / total * 1e6,
+        "client_us": client / total * 1e6,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--port", type=int, default=PORT)
+    parser.add_argument(
+        "--with-events",
+        action="store_true",
+        help="also post as many browser events (ingestion.py's load) to the same server, "
+        "alternating with the records, to compare the two paths in the same conditions",
+    )
     args = parser.parse_args()
     results: dict[str, list[dict]] = {"single": [], "batch": []}
+    if args.with_events:
+        results |= {"events, single": [], "events, batch": []}
     acknowledged = 0
     with tempfile.TemporaryDirectory() as folder:
         database, drop = fresh_database("postgresql", Path(folder))
         env = {**os.environ, "DATABASE_URL": database, "DATA_DIR": folder, "LOG_LEVEL": "warning"}
         env.pop("REDIS_URL", None)
         subprocess.run([*CLI, "db", "upgrade"], env=env, check=True, capture_output=True, cwd=ROOT)
+        if args.with_events:
+            asyncio.run(events.seed(database))
         key = admin_key(env)
-        server = start_server(env, PORT, "--no-migrate")
-        base = f"http://127.0.0.1:{PORT}"
+        server = start_server(env, args.port, "--no-migrate")
+        base = f"http://127.0.0.1:{args.port}"
         try:
             url = asyncio.run(setup(base, key))
             for _ in range(args.repeats):
@@ -209,38 +243,43 @@ def main() -> None:
                         ) as http:
                             return await function(http, url, total, concurrency, run)
 
-                    before, client = cpu_snapshot(), time.process_time()
-                    wall, latencies = asyncio.run(go())
-                    client = time.process_time() - client
-                    server_cpu, postgres_cpu = cpu_used(before, cpu_snapshot(), server.pid)
+                    figures = measure(server, total, go)
                     acknowledged += total
                     stored, filed, calls = asyncio.run(counted(database, run))
-                    latencies.sort()
-                    results[name].append({
-                        "rate": total / wall,
-                        "p50": latencies[len(latencies) // 2] * 1000,
-                        "p99": latencies[int(len(latencies) * 0.99)] * 1000,
+                    results[name].append(figures | {
                         "lost": total - stored,
                         "unfiled": stored - filed,
                         "miscounted": acknowledged - calls,
-                        "server_us": server_cpu / total * 1e6,
-                        "postgres_us": postgres_cpu / total * 1e6,
-                        "client_us": client / total * 1e6,
                     })  # fmt: skip
+                    if not args.with_events:
+                        continue
+                    run = uuid.uuid4().hex[:8]
+                    post = events.single if name == "single" else events.batches
+                    figures = measure(server, total, partial(post, base, total, concurrency, run))
+                    rows, distinct = asyncio.run(events.stored(database, run))
+                    results[f"events, {name}"].append(
+                        figures | {"lost": total - distinct, "doubled": rows - distinct}
+                    )
         finally:
             server.terminate()
             server.wait(10)
             drop()
     for name, runs in results.items():
         median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-        unit = "records/s (1,000 per request)" if name == "batch" else "records/s"
+        what = "events" if name.startswith("events") else "records"
+        unit = f"{what}/s (1,000 per request)" if name.endswith("batch") else f"{what}/s"
+        checks = (
+            f"lost {sum(r['lost'] for r in runs)}, doubled {sum(r['doubled'] for r in runs)}"
+            if what == "events"
+            else f"lost {sum(r['lost'] for r in runs)}, not filed under an arm "
+            f"{sum(r['unfiled'] for r in runs)}, arms' call totals off by "
+            f"{runs[-1]['miscounted']:.0f}"
+        )
         print(
             f"{name}: {median['rate']:,.0f} {unit}; request p50 {median['p50']:.1f} ms, "
-            f"p99 {median['p99']:.1f} ms; lost {sum(r['lost'] for r in runs)}, not filed under "
-            f"an arm {sum(r['unfiled'] for r in runs)}, arms' call totals off by "
-            f"{runs[-1]['miscounted']:.0f}; CPU per record: server {median['server_us']:.0f} µs,"
-            f" PostgreSQL {median['postgres_us']:.0f} µs, load generator "
-            f"{median['client_us']:.0f} µs"
+            f"p99 {median['p99']:.1f} ms; {checks}; CPU per item: server "
+            f"{median['server_us']:.0f} µs, PostgreSQL {median['postgres_us']:.0f} µs, load "
+            f"generator {median['client_us']:.0f} µs"
         )
 
 

@@ -334,7 +334,7 @@ async def test_an_event_arriving_as_the_last_writer_finishes_is_still_written(
 ):
     finished = asyncio.ensure_future(asyncio.sleep(0))
     await finished
-    app.state.intake._writers = {finished}  # done, not yet forgotten: the moment of the race
+    app.state.intake._log._writers = {finished}  # done, not yet forgotten: the moment of the race
 
     response = await asyncio.wait_for(
         client.post("/api/experiments/event", json=event(event_id="late"), headers=BROWSER), 10

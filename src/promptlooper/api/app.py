@@ -45,10 +45,11 @@ from promptlooper.training.backend import TrainingBackend
 from promptlooper.training.registry import load_registry
 from promptlooper.training.routes import router as training_router
 from promptlooper.training.trainer import Trainer
+from promptlooper.variants import performance
 from promptlooper.variants import service as variants_service
 from promptlooper.variants.offline import sweep_scores
+from promptlooper.variants.routes import performance_router, sweep_agent
 from promptlooper.variants.routes import router as variants_router
-from promptlooper.variants.routes import sweep_agent
 from promptlooper.web import sweeps as sweep_pages
 from promptlooper.web.limits import body_too_large
 from promptlooper.web.routes import router as web_router
@@ -178,6 +179,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.known_agent_variants = variants_service.existing_variant_ids
     app.state.sweep_scores = sweep_scores
     app.state.intake = Intake(sessionmaker, reader)
+    app.state.performance_log = performance.writer(sessionmaker)
     app.state.trainer = trainer
     app.state.auth_config = AuthConfig(
         jwt_secret=settings.jwt_secret_value(),
@@ -191,10 +193,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     document_errors(app)
     # The router tries routes in order, and each try has a cost: the routes that take the most
     # traffic come first. Ingestion skips the router altogether (see IngestionRoutes); next
-    # come assignment, then training's primitives, which an SDK loop calls twice a step.
+    # come assignment, the agents' performance log (a record per call served), then
+    # training's primitives, which an SDK loop calls twice a step.
     for router in (
         online_public_router,
         health_router,
+        performance_router,
         training_router,
         auth_router,
         projects_router,

@@ -11,10 +11,9 @@ Two things make it fast without giving anything up:
 - events are judged against an in-memory snapshot of the registry and the site switch,
   reloaded every ``ttl`` seconds and at once when this process changes either (another
   process's change shows within ``ttl``);
-- accepted events are written by group commit: requests that arrive while a transaction is
-  being committed wait for the next one, which writes them all together. A request is answered
-  only after the transaction holding its events has committed, so an acknowledged event is
-  durable; the unique index on ``event_id`` stores a retried event once (``tallies.py``),
+- accepted events are written by group commit (``db/groupcommit.py``): a request is
+  answered only after the transaction holding its events has committed, so an acknowledged
+  event is durable; the unique index on ``event_id`` stores a retried event once (``tallies.py``),
   and the same transaction adds what was stored to the results' running totals.
 """
 
@@ -22,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -34,13 +32,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from promptlooper.db.groupcommit import GroupCommit
 from promptlooper.db.upsert import insert_or_add
 from promptlooper.online import definitions, service, tallies
 from promptlooper.online.bots import is_bot
 from promptlooper.online.models import OnlineExperiment, Rejection
 from promptlooper.online.schemas import EVENT_TYPES, MAX_METADATA_BYTES, EventIn
-
-logger = logging.getLogger(__name__)
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 MAX_AGE = timedelta(days=7)
@@ -123,7 +120,6 @@ def judge(
 class _Pending:
     rows: list[dict[str, Any]]
     rejected: Counter[tuple[str, str]]
-    done: asyncio.Future[None]
     tracked: frozenset[str]
 
 
@@ -141,8 +137,9 @@ class Intake:
         self._ttl = ttl
         self._snapshot: Snapshot | None = None
         self._reloading = asyncio.Lock()
-        self._pending: list[_Pending] = []
-        self._writers: set[asyncio.Task[None]] = set()
+        self._log = GroupCommit(
+            sessionmaker, _commit, size=lambda item: len(item.rows), writers=WRITERS, busy=BUSY_ROWS
+        )
 
     def invalidate(self) -> None:
         """Forget the snapshot: the registry or the site switch changed."""
@@ -206,47 +203,11 @@ class Intake:
                 }
             )
         if rows or rejected:
-            await self._write(rows, rejected, snapshot.tracked)
+            await self._log.submit(_Pending(rows, rejected, snapshot.tracked))
         return verdicts
 
-    async def _write(
-        self,
-        rows: list[dict[str, Any]],
-        rejected: Counter[tuple[str, str]],
-        tracked: frozenset[str],
-    ) -> None:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(rows, rejected, done, tracked))
-        # A writer that found nothing left has finished: only running ones count (a done
-        # callback would drop it too late, after a request that still saw it had queued here).
-        self._writers = {writer for writer in self._writers if not writer.done()}
-        if not self._writers or (
-            len(self._writers) < WRITERS
-            and sum(len(item.rows) for item in self._pending) >= BUSY_ROWS
-        ):
-            self._writers.add(asyncio.create_task(self._drain()))
-        await done
 
-    async def _drain(self) -> None:
-        """Commit everything pending, again and again, until nothing is left. A burst of
-        commits shares one session (a new one after a failure): each checkout from the pool
-        costs a round trip to check the connection."""
-        while self._pending:
-            try:
-                async with self._sessionmaker() as session:
-                    while self._pending:
-                        batch, self._pending = self._pending, []
-                        try:
-                            await _commit(session, batch)
-                        except Exception as exc:
-                            _settle(batch, exc)
-                            break
-                        _settle(batch, None)
-            except Exception:  # closing a session whose connection broke; go on with another
-                logger.exception("closing an ingestion session failed")
-
-
-async def _commit(session: AsyncSession, batch: list[_Pending]) -> None:
+async def _commit(session: AsyncSession, batch: list[_Pending]) -> list[None]:
     rejected: Counter[tuple[str, str]] = Counter()
     tracked: frozenset[str] = frozenset()
     for item in batch:
@@ -259,14 +220,4 @@ async def _commit(session: AsyncSession, batch: list[_Pending]) -> None:
         ("experiment_key", "reason"),
         [{"experiment_key": k, "reason": r, "count": n} for (k, r), n in sorted(rejected.items())],
     )
-    await session.commit()
-
-
-def _settle(batch: list[_Pending], error: Exception | None) -> None:
-    for item in batch:
-        if item.done.done():  # its request went away
-            continue
-        if error is None:
-            item.done.set_result(None)
-        else:
-            item.done.set_exception(error)
+    return [None] * len(batch)

@@ -1,5 +1,10 @@
 """The performance log: record served calls, read per-variant metrics and their history.
 
+Served calls are written by group commit (``db/groupcommit.py``), as browser events are: a
+request's records are judged in memory, then wait for the next transaction, which checks
+every waiting request's agent and variants, files their units under their arms and adds them
+to the running totals at once; each request is answered when that transaction has committed.
+
 Records say which variant (None: the agent's base config) and revision served a call; metrics
 group them per variant over a time window, with the intervals from ``metrics.py``.
 """
@@ -9,18 +14,22 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from promptlooper.auth.principal import Principal
 from promptlooper.db.base import utcnow
-from promptlooper.errors import Invalid
+from promptlooper.db.groupcommit import GroupCommit
+from promptlooper.db.upsert import insert_rows
+from promptlooper.errors import Invalid, NotFound, NotOwner
 from promptlooper.online import service as online
+from promptlooper.projects.models import Project
 from promptlooper.variants.metrics import Sample, Summary, summarise
-from promptlooper.variants.models import PerformanceRecord, Variant
+from promptlooper.variants.models import Agent, PerformanceRecord, Variant
 from promptlooper.variants.service import get_agent
 
 Bucket = Literal["hour", "day"]
@@ -29,31 +38,28 @@ EARLIEST = datetime.min.replace(tzinfo=UTC)
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 
-async def record(
-    session: AsyncSession,
-    principal: Principal,
-    agent_id: uuid.UUID,
-    records: Sequence[Mapping[str, Any]],
-) -> int:
-    """Store served calls (all or none); a variant of another agent is refused. A call that
-    says which ``unit_id`` it served is filed under the online experiment arm that unit is
-    assigned to, and counts toward that arm's performance metrics."""
-    agent = await get_agent(session, principal, agent_id)
-    ids = {r["variant_id"] for r in records if r.get("variant_id") is not None}
-    if ids:
-        known = set(
-            await session.scalars(
-                select(Variant.id).where(Variant.agent_id == agent.id, Variant.id.in_(ids))
-            )
-        )
-        unknown = sorted(str(i) for i in ids - known)
-        if unknown:
-            raise Invalid(f"variant_id: {unknown[0]} is not a variant of this agent")
-    units = {r["unit_id"] for r in records if r.get("unit_id") is not None}
-    arms = {}
-    if units:
-        served = set(await session.scalars(select(Variant.id).where(Variant.agent_id == agent.id)))
-        arms = await online.arms_for(session, served, units)
+WRITERS = 3
+BUSY_ROWS = 500
+"""Once ``BUSY_ROWS`` records wait, another transaction writes beside the running ones (up to
+``WRITERS``): as for events, PostgreSQL spends more CPU storing a row than the server spends
+preparing it, so under a backlog of batches the database needs transactions on both cores."""
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One request's served calls, as rows ready to store once the agent, its variants and the
+    units' arms are known."""
+
+    principal: Principal
+    agent_id: uuid.UUID
+    rows: list[dict[str, Any]]
+
+
+def prepare(
+    principal: Principal, agent_id: uuid.UUID, records: Sequence[Mapping[str, Any]]
+) -> Submission:
+    """The rows of ``records``, judged on what needs no database: a timestamp too far ahead is
+    refused here, before the request waits for a transaction."""
     now = utcnow()
     rows = []
     for index, item in enumerate(records):
@@ -63,7 +69,7 @@ async def record(
         rows.append(
             {
                 "id": uuid.uuid4(),
-                "agent_id": agent.id,
+                "agent_id": agent_id,
                 "variant_id": item.get("variant_id"),
                 "revision": item.get("revision"),
                 "latency_ms": item.get("latency_ms"),
@@ -79,11 +85,92 @@ async def record(
                 "created_at": at,
             }
         )
-        if (arm := arms.get(item.get("unit_id"))) is not None:
-            rows[-1] |= {"experiment_key": arm.experiment_key, "arm_key": arm.variant_key}
-    await session.execute(insert(PerformanceRecord), rows)
+    return Submission(principal, agent_id, rows)
+
+
+async def store(session: AsyncSession, batch: list[Submission]) -> list[int | Exception]:
+    """Store each submission whole or refuse it alone (an agent the caller may not see, a
+    variant of another agent), in the caller's transaction; per submission, how many records
+    it stored or why not. A record that says which ``unit_id`` it served is filed under the
+    online experiment arm that unit is assigned to (read in this transaction, so a stopped arm
+    or a bandit unit's stored arm holds as of now), and counts toward that arm's metrics."""
+    owners = dict(
+        (
+            await session.execute(
+                select(Agent.id, Project.owner_id)
+                .join(Project, Project.id == Agent.project_id)
+                .where(Agent.id.in_({item.agent_id for item in batch}))
+            )
+        ).all()
+    )
+    variants: defaultdict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
+    if owners:
+        query = select(Variant.id, Variant.agent_id).where(Variant.agent_id.in_(owners))
+        for variant_id, agent_id in await session.execute(query):
+            variants[agent_id].add(variant_id)
+    answers: list[int | Exception] = []
+    accepted: list[Submission] = []
+    for item in batch:
+        try:
+            _check(item, owners, variants[item.agent_id])
+        except (NotFound, NotOwner, Invalid) as exc:
+            answers.append(exc)
+            continue
+        answers.append(len(item.rows))
+        accepted.append(item)
+    rows = [row for item in accepted for row in item.rows]
+    if not rows:
+        return answers
+    await _file_under_arms(session, rows, variants)
+    await insert_rows(session, PerformanceRecord.__table__, rows)  # type: ignore[arg-type]
     await online.record_calls(session, [row for row in rows if row["arm_key"] is not None])
-    return len(rows)
+    return answers
+
+
+def _check(item: Submission, owners: dict[uuid.UUID, uuid.UUID], known: set[uuid.UUID]) -> None:
+    if item.agent_id not in owners:
+        raise NotFound("Agent not found")
+    item.principal.ensure_can_access(owners[item.agent_id], "project")
+    ids = {row["variant_id"] for row in item.rows if row["variant_id"] is not None}
+    if unknown := sorted(str(i) for i in ids - known):
+        raise Invalid(f"variant_id: {unknown[0]} is not a variant of this agent")
+
+
+async def _file_under_arms(
+    session: AsyncSession,
+    rows: list[dict[str, Any]],
+    variants: Mapping[uuid.UUID, set[uuid.UUID]],
+) -> None:
+    units: defaultdict[uuid.UUID, set[str]] = defaultdict(set)
+    for row in rows:
+        if row["unit_id"] is not None:
+            units[row["agent_id"]].add(row["unit_id"])
+    for agent_id, unit_ids in units.items():
+        # In order: writers beside each other store a bandit's new units without deadlock.
+        arms = await online.arms_for(session, variants[agent_id], sorted(unit_ids))
+        for row in rows:
+            if row["agent_id"] == agent_id and (arm := arms.get(row["unit_id"])) is not None:
+                row |= {"experiment_key": arm.experiment_key, "arm_key": arm.variant_key}
+
+
+def writer(sessionmaker: async_sessionmaker[AsyncSession]) -> GroupCommit[Submission, int]:
+    """The app's performance log: requests' records stored by group commit, like events."""
+    return GroupCommit(
+        sessionmaker, store, size=lambda item: len(item.rows), writers=WRITERS, busy=BUSY_ROWS
+    )
+
+
+async def record(
+    session: AsyncSession,
+    principal: Principal,
+    agent_id: uuid.UUID,
+    records: Sequence[Mapping[str, Any]],
+) -> int:
+    """``store`` of one submission in the caller's own transaction (all or none)."""
+    (answer,) = await store(session, [prepare(principal, agent_id, records)])
+    if isinstance(answer, Exception):
+        raise answer
+    return answer
 
 
 def _window(since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:

@@ -14,6 +14,7 @@ from werkzeug.http import parse_etags
 
 from promptlooper.auth.deps import PrincipalDep
 from promptlooper.db.deps import Offset, SessionDep
+from promptlooper.db.groupcommit import GroupCommit
 from promptlooper.errors import validation_detail
 from promptlooper.sweeps import service as sweeps
 from promptlooper.sweeps.schemas import ExperimentDetail
@@ -56,6 +57,9 @@ from promptlooper.variants.schemas import (
 )
 
 router = APIRouter(tags=["agents"])
+performance_router = APIRouter(tags=["agents"])
+"""The performance log's route alone: an agent logs every call it serves, so the app tries it
+before the other routes (each route tried costs the request)."""
 UnitId = Annotated[
     str | None,
     Query(
@@ -407,21 +411,20 @@ async def _performance_records(request: Request) -> list[PerformanceIn]:
         ) from None
 
 
-@router.post(
+@performance_router.post(
     "/api/agents/{agent_id}/performance",
     status_code=status.HTTP_201_CREATED,
     openapi_extra={"requestBody": _PERFORMANCE_BODY},
 )
 async def record_performance(
-    agent_id: uuid.UUID, request: Request, principal: PrincipalDep, session: SessionDep
+    agent_id: uuid.UUID, request: Request, principal: PrincipalDep
 ) -> Recorded:
-    """Log served calls: one record, or a list of up to 1,000 (stored all or none)."""
+    """Log served calls: one record, or a list of up to 1,000 (stored all or none), answered
+    once committed."""
     items = await _performance_records(request)
-    count = await performance.record(
-        session, principal, agent_id, [i.model_dump(exclude_unset=True) for i in items]
-    )
-    await session.commit()
-    return Recorded(recorded=count)
+    records = [i.model_dump(exclude_unset=True) for i in items]
+    log: GroupCommit[performance.Submission, int] = request.app.state.performance_log
+    return Recorded(recorded=await log.submit(performance.prepare(principal, agent_id, records)))
 
 
 @router.get("/api/agents/{agent_id}/metrics")
