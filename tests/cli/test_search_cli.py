@@ -66,3 +66,16 @@ def test_resuming_a_finished_race_says_so_and_runs_nothing(cli: Invoke, tmp_path
     )
     assert "resuming" not in outcome.err
     assert completed + skipped == 240
+
+
+def test_validate_refuses_a_budget_in_dollars_over_unpriced_models(cli: Invoke, tmp_path: Path):
+    sweep = tmp_path / "race.yaml"
+    sweep.write_text(yaml.safe_dump(racing({"good": 0.95, "close": 0.93}, budget={"usd": 0.5})))
+
+    outcome = cli("sweep", "validate", str(sweep))
+
+    assert outcome.code == 2
+    assert outcome.err.startswith(
+        "error: search.budget.usd: mock:close, mock:good have no price in providers.<name>.prices"
+    )
+    assert outcome.err.count("\n") == 1
