@@ -484,6 +484,15 @@ async def show(
         await _show_leaderboard(engine, experiment_id, limit=top)
 
 
+def _margin(value: float) -> float:
+    from promptlooper.sweeps.verdict import check_margin
+
+    try:
+        return check_margin(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 @sweep_app.command("compare")
 @async_command
 async def compare(
@@ -492,7 +501,7 @@ async def compare(
         ..., help="The candidate experiment, over the same dataset (or BASELINE again)."
     ),
     margin: float = typer.Option(
-        0.0, "--margin", min=0.0, max=1.0, help="Loss of weighted score tolerated."
+        0.0, "--margin", callback=_margin, help="Loss of weighted score tolerated, 0 to 1."
     ),
     baseline_config: str | None = typer.Option(
         None, "--baseline-config", "-a", help="Config hash or prefix (default: the best)."
