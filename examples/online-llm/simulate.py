@@ -22,7 +22,6 @@ another ``--key`` for a fresh experiment.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import random
 import sys
 import time
@@ -108,17 +107,41 @@ def _promoted_variants(client: Client, key: str) -> tuple[dict, dict, dict]:
     return made["mock:small"], made["mock:large"], agent
 
 
-def _define(client: Client, key: str, incumbent: dict, challenger: dict) -> None:
-    metrics: list[dict[str, Any]] = [
-        {"name": "answer-quality", "kind": "performance", "source": "quality",
-         "aggregation": "mean"},
-        {"name": "cost-per-call", "kind": "performance", "source": "cost",
-         "aggregation": "ratio", "denominator": "cost", "direction": "lower"},
-        {"name": "revenue", "source": "purchase", "aggregation": "mean", "cuped": True},
-    ]  # fmt: skip
-    for metric in metrics:
-        with contextlib.suppress(ConflictError):  # defined by an earlier run
+METRICS: list[dict[str, Any]] = [
+    {"name": "answer-quality", "kind": "performance", "source": "quality",
+     "aggregation": "mean"},
+    {"name": "cost-per-call", "kind": "performance", "source": "cost",
+     "aggregation": "ratio", "denominator": "cost", "direction": "lower"},
+    {"name": "revenue", "source": "purchase", "aggregation": "mean", "cuped": True},
+]  # fmt: skip
+"""The metrics the experiment names. Metrics are site-wide, so one of these names may already
+exist: it is reused only when it measures the same thing."""
+DEFAULTS = {"kind": "event", "denominator": None, "direction": "higher", "cuped": False}
+
+
+def define_metrics(client: Client) -> None:
+    """Define ``METRICS``, reusing one that exists (from an earlier run) when it is the same
+    definition; a different metric under the same name (another example's, say) stops the
+    simulation, since reusing it would report the wrong thing."""
+    for metric in METRICS:
+        try:
             client.online.define_metric(**metric)
+        except ConflictError:
+            existing = client.online.metric(metric["name"])
+            wanted = DEFAULTS | metric
+            differs = {k: v for k, v in wanted.items() if existing.get(k) != v}
+            if differs:
+                found = ", ".join(f"{k}={existing.get(k)!r}" for k in differs)
+                needed = ", ".join(f"{k}={v!r}" for k, v in differs.items())
+                raise SystemExit(
+                    f"simulate.py: metric {metric['name']!r} already exists with {found}; this "
+                    f"simulation needs {needed}. Delete it (`promptlooper online "
+                    f"metric-delete {metric['name']}`) or run against another database."
+                ) from None
+
+
+def _define(client: Client, key: str, incumbent: dict, challenger: dict) -> None:
+    define_metrics(client)
     client.online.create(
         key,
         {

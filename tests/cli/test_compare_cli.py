@@ -84,6 +84,10 @@ def test_the_gate_refuses_bad_input_with_exit_code_2(cli: Invoke, tmp_path: Path
     assert (unknown.code, unknown.err) == (2, "error: Experiment not found\n")
     assert malformed.code == 2
     assert margin.code == 2
+    for bad in ("NaN", "-0.1", "1.5", "inf"):
+        refused = cli("sweep", "compare", good, good, "--margin", bad)
+        assert refused.code == 2, bad
+        assert "margin must be a number between 0 and 1" in refused.err, refused.err
     assert (single.code, single.err.count("\n")) == (2, 1)
     assert "b: the experiment has one scored config" in single.err
     assert different.code == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -46,3 +47,35 @@ def test_a_config_whose_runs_all_failed_is_listed_with_its_reason(cli: Invoke, t
     (line,) = [line for line in outcome.out.splitlines() if "all runs failed" in line]
     assert "broken:down" in line
     assert "all runs failed on 20 rows, while" in line
+
+
+def test_resuming_a_finished_race_says_so_and_runs_nothing(cli: Invoke, tmp_path: Path):
+    sweep = tmp_path / "race.yaml"
+    sweep.write_text(yaml.safe_dump(racing({"good": 0.95, "close": 0.93, "bad": 0.1})))
+    ran = cli("sweep", "run", str(sweep))
+    experiment_id = re.search(r"experiment ([0-9a-f-]{36})", ran.err).group(1)
+    completed = int(re.search(r"completed (\d+)", ran.out).group(1))
+    skipped = int(re.search(r"skipped (\d+)", ran.out).group(1))
+
+    outcome = cli("sweep", "resume", experiment_id)
+
+    assert outcome.code == 0, outcome.err
+    assert outcome.out == (
+        f"nothing to resume: experiment {experiment_id} is finished ({completed} of 240 runs "
+        f"completed, {skipped} skipped by the search)\n"
+    )
+    assert "resuming" not in outcome.err
+    assert completed + skipped == 240
+
+
+def test_validate_refuses_a_budget_in_dollars_over_unpriced_models(cli: Invoke, tmp_path: Path):
+    sweep = tmp_path / "race.yaml"
+    sweep.write_text(yaml.safe_dump(racing({"good": 0.95, "close": 0.93}, budget={"usd": 0.5})))
+
+    outcome = cli("sweep", "validate", str(sweep))
+
+    assert outcome.code == 2
+    assert outcome.err.startswith(
+        "error: search.budget.usd: mock:close, mock:good have no price in providers.<name>.prices"
+    )
+    assert outcome.err.count("\n") == 1

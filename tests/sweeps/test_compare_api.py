@@ -118,6 +118,12 @@ async def test_bad_comparisons_are_refused_naming_the_field(
     assert unknown.status_code == 404
     assert margin.status_code == 422
     assert "margin" in margin.text
+    for bad in ("NaN", "-1", "1.5", "inf"):
+        refused = await client.get(url, params={"margin": bad}, headers=owner.headers)
+        assert refused.status_code == 422, bad
+        (error,) = refused.json()["detail"]
+        assert error["loc"] == ["query", "margin"]
+        assert "margin must be a number between 0 and 1" in error["msg"]
     assert across.status_code == 422
     assert "candidate: its dataset differs" in across.text
     assert missing.status_code == 422

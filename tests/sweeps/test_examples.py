@@ -14,7 +14,7 @@ from promptlooper.sweeps.spec import load_sweep_file, parse_spec
 EXAMPLES = Path(__file__).parents[2] / "examples" / "ticket-triage"
 
 
-@pytest.mark.parametrize("name", ["sweep.yaml", "smollm2.yaml", "scale-out.yaml"])
+@pytest.mark.parametrize("name", ["sweep.yaml", "small.yaml", "smollm2.yaml", "scale-out.yaml"])
 @pytest.mark.parametrize(
     ("output", "accuracy"),
     [

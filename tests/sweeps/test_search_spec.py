@@ -9,9 +9,11 @@ import httpx
 import pytest
 
 from promptlooper.errors import Invalid
+from promptlooper.sweeps.plan import compile_plan
 from promptlooper.sweeps.spec import parse_spec
 from tests.sweeps.conftest import document
 from tests.sweeps.test_search_optuna import tuning
+from tests.sweeps.test_search_racing import racing
 
 
 def _with(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
@@ -86,3 +88,39 @@ async def test_the_api_refuses_a_bad_budget_with_a_422_naming_it(
 
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "search", "budget", "calls"]
+
+
+def test_a_budget_in_dollars_over_unpriced_models_is_refused_naming_them():
+    doc = racing({"good": 0.95, "close": 0.93, "free": 0.9}, budget={"usd": 0.5})
+    doc["providers"]["mock"]["prices"] = {"good": {"input": 2.0, "output": 4.0}}
+
+    with pytest.raises(Invalid) as caught:
+        compile_plan(parse_spec(doc), allow_python=True)
+
+    assert caught.value.message.startswith(
+        "search.budget.usd: mock:close, mock:free have no price in providers.<name>.prices"
+    )
+
+
+def test_a_budget_in_dollars_over_priced_or_free_models_is_accepted():
+    doc = racing({"good": 0.95, "free": 0.9}, budget={"usd": 0.5})
+    doc["providers"]["mock"]["prices"] = {
+        "good": {"input": 2.0, "output": 4.0},
+        "free": {"input": 0, "output": 0},
+    }
+
+    assert len(compile_plan(parse_spec(doc), allow_python=True).configs) == 2
+    assert compile_plan(parse_spec(racing({"a": 0.9, "b": 0.8}, budget={"calls": 9})))
+
+
+async def test_the_api_refuses_a_budget_in_dollars_that_could_not_bind(
+    client: httpx.AsyncClient, owner, project_id
+):
+    response = await client.post(
+        f"/api/projects/{project_id}/experiments",
+        json=racing({"good": 0.95, "close": 0.93}, budget={"usd": 0.5}),
+        headers=owner.headers,
+    )
+
+    assert response.status_code == 422
+    assert "search.budget.usd: mock:close, mock:good have no price" in response.text

@@ -43,8 +43,14 @@ def _text(driver: Any) -> str:
     return driver.find_element(By.TAG_NAME, "main").text
 
 
-def _finished_sweep(driver: Any, base: str) -> str:
-    """Log in as alice, create a project, paste the sweep, run it; the experiment's URL."""
+def _finished_sweep(
+    driver: Any,
+    base: str,
+    sweep: dict[str, Any] = SWEEP,
+    finished: Any = lambda text: "12 / 12 runs" in text,
+) -> str:
+    """Log in as alice, create a project, paste the sweep, run it until ``finished`` says so
+    of the page's text; the experiment's URL."""
     from selenium.webdriver.common.by import By
 
     driver.get(base + "/ui/login")
@@ -59,13 +65,13 @@ def _finished_sweep(driver: Any, base: str) -> str:
     assert re.search(r"/ui/projects/[0-9a-f-]{36}/sweeps$", driver.current_url)
 
     driver.find_element(By.LINK_TEXT, "New sweep").click()
-    driver.find_element(By.ID, "f-document").send_keys(json.dumps(SWEEP))
+    driver.find_element(By.ID, "f-document").send_keys(json.dumps(sweep))
     driver.find_element(By.XPATH, "//button[text()='Create draft']").click()
-    _until(driver, lambda d: "created as a draft of 12 runs" in _text(d))
+    _until(driver, lambda d: "created as a draft of" in _text(d))
     experiment_url = driver.current_url
 
     driver.find_element(By.XPATH, "//button[text()='Start']").click()
-    _until(driver, lambda d: "12 / 12 runs" in _text(d))  # htmx refreshes the progress
+    _until(driver, lambda d: finished(_text(d)))  # htmx refreshes the progress
     return experiment_url
 
 
@@ -208,3 +214,41 @@ def test_leaderboard_key_columns_are_in_view_on_a_phone(browser: Any, server: De
     pinned = _box(browser, config)
     assert pinned["left"] >= 0, pinned
     assert pinned["right"] <= width / 2, pinned
+
+
+def test_a_finished_race_reads_finished_and_compares_by_short_hashes(
+    browser: Any, server: Deployed
+) -> None:
+    """The race's page says how many runs completed and how many the search skipped, with no
+    Resume button; the 8-character hashes of its leaderboard open the compare page."""
+    from selenium.webdriver.common.by import By
+
+    from tests.sweeps.test_search_racing import racing
+
+    with server.client() as http:
+        created = http.post(
+            "/api/users", json={"username": "alice", "password": PASSWORD}, headers=server.admin
+        )
+        assert created.status_code == 201, created.text
+    experiment_url = _finished_sweep(
+        browser,
+        server.url,
+        racing({"good": 0.95, "close": 0.93, "bad": 0.1}),
+        finished=lambda text: "skipped by the search of 240 runs" in text,
+    )
+    progress = browser.find_element(By.ID, "progress").text
+    completed, skipped = map(
+        int, re.search(r"(\d+) completed \+ (\d+) skipped by the search", progress).groups()
+    )
+    assert completed + skipped == 240
+    assert not browser.find_elements(By.XPATH, "//button[text()='Resume']")
+
+    shown = [
+        link.text
+        for link in browser.find_elements(
+            By.CSS_SELECTOR, "table.leaderboard tbody tr td:nth-child(2) a"
+        )
+    ]
+    hashes = [re.search(r"[0-9a-f]{8}", text).group(0) for text in shown[:2]]
+    browser.get(f"{experiment_url}/compare?config={hashes[0]}&config={hashes[1]}")
+    _until(browser, lambda d: "2 configs side by side" in _text(d))

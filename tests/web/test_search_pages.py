@@ -30,6 +30,30 @@ async def test_a_race_shows_what_it_eliminated_and_why(ui: UiClient, app: FastAP
     assert '<td class="num">20</td>' in section
 
 
+async def test_a_finished_race_reads_finished_with_its_skipped_runs(
+    ui: UiClient, app: FastAPI
+) -> None:
+    project_id = await make_project(ui)
+    experiment_id = await create_sweep(
+        ui, project_id, racing({"good": 0.95, "close": 0.93, "bad": 0.1})
+    )
+    await run_sweep(ui, app, experiment_id)
+
+    page = await ui.get(f"/ui/sweeps/{experiment_id}")
+    progress = page.text[page.text.index('id="progress"') :]
+    progress = progress[: progress.index("</div>", progress.index('class="actions"')) + 6]
+    text = re.sub(r"<[^>]+>", "", progress)
+    counted = re.search(r"(\d+) completed \+ (\d+) skipped by the search", text)
+    completed, skipped = (int(n) for n in counted.groups())
+
+    assert page.status_code == 200
+    assert completed + skipped == 240
+    assert skipped > 0
+    assert "of 240 runs" in text
+    assert "Resume" not in progress
+    assert f'value="{completed + skipped}"' in progress
+
+
 async def test_a_config_whose_runs_all_failed_shows_why_it_was_eliminated(
     ui: UiClient, app: FastAPI
 ) -> None:

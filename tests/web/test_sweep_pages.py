@@ -380,6 +380,27 @@ async def test_compare(ui: UiClient, finished: dict[str, str]) -> None:
     assert unknown.status_code == 404
 
 
+async def test_compare_takes_the_short_hashes_the_leaderboard_shows(
+    ui: UiClient, finished: dict[str, str]
+) -> None:
+    experiment = finished["experiment"]
+    hashes = leaderboard_hashes((await ui.get(f"/ui/sweeps/{experiment}")).text)
+    short = "&".join(f"config={h[:8]}" for h in hashes[:2])
+    full = "&".join(f"config={h}" for h in hashes[:2])
+
+    page = await ui.get(f"/ui/sweeps/{experiment}/compare?{short}")
+    same = await ui.get(f"/ui/sweeps/{experiment}/compare?{full}")
+    twice = await ui.get(
+        f"/ui/sweeps/{experiment}/compare?config={hashes[0][:8]}&config={hashes[0]}"
+    )
+
+    assert page.status_code == 200
+    assert "2 configs side by side" in page.text
+    assert page.text.count("<tr") == same.text.count("<tr")
+    assert twice.status_code == 400
+    assert "one config" in twice.text
+
+
 async def test_exports_and_report(ui: UiClient, finished: dict[str, str]) -> None:
     base = f"/ui/sweeps/{finished['experiment']}"
     best = await ui.get(base + "/export/best")

@@ -114,6 +114,27 @@ async def _create(
         return experiment.id
 
 
+async def _made_so_far(engine: AsyncEngine, experiment_id: uuid.UUID) -> tuple[str | None, int]:
+    """What a resume finds: a line saying the experiment has nothing left to run (None when it
+    has), and how many runs are already completed. A search's skipped runs are its decisions,
+    so they count as done but never as completed."""
+    from promptlooper.db.engine import create_sessionmaker
+    from promptlooper.sweeps import service
+
+    async with create_sessionmaker(engine)() as session:
+        experiment = await service.get_experiment(
+            session, Principal.local_operator(), experiment_id
+        )
+        counts = (await service.progress(session, [experiment_id]))[experiment_id]
+    skipped = f", {counts['skipped']:,} skipped by the search" if counts["skipped"] else ""
+    if not service.finished(experiment, counts):
+        return None, counts["completed"]
+    return (
+        f"nothing to resume: experiment {experiment_id} is finished ({counts['completed']:,} "
+        f"of {experiment.total_runs:,} runs completed{skipped})"
+    ), counts["completed"]
+
+
 async def _execute(
     engine: AsyncEngine,
     settings: Settings,
@@ -121,6 +142,7 @@ async def _execute(
     *,
     concurrency: int | None,
     use_cache: bool | None,
+    completed: int = 0,
 ) -> ExecutionResult:
 
     from promptlooper.events import EventBus
@@ -135,8 +157,8 @@ async def _execute(
         freeze_long_lived_objects()  # start-up is over: the experiment and its adapters are loaded
         bar.start()
         tasks.append(bar.add_task("sweep", total=pending, done=0, failed=0, cached=0, rate=0.0))
-        if pending < total:
-            err_console.print(f"resuming: {total - pending} of {total} runs already completed")
+        if completed:
+            err_console.print(f"resuming: {completed} of {total} runs already completed")
 
     def advanced(progress: Any, _outcome: Any) -> None:
         bar.update(
@@ -309,12 +331,23 @@ def run_sweep(
     async def main() -> None:
         nonlocal spec
         async with database(settings) as engine:
+            completed = 0
             if spec is not None:
                 current.append(await _create(engine, settings, spec, project, user))
                 err_console.print(f"experiment {current[-1]}: {spec.name}")
                 spec = None  # stored: the run reads it back, and one copy of a dataset is enough
+            else:
+                finished, completed = await _made_so_far(engine, current[-1])
+                if finished:
+                    console.print(finished, highlight=False, soft_wrap=True)
+                    return
             result = await _execute(
-                engine, settings, current[-1], concurrency=concurrency, use_cache=use_cache
+                engine,
+                settings,
+                current[-1],
+                concurrency=concurrency,
+                use_cache=use_cache,
+                completed=completed,
             )
             p = result.progress
             err_console.print(
@@ -451,6 +484,15 @@ async def show(
         await _show_leaderboard(engine, experiment_id, limit=top)
 
 
+def _margin(value: float) -> float:
+    from promptlooper.sweeps.verdict import check_margin
+
+    try:
+        return check_margin(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 @sweep_app.command("compare")
 @async_command
 async def compare(
@@ -459,7 +501,7 @@ async def compare(
         ..., help="The candidate experiment, over the same dataset (or BASELINE again)."
     ),
     margin: float = typer.Option(
-        0.0, "--margin", min=0.0, max=1.0, help="Loss of weighted score tolerated."
+        0.0, "--margin", callback=_margin, help="Loss of weighted score tolerated, 0 to 1."
     ),
     baseline_config: str | None = typer.Option(
         None, "--baseline-config", "-a", help="Config hash or prefix (default: the best)."

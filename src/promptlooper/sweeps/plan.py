@@ -371,4 +371,28 @@ def compile_plan(
     except TemplateError as exc:
         raise Invalid(exc.message) from exc
     _check_scorers(plan)
+    _check_priced(plan)
     return plan
+
+
+def _check_priced(plan: SweepPlan) -> None:
+    """A budget in dollars needs a price for every model the search may call: an unpriced
+    call costs $0 to the budget, so a search over unpriced models would never be stopped by
+    it, and one over a mix would spend without bound on the unpriced ones."""
+    budget = plan.spec.search.budget
+    if budget is None or budget.usd is None:
+        return
+    unpriced = []
+    for ref in plan.model_refs():
+        provider, model = parse_model_ref(ref)
+        config = plan.providers.get(provider)
+        if config is None or model not in config.prices:
+            unpriced.append(ref)
+    if unpriced:
+        raise Invalid(
+            f"search.budget.usd: {', '.join(sorted(unpriced))} ha"
+            f"{'s' if len(unpriced) == 1 else 've'} no price in providers.<name>.prices, so "
+            "the budget could not count what they cost; give each a price ({input: ..., "
+            "output: ...} in dollars per million tokens, 0 for a free model) or budget "
+            "calls or tokens instead"
+        )

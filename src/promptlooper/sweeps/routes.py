@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import PlainTextResponse, StreamingResponse
+from pydantic import AfterValidator
 
 from promptlooper.auth.deps import PrincipalDep
 from promptlooper.db.deps import Offset, ReadSessionDep, SessionDep
@@ -102,7 +103,8 @@ async def list_experiments(
 CompareLimit = Annotated[int, Query(ge=0, le=10_000, description="Rows listed, worst first")]
 Margin = Annotated[
     float | None,
-    Query(ge=0, le=1, description="Also decide the regression gate with this margin"),
+    Query(description="Also decide the regression gate with this margin, from 0 to 1"),
+    AfterValidator(lambda m: m if m is None else verdict.check_margin(m)),
 ]
 ConfigRef = Annotated[str | None, Query(min_length=1, max_length=64)]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -200,6 +201,19 @@ async def progress(
         if cached:
             counts[experiment_id]["cached"] += n
     return counts
+
+
+def finished(experiment: Experiment, counts: Mapping[str, int]) -> bool:
+    """Whether a start would have nothing left to do: no run pending or failed, and the runs
+    all made or the experiment ended on its own. An adaptive search ends with the runs it
+    decided against ``skipped`` (and Optuna creates only its trials' runs), so "completed
+    runs below the total" does not mean unfinished. One running is not finished yet: its
+    start is refused for the lease, not for having nothing to do."""
+    status = experiment.current_status
+    if status in ("running", "draft") or counts.get("pending", 0) or counts.get("failed", 0):
+        return False
+    made = counts.get("completed", 0) + counts.get("skipped", 0)
+    return status == "completed" or made >= experiment.total_runs
 
 
 async def snapshot(session: AsyncSession, experiment_id: uuid.UUID) -> dict[str, Any] | None:

@@ -92,6 +92,18 @@ class Gate:
     reason: str
 
 
+MARGIN_RANGE = "margin must be a number between 0 and 1"
+
+
+def check_margin(margin: float) -> float:
+    """The gate's margin, a loss of weighted score, refused unless it is a number from 0 to 1:
+    NaN passes every comparison, so a range check alone would let it through or name the
+    wrong bound. The API and the CLI refuse it with the same words."""
+    if not 0 <= margin <= 1:
+        raise ValueError(MARGIN_RANGE)
+    return margin
+
+
 def gate(paired: Paired | None, rows_needed: int | None, margin: float) -> Gate:
     """The regression gate: a candidate fails when it is significantly worse than the
     baseline by more than ``margin``, that is when the whole 95 % interval of its paired

@@ -13,6 +13,7 @@ from promptlooper.errors import NotFound
 from promptlooper.projects import service as projects
 from promptlooper.sweeps import comparison, service, verdict
 from promptlooper.sweeps.engine.runner import weighted_score
+from promptlooper.sweeps.summary import choose
 from promptlooper.web.diff import word_diff
 from promptlooper.web.errors import PageRoute, error_page
 from promptlooper.web.leaderboard import ranked_rows
@@ -112,19 +113,27 @@ async def compare(
     """2 to 4 configs over the same rows: rows where their outputs disagree first, each
     output beside the first config's with what differs marked."""
     experiment = await service.get_experiment(session, viewer.principal, experiment_id)
-    hashes = list(dict.fromkeys(config))
-    if not 2 <= len(hashes) <= 4:
+    if not 2 <= len(dict.fromkeys(config)) <= 4:
         return error_page(
             request,
             400,
             "Pick 2 to 4 configs",
-            f"{len(hashes)} distinct config(s) were picked; tick 2 to 4 on the leaderboard.",
+            f"{len(set(config))} distinct config(s) were picked; tick 2 to 4 on the leaderboard.",
         )
     project = await projects.get_project(session, viewer.principal, experiment.project_id)
     summary = await service.summary(session, experiment)
     ranks = {c.config_hash: (rank, c) for rank, c in ranked_rows(summary)}
-    if any(h not in ranks for h in hashes):
-        raise NotFound("Config not found")
+    configs = [c for _, c in ranks.values()]
+    # The leaderboard shows hashes cut to 8 characters: a prefix that names one config is
+    # enough here, as in the API and the CLI.
+    hashes = list(dict.fromkeys(choose(configs, h, field="config").config_hash for h in config))
+    if len(hashes) < 2:
+        return error_page(
+            request,
+            400,
+            "Pick 2 to 4 configs",
+            "The configs picked are one config; tick 2 to 4 different ones on the leaderboard.",
+        )
     aligned = await service.aligned_outputs(session, viewer.principal, experiment.id, hashes)
     row_indexes = sorted({i for outputs in aligned.values() for i in outputs})
     rows = []

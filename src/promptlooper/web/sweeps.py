@@ -18,10 +18,11 @@ from promptlooper.sweeps.execution import SweepJobs
 from promptlooper.sweeps.spec import SweepSpec, reject_file_references
 from promptlooper.web.errors import PageRoute
 from promptlooper.web.forms import form_fields, validate
-from promptlooper.web.render import page, redirect
+from promptlooper.web.render import page, redirect, templates
 from promptlooper.web.session import PREFIX, ViewerDep
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
+templates.globals["sweep_finished"] = service.finished
 PAGE_SIZE = 25
 EXAMPLE_COMMAND = "promptlooper sweep run examples/ticket-triage/sweep.yaml"
 
