@@ -22,6 +22,7 @@ import contextlib
 import functools
 import itertools
 import logging
+import threading
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
@@ -100,10 +101,17 @@ class ClusterStats:
 
 stats = ClusterStats()
 _connected: list[str] = []
+_joining = threading.Lock()
+"""Held while joining: a server may start two sweeps at once, each joining from its thread."""
 
 
 def connect(address: str) -> None:
     """Join the cluster at ``address`` (once per process; another address is refused)."""
+    with _joining:
+        _connect(address)
+
+
+def _connect(address: str) -> None:
     if _connected:
         if _connected[0] != address:
             raise ConfigurationError(f"already connected to the Ray cluster at {_connected[0]}")
@@ -238,7 +246,8 @@ async def execute_on_cluster(
     """``execute`` on the cluster at ``address``: the same outcomes, the same sink, the same
     progress; on cancellation the batches in flight are cancelled and their runs stay
     pending, everything already returned written first."""
-    connect(address)
+    # Joining takes seconds; in a thread, so that a server's event loop keeps answering.
+    await asyncio.to_thread(connect, address)
     progress = Progress(total=total)
     in_flight, per_batch, batch_size = _shape(concurrency)
     coordinator = start_coordinator(experiment_id, setup.providers)
