@@ -347,9 +347,5 @@ async def power(
         return
     if baseline is None or units_per_day is None or (days is None and lift is None):
         raise Invalid("--baseline, --units-per-day and --days or --lift plan an experiment")
-    if variance is None:
-        if not 0 < baseline < 1:
-            raise Invalid("--variance: needed unless --baseline is a rate between 0 and 1")
-        variance = baseline * (1 - baseline)
-    found = estimates.plan(baseline, variance, units_per_day, arms=arms, days=days, lift=lift)
+    found = estimates.planned(baseline, variance, units_per_day, arms=arms, days=days, lift=lift)
     console.print_json(json.dumps(found))

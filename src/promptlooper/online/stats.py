@@ -335,9 +335,12 @@ def power(
     variance of the relative lift the results use."""
     if n_per_arm <= 0 or mean == 0 or variance <= 0:
         return 0.0
-    treated = mean * (1 + lift)
-    se = math.sqrt(variance / (mean**2 * n_per_arm) + variance * treated**2 / (mean**4 * n_per_arm))
+    # The relative lift's standard error, sd/|mean| · √((1 + (1 + lift)²) / n), written so
+    # that no power of a huge or tiny mean overflows or underflows.
+    se = math.sqrt(variance) / abs(mean) * math.sqrt((1 + (1 + lift) ** 2) / n_per_arm)
     z = sp.norm.ppf(1 - alpha / 2)
+    if se == 0:  # so many units, or so little noise, that any lift shows
+        return alpha if lift == 0 else 1.0
     shift = abs(lift) / se
     return float(sp.norm.sf(z - shift) + sp.norm.cdf(-z - shift))
 
