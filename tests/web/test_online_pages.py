@@ -448,6 +448,18 @@ async def test_results_answer_first_with_numbers_intervals_and_series(ui_admin: 
     assert "charts.js" in page.text
 
 
+async def test_without_conversions_there_is_no_empty_lift_chart(ui_admin: UiClient, app):
+    await _create(ui_admin)
+    await _sessions(app, "control", 50, 0, days=1)
+    await _sessions(app, "social", 50, 0, days=1)
+
+    page = await ui_admin.get("/ui/online/hero")
+
+    assert 'id="exposure-chart"' in page.text
+    assert 'id="lift-chart"' not in page.text
+    assert "No lift in conversion rate to draw yet: control has no conversions." in page.text
+
+
 async def test_a_lift_significant_only_before_the_adjustment_is_not_called_significant(
     ui_admin: UiClient, app
 ):

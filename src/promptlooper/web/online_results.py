@@ -204,9 +204,10 @@ def _unix(day: Any) -> int:
 
 def charts(
     experiment: OnlineExperiment, series: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """uPlot specs (``static/charts.js``): cumulative exposed sessions per variant, and each
-    treatment's cumulative lift in conversion rate, in percent."""
+    treatment's cumulative lift in conversion rate, in percent; None for the lift while no day
+    has one (control has no conversion yet), rather than an empty chart."""
     x = [_unix(day) for day in series["days"]]
     labels = {v["variant_key"]: v.get("label") or v["variant_key"] for v in experiment.variants}
     colours = {
@@ -236,4 +237,5 @@ def charts(
             for k, values in series["lift"].items()
         ],
     }
-    return exposure, lift
+    drawn = any(v is not None for values in series["lift"].values() for v in values)
+    return exposure, lift if drawn else None
