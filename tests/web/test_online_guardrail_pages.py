@@ -33,6 +33,13 @@ async def test_a_stopped_arm_is_shown_and_resumed_from_the_results_page(
     await upkeep.run_once(app.state.sessionmaker)
 
     page = html.unescape((await ui_admin.get(PAGE)).text)
+    headline = re.search(r'class="banner bad answer"[^>]*><strong>(.*?)</strong>', page, re.S)
+    assert headline, page[:2000]
+    assert re.fullmatch(
+        r".+ stopped by its guardrail cost-per-call: \+\d+\.\d %, past its threshold of "
+        r"\+20\.0 % — its visitors are served the control\.",
+        headline[1],
+    ), headline[1]
     assert "was stopped by its guardrail cost-per-call" in page
     assert "Resume arm" in page
     assert "tiny_gang_social_proof stopped by guardrail" in page
