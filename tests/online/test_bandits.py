@@ -167,3 +167,34 @@ async def test_a_bandit_without_a_usable_primary_metric_is_a_422(
     response = await client.post(CREATE, json=body, headers=bootstrap_headers)
     assert response.status_code == 422, response.text
     assert field in response.text
+
+
+async def test_a_bandit_that_assigned_units_keeps_its_type_and_learned_weights(
+    client: httpx.AsyncClient, sessionmaker, bootstrap_headers
+):
+    assert (await client.post(CREATE, json=_bandit(), headers=bootstrap_headers)).status_code == 201
+    rng = random.Random(5)
+    for index in range(2):
+        await _round(sessionmaker, [f"u{index}-{i}" for i in range(400)], rng)
+    url = f"{CREATE}/{KEY}"
+    experiment = (await client.get(url, headers=bootstrap_headers)).json()
+    learned = experiment["weights"]
+    assert learned is not None
+    edited = {k: v for k, v in experiment.items() if k in _bandit()}
+
+    as_ab = await client.put(
+        url, json=edited | {"type": "ab", "bandit": None}, headers=bootstrap_headers
+    )
+    variants = [v | {"allocation": a} for v, a in zip(edited["variants"], (30, 70), strict=True)]
+    reallocated = await client.put(
+        url, json=edited | {"variants": variants}, headers=bootstrap_headers
+    )
+    renamed = await client.put(url, json=edited | {"name": "Renamed"}, headers=bootstrap_headers)
+
+    assert as_ab.status_code == 409, as_ab.text
+    assert as_ab.json()["detail"].startswith("type:")
+    assert reallocated.status_code == 409, reallocated.text
+    assert reallocated.json()["detail"].startswith("variants.0.allocation:")
+    assert renamed.status_code == 200, renamed.text
+    after = (await client.get(url, headers=bootstrap_headers)).json()
+    assert (after["type"], after["weights"]) == ("bandit", learned)
