@@ -194,9 +194,13 @@ async def check(key: str = typer.Argument(...)) -> None:
     """Run the experiment's guardrail check and bandit schedule now (the server does it
     every ONLINE_UPKEEP_SECONDS): stop an arm past its guardrail, update a bandit's weights
     when due."""
-    from promptlooper.online import upkeep
+    from promptlooper.online import service, upkeep
 
     async with session_scope(load_settings()) as session:
+        experiment = await service.get_experiment(session, key)  # an unknown key: exit code 2
+        if not service.is_live(experiment):
+            console.print(f"{key}: not live (only a running, enabled experiment is checked)")
+            return
         done = await upkeep.check(session, key)
     console.print("\n".join(done) if done else f"{key}: nothing to do")
 
