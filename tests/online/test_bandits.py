@@ -198,3 +198,14 @@ async def test_a_bandit_that_assigned_units_keeps_its_type_and_learned_weights(
     assert renamed.status_code == 200, renamed.text
     after = (await client.get(url, headers=bootstrap_headers)).json()
     assert (after["type"], after["weights"]) == ("bandit", learned)
+
+
+async def test_a_bandit_without_its_primary_metric_is_located_at_the_field(
+    client: httpx.AsyncClient, bootstrap_headers
+):
+    body = {k: v for k, v in _bandit().items() if k != "primary_metric"}
+
+    response = await client.post(CREATE, json=body, headers=bootstrap_headers)
+
+    assert response.status_code == 422, response.text
+    assert [p["loc"] for p in response.json()["detail"]] == [["body", "primary_metric"]]

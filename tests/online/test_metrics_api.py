@@ -241,3 +241,14 @@ async def test_chance_to_beat_control_follows_the_metrics_direction(
     assert metrics["spend"]["bayesian"]["risk_treatment"] == pytest.approx(
         metrics["revenue"]["bayesian"]["risk_control"]
     )
+
+
+async def test_cuped_on_a_proportion_is_located_at_the_field(
+    client: httpx.AsyncClient, bootstrap_headers
+):
+    body = {"name": "signed-up", "source": "signup", "aggregation": "proportion", "cuped": True}
+
+    response = await client.post("/api/admin/metrics", json=body, headers=bootstrap_headers)
+
+    assert response.status_code == 422, response.text
+    assert [p["loc"] for p in response.json()["detail"]] == [["body", "cuped"]]
