@@ -168,6 +168,7 @@ async def update_experiment(
     await _check_cookie(session, key, body.cookie_name)
     seed = experiment.hash_seed
     allocations = [(v["variant_key"], v["allocation"]) for v in experiment.variants]
+    floor = (experiment.bandit or {}).get("floor")
     _apply(experiment, key, body)
     if body.hash_seed is None:
         experiment.hash_seed = seed
@@ -176,6 +177,8 @@ async def update_experiment(
     ]:
         # New allocations are new starting weights; an A/B test has none of its own.
         experiment.weights = None
+    elif experiment.weights is not None and body.bandit and floor != body.bandit.floor:
+        experiment.weights = traffic.refloor(experiment.weights, floor or 0.0, body.bandit.floor)
     keys = {v.variant_key for v in body.variants}
     if not set(experiment.stopped_arms) <= keys:
         # Only when arms went (never while running): rewriting it otherwise could undo a stop
