@@ -220,8 +220,7 @@ def _report(result: dict) -> str:
                 lines.append(f"  {name}: {metric['error']}")
                 continue
             low, high = metric["frequentist"]["ci"]
-            chance = metric["bayesian"]["chance_to_beat_control"]  # of a rise
-            better = chance if metric["direction"] == "higher" else 1 - chance
+            better = metric["bayesian"]["chance_to_beat_control"]  # in the metric's direction
             line = (
                 f"  {name} ({metric['role']}, {metric['direction']} is better): "
                 f"{_pct(metric['relative_lift'])} [{_pct(low)}, {_pct(high)}], "

@@ -6,6 +6,7 @@ and the CLI with a one-line message and exit code 2.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -99,12 +100,23 @@ def http_status(exc: PromptLooperError) -> int:
     return 500
 
 
+_NAMED_FIELD = re.compile(r"(?:Value error, )?([A-Za-z_][\w-]*(?:\.[\w-]+)*): ")
+"""A check of a whole body names its field first, ``variants.0.allocation: ...``."""
+
+
 def validation_detail(
     problems: Iterable[Mapping[str, Any]], prefix: Sequence[str | int] = ()
 ) -> list[dict[str, Any]]:
     """Each validation problem's field path (under ``prefix``), message and type: what a 422
-    says, without echoing the offending input back."""
-    return [
-        {"loc": [*prefix, *p.get("loc", ())], "msg": p.get("msg", ""), "type": p.get("type", "")}
-        for p in problems
-    ]
+    says, without echoing the offending input back. A check of the whole body (one that
+    compares fields) is reported at the body by the validation library; its message names
+    the field, and the path is extended with it, so a client finds the field in ``loc``."""
+    detail = []
+    for p in problems:
+        loc = [*prefix, *p.get("loc", ())]
+        msg, kind = p.get("msg", ""), p.get("type", "")
+        whole_body = kind == "value_error" and all(part == "body" for part in loc)
+        if whole_body and (named := _NAMED_FIELD.match(msg)):
+            loc += [int(x) if x.isdigit() else x for x in named[1].split(".")]
+        detail.append({"loc": loc, "msg": msg, "type": kind})
+    return detail

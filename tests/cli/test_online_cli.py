@@ -142,6 +142,11 @@ def test_metrics_and_power_from_the_terminal(cli: Invoke, tmp_path: Path):
     assert "denominator" in refused.err
     missing = cli("online", "power", "--baseline", "0.1")
     assert missing.code == 2
+    for option, value in (("--baseline", "nan"), ("--units-per-day", "1e308")):
+        plan = {"--baseline": "0.1", "--units-per-day": "2000", "--days": "14"} | {option: value}
+        bad = cli("online", "power", *(part for pair in plan.items() for part in pair))
+        assert bad.code == 2, bad.out
+        assert bad.err.startswith(f"error: {option.removeprefix('--').replace('-', '_')}:")
 
 
 def test_a_cuped_metric_from_the_terminal(cli: Invoke, tmp_path: Path):

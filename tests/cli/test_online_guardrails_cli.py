@@ -67,3 +67,10 @@ async def test_check_stops_an_expensive_arm_and_resume_arm_undoes_it(
     again = run(env, "online", "resume-arm", "homepage_hero_test", "tiny_gang_social_proof")
     assert again.returncode == 2
     assert "is not stopped" in again.stderr + again.stdout
+
+    unknown = run(env, "online", "check", "nope")
+    assert unknown.returncode == 2
+    assert "nope" in unknown.stderr
+    assert "nothing to do" not in unknown.stdout
+    ok(env, "online", "stop", "homepage_hero_test")
+    assert "homepage_hero_test: not live" in ok(env, "online", "check", "homepage_hero_test")

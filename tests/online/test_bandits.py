@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from promptlooper.online import bandits, service, tallies, thompson, upkeep
+from promptlooper.online import bandits, service, tallies, thompson, traffic, upkeep
 from promptlooper.online.models import OnlineExperiment
 
 CREATE = "/api/admin/experiments"
@@ -126,7 +126,7 @@ def test_thompson_sampling_favours_the_better_arm_above_the_floor():
     )
     assert chances is not None
     assert chances[2] > 0.99
-    weights = thompson.with_floor(chances, 0.05)
+    weights = traffic.with_floor(chances, 0.05)
     assert sum(weights) == pytest.approx(1.0)
     assert min(weights) >= 0.05
     assert weights[2] > 0.85
@@ -167,3 +167,64 @@ async def test_a_bandit_without_a_usable_primary_metric_is_a_422(
     response = await client.post(CREATE, json=body, headers=bootstrap_headers)
     assert response.status_code == 422, response.text
     assert field in response.text
+
+
+async def test_a_bandit_that_assigned_units_keeps_its_type_and_learned_weights(
+    client: httpx.AsyncClient, sessionmaker, bootstrap_headers
+):
+    assert (await client.post(CREATE, json=_bandit(), headers=bootstrap_headers)).status_code == 201
+    rng = random.Random(5)
+    for index in range(2):
+        await _round(sessionmaker, [f"u{index}-{i}" for i in range(400)], rng)
+    url = f"{CREATE}/{KEY}"
+    experiment = (await client.get(url, headers=bootstrap_headers)).json()
+    learned = experiment["weights"]
+    assert learned is not None
+    edited = {k: v for k, v in experiment.items() if k in _bandit()}
+
+    as_ab = await client.put(
+        url, json=edited | {"type": "ab", "bandit": None}, headers=bootstrap_headers
+    )
+    variants = [v | {"allocation": a} for v, a in zip(edited["variants"], (30, 70), strict=True)]
+    reallocated = await client.put(
+        url, json=edited | {"variants": variants}, headers=bootstrap_headers
+    )
+    renamed = await client.put(url, json=edited | {"name": "Renamed"}, headers=bootstrap_headers)
+
+    assert as_ab.status_code == 409, as_ab.text
+    assert as_ab.json()["detail"].startswith("type:")
+    assert reallocated.status_code == 409, reallocated.text
+    assert reallocated.json()["detail"].startswith("variants.0.allocation:")
+    assert renamed.status_code == 200, renamed.text
+    after = (await client.get(url, headers=bootstrap_headers)).json()
+    assert (after["type"], after["weights"]) == ("bandit", learned)
+    # A raised floor holds at once, and the arms keep their order.
+    schedule = edited["bandit"] | {"floor": 0.3}
+    raised = await client.put(url, json=edited | {"bandit": schedule}, headers=bootstrap_headers)
+    assert raised.status_code == 200, raised.text
+    weights = raised.json()["weights"]
+    assert min(weights) == pytest.approx(0.3) or min(weights) > 0.3
+    assert sum(weights) == pytest.approx(1.0)
+    assert (weights[0] < weights[1]) == (learned[0] < learned[1])
+
+
+def test_a_raised_floor_lifts_the_learned_weights():
+    learned = traffic.with_floor([0.02, 0.98], 0.05)
+
+    assert traffic.refloor(learned, 0.05, 0.2) == traffic.with_floor([0.02, 0.98], 0.2)
+
+
+async def test_a_bandit_without_its_primary_metric_is_located_at_the_field(
+    client: httpx.AsyncClient, bootstrap_headers
+):
+    body = {k: v for k, v in _bandit().items() if k != "primary_metric"}
+
+    response = await client.post(CREATE, json=body, headers=bootstrap_headers)
+
+    assert response.status_code == 422, response.text
+    assert [p["loc"] for p in response.json()["detail"]] == [["body", "primary_metric"]]
+
+
+def test_weights_read_as_written():
+    assert traffic.with_floor([0.0, 1.0], 0.05) == [0.05, 0.95]
+    assert sum(traffic.with_floor([0.3, 0.7], 0.1)) == pytest.approx(1.0)

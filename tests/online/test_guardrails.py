@@ -186,6 +186,39 @@ async def test_a_threshold_of_the_wrong_sign_or_metric_is_a_422_naming_the_field
     assert (await client.get(EXPERIMENT, headers=bootstrap_headers)).json()["auto_stop"] is False
 
 
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"guardrail_thresholds": {}}, "auto_stop"),  # on, with nothing to stop an arm on
+        ({"auto_stop": "yes"}, "auto_stop"),
+        ({"guardrail_thresholds": {"cost-per-call": {"threshold": "0.2"}}}, "threshold"),
+    ],
+)
+async def test_auto_stop_needs_a_threshold_and_neither_takes_text(
+    client: httpx.AsyncClient, registry, bootstrap_headers, changes, field
+):
+    response = await _guard(client, bootstrap_headers, **changes)
+
+    assert response.status_code == 422, response.text
+    assert field in response.json()["detail"][0]["loc"]
+    assert (await client.get(EXPERIMENT, headers=bootstrap_headers)).json()["auto_stop"] is False
+
+
+async def test_a_threshold_outside_guardrail_metrics_is_located_at_its_field(
+    client: httpx.AsyncClient, registry, bootstrap_headers
+):
+    rules = {"cost-per-call": {"threshold": 0.2}, "answered": {"threshold": -0.1}}
+
+    response = await _guard(client, bootstrap_headers, guardrail_thresholds=rules)
+
+    assert response.status_code == 422, response.text
+    (problem,) = response.json()["detail"]
+    assert problem["loc"] == ["body", "guardrail_thresholds", "answered"]
+    assert problem["msg"].endswith(
+        "guardrail_thresholds.answered: not one of guardrail_metrics; add it there"
+    )
+
+
 async def test_resuming_an_arm_needs_an_admin_and_a_known_arm(
     client: httpx.AsyncClient, registry, bootstrap_headers
 ):

@@ -209,3 +209,46 @@ async def test_experiments_name_only_known_metrics_and_keep_them_defined(
     assert (
         await client.get("/api/admin/metrics/signed-up", headers=bootstrap_headers)
     ).status_code == 404
+
+
+async def test_chance_to_beat_control_follows_the_metrics_direction(
+    client: httpx.AsyncClient, registry, bootstrap_headers
+):
+    for name, direction in (("spend", "lower"), ("revenue", "higher")):
+        body = {"name": name, "source": "purchase", "aggregation": "mean", "direction": direction}
+        response = await client.post("/api/admin/metrics", json=body, headers=bootstrap_headers)
+        assert response.status_code == 201, response.text
+    experiment = (await client.get(EXPERIMENT, headers=bootstrap_headers)).json()
+    names = {"primary_metric": "revenue", "secondary_metrics": ["spend"]}
+    response = await client.put(EXPERIMENT, json=experiment | names, headers=bootstrap_headers)
+    assert response.status_code == 200, response.text
+    # The treatment's sessions spend about twice as much as control's.
+    for variant, scale in (("control", 1.0), ("tiny_gang_social_proof", 2.0)):
+        for index in range(20):
+            unit = {"variant_key": variant, "session_id": f"{variant}-{index}"}
+            for body in (
+                event(**unit, event_name="impression"),
+                event(**unit, event_name="purchase", value=scale * (10 + index % 5)),
+            ):
+                response = await client.post("/api/experiments/event", json=body, headers=BROWSER)
+                assert response.json()["accepted"] is True
+
+    response = await client.get(RESULTS, headers=bootstrap_headers)
+
+    metrics = response.json()[0]["variants"][1]["metrics"]
+    assert metrics["revenue"]["bayesian"]["chance_to_beat_control"] > 0.99
+    assert metrics["spend"]["bayesian"]["chance_to_beat_control"] < 0.01
+    assert metrics["spend"]["bayesian"]["risk_treatment"] == pytest.approx(
+        metrics["revenue"]["bayesian"]["risk_control"]
+    )
+
+
+async def test_cuped_on_a_proportion_is_located_at_the_field(
+    client: httpx.AsyncClient, bootstrap_headers
+):
+    body = {"name": "signed-up", "source": "signup", "aggregation": "proportion", "cuped": True}
+
+    response = await client.post("/api/admin/metrics", json=body, headers=bootstrap_headers)
+
+    assert response.status_code == 422, response.text
+    assert [p["loc"] for p in response.json()["detail"]] == [["body", "cuped"]]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from promptlooper.online import stats
+from promptlooper.errors import Invalid
+from promptlooper.online import power, stats
 from tests.online.conftest import store
 
 POWER = "/api/v1/experiments/power"
@@ -39,6 +40,11 @@ async def test_planning_gives_the_detectable_lift_and_the_days_a_lift_needs(
         ({"baseline": 12.5, "units_per_day": 100, "days": 7}, "variance"),
         ({"baseline": 0.1, "units_per_day": 100}, "days"),
         ({"baseline": 0.1, "units_per_day": -5, "days": 7}, "units_per_day"),
+        ({"baseline": 0.1, "units_per_day": 1e308, "days": 14}, "units_per_day"),
+        ({"baseline": "NaN", "units_per_day": 100, "days": 7}, "baseline"),
+        ({"baseline": "inf", "variance": 1, "units_per_day": 100, "days": 7}, "baseline"),
+        ({"baseline": 5, "variance": "NaN", "units_per_day": 100, "days": 7}, "variance"),
+        ({"baseline": 0.1, "units_per_day": 100, "lift": "NaN"}, "lift"),
     ],
 )
 async def test_a_plan_missing_an_input_is_422_naming_it(
@@ -47,7 +53,31 @@ async def test_a_plan_missing_an_input_is_422_naming_it(
     response = await client.get(POWER, params=query, headers=bootstrap_headers)
 
     assert response.status_code == 422
-    assert field in response.text
+    detail = response.json()["detail"]
+    if isinstance(detail, str):  # the plan's own checks
+        assert detail.startswith(f"{field}:")
+    else:  # the query's
+        assert [problem["loc"] for problem in detail] == [["query", field]]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"baseline": 0.1, "units_per_day": 1e308, "days": 14}, "units_per_day"),
+        ({"baseline": float("nan"), "units_per_day": 100, "days": 7}, "baseline"),
+        ({"baseline": 5.0, "variance": float("inf"), "units_per_day": 100, "days": 7}, "variance"),
+    ],
+)
+def test_planning_checks_what_every_door_gives_it(query, field):
+    with pytest.raises(Invalid, match=f"^{field}:"):
+        power.planned(query.pop("baseline"), query.pop("variance", None), **query)
+
+
+def test_power_stays_finite_at_extreme_scales():
+    assert stats.power(1e300, 0.09, 1_000, 0.1) == 1.0
+    assert stats.power(1e-300, 1e-10, 1_000, 0.1) == pytest.approx(stats.ALPHA)
+    assert stats.power(0.1, 0.09, 1e307, 0.1) == 1.0
+    assert stats.minimum_detectable_effect(0.1, 0.09, 1e300) == pytest.approx(0, abs=1e-6)
 
 
 async def test_a_running_experiment_reports_the_power_reached_and_days_left(

@@ -96,6 +96,31 @@ async def test_ingested_events_show_up_in_results(
     assert empty["conversion_rate"] == 0.0
 
 
+async def test_value_per_session_counts_conversion_values_only(
+    client: httpx.AsyncClient, registry, bootstrap_headers
+):
+    # A value on another event (a cost, a score) is not conversion value.
+    for session_id in ("a", "b"):
+        for kind, value in (("impression", None), ("cta_click", 7.0), ("form_start", 2.0)):
+            body = event(session_id=session_id, event_name=kind, value=value)
+            await client.post("/api/experiments/event", json=body, headers=BROWSER)
+    await client.post(
+        "/api/experiments/event",
+        json=event(session_id="a", event_name="conversion", value=30.0),
+        headers=BROWSER,
+    )
+
+    response = await client.get(
+        "/api/v1/experiments/results",
+        params={"experiment_key": "homepage_hero_test"},
+        headers=bootstrap_headers,
+    )
+
+    control, treatment = response.json()[0]["variants"]
+    assert control["conversion_value_total"] == 30.0
+    assert treatment["stats"]["value_per_session"]["control_mean"] == 15.0
+
+
 async def test_results_for_an_unknown_experiment_are_404(
     client: httpx.AsyncClient, registry, bootstrap_headers
 ):

@@ -201,6 +201,46 @@ def test_agreement_with_gbstats_on_random_data():
         )
 
 
+def test_lower_is_better_agrees_with_gbstats_inverse_metrics():
+    """A metric where lower is better beats control by falling: gbstats' ``inverse``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from gbstats.bayesian.tests import EffectBayesianABTest, EffectBayesianConfig
+        from gbstats.models.statistics import SampleMeanStatistic
+
+    rng = random.Random(5)
+    for _ in range(50):
+        arms = []
+        for _arm in range(2):
+            n = rng.randint(30, 5_000)
+            values = [rng.expovariate(1 / rng.uniform(0.5, 2)) for _ in range(n)]
+            arms.append((n, sum(values), sum(v * v for v in values)))
+        theirs = EffectBayesianABTest(
+            *(SampleMeanStatistic(n=n, sum=x, sum_squares=xx) for n, x, xx in arms),
+            EffectBayesianConfig(inverse=True),
+        ).compute_result()
+        found = stats.effect(*(stats.Moments(*arm) for arm in arms))
+        assert found is not None
+
+        ours = stats.bayesian(found, inverse=True)
+
+        assert ours["chance_to_beat_control"] == pytest.approx(theirs.chance_to_win, abs=1e-12)
+        assert [ours["risk_control"], ours["risk_treatment"]] == pytest.approx(
+            theirs.risk, abs=1e-12
+        )
+
+
+def test_a_rise_of_a_lower_is_better_metric_has_no_chance_to_beat_control():
+    control, treatment = stats.Moments(1000, 1000.0, 2000.0), stats.Moments(1000, 1800.0, 5000.0)
+
+    rise = stats.compare(control, treatment)["bayesian"]
+    worse = stats.compare(control, treatment, inverse=True)["bayesian"]
+
+    assert rise["chance_to_beat_control"] > 0.999
+    assert worse["chance_to_beat_control"] < 0.001
+    assert worse["risk_treatment"] == rise["risk_control"] > 0
+
+
 def test_undefined_effects_say_so_instead_of_dividing_by_zero():
     nothing = stats.Moments.binary(100, 0)
     some = stats.Moments.binary(100, 10)

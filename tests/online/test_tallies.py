@@ -40,7 +40,8 @@ def random_events(seed: int, count: int, key: str = "homepage_hero_test") -> lis
             "session_id": session,
             "event_type": kind,
             "event_id": f"e{i}" if rng.random() < 0.5 else None,
-            "value": round(rng.uniform(1, 50), 2) if kind == "conversion" else None,
+            # Any event may carry a value; only a conversion's is conversion value.
+            "value": round(rng.uniform(1, 50), 2) if rng.random() < 0.5 else None,
         }
         events.append(event)
         if event["event_id"] and rng.random() < 0.2:
@@ -57,10 +58,11 @@ def expected_totals(stored: list[ExperimentEvent]) -> tuple[dict, dict]:
         s = sessions[(e.experiment_key, e.variant_key, e.session_id)]
         s["imp"] += e.event_type == "impression"
         s["conv"] += e.event_type == "conversion"
-        s["value"] += e.value or 0.0
+        value = (e.value or 0.0) if e.event_type == "conversion" else 0.0
+        s["value"] += value
         t = totals[(e.experiment_key, e.variant_key)]
         t[EVENT_COUNTS[e.event_type]] += 1
-        t["value_total"] += e.value or 0.0
+        t["value_total"] += value
     arms: dict[tuple, int] = defaultdict(int)
     for (key, variant, session_id), s in sessions.items():
         t = totals[(key, variant)]

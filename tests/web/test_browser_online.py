@@ -101,6 +101,11 @@ def _walk(driver: Any, base: str) -> dict[str, Any]:
         lambda d: len(d.find_elements(walk.by.CSS_SELECTOR, "figure.chart-box canvas")) == 2
     )
     results = walk.text()
+    # The one day of traffic is drawn on a span of days, not years.
+    spans = driver.execute_script(
+        "return Array.from(document.querySelectorAll('figure[data-chart]'))"
+        ".map(function (f) { return f._plot.scales.x.max - f._plot.scales.x.min; });"
+    )
     svgs = len(driver.find_elements(walk.by.CSS_SELECTOR, "svg.forest-plot"))
     walk.confirm("Stop", "Stop experiment")
     return {
@@ -108,6 +113,7 @@ def _walk(driver: Any, base: str) -> dict[str, Any]:
         "seen": seen,
         "results": results,
         "svgs": svgs,
+        "spans": spans,
         "stopped": walk.text(),
     }
 
@@ -136,6 +142,8 @@ def test_an_admin_creates_an_experiment_and_reads_its_results(browser, deployed:
         assert row in results, (row, results)
     assert re.search(r"Social proof conversion [0-9.]+ % → [0-9.]+ % [▲▼]? ?[+-]", results)
     assert found["svgs"] == 2
+    assert len(found["spans"]) == 2
+    assert all(0 < span <= 2 * 86400 for span in found["spans"]), found["spans"]
     assert "stopped: no unit is assigned" in found["stopped"]
 
 

@@ -13,7 +13,7 @@ from promptlooper.online import upkeep
 from promptlooper.online.demo import seed_demo
 from promptlooper.variants.service import existing_variant_ids
 from tests.online.test_bandits import _bandit, _round
-from tests.online.test_guardrails import _guard, _traffic, store
+from tests.online.test_guardrails import COST, _guard, _traffic, store
 from tests.web.conftest import UiClient
 
 PAGE = "/ui/online/homepage_hero_test"
@@ -33,6 +33,13 @@ async def test_a_stopped_arm_is_shown_and_resumed_from_the_results_page(
     await upkeep.run_once(app.state.sessionmaker)
 
     page = html.unescape((await ui_admin.get(PAGE)).text)
+    headline = re.search(r'class="banner bad answer"[^>]*><strong>(.*?)</strong>', page, re.S)
+    assert headline, page[:2000]
+    assert re.fullmatch(
+        r".+ stopped by its guardrail cost-per-call: \+\d+\.\d %, past its threshold of "
+        r"\+20\.0 % — its visitors are served the control\.",
+        headline[1],
+    ), headline[1]
     assert "was stopped by its guardrail cost-per-call" in page
     assert "Resume arm" in page
     assert "tiny_gang_social_proof stopped by guardrail" in page
@@ -64,34 +71,43 @@ async def test_a_bandit_shows_its_weights_and_their_history(
 async def test_saving_the_edit_form_keeps_what_it_does_not_show(
     ui_admin: UiClient, client: httpx.AsyncClient, bootstrap_headers
 ):
-    body = _bandit(auto_stop=True)
+    defined = await client.post("/api/admin/metrics", json=COST, headers=bootstrap_headers)
+    assert defined.status_code == 201, defined.text
+    guard = {"cost-per-call": {"threshold": 0.2, "scale": "relative"}}
+    body = _bandit(auto_stop=True, guardrail_metrics=["cost-per-call"], guardrail_thresholds=guard)
     assert (
         await client.post("/api/admin/experiments", json=body, headers=bootstrap_headers)
     ).status_code == 201
-    form = await ui_admin.get("/ui/online/answer_bandit/edit")
-    version = re.search(r'name="version" value="([0-9a-f]+)"', form.text)
-    assert version
-    saved = await ui_admin.post(
-        "/ui/online/answer_bandit/edit",
-        {
-            "version": version[1],
-            "name": "Renamed bandit",
-            "cookie_name": "pl_answer_bandit",
-            "enabled": "on",
-            "status": "running",
-            "coverage": "100",
-            "primary_metric": "conversion",
-            "variants.0.variant_key": "control",
-            "variants.0.allocation": "50",
-            "variants.1.variant_key": "better",
-            "variants.1.allocation": "50",
-            "control": "0",
-        },
-    )
-    assert saved.status_code == 303, saved.text
-    found = (
-        await client.get("/api/admin/experiments/answer_bandit", headers=bootstrap_headers)
-    ).json()
+    form = {
+        "name": "Renamed bandit",
+        "cookie_name": "pl_answer_bandit",
+        "enabled": "on",
+        "status": "running",
+        "coverage": "100",
+        "primary_metric": "conversion",
+        "variants.0.variant_key": "control",
+        "variants.0.allocation": "50",
+        "variants.1.variant_key": "better",
+        "variants.1.allocation": "50",
+        "control": "0",
+    }
+
+    async def save(**ticked: str) -> dict:
+        page = await ui_admin.get("/ui/online/answer_bandit/edit")
+        version = re.search(r'name="version" value="([0-9a-f]+)"', page.text)
+        assert version
+        saved = await ui_admin.post(
+            "/ui/online/answer_bandit/edit", form | ticked | {"version": version[1]}
+        )
+        assert saved.status_code == 303, saved.text
+        url = "/api/admin/experiments/answer_bandit"
+        return (await client.get(url, headers=bootstrap_headers)).json()
+
+    found = await save(**{"guardrail.cost-per-call": "on"})
     assert found["name"] == "Renamed bandit"
     assert (found["type"], found["auto_stop"]) == ("bandit", True)
     assert found["bandit"] == body["bandit"]
+    assert found["guardrail_thresholds"] == guard
+    # Unticking the last guardrail takes its threshold and auto-stop with it.
+    found = await save()
+    assert (found["auto_stop"], found["guardrail_thresholds"]) == (False, {})

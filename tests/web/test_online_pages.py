@@ -448,6 +448,18 @@ async def test_results_answer_first_with_numbers_intervals_and_series(ui_admin: 
     assert "charts.js" in page.text
 
 
+async def test_without_conversions_there_is_no_empty_lift_chart(ui_admin: UiClient, app):
+    await _create(ui_admin)
+    await _sessions(app, "control", 50, 0, days=1)
+    await _sessions(app, "social", 50, 0, days=1)
+
+    page = await ui_admin.get("/ui/online/hero")
+
+    assert 'id="exposure-chart"' in page.text
+    assert 'id="lift-chart"' not in page.text
+    assert "No lift in conversion rate to draw yet: control has no conversions." in page.text
+
+
 async def test_a_lift_significant_only_before_the_adjustment_is_not_called_significant(
     ui_admin: UiClient, app
 ):
@@ -543,3 +555,47 @@ async def test_defined_metrics_are_chosen_in_the_form_and_shown_on_the_results_p
 
     assert "cost-per-order guardrail · lower is better" in page
     assert "× 3 metrics" in page
+
+
+def _headline(page: str) -> tuple[str, str]:
+    found = re.search(r'class="banner (\w+) answer"[^>]*><strong>(.*?)</strong>', page, re.S)
+    assert found, page[:2000]
+    return found[1], html.unescape(found[2])
+
+
+async def test_the_headline_answers_on_a_defined_primary_metric(
+    ui_admin: UiClient, client: httpx.AsyncClient, bootstrap_headers
+):
+    metric = {"name": "spend", "source": "purchase", "aggregation": "mean"}
+    created = await client.post("/api/admin/metrics", json=metric, headers=bootstrap_headers)
+    assert created.status_code == 201, created.text
+    saved = await ui_admin.post("/ui/online/new", _definition(primary_metric="spend"))
+    assert saved.status_code == 303, saved.text
+    # No conversion at all: spend alone decides, and social proof's sessions spend 20 % more.
+    events = []
+    for variant, base in (("control", 10.0), ("social", 12.0)):
+        for index in range(120):
+            unit = {
+                "experiment_key": "hero",
+                "variant_key": variant,
+                "session_id": f"{variant}{index}",
+            }
+            events.append(unit | {"event_name": "impression", "event_id": f"i-{variant}{index}"})
+            value = base + (index % 5) - 2
+            events.append(
+                unit | {"event_name": "purchase", "value": value, "event_id": f"p-{variant}{index}"}
+            )
+    for start in range(0, len(events), 500):
+        sent = await client.post(
+            "/api/experiments/batch", json={"events": events[start : start + 500]}, headers=BROWSER
+        )
+        assert sent.json()["rejected"] == 0, sent.text
+
+    kind, sentence = _headline((await ui_admin.get("/ui/online/hero")).text)
+
+    assert kind == "good"
+    assert re.match(
+        r"Social proof: \+20\.0 % spend \(95 % CI \+\d+\.\d % to \+\d+\.\d %\), 100 % chance to "
+        r"beat control — significantly better than control\.",
+        sentence,
+    ), sentence

@@ -194,9 +194,13 @@ async def check(key: str = typer.Argument(...)) -> None:
     """Run the experiment's guardrail check and bandit schedule now (the server does it
     every ONLINE_UPKEEP_SECONDS): stop an arm past its guardrail, update a bandit's weights
     when due."""
-    from promptlooper.online import upkeep
+    from promptlooper.online import service, upkeep
 
     async with session_scope(load_settings()) as session:
+        experiment = await service.get_experiment(session, key)  # an unknown key: exit code 2
+        if not service.is_live(experiment):
+            console.print(f"{key}: not live (only a running, enabled experiment is checked)")
+            return
         done = await upkeep.check(session, key)
     console.print("\n".join(done) if done else f"{key}: nothing to do")
 
@@ -347,9 +351,5 @@ async def power(
         return
     if baseline is None or units_per_day is None or (days is None and lift is None):
         raise Invalid("--baseline, --units-per-day and --days or --lift plan an experiment")
-    if variance is None:
-        if not 0 < baseline < 1:
-            raise Invalid("--variance: needed unless --baseline is a rate between 0 and 1")
-        variance = baseline * (1 - baseline)
-    found = estimates.plan(baseline, variance, units_per_day, arms=arms, days=days, lift=lift)
+    found = estimates.planned(baseline, variance, units_per_day, arms=arms, days=days, lift=lift)
     console.print_json(json.dumps(found))

@@ -15,7 +15,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from promptlooper.online import history, results, stats, thompson
+from promptlooper.online import history, results, stats, thompson, traffic
 from promptlooper.online.checks import BANDIT_BUILT_IN
 from promptlooper.online.models import MetricDefinition, OnlineExperiment, WeightChange
 from promptlooper.online.schemas import BanditSchedule
@@ -87,5 +87,5 @@ async def reweigh(
     if chances is None:
         return None
     schedule = BanditSchedule.model_validate(experiment.bandit or {})
-    experiment.weights = thompson.with_floor(chances, schedule.floor)
+    experiment.weights = traffic.with_floor(chances, schedule.floor)
     return await history.record(session, experiment, BANDIT)

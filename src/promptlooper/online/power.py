@@ -25,6 +25,43 @@ BUILT_IN = {"conversion": "conversion_rate", "conversion_rate": "conversion_rate
 BUILT_IN["value_per_session"] = "value_per_session"
 
 
+MAX_UNITS_PER_DAY = 1e12
+"""More traffic a day than any site has: past it, units × days would leave a float's range."""
+
+
+def planned(
+    baseline: float | None,
+    variance: float | None,
+    units_per_day: float | None,
+    *,
+    arms: int = 2,
+    days: int | None = None,
+    lift: float | None = None,
+) -> dict[str, Any]:
+    """``plan`` from what a user gave (the API's query, the CLI's options), each input checked
+    first: a missing, non-finite or out-of-range one is ``Invalid`` naming it. A rate's
+    variance is known, p(1 − p); any other baseline needs its ``variance``."""
+    if baseline is None or baseline == 0:
+        raise Invalid("baseline: give the control mean (non-zero), or an experiment_key")
+    if not math.isfinite(baseline):
+        raise Invalid("baseline: must be a finite number")
+    if units_per_day is None:
+        raise Invalid("units_per_day: give the expected traffic of all arms together")
+    if not 0 < units_per_day <= MAX_UNITS_PER_DAY:  # NaN fails this too
+        raise Invalid(f"units_per_day: must be above 0 and at most {MAX_UNITS_PER_DAY:.0e}")
+    if variance is None:
+        if not 0 < baseline < 1:
+            raise Invalid("variance: needed unless baseline is a rate between 0 and 1")
+        variance = baseline * (1 - baseline)
+    if not 0 < variance < math.inf:
+        raise Invalid("variance: must be a finite number above 0")
+    if lift is not None and not -1 < lift <= 10:
+        raise Invalid("lift: must be above -1 and at most 10 (relative, 0.05 = +5 %)")
+    if days is None and lift is None:
+        raise Invalid("days: give days (for the detectable lift) or lift (for the days needed)")
+    return plan(baseline, variance, units_per_day, arms=arms, days=days, lift=lift)
+
+
 def plan(
     mean: float,
     variance: float,

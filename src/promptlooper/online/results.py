@@ -168,10 +168,11 @@ def compare_defined(
     how much the covariate shrank the lift's variance (the share removed), what the lift was
     before, and the adjusted means."""
     a, b = defined_metric(metric, *control), defined_metric(metric, *treatment)
+    inverse = metric.direction == "lower"
     if not (isinstance(a, stats.Adjusted) and isinstance(b, stats.Adjusted)):
-        return stats.compare(a, b, proper_prior=proper_prior)
+        return stats.compare(a, b, proper_prior=proper_prior, inverse=inverse)
     a, b = stats.cuped(a, b)
-    found = stats.compare(a, b, proper_prior=proper_prior)
+    found = stats.compare(a, b, proper_prior=proper_prior, inverse=inverse)
     adjusted, unadjusted = stats.effect(a, b), stats.effect(a.post, b.post)
     removed = None
     if adjusted is not None and unadjusted is not None:

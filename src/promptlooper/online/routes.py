@@ -20,7 +20,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from promptlooper.auth.deps import AdminDep
 from promptlooper.db.deps import SessionDep
-from promptlooper.errors import Invalid
 from promptlooper.online import definitions, guardrails, history, offline, power, results, service
 from promptlooper.online.ingestion import Intake, Verdict
 from promptlooper.online.schemas import (
@@ -203,12 +202,20 @@ async def experiment_power(
     session: SessionDep,
     experiment_key: Annotated[str | None, Query(max_length=100)] = None,
     metric: Annotated[str | None, Query(max_length=50)] = None,
-    lift: Annotated[float | None, Query(gt=-1, le=10, description="Relative, 0.05 = +5 %")] = None,
-    baseline: Annotated[float | None, Query(description="Planned: the control mean")] = None,
-    variance: Annotated[
-        float | None, Query(gt=0, description="Planned: per-unit variance (rates: p(1 − p))")
+    lift: Annotated[
+        float | None,
+        Query(gt=-1, le=10, allow_inf_nan=False, description="Relative, 0.05 = +5 %"),
     ] = None,
-    units_per_day: Annotated[float | None, Query(gt=0)] = None,
+    baseline: Annotated[
+        float | None, Query(allow_inf_nan=False, description="Planned: the control mean")
+    ] = None,
+    variance: Annotated[
+        float | None,
+        Query(gt=0, allow_inf_nan=False, description="Planned: per-unit variance (rate: p(1 − p))"),
+    ] = None,
+    units_per_day: Annotated[
+        float | None, Query(gt=0, le=power.MAX_UNITS_PER_DAY, allow_inf_nan=False)
+    ] = None,
     arms: Annotated[int, Query(ge=2, le=20)] = 2,
     days: Annotated[int | None, Query(ge=1, le=3650)] = None,
 ) -> dict[str, Any]:
@@ -221,17 +228,7 @@ async def experiment_power(
         return await power.reached(
             session, experiment_key, lift=0.05 if lift is None else lift, metric=metric
         )
-    if baseline is None or baseline == 0:
-        raise Invalid("baseline: give the control mean (non-zero), or an experiment_key")
-    if units_per_day is None:
-        raise Invalid("units_per_day: give the expected traffic of all arms together")
-    if variance is None:
-        if not 0 < baseline < 1:
-            raise Invalid("variance: needed unless baseline is a rate between 0 and 1")
-        variance = baseline * (1 - baseline)
-    if days is None and lift is None:
-        raise Invalid("days: give days (for the detectable lift) or lift (for the days needed)")
-    return power.plan(baseline, variance, units_per_day, arms=arms, days=days, lift=lift)
+    return power.planned(baseline, variance, units_per_day, arms=arms, days=days, lift=lift)
 
 
 # --- public -----------------------------------------------------------------------------------

@@ -66,7 +66,9 @@ class GuardrailThreshold(RequestBody):
     a higher-is-better one (success rate) a negative one (``-0.02`` on the ``absolute`` scale:
     may not fall by more than 2 points)."""
 
-    threshold: float = Field(allow_inf_nan=False, description="Signed, in the harmful direction")
+    threshold: float = Field(
+        strict=True, allow_inf_nan=False, description="Signed, in the harmful direction"
+    )
     scale: Literal["relative", "absolute"] = "relative"
 
     @field_validator("threshold")
@@ -111,7 +113,9 @@ class ExperimentDefinition(RequestBody):
         default="ab", description="bandit: Thompson sampling moves traffic to the best arm"
     )
     auto_stop: bool = Field(
-        default=False, description="Stop an arm that is significantly past a guardrail"
+        default=False,
+        strict=True,
+        description="Stop an arm that is significantly past a guardrail (needs its threshold)",
     )
     guardrail_thresholds: dict[MetricName, GuardrailThreshold] = Field(
         default_factory=dict, description="Per guardrail metric (a defined one)"
@@ -149,6 +153,11 @@ class ExperimentDefinition(RequestBody):
                 raise ValueError(
                     f"guardrail_thresholds.{name}: not one of guardrail_metrics; add it there"
                 )
+        if self.auto_stop and not self.guardrail_thresholds:
+            raise ValueError(
+                "auto_stop: there is nothing to stop an arm on; give guardrail_thresholds for "
+                "the guardrail metrics, or leave auto_stop off"
+            )
         if self.type == "bandit":
             if "primary_metric" not in self.model_fields_set:
                 raise ValueError("primary_metric: a bandit needs the metric it optimises")

@@ -160,6 +160,7 @@ async def update_experiment(
     experiment = await get_experiment(session, key)
     _check_read_only(experiment, body)
     _refuse_reviving(experiment, body.status)
+    _keep_bandit(experiment, body)
     await _check_arms(session, experiment, body)
     await _check_links(session, body, known)
     await definitions.check_names(session, body)
@@ -167,6 +168,7 @@ async def update_experiment(
     await _check_cookie(session, key, body.cookie_name)
     seed = experiment.hash_seed
     allocations = [(v["variant_key"], v["allocation"]) for v in experiment.variants]
+    floor = (experiment.bandit or {}).get("floor")
     _apply(experiment, key, body)
     if body.hash_seed is None:
         experiment.hash_seed = seed
@@ -175,6 +177,8 @@ async def update_experiment(
     ]:
         # New allocations are new starting weights; an A/B test has none of its own.
         experiment.weights = None
+    elif experiment.weights is not None and body.bandit and floor != body.bandit.floor:
+        experiment.weights = traffic.refloor(experiment.weights, floor or 0.0, body.bandit.floor)
     keys = {v.variant_key for v in body.variants}
     if not set(experiment.stopped_arms) <= keys:
         # Only when arms went (never while running): rewriting it otherwise could undo a stop
@@ -224,6 +228,31 @@ def check_version(experiment: OnlineExperiment, expected: str) -> None:
         raise Conflict(
             f"Experiment {experiment.experiment_key!r} changed since this form was loaded; "
             "nothing was saved. Reload the form to see the current values."
+        )
+
+
+def _keep_bandit(experiment: OnlineExperiment, body: ExperimentDefinition) -> None:
+    """A bandit that has assigned units stays one, and keeps the weights it learned: an A/B
+    test would hash its units again, moving those its weights placed (they are stuck to their
+    arm only while it is a bandit), and new allocations would silently throw the learned
+    weights away. Both are a 409; a new experiment is the way to start over."""
+    if experiment.type != "bandit" or experiment.status == "draft":
+        return
+    key = experiment.experiment_key
+    if body.type != "bandit":
+        raise Conflict(
+            f"type: {key!r} is a bandit that has assigned units; as an A/B test it would move "
+            "the units its weights placed to other arms. Create a new experiment instead"
+        )
+    before = {v["variant_key"]: v["allocation"] for v in experiment.variants}
+    after = {v.variant_key: v.allocation for v in body.variants}
+    if experiment.weights is not None and before.keys() == after.keys() and before != after:
+        index = next(
+            i for i, v in enumerate(body.variants) if before[v.variant_key] != v.allocation
+        )
+        raise Conflict(
+            f"variants.{index}.allocation: {key!r} is a bandit with learned weights; new "
+            "allocations (its starting weights) would throw them away. Leave them as they are"
         )
 
 

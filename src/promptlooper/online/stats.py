@@ -230,12 +230,18 @@ PROPER_PRIOR = (0.0, 0.3)
 
 
 def bayesian(
-    found: Effect, alpha: float = ALPHA, prior: tuple[float, float] | None = None
+    found: Effect,
+    alpha: float = ALPHA,
+    prior: tuple[float, float] | None = None,
+    *,
+    inverse: bool = False,
 ) -> dict[str, Any]:
     """Chance to beat control, credible interval, and the expected loss of choosing control
     (``risk_control``) or the treatment (``risk_treatment``). With a ``prior`` (mean, sd) on
     the lift the posterior is its normal update, which shrinks small, noisy early lifts
-    toward the prior's mean; without one the prior is flat."""
+    toward the prior's mean; without one the prior is flat. For a metric where lower is
+    better (``inverse``, as gbstats names it) beating control is a fall: the chance is that of
+    a negative lift, and the two risks trade places."""
     mu, sigma = found.estimate, math.sqrt(found.variance)
     if prior is not None:
         prior_mean, prior_variance = prior[0], prior[1] ** 2
@@ -246,12 +252,16 @@ def bayesian(
     mean_positive = _truncated_mean(mu, sigma, 0.0, math.inf)
     mean_negative = _truncated_mean(mu, sigma, -math.inf, 0.0)
     low, high = sp.norm.ppf([alpha / 2, 1 - alpha / 2], mu, sigma)
+    risks = [(1 - p_control_better) * mean_positive, -p_control_better * mean_negative]
+    if inverse:
+        risks.reverse()
+    rise = float(sp.norm.sf(0.0, mu, sigma))
     return {
         "expected_lift": mu,
-        "chance_to_beat_control": float(sp.norm.sf(0.0, mu, sigma)),
+        "chance_to_beat_control": 1 - rise if inverse else rise,
         "ci": [float(low), float(high)],
-        "risk_control": (1 - p_control_better) * mean_positive,
-        "risk_treatment": -p_control_better * mean_negative,
+        "risk_control": risks[0],
+        "risk_treatment": risks[1],
         "prior": "proper" if prior is not None else "flat",
     }
 
@@ -278,9 +288,16 @@ def srm_p_value(observed: Sequence[float], weights: Sequence[float]) -> float:
 
 
 def compare(
-    control: Statistic, treatment: Statistic, alpha: float = ALPHA, *, proper_prior: bool = False
+    control: Statistic,
+    treatment: Statistic,
+    alpha: float = ALPHA,
+    *,
+    proper_prior: bool = False,
+    inverse: bool = False,
 ) -> dict[str, Any]:
-    """Everything the results show for one metric of one treatment arm."""
+    """Everything the results show for one metric of one treatment arm; ``inverse`` for a
+    metric where lower is better (the Bayesian block's chance to beat control is then that of
+    a fall)."""
     relative = effect(control, treatment, relative=True)
     absolute = effect(control, treatment, relative=False)
     if relative is None or absolute is None:
@@ -298,7 +315,9 @@ def compare(
         "frequentist": frequentist(relative, alpha),
         "absolute_ci": frequentist(absolute, alpha)["ci"],
         "sequential": sequential(relative, control.n + treatment.n, alpha),
-        "bayesian": bayesian(relative, alpha, PROPER_PRIOR if proper_prior else None),
+        "bayesian": bayesian(
+            relative, alpha, PROPER_PRIOR if proper_prior else None, inverse=inverse
+        ),
     }
 
 
@@ -316,9 +335,12 @@ def power(
     variance of the relative lift the results use."""
     if n_per_arm <= 0 or mean == 0 or variance <= 0:
         return 0.0
-    treated = mean * (1 + lift)
-    se = math.sqrt(variance / (mean**2 * n_per_arm) + variance * treated**2 / (mean**4 * n_per_arm))
+    # The relative lift's standard error, sd/|mean| · √((1 + (1 + lift)²) / n), written so
+    # that no power of a huge or tiny mean overflows or underflows.
+    se = math.sqrt(variance) / abs(mean) * math.sqrt((1 + (1 + lift) ** 2) / n_per_arm)
     z = sp.norm.ppf(1 - alpha / 2)
+    if se == 0:  # so many units, or so little noise, that any lift shows
+        return alpha if lift == 0 else 1.0
     shift = abs(lift) / se
     return float(sp.norm.sf(z - shift) + sp.norm.cdf(-z - shift))
 

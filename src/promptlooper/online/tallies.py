@@ -4,7 +4,8 @@ Results must answer in well under a second with millions of events stored, so no
 the events back: each write folds the events it actually stored (a retried ``event_id`` is
 skipped by the insert and so never counted) into
 
-- one tally per session and variant (events, impressions, conversions, value),
+- one tally per session and variant (events, impressions, conversions, conversion value: the
+  built-in value per session counts conversions only, whatever other events carry),
 - one row per session and experiment counting the variants it was seen in,
 - one totals row per variant and one per experiment,
 - one row per variant and UTC day counting the sessions first exposed or converting that day
@@ -78,7 +79,8 @@ async def record(
     events = await _store(session, _first_of_each_id(sorted(events, key=_event_order)))
     if not events:
         return 0
-    # Per session and variant, what this write adds: events, impressions, conversions, value.
+    # Per session and variant, what this write adds: events, impressions, conversions and their
+    # value.
     counts: defaultdict[tuple[str, str, str], list[Any]] = defaultdict(lambda: [0, 0, 0, 0.0])
     totals: defaultdict[tuple[str, str], dict[str, float]] = defaultdict(_zero_totals)
     # The day of each session's first impression and first conversion in this write.
@@ -108,7 +110,7 @@ async def record(
             unit[1] += amount
             if (seen := impressed.get(session_key)) is not None and event["created_at"] < seen:
                 early[(*session_key, event_type)] += amount
-        if value := event["value"]:
+        if event_type == "conversion" and (value := event["value"]):
             tally[3] += value
             variant_totals["value_total"] += value
 

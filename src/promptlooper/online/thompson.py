@@ -36,12 +36,3 @@ def chance_best(
     samples = rng.normal(np.asarray(means, dtype=float)[:, None], scale[:, None], (len(n), draws))
     best = samples.argmax(axis=0) if higher_is_better else samples.argmin(axis=0)
     return (np.bincount(best, minlength=len(n)) / draws).tolist()
-
-
-def with_floor(chances: Sequence[float], floor: float) -> list[float]:
-    """Weights summing to 1 that give every arm at least ``floor`` (equal weights when the
-    floors alone would take all the traffic)."""
-    k = len(chances)
-    if floor * k >= 1:
-        return [1 / k] * k
-    return [floor + (1 - k * floor) * c for c in chances]

@@ -9,6 +9,7 @@ the control from then on. The SRM check compares exposures with the shares.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 
@@ -44,3 +45,27 @@ def served(experiment: Experiment, variant_key: str | None) -> str | None:
     if variant_key is not None and variant_key in (experiment.stopped_arms or {}):
         return str(experiment.variants[0]["variant_key"])
     return variant_key
+
+
+DIGITS = 12
+"""Weights are rounded to this many decimals: far finer than any split of traffic, and a
+weight of 0.95 reads 0.95, not 0.9500000000000001."""
+
+
+def with_floor(chances: Sequence[float], floor: float) -> list[float]:
+    """Weights summing to 1 that give every arm at least ``floor`` (equal weights when the
+    floors alone would take all the traffic)."""
+    k = len(chances)
+    if floor * k >= 1:
+        return [round(1 / k, DIGITS)] * k
+    return [round(floor + (1 - k * floor) * c, DIGITS) for c in chances]
+
+
+def refloor(weights: Sequence[float], old: float, new: float) -> list[float]:
+    """Weights lifted to ``old`` moved onto the floor ``new``: the chances they came from
+    (``with_floor`` undone) lifted again, so a raised floor applies at once, not at the next
+    update."""
+    k = len(weights)
+    if old * k >= 1:  # equal weights: the chances are not known, and equal weights hold any floor
+        return list(weights)
+    return with_floor([(w - old) / (1 - k * old) for w in weights], new)

@@ -98,16 +98,18 @@ def definition_data(form: Mapping[str, str]) -> tuple[dict[str, Any], list[int]]
 def kept_settings(experiment: OnlineExperiment, data: dict[str, Any]) -> dict[str, Any]:
     """The settings the form does not show (a bandit's type and schedule, auto-stop and the
     guardrail thresholds, set through the API or the CLI), carried over so that saving the
-    form never drops them; a threshold goes with its metric when the form unticks it."""
+    form never drops them; a threshold goes with its metric when the form unticks it, and
+    auto-stop with the last threshold."""
     guarded = set(data.get("guardrail_metrics", []))
+    thresholds = {
+        name: rule
+        for name, rule in (experiment.guardrail_thresholds or {}).items()
+        if name in guarded
+    }
     return {
         "type": experiment.type,
-        "auto_stop": experiment.auto_stop,
-        "guardrail_thresholds": {
-            name: rule
-            for name, rule in (experiment.guardrail_thresholds or {}).items()
-            if name in guarded
-        },
+        "auto_stop": experiment.auto_stop and bool(thresholds),  # nothing left to stop on
+        "guardrail_thresholds": thresholds,
         "bandit": experiment.bandit,
     }
 

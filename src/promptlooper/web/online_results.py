@@ -134,24 +134,51 @@ def forest(rows: list[Comparison]) -> list[tuple[Comparison, Forest | None]]:
 def headline(
     experiment: OnlineExperiment, result: dict[str, Any], rows: list[Comparison]
 ) -> tuple[str, str]:
-    """The answer first, as (banner kind, sentence)."""
+    """The answer first, as (banner kind, sentence): a broken split, then an arm a guardrail
+    stopped, then the best treatment on the primary metric (a defined one, or the conversion
+    rate when it is the built-in ``conversion``) in that metric's direction."""
     health = result["health"]
     if health["srm_mismatch"]:
         return "bad", "Sample-ratio mismatch: do not trust these results."
-    conversion = [r for r in rows if r.metric == "conversion_rate" and r.error is None]
-    if not conversion:
-        return "warn", "No comparison yet: each arm needs exposed sessions with some conversions."
-    best = max(conversion, key=lambda r: r.chance)
+    labels = {v["variant_key"]: v.get("label") or v["variant_key"] for v in experiment.variants}
+    stopped = result.get("guardrails", {}).get("stopped_arms", {})
+    if stopped:
+        arm, why = next(iter(stopped.items()))
+        others = f" (and {len(stopped) - 1} more)" if len(stopped) > 1 else ""
+        shown = percent if why.get("scale", "relative") == "relative" else "{:+.4g}".format
+        return "bad", (
+            f"{labels.get(arm, arm)}{others} stopped by its guardrail {why['metric']}: "
+            f"{shown(why['lift'])}, past its threshold of {shown(why['threshold'])} — "
+            "its visitors are served the control."
+        )
+    primary = [r for r in rows if r.role == "primary"]
+    name = experiment.primary_metric
+    if not primary:
+        primary, name = (
+            [r for r in rows if r.metric == "conversion_rate"],
+            METRICS["conversion_rate"],
+        )
+    compared = [r for r in primary if r.error is None]
+    if not compared:
+        if name == METRICS["conversion_rate"]:
+            return (
+                "warn",
+                "No comparison yet: each arm needs exposed sessions with some conversions.",
+            )
+        return "warn", f"No comparison yet on {name}: each arm needs two units whose {name} varies."
+    best = max(compared, key=lambda r: r.chance)
     sentence = (
-        f"{best.label}: {percent(best.lift)} conversion "
+        f"{best.label}: {percent(best.lift)} {name} "
         f"(95 % CI {percent(best.low)} to {percent(best.high)}), "
         f"{best.chance * 100:.0f} % chance to beat control"
     )
     if not health["enough_data"]:
         return "warn", sentence + " — too early to call: not enough data yet."
     if best.significant:
-        verdict = "better than control" if best.lift > 0 else "worse than control"
-        return ("good" if best.lift > 0 else "bad"), f"{sentence} — significantly {verdict}."
+        verdict = best.direction
+        return ("good" if verdict == "better" else "bad"), (
+            f"{sentence} — significantly {verdict} than control."
+        )
     if best.excludes_zero:
         return "info", (
             f"{sentence} — not significant once adjusted for the several comparisons "
@@ -204,9 +231,10 @@ def _unix(day: Any) -> int:
 
 def charts(
     experiment: OnlineExperiment, series: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """uPlot specs (``static/charts.js``): cumulative exposed sessions per variant, and each
-    treatment's cumulative lift in conversion rate, in percent."""
+    treatment's cumulative lift in conversion rate, in percent; None for the lift while no day
+    has one (control has no conversion yet), rather than an empty chart."""
     x = [_unix(day) for day in series["days"]]
     labels = {v["variant_key"]: v.get("label") or v["variant_key"] for v in experiment.variants}
     colours = {
@@ -236,4 +264,5 @@ def charts(
             for k, values in series["lift"].items()
         ],
     }
-    return exposure, lift
+    drawn = any(v is not None for values in series["lift"].values() for v in values)
+    return exposure, lift if drawn else None

@@ -31,12 +31,16 @@ def _count(event_type: str) -> str:
     return f"SUM(CASE WHEN event_type = '{event_type}' THEN 1 ELSE 0 END)"
 
 
+_CONVERSION_VALUE = "COALESCE(SUM(CASE WHEN event_type = 'conversion' THEN value END), 0)"
+"""The value totals count conversions' values only, as ingestion does."""
+
+
 def _backfill() -> None:
     op.execute(
         "INSERT INTO online_session_tallies"
         " (experiment_key, variant_key, session_id, events, impressions, conversions, value)"
         " SELECT experiment_key, variant_key, session_id, COUNT(*),"
-        f" {_count('impression')}, {_count('conversion')}, COALESCE(SUM(value), 0)"
+        f" {_count('impression')}, {_count('conversion')}, {_CONVERSION_VALUE}"
         " FROM online_events GROUP BY experiment_key, variant_key, session_id"
     )
     op.execute(
@@ -59,7 +63,7 @@ def _backfill() -> None:
         " e.value_total, s.unique_sessions, s.exposed, s.converting, s.value_exposed,"
         " s.value_squares"
         f" FROM (SELECT experiment_key, variant_key, {counted},"
-        " COALESCE(SUM(value), 0) AS value_total FROM online_events"
+        f" {_CONVERSION_VALUE} AS value_total FROM online_events"
         " GROUP BY experiment_key, variant_key) e"
         " JOIN (SELECT experiment_key, variant_key, COUNT(*) AS unique_sessions,"
         f" SUM(CASE WHEN {exposed} THEN 1 ELSE 0 END) AS exposed,"

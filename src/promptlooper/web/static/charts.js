@@ -8,7 +8,9 @@
 //    "series": [{"label": "loss", "values": [..], "color": "accent|good|bad|warn|muted",
 //                "smooth": true}]}
 // A null value is a gap. With "time": true, x is in Unix seconds; x values that are all whole
-// numbers (steps) get whole-number ticks. An
+// numbers (steps) get whole-number ticks. A single x (one day, one step) is drawn in the middle
+// of a span of a day (time) or a step either side: uPlot's own range for one value is a share
+// of the value, years around a Unix time. An
 // <input type="range" name="smooth" min="0" max="0.99" step="0.01" data-smooth-for="ID ID2">
 // on the page sets the exponential smoothing of the series marked "smooth" in the charts it
 // names (the raw line stays, faded), as TensorBoard does; its value is shown in an
@@ -82,6 +84,16 @@
     return {data: data, series: series};
   }
 
+  function xScale(spec) {
+    var scale = {time: !!spec.time};
+    var low = Math.min.apply(null, spec.x), high = Math.max.apply(null, spec.x);
+    if (low === high) {
+      var pad = spec.time ? 86400 : 1;
+      scale.range = function () { return [low - pad, high + pad]; };
+    }
+    return scale;
+  }
+
   function draw(figure) {
     var id = figure.getAttribute("data-chart");
     var source = document.getElementById(id);
@@ -96,7 +108,7 @@
       width: Math.max(figure.clientWidth, 240),
       height: Number(figure.getAttribute("data-height")) || 240,
       series: built.series,
-      scales: {x: {time: !!spec.time}, y: spec.log ? {distr: 3} : {}},
+      scales: {x: xScale(spec), y: spec.log ? {distr: 3} : {}},
       axes: [Object.assign({label: spec.xlabel || ""}, axis,
                            !spec.time && wholeNumbers(spec.x) ? {incrs: WHOLE_INCRS} : {}),
              Object.assign({label: spec.ylabel || ""}, axis)],
