@@ -320,4 +320,4 @@ async def test_statements_do_not_grow_with_what_is_listed(ui_admin: UiClient, ap
         assert response.status_code == 200
         counts.append(len(seen))
     assert counts[0] == counts[1], counts
-    assert counts[1] <= 16, counts
+    assert counts[1] <= 17, counts  # one of them reads the traffic shares bandits changed
