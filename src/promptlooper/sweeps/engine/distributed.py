@@ -269,7 +269,9 @@ async def execute_on_cluster(
 
     def submit(batch: _Batch) -> None:
         batch.submits += 1
-        ref = run_batch.remote(
+        # Spread, not Ray's default of filling the driver's node first: a sweep's calls are
+        # meant to use every node's connections and CPUs from its first batches on.
+        ref = run_batch.options(scheduling_strategy="SPREAD").remote(
             batch.batch_id, batch.tasks, setup_ref, batch.found, per_batch, coordinator
         )
         running[asyncio.wrap_future(ref.future())] = (batch, ref)
