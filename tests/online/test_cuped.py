@@ -91,9 +91,9 @@ async def test_a_cuped_metric_is_adjusted_by_the_value_before_exposure_as_gbstat
         )
 
     def theirs(arm: str) -> RegressionAdjustedStatistic:
-        # The metric is the unit's whole value; its covariate what it had before exposure.
+        # The metric is what the unit spent once exposed; its covariate what it spent before.
         pre = [sum(before) for before, _ in units[arm]]
-        post = [sum(before) + sum(after) for before, after in units[arm]]
+        post = [sum(after) for _, after in units[arm]]
         n = len(pre)
         return RegressionAdjustedStatistic(
             n=n,
@@ -208,8 +208,11 @@ async def test_what_a_unit_sent_before_its_impression_in_the_same_write_is_its_c
             )
         )
         terms = dict(rows.all())
-    pre, post = {"a": 12.0, "b": 0.0, "c": 4.0}, {"a": 25.0, "b": 3.0, "c": 10.0}
+    # The metric counts only what came from the impression on.
+    pre, post = {"a": 12.0, "b": 0.0, "c": 4.0}, {"a": 13.0, "b": 3.0, "c": 6.0}
     assert terms["purchase:p"] == sum(pre.values())
     assert terms["purchase:pp"] == sum(v * v for v in pre.values())
     assert terms["purchase:vp"] == sum(post[u] * pre[u] for u in pre)
     assert terms["purchase:v"] == sum(post.values())
+    assert terms["purchase:n"] == 2 + 1 + 1
+    assert terms["purchase:units"] == 3

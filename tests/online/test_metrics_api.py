@@ -115,7 +115,7 @@ async def test_defined_metrics_are_reported_per_treatment_from_their_events(
     assert abs(bayesian["expected_lift"]) < abs(metrics["revenue"]["relative_lift"])
 
 
-async def test_events_before_a_sessions_impression_count_once_it_is_exposed(
+async def test_a_metric_counts_only_what_a_session_sent_from_its_first_impression_on(
     client: httpx.AsyncClient, sessionmaker, registry, bootstrap_headers
 ):
     await _define(client, bootstrap_headers, {"primary_metric": "revenue"})
@@ -151,13 +151,19 @@ async def test_events_before_a_sessions_impression_count_once_it_is_exposed(
             )
         )
         terms = dict(rows.all())
-    # exposed: a (purchases 4 + 6, a signup) and b (purchase 1); c never saw the variant
-    assert terms["purchase:v"] == 11.0
-    assert terms["purchase:vv"] == 101.0
-    assert terms["purchase:n"] == 3.0
-    assert terms["purchase:nv"] == 2 * 10.0 + 1 * 1.0
-    assert terms["purchase:units"] == 2.0
-    assert terms["signup:units"] == 1.0
+    # Exposed: a and b. a sent its purchases (4 + 6) and its signup before its impression:
+    # they are its covariate, not its metric; b's purchase (1) came after. c never saw the
+    # variant.
+    assert terms["purchase:v"] == 1.0
+    assert terms["purchase:vv"] == 1.0
+    assert terms["purchase:n"] == 1.0
+    assert terms["purchase:nv"] == 1.0
+    assert terms["purchase:units"] == 1.0
+    assert terms["purchase:p"] == 10.0
+    assert terms["purchase:pp"] == 100.0
+    assert terms["purchase:vp"] == 0.0
+    assert terms["signup:units"] == 0.0
+    assert terms["signup:p"] == 1.0
 
 
 @pytest.mark.parametrize(

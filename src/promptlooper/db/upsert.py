@@ -15,7 +15,7 @@ from functools import cache
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Insert, Row, Table, Text, bindparam, cast, column, func, select
+from sqlalchemy import JSON, Insert, Row, Table, Text, bindparam, case, cast, column, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 
@@ -59,13 +59,17 @@ def _insert_ignore(
 @cache
 def _insert_or_add(
     dialect: str, table: Table, names: tuple[str, ...], keys: tuple[str, ...],
-    returning: tuple[str, ...],
+    returning: tuple[str, ...], earliest: tuple[str, ...],
 ) -> Insert:  # fmt: skip
     statement = _insert(dialect, table, names)
-    statement = statement.on_conflict_do_update(
-        index_elements=list(keys),
-        set_={n: table.c[n] + statement.excluded[n] for n in names if n not in keys},
-    )
+    new = statement.excluded
+    changes = {n: table.c[n] + new[n] for n in names if n not in keys and n not in earliest}
+    # The earlier of the two, a missing one (NULL) giving way to the other.
+    changes |= {
+        n: case((new[n].is_(None), table.c[n]), (table.c[n] <= new[n], table.c[n]), else_=new[n])
+        for n in earliest
+    }
+    statement = statement.on_conflict_do_update(index_elements=list(keys), set_=changes)
     return statement.returning(*(table.c[c] for c in returning)) if returning else statement
 
 
@@ -144,9 +148,12 @@ async def insert_or_add(
     keys: Sequence[str],
     rows: list[dict[str, Any]],
     returning: Sequence[str] = (),
+    earliest: Sequence[str] = (),
 ) -> list[Row[Any]]:
     """Insert each row, or add its other columns to those of the row already under its
     ``keys``: running counters that concurrent writers update without losing an increment.
+    The columns named in ``earliest`` (timestamps) keep the earlier of the stored and the new
+    value instead, a NULL counting as unknown.
 
     With ``returning``, each row's columns after the write come back (not in input order).
     ``rows`` must not repeat a key: one statement may not update a row twice.
@@ -154,5 +161,7 @@ async def insert_or_add(
     if not rows:
         return []
     names = tuple(rows[0])
-    statement = _insert_or_add(_dialect(executor), table, names, tuple(keys), tuple(returning))
+    statement = _insert_or_add(
+        _dialect(executor), table, names, tuple(keys), tuple(returning), tuple(earliest)
+    )
     return await _execute(executor, statement, rows, returning)

@@ -108,7 +108,9 @@ class Rejection(Base):
 
 class SessionTally(Base):
     """One session's events in one variant: enough to tell when it became exposed (its first
-    impression) or converting, and what its value was before and after each write."""
+    impression) or converting, and what its value was before and after each write.
+    ``exposed_at`` is the time of its earliest impression stored so far: the events of
+    defined metrics sent before it are the session's pre-exposure events."""
 
     __tablename__ = "online_session_tallies"
 
@@ -119,6 +121,7 @@ class SessionTally(Base):
     impressions: Mapped[int] = mapped_column(BigInteger)
     conversions: Mapped[int] = mapped_column(BigInteger)
     value: Mapped[float] = mapped_column(Float)
+    exposed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class SessionArms(Base):
@@ -203,10 +206,11 @@ class MetricDefinition(UUIDPrimaryKeyMixin, TimestampMixin, Base):
 
 class UnitEvents(Base):
     """One session's events of one name in one variant, for the names defined metrics
-    measure: how many, and the sum of their values (an event without a value counts 1);
-    ``pre_value`` is that sum as it stood before the write that first exposed the session,
-    the pre-exposure covariate of a CUPED metric, kept so later writes can move the
-    session's share of Σ value × pre without reading its events."""
+    measure: how many, and the sum of their values (an event without a value counts 1), all
+    of them; ``pre_count`` and ``pre_value`` are those of the events sent before the
+    session's first exposure. The metric counts the rest; the pre-exposure value is the
+    covariate of a CUPED metric. Kept so later writes can move the session's share of the
+    variant's terms without reading its events."""
 
     __tablename__ = "online_unit_events"
 
@@ -216,14 +220,42 @@ class UnitEvents(Base):
     event_type: Mapped[str] = mapped_column(String(50), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger)
     value: Mapped[float] = mapped_column(Float)
+    pre_count: Mapped[int] = mapped_column(BigInteger, server_default="0")
     pre_value: Mapped[float] = mapped_column(Float, server_default="0")
 
 
+class UnitCalls(Base):
+    """One unit's served calls in one arm of an experiment over agent variants, for the
+    performance metrics: how many calls, and per field of the performance log how many calls
+    gave it and the sum of their values. One row per unit holds every field, so a batch of
+    records updates one row per unit."""
+
+    __tablename__ = "online_unit_calls"
+
+    experiment_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    variant_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    unit_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    calls: Mapped[int] = mapped_column(BigInteger)
+    cost_calls: Mapped[int] = mapped_column(BigInteger)
+    cost: Mapped[float] = mapped_column(Float)
+    latency_ms_calls: Mapped[int] = mapped_column(BigInteger)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    tokens_in_calls: Mapped[int] = mapped_column(BigInteger)
+    tokens_in: Mapped[float] = mapped_column(Float)
+    tokens_out_calls: Mapped[int] = mapped_column(BigInteger)
+    tokens_out: Mapped[float] = mapped_column(Float)
+    success_calls: Mapped[int] = mapped_column(BigInteger)
+    success: Mapped[float] = mapped_column(Float)
+    quality_calls: Mapped[int] = mapped_column(BigInteger)
+    quality: Mapped[float] = mapped_column(Float)
+
+
 class MetricTotals(Base):
-    """A variant's sums over its exposed sessions for one event name: the ``term`` is the
-    sessions with the event, or the sum of the per-session count, value, their squares or
-    their product (``online/tallies.py`` names them) — the sufficient statistics of a
-    proportion, a mean and a ratio metric."""
+    """A variant's sums over its exposed sessions for one event name (or performance field):
+    the ``term`` is the sessions with the event from their first exposure on, or the sum of
+    the per-session count and value of those events, their squares or their product, or of
+    the pre-exposure value (``online/tallies.py`` names them) — the sufficient statistics of
+    a proportion, a mean, a ratio and a CUPED metric."""
 
     __tablename__ = "online_metric_totals"
 

@@ -11,10 +11,14 @@ skipped by the insert and so never counted) into
 - one row per variant and UTC day counting the sessions first exposed or converting that day
   (the results' series over time),
 - for the event names defined metrics measure, one row per session, variant and name (how
-  many, their value, and the value it had before the session's first impression) and per
-  variant the sums over exposed sessions of each such session's count, value, their squares
-  and product, and of its pre-exposure value, its square and its product with the value
-  (``terms``): a proportion, mean, ratio or CUPED metric's sufficient statistics.
+  many, their value, and how many and what value of them came before the session's first
+  impression) and per variant the sums over exposed sessions of the count and value of each
+  such session's events from its first impression on, their squares and product, and of its
+  pre-exposure value, its square and its product with the value (``terms``): a proportion,
+  mean, ratio or CUPED metric's sufficient statistics. A metric counts what a unit did once
+  exposed; what it did before is only CUPED's covariate (the same metric before exposure);
+- for the performance log's served calls (``record_calls``), one row per unit and arm holding
+  every performance field, and the same terms per arm.
 
 A session's contribution to the totals depends on its whole history (it is *exposed* from its
 first impression on; the value statistics use the square of its total value), so the tally
@@ -32,7 +36,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Row, select, tuple_, update
+from sqlalchemy import Row, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -44,6 +48,7 @@ from promptlooper.online.models import (
     MetricTotals,
     SessionArms,
     SessionTally,
+    UnitCalls,
     UnitEvents,
     VariantTotals,
 )
@@ -62,7 +67,8 @@ TOTALS = tuple(c.name for c in VariantTotals.__table__.columns if not c.primary_
 _EVENT_KEY = ("experiment_key", "event_id")
 _SESSION_KEY = ("experiment_key", "variant_key", "session_id")
 _UNIT_KEY = (*_SESSION_KEY, "event_type")
-_SESSION_ROW = (*_SESSION_KEY, "events", "impressions", "conversions", "value")
+_SESSION_ROW = (*_SESSION_KEY, "events", "impressions", "conversions", "value", "exposed_at")
+_UNIT_ROW = (*_UNIT_KEY, "count", "value", "pre_count", "pre_value")
 
 
 def _zero_totals() -> dict[str, float]:
@@ -85,11 +91,8 @@ async def record(
     totals: defaultdict[tuple[str, str], dict[str, float]] = defaultdict(_zero_totals)
     # The day of each session's first impression and first conversion in this write.
     firsts: defaultdict[tuple[str, str, str], list[date | None]] = defaultdict(lambda: [None, None])
-    # Per session, variant and tracked event name: the events' number and value.
-    measured: defaultdict[tuple[str, str, str, str], list[float]] = defaultdict(lambda: [0, 0.0])
-    # Of those, the value sent before the session's first impression in this write.
-    early: defaultdict[tuple[str, str, str, str], float] = defaultdict(float)
-    impressed = _first_impressions(events) if tracked else {}
+    # The time of each session's first impression in this write.
+    impressed: dict[tuple[str, str, str], datetime] = {}
     for event in events:
         key, variant = event["experiment_key"], event["variant_key"]
         event_type = event["event_type"]
@@ -98,18 +101,15 @@ async def record(
         tally[0] += 1
         if event_type == "impression" or event_type == "conversion":
             _first_day(firsts[session_key], event_type == "conversion", event["created_at"])
-        tally[1] += event_type == "impression"
+        if event_type == "impression":
+            tally[1] += 1
+            seen = impressed.get(session_key)
+            if seen is None or event["created_at"] < seen:
+                impressed[session_key] = event["created_at"]
         tally[2] += event_type == "conversion"
         variant_totals = totals[(key, variant)]
         if event_type in EVENT_COUNTS:
             variant_totals[EVENT_COUNTS[event_type]] += 1
-        if event_type in tracked:
-            unit = measured[(*session_key, event_type)]
-            amount = 1.0 if event["value"] is None else event["value"]
-            unit[0] += 1
-            unit[1] += amount
-            if (seen := impressed.get(session_key)) is not None and event["created_at"] < seen:
-                early[(*session_key, event_type)] += amount
         if event_type == "conversion" and (value := event["value"]):
             tally[3] += value
             variant_totals["value_total"] += value
@@ -121,31 +121,38 @@ async def record(
         [
             {"experiment_key": k, "variant_key": v, "session_id": s}
             | {"events": n, "impressions": i, "conversions": c, "value": x}
+            | {"exposed_at": impressed.get((k, v, s))}
             for (k, v, s), (n, i, c, x) in sorted(counts.items())
         ],
         returning=_SESSION_ROW,
+        earliest=("exposed_at",),
     )
     arms: Counter[tuple[str, str]] = Counter()
     daily: defaultdict[tuple[str, str, date], list[int]] = defaultdict(lambda: [0, 0])
     # Per session: exposed before this write, exposed now, and sent events before it.
     exposure: dict[tuple[str, str, str], tuple[bool, bool, bool]] = {}
-    for key, variant, session_id, *new in after:
+    # Per session: its earliest impression known after this write.
+    exposed_at: dict[tuple[str, str, str], datetime | None] = {}
+    for key, variant, session_id, *new, since in after:
         session_key = (key, variant, session_id)
         added = counts[session_key]
         exposure[session_key] = (new[1] > added[1], new[1] > 0, new[0] > added[0])
+        exposed_at[session_key] = since
         first, exposed, converting = _fold(totals[(key, variant)], added, new)
         if first:
             arms[(key, session_id)] += 1
         if exposed or converting:
-            impressed, converted = firsts[session_key]
+            impressed_on, converted = firsts[session_key]
             if exposed:
-                daily[(key, variant, impressed)][0] += 1  # type: ignore[index]
+                daily[(key, variant, impressed_on)][0] += 1  # type: ignore[index]
             if converting:
                 # Converting from the later of its exposure and its conversion; one of them
                 # (or both) happened in this write.
-                day = max(d for d in (converted, impressed if exposed else None) if d)
+                day = max(d for d in (converted, impressed_on if exposed else None) if d)
                 daily[(key, variant, day)][1] += 1
-    terms = await _measure(session, measured, exposure, early) if tracked else {}
+    terms: dict[tuple[str, str, str], float] = {}
+    if tracked:
+        terms = await _measure(session, _tracked(events, tracked, exposed_at), exposure)
     await _add_arms(session, arms)
     await insert_or_add(
         session,
@@ -173,88 +180,109 @@ async def record(
 
 
 PERFORMANCE = "perf:"
-"""The prefix of a performance-log field's rows and terms (``perf:cost``): apart from event
-names, which are slugs and cannot hold a colon."""
+"""The prefix of a performance-log field's terms (``perf:cost``): apart from event names,
+which are slugs and cannot hold a colon."""
+MOMENTS = ("units", "n", "v", "nn", "vv", "nv")
+"""The terms every source has, in the order ``moments`` gives them."""
+
+
+def moments(count: float, value: float, present: bool) -> tuple[float, ...]:
+    """One unit's share of the ``MOMENTS`` terms: whether it counts as having the source, the
+    number and value of its events (or calls), their squares and their product."""
+    return (float(present), count, value, count * count, value * value, count * value)
 
 
 def terms(event_type: str, count: float, value: float, pre: float = 0.0) -> dict[str, float]:
-    """One exposed session's share of its variant's totals for one event name: whether it sent
-    the event (for a performance field: had a non-zero value), the number and value of its
-    events, their squares and their product; for an event name also its value before its
-    first exposure (``pre``, CUPED's covariate), its square and its product with the value."""
-    performance = event_type.startswith(PERFORMANCE)
-    present = value > 0 if performance else count > 0
-    share = {
-        f"{event_type}:units": float(present),
-        f"{event_type}:n": count,
-        f"{event_type}:v": value,
-        f"{event_type}:nn": count * count,
-        f"{event_type}:vv": value * value,
-        f"{event_type}:nv": count * value,
+    """One exposed session's share of its variant's totals for one event name, from the
+    ``count`` and ``value`` of the events it sent from its first exposure on (it had the event
+    when it sent one then), and ``pre``, the value of those it sent before (CUPED's
+    covariate): the ``MOMENTS`` and the pre-exposure value, its square and its product with
+    the value."""
+    names = (f"{event_type}:{m}" for m in MOMENTS)
+    share = dict(zip(names, moments(count, value, count > 0), strict=True))
+    return share | {
+        f"{event_type}:p": pre,
+        f"{event_type}:pp": pre * pre,
+        f"{event_type}:vp": value * pre,
     }
-    if not performance:
-        share |= {
-            f"{event_type}:p": pre,
-            f"{event_type}:pp": pre * pre,
-            f"{event_type}:vp": value * pre,
-        }
-    return share
+
+
+def _tracked(
+    events: list[dict[str, Any]],
+    tracked: frozenset[str],
+    exposed_at: dict[tuple[str, str, str], datetime | None],
+) -> dict[tuple[str, str, str, str], list[float]]:
+    """Per session, variant and tracked event name, what the stored ``events`` add: their
+    number and value, and those of them sent before the session's first exposure. An event
+    is pre-exposure when its timestamp is earlier than the session's earliest impression
+    known once this write is done (``exposed_at``), or the session has no impression yet; it
+    is judged once, by the write that stores it, so a late impression with an earlier
+    timestamp leaves the events already judged as they were."""
+    measured: defaultdict[tuple[str, str, str, str], list[float]] = defaultdict(
+        lambda: [0, 0.0, 0, 0.0]
+    )
+    for event in events:
+        if event["event_type"] not in tracked:
+            continue
+        session_key = (event["experiment_key"], event["variant_key"], event["session_id"])
+        row = measured[(*session_key, event["event_type"])]
+        amount = 1.0 if event["value"] is None else event["value"]
+        row[0] += 1
+        row[1] += amount
+        since = exposed_at[session_key]
+        if since is None or event["created_at"] < since:
+            row[2] += 1
+            row[3] += amount
+    return measured
+
+
+def _share(event_type: str, row: Sequence[float]) -> dict[str, float]:
+    """``terms`` of a session's row of one event name: its count, value, pre-exposure count
+    and pre-exposure value."""
+    count, value, pre_count, pre_value = row
+    return terms(event_type, count - pre_count, value - pre_value, pre_value)
 
 
 async def _measure(
     session: AsyncSession,
     measured: dict[tuple[str, str, str, str], list[float]],
     exposure: dict[tuple[str, str, str], tuple[bool, bool, bool]],
-    early: dict[tuple[str, str, str, str], float],
 ) -> defaultdict[tuple[str, str, str], float]:
-    """Add this write's tracked events to each session's running count and value, and return
-    what that changes in the variants' metric terms. Only exposed sessions count, as for the
-    built-in metrics: a session exposed before this write moves its share from the old values
-    to the new; one exposed by this write brings its whole share, the event names it sent
-    before included (read back only when it had earlier events).
-
-    A session exposed by this write also gets its pre-exposure value per event name (CUPED's
-    covariate): what it had sent before this write, and in this write before its first
-    impression (``early``). It is kept on the session's rows for the writes to come."""
+    """Add this write's tracked events to each session's running counts and values (all, and
+    before exposure), and return what that changes in the variants' metric terms. Only
+    exposed sessions count, as for the built-in metrics: a session exposed before this write
+    moves its share from the old values to the new (a pre-exposure event arriving late moves
+    its covariate); one exposed by this write brings its whole share, the event names it sent
+    before included (read back only when it had earlier events)."""
     after = await insert_or_add(
         session,
         UnitEvents.__table__,  # type: ignore[arg-type]
         _UNIT_KEY,
         [{"experiment_key": k, "variant_key": v, "session_id": s, "event_type": e,
-          "count": c, "value": x} for (k, v, s, e), (c, x) in sorted(measured.items())],
-        returning=(*_UNIT_KEY, "count", "value", "pre_value"),
+          "count": c, "value": x, "pre_count": pc, "pre_value": px}
+         for (k, v, s, e), (c, x, pc, px) in sorted(measured.items())],
+        returning=_UNIT_ROW,
     )  # fmt: skip
     changes: defaultdict[tuple[str, str, str], float] = defaultdict(float)
+    # Sessions this write exposed after earlier events: all their rows are read back below.
     newly = {k for k, (was, now, earlier) in exposure.items() if now and not was and earlier}
 
     def add(key: str, variant: str, share: dict[str, float], sign: float = 1.0) -> None:
         for term, amount in share.items():
             changes[(key, variant, term)] += sign * amount
 
-    exposed_now = []  # rows of the sessions this write exposed
-    for key, variant, session_id, event_type, count, value, pre in after:
+    for key, variant, session_id, event_type, *new in after:
         session_key = (key, variant, session_id)
-        was_exposed, is_exposed, had_events = exposure[session_key]
-        if not is_exposed:
+        was_exposed, is_exposed, _ = exposure[session_key]
+        if not is_exposed or session_key in newly:
             continue
-        if not was_exposed:
-            if not had_events:  # otherwise all of its rows are read back below
-                exposed_now.append((key, variant, session_id, event_type, count, value))
-            continue
-        count_added, value_added = measured[(*session_key, event_type)]
-        add(key, variant, terms(event_type, count, value, pre))
-        add(key, variant, terms(event_type, count - count_added, value - value_added, pre), -1.0)
-    exposed_now += await _rows_of(session, newly)
-    covariates = []
-    for key, variant, session_id, event_type, count, value in exposed_now:
-        row_key = (key, variant, session_id, event_type)
-        pre = value - measured.get(row_key, (0, 0.0))[1] + early.get(row_key, 0.0)
-        add(key, variant, terms(event_type, count, value, pre))
-        if pre:
-            covariates.append(dict(zip(_UNIT_KEY, row_key, strict=True)) | {"pre_value": pre})
-    if covariates:
-        covariates.sort(key=lambda row: tuple(row[k] for k in _UNIT_KEY))
-        await session.execute(update(UnitEvents), covariates)
+        add(key, variant, _share(event_type, new))
+        if was_exposed:
+            added = measured[(*session_key, event_type)]
+            old = [now - more for now, more in zip(new, added, strict=True)]
+            add(key, variant, _share(event_type, old), -1.0)
+    for key, variant, _, event_type, *row in await _rows_of(session, newly):
+        add(key, variant, _share(event_type, row))
     return changes
 
 
@@ -265,22 +293,11 @@ async def _rows_of(session: AsyncSession, sessions: set[tuple[str, str, str]]) -
         return []
     keys = (UnitEvents.experiment_key, UnitEvents.variant_key, UnitEvents.session_id)
     found = await session.execute(
-        select(*keys, UnitEvents.event_type, UnitEvents.count, UnitEvents.value).where(
+        select(*(UnitEvents.__table__.c[name] for name in _UNIT_ROW)).where(
             tuple_(*keys).in_(sorted(sessions))
         )
     )
     return list(found.all())
-
-
-def _first_impressions(events: list[dict[str, Any]]) -> dict[tuple[str, str, str], datetime]:
-    """The time of each session's first impression among ``events``."""
-    found: dict[tuple[str, str, str], datetime] = {}
-    for event in events:
-        if event["event_type"] == "impression":
-            key = (event["experiment_key"], event["variant_key"], event["session_id"])
-            if key not in found or event["created_at"] < found[key]:
-                found[key] = event["created_at"]
-    return found
 
 
 def _first_day(firsts: list[date | None], conversion: bool, moment: datetime) -> None:
@@ -385,27 +402,65 @@ async def _add_arms(session: AsyncSession, arms: Counter[tuple[str, str]]) -> No
     )  # fmt: skip
 
 
+CALL_FIELDS = tuple(field for field in PERFORMANCE_FIELDS if field != "calls")
+_CALL_KEY = ("experiment_key", "variant_key", "unit_id")
+_CALL_COLUMNS = ("calls", *(c for field in CALL_FIELDS for c in (f"{field}_calls", field)))
+_CALL_TERMS = tuple(
+    f"{PERFORMANCE}{field}:{m}" for field in ("calls", *CALL_FIELDS) for m in MOMENTS
+)
+
+
+def _call_shares(row: Sequence[float]) -> list[float]:
+    """One unit's share of its arm's ``_CALL_TERMS`` from its ``UnitCalls`` columns (in
+    ``_CALL_COLUMNS`` order): ``calls`` is its number of calls for count and value alike; a
+    field's unit has it when the sum of its values is non-zero."""
+    calls = row[0]
+    share = list(moments(calls, calls, calls > 0))
+    for index in range(1, len(row), 2):
+        share += moments(row[index], row[index + 1], row[index + 1] > 0)
+    return share
+
+
 async def record_calls(session: AsyncSession, calls: Sequence[dict[str, Any]]) -> None:
     """Add served calls (``experiment_key``, ``arm_key``, ``unit_id`` and the performance
     fields) to their units' running totals and their arms' metric terms, in the caller's
     transaction. Every unit served counts as exposed: ``perf:calls`` counts its calls, and
     each field sums the values of the calls that gave one (a cost left out is unknown, not
-    zero)."""
-    measured: defaultdict[tuple[str, str, str, str], list[float]] = defaultdict(lambda: [0, 0.0])
+    zero). A unit's fields share one row, written by one upsert per batch."""
+    units: dict[tuple[str, str, str], list[Any]] = {}
     for call in calls:
-        unit = (call["experiment_key"], call["arm_key"], call["unit_id"])
-        for field in PERFORMANCE_FIELDS:
-            value = 1.0 if field == "calls" else call.get(field)
-            if value is not None:
-                row = measured[(*unit, PERFORMANCE + field)]
-                row[0] += 1
-                row[1] += float(value)
-    exposure = {(k, v, u): (True, True, False) for k, v, u, _ in measured}
-    changes = await _measure(session, measured, exposure, {})
+        key = (call["experiment_key"], call["arm_key"], call["unit_id"])
+        row = units.get(key)
+        if row is None:
+            row = units[key] = [0] * len(_CALL_COLUMNS)
+        row[0] += 1
+        for index, field in enumerate(CALL_FIELDS):
+            if (value := call.get(field)) is not None:
+                row[2 * index + 1] += 1
+                row[2 * index + 2] += float(value)
+    after = await insert_or_add(
+        session,
+        UnitCalls.__table__,  # type: ignore[arg-type]
+        _CALL_KEY,
+        [dict(zip(_CALL_KEY, key, strict=True)) | dict(zip(_CALL_COLUMNS, row, strict=True))
+         for key, row in sorted(units.items())],
+        returning=(*_CALL_KEY, *_CALL_COLUMNS),
+    )  # fmt: skip
+    changes: dict[tuple[str, str], list[float]] = {}
+    for key, variant, unit_id, *new in after:
+        total = changes.setdefault((key, variant), [0.0] * len(_CALL_TERMS))
+        added = units[(key, variant, unit_id)]
+        for index, amount in enumerate(_call_shares(new)):
+            total[index] += amount
+        if new[0] > added[0]:  # the unit had calls before: its old share goes
+            old = [now - more for now, more in zip(new, added, strict=True)]
+            for index, amount in enumerate(_call_shares(old)):
+                total[index] -= amount
     await insert_or_add(
         session,
         MetricTotals.__table__,  # type: ignore[arg-type]
         ("experiment_key", "variant_key", "term"),
         [{"experiment_key": k, "variant_key": v, "term": t, "value": x}
-         for (k, v, t), x in sorted(changes.items())],
+         for (k, v), total in sorted(changes.items())
+         for t, x in zip(_CALL_TERMS, total, strict=True)],
     )  # fmt: skip
