@@ -4,12 +4,13 @@ one row per unit.
 A session's tally keeps the time of its earliest impression (``exposed_at``), and each
 session's row of a tracked event name how many of its events came before it
 (``pre_count``, beside ``pre_value``): a metric counts the events from exposure on, the
-earlier ones are only CUPED's covariate. The stored rows get both from the stored events
-(an event is pre-exposure when its timestamp is earlier than the session's first
-impression's); a row whose metric was defined after some of its session's events were
-stored never counts more pre-exposure events than it holds. The variants' event-metric terms
-are then rebuilt from the rows. Performance fields move from one ``online_unit_events`` row
-per unit and field to one ``online_unit_calls`` row per unit; their terms do not change.
+earlier ones are only CUPED's covariate. The stored rows get both from the stored events:
+the events stored from a session's first impression on (by timestamp) are its metric's, the
+rest of what its row holds came before. A row counts only the events stored since its
+metric was defined, so the events it misses are taken to be its earliest ones. The variants'
+event-metric terms are then rebuilt from the rows. Performance fields move from one
+``online_unit_events`` row per unit and field to one ``online_unit_calls`` row per unit;
+their terms do not change.
 
 Revision ID: 0018
 Revises: 0017
@@ -39,8 +40,9 @@ def _same_session(left: str, right: str) -> str:
     return " AND ".join(f"{left}.{c} = {right}.{c}" for c in SESSION)
 
 
-def _least(a: str, b: str) -> str:
-    return f"{'MIN' if op.get_bind().dialect.name == 'sqlite' else 'LEAST'}({a}, {b})"
+def _greatest(amount: str) -> str:
+    """``amount``, or 0 when it is negative."""
+    return f"{'MAX' if op.get_bind().dialect.name == 'sqlite' else 'GREATEST'}({amount}, 0)"
 
 
 def _rebuild_event_terms(count: str, value: str) -> None:
@@ -110,25 +112,16 @@ def upgrade() -> None:
         " GROUP BY experiment_key, variant_key, session_id"
     )
     _sql("DELETE FROM online_unit_events WHERE event_type LIKE 'perf:%'")
-    # Event names: what each session sent before its first impression (everything, when it
-    # has none yet).
+    # Event names: what each session sent before its first impression is what its row holds
+    # beyond the events stored from the impression on (everything, when it has none yet).
+    _sql("UPDATE online_unit_events SET pre_count = count, pre_value = value")
     _sql(
-        "UPDATE online_unit_events SET pre_count = count, pre_value = value WHERE NOT EXISTS"
-        " (SELECT 1 FROM online_session_tallies AS t WHERE t.exposed_at IS NOT NULL AND"
-        f" {_same_session('t', 'online_unit_events')})"
-    )
-    _sql(
-        "UPDATE online_unit_events SET pre_count = 0, pre_value = 0 WHERE EXISTS"
-        " (SELECT 1 FROM online_session_tallies AS t WHERE t.exposed_at IS NOT NULL AND"
-        f" {_same_session('t', 'online_unit_events')})"
-    )
-    _sql(
-        f"UPDATE online_unit_events SET pre_count = {_least('count', 'p.n')},"
-        f" pre_value = {_least('value', 'p.v')} FROM"
+        f"UPDATE online_unit_events SET pre_count = {_greatest('count - p.n')},"
+        f" pre_value = {_greatest('value - p.v')} FROM"
         " (SELECT e.experiment_key, e.variant_key, e.session_id, e.event_type, COUNT(*) AS n,"
         "  SUM(COALESCE(e.value, 1)) AS v"
         f"  FROM online_events AS e JOIN online_session_tallies AS t ON {_same_session('e', 't')}"
-        "  WHERE e.created_at < t.exposed_at"
+        "  WHERE e.created_at >= t.exposed_at"
         "  GROUP BY e.experiment_key, e.variant_key, e.session_id, e.event_type) AS p"
         f" WHERE {_same_session('online_unit_events', 'p')}"
         " AND online_unit_events.event_type = p.event_type"
