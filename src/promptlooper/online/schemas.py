@@ -367,8 +367,9 @@ class MetricCreate(RequestBody):
     """A metric experiments can name. ``source`` is the event name measured (a built-in one or
     your own, which ingestion then accepts) or, with ``kind: performance``, a field of the
     agent performance log, per call; per exposed unit (for performance metrics: per unit
-    served), ``proportion`` is whether it sent the event (had a call with a non-zero value),
-    ``mean`` the sum of the values (an event without a value counts 1), and ``ratio``
+    served), counting its events from its first impression on, ``proportion`` is whether it
+    sent the event (had a call with a non-zero value), ``mean`` the sum of the values (an
+    event without a value counts 1), and ``ratio``
     Σ values / Σ events or calls over the units (value per event, cost per call), with
     ``denominator`` naming the same source. ``cuped: true`` adjusts a mean metric of browser
     events by the same metric before each unit's first exposure (CUPED): a unit's events sent
