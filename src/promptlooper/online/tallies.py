@@ -161,14 +161,7 @@ async def record(
             [{"experiment_key": k, "variant_key": v, "day": d, "exposed": e, "converting": c}
              for (k, v, d), (e, c) in sorted(daily.items())],
         )  # fmt: skip
-    if terms:
-        await insert_or_add(
-            session,
-            MetricTotals.__table__,  # type: ignore[arg-type]
-            ("experiment_key", "variant_key", "term"),
-            [{"experiment_key": k, "variant_key": v, "term": t, "value": x}
-             for (k, v, t), x in sorted(terms.items())],
-        )  # fmt: skip
+    await _add_terms(session, terms)
     return len(events)
 
 
@@ -359,6 +352,18 @@ def _fold(
     return first, became_exposed, became_converting
 
 
+async def _add_terms(session: AsyncSession, terms: dict[tuple[str, str, str], float]) -> None:
+    """Add changes in the arms' metric terms (what ``_measure`` returns) to their running
+    totals."""
+    await insert_or_add(
+        session,
+        MetricTotals.__table__,  # type: ignore[arg-type]
+        ("experiment_key", "variant_key", "term"),
+        [{"experiment_key": k, "variant_key": v, "term": t, "value": x}
+         for (k, v, t), x in sorted(terms.items())],
+    )  # fmt: skip
+
+
 async def _add_arms(session: AsyncSession, arms: Counter[tuple[str, str]]) -> None:
     """Count each session's new variants; a session reaching its second variant is one more
     multiple exposure, its first one more session of the experiment."""
@@ -401,11 +406,4 @@ async def record_calls(session: AsyncSession, calls: Sequence[dict[str, Any]]) -
                 row[0] += 1
                 row[1] += float(value)
     exposure = {(k, v, u): (True, True, False) for k, v, u, _ in measured}
-    changes = await _measure(session, measured, exposure, {})
-    await insert_or_add(
-        session,
-        MetricTotals.__table__,  # type: ignore[arg-type]
-        ("experiment_key", "variant_key", "term"),
-        [{"experiment_key": k, "variant_key": v, "term": t, "value": x}
-         for (k, v, t), x in sorted(changes.items())],
-    )  # fmt: skip
+    await _add_terms(session, await _measure(session, measured, exposure, {}))
