@@ -10,17 +10,11 @@ import yaml
 
 from tests.cli.inprocess import Invoke
 from tests.cli.test_sweep_cli import env_for, run
+from tests.factories import online_experiment
 
-DEFINITION = {
-    "experiment_key": "signup_copy",
-    "name": "Signup copy",
-    "cookie_name": "exp_signup",
-    "eligible_routes": ["/signup"],
-    "variants": [
-        {"variant_key": "control", "allocation": 50, "is_control": True},
-        {"variant_key": "short", "allocation": 50},
-    ],
-}
+DEFINITION = online_experiment(
+    "signup_copy", "short", cookie_name="exp_signup", eligible_routes=["/signup"]
+)
 
 
 @pytest.fixture

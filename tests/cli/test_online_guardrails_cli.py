@@ -13,20 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from promptlooper.db.engine import create_sessionmaker
 from tests.cli.test_online_cli import ok
 from tests.cli.test_sweep_cli import env_for, run
+from tests.factories import COST_GUARD, online_experiment
 from tests.online.test_guardrails import COST, _traffic, store
 
-DEFINITION = {
-    "experiment_key": "homepage_hero_test",
-    "name": "Hero",
-    "cookie_name": "exp_hero",
-    "guardrail_metrics": ["cost-per-call"],
-    "guardrail_thresholds": {"cost-per-call": {"threshold": 0.2}},
-    "auto_stop": True,
-    "variants": [
-        {"variant_key": "control", "allocation": 50, "is_control": True},
-        {"variant_key": "tiny_gang_social_proof", "allocation": 50},
-    ],
-}
+HERO = {"name": "Hero", "cookie_name": "exp_hero"}
+DEFINITION = online_experiment("homepage_hero_test", "tiny_gang_social_proof", **HERO, **COST_GUARD)
 
 
 @pytest.fixture

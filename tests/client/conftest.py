@@ -1,10 +1,12 @@
-"""Fixtures for SDK tests: the app behind a switchable transport."""
+"""Fixtures for SDK tests: the app behind a switchable transport, and a user to call it as."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 from fastapi import FastAPI
+
+from tests.factories import Actor, make_actor
 
 
 class Switch(httpx.AsyncBaseTransport):
@@ -30,3 +32,8 @@ class Switch(httpx.AsyncBaseTransport):
 @pytest.fixture
 def switch(app: FastAPI) -> Switch:
     return Switch(app)
+
+
+@pytest.fixture
+async def owner(sessionmaker) -> Actor:
+    return await make_actor(sessionmaker, "sdk-owner")

@@ -15,24 +15,15 @@ from promptlooper.online.assignment import assign
 from promptlooper.variants.models import PerformanceRecord
 from tests.client.conftest import Switch
 from tests.conftest import BOOTSTRAP_KEY
-from tests.factories import Actor
+from tests.factories import Actor, even_arms
+from tests.online.conftest import registry  # noqa: F401 (fixture)
 
 DEFINITION = {
     "name": "Checkout copy",
     "cookie_name": "exp_checkout",
     "primary_metric": "revenue",
-    "variants": [
-        {"variant_key": "control", "allocation": 50, "is_control": True},
-        {"variant_key": "bold", "allocation": 50},
-    ],
+    "variants": even_arms("bold"),
 }
-
-
-@pytest.fixture
-async def owner(sessionmaker) -> Actor:
-    from tests.factories import make_actor
-
-    return await make_actor(sessionmaker, "sdk-owner")
 
 
 async def test_an_experiment_end_to_end_with_the_blocking_client_against_a_live_server(
@@ -123,10 +114,7 @@ async def test_resolve_for_a_unit_logs_its_calls_under_its_arm(
                 "name": "Answer style",
                 "cookie_name": "exp_style",
                 "primary_metric": "answer-quality",
-                "variants": [
-                    {"variant_key": "control", "allocation": 50, "is_control": True},
-                    {"variant_key": "terse", "allocation": 50, "agent_variant_id": terse["id"]},
-                ],
+                "variants": even_arms("terse", agent_variant_id=terse["id"]),
             },
         )
         units = [f"user-{i}" for i in range(30)]
@@ -155,14 +143,9 @@ async def test_resolve_for_a_unit_logs_its_calls_under_its_arm(
 
 
 async def test_queued_events_are_sent_on_close_retried_on_a_server_error_and_counted_when_lost(
-    switch: Switch, sessionmaker
+    switch: Switch,
+    registry: list[str],  # noqa: F811
 ):
-    from promptlooper.online.demo import seed_demo
-    from promptlooper.variants.service import existing_variant_ids
-
-    async with sessionmaker() as session:
-        await seed_demo(session, existing_variant_ids)
-        await session.commit()
     client = AsyncClient("http://testserver", api_key=BOOTSTRAP_KEY, transport=switch)
     async with client:
         switch.fail_with = 503

@@ -35,13 +35,6 @@ async def sdk(switch: Switch, owner: Actor) -> AsyncIterator[AsyncClient]:
         yield client
 
 
-@pytest.fixture
-async def owner(sessionmaker) -> Actor:
-    from tests.factories import make_actor
-
-    return await make_actor(sessionmaker, "sdk-owner")
-
-
 async def _agent_with_active_variant(sdk: AsyncClient) -> tuple[dict, dict]:
     agent = await sdk.agents.create(
         "Extractor", model_provider="openai", model_name="gpt-4o-mini", temperature=0.2

@@ -10,39 +10,18 @@ from collections.abc import Callable
 import httpx
 
 from tests.deployed import Deployed, wait_for
+from tests.factories import COST_GUARD, online_experiment
+from tests.online.test_guardrails import COST
 
 BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/130.0"}
-COST = {
-    "name": "cost-per-call",
-    "source": "llm_call",
-    "aggregation": "ratio",
-    "denominator": "llm_call",
-    "direction": "lower",
-}
-GUARDED = {
-    "experiment_key": "answer_style",
-    "name": "Answer style",
-    "cookie_name": "exp_answer_style",
-    "guardrail_metrics": ["cost-per-call"],
-    "guardrail_thresholds": {"cost-per-call": {"threshold": 0.2}},
-    "auto_stop": True,
-    "variants": [
-        {"variant_key": "control", "allocation": 50, "is_control": True},
-        {"variant_key": "verbose", "allocation": 50},
-    ],
-}
-BANDIT = {
-    "experiment_key": "answer_bandit",
-    "name": "Answer bandit",
-    "cookie_name": "exp_answer_bandit",
-    "type": "bandit",
-    "primary_metric": "conversion",
-    "bandit": {"every_exposures": 150, "every_seconds": 3600, "floor": 0.05},
-    "variants": [
-        {"variant_key": "control", "allocation": 50, "is_control": True},
-        {"variant_key": "better", "allocation": 50},
-    ],
-}
+GUARDED = online_experiment("answer_style", "verbose", **COST_GUARD)
+BANDIT = online_experiment(
+    "answer_bandit",
+    "better",
+    type="bandit",
+    primary_metric="conversion",
+    bandit={"every_exposures": 150, "every_seconds": 3600, "floor": 0.05},
+)
 
 
 def _assigned(http: httpx.Client, key: str, unit: str) -> str | None:

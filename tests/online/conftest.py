@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import select
 
 from promptlooper.online import tallies
 from promptlooper.online.demo import seed_demo
+from promptlooper.online.models import MetricTotals
 from promptlooper.variants.service import existing_variant_ids
 
 BROWSER = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0 Safari/537.36"}
@@ -34,13 +36,36 @@ def event(**changes) -> dict:
     return body | changes
 
 
-async def store(sessionmaker, events: list[dict]) -> None:
-    """Store events as ingestion does (with the running totals), bypassing HTTP."""
+def stored(session_id: str, kind: str, value: float | None = None, **fields) -> dict:
+    """An event of homepage_hero_test's control for ``store``: ``kind`` from ``session_id``."""
+    return {
+        "experiment_key": "homepage_hero_test",
+        "variant_key": "control",
+        "session_id": session_id,
+        "event_type": kind,
+        "value": value,
+    } | fields
+
+
+async def store(sessionmaker, events: list[dict], tracked: frozenset[str] = frozenset()) -> None:
+    """Store events as ingestion does (with the running totals, and the metrics' of the event
+    names in ``tracked``), bypassing HTTP."""
     now = datetime.now(UTC)
     rows = [
         {"path": "/", "event_id": None, "value": None, "metadata": None, "created_at": now} | e
         for e in events
     ]
     async with sessionmaker() as session:
-        await tallies.record(session, rows)
+        await tallies.record(session, rows, tracked)
         await session.commit()
+
+
+async def control_terms(sessionmaker) -> dict[str, float]:
+    """The metric terms of the control arms' running totals, by term (``purchase:v``...)."""
+    async with sessionmaker() as session:
+        rows = await session.execute(
+            select(MetricTotals.term, MetricTotals.value).where(
+                MetricTotals.variant_key == "control"
+            )
+        )
+        return dict(rows.all())

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from promptlooper.online import bandits, service, tallies, thompson, traffic, upkeep
 from promptlooper.online.models import OnlineExperiment
+from tests.factories import online_experiment
 
 CREATE = "/api/admin/experiments"
 KEY = "answer_bandit"
@@ -22,18 +23,17 @@ RATES = {"control": 0.05, "better": 0.25}
 
 
 def _bandit(**changes) -> dict:
-    return {
-        "experiment_key": KEY,
-        "name": "Answer bandit",
-        "cookie_name": "pl_answer_bandit",
-        "type": "bandit",
-        "primary_metric": "conversion",
-        "bandit": {"every_exposures": 200, "every_seconds": 3600, "floor": 0.05},
-        "variants": [
-            {"variant_key": "control", "allocation": 50, "is_control": True},
-            {"variant_key": "better", "allocation": 50},
-        ],
-    } | changes
+    return (
+        online_experiment(
+            KEY,
+            "better",
+            cookie_name="pl_answer_bandit",
+            type="bandit",
+            primary_metric="conversion",
+            bandit={"every_exposures": 200, "every_seconds": 3600, "floor": 0.05},
+        )
+        | changes
+    )
 
 
 async def _assign(client: httpx.AsyncClient, unit: str) -> str | None:

@@ -9,11 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import select
 
-from promptlooper.online import tallies
-from promptlooper.online.models import MetricTotals
-from tests.online.conftest import BROWSER, event
+from tests.online.conftest import BROWSER, control_terms, event, store, stored
 from tests.web.conftest import UiClient, ui_admin  # noqa: F401 (the results page's admin)
 
 EXPERIMENT = "/api/admin/experiments/homepage_hero_test"
@@ -173,41 +170,23 @@ async def test_what_a_unit_sent_before_its_impression_in_the_same_write_is_its_c
 ):
     start = datetime.now(UTC) - timedelta(minutes=10)
 
-    def stored(session_id: str, kind: str, minute: int, value: float | None = None) -> dict:
-        return {
-            "experiment_key": "homepage_hero_test",
-            "variant_key": "control",
-            "session_id": session_id,
-            "event_type": kind,
-            "value": value,
-            "path": "/",
-            "event_id": None,
-            "metadata": None,
-            "created_at": start + timedelta(minutes=minute),
-        }
+    def at(session_id: str, kind: str, minute: int, value: float | None = None) -> dict:
+        return stored(session_id, kind, value, created_at=start + timedelta(minutes=minute))
 
     async def write(events: list[dict]) -> None:
-        async with sessionmaker() as session:
-            await tallies.record(session, events, frozenset({"purchase"}))
-            await session.commit()
+        await store(sessionmaker, events, frozenset({"purchase"}))
 
     # a: 5 before its impression in an earlier write, 7 before it in the same write, then 11;
     # b: exposed with nothing before, then 3; c: first seen in the write that exposes it, 4
     # before its impression and 6 after.
-    await write([stored("a", "purchase", 0, 5.0)])
-    await write([stored("a", "purchase", 1, 7.0), stored("a", "impression", 2),
-                 stored("a", "purchase", 3, 11.0), stored("b", "impression", 2),
-                 stored("c", "purchase", 1, 4.0), stored("c", "impression", 2),
-                 stored("c", "purchase", 3, 6.0)])  # fmt: skip
-    await write([stored("b", "purchase", 4, 3.0), stored("a", "purchase", 5, 2.0)])
+    await write([at("a", "purchase", 0, 5.0)])
+    await write([at("a", "purchase", 1, 7.0), at("a", "impression", 2),
+                 at("a", "purchase", 3, 11.0), at("b", "impression", 2),
+                 at("c", "purchase", 1, 4.0), at("c", "impression", 2),
+                 at("c", "purchase", 3, 6.0)])  # fmt: skip
+    await write([at("b", "purchase", 4, 3.0), at("a", "purchase", 5, 2.0)])
 
-    async with sessionmaker() as session:
-        rows = await session.execute(
-            select(MetricTotals.term, MetricTotals.value).where(
-                MetricTotals.variant_key == "control"
-            )
-        )
-        terms = dict(rows.all())
+    terms = await control_terms(sessionmaker)
     # The metric counts only what came from the impression on.
     pre, post = {"a": 12.0, "b": 0.0, "c": 4.0}, {"a": 13.0, "b": 3.0, "c": 6.0}
     assert terms["purchase:p"] == sum(pre.values())

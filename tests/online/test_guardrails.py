@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from promptlooper.online import tallies, upkeep
 from promptlooper.online.models import ArmEvent
+from tests.factories import COST_GUARD
 
 EXPERIMENT = "/api/admin/experiments/homepage_hero_test"
 RESULTS = "/api/v1/experiments/results?experiment_key=homepage_hero_test"
@@ -30,11 +31,7 @@ async def _guard(client: httpx.AsyncClient, headers: dict, **changes) -> httpx.R
     for metric in (COST, SUCCESS):
         await client.post("/api/admin/metrics", json=metric, headers=headers)
     experiment = (await client.get(EXPERIMENT, headers=headers)).json()
-    body = experiment | {
-        "guardrail_metrics": ["cost-per-call"],
-        "guardrail_thresholds": {"cost-per-call": {"threshold": 0.2}},
-        "auto_stop": True,
-    }
+    body = experiment | COST_GUARD
     return await client.put(EXPERIMENT, json=body | changes, headers=headers)
 
 

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import httpx
 import pytest
-from sqlalchemy import select
 
-from promptlooper.online import stats, tallies
-from promptlooper.online.models import MetricTotals
-from tests.online.conftest import BROWSER, event
+from promptlooper.online import stats
+from tests.online.conftest import BROWSER, control_terms, event, store, stored
 
 EXPERIMENT = "/api/admin/experiments/homepage_hero_test"
 RESULTS = "/api/v1/experiments/results?experiment_key=homepage_hero_test"
@@ -120,37 +116,16 @@ async def test_a_metric_counts_only_what_a_session_sent_from_its_first_impressio
 ):
     await _define(client, bootstrap_headers, {"primary_metric": "revenue"})
 
-    def stored(session_id: str, kind: str, value: float | None = None) -> dict:
-        return {
-            "experiment_key": "homepage_hero_test",
-            "variant_key": "control",
-            "session_id": session_id,
-            "event_type": kind,
-            "value": value,
-        }
-
     tracked = frozenset({"purchase", "signup"})
 
     async def write(events):
-        now = datetime.now(UTC)
-        rows = [
-            {"path": "/", "event_id": None, "metadata": None, "created_at": now} | e for e in events
-        ]
-        async with sessionmaker() as session:
-            await tallies.record(session, rows, tracked)
-            await session.commit()
+        await store(sessionmaker, events, tracked)
 
     await write([stored("a", "purchase", 4.0), stored("a", "signup"), stored("b", "impression")])
     await write([stored("a", "purchase", 6.0), stored("b", "purchase", 1.0)])
     await write([stored("a", "impression"), stored("c", "purchase", 100.0)])
 
-    async with sessionmaker() as session:
-        rows = await session.execute(
-            select(MetricTotals.term, MetricTotals.value).where(
-                MetricTotals.variant_key == "control"
-            )
-        )
-        terms = dict(rows.all())
+    terms = await control_terms(sessionmaker)
     # Exposed: a and b. a sent its purchases (4 + 6) and its signup before its impression:
     # they are its covariate, not its metric; b's purchase (1) came after. c never saw the
     # variant.

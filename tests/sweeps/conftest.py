@@ -57,12 +57,15 @@ ROWS_60 = [
 ]
 
 
-def triage(model: str, **changes) -> dict:
-    """One config (``model``) answering 60 rows, scored pass/fail: two of them differ by
-    the model's accuracy, row by row."""
+def triage(*models: str, **changes) -> dict:
+    """One config per model answering 60 rows, scored pass/fail: two of them differ by the
+    models' accuracy, row by row."""
     return document(
         **{
-            "parameter_space": {"model": [model], "prompt": ["Classify: {{ input }}. One word."]},
+            "parameter_space": {
+                "model": list(models),
+                "prompt": ["Classify: {{ input }}. One word."],
+            },
             "dataset": {"rows": ROWS_60},
             "scorers": [{"name": "accuracy", "type": "exact_match", "ignore_case": True}],
             **changes,
@@ -103,6 +106,21 @@ async def run_to_end(
     assert started.status_code == 202, started.text
     await asyncio.wait_for(app.state.sweep_jobs.wait(uuid.UUID(experiment_id)), 30)
     return (await client.get(f"/api/experiments/{experiment_id}", headers=owner.headers)).json()
+
+
+async def finished(
+    client: httpx.AsyncClient, app: FastAPI, owner: Actor, project_id: str, doc: dict
+) -> tuple[dict, list[dict]]:
+    """A sweep of ``doc`` created and run to completion, with its leaderboard's rows (best
+    first): what comparing or promoting configs starts from."""
+    experiment = await create(client, owner, project_id, doc)
+    done = await run_to_end(client, app, owner, experiment["id"])
+    assert done["status"] == "completed", done
+    board = await client.get(
+        f"/api/experiments/{experiment['id']}/leaderboard", headers=owner.headers
+    )
+    assert board.status_code == 200, board.text
+    return experiment, board.json()["data"]
 
 
 @pytest.fixture

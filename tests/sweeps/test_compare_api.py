@@ -8,12 +8,11 @@ import pytest
 from fastapi import FastAPI
 from scipy import stats as sp
 
-from tests.sweeps.conftest import ROWS_60, create, run_to_end, triage
+from tests.sweeps.conftest import ROWS_60, finished, triage
 
 
 async def _finished(client, app, owner, project_id, doc) -> str:
-    experiment = await create(client, owner, project_id, doc)
-    assert (await run_to_end(client, app, owner, experiment["id"]))["status"] == "completed"
+    experiment, _board = await finished(client, app, owner, project_id, doc)
     return experiment["id"]
 
 
@@ -63,12 +62,9 @@ async def test_a_candidate_that_lost_is_a_significant_regression_with_its_losses
 async def test_two_configs_of_one_experiment_default_to_the_leader_and_runner_up(
     client: httpx.AsyncClient, app: FastAPI, owner, project_id
 ):
-    doc = triage("mock:large")
-    doc["parameter_space"]["model"] = ["mock:large", "mock:small"]
-    experiment = await _finished(client, app, owner, project_id, doc)
-    board = (
-        await client.get(f"/api/experiments/{experiment}/leaderboard", headers=owner.headers)
-    ).json()["data"]
+    doc = triage("mock:large", "mock:small")
+    sweep, board = await finished(client, app, owner, project_id, doc)
+    experiment = sweep["id"]
 
     found = (
         await client.get(f"/api/experiments/{experiment}/compare", headers=owner.headers)
@@ -133,12 +129,9 @@ async def test_bad_comparisons_are_refused_naming_the_field(
 async def test_exports_say_whether_the_winner_is_significantly_better(
     client: httpx.AsyncClient, app: FastAPI, owner, project_id
 ):
-    doc = triage("mock:large")
-    doc["parameter_space"]["model"] = ["mock:large", "mock:small"]
-    experiment = await _finished(client, app, owner, project_id, doc)
-    board = (
-        await client.get(f"/api/experiments/{experiment}/leaderboard", headers=owner.headers)
-    ).json()["data"]
+    doc = triage("mock:large", "mock:small")
+    sweep, board = await finished(client, app, owner, project_id, doc)
+    experiment = sweep["id"]
 
     best = (
         await client.get(f"/api/export/experiments/{experiment}/best", headers=owner.headers)

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.factories import make_actor
-from tests.variants.conftest import BASE
+from tests.variants.conftest import BASE, make_agent, make_variant
 
 
 def url(agent: dict, *parts: str) -> str:
@@ -227,16 +227,8 @@ async def test_bad_variant_bodies_are_422(client: httpx.AsyncClient, owner, agen
 async def test_duplicates_cross_agent_moves_and_missing_things(
     client: httpx.AsyncClient, owner, agent, project_id, sessionmaker
 ):
-    other = (
-        await client.post(
-            f"/api/projects/{project_id}/agents",
-            json={"name": "Other", **BASE},
-            headers=owner.headers,
-        )
-    ).json()
-    mine = (
-        await client.post(url(agent, "variants"), json={"name": "A"}, headers=owner.headers)
-    ).json()
+    other = await make_agent(client, owner, project_id, "Other")
+    mine = await make_variant(client, owner, agent, name="A")
 
     responses = {
         "dup agent name": await client.post(

@@ -7,28 +7,18 @@ import uuid
 import httpx
 from fastapi import FastAPI
 
-from tests.sweeps.conftest import ROWS, create, document, run_to_end
+from tests.sweeps.conftest import ROWS, create, document, finished, run_to_end
+from tests.variants.conftest import TWO_MODELS, make_variant
 
 
 async def test_compare_fields_sources_prompt_diffs_and_metrics(
     client: httpx.AsyncClient, owner, agent
 ):
-    terse = (
-        await client.post(
-            f"/api/agents/{agent['id']}/variants",
-            json={
-                "name": "Terse",
-                "system_prompt": "You extract facts.\nBe terse.",
-                "temperature": 0.0,
-            },
-            headers=owner.headers,
-        )
-    ).json()
-    plain = (
-        await client.post(
-            f"/api/agents/{agent['id']}/variants", json={"name": "Plain"}, headers=owner.headers
-        )
-    ).json()
+    prompt = "You extract facts.\nBe terse."
+    terse = await make_variant(
+        client, owner, agent, name="Terse", system_prompt=prompt, temperature=0.0
+    )
+    plain = await make_variant(client, owner, agent, name="Plain")
     await client.post(
         f"/api/agents/{agent['id']}/performance",
         json=[{"variant_id": terse["id"], "success": True, "quality": 0.9}] * 3,
@@ -70,20 +60,8 @@ async def test_compare_fields_sources_prompt_diffs_and_metrics(
 async def test_promote_the_best_config_of_a_sweep(
     client: httpx.AsyncClient, app: FastAPI, owner, agent, project_id
 ):
-    doc = document(
-        parameter_space={
-            "model": ["mock:small", "mock:large"],
-            "temperature": [0.0],
-            "prompt": ["Classify: {{ input }}. One word."],
-            "seed": [7],
-        }
-    )
-    experiment = await create(client, owner, project_id, doc)
-    await run_to_end(client, app, owner, experiment["id"])
-    board = (
-        await client.get(f"/api/experiments/{experiment['id']}/leaderboard", headers=owner.headers)
-    ).json()
-    best, second = board["data"][0], board["data"][1]
+    experiment, board = await finished(client, app, owner, project_id, TWO_MODELS)
+    best, second = board[0], board[1]
 
     promoted = await client.post(
         f"/api/agents/{agent['id']}/variants/from-experiment",
@@ -178,12 +156,8 @@ async def test_promote_takes_the_leaderboards_short_hash_and_refuses_an_ambiguou
         },
         dataset={"rows": ROWS[:1]},
     )
-    experiment = await create(client, owner, project_id, doc)
-    await run_to_end(client, app, owner, experiment["id"])
-    board = (
-        await client.get(f"/api/experiments/{experiment['id']}/leaderboard", headers=owner.headers)
-    ).json()
-    hashes = [entry["config_hash"] for entry in board["data"]]
+    experiment, board = await finished(client, app, owner, project_id, doc)
+    hashes = [entry["config_hash"] for entry in board]
     target = hashes[-1]
     first_digits = [h[0] for h in hashes]
     shared = next(d for d in first_digits if first_digits.count(d) > 1)

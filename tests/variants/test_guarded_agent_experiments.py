@@ -11,6 +11,8 @@ from sqlalchemy import select
 
 from promptlooper.online import service, upkeep
 from promptlooper.online.models import UnitAssignment
+from tests.factories import create_online_experiment
+from tests.variants.conftest import extractor_experiment, make_variant
 from tests.variants.test_agents_api import url
 
 METRICS = [
@@ -20,28 +22,16 @@ METRICS = [
 ]  # fmt: skip
 
 
-async def _hot(client: httpx.AsyncClient, owner, agent, headers) -> dict:
+async def _hot_experiment(client: httpx.AsyncClient, owner, agent, headers, **changes) -> dict:
+    """The metrics, a hot variant of the agent and an experiment (``changes``) whose ``hot``
+    arm serves it, judged on quality; returns the variant."""
     for metric in METRICS:
         created = await client.post("/api/admin/metrics", json=metric, headers=headers)
         assert created.status_code == 201, created.text
-    hot = await client.post(
-        url(agent, "variants"), json={"name": "Hot", "temperature": 1.2}, headers=owner.headers
-    )
-    return hot.json()
-
-
-async def _experiment(client, headers, hot: dict, **changes) -> None:
-    body = {
-        "experiment_key": "extractor_temperature",
-        "name": "Extractor temperature",
-        "cookie_name": "exp_extractor",
-        "variants": [
-            {"variant_key": "control", "allocation": 50, "is_control": True},
-            {"variant_key": "hot", "allocation": 50, "agent_variant_id": hot["id"]},
-        ],
-    } | changes
-    response = await client.post("/api/admin/experiments", json=body, headers=headers)
-    assert response.status_code == 201, response.text
+    hot = await make_variant(client, owner, agent, name="Hot", temperature=1.2)
+    definition = extractor_experiment(hot["id"], primary_metric="quality", **changes)
+    await create_online_experiment(client, headers, definition)
+    return hot
 
 
 async def _resolve(client, owner, agent, unit: str) -> dict:
@@ -65,12 +55,11 @@ async def _calls(client, owner, agent, units: list[str], call) -> dict[str, str]
 async def test_an_expensive_agent_variant_is_stopped_and_its_units_get_the_control(
     client: httpx.AsyncClient, owner, agent, sessionmaker, bootstrap_headers
 ):
-    hot = await _hot(client, owner, agent, bootstrap_headers)
-    await _experiment(
+    hot = await _hot_experiment(
         client,
+        owner,
+        agent,
         bootstrap_headers,
-        hot,
-        primary_metric="quality",
         guardrail_metrics=["cost-per-call"],
         guardrail_thresholds={"cost-per-call": {"threshold": 0.2}},
         auto_stop=True,
@@ -97,13 +86,12 @@ async def test_an_expensive_agent_variant_is_stopped_and_its_units_get_the_contr
 async def test_a_bandit_over_agent_variants_keeps_each_unit_on_its_first_arm(
     client: httpx.AsyncClient, owner, agent, sessionmaker, bootstrap_headers
 ):
-    hot = await _hot(client, owner, agent, bootstrap_headers)
-    await _experiment(
+    await _hot_experiment(
         client,
+        owner,
+        agent,
         bootstrap_headers,
-        hot,
         type="bandit",
-        primary_metric="quality",
         bandit={"every_exposures": 1, "every_seconds": 3600, "floor": 0.05},
     )
     rng = random.Random(9)

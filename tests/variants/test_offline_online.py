@@ -8,7 +8,9 @@ import pytest
 from fastapi import FastAPI
 
 from promptlooper.online.assignment import assign
-from tests.sweeps.conftest import create, document, run_to_end
+from tests.factories import create_online_experiment, even_arms
+from tests.sweeps.conftest import finished
+from tests.variants.conftest import TWO_MODELS, make_variant
 from tests.variants.test_agents_api import url
 from tests.web.conftest import UiClient, ui_admin  # noqa: F401 (the page's admin)
 
@@ -16,23 +18,21 @@ KEY = "extractor_models"
 RESULTS = f"/api/v1/experiments/results?experiment_key={KEY}"
 
 
+def _models(variants: list[dict], **fields) -> dict:
+    """Online experiment ``extractor_models`` over ``variants``."""
+    return {
+        "experiment_key": KEY,
+        "name": "Extractor models",
+        "cookie_name": "exp_models",
+        "variants": variants,
+    } | fields
+
+
 async def _promoted(client, app, owner, agent, project_id) -> tuple[dict, dict]:
     """The sweep's best config and its runner-up, each promoted to a variant."""
-    doc = document(
-        parameter_space={
-            "model": ["mock:small", "mock:large"],
-            "temperature": [0.0],
-            "prompt": ["Classify: {{ input }}. One word."],
-            "seed": [7],
-        }
-    )
-    sweep = await create(client, owner, project_id, doc)
-    await run_to_end(client, app, owner, sweep["id"])
-    board = (
-        await client.get(f"/api/experiments/{sweep['id']}/leaderboard", headers=owner.headers)
-    ).json()
+    sweep, board = await finished(client, app, owner, project_id, TWO_MODELS)
     variants = []
-    for name, row in zip(("Best", "Runner-up"), board["data"][:2], strict=True):
+    for name, row in zip(("Best", "Runner-up"), board[:2], strict=True):
         response = await client.post(
             url(agent, "variants", "from-experiment"),
             json={"experiment_id": sweep["id"], "config_hash": row["config_hash"], "name": name},
@@ -57,19 +57,13 @@ async def test_results_set_the_sweep_score_and_predicted_lift_beside_the_observe
               "aggregation": "mean"}  # fmt: skip
     created = await client.post("/api/admin/metrics", json=metric, headers=bootstrap_headers)
     assert created.status_code == 201, created.text
-    body = {
-        "experiment_key": KEY,
-        "name": "Extractor models",
-        "cookie_name": "exp_models",
-        "primary_metric": "answer-quality",
-        "variants": [
-            {"variant_key": "incumbent", "allocation": 50, "is_control": True,
-             "agent_variant_id": runner_up["id"]},
-            {"variant_key": "challenger", "allocation": 50, "agent_variant_id": best["id"]},
-        ],
-    }  # fmt: skip
-    response = await client.post("/api/admin/experiments", json=body, headers=bootstrap_headers)
-    assert response.status_code == 201, response.text
+    arms = [
+        {"variant_key": "incumbent", "allocation": 50, "is_control": True,
+         "agent_variant_id": runner_up["id"]},
+        {"variant_key": "challenger", "allocation": 50, "agent_variant_id": best["id"]},
+    ]  # fmt: skip
+    body = _models(arms, primary_metric="answer-quality")
+    await create_online_experiment(client, bootstrap_headers, body)
     # Each unit's calls, logged with the unit: the challenger answers better.
     records = []
     for index in range(40):
@@ -109,20 +103,9 @@ async def test_results_set_the_sweep_score_and_predicted_lift_beside_the_observe
 async def test_arms_without_a_promoted_variant_carry_no_offline_block(
     client: httpx.AsyncClient, owner, agent, bootstrap_headers
 ):
-    hand_made = (
-        await client.post(url(agent, "variants"), json={"name": "Hot"}, headers=owner.headers)
-    ).json()
-    body = {
-        "experiment_key": KEY,
-        "name": "Extractor models",
-        "cookie_name": "exp_models",
-        "variants": [
-            {"variant_key": "control", "allocation": 50, "is_control": True},
-            {"variant_key": "hot", "allocation": 50, "agent_variant_id": hand_made["id"]},
-        ],
-    }
-    response = await client.post("/api/admin/experiments", json=body, headers=bootstrap_headers)
-    assert response.status_code == 201, response.text
+    hand_made = await make_variant(client, owner, agent, name="Hot")
+    body = _models(even_arms("hot", agent_variant_id=hand_made["id"]))
+    await create_online_experiment(client, bootstrap_headers, body)
 
     found = (await client.get(RESULTS, headers=bootstrap_headers)).json()[0]["variants"]
 

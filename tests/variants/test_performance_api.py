@@ -9,18 +9,12 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-
-async def _variant(client, owner, agent, name: str) -> dict:
-    return (
-        await client.post(
-            f"/api/agents/{agent['id']}/variants", json={"name": name}, headers=owner.headers
-        )
-    ).json()
+from tests.variants.conftest import make_agent, make_variant
 
 
 async def test_log_and_read_metrics_per_variant(client: httpx.AsyncClient, owner, agent):
-    a = await _variant(client, owner, agent, "A")
-    b = await _variant(client, owner, agent, "B")
+    a = await make_variant(client, owner, agent, name="A")
+    b = await make_variant(client, owner, agent, name="B")
     records = [
         {
             "variant_id": a["id"],
@@ -87,7 +81,7 @@ async def test_a_window_ending_in_year_one_starts_at_the_first_date(
 
 
 async def test_window_and_history_buckets(client: httpx.AsyncClient, owner, agent):
-    a = await _variant(client, owner, agent, "A")
+    a = await make_variant(client, owner, agent, name="A")
     now = datetime.now(UTC).replace(minute=30)
     stamps = [
         now - timedelta(days=3),
@@ -168,16 +162,8 @@ async def test_infinite_numbers_are_refused_whole(client: httpx.AsyncClient, own
 async def test_a_variant_of_another_agent_is_refused(
     client: httpx.AsyncClient, owner, agent, project_id
 ):
-    from tests.variants.conftest import BASE
-
-    other = (
-        await client.post(
-            f"/api/projects/{project_id}/agents",
-            json={"name": "Other", **BASE},
-            headers=owner.headers,
-        )
-    ).json()
-    theirs = await _variant(client, owner, other, "X")
+    other = await make_agent(client, owner, project_id, "Other")
+    theirs = await make_variant(client, owner, other, name="X")
 
     response = await client.post(
         f"/api/agents/{agent['id']}/performance",

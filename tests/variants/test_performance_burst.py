@@ -13,7 +13,7 @@ from sqlalchemy import event, func, select
 from promptlooper.online.assignment import assign
 from promptlooper.online.models import MetricTotals
 from promptlooper.variants.models import PerformanceRecord
-from tests.variants.conftest import BASE
+from tests.variants.conftest import make_agent, make_variant
 from tests.variants.test_agents_api import url
 from tests.variants.test_unit_resolution import _experiment
 
@@ -31,22 +31,10 @@ def _call(n: int) -> dict:
 async def test_a_burst_of_record_requests_loses_nothing_and_totals_are_exact(
     app, client: httpx.AsyncClient, sessionmaker, owner, agent, project_id, bootstrap_headers
 ):
-    hot = (
-        await client.post(
-            url(agent, "variants"), json={"name": "Hot", "temperature": 1.2}, headers=owner.headers
-        )
-    ).json()
+    hot = await make_variant(client, owner, agent, name="Hot", temperature=1.2)
     await _experiment(client, bootstrap_headers, hot["id"])
-    other = (
-        await client.post(
-            f"/api/projects/{project_id}/agents",
-            json={"name": "Other", **BASE},
-            headers=owner.headers,
-        )
-    ).json()
-    foreign = (
-        await client.post(url(other, "variants"), json={"name": "X"}, headers=owner.headers)
-    ).json()
+    other = await make_agent(client, owner, project_id, "Other")
+    foreign = await make_variant(client, owner, other, name="X")
     commits = 0
 
     def count(_connection) -> None:

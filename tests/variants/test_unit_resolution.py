@@ -5,38 +5,22 @@ from __future__ import annotations
 import httpx
 
 from promptlooper.online.assignment import assign
+from tests.factories import create_online_experiment
+from tests.variants.conftest import extractor_experiment, make_variant
 from tests.variants.test_agents_api import url
 
 UNITS = [f"visitor-{i}" for i in range(12)]
 
 
 async def _experiment(client, headers, treatment_id: str, **changes) -> None:
-    body = {
-        "experiment_key": "extractor_temperature",
-        "name": "Extractor temperature",
-        "cookie_name": "exp_extractor",
-        "variants": [
-            {"variant_key": "control", "allocation": 50, "is_control": True},
-            {"variant_key": "hot", "allocation": 50, "agent_variant_id": treatment_id},
-        ],
-    } | changes
-    response = await client.post("/api/admin/experiments", json=body, headers=headers)
-    assert response.status_code == 201, response.text
+    await create_online_experiment(client, headers, extractor_experiment(treatment_id, **changes))
 
 
 async def test_units_get_the_variant_their_arm_links_to(
     client: httpx.AsyncClient, owner, agent, bootstrap_headers
 ):
-    cool = (
-        await client.post(
-            url(agent, "variants"), json={"name": "Cool", "temperature": 0.1}, headers=owner.headers
-        )
-    ).json()
-    hot = (
-        await client.post(
-            url(agent, "variants"), json={"name": "Hot", "temperature": 1.2}, headers=owner.headers
-        )
-    ).json()
+    cool = await make_variant(client, owner, agent, name="Cool", temperature=0.1)
+    hot = await make_variant(client, owner, agent, name="Hot", temperature=1.2)
     await client.post(url(agent, "variants", cool["id"], "activate"), headers=owner.headers)
     await _experiment(client, bootstrap_headers, hot["id"])
 
@@ -59,11 +43,7 @@ async def test_units_get_the_variant_their_arm_links_to(
 async def test_without_a_live_experiment_unit_id_changes_nothing(
     client: httpx.AsyncClient, owner, agent, bootstrap_headers
 ):
-    hot = (
-        await client.post(
-            url(agent, "variants"), json={"name": "Hot", "temperature": 1.2}, headers=owner.headers
-        )
-    ).json()
+    hot = await make_variant(client, owner, agent, name="Hot", temperature=1.2)
     await _experiment(client, bootstrap_headers, hot["id"], status="stopped")
 
     for unit in UNITS[:4]:
@@ -77,11 +57,7 @@ async def test_without_a_live_experiment_unit_id_changes_nothing(
 async def test_a_variant_an_experiment_serves_cannot_be_deleted(
     client: httpx.AsyncClient, owner, agent, project_id, bootstrap_headers
 ):
-    hot = (
-        await client.post(
-            url(agent, "variants"), json={"name": "Hot", "temperature": 1.2}, headers=owner.headers
-        )
-    ).json()
+    hot = await make_variant(client, owner, agent, name="Hot", temperature=1.2)
     await _experiment(client, bootstrap_headers, hot["id"], status="stopped")
 
     for target in (
@@ -106,24 +82,14 @@ async def test_an_arm_cannot_link_a_variant_that_does_not_exist(
     client: httpx.AsyncClient, owner, agent, bootstrap_headers
 ):
     missing = "00000000-0000-4000-8000-000000000000"
-    body = {
-        "experiment_key": "extractor_temperature",
-        "name": "Extractor temperature",
-        "cookie_name": "exp_extractor",
-        "variants": [
-            {"variant_key": "control", "allocation": 50, "is_control": True},
-            {"variant_key": "hot", "allocation": 50, "agent_variant_id": missing},
-        ],
-    }
+    body = extractor_experiment(missing)
     created = await client.post("/api/admin/experiments", json=body, headers=bootstrap_headers)
     assert created.status_code == 422
     assert "variants.1.agent_variant_id" in created.json()["detail"]
     listed = await client.get("/api/admin/experiments", headers=bootstrap_headers)
     assert listed.json() == {"data": [], "count": 0}
 
-    hot = (
-        await client.post(url(agent, "variants"), json={"name": "Hot"}, headers=owner.headers)
-    ).json()
+    hot = await make_variant(client, owner, agent, name="Hot")
     await _experiment(client, bootstrap_headers, hot["id"])
     del body["experiment_key"]
     replaced = await client.put(

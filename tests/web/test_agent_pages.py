@@ -6,14 +6,11 @@ from __future__ import annotations
 import html
 import re
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import event
 
-from tests.web.conftest import PASSWORD, UiClient
+from tests.web.conftest import PASSWORD, UiClient, statements
 
 EVIL = '<script>alert(1)</script>" onmouseover="x'
 NOT_FOUND = "There is nothing here, or it is not yours to see."
@@ -468,21 +465,6 @@ async def test_unknown_and_malformed_ids_are_the_404_page(ui: UiClient):
         assert NOT_FOUND in response.text
 
 
-@contextmanager
-def _counting(app: FastAPI) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, *args) -> None:
-        statements.append(statement)
-
-    engine = app.state.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-
-
 async def test_query_count_does_not_grow_with_variants(ui: UiClient, app: FastAPI):
     project_id = await _project(ui)
     counts: dict[int, dict[str, int]] = {}
@@ -499,9 +481,9 @@ async def test_query_count_does_not_grow_with_variants(ui: UiClient, app: FastAP
         }
         counts[size] = {}
         for name, url in urls.items():
-            with _counting(app) as statements:
+            with statements(app) as seen:
                 assert (await ui.get(url)).status_code == 200
-            counts[size][name] = len(statements)
+            counts[size][name] = len(seen)
     assert counts[3] == counts[30], counts
 
 

@@ -168,14 +168,7 @@ async def record(
             [{"experiment_key": k, "variant_key": v, "day": d, "exposed": e, "converting": c}
              for (k, v, d), (e, c) in sorted(daily.items())],
         )  # fmt: skip
-    if terms:
-        await insert_or_add(
-            session,
-            MetricTotals.__table__,  # type: ignore[arg-type]
-            ("experiment_key", "variant_key", "term"),
-            [{"experiment_key": k, "variant_key": v, "term": t, "value": x}
-             for (k, v, t), x in sorted(terms.items())],
-        )  # fmt: skip
+    await _add_terms(session, terms)
     return len(events)
 
 
@@ -374,6 +367,18 @@ def _fold(
     totals["value_exposed"] += value * exposed - old_value * was_exposed
     totals["value_squares"] += value**2 * exposed - old_value**2 * was_exposed
     return first, became_exposed, became_converting
+
+
+async def _add_terms(session: AsyncSession, terms: dict[tuple[str, str, str], float]) -> None:
+    """Add changes in the arms' metric terms (what ``_measure`` returns) to their running
+    totals."""
+    await insert_or_add(
+        session,
+        MetricTotals.__table__,  # type: ignore[arg-type]
+        ("experiment_key", "variant_key", "term"),
+        [{"experiment_key": k, "variant_key": v, "term": t, "value": x}
+         for (k, v, t), x in sorted(terms.items())],
+    )  # fmt: skip
 
 
 async def _add_arms(session: AsyncSession, arms: Counter[tuple[str, str]]) -> None:

@@ -288,11 +288,7 @@ async def execute_on_cluster(
                 await cache.put(key, response)
         for outcome in result.outcomes:
             await sink.record(outcome)
-            if outcome.status == "completed":
-                progress.done += 1
-                progress.cached += outcome.cached
-            else:
-                progress.failed += 1
+            progress.count(outcome)
             await _announce(bus, experiment_id, outcome)
             if on_progress is not None:
                 on_progress(progress, outcome)

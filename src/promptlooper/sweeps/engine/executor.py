@@ -224,6 +224,14 @@ class Progress:
     def finished(self) -> int:
         return self.done + self.failed
 
+    def count(self, outcome: RunOutcome) -> None:
+        """Add a recorded run: done (and whether from the cache) or failed."""
+        if outcome.status == "completed":
+            self.done += 1
+            self.cached += outcome.cached
+        else:
+            self.failed += 1
+
     @property
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
@@ -292,11 +300,7 @@ async def execute(
                 progress.spent_out = True
                 return
             await sink.record(outcome)
-            if outcome.status == "completed":
-                progress.done += 1
-                progress.cached += outcome.cached
-            else:
-                progress.failed += 1
+            progress.count(outcome)
             if on_progress is not None:
                 on_progress(progress, outcome)
 
