@@ -289,6 +289,8 @@ async def sft(
                 raise Invalid(f"{failure.message} ({outcome})") from failure
             saved = await trainer.call(principal, run.id, "save_state", final)
             assert isinstance(saved, CheckpointPublic)
+            if settings.ray_address:
+                print_model_hosts(settings.ray_address)
             console.print(f"loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} steps")
             console.print(f"run {run.id}: adapter saved as {saved.name} at {saved.path}")
             if merged:
@@ -298,6 +300,23 @@ async def sft(
                 console.print(f"merged model saved as {whole.name} at {whole.path}")
     finally:
         backend.shutdown()
+
+
+def print_model_hosts(address: str) -> bool:
+    """Where this process's local models run on the Ray cluster at ``address``, and with
+    what; False when none runs there."""
+    from promptlooper.training.backend.actor import placements
+
+    hosts = placements()
+    for host in hosts:
+        held = ", ".join(f"{name} {amount:g}" for name, amount in host["resources"].items())
+        err_console.print(
+            f"on the Ray cluster at {address}: {host['model']} in actor {host['actor']}"
+            f" on node {host['node_id'][:12]} ({held or 'no reserved resources'})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return bool(hosts)
 
 
 def _progress() -> Progress:

@@ -25,6 +25,7 @@ import contextlib
 import os
 import threading
 import uuid
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ from promptlooper.training.registry import ModelEntry
 
 HOST_PREFIX = "model-"
 """The names of model host actors start with this."""
+
+_started: weakref.WeakSet[ActorHost] = weakref.WeakSet()
 
 
 @ray.remote(max_restarts=0, max_task_retries=0)
@@ -73,6 +76,7 @@ class ActorHost:
         ).remote(entry, data_dir, device)
         self.alive = True
         self._lock = threading.Lock()
+        _started.add(self)
 
     def submit(self, method: str, args: tuple[Any, ...]) -> concurrent.futures.Future[Any]:
         """As ``_Worker.submit``: the call runs to its end; a caller that stops waiting only
@@ -117,3 +121,15 @@ class ActorHost:
             ray.get(self.actor.placed.remote(), timeout=timeout)
         with contextlib.suppress(RayError):
             ray.kill(self.actor)
+
+
+def placements(timeout: float = 30.0) -> list[dict[str, Any]]:
+    """The live host actors this process started: each one's model, name, node and the
+    resources the cluster reserved for it (what a CLI prints after placing a model)."""
+    found = []
+    for host in sorted(_started, key=lambda host: host.name):
+        if host.alive:
+            with contextlib.suppress(RayError):
+                placed = ray.get(host.actor.placed.remote(), timeout=timeout)
+                found.append({"model": host.entry.name, "actor": host.name, **placed})
+    return found
