@@ -3,6 +3,8 @@ numbers its worker process gives, placed with the resources it asks for."""
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -19,6 +21,8 @@ from promptlooper.training.backend import TrainingBackend
 from promptlooper.training.backend.host import RunSpec, placement
 from promptlooper.training.registry import ModelEntry, load_registry
 from promptlooper.training.schemas import LossRequest, OptimStep, SampleRequest
+from tests.cli.inprocess import Invoke
+from tests.cli.test_train_cli import DATA
 from tests.scaleout.local_cluster import LocalCluster
 from tests.scaleout.test_ray_sweeps import _options, _results
 from tests.sweeps.conftest import ROWS_60, create
@@ -167,6 +171,8 @@ async def test_a_local_model_sweep_generates_in_the_host_actor_as_in_the_worker_
     data_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from promptlooper.training.backend.actor import placements
+
     monkeypatch.setenv("DATA_DIR", str(data_dir))  # where the local provider's models run
     on_cluster = uuid.UUID((await create(client, owner, project_id, _local_sweep()))["id"])
     in_process = uuid.UUID((await create(client, owner, project_id, _local_sweep()))["id"])
@@ -178,6 +184,7 @@ async def test_a_local_model_sweep_generates_in_the_host_actor_as_in_the_worker_
         )
         host = _host_actor(cluster_backend)
         assert _placed(host)["resources"] == {"CPU": 1.0}
+        assert [placed["actor"] for placed in placements()] == [host.name]
         here = await run_experiment(app.state.engine, in_process, options=_options(settings, None))
         assert TINY.name in here_backend._workers  # the run without Ray used a worker process
     finally:
@@ -188,3 +195,21 @@ async def test_a_local_model_sweep_generates_in_the_host_actor_as_in_the_worker_
     expected = await _results(sessionmaker, in_process)
     assert await _results(sessionmaker, on_cluster) == expected
     assert all(answer for _status, answer, _scores in expected.values())
+
+
+def test_train_sft_with_ray_trains_in_a_host_actor_and_says_where(
+    cli: Invoke, tmp_path: Path, ray_cluster: LocalCluster
+) -> None:
+    from promptlooper.training.backend.actor import placements
+
+    data = tmp_path / "tickets.jsonl"
+    data.write_text("\n".join(json.dumps(row) for row in DATA) + "\n")
+    outcome = cli(
+        "train", "sft", "--model", "tiny-test", "--data", str(data), "--epochs", "2",
+        "--batch-size", "2", "--lr", "2e-2", "--ray", ray_cluster.address,
+    )  # fmt: skip
+    assert outcome.code == 0, outcome.err
+    where = re.escape(f"on the Ray cluster at {ray_cluster.address}: tiny-test in actor")
+    assert re.search(where + r" model-tiny-test-\w+ on node \w+ \(CPU 1\)", outcome.err)
+    assert re.search(r"loss [\d.]+ -> [\d.]+ over 4 steps", outcome.out)
+    assert placements() == []  # the command stopped its actor on the way out
