@@ -136,7 +136,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     trainer = Trainer(
         sessionmaker,
-        TrainingBackend.shared(settings.data_dir, settings.training_device),
+        TrainingBackend.shared(
+            settings.data_dir, settings.training_device, settings.ray_address or None
+        ),
         load_registry(settings.training_models_file),
         settings.data_dir,
     )

@@ -184,7 +184,9 @@ async def _demo_training(settings: Settings) -> uuid.UUID | None:
         owner = Principal(user.id, user.username, is_admin=True, method="local")
         trainer = Trainer(
             sessions,
-            TrainingBackend.shared(settings.data_dir, settings.training_device),
+            TrainingBackend.shared(
+                settings.data_dir, settings.training_device, settings.ray_address or None
+            ),
             load_registry(settings.training_models_file),
             settings.data_dir,
         )

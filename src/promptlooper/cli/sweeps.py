@@ -357,8 +357,11 @@ def run_sweep(
             )
             if settings.ray_address:
                 from promptlooper.cli.cluster import print_cluster_work
+                from promptlooper.cli.training import print_model_hosts
 
-                print_cluster_work(settings.ray_address)
+                # A sweep of local models runs here, its models in actors on the cluster.
+                if not print_model_hosts(settings.ray_address):
+                    print_cluster_work(settings.ray_address)
             if p.note:
                 err_console.print(p.note, highlight=False, soft_wrap=True)
             shown.append(await _show_leaderboard(engine, current[-1]))

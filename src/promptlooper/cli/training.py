@@ -24,6 +24,7 @@ from promptlooper.cli.common import (
     err_console,
     load_settings,
     session_scope,
+    with_ray,
 )
 from promptlooper.cli.sweeps import principal_for
 from promptlooper.errors import BadExample, Invalid, PromptLooperError
@@ -206,6 +207,13 @@ async def sft(
     save: str = typer.Option("final", help="Name of the adapter checkpoint saved at the end."),
     merged: bool = typer.Option(False, "--merged", help="Also save a merged standalone model."),
     user: str | None = USER,
+    ray: str | None = typer.Option(
+        None,
+        "--ray",
+        metavar="ADDRESS",
+        help="Train on the Ray cluster at ADDRESS: the model's host runs in an actor there "
+        "(default: the RAY_ADDRESS setting).",
+    ),
 ) -> None:
     """Supervised fine-tuning: forward_backward + optim_step per batch, with a progress bar."""
     from promptlooper.db.engine import create_sessionmaker
@@ -231,12 +239,14 @@ async def sft(
     )
     optim = _request(OptimStep, {"learning_rate": "--lr"}, learning_rate=learning_rate)
     final = _request(SaveState, {"name": "--save"}, name=save)
-    settings = load_settings()
+    settings = with_ray(load_settings(), ray)
     registry = _registry(settings)
     registry.get(model)
     examples = read_examples(data)
     batches = [examples[i : i + batch_size] for i in range(0, len(examples), batch_size)]
-    backend = TrainingBackend(settings.data_dir, settings.training_device)
+    backend = TrainingBackend(
+        settings.data_dir, settings.training_device, settings.ray_address or None
+    )
     try:
         async with database(settings) as engine:
             sessions = create_sessionmaker(engine)
@@ -279,6 +289,8 @@ async def sft(
                 raise Invalid(f"{failure.message} ({outcome})") from failure
             saved = await trainer.call(principal, run.id, "save_state", final)
             assert isinstance(saved, CheckpointPublic)
+            if settings.ray_address:
+                print_model_hosts(settings.ray_address)
             console.print(f"loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} steps")
             console.print(f"run {run.id}: adapter saved as {saved.name} at {saved.path}")
             if merged:
@@ -288,6 +300,23 @@ async def sft(
                 console.print(f"merged model saved as {whole.name} at {whole.path}")
     finally:
         backend.shutdown()
+
+
+def print_model_hosts(address: str) -> bool:
+    """Where this process's local models run on the Ray cluster at ``address``, and with
+    what; False when none runs there."""
+    from promptlooper.training.backend.actor import placements
+
+    hosts = placements()
+    for host in hosts:
+        held = ", ".join(f"{name} {amount:g}" for name, amount in host["resources"].items())
+        err_console.print(
+            f"on the Ray cluster at {address}: {host['model']} in actor {host['actor']}"
+            f" on node {host['node_id'][:12]} ({held or 'no reserved resources'})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return bool(hosts)
 
 
 def _progress() -> Progress:

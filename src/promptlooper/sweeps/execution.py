@@ -296,6 +296,7 @@ async def _execute(
             spec, allow_python=options.allow_python, access=access, max_runs=options.max_runs
         )
         use_cache = plan.spec.cache and experiment.use_cache
+    _place_local_models(plan, options.ray_address)
     if plan.spec.search.adaptive:
         from promptlooper.sweeps.search.runner import SearchRun, run_search
 
@@ -371,14 +372,29 @@ async def _execute(
 
 def _on_cluster(options: ExecutionOptions, plan: SweepPlan) -> bool:
     """Whether the calls go to the Ray cluster: when one is configured, unless a provider is
-    a ``local`` model, which loads its weights where it runs and stays in this process."""
+    a ``local`` model. Such a sweep runs in this process, and its local models generate in
+    their host actors on the cluster (``_place_local_models``)."""
     if not options.ray_address:
         return False
     used = {ref.partition(":")[0] for ref in plan.model_refs()}
     local = sorted(name for name in used if plan.providers[name].type == "local")
     if local:
-        logger.warning("provider(s) %s run local models: this sweep runs in this process", local)
+        logger.warning(
+            "provider(s) %s run local models: this sweep runs in this process, the models"
+            " in their host actors on the Ray cluster",
+            local,
+        )
     return not local
+
+
+def _place_local_models(plan: SweepPlan, ray_address: str | None) -> None:
+    """Tell ``local`` providers where their models run: in actors on this process's Ray
+    cluster, or (None) in worker processes here. The process decides, never the sweep: an
+    address a sweep set is replaced."""
+    for name, config in plan.providers.items():
+        if config.type == "local":
+            options = {**config.options, "ray_address": ray_address}
+            plan.providers[name] = replace(config, options=options)
 
 
 async def _execute_on_cluster(

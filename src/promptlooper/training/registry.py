@@ -100,6 +100,9 @@ class ModelEntry(BaseModel):
     cpu_threads: int | None = Field(default=None, ge=1)
     """PyTorch's intra-op threads for this model on a CPU; None: one per core. A small model
     gains nothing from more than one, and one leaves the other cores to the server."""
+    device: Literal["cpu", "cuda"] | None = None
+    """Where this model runs, in place of ``TRAINING_DEVICE`` (None: that setting). On a Ray
+    cluster, ``cuda`` places the model's host on a node with a free GPU."""
     lora: LoraDefaults = Field(default_factory=LoraDefaults)
 
 

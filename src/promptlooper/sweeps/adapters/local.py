@@ -11,6 +11,11 @@ same per-model worker as training, one call at a time; the model loads on first 
 latency is the model's time for its call: with calls queued one behind another (and the first
 waiting for the model to load), the time a caller waits says more about the sweep's
 concurrency than about the model.
+
+With a Ray cluster configured for the process running the sweep (``RAY_ADDRESS`` or
+``--ray``), the model's worker is a host actor on the cluster instead (see
+``training.backend.actor``): the same calls, made on whichever node has the resources the
+model asks for.
 """
 
 from __future__ import annotations
@@ -37,7 +42,9 @@ class LocalAdapter:
         options = config.options
         self.data_dir = Path(options.get("data_dir") or ".promptlooper")
         self.registry: ModelRegistry = load_registry(options.get("models_file"))
-        self.backend = TrainingBackend.shared(self.data_dir, options.get("device", "auto"))
+        self.backend = TrainingBackend.shared(
+            self.data_dir, options.get("device", "auto"), options.get("ray_address") or None
+        )
 
     def _target(self, model: str) -> tuple[ModelEntry, RunSpec | None]:
         ref = parse_checkpoint_ref(model)

@@ -19,10 +19,10 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from promptlooper.raycluster import NAMESPACE
 from promptlooper.sweeps.adapters.base import ProviderConfig
 from promptlooper.sweeps.engine.executor import Limits, rate_limiter
 
-NAMESPACE = "promptlooper"
 COORDINATOR_PREFIX = "sweep-"
 
 

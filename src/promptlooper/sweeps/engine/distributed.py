@@ -22,7 +22,6 @@ import contextlib
 import functools
 import itertools
 import logging
-import threading
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
@@ -32,13 +31,12 @@ from typing import Any
 import ray
 from ray.exceptions import RayError, RayTaskError
 
-from promptlooper.errors import ConfigurationError
 from promptlooper.events import EventBus
+from promptlooper.raycluster import NAMESPACE, connect
 from promptlooper.sweeps.adapters.base import ProviderConfig
 from promptlooper.sweeps.engine.cache import CachedResponse, ResponseCache
 from promptlooper.sweeps.engine.coordinator import (
     COORDINATOR_PREFIX,
-    NAMESPACE,
     cluster_limits,
     start_coordinator,
 )
@@ -100,38 +98,6 @@ class ClusterStats:
 
 
 stats = ClusterStats()
-_connected: list[str] = []
-_joining = threading.Lock()
-"""Held while joining: a server may start two sweeps at once, each joining from its thread."""
-
-
-def connect(address: str) -> None:
-    """Join the cluster at ``address`` (once per process; another address is refused)."""
-    with _joining:
-        _connect(address)
-
-
-def _connect(address: str) -> None:
-    if _connected:
-        if _connected[0] != address:
-            raise ConfigurationError(f"already connected to the Ray cluster at {_connected[0]}")
-        return
-    try:
-        ray.init(
-            address=address,
-            namespace=NAMESPACE,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-        )
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ConfigurationError(f"cannot join the Ray cluster at {address}: {exc}") from exc
-    _connected.append(address)
-
-
-def disconnect() -> None:
-    if _connected:
-        ray.shutdown()
-        _connected.clear()
 
 
 class _BatchCache:

@@ -15,6 +15,10 @@ A worker that dies (killed for memory, say) fails the calls it owed with ``Unava
 replaced on the next call, which rebuilds its run from the last saved checkpoint, as a
 restarted server would. This module does not import torch; the worker imports the engine with
 its first call.
+
+With a Ray address, each base model's host runs instead in a Ray actor on the cluster
+(``actor``), placed where the resources it asks for are (``placement``), with the same
+semantics; this module imports Ray only then.
 """
 
 from __future__ import annotations
@@ -29,10 +33,13 @@ import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptlooper.errors import Unavailable
 from promptlooper.training.registry import ModelEntry
+
+if TYPE_CHECKING:
+    from promptlooper.training.backend.actor import ActorHost
 
 WORKER_MODULE = "promptlooper.training.backend.worker"
 STOP_TIMEOUT = 60.0
@@ -91,14 +98,14 @@ class _Worker:
         future.set_running_or_notify_cancel()
         with self._lock:
             if not self.alive:
-                raise _Gone
+                raise WorkerGone
             call_id = next(self._ids)
             self._owed[call_id] = future
             try:
                 self._calls.send((call_id, method, args))
             except OSError as exc:  # it died before reading this; the reader will notice
                 del self._owed[call_id]
-                raise _Gone from exc
+                raise WorkerGone from exc
         return future
 
     def _read(self) -> None:
@@ -143,8 +150,22 @@ class _Worker:
         self._reader.join()  # it closes the pipes
 
 
-class _Gone(Exception):
-    """The worker died before the call could be sent."""
+class WorkerGone(Exception):
+    """The worker (a process or an actor) died before the call could be sent."""
+
+
+def device_for(entry: ModelEntry, device: str) -> str:
+    """The device a model runs on: its registry entry's, else the backend's setting."""
+    return entry.device or device
+
+
+def placement(entry: ModelEntry, device: str) -> dict[str, float]:
+    """What a model's host actor asks the Ray cluster for: a GPU when the model runs on CUDA
+    (``auto`` asks for none: on a cluster, where it runs is said, not guessed), else as many
+    CPUs as the threads it computes with (one unless the entry says)."""
+    if device_for(entry, device).startswith("cuda"):
+        return {"num_cpus": 1, "num_gpus": 1}
+    return {"num_cpus": entry.cpu_threads or 1, "num_gpus": 0}
 
 
 class TrainingBackend:
@@ -152,19 +173,27 @@ class TrainingBackend:
     _shared_lock = threading.Lock()
 
     @classmethod
-    def shared(cls, data_dir: Path, device: str = "auto") -> TrainingBackend:
+    def shared(
+        cls, data_dir: Path, device: str = "auto", ray_address: str | None = None
+    ) -> TrainingBackend:
         """The process's backend for this DATA_DIR: the API's trainer and the sweeps' ``local``
         provider use one, so a base model is loaded once whichever of them asks first."""
-        key = (data_dir.resolve(), device)
+        key = (data_dir.resolve(), device, ray_address or "")
         with cls._shared_lock:
             if key not in cls._shared:
-                cls._shared[key] = cls(data_dir, device)
+                cls._shared[key] = cls(data_dir, device, ray_address)
             return cls._shared[key]
 
-    def __init__(self, data_dir: Path, device: str = "auto") -> None:
+    def __init__(
+        self, data_dir: Path, device: str = "auto", ray_address: str | None = None
+    ) -> None:
+        """``ray_address``: run each base model's host in an actor on that Ray cluster rather
+        than in a worker process here (DATA_DIR must then be the same path on every node
+        that may hold one: checkpoints are written and read where the model runs)."""
         self.data_dir = data_dir
         self.device = device
-        self._workers: dict[str, _Worker] = {}
+        self.ray_address = ray_address
+        self._workers: dict[str, _Worker | ActorHost] = {}
         self._lock = threading.Lock()
 
     def submit(self, entry: ModelEntry, method: str, *args: Any) -> concurrent.futures.Future[Any]:
@@ -173,14 +202,22 @@ class TrainingBackend:
         with self._lock:
             worker = self._workers.get(entry.name)
             if worker is None or not worker.alive:  # none yet, or it died: a new one
-                worker = self._workers[entry.name] = _Worker(entry, self.data_dir, self.device)
+                worker = self._workers[entry.name] = self._start(entry)
         try:
             return worker.submit(method, args)
-        except _Gone:
+        except WorkerGone:
             with self._lock:
                 if self._workers.get(entry.name) is worker:
                     del self._workers[entry.name]
             return self.submit(entry, method, *args)
+
+    def _start(self, entry: ModelEntry) -> _Worker | ActorHost:
+        device = device_for(entry, self.device)
+        if self.ray_address is None:
+            return _Worker(entry, self.data_dir, device)
+        from promptlooper.training.backend.actor import ActorHost
+
+        return ActorHost(entry, self.data_dir, device, self.ray_address)
 
     def forget(self, entry: ModelEntry, key: str) -> concurrent.futures.Future[bool] | None:
         """Drop a run's adapter and optimizer; the future says whether the worker held them.

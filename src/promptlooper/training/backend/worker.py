@@ -33,6 +33,27 @@ HOLD_SECONDS = 0.05
 """How long an answer may wait for the ones after it while more calls are queued."""
 
 
+class Host:
+    """A base model's ``ModelHost``, loaded with the first call that needs it: what a worker
+    process (here) and a Ray actor (``actor``) each hold and dispatch calls to."""
+
+    def __init__(self, entry: Any, data_dir: Any, device: str) -> None:
+        self._args = (entry, data_dir, device)
+        self._host: Any = None
+
+    def call(self, method: str, args: tuple[Any, ...]) -> Any:
+        """``ModelHost.<method>(*args)``; an exception carries where it was raised."""
+        try:
+            if self._host is None and method == "drop":
+                return False  # nothing loaded, nothing held
+            if self._host is None:
+                self._host = _load(*self._args)
+            return getattr(self._host, method)(*args)
+        except Exception as exc:
+            exc.add_note(f"in the training worker:\n{traceback.format_exc()}")
+            raise
+
+
 def _load(entry: Any, data_dir: Any, device: str) -> Any:
     try:
         engine = importlib.import_module(ENGINE_MODULE)
@@ -111,18 +132,12 @@ def serve(calls: Connection, answers: Connection) -> None:
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
     threading.Thread(target=_receive, args=(calls, inbox), daemon=True).start()
     out = _Answers(answers)
-    host = None
+    host = Host(entry, data_dir, device)
     while (message := inbox.get()) is not None:
         call_id, method, args = message
         try:
-            if host is None and method == "drop":
-                result: Any = False  # nothing loaded, nothing held
-            else:
-                if host is None:
-                    host = _load(entry, data_dir, device)
-                result = getattr(host, method)(*args)
+            result = host.call(method, args)
         except Exception as exc:
-            exc.add_note(f"in the training worker:\n{traceback.format_exc()}")
             out.add(call_id, False, exc, more_waiting=not inbox.empty())
         else:
             out.add(call_id, True, result, more_waiting=not inbox.empty())
