@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.cli.conftest import cli  # noqa: F401 (fixture)
+from tests.e2e.conftest import deployed_db, serve  # noqa: F401 (fixtures)
 from tests.scaleout.local_cluster import LocalCluster, start_cluster
 from tests.sweeps.conftest import owner, project_id  # noqa: F401 (fixtures)
 

@@ -134,6 +134,11 @@ def _connect(address: str) -> None:
     _connected.append(address)
 
 
+def joined() -> bool:
+    """Whether this process has joined a cluster (asks nothing of it)."""
+    return bool(_connected)
+
+
 def disconnect() -> None:
     if _connected:
         ray.shutdown()
@@ -411,7 +416,8 @@ async def _announce(
 
 
 def cluster_status(address: str) -> dict[str, Any]:
-    """The cluster's nodes and resources, and the batches of every sweep executing on it."""
+    """The cluster's nodes and resources, the actors PromptLooper placed on it and the
+    batches of every sweep executing on it (joining the cluster first if need be)."""
     connect(address)
     nodes = [
         {
@@ -423,17 +429,47 @@ def cluster_status(address: str) -> dict[str, Any]:
         }
         for node in ray.nodes()
     ]
+    names = [
+        actor["name"]
+        for actor in ray.util.list_named_actors(all_namespaces=True)
+        if actor["namespace"] == NAMESPACE
+    ]
     sweeps = []
-    for actor in ray.util.list_named_actors(all_namespaces=True):
-        if actor["namespace"] != NAMESPACE or not actor["name"].startswith(COORDINATOR_PREFIX):
+    for name in names:
+        if not name.startswith(COORDINATOR_PREFIX):
             continue
         with contextlib.suppress(RayError, ValueError):
-            handle = ray.get_actor(actor["name"], namespace=NAMESPACE)
-            sweeps.append(ray.get(handle.status.remote(), timeout=10))
+            handle = ray.get_actor(name, namespace=NAMESPACE)
+            sweep = ray.get(handle.status.remote(), timeout=10)
+            batches = sweep["in_flight"]
+            sweep.update(
+                batches_in_flight=len(batches), runs_in_flight=sum(b["runs"] for b in batches)
+            )
+            sweeps.append(sweep)
     return {
         "address": address,
+        "nodes_alive": sum(node["alive"] for node in nodes),
         "nodes": nodes,
         "resources": ray.cluster_resources(),
         "available": ray.available_resources(),
+        "actors": _placed(set(names)),
         "sweeps": sweeps,
     }
+
+
+def _placed(names: set[str]) -> list[dict[str, Any]]:
+    """PromptLooper's live actors (those named in its namespace) and where each runs, from
+    the cluster's own table of actors: Ray's state API would need the dashboard, which a
+    cluster need not run."""
+    table = ray._private.state.actors()  # type: ignore[attr-defined]
+    placed = [
+        {
+            "name": actor["Name"],
+            "class": actor["ActorClassName"],
+            "node_id": actor["Address"]["NodeID"],
+            "pid": actor["Pid"],
+        }
+        for actor in table.values()
+        if actor["Name"] in names and actor["State"] == "ALIVE"
+    ]
+    return sorted(placed, key=lambda actor: actor["name"])
