@@ -43,6 +43,11 @@ def connect(address: str) -> None:
         _connected.append(address)
 
 
+def joined() -> bool:
+    """Whether this process has joined a cluster (asks nothing of it)."""
+    return bool(_connected)
+
+
 def disconnect() -> None:
     if _connected:
         ray.shutdown()

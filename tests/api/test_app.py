@@ -18,6 +18,7 @@ async def test_health_reports_database_without_redis(client: httpx.AsyncClient, 
     assert body["status"] == "ok"
     assert body["database"] == {"ok": True, "backend": db_url.split("+")[0]}
     assert body["redis"] == {"configured": False, "ok": None}
+    assert body["ray"] == {"configured": False}
 
 
 async def test_health_reports_reachable_redis(settings: Settings, redis_url: str):

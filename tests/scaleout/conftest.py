@@ -1,9 +1,11 @@
 """A real two-node Ray cluster on this machine for the tests of this folder that ask for it.
 
 The head listens on a free port in 6390-6399 (never Redis's 6379), its workers on ports in
-20000-20999 (``TEST_RAY_HEAD_PORTS`` and ``TEST_RAY_WORKER_PORTS`` choose others); token
-authentication is on, as on a cluster that takes work from a network. Only the processes this
-fixture started are stopped.
+20000-20999; token authentication is on, as on a cluster that takes work from a network, and
+the dashboard is off. Two test sessions on one machine each take their own ports:
+``PROMPTLOOPER_TEST_RAY_PORT=6410`` moves the head to 6410-6419 and the workers to 21000-21999
+(each 10 ports of head range, 500 of worker ports). Only the processes this fixture started
+are stopped.
 """
 
 from __future__ import annotations
@@ -16,19 +18,13 @@ from collections.abc import Iterator
 import pytest
 
 from tests.cli.conftest import cli  # noqa: F401 (fixture)
+from tests.e2e.conftest import deployed_db, serve  # noqa: F401 (fixtures)
 from tests.scaleout.local_cluster import LocalCluster, start_cluster
 from tests.sweeps.conftest import owner, project_id  # noqa: F401 (fixtures)
 
-
-def _ports(variable: str, default: str) -> range:
-    """A port range from ``variable`` (``LOW-HIGH``, inclusive), so that two checkouts can
-    run these tests side by side, each with a cluster of its own."""
-    low, _, high = os.environ.get(variable, default).partition("-")
-    return range(int(low), int(high) + 1)
-
-
-HEAD_PORTS = _ports("TEST_RAY_HEAD_PORTS", "6390-6399")
-WORKER_PORTS = _ports("TEST_RAY_WORKER_PORTS", "20000-20999")
+_BASE = int(os.environ.get("PROMPTLOOPER_TEST_RAY_PORT", "6390"))
+HEAD_PORTS = range(_BASE, _BASE + 10)
+WORKER_PORTS = range(20000 + (_BASE - 6390) * 50, 21000 + (_BASE - 6390) * 50)
 # A node that stops answering is declared dead within about two seconds, so that the batches
 # it held are given to another node quickly.
 FAST_FAILURE_DETECTION = json.dumps(
@@ -48,7 +44,10 @@ def _free_head_port() -> int:
             except OSError:
                 continue
             return port
-    raise RuntimeError(f"no free port in {HEAD_PORTS} for the Ray head node")
+    raise RuntimeError(
+        f"no free port in {HEAD_PORTS.start}-{HEAD_PORTS.stop - 1} for the Ray head node "
+        "(PROMPTLOOPER_TEST_RAY_PORT moves the range)"
+    )
 
 
 @pytest.fixture(scope="package")

@@ -1,5 +1,9 @@
 """A two-node Ray cluster on 127.0.0.1 for tests and benchmarks, started and stopped by PID.
 
+Its nodes advertise 127.0.0.1 and the dashboard is off (bound to 127.0.0.1 were it on), but
+Ray's own servers listen on every interface whatever a node advertises: token authentication
+keeps strangers out (see "Keeping a cluster's ports private" in ``docs/scaling.md``).
+
 Every process of the cluster is found through the cluster's own temporary directory (which
 its daemons name on their command lines) and their descendants, so stopping it never touches
 another cluster on the machine, as ``ray stop`` would.
@@ -76,6 +80,7 @@ class LocalCluster:
                 "--head",
                 f"--port={self.head_port}",
                 "--include-dashboard=false",
+                "--dashboard-host=127.0.0.1",  # should the dashboard ever be on: this machine only
                 *([f"--system-config={system_config}"] if system_config else []),
                 f"--dashboard-port={ports['dashboard-port']}",
             ]

@@ -306,6 +306,7 @@ def test_a_sweep_whose_driver_dies_is_resumed_and_finishes_with_every_run_once(
 
     assert f"sweep {experiment}: " in status.out  # the running sweep's batches were listed
     assert " in flight (" in status.out
+    assert "SweepCoordinator" in status.out  # and the actor it placed
     assert 40 <= done_before < 240, "the driver did not die mid-sweep"
     assert resumed.code == 0, resumed.err
     assert f"resuming: {done_before} of 240 runs already completed" in resumed.err

@@ -48,6 +48,18 @@ async def get_principal(
     return principal
 
 
+async def get_optional_principal(
+    request: Request,
+    api_key: Annotated[str | None, Depends(_api_key_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal | None:
+    """Who is calling a public route that tells more to some: None without credentials;
+    credentials that do not hold are refused as on any other route."""
+    if not api_key and not bearer:
+        return None
+    return await get_principal(request, api_key, bearer)
+
+
 async def get_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
     principal.ensure_admin()
     return principal

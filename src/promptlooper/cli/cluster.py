@@ -15,7 +15,8 @@ ray_app = typer.Typer(help="The Ray cluster that sweeps run on.", no_args_is_hel
 
 @ray_app.command("status")
 def status(ray: str | None = RayOption) -> None:
-    """Show the cluster's nodes and resources, and the batches each sweep has in flight."""
+    """Show the cluster's nodes and resources, the actors PromptLooper placed on it, and the
+    batches each sweep has in flight."""
     address = with_ray(load_settings(), ray).ray_address
     if not address:
         raise Invalid("no Ray cluster: set RAY_ADDRESS or pass --ray ADDRESS")
@@ -37,16 +38,21 @@ def status(ray: str | None = RayOption) -> None:
     kinds = [name for name in ("CPU", "GPU") if name in total]
     shown = ", ".join(f"{name} {free.get(name, 0):g}/{total[name]:g} free" for name in kinds)
     console.print(f"resources: {shown}", highlight=False)
+    if found["actors"]:
+        actors = Table("actor", "class", "node", "pid", title="PromptLooper's actors")
+        for actor in found["actors"]:
+            actors.add_row(actor["name"], actor["class"], actor["node_id"][:12], str(actor["pid"]))
+        console.print(actors)
     if not found["sweeps"]:
         console.print("no sweep is executing on the cluster")
     now = time.time()
     for sweep in found["sweeps"]:
-        batches = sweep["in_flight"]
         console.print(
-            f"sweep {sweep['experiment_id']}: {_batches(len(batches))} in flight "
-            f"({sum(b['runs'] for b in batches)} runs), {sweep['batches_finished']} finished",
+            f"sweep {sweep['experiment_id']}: {_batches(sweep['batches_in_flight'])} in flight "
+            f"({sweep['runs_in_flight']} runs), {sweep['batches_finished']} finished",
             highlight=False,
         )
+        batches = sweep["in_flight"]
         for batch in batches:
             console.print(
                 f"  batch {batch['batch']}: {batch['runs']} runs on node {batch['node_id'][:12]}, "

@@ -4,7 +4,8 @@ Every batch of one execution asks this actor, pinned to the driver's node, for i
 slots and rate-limit permits, so a provider's limits hold over all nodes together. Slots are
 held in a batch's name: those an attempt that died still held are given back when the batch
 begins again or ends. The actor also knows which batches are running where, which
-``promptlooper ray status`` shows.
+``promptlooper ray status`` and ``/api/health`` show, and holds the run events batches send
+until the driver publishes them.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class SweepCoordinator:
         self._rates = {p: rate_limiter(r) for p, (_, r) in limits.items() if r}
         self._held: dict[int, Counter[str]] = {}
         self._batches: dict[int, dict[str, Any]] = {}
+        self._events: list[dict[str, Any]] = []
         self.finished = 0
 
     def _give_back(self, batch_id: int) -> None:
@@ -63,6 +65,14 @@ class SweepCoordinator:
         if self._batches.pop(batch_id, None) is not None:
             self.finished += 1
 
+    async def relay(self, events: list[dict[str, Any]]) -> None:
+        """Run events from a batch, kept for the driver's next ``drain``."""
+        self._events.extend(events)
+
+    async def drain(self) -> list[dict[str, Any]]:
+        events, self._events = self._events, []
+        return events
+
     async def rate(self, provider: str) -> None:
         await self._rates[provider].acquire()
 
@@ -79,6 +89,7 @@ class SweepCoordinator:
     async def status(self) -> dict[str, Any]:
         return {
             "experiment_id": self.experiment_id,
+            "node_id": ray.get_runtime_context().get_node_id(),
             "started": self.started,
             "batches_finished": self.finished,
             "in_flight": sorted(self._batches.values(), key=lambda b: b["batch"]),

@@ -10,6 +10,9 @@ twice. Runs in flight when the driver itself dies stay pending, and ``sweep resu
 
 Provider limits hold across the cluster through the execution's coordinator actor
 (``coordinator.py``), which also knows the batches in flight that ``cluster_status`` reports.
+A sweep on the cluster publishes the run events a sweep in process does: a batch sends its
+runs' starts and stages to the coordinator as they happen, the driver publishes them, and
+announces each run's end once the batch's outcomes, those recorded, are back.
 
 Importing this module imports Ray; nothing else in the package does until a Ray address is
 configured.
@@ -61,6 +64,9 @@ RUNS_PER_SLOT = 4
 """A batch holds this many runs per concurrent call it makes: enough that the fixed cost of a
 task is spread thin, few enough that a lost batch costs little to run again."""
 MAX_BATCH = 2_000
+RELAY_SECONDS = 0.25
+"""How often a batch sends the run events it gathered, and the driver publishes those sent."""
+RUN_ENDS = frozenset({"run.completed", "run.failed"})
 
 
 @dataclass
@@ -115,6 +121,33 @@ class _BatchCache:
         self.new[key] = response
 
 
+class _EventRelay:
+    """The bus a batch's runs publish on: their starts and stages go to the coordinator every
+    ``RELAY_SECONDS`` for the driver to publish. A run's end stays here: the driver announces
+    it from the outcome it records, so that a run whose first attempt was lost with its node
+    ends once."""
+
+    def __init__(self, coordinator: Any) -> None:
+        self.bus = EventBus()
+        self.bus.subscribe(self._gather)
+        self._coordinator = coordinator
+        self._gathered: list[dict[str, Any]] = []
+
+    def _gather(self, event: dict[str, Any]) -> None:
+        if event["type"] not in RUN_ENDS:
+            self._gathered.append(event)
+
+    async def send(self) -> None:
+        if self._gathered:
+            events, self._gathered = self._gathered, []
+            await self._coordinator.relay.remote(events)
+
+    async def keep_sending(self) -> None:
+        while True:
+            await asyncio.sleep(RELAY_SECONDS)
+            await self.send()
+
+
 class _Collected:
     def __init__(self) -> None:
         self.outcomes: list[RunOutcome] = []
@@ -133,6 +166,7 @@ async def _run_batch_here(
     found: dict[str, CachedResponse] | None,
     concurrency: int,
     coordinator: Any,
+    relaying: bool,
 ) -> BatchResult:
     node_id = ray.get_runtime_context().get_node_id()
     attempt = await coordinator.begin.remote(batch_id, node_id, len(tasks))
@@ -142,6 +176,8 @@ async def _run_batch_here(
     scorers = [create_scorer(kind, name, options, context) for kind, name, options in setup.scorers]
     cache = _BatchCache(found) if found is not None else None
     collected = _Collected()
+    relay = _EventRelay(coordinator) if relaying else None
+    sending = asyncio.create_task(relay.keep_sending()) if relay is not None else None
     try:
         await execute(
             tasks,
@@ -152,9 +188,16 @@ async def _run_batch_here(
             cache=cache,
             scorers=scorers,
             weights=setup.weights,
+            bus=relay.bus if relay is not None else None,
         )
     finally:
+        if sending is not None:
+            sending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sending
         await providers.aclose()
+    if relay is not None:
+        await relay.send()  # before the outcomes: the driver publishes a run's end after these
     entries = cache.new if cache is not None else {}
     return BatchResult(batch_id, node_id, attempt, collected.outcomes, entries, providers.retries)
 
@@ -167,9 +210,13 @@ def run_batch(
     found: dict[str, CachedResponse] | None,
     concurrency: int,
     coordinator: Any,
+    relaying: bool,
 ) -> BatchResult:
-    """One batch of runs, on whichever node Ray picks (``setup`` arrives resolved)."""
-    return asyncio.run(_run_batch_here(batch_id, tasks, setup, found, concurrency, coordinator))
+    """One batch of runs, on whichever node Ray picks (``setup`` arrives resolved);
+    ``relaying``: its runs' events are sent on for the driver to publish."""
+    return asyncio.run(
+        _run_batch_here(batch_id, tasks, setup, found, concurrency, coordinator, relaying)
+    )
 
 
 def _shape(concurrency: int) -> tuple[int, int, int]:
@@ -221,6 +268,21 @@ async def execute_on_cluster(
     source = task_stream(tasks)
     numbers = itertools.count()
     running: dict[asyncio.Future[BatchResult], tuple[_Batch, Any]] = {}
+    # A batch's outcomes are announced once the events it relayed are out, a poll that took
+    # them included: a run's end comes after its start and stages, as in process.
+    publishing = asyncio.Lock()
+
+    async def publish_relayed() -> None:
+        if bus is None:
+            return
+        async with publishing:
+            for event in await coordinator.drain.remote():
+                await bus.publish(event)
+
+    async def keep_publishing() -> None:
+        while True:
+            await asyncio.sleep(RELAY_SECONDS)
+            await publish_relayed()
 
     async def cache_hits(batch: list[RunTask]) -> dict[str, CachedResponse] | None:
         if cache is None:
@@ -237,8 +299,9 @@ async def execute_on_cluster(
         batch.submits += 1
         # Spread, not Ray's default of filling the driver's node first: a sweep's calls are
         # meant to use every node's connections and CPUs from its first batches on.
+        relaying = bus is not None and bus.has_audience
         ref = run_batch.options(scheduling_strategy="SPREAD").remote(
-            batch.batch_id, batch.tasks, setup_ref, batch.found, per_batch, coordinator
+            batch.batch_id, batch.tasks, setup_ref, batch.found, per_batch, coordinator, relaying
         )
         running[asyncio.wrap_future(ref.future())] = (batch, ref)
 
@@ -252,6 +315,7 @@ async def execute_on_cluster(
         if cache is not None:
             for key, response in result.cache_entries.items():
                 await cache.put(key, response)
+        await publish_relayed()
         for outcome in result.outcomes:
             await sink.record(outcome)
             progress.count(outcome)
@@ -259,6 +323,7 @@ async def execute_on_cluster(
             if on_progress is not None:
                 on_progress(progress, outcome)
 
+    publisher = asyncio.create_task(keep_publishing()) if bus is not None else None
     try:
         await fill()
         while running:
@@ -280,6 +345,10 @@ async def execute_on_cluster(
                 await receive(result)
             await fill()
     finally:
+        if publisher is not None:
+            publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RayError):
+                await publisher
         for _batch, ref in running.values():
             with contextlib.suppress(Exception):
                 ray.cancel(ref, force=True)
@@ -304,7 +373,8 @@ async def _announce(
 
 
 def cluster_status(address: str) -> dict[str, Any]:
-    """The cluster's nodes and resources, and the batches of every sweep executing on it."""
+    """The cluster's nodes and resources, the actors PromptLooper placed on it and the
+    batches of every sweep executing on it (joining the cluster first if need be)."""
     connect(address)
     nodes = [
         {
@@ -316,17 +386,47 @@ def cluster_status(address: str) -> dict[str, Any]:
         }
         for node in ray.nodes()
     ]
+    names = [
+        actor["name"]
+        for actor in ray.util.list_named_actors(all_namespaces=True)
+        if actor["namespace"] == NAMESPACE
+    ]
     sweeps = []
-    for actor in ray.util.list_named_actors(all_namespaces=True):
-        if actor["namespace"] != NAMESPACE or not actor["name"].startswith(COORDINATOR_PREFIX):
+    for name in names:
+        if not name.startswith(COORDINATOR_PREFIX):
             continue
         with contextlib.suppress(RayError, ValueError):
-            handle = ray.get_actor(actor["name"], namespace=NAMESPACE)
-            sweeps.append(ray.get(handle.status.remote(), timeout=10))
+            handle = ray.get_actor(name, namespace=NAMESPACE)
+            sweep = ray.get(handle.status.remote(), timeout=10)
+            batches = sweep["in_flight"]
+            sweep.update(
+                batches_in_flight=len(batches), runs_in_flight=sum(b["runs"] for b in batches)
+            )
+            sweeps.append(sweep)
     return {
         "address": address,
+        "nodes_alive": sum(node["alive"] for node in nodes),
         "nodes": nodes,
         "resources": ray.cluster_resources(),
         "available": ray.available_resources(),
+        "actors": _placed(set(names)),
         "sweeps": sweeps,
     }
+
+
+def _placed(names: set[str]) -> list[dict[str, Any]]:
+    """PromptLooper's live actors (those named in its namespace) and where each runs, from
+    the cluster's own table of actors: Ray's state API would need the dashboard, which a
+    cluster need not run."""
+    table = ray._private.state.actors()  # type: ignore[attr-defined]
+    placed = [
+        {
+            "name": actor["Name"],
+            "class": actor["ActorClassName"],
+            "node_id": actor["Address"]["NodeID"],
+            "pid": actor["Pid"],
+        }
+        for actor in table.values()
+        if actor["Name"] in names and actor["State"] == "ALIVE"
+    ]
+    return sorted(placed, key=lambda actor: actor["name"])
