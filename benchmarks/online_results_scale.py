@@ -55,7 +55,6 @@ from benchmarks.server import CLI, ROOT, start_server
 from benchmarks.sweep_throughput import fresh_database
 from promptlooper.db.engine import create_engine, create_sessionmaker
 from promptlooper.online import results, tallies, upkeep
-from promptlooper.online.schemas import PERFORMANCE_FIELDS
 
 KEY = "support_bot"
 SAMPLE_SQL, SAMPLE_REAL = "shape_by_sql", "shape_by_ingestion"
@@ -289,16 +288,16 @@ async def compare_shapes(conn: asyncpg.Connection) -> dict[str, int]:
     compared = {}
     for table, key in TOTALS_TABLES.items():
         order = ", ".join(key) or "experiment_key"
-        query = f"SELECT * FROM {table} WHERE experiment_key = $1 ORDER BY {order}"  # noqa: S608
+        query = f"SELECT * FROM {table} WHERE experiment_key = $1 ORDER BY {order}"
         built = await conn.fetch(query, SAMPLE_SQL)
         ingested = await conn.fetch(query, SAMPLE_REAL)
         if len(built) != len(ingested):
             raise SystemExit(f"{table}: {len(built)} rows built, {len(ingested)} ingested")
         for a, b in zip(built, ingested, strict=True):
-            for column in a.keys():
+            for column, x in dict(a).items():
                 if column == "experiment_key":
                     continue
-                x, y = a[column], b[column]
+                y = b[column]
                 same = (
                     math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9)
                     if isinstance(x, float) or isinstance(y, float)
@@ -356,13 +355,12 @@ def setup(base: str, key: str) -> tuple[str, list[str]]:
     """The agent and its three variants, the metrics and the bandit; the agent's and the
     variants' ids."""
     project = call(base, key, "POST", "/api/projects", {"name": "support"})
-    agent = call(base, key, "POST", f"/api/projects/{project['id']}/agents",
-                 {"name": "Support bot", "model_provider": "mock", "model_name": "small"})  # fmt: skip
-    variants = [
-        call(base, key, "POST", f"/api/agents/{agent['id']}/variants",
-             {"name": arm, "model_name": arm})  # fmt: skip
-        for arm in ARMS
-    ]
+    agent = call(
+        base, key, "POST", f"/api/projects/{project['id']}/agents",
+        {"name": "Support bot", "model_provider": "mock", "model_name": "small"},
+    )  # fmt: skip
+    path = f"/api/agents/{agent['id']}/variants"
+    variants = [call(base, key, "POST", path, {"name": a, "model_name": a}) for a in ARMS]
     for metric in METRICS:
         call(base, key, "POST", "/api/admin/metrics", metric)
     call(base, key, "POST", "/api/admin/experiments", {
@@ -433,7 +431,7 @@ async def explained(url: str) -> list[tuple[float, str, list[str]]]:
     sessionmaker = create_sessionmaker(engine)
     seen: list[tuple[str, Any]] = []
 
-    def capture(_conn, _cursor, statement, parameters, _context, _many) -> None:  # noqa: ANN001
+    def capture(_conn, _cursor, statement, parameters, _context, _many) -> None:
         if statement.lstrip().upper().startswith("SELECT"):
             seen.append((statement, parameters))
 
