@@ -4,6 +4,7 @@ data."""
 from __future__ import annotations
 
 import json
+import math
 import random
 import warnings
 from pathlib import Path
@@ -83,6 +84,25 @@ def test_proper_prior_known_answers(case):
         expected["risk"], abs=TOLERANCE
     )
     assert abs(bayesian["expected_lift"]) < abs(flat["expected_lift"])  # shrunk toward 0
+
+
+@pytest.mark.parametrize("mu", [-0.4, -0.02, -1e-6, 0.0, 3e-4, 0.05, 0.4])
+@pytest.mark.parametrize("sigma", [1e-4, 0.01, 0.3])
+def test_risks_agree_with_scipys_truncated_normal(mu, sigma):
+    """The expected losses use the means of the lift's posterior above and below zero in
+    closed form; the losses equal those from scipy.stats.truncnorm, whose computation warns
+    in the far tails (|mu| up to 4,000 standard deviations)."""
+    from scipy.stats import norm, truncnorm
+
+    found = stats.bayesian(stats.Effect(mu, sigma**2, 1000.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        above = float(truncnorm.mean(-mu / sigma, float("inf"), loc=mu, scale=sigma))
+        below = float(truncnorm.mean(-float("inf"), -mu / sigma, loc=mu, scale=sigma))
+    p_below = float(norm.cdf(0.0, loc=mu, scale=sigma))
+    risks = [found["risk_control"], found["risk_treatment"]]
+    assert all(math.isfinite(r) and r >= 0 for r in risks)
+    assert risks == pytest.approx([(1 - p_below) * above, -p_below * below], rel=1e-9, abs=1e-12)
 
 
 def test_cuped_removes_the_variance_the_covariate_explains():

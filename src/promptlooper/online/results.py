@@ -268,7 +268,8 @@ async def compute(
             fields = arm_fields(definition["variant_key"], arm) | {"stats": compared}
             variants.append(fields | ({"metrics": defined} if named else {}))
         _adjust(blocks, correction)
-        split = _split(experiment, arms, await history.changes(session, key))
+        changes = await history.changes(session, key)
+        split = _split(experiment, arms, changes)
         rejected = await rejection_counts(session, key)
         multiple, sessions = await multiple_exposure(session, key)
         health = {
@@ -282,7 +283,7 @@ async def compute(
         }
         answer.append(
             {"experiment_key": key, "variants": variants, "health": health}
-            | await history.summary(session, experiment)
+            | await history.summary(session, experiment, changes)
         )
     return answer
 

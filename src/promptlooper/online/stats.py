@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from scipy import optimize
+from scipy import optimize, special
 from scipy import stats as sp
 
 from promptlooper.multiplicity import benjamini_hochberg as benjamini_hochberg
@@ -199,8 +199,8 @@ def effect(control: Statistic, treatment: Statistic, *, relative: bool = True) -
 def frequentist(found: Effect, alpha: float = ALPHA) -> dict[str, Any]:
     """Two-sided Welch t-test: p-value and the (1 − alpha) confidence interval."""
     se = math.sqrt(found.variance)
-    p_value = 2 * (1 - sp.t.cdf(abs(found.estimate) / se, found.dof))
-    width = sp.t.ppf(1 - alpha / 2, found.dof) * se
+    p_value = 2 * (1 - special.stdtr(found.dof, abs(found.estimate) / se))
+    width = float(special.stdtrit(found.dof, 1 - alpha / 2)) * se
     return {
         "p_value": float(p_value),
         "ci": [found.estimate - width, found.estimate + width],
@@ -248,14 +248,13 @@ def bayesian(
         precision = 1 / found.variance + 1 / prior_variance
         mu = (found.estimate / found.variance + prior_mean / prior_variance) / precision
         sigma = math.sqrt(1 / precision)
-    p_control_better = float(sp.norm.cdf(0.0, loc=mu, scale=sigma))
-    mean_positive = _truncated_mean(mu, sigma, 0.0, math.inf)
-    mean_negative = _truncated_mean(mu, sigma, -math.inf, 0.0)
-    low, high = sp.norm.ppf([alpha / 2, 1 - alpha / 2], mu, sigma)
+    p_control_better = float(special.ndtr(-mu / sigma))
+    mean_positive, mean_negative = _truncated_means(mu, sigma)
+    low, high = (float(special.ndtri(q)) * sigma + mu for q in (alpha / 2, 1 - alpha / 2))
     risks = [(1 - p_control_better) * mean_positive, -p_control_better * mean_negative]
     if inverse:
         risks.reverse()
-    rise = float(sp.norm.sf(0.0, mu, sigma))
+    rise = float(special.ndtr(mu / sigma))
     return {
         "expected_lift": mu,
         "chance_to_beat_control": 1 - rise if inverse else rise,
@@ -266,9 +265,16 @@ def bayesian(
     }
 
 
-def _truncated_mean(mu: float, sigma: float, low: float, high: float) -> float:
-    a, b = (low - mu) / sigma, (high - mu) / sigma
-    return float(sp.truncnorm.mean(a, b, loc=mu, scale=sigma))
+def _truncated_means(mu: float, sigma: float) -> tuple[float, float]:
+    """The means of Normal(mu, sigma²) above and below zero, in closed form: mu ± sigma times
+    the inverse Mills ratio, written with the scaled complementary error function so that a
+    far tail neither underflows nor divides zero by zero. Plain SciPy special functions, not
+    ``scipy.stats`` distributions, whose per-call set-up cost more than the results' queries."""
+    z = mu / sigma
+    mills = math.sqrt(2 / math.pi)
+    above = mu + sigma * mills / float(special.erfcx(-z / math.sqrt(2)))
+    below = mu - sigma * mills / float(special.erfcx(z / math.sqrt(2)))
+    return above, below
 
 
 def srm_p_value(observed: Sequence[float], weights: Sequence[float]) -> float:
@@ -284,7 +290,7 @@ def srm_p_value(observed: Sequence[float], weights: Sequence[float]) -> float:
             continue
         expected = weight / weight_sum * total
         statistic += (seen - expected) ** 2 / expected
-    return float(sp.chi2.sf(statistic, len(observed) - 1))
+    return float(special.chdtrc(len(observed) - 1, statistic))
 
 
 def compare(
