@@ -11,13 +11,14 @@ metric), cost per unit (a performance mean) and latency per call (a guardrail wi
 Beside them: a sticky assignment per unit and 672 hourly weight changes.
 
 The state is written directly in SQL (``generate_series``), in the shapes ingestion writes:
-the raw events and records, one tally, arms and assignment row per unit, one row per unit and
-tracked event name or performance field, and the per-arm, per-day and per-experiment totals.
-Before that, the same SQL builds a 3,000-unit sample, the sample's events and records are fed
-through the real write path (``tallies.record`` in batches in time order, as the event
-ingestion calls it, and ``tallies.record_calls``, as the performance log does) under another
-key, and every running-totals table is compared row by row: the benchmark stops if the shapes
-differ.
+the raw events and records, one tally (with its first impression's time), arms and assignment
+row per unit, one row per unit and tracked event name (its events before that impression
+counted apart), one row per unit for its served calls, and the per-arm, per-day and
+per-experiment totals. Before that, the same SQL builds a 3,000-unit sample, the sample's
+events and records are fed through the real write path (``tallies.record`` in batches in time
+order, as the event ingestion calls it, and ``tallies.record_calls``, as the performance log
+does) under another key, and every running-totals table is compared row by row: the benchmark
+stops if the shapes differ.
 
 Then, timed: ``GET /api/v1/experiments/results`` over HTTP against a ``promptlooper serve``
 process (every answer carries all three statistics engines — frequentist, sequential and
@@ -112,9 +113,11 @@ units AS (
 
 # One statement per chunk of units: the raw events and records, every per-unit row ingestion
 # keeps for them, and their share of the arms' metric terms. A unit's events all follow its
-# first impression but for the purchase a tenth of units make a minute before it (CUPED's
-# pre-exposure value); every unit has an impression, so all of its rows count (ingestion counts
-# exposed units).
+# first impression (its ``exposed_at``) but for the purchase a tenth of units make a minute
+# before it: that one is the row's ``pre_count`` and ``pre_value``, CUPED's covariate, and the
+# metric counts the rest. Every unit has an impression, so all of its rows count (ingestion
+# counts exposed units); its calls share one ``online_unit_calls`` row, every call giving every
+# field.
 PER_UNIT = f"""
 WITH {UNITS.strip()},
 calls AS (
@@ -151,8 +154,9 @@ records AS (
 ),
 tallied AS (
     INSERT INTO online_session_tallies
-        (experiment_key, variant_key, session_id, events, impressions, conversions, value)
-    SELECT $1, variant, unit, pre + 1 + clicks + form + signup + 2 * buy, 1, buy, buy * buy_v
+        (experiment_key, variant_key, session_id, events, impressions, conversions, value,
+         exposed_at)
+    SELECT $1, variant, unit, pre + 1 + clicks + form + signup + 2 * buy, 1, buy, buy * buy_v, t0
     FROM units
 ),
 armed AS (
@@ -162,42 +166,55 @@ assigned AS (
     INSERT INTO online_unit_assignments (experiment_key, unit_id, variant_key)
     SELECT $1, unit, variant FROM units
 ),
+unit_rows AS (
+    SELECT variant, unit, 'signup' AS kind, 1 AS count, 1.0::float8 AS value, 0 AS pre_count,
+           0::float8 AS pre_value
+    FROM units WHERE signup = 1
+    UNION ALL
+    SELECT variant, unit, 'purchase', pre + buy, pre_v + buy * buy_v, pre, pre_v
+    FROM units WHERE pre + buy > 0
+),
+unit_events AS (
+    INSERT INTO online_unit_events
+        (experiment_key, variant_key, session_id, event_type, count, value, pre_count, pre_value)
+    SELECT $1, variant, unit, kind, count, value, pre_count, pre_value FROM unit_rows
+),
 served AS (
     SELECT variant, unit, count(*) AS calls, sum(cost) AS cost, sum(latency_ms) AS latency_ms,
            sum(tokens_in)::float8 AS tokens_in, sum(tokens_out)::float8 AS tokens_out,
            sum(success::int)::float8 AS success, sum(quality) AS quality
     FROM calls GROUP BY variant, unit
 ),
-unit_rows AS (
-    SELECT variant, unit, 'signup' AS kind, 1 AS count, 1.0::float8 AS value, 0::float8 AS pre
-    FROM units WHERE signup = 1
+unit_calls AS (
+    INSERT INTO online_unit_calls
+        (experiment_key, variant_key, unit_id, calls, cost_calls, cost, latency_ms_calls,
+         latency_ms, tokens_in_calls, tokens_in, tokens_out_calls, tokens_out, success_calls,
+         success, quality_calls, quality)
+    SELECT $1, variant, unit, calls, calls, cost, calls, latency_ms, calls, tokens_in, calls,
+           tokens_out, calls, success, calls, quality
+    FROM served
+),
+shares AS (  -- per unit and source: the count and value measured, and the covariate
+    SELECT variant, kind AS source, (count - pre_count)::float8 AS n, value - pre_value AS v,
+           pre_value AS p, count > pre_count AS present, TRUE AS event
+    FROM unit_rows
     UNION ALL
-    SELECT variant, unit, 'purchase', pre + buy, pre_v + buy * buy_v, pre_v
-    FROM units WHERE pre + buy > 0
-    UNION ALL
-    SELECT s.variant, s.unit, 'perf:' || f.field, s.calls, f.value, 0
+    SELECT s.variant, 'perf:' || f.field, s.calls::float8, f.value, 0, f.value > 0, FALSE
     FROM served AS s CROSS JOIN LATERAL (VALUES
         ('calls', s.calls::float8), ('cost', s.cost), ('latency_ms', s.latency_ms),
         ('tokens_in', s.tokens_in), ('tokens_out', s.tokens_out), ('success', s.success),
         ('quality', s.quality)) AS f(field, value)
-),
-unit_events AS (
-    INSERT INTO online_unit_events
-        (experiment_key, variant_key, session_id, event_type, count, value, pre_value)
-    SELECT $1, variant, unit, kind, count, value, pre FROM unit_rows
 )
 INSERT INTO online_metric_totals (experiment_key, variant_key, term, value)
-SELECT $1, r.variant, r.kind || t.suffix, sum(t.x)
-FROM unit_rows AS r CROSS JOIN LATERAL (
+SELECT $1, r.variant, r.source || t.suffix, sum(t.x)
+FROM shares AS r CROSS JOIN LATERAL (
     SELECT suffix, x FROM (VALUES
-        (':units', CASE WHEN r.kind LIKE 'perf:%' THEN (r.value > 0)::int
-                        ELSE (r.count > 0)::int END::float8),
-        (':n', r.count::float8), (':v', r.value), (':nn', (r.count * r.count)::float8),
-        (':vv', r.value * r.value), (':nv', r.count * r.value),
-        (':p', r.pre), (':pp', r.pre * r.pre), (':vp', r.value * r.pre)) AS terms(suffix, x)
-    WHERE r.kind NOT LIKE 'perf:%' OR suffix NOT IN (':p', ':pp', ':vp')
+        (':units', r.present::int::float8), (':n', r.n), (':v', r.v), (':nn', r.n * r.n),
+        (':vv', r.v * r.v), (':nv', r.n * r.v),
+        (':p', r.p), (':pp', r.p * r.p), (':vp', r.v * r.p)) AS terms(suffix, x)
+    WHERE r.event OR suffix NOT IN (':p', ':pp', ':vp')
 ) AS t
-GROUP BY r.variant, r.kind || t.suffix
+GROUP BY r.variant, r.source || t.suffix
 ON CONFLICT (experiment_key, variant_key, term)
 DO UPDATE SET value = online_metric_totals.value + excluded.value
 """
@@ -228,6 +245,7 @@ TOTALS_TABLES = {
     "online_session_tallies": ("variant_key", "session_id"),
     "online_session_arms": ("session_id",),
     "online_unit_events": ("variant_key", "session_id", "event_type"),
+    "online_unit_calls": ("variant_key", "unit_id"),
     "online_variant_totals": ("variant_key",),
     "online_experiment_totals": (),
     "online_daily_totals": ("variant_key", "day"),
