@@ -52,7 +52,7 @@ import asyncpg
 from sqlalchemy import event, text
 
 from benchmarks.performance_ingestion import admin_key
-from benchmarks.server import CLI, ROOT, start_server
+from benchmarks.server import CLI, ROOT, run_cli, start_server
 from benchmarks.sweep_throughput import fresh_database
 from promptlooper.db.engine import create_engine, create_sessionmaker
 from promptlooper.online import results, tallies, upkeep
@@ -607,8 +607,7 @@ def main() -> None:
                 key = api_key(env)
                 server = start_server(env, args.port, "--no-migrate")
             else:
-                subprocess.run([*CLI, "db", "upgrade"], env=env, check=True, capture_output=True,
-                               cwd=ROOT)  # fmt: skip
+                run_cli(["db", "upgrade"], env)
                 key = admin_key(env)
                 server = start_server(env, args.port, "--no-migrate")
                 built = prepare(base, key, database, args.units)
