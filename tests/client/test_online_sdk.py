@@ -188,9 +188,7 @@ async def test_queued_events_are_sent_on_close_retried_on_a_server_error_and_cou
         await client.online.track("homepage_hero_test", "control", "u1", "x", value=float("nan"))
 
 
-async def test_resume_arm_serves_a_stopped_arm_again_from_both_clients(
-    live_url: str, sessionmaker
-):
+async def test_resume_arm_serves_a_stopped_arm_again_from_both_clients(live_url: str, sessionmaker):
     guarded = {
         "name": "Answer style",
         "cookie_name": "exp_style",
