@@ -100,7 +100,7 @@ def http_status(exc: PromptLooperError) -> int:
     return 500
 
 
-_NAMED_FIELD = re.compile(r"(?:Value error, )?([A-Za-z_][\w-]*(?:\.[\w-]+)*): ")
+NAMED_FIELD = re.compile(r"(?:Value error, )?([A-Za-z_][\w-]*(?:\.[\w-]+)*): ")
 """A check of a whole body names its field first, ``variants.0.allocation: ...``."""
 
 
@@ -116,7 +116,7 @@ def validation_detail(
         loc = [*prefix, *p.get("loc", ())]
         msg, kind = p.get("msg", ""), p.get("type", "")
         whole_body = kind == "value_error" and all(part == "body" for part in loc)
-        if whole_body and (named := _NAMED_FIELD.match(msg)):
+        if whole_body and (named := NAMED_FIELD.match(msg)):
             loc += [int(x) if x.isdigit() else x for x in named[1].split(".")]
         detail.append({"loc": loc, "msg": msg, "type": kind})
     return detail

@@ -9,8 +9,9 @@ import random
 import pytest
 from sqlalchemy import select
 
-from promptlooper.client import AsyncClient, Client, ValidationError
+from promptlooper.client import AsyncClient, Client, ConflictError, NotFoundError, ValidationError
 from promptlooper.client.events import ATTEMPTS
+from promptlooper.online import upkeep
 from promptlooper.online.assignment import assign
 from promptlooper.variants.models import PerformanceRecord
 from tests.client.conftest import Switch
@@ -168,3 +169,64 @@ async def test_queued_events_are_sent_on_close_retried_on_a_server_error_and_cou
     )
     with pytest.raises(ValidationError):
         await client.online.track("homepage_hero_test", "control", "u1", "x", value=float("nan"))
+
+
+async def test_resume_arm_serves_a_stopped_arm_again_from_both_clients(live_url: str, sessionmaker):
+    guarded = {
+        "name": "Answer style",
+        "cookie_name": "exp_style",
+        "guardrail_metrics": ["cost-per-call"],
+        "guardrail_thresholds": {"cost-per-call": {"threshold": 0.2}},
+        "auto_stop": True,
+        "variants": [
+            {"variant_key": "control", "allocation": 50, "is_control": True},
+            {"variant_key": "verbose", "allocation": 50},
+        ],
+    }
+    rng = random.Random(5)
+    events = []
+    for arm, cost in (("control", 1.0), ("verbose", 2.0)):
+        for index in range(150):
+            unit = {"experiment_key": "answer_style", "variant_key": arm,
+                    "session_id": f"{arm}-{index}"}  # fmt: skip
+            events.append(unit | {"event_name": "impression"})
+            events += [unit | {"event_name": "llm_call", "value": cost * rng.uniform(0.8, 1.2)}
+                       for _ in range(3)]  # fmt: skip
+
+    def arrange() -> str:
+        with Client(live_url, api_key=BOOTSTRAP_KEY) as client:
+            client.online.define_metric(
+                "cost-per-call", source="llm_call", aggregation="ratio",
+                denominator="llm_call", direction="lower",
+            )  # fmt: skip
+            client.online.create("answer_style", guarded)
+            for start in range(0, len(events), 1000):
+                client.online.send(events[start : start + 1000])
+            return next(
+                unit for unit in (f"user-{i}" for i in range(200))
+                if client.online.assign("answer_style", unit) == "verbose"
+            )  # fmt: skip
+
+    unit = await asyncio.to_thread(arrange)
+    await upkeep.run_once(sessionmaker)
+
+    def resume() -> tuple:
+        with Client(live_url, api_key=BOOTSTRAP_KEY) as client:
+            stopped = client.online.assign("answer_style", unit)
+            event = client.online.resume_arm("answer_style", "verbose")
+            return stopped, event, client.online.assign("answer_style", unit)
+
+    stopped, event, served = await asyncio.to_thread(resume)
+    assert stopped == "control"
+    assert (event["action"], event["variant_key"], event["metric"]) == (
+        "resumed", "verbose", "cost-per-call"
+    )  # fmt: skip
+    assert event["actor"] == "system:bootstrap-admin"
+    assert served == "verbose"
+    async with AsyncClient(live_url, api_key=BOOTSTRAP_KEY) as client:
+        with pytest.raises(ConflictError, match="not stopped"):
+            await client.online.resume_arm("answer_style", "verbose")
+        with pytest.raises(NotFoundError, match="no arm"):
+            await client.online.resume_arm("answer_style", "nope")
+        found = (await client.online.results("answer_style"))[0]
+    assert [e["action"] for e in found["guardrails"]["events"]] == ["stopped", "resumed"]

@@ -11,12 +11,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from promptlooper import migrations
 from promptlooper.db.engine import create_engine, create_sessionmaker
-from promptlooper.online.models import ExperimentEvent, ExperimentTotals, VariantTotals
+from promptlooper.online.models import (
+    ExperimentEvent,
+    ExperimentTotals,
+    SessionTally,
+    VariantTotals,
+)
 from promptlooper.online.tallies import EVENT_COUNTS, TOTALS
 from tests.conftest import BACKENDS, drop_database, fresh_database
 from tests.online.conftest import store
@@ -160,3 +165,85 @@ async def test_the_migration_fills_the_totals_from_stored_events(engine_at_0006:
     await migrations.upgrade(engine_at_0006)
 
     await assert_totals_match_events(create_sessionmaker(engine_at_0006))
+
+
+@pytest.fixture(params=BACKENDS)
+async def engine_at_0017(request: pytest.FixtureRequest, tmp_path: Path):
+    url = await fresh_database(request.param, tmp_path)
+    engine = create_engine(url)
+    await migrations.upgrade(engine, "0017")
+    yield engine
+    await engine.dispose()
+    await drop_database(url)
+
+
+_INFLATE = (
+    # What the first version of 0007 left: every event's value in the value totals.
+    "UPDATE online_session_tallies SET value = COALESCE((SELECT SUM(e.value) FROM online_events e"
+    " WHERE e.experiment_key = online_session_tallies.experiment_key"
+    " AND e.variant_key = online_session_tallies.variant_key"
+    " AND e.session_id = online_session_tallies.session_id), 0)",
+    "UPDATE online_variant_totals SET value_total = (SELECT COALESCE(SUM(e.value), 0)"
+    " FROM online_events e WHERE e.experiment_key = online_variant_totals.experiment_key"
+    " AND e.variant_key = online_variant_totals.variant_key),"
+    " value_exposed = (SELECT COALESCE(SUM(s.value), 0) FROM online_session_tallies s"
+    " WHERE s.experiment_key = online_variant_totals.experiment_key"
+    " AND s.variant_key = online_variant_totals.variant_key AND s.impressions > 0),"
+    " value_squares = (SELECT COALESCE(SUM(s.value * s.value), 0) FROM online_session_tallies s"
+    " WHERE s.experiment_key = online_variant_totals.experiment_key"
+    " AND s.variant_key = online_variant_totals.variant_key AND s.impressions > 0)",
+)
+
+
+async def _session_values(sessionmaker: async_sessionmaker[AsyncSession]) -> tuple[dict, dict]:
+    """Each session's kept value, and the conversion value its stored events add up to."""
+    async with sessionmaker() as session:
+        kept = {
+            (t.experiment_key, t.variant_key, t.session_id): t.value
+            for t in await session.scalars(select(SessionTally))
+        }
+        stored = list(await session.scalars(select(ExperimentEvent)))
+    expected = dict.fromkeys(kept, 0.0)
+    for e in stored:
+        if e.event_type == "conversion" and e.value:
+            expected[(e.experiment_key, e.variant_key, e.session_id)] += e.value
+    return kept, expected
+
+
+async def test_migration_0019_repairs_value_totals_the_first_0007_inflated(
+    engine_at_0017: AsyncEngine,
+):
+    sessionmaker = create_sessionmaker(engine_at_0017)
+    await store(sessionmaker, random_events(seed=13, count=400))
+    await store(sessionmaker, random_events(seed=14, count=200, key="pricing_cta_test"))
+    async with engine_at_0017.begin() as conn:
+        for statement in _INFLATE:
+            await conn.execute(text(statement))
+    kept, expected = await _session_values(sessionmaker)
+    assert sum(kept.values()) > sum(expected.values()) + 100  # other events' values counted
+    async with sessionmaker() as session:
+        before, _ = await kept_totals(session)
+    assert before[("homepage_hero_test", "control")]["value_total"] > 0
+
+    await migrations.upgrade(engine_at_0017)
+
+    await assert_totals_match_events(sessionmaker)
+    kept, expected = await _session_values(sessionmaker)
+    assert kept == pytest.approx(expected)
+    async with sessionmaker() as session:
+        after, _ = await kept_totals(session)
+    # Only the value totals moved.
+    for key, totals in after.items():
+        moved = {n for n in TOTALS if totals[n] != pytest.approx(before[key][n])}
+        assert moved <= {"value_total", "value_exposed", "value_squares"}, key
+        assert totals["value_total"] < before[key]["value_total"], key
+
+    # Run again (a database that was right already): the same numbers.
+    await migrations.downgrade(engine_at_0017, "0017")
+    await migrations.upgrade(engine_at_0017)
+    async with sessionmaker() as session:
+        again, _ = await kept_totals(session)
+    assert again.keys() == after.keys()
+    for key, totals in after.items():
+        assert again[key] == pytest.approx(totals), key
+    await assert_totals_match_events(sessionmaker)

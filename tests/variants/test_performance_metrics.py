@@ -105,3 +105,57 @@ async def test_a_performance_metric_measures_a_field_of_the_log(
 
     assert response.status_code == 422
     assert "source" in response.text
+
+
+async def test_an_experiment_fed_only_by_performance_records_gathers_enough_data(
+    client: httpx.AsyncClient, owner, agent, bootstrap_headers
+):
+    metric = {"name": "quality", "kind": "performance", "source": "quality", "aggregation": "mean"}
+    assert (
+        await client.post("/api/admin/metrics", json=metric, headers=bootstrap_headers)
+    ).status_code == 201
+    hot = (
+        await client.post(
+            url(agent, "variants"), json={"name": "Hot", "temperature": 1.2}, headers=owner.headers
+        )
+    ).json()
+    await _experiment(client, bootstrap_headers, hot["id"], primary_metric="quality")
+    arms = {f"visitor-{i}": assign(f"visitor-{i}", "extractor_temperature", [50, 50])
+            for i in range(400)}  # fmt: skip
+    served = [sum(1 for a in arms.values() if a == arm) for arm in (0, 1)]
+    assert min(served) >= 100  # the hash splits 400 units about evenly
+
+    async def health() -> dict:
+        response = await client.get(RESULTS, headers=bootstrap_headers)
+        assert response.status_code == 200, response.text
+        return response.json()[0]["health"]
+
+    units = list(arms)
+    first = [{"quality": 0.5 + 0.001 * i, "unit_id": u} for i, u in enumerate(units[:60])]
+    assert (
+        await client.post(url(agent, "performance"), json=first, headers=owner.headers)
+    ).status_code == 201
+    early = await health()
+    assert early["units"] == "units served"
+    assert sum(early["units_per_arm"]) == 60
+    assert early["enough_data"] is False
+
+    # Two calls per unit: the units count once each, not the calls; no impression at all.
+    rest = [{"quality": 0.5 + 0.001 * (i % 50), "unit_id": u} for i, u in enumerate(units)] * 2
+    assert (
+        await client.post(url(agent, "performance"), json=rest, headers=owner.headers)
+    ).status_code == 201
+    found = await health()
+    assert found["units_per_arm"] == served
+    assert found["enough_data"] is True
+    assert found["srm_mismatch"] is False
+
+    power = await client.get(
+        "/api/v1/experiments/power",
+        params={"experiment_key": "extractor_temperature", "lift": 0.05},
+        headers=bootstrap_headers,
+    )
+    assert power.status_code == 200, power.text
+    assert power.json()["units_per_arm"] == min(served)
+    assert power.json()["days_running"] == 1
+    assert power.json()["days_left"] is not None

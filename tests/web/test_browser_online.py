@@ -196,3 +196,54 @@ def test_the_forms_and_results_fit_a_phone_and_a_desktop(browser, deployed: Depl
     assert _overflow(browser, "table.arms th, .table-wrap") == []
     walk.open(f"/ui/online/{KEY}/edit")
     assert _overflow(browser, "table.variant-rows input[type=text]") == []
+
+
+def test_an_admin_creates_a_bandit_with_auto_stop_and_a_guardrail_in_the_form(
+    browser, deployed: Deployed
+):
+    from selenium.webdriver.support.ui import Select
+
+    cost = {"name": "cost-per-call", "source": "llm_call", "aggregation": "ratio",
+            "denominator": "llm_call", "direction": "lower"}  # fmt: skip
+    with deployed.client() as http:
+        made = http.post("/api/admin/metrics", json=cost, headers=deployed.admin)
+        assert made.status_code == 201, made.text
+    walk = Walk(browser, deployed.url)
+    walk.open("/ui/online/new")
+    walk.fill({"username": "root", "password": PASSWORD})
+    walk.click("Log in")
+    walk.open("/ui/online/new")
+    walk.fill(
+        {
+            "experiment_key": "answer_bandit",
+            "name": "Answer bandit",
+            "cookie_name": "exp_answer_bandit",
+            "variants.1.variant_key": "verbose",
+            "bandit.every_exposures": "500",
+            "bandit.floor": "0.1",
+            "guardrail_thresholds.cost-per-call.threshold": "-0.2",
+        }
+    )
+    Select(browser.find_element(walk.by.NAME, "type")).select_by_value("bandit")
+    walk.tick("guardrail.cost-per-call")
+    walk.tick("auto_stop")
+    invalid = browser.execute_script(
+        "return Array.from(document.querySelectorAll('input:invalid')).map(e => e.name)"
+    )
+    assert invalid == [], invalid
+    walk.click("Create experiment")
+    refused = walk.text()
+    assert "is better lower, so harm is a rise: give a positive threshold (e.g. 0.2)" in refused
+    # What was typed stays: fix the sign only.
+    walk.fill({"guardrail_thresholds.cost-per-call.threshold": "0.2"})
+    walk.click("Create experiment")
+    assert walk.path() == "/ui/online/answer_bandit", walk.text()
+    assert "Experiment Answer bandit created" in walk.text()
+    with deployed.client() as http:
+        found = http.get("/api/admin/experiments/answer_bandit", headers=deployed.admin).json()
+    assert (found["type"], found["auto_stop"]) == ("bandit", True)
+    assert found["bandit"] == {"every_exposures": 500, "every_seconds": 3600.0, "floor": 0.1}
+    assert found["guardrail_metrics"] == ["cost-per-call"]
+    assert found["guardrail_thresholds"] == {
+        "cost-per-call": {"threshold": 0.2, "scale": "relative"}
+    }

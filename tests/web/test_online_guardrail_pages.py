@@ -68,7 +68,7 @@ async def test_a_bandit_shows_its_weights_and_their_history(
     assert page.count("<td>bandit</td>") >= 1
 
 
-async def test_saving_the_edit_form_keeps_what_it_does_not_show(
+async def test_the_edit_form_shows_and_saves_the_bandit_auto_stop_and_thresholds(
     ui_admin: UiClient, client: httpx.AsyncClient, bootstrap_headers
 ):
     defined = await client.post("/api/admin/metrics", json=COST, headers=bootstrap_headers)
@@ -78,6 +78,15 @@ async def test_saving_the_edit_form_keeps_what_it_does_not_show(
     assert (
         await client.post("/api/admin/experiments", json=body, headers=bootstrap_headers)
     ).status_code == 201
+    page = (await ui_admin.get("/ui/online/answer_bandit/edit")).text
+    assert '<option value="bandit" selected>' in page
+    assert 'name="bandit.every_exposures" type="number" value="200"' in page
+    assert 'name="bandit.floor" type="number" value="0.05"' in page
+    assert (
+        'name="guardrail_thresholds.cost-per-call.threshold" type="number" step="any" value="0.2"'
+        in page
+    )
+    assert re.search(r'name="auto_stop" value="on" checked', page)
     form = {
         "name": "Renamed bandit",
         "cookie_name": "pl_answer_bandit",
@@ -85,29 +94,137 @@ async def test_saving_the_edit_form_keeps_what_it_does_not_show(
         "status": "running",
         "coverage": "100",
         "primary_metric": "conversion",
+        "type": "bandit",
+        "bandit.every_exposures": "200",
+        "bandit.every_seconds": "3600",
+        "bandit.floor": "0.1",
+        "guardrail.cost-per-call": "on",
+        "guardrail_thresholds.cost-per-call.threshold": "0.3",
+        "guardrail_thresholds.cost-per-call.scale": "relative",
+        "auto_stop": "on",
         "variants.0.variant_key": "control",
         "variants.0.allocation": "50",
         "variants.1.variant_key": "better",
         "variants.1.allocation": "50",
         "control": "0",
     }
+    url = "/api/admin/experiments/answer_bandit"
 
-    async def save(**ticked: str) -> dict:
+    async def save(**changes: str) -> httpx.Response:
         page = await ui_admin.get("/ui/online/answer_bandit/edit")
         version = re.search(r'name="version" value="([0-9a-f]+)"', page.text)
         assert version
-        saved = await ui_admin.post(
-            "/ui/online/answer_bandit/edit", form | ticked | {"version": version[1]}
+        fields = {k: v for k, v in (form | changes).items() if v is not None}
+        return await ui_admin.post(
+            "/ui/online/answer_bandit/edit", fields | {"version": version[1]}
         )
-        assert saved.status_code == 303, saved.text
-        url = "/api/admin/experiments/answer_bandit"
-        return (await client.get(url, headers=bootstrap_headers)).json()
 
-    found = await save(**{"guardrail.cost-per-call": "on"})
-    assert found["name"] == "Renamed bandit"
-    assert (found["type"], found["auto_stop"]) == ("bandit", True)
-    assert found["bandit"] == body["bandit"]
-    assert found["guardrail_thresholds"] == guard
-    # Unticking the last guardrail takes its threshold and auto-stop with it.
-    found = await save()
+    saved = await save()
+    assert saved.status_code == 303, saved.text
+    found = (await client.get(url, headers=bootstrap_headers)).json()
+    assert (found["name"], found["type"], found["auto_stop"]) == ("Renamed bandit", "bandit", True)
+    assert found["bandit"] == {"every_exposures": 200, "every_seconds": 3600.0, "floor": 0.1}
+    assert found["guardrail_thresholds"] == {
+        "cost-per-call": {"threshold": 0.3, "scale": "relative"}
+    }
+
+    # A threshold left on an unticked guardrail, auto-stop with nothing to stop on: each is
+    # refused beside its input with the API's message, and nothing is saved.
+    untick = {"guardrail.cost-per-call": None}
+    refused = await save(**untick)
+    assert refused.status_code == 422
+    text = html.unescape(refused.text)
+    assert "not one of guardrail_metrics; add it there" in text
+    assert re.search(r'cost-per-call: threshold" class="num invalid"', refused.text)
+    refused = await save(**untick, **{"guardrail_thresholds.cost-per-call.threshold": ""})
+    assert refused.status_code == 422
+    assert re.search(
+        r'<small class="error" id="e-auto_stop">there is nothing to stop an arm on', refused.text
+    )
+    assert (await client.get(url, headers=bootstrap_headers)).json() == found
+    saved = await save(
+        **untick, **{"guardrail_thresholds.cost-per-call.threshold": "", "auto_stop": None}
+    )
+    assert saved.status_code == 303, saved.text
+    found = (await client.get(url, headers=bootstrap_headers)).json()
     assert (found["auto_stop"], found["guardrail_thresholds"]) == (False, {})
+    # A bandit that has assigned units stays one (the service's 409), said beside the type.
+    refused = await save(**untick, **{"guardrail_thresholds.cost-per-call.threshold": "",
+                                      "auto_stop": None, "type": "ab"})  # fmt: skip
+    assert refused.status_code == 422
+    assert re.search(
+        r'id="e-type">.*is a bandit that has assigned units', html.unescape(refused.text)
+    )
+
+
+NEW = "/ui/online/new"
+FORM = {
+    "experiment_key": "answer_guard",
+    "name": "Answer guard",
+    "cookie_name": "exp_answer_guard",
+    "enabled": "on",
+    "status": "draft",
+    "coverage": "100",
+    "primary_metric": "conversion",
+    "type": "ab",
+    "variants.0.variant_key": "control",
+    "variants.0.allocation": "50",
+    "variants.1.variant_key": "verbose",
+    "variants.1.allocation": "50",
+    "control": "0",
+}
+
+
+async def test_the_new_form_says_what_is_wrong_beside_each_new_field(
+    ui_admin: UiClient, client: httpx.AsyncClient, bootstrap_headers
+):
+    assert (
+        await client.post("/api/admin/metrics", json=COST, headers=bootstrap_headers)
+    ).status_code == 201
+    cases = [
+        # (form changes, input with the error, the API's message)
+        ({"guardrail.cost-per-call": "on", "guardrail_thresholds.cost-per-call.threshold": "-0.2"},
+         "guardrail_thresholds.cost-per-call.threshold", "is better lower, so harm is a rise"),
+        ({"guardrail.cost-per-call": "on", "guardrail_thresholds.cost-per-call.threshold": "0"},
+         "guardrail_thresholds.cost-per-call.threshold", "a threshold of 0 would stop an arm"),
+        ({"auto_stop": "on"}, "auto_stop", "there is nothing to stop an arm on"),
+        ({"type": "bandit", "bandit.floor": "0.6"}, "bandit.floor", "less than 0.5"),
+        ({"type": "bandit", "variants.2.variant_key": "third", "variants.0.allocation": "40",
+          "variants.1.allocation": "30", "variants.2.allocation": "30", "bandit.floor": "0.4"},
+         "bandit.floor", "leaves nothing to learn with; lower it"),
+        ({"type": "bandit", "bandit.every_exposures": "0"}, "bandit.every_exposures",
+         "greater than or equal to 1"),
+        ({"type": "bandit", "primary_metric": "cta_click"}, "primary_metric",
+         "a bandit optimises &#39;conversion&#39; or a defined metric"),
+        ({"type": "<script>"}, "type", "Input should be &#39;ab&#39; or &#39;bandit&#39;"),
+    ]  # fmt: skip
+    for changes, field, message in cases:
+        refused = await ui_admin.post(NEW, FORM | changes)
+        assert refused.status_code == 422, (changes, refused.status_code)
+        assert "<script>" not in refused.text
+        errors = re.findall(
+            r'<small class="error"(?: id="e-([^"]+)")?>([^<]*)</small>', refused.text
+        )
+        assert any(message in text for _, text in errors), (changes, errors)
+        if field in ("auto_stop", "type") or field.startswith("bandit."):
+            assert (field, next(t for _, t in errors if message in t)) in errors, errors
+        else:
+            assert f'name="{field}"' in refused.text
+    missing = await client.get("/api/admin/experiments/answer_guard", headers=bootstrap_headers)
+    assert missing.status_code == 404  # nothing was half-saved
+
+    created = await ui_admin.post(
+        NEW,
+        FORM | {"type": "bandit", "bandit.every_exposures": "500", "auto_stop": "on",
+                "guardrail.cost-per-call": "on",
+                "guardrail_thresholds.cost-per-call.threshold": "0.25"},
+    )  # fmt: skip
+    assert created.status_code == 303, created.text
+    found = (
+        await client.get("/api/admin/experiments/answer_guard", headers=bootstrap_headers)
+    ).json()
+    assert (found["type"], found["auto_stop"]) == ("bandit", True)
+    assert found["bandit"] == {"every_exposures": 500, "every_seconds": 3600.0, "floor": 0.05}
+    assert found["guardrail_thresholds"] == {
+        "cost-per-call": {"threshold": 0.25, "scale": "relative"}
+    }

@@ -181,7 +181,12 @@ async def results(
         f"SRM p={health['srm_p_value']:.4g}{' MISMATCH' if health['srm_mismatch'] else ''}  "
         f"bots rejected {health['bots_rejected']}  "
         f"multiple exposure {health['multiple_exposure_rate']:.2%}  "
-        f"{'enough data' if health['enough_data'] else 'not enough data yet'}",
+        + (
+            "enough data"
+            if health["enough_data"]
+            else f"not enough data yet: the smallest arm has {min(health['units_per_arm']):,} "
+            f"{health['units']} of {health['min_units_per_arm']:,}"
+        ),
         soft_wrap=True,
     )
     for line in _traffic_lines(found):

@@ -94,6 +94,14 @@ class Online(_Resource):
         path = f"{ADMIN}/experiments/{quote(experiment_key, safe='')}/archive"
         return self._run(Call("POST", path))
 
+    def resume_arm(self, experiment_key: str, variant_key: str) -> Any:
+        """Serve an arm a guardrail stopped its own variant again; the audited event (who
+        resumed it, which metric had stopped it). A ``ConflictError`` when the arm is not
+        stopped, ``NotFoundError`` when the experiment has no such arm. The guardrail does not
+        stop a resumed arm again."""
+        key, arm = quote(experiment_key, safe=""), quote(variant_key, safe="")
+        return self._run(Call("POST", f"{ADMIN}/experiments/{key}/arms/{arm}/resume"))
+
     # --- assignment and events --------------------------------------------------------------
 
     def assign(self, experiment_key: str, unit_id: str, *, path: str | None = None) -> Any:

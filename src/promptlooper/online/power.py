@@ -108,11 +108,14 @@ async def reached(
     counts = await results.variant_counts(session, key)
     control_key = experiment.variants[0]["variant_key"]
     control_counts = counts.get(control_key, {})
+    terms: dict[str, dict[str, float]] = {}
+    on = results.EXPOSED
     if name in BUILT_IN:
         control: stats.Statistic = results.arm_metrics(control_counts)[BUILT_IN[name]]
     elif name in definitions.named(experiment):
         terms = await results.metric_terms(session, key)
         defined = await definitions.get_metric(session, name)
+        on = results.measured_on(defined)
         control = results.defined_metric(defined, control_counts, terms.get(control_key, {}))
         if isinstance(control, stats.Adjusted):
             # CUPED: the variance left once the pooled θ adjusts it, which is what the
@@ -125,11 +128,16 @@ async def reached(
     else:
         raise Invalid(f"metric: {name!r} is not a metric of experiment {key!r}")
     per_arm = min(
-        int(counts.get(v["variant_key"], {}).get("exposed", 0)) for v in experiment.variants
+        results.units(counts.get(v["variant_key"], {}), terms.get(v["variant_key"], {}), on)
+        for v in experiment.variants
     )
     first = await session.scalar(
         select(func.min(DailyTotals.day)).where(DailyTotals.experiment_key == key)
     )
+    if first is None and per_arm:
+        # Units served by performance records only: no impression has a day; the traffic is
+        # counted from the day the experiment was registered.
+        first = experiment.created_at.date()
     days = (datetime.now(UTC).date() - first).days + 1 if first else 0
     mean, variance = control.unadjusted_mean, control.variance
     needed = stats.units_needed(mean, variance, lift, alpha, target)

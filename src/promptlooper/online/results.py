@@ -81,7 +81,25 @@ def arm_fields(variant_key: str, counts: dict[str, float] | None) -> dict[str, A
 
 
 MIN_UNITS = 100
-"""Exposed sessions each arm needs before the results call a winner."""
+"""Units each arm needs before the results call a winner."""
+EXPOSED, SERVED = "exposed sessions", "units served"
+"""What an experiment's units are (``measured_on``): sessions exposed by an impression, or the
+units its performance records served."""
+
+
+def measured_on(metric: MetricDefinition | None) -> str:
+    """The units a metric (a built-in one: None) is measured on: the units performance records
+    served for a performance metric, else sessions exposed by an impression. An experiment's
+    units are its primary metric's, so one over agent variants fed only by performance records
+    (no impression at all) still gathers units."""
+    return SERVED if metric is not None and metric.kind == "performance" else EXPOSED
+
+
+def units(counts: dict[str, float], terms: dict[str, float], on: str) -> int:
+    """One arm's units as ``measured_on`` says."""
+    return int(terms.get(history.SERVED_UNITS, 0.0) if on == SERVED else counts.get("exposed", 0))
+
+
 SRM_THRESHOLD = 0.001
 
 
@@ -96,18 +114,17 @@ class _Split:
     srm_p_value: float
     srm_mismatch: bool
     shortfall: int
-    """Exposed sessions the smallest arm still needs before the results call a winner."""
+    """Units the smallest arm still needs before the results call a winner."""
 
 
 def _split(
-    experiment: OnlineExperiment, arms: Sequence[dict[str, float]], changes: Sequence[Any] = ()
+    experiment: OnlineExperiment, per_arm: Sequence[int], changes: Sequence[Any] = ()
 ) -> _Split:
-    """How the exposed sessions fell across the arms against the shares that were in force
+    """How the units (``units``) fell across the arms against the shares that were in force
     while they arrived (the allocations, unless a bandit or a guardrail ``changes`` them)."""
-    exposed = [a.get("exposed", 0.0) for a in arms]
-    expected = history.expected_shares(experiment, changes, int(sum(exposed)))
-    srm = stats.srm_p_value(exposed, expected)
-    return _Split(srm, srm < SRM_THRESHOLD, max(0, MIN_UNITS - int(min(exposed))))
+    expected = history.expected_shares(experiment, changes, sum(per_arm))
+    srm = stats.srm_p_value(per_arm, expected)
+    return _Split(srm, srm < SRM_THRESHOLD, max(0, MIN_UNITS - min(per_arm)))
 
 
 def arm_metrics(counts: dict[str, float]) -> dict[str, stats.Moments]:
@@ -240,6 +257,9 @@ async def compute(
         arms = [counts.get(v["variant_key"], {}) for v in experiment.variants]
         named = await _named_metrics(session, experiment)
         terms = await metric_terms(session, key) if named else {}
+        on = measured_on(next((m for role, m in named if role == "primary"), None))
+        per_arm = [units(a, terms.get(v["variant_key"], {}), on)
+                   for v, a in zip(experiment.variants, arms, strict=True)]  # fmt: skip
         control = arm_metrics(arms[0])
         control_key = experiment.variants[0]["variant_key"]
         variants = [arm_fields(control_key, arms[0])]
@@ -269,7 +289,7 @@ async def compute(
             variants.append(fields | ({"metrics": defined} if named else {}))
         _adjust(blocks, correction)
         changes = await history.changes(session, key)
-        split = _split(experiment, arms, changes)
+        split = _split(experiment, per_arm, changes)
         rejected = await rejection_counts(session, key)
         multiple, sessions = await multiple_exposure(session, key)
         health = {
@@ -279,6 +299,8 @@ async def compute(
             "bots_rejected": rejected.get("bot", 0),
             "multiple_exposure_rate": multiple / sessions if sessions else 0.0,
             "min_units_per_arm": MIN_UNITS,
+            "units": on,
+            "units_per_arm": per_arm,
             "enough_data": not split.shortfall,
         }
         answer.append(
@@ -355,10 +377,12 @@ class HealthSummary:
     experiment_key: str
     variants: int
     sessions: int
+    """Sessions seen (for an experiment measured on ``SERVED``: units served)."""
     srm_p_value: float
     srm_mismatch: bool
     shortfall: int
-    """Exposed sessions the smallest arm still needs (0 once every arm has enough)."""
+    """Units the smallest arm still needs (0 once every arm has enough)."""
+    units: str = EXPOSED
 
     @property
     def healthy(self) -> bool:
@@ -369,26 +393,28 @@ class HealthSummary:
         """Say "2 variants · 4,812 sessions · SRM p=0.0003 — do not trust", or "no data yet",
         or "healthy" with how many more sessions each arm needs while there are too few to call
         a winner."""
-        head = f"{self.variants} variants · {self.sessions:,} sessions · "
+        noun = "sessions" if self.units == EXPOSED else SERVED
+        head = f"{self.variants} variants · {self.sessions:,} {noun} · "
         if self.srm_mismatch:
             p = "p<0.0001" if self.srm_p_value < 0.0001 else f"p={self.srm_p_value:.4f}"
             return head + f"SRM {p} — do not trust"
         if not self.sessions:
-            return head + f"no data yet · needs {self.shortfall:,} sessions per arm"
+            return head + f"no data yet · needs {self.shortfall:,} {noun} per arm"
         if self.shortfall:
-            return head + f"healthy · needs {self.shortfall:,} more sessions per arm"
+            return head + f"healthy · needs {self.shortfall:,} more {noun} per arm"
         return head + "healthy · enough data"
 
 
 async def health_summaries(
     session: AsyncSession, experiments: Sequence[OnlineExperiment]
 ) -> dict[str, HealthSummary]:
-    """Each experiment's health summary from the running totals, in two queries however many
-    experiments there are."""
+    """Each experiment's health summary from the running totals, in a few queries however many
+    experiments there are (two more when some primary metric is not a built-in one)."""
     keys = [e.experiment_key for e in experiments]
     if not keys:
         return {}
     counts = await variant_counts_of(session, keys)
+    served = await _served_units_of(session, experiments)
     changes = await history.changes_of(session, keys)
     found = await session.execute(
         select(ExperimentTotals.experiment_key, ExperimentTotals.sessions).where(
@@ -399,17 +425,49 @@ async def health_summaries(
     answer = {}
     for experiment in experiments:
         key = experiment.experiment_key
-        split = _split(
-            experiment,
-            [counts[key].get(v["variant_key"], {}) for v in experiment.variants],
-            changes[key],
-        )
+        on = SERVED if key in served else EXPOSED
+        arm_terms = served.get(key, {})
+        per_arm = [
+            units(counts[key].get(v["variant_key"], {}), arm_terms.get(v["variant_key"], {}), on)
+            for v in experiment.variants
+        ]
+        split = _split(experiment, per_arm, changes[key])
         answer[key] = HealthSummary(
             experiment_key=key,
             variants=len(experiment.variants),
-            sessions=sessions.get(key, 0),
+            sessions=sum(per_arm) if on == SERVED else sessions.get(key, 0),
             srm_p_value=split.srm_p_value,
             srm_mismatch=split.srm_mismatch,
             shortfall=split.shortfall,
+            units=on,
         )
     return answer
+
+
+async def _served_units_of(
+    session: AsyncSession, experiments: Sequence[OnlineExperiment]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Of the experiments measured on the units their performance records served
+    (``measured_on``), per variant the served-units term, keyed as ``metric_terms``."""
+    primaries = {e.primary_metric for e in experiments} - set(EVENT_COUNTS)
+    if not primaries:
+        return {}
+    performance = set(
+        await session.scalars(
+            select(MetricDefinition.name).where(
+                MetricDefinition.name.in_(primaries), MetricDefinition.kind == "performance"
+            )
+        )
+    )
+    keys = [e.experiment_key for e in experiments if e.primary_metric in performance]
+    if not keys:
+        return {}
+    found: dict[str, dict[str, dict[str, float]]] = {key: {} for key in keys}
+    rows = await session.execute(
+        select(MetricTotals.experiment_key, MetricTotals.variant_key, MetricTotals.value).where(
+            MetricTotals.experiment_key.in_(keys), MetricTotals.term == history.SERVED_UNITS
+        )
+    )
+    for key, variant, value in rows.all():
+        found[key][variant] = {history.SERVED_UNITS: value}
+    return found

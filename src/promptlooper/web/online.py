@@ -24,11 +24,12 @@ from promptlooper.web import online_results as view
 from promptlooper.web.errors import PageRoute
 from promptlooper.web.forms import FORM_ERROR, form_fields, validate
 from promptlooper.web.online_forms import (
+    BANDIT,
     GUARDRAIL,
     SECONDARY,
+    THRESHOLDS,
     definition_data,
     form_of,
-    kept_settings,
     place_errors,
     refusal,
     row_count,
@@ -43,6 +44,7 @@ DEFAULT_FORM = {
     "status": "draft",
     "coverage": "100",
     "primary_metric": "conversion",
+    "type": "ab",
     "variants.0.variant_key": "control",
     "variants.0.label": "Original",
     "variants.0.allocation": "50",
@@ -109,6 +111,7 @@ async def _form_page(
     changes: list[str] | None = None,
     status: int = 200,
 ) -> Response:
+    defined = await definitions.list_metrics(session)
     return page(
         request,
         "online/form.html",
@@ -120,9 +123,12 @@ async def _form_page(
         errors=errors,
         rows=row_count(form),
         changes=changes or [],
-        metric_names=[*EVENT_TYPES, *(m.name for m in await definitions.list_metrics(session))],
+        metric_names=[*EVENT_TYPES, *(m.name for m in defined)],
+        directions={m.name: m.direction for m in defined},
         guardrail=GUARDRAIL,
         secondary=SECONDARY,
+        thresholds=THRESHOLDS,
+        bandit=BANDIT,
     )
 
 
@@ -190,7 +196,6 @@ async def update_experiment(
         return await _form_page(request, viewer, session, form, {}, experiment=experiment)
     data, rows = definition_data(form)
     data.pop("experiment_key", None)
-    data |= kept_settings(experiment, data)
     status = 422
     try:
         service.check_version(experiment, form.get("version", ""))
@@ -293,14 +298,16 @@ async def results_page(
         experiment=experiment,
         result=result,
         headline=view.headline(experiment, result, rows),
-        banners=view.banners(result, exposed),
+        banners=view.banners(result),
         forest=view.forest(rows),
         metrics=view.METRICS,
         metric_count=len({row.metric for row in rows}),
         plot_width=view.PLOT_WIDTH,
         percent=view.percent,
         labels={v["variant_key"]: v.get("label") or v["variant_key"] for v in experiment.variants},
-        has_data=any(exposed) or any(v["unique_sessions"] for v in result["variants"]),
+        has_data=any(exposed)
+        or any(result["health"]["units_per_arm"])
+        or any(v["unique_sessions"] for v in result["variants"]),
         days=len(series["days"]),
         exposure_chart=exposure_chart,
         lift_chart=lift_chart,

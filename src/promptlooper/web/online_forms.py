@@ -5,15 +5,20 @@ Variant rows are numbered inputs (``variants.0.variant_key``, ...) with one "con
 across them; rows left blank are ignored, so the form shows a few spare rows and an "add a
 variant" button re-renders it with one more, without JavaScript. Problems that pydantic reports
 for the Nth variant it was given are moved back to the row that variant was typed in.
+
+The other inputs are named by the API field they fill (``bandit.floor``,
+``guardrail_thresholds.cost-per-call.threshold``), so a problem the schema or the service
+reports at a field path lands beside the input of that name, with the API's own message.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
-from promptlooper.errors import PromptLooperError
+from promptlooper.errors import NAMED_FIELD, PromptLooperError
 from promptlooper.online.models import OnlineExperiment
 from promptlooper.web.forms import FORM_ERROR
 
@@ -24,8 +29,14 @@ MAX_ROWS = 20
 GUARDRAIL = "guardrail."
 SECONDARY = "secondary."
 """Prefix of the guardrail metric boxes (one per event type)."""
+THRESHOLDS = "guardrail_thresholds."
+"""Prefix of a guardrail metric's threshold and scale inputs (``...NAME.threshold``)."""
+BANDIT = "bandit."
+BANDIT_FIELDS = ("every_exposures", "every_seconds", "floor")
 
 _ROW_ERROR = re.compile(r"^variants\.(\d+)\.(.+)$")
+_THRESHOLD = re.compile(r"^guardrail_thresholds\.([^.]+)\.(threshold|scale)$")
+_LISTED = re.compile(r"^(secondary_metrics|guardrail_metrics|eligible_routes)\.\d+$")
 
 
 def _row(index: int, name: str) -> str:
@@ -56,10 +67,33 @@ def _checked(form: Mapping[str, str], prefix: str) -> list[str]:
     return [name[len(prefix) :] for name, on in form.items() if name.startswith(prefix) and on]
 
 
+def _number(text: str) -> float | str:
+    """A typed number as a number (the schema takes a threshold only as one, as the API does);
+    anything else as typed, for the schema to refuse with its message."""
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return number if math.isfinite(number) else text
+
+
+def _thresholds(form: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """The guardrail thresholds typed, by metric; a row whose threshold is blank has none."""
+    rules: dict[str, dict[str, Any]] = {}
+    for key, text in form.items():
+        if (found := _THRESHOLD.match(key)) and found[2] == "threshold" and text.strip():
+            name = found[1]
+            rules[name] = {"threshold": _number(text.strip())}
+            if scale := form.get(f"{THRESHOLDS}{name}.scale", "").strip():
+                rules[name]["scale"] = scale
+    return dict(sorted(rules.items()))
+
+
 def definition_data(form: Mapping[str, str]) -> tuple[dict[str, Any], list[int]]:
     """The definition the form describes, for the API's schema, and the form row of each
     variant in it (a blank field is left out, so the schema's default applies)."""
     data: dict[str, Any] = {
+        "type": form.get("type", "").strip() or "ab",
         "name": form.get("name", ""),
         "description": form.get("description", ""),
         "cookie_name": form.get("cookie_name", "").strip(),
@@ -69,7 +103,14 @@ def definition_data(form: Mapping[str, str]) -> tuple[dict[str, Any], list[int]]
         ],
         "secondary_metrics": _checked(form, SECONDARY),
         "guardrail_metrics": _checked(form, GUARDRAIL),
+        "auto_stop": bool(form.get("auto_stop")),
+        "guardrail_thresholds": _thresholds(form),
     }
+    if data["type"] == "bandit":
+        # Blank fields take the schedule's defaults; an A/B test's form ignores them.
+        data["bandit"] = {
+            f: form[BANDIT + f].strip() for f in BANDIT_FIELDS if form.get(BANDIT + f, "").strip()
+        }
     for name in ("status", "primary_metric", "coverage", "hash_seed"):
         if form.get(name, "").strip():
             data[name] = form[name].strip()
@@ -95,36 +136,41 @@ def definition_data(form: Mapping[str, str]) -> tuple[dict[str, Any], list[int]]
     return data, rows
 
 
-def kept_settings(experiment: OnlineExperiment, data: dict[str, Any]) -> dict[str, Any]:
-    """The settings the form does not show (a bandit's type and schedule, auto-stop and the
-    guardrail thresholds, set through the API or the CLI), carried over so that saving the
-    form never drops them; a threshold goes with its metric when the form unticks it, and
-    auto-stop with the last threshold."""
-    guarded = set(data.get("guardrail_metrics", []))
-    thresholds = {
-        name: rule
-        for name, rule in (experiment.guardrail_thresholds or {}).items()
-        if name in guarded
-    }
-    return {
-        "type": experiment.type,
-        "auto_stop": experiment.auto_stop and bool(thresholds),  # nothing left to stop on
-        "guardrail_thresholds": thresholds,
-        "bandit": experiment.bandit,
-    }
+_SHOWN = frozenset(
+    {"experiment_key", "name", "description", "cookie_name", "variants", "eligible_routes",
+     "coverage", "hash_seed", "status", "primary_metric", "secondary_metrics",
+     "guardrail_metrics", "type", "auto_stop", "bandit", *(BANDIT + f for f in BANDIT_FIELDS)}
+)  # fmt: skip
+"""The inputs an error can be shown beside (besides variant rows and thresholds)."""
+
+
+def _shown(path: str) -> bool:
+    """Whether the form has an input for a field path's problem."""
+    return bool(_ROW_ERROR.match(path)) or _input(path) in _SHOWN or path.startswith(THRESHOLDS)
+
+
+def _input(path: str) -> str:
+    """The input a field path is shown beside: a metric list's entry beside the list, a
+    guardrail threshold's rule beside its threshold input."""
+    if found := _LISTED.match(path):
+        return found[1]
+    if path.startswith(THRESHOLDS) and not _THRESHOLD.match(path):
+        return f"{THRESHOLDS}{path.removeprefix(THRESHOLDS).split('.')[0]}.threshold"
+    return path
 
 
 def place_errors(errors: dict[str, str], rows: list[int]) -> dict[str, str]:
-    """Problems keyed by the form's own field names: a variant's by its row, the schema's
-    whole-definition checks on the variants ("allocations must sum to 100") beside them."""
+    """Problems keyed by the form's own field names: a variant's by its row, and a check of
+    the whole definition that names its field first ("allocations must sum to 100" on
+    ``variants``, ``auto_stop`` without a threshold) beside that field, without the name."""
     placed: dict[str, str] = {}
     for key, message in errors.items():
+        if key == FORM_ERROR and (named := NAMED_FIELD.match(message)) and _shown(named[1]):
+            key, message = named[1], message[named.end() :]
         if found := _ROW_ERROR.match(key):
             index = int(found[1])
             key = _row(rows[index], found[2]) if index < len(rows) else "variants"
-        elif key == FORM_ERROR and message.startswith("variants: "):
-            key, message = "variants", message.removeprefix("variants: ")
-        placed.setdefault(key, message)
+        placed.setdefault(_input(key), message)
     return placed
 
 
@@ -141,8 +187,8 @@ def refusal(
         if key in rows_by_key:
             return {_row(rows_by_key[key], found[2]): rest}
         return {"variants": message}
-    if sep and head in ("variants", "status"):
-        return {head: rest}
+    if sep and NAMED_FIELD.fullmatch(head + sep) and _shown(head):
+        return {_input(head): rest}
     if message.startswith("cookie_name"):
         return {"cookie_name": message}
     if message.startswith("An experiment with key"):
@@ -162,7 +208,14 @@ def form_of(experiment: OnlineExperiment) -> dict[str, str]:
         "coverage": f"{experiment.coverage:g}",
         "hash_seed": experiment.hash_seed,
         "primary_metric": experiment.primary_metric,
+        "type": experiment.type,
+        "auto_stop": "on" if experiment.auto_stop else "",
     }
+    for field, value in (experiment.bandit or {}).items():
+        form[BANDIT + field] = f"{value:g}"
+    for name, rule in (experiment.guardrail_thresholds or {}).items():
+        form[f"{THRESHOLDS}{name}.threshold"] = f"{rule['threshold']:g}"
+        form[f"{THRESHOLDS}{name}.scale"] = rule.get("scale", "relative")
     form |= {SECONDARY + m: "on" for m in experiment.secondary_metrics}
     form |= {GUARDRAIL + m: "on" for m in experiment.guardrail_metrics}
     for index, variant in enumerate(experiment.variants):

@@ -187,21 +187,23 @@ def headline(
     return "info", f"{sentence} — no significant difference yet."
 
 
-def banners(result: dict[str, Any], exposed: list[int]) -> list[tuple[str, str]]:
+def banners(result: dict[str, Any]) -> list[tuple[str, str]]:
     """Health, worst first: sample-ratio mismatch, too little data, multiple exposure, bots
-    and other refused events."""
+    and other refused events; counted in the experiment's units (exposed sessions, or the
+    units its performance records served)."""
     health = result["health"]
+    per_arm, unit = health["units_per_arm"], health["units"]
     found = []
     if health["srm_mismatch"]:
         found.append(("bad", (
-            f"Sample-ratio mismatch (p = {health['srm_p_value']:.2g}): the exposed sessions "
-            f"({', '.join(f'{n:,}' for n in exposed)}) do not match the allocations. "
+            f"Sample-ratio mismatch (p = {health['srm_p_value']:.2g}): the {unit} "
+            f"({', '.join(f'{n:,}' for n in per_arm)}) do not match the allocations. "
             "Assignment or tracking is broken; find the cause before reading any lift."
         )))  # fmt: skip
     if not health["enough_data"]:
         found.append(("warn", (
-            f"Not enough data yet: the smallest arm has {min(exposed or [0]):,} exposed "
-            f"sessions of the {health['min_units_per_arm']:,} each arm needs."
+            f"Not enough data yet: the smallest arm has {min(per_arm or [0]):,} {unit} "
+            f"of the {health['min_units_per_arm']:,} each arm needs."
         )))  # fmt: skip
     if health["multiple_exposure_rate"] > MULTIPLE_EXPOSURE_WARNING:
         found.append(("warn", (
@@ -213,7 +215,7 @@ def banners(result: dict[str, Any], exposed: list[int]) -> list[tuple[str, str]]
         found.append(("good", (
             f"Healthy: the split matches the allocations (sample-ratio p = "
             f"{health['srm_p_value']:.2g}), every arm has at least "
-            f"{health['min_units_per_arm']:,} exposed sessions, no events refused."
+            f"{health['min_units_per_arm']:,} {unit}, no events refused."
         )))  # fmt: skip
     if rejected:
         reasons = ", ".join(f"{reason} {count:,}" for reason, count in sorted(rejected.items()))
