@@ -164,7 +164,9 @@ async def insert_or_add(
     return await _execute(executor, statement, rows, returning)
 
 
-async def insert_new(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
+async def insert_new(
+    executor: AsyncSession | AsyncConnection, table: Table, rows: list[dict[str, Any]]
+) -> None:
     """Insert rows that no other writer can hold yet (a new experiment's runs, say).
 
     On PostgreSQL they go in with ``COPY`` (asyncpg's ``copy_records_to_table``), which skips
@@ -173,8 +175,8 @@ async def insert_new(session: AsyncSession, table: Table, rows: list[dict[str, A
     that clashes with a unique constraint fails the batch with ``IntegrityError``, as any
     other ``COPY`` error fails it. JSON columns travel as text, as the driver's codec takes
     them."""
-    if not rows or _dialect(session) != "postgresql":
-        await insert_rows(session, table, rows)
+    if not rows or _dialect(executor) != "postgresql":
+        await insert_rows(executor, table, rows)
         return
     names = list(rows[0])
     json_columns = {name for name in names if _is_json(table.c[name].type)}
@@ -185,7 +187,8 @@ async def insert_new(session: AsyncSession, table: Table, rows: list[dict[str, A
         )
         for row in rows
     ]
-    connection = await (await session.connection()).get_raw_connection()
+    bound = executor if isinstance(executor, AsyncConnection) else await executor.connection()
+    connection = await bound.get_raw_connection()
     try:
         await connection.driver_connection.copy_records_to_table(
             table.name, records=records, columns=names, schema_name=table.schema
