@@ -9,6 +9,7 @@ how long creating the rows took and the loop's longest stall meanwhile. Run from
 repository root:
 
     .venv/bin/python -m benchmarks.sweep_memory [--rows 50 500 5000 83334] [--db sqlite]
+        [--creation-only]
 """
 
 from __future__ import annotations
@@ -131,6 +132,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, nargs="+", default=[50, 500, 5000, 83334])
     parser.add_argument("--db", default="sqlite", choices=["sqlite", "postgresql"])
+    parser.add_argument(
+        "--creation-only", action="store_true", help="only the run rows' creation, no sweep"
+    )
     args = parser.parse_args()
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src")], check=True)
     print(f"{args.db}, 12 configs × N rows, mock provider, cache off, concurrency 256\n")
@@ -138,7 +142,7 @@ def main() -> None:
     print("| --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for rows in args.rows:
+        for rows in [] if args.creation_only else args.rows:
             sweep = write_sweep(folder, rows)
             database, drop = fresh_database(args.db, folder)
             env = {**os.environ, "DATABASE_URL": database, "DATA_DIR": str(folder / "data")}

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptlooper.db.types import JSONType, UTCDateTime
-from promptlooper.db.upsert import insert_ignore, insert_or_add, insert_rows
+from promptlooper.db.upsert import insert_ignore, insert_new, insert_or_add, insert_rows
 from tests.db.conftest import created
 
 metadata = MetaData()
@@ -120,6 +120,25 @@ async def test_a_clash_fails_the_whole_plain_insert(engine: AsyncEngine, tables)
             await insert_rows(conn, rows_table, [row("b"), row("a"), row("c")])
 
     assert set(await stored(engine)) == {"a"}
+
+
+async def test_new_rows_come_back_exactly_and_a_clash_fails_the_batch(engine: AsyncEngine, tables):
+    """``insert_new`` (COPY on PostgreSQL) writes what ``insert_rows`` writes, JSON included,
+    and a row already there fails its whole batch with the same error."""
+    rows = [
+        row("plain"),
+        row("doc", doc={"nested": [1, 2.5, None, "é"], "wide": 2**70}, big=2**62),
+    ]
+    async with engine.begin() as conn:
+        await insert_new(conn, rows_table, rows)
+    with pytest.raises(IntegrityError):
+        async with engine.begin() as conn:
+            await insert_new(conn, rows_table, [row("other"), row("plain")])
+
+    kept = await stored(engine)
+    assert set(kept) == {"plain", "doc"}
+    for expected in rows:
+        assert {k: kept[expected["key"]][k] for k in expected} == expected
 
 
 async def test_insert_ignore_skips_clashes_and_returns_what_it_inserted(

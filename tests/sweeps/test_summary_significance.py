@@ -3,13 +3,15 @@ Holm-adjusted, flaky rows and pass^k with repeats."""
 
 from __future__ import annotations
 
+import random
+import statistics
 import uuid
 
 import pytest
 from scipy import stats as sp
 
 from promptlooper.multiplicity import holm
-from promptlooper.sweeps.summary import RunRow, summarise
+from promptlooper.sweeps.summary import RunningStats, RunRow, summarise
 
 
 def _summary(configs: dict[str, list[list[float]]]):
@@ -140,3 +142,19 @@ def test_one_row_gives_a_point_and_no_comparison():
     summary = _summary({"a": [[1.0]], "b": [[0.0]]})
     assert summary.runner_up is None
     assert all(c.versus_leader is None for c in summary.configs)
+
+
+def test_running_stats_give_what_the_statistics_module_gives_over_every_value():
+    """A scorer's spread and the runs' timing are running totals, not every value kept: they
+    agree with ``statistics`` over the same values, a constant included (no negative spread
+    from rounding)."""
+    draw = random.Random(3)
+    for values in ([draw.uniform(0, 1) for _ in range(2001)], [0.1] * 7, [0.25]):
+        running = RunningStats()
+        for value in values:
+            running.add(value)
+        found = running.as_scorer_stats()
+        assert found.n == len(values)
+        assert found.mean == pytest.approx(statistics.fmean(values), rel=1e-12)
+        assert found.stdev == pytest.approx(statistics.pstdev(values), rel=1e-9, abs=1e-12)
+        assert (found.minimum, found.maximum) == (min(values), max(values))

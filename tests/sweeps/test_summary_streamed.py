@@ -35,7 +35,6 @@ def _normal(value: Any) -> Any:
 
 def _as_data(summary: ExperimentSummary) -> dict[str, Any]:
     data = {f.name: getattr(summary, f.name) for f in dataclasses.fields(summary)}
-    data["durations_ms"] = list(data["durations_ms"])
     data["configs"] = [
         {f.name: getattr(c, f.name) for f in dataclasses.fields(c)} for c in summary.configs
     ]

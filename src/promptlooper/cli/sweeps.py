@@ -26,6 +26,7 @@ from promptlooper.cli.common import (
     err_console,
     freeze_long_lived_objects,
     load_settings,
+    release_freed_memory,
     session_scope,
     with_ray,
 )
@@ -370,6 +371,7 @@ def run_sweep(
                     print_cluster_work(settings.ray_address)
             if p.note:
                 err_console.print(p.note, highlight=False, soft_wrap=True)
+            release_freed_memory()  # the executed runs' memory, under the leaderboard's
             shown.append(await _show_leaderboard(engine, current[-1]))
         console.print(
             f"exports: promptlooper export {current[-1]} --format json|env|yaml|md", soft_wrap=True

@@ -17,12 +17,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from uuid6 import uuid7
 
 from promptlooper.db.base import utcnow
 from promptlooper.db.engine import create_sessionmaker, read_only
-from promptlooper.db.upsert import insert_ignore
+from promptlooper.db.upsert import insert_ignore, insert_new
 from promptlooper.errors import Conflict, Invalid, NotFound
 from promptlooper.events import EventBus
 from promptlooper.sweeps.credentials.service import provider_access
@@ -87,8 +88,9 @@ async def prepare_runs(
 ) -> int:
     """Reset unfinished runs for a clean re-run and create every missing run row; returns how
     many runs are pending. Rows are created idempotently, a batch per transaction: a start
-    that stops midway leaves runs the next start keeps and completes, and one that finds them
-    all (a resume) creates none."""
+    that stops midway leaves runs the next start keeps and completes (skipping those there),
+    and one that finds them all (a resume) creates none. A first start has nothing to skip,
+    and copies its rows in (``insert_new``)."""
     unfinished = select(Run.id).where(
         Run.experiment_id == experiment.id, Run.status.not_in(FINAL_STATUSES)
     )
@@ -107,8 +109,17 @@ async def prepare_runs(
     async with sessionmaker() as session:
         created = await session.scalar(select(func.count()).where(mine))
     rows = _run_rows(experiment, plan) if created != plan.total_runs else iter(())
+    fresh = not created  # nothing to clash with: the rows go in as new (COPY on PostgreSQL)
     while batch := list(itertools.islice(rows, CREATE_BATCH)):
         async with sessionmaker() as session:
+            if fresh:
+                try:
+                    await insert_new(session, Run.__table__, batch)  # type: ignore[arg-type]
+                    await session.commit()
+                    continue
+                except IntegrityError:  # another start is creating them too
+                    await session.rollback()
+                    fresh = False
             await insert_ignore(session, Run.__table__, batch)  # type: ignore[arg-type]
             await session.commit()
     async with sessionmaker() as session:

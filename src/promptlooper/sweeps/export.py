@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import statistics
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -279,17 +278,17 @@ def render_report(
         "",
     ]
 
-    durations = summary.durations_ms
+    timing = summary.timing
     out += ["## Timing", ""]
-    if not durations:
+    if timing is None:
         out += ["_No completed runs._", ""]
     else:
         out += ["| Metric | Value |", "| --- | --- |"]
         out += [
-            f"| Fastest run | {durations[0]:.1f} ms |",
-            f"| Median run | {statistics.median(durations):.1f} ms |",
-            f"| Mean run | {statistics.fmean(durations):.1f} ms |",
-            f"| Slowest run | {durations[-1]:.1f} ms |",
+            f"| Fastest run | {timing.fastest_ms:.1f} ms |",
+            f"| Median run | {timing.median_ms:.1f} ms |",
+            f"| Mean run | {timing.mean_ms:.1f} ms |",
+            f"| Slowest run | {timing.slowest_ms:.1f} ms |",
             "",
         ]
     return "\n".join(out)

@@ -12,10 +12,14 @@ comparisons at once (``significance``).
 Runs are tallied one at a time (``Tally``), so a caller can read them from the database a page
 at a time: fed config by config, only the config being read holds per-run values, and a closed
 config keeps one packed score per row (``RowScores``), all the comparison with the leader needs.
+What spans every config (each scorer's spread, the runs' timing) is kept as running totals, so
+the whole tally does not grow with the number of runs; the one figure no running total gives,
+the median duration, the caller supplies (``Tally.result``).
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 import uuid
 from array import array
@@ -25,8 +29,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
-
-import numpy as np
 
 from promptlooper.errors import Invalid, NotFound
 from promptlooper.sweeps import significance
@@ -180,6 +182,48 @@ class ScorerStats:
     minimum: float
     maximum: float
     stdev: float
+    """The population standard deviation."""
+
+
+class RunningStats:
+    """Count, mean, extremes and spread of values seen one at a time, in constant memory: the
+    mean and the sum of squared deviations are updated as each value comes (Welford's method,
+    which stays accurate where a sum of squares would cancel)."""
+
+    __slots__ = ("_squares", "maximum", "mean", "minimum", "n")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean = self._squares = 0.0
+        self.minimum = math.inf
+        self.maximum = -math.inf
+
+    def add(self, value: float) -> None:
+        self.n += 1
+        delta = value - self.mean
+        self.mean += delta / self.n
+        self._squares += delta * (value - self.mean)
+        self.minimum = min(self.minimum, value)
+        self.maximum = max(self.maximum, value)
+
+    @property
+    def stdev(self) -> float:
+        """The population standard deviation (0 for fewer than two values)."""
+        return math.sqrt(max(self._squares, 0.0) / self.n) if self.n > 1 else 0.0
+
+    def as_scorer_stats(self) -> ScorerStats:
+        return ScorerStats(self.n, self.mean, self.minimum, self.maximum, self.stdev)
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """How long the completed runs took, each from its start to its end."""
+
+    runs: int
+    fastest_ms: float
+    median_ms: float
+    mean_ms: float
+    slowest_ms: float
 
 
 @dataclass
@@ -192,8 +236,8 @@ class ExperimentSummary:
     tokens_out: int
     cost: float
     cached_runs: int
-    durations_ms: Sequence[float]
-    """Every completed run's duration, ascending (packed: a sweep may have millions)."""
+    timing: Timing | None
+    """None when no completed run has a duration."""
 
     @property
     def total_runs(self) -> int:
@@ -227,9 +271,12 @@ def summarise(
     weights: Mapping[str, float],
 ) -> ExperimentSummary:
     tally = Tally(weights)
+    durations = []
     for run in runs:
         tally.add(run, scores.get(run.id, {}))
-    return tally.result()
+        if run.status == "completed" and run.duration_ms is not None:
+            durations.append(run.duration_ms)
+    return tally.result(_median(durations))
 
 
 @dataclass
@@ -255,8 +302,8 @@ class Tally:
         self.counts: dict[str, int] = defaultdict(int)
         self.configs: dict[str, ConfigSummary] = {}
         self.open: dict[str, _ConfigRuns] = {}
-        self.all_scores: dict[str, array[float]] = {}
-        self.durations: array[float] = array("d")
+        self.scorers: dict[str, RunningStats] = {}
+        self.durations = RunningStats()
         self.tokens_in = self.tokens_out = self.cached = 0
         self.cost = 0.0
 
@@ -283,7 +330,7 @@ class Tally:
         summary.completed += 1
         self.cached += run.cached
         if run.duration_ms is not None:
-            self.durations.append(run.duration_ms)
+            self.durations.add(run.duration_ms)
         pending = self.open[run.config_hash]
         if run.latency_ms is not None and not run.cached:
             pending.latencies.append(run.latency_ms)
@@ -293,9 +340,9 @@ class Tally:
             rows, found = pending.per_scorer[name]
             rows.append(run.row_index)
             found.append(value)
-            if name not in self.all_scores:
-                self.all_scores[name] = array("d")
-            self.all_scores[name].append(value)
+            if name not in self.scorers:
+                self.scorers[name] = RunningStats()
+            self.scorers[name].add(value)
         score = weighted_score(values, self.weights) if values else None
         if score is not None:
             pending.scored[0].append(run.row_index)
@@ -317,13 +364,9 @@ class Tally:
             _uncertainty(summary, pending.scored, pending.per_scorer)
         self.open.clear()
 
-    def _sorted_durations(self) -> array[float]:
-        """The durations, sorted where they lie (a sweep may have millions)."""
-        np.frombuffer(self.durations).sort()
-        return self.durations
-
-    def result(self) -> ExperimentSummary:
-        """The summary of the runs added so far."""
+    def result(self, median_duration_ms: float | None) -> ExperimentSummary:
+        """The summary of the runs added so far, given the median of their durations (the
+        durations of the completed runs that have one)."""
         self._close_all()
         ranked = sorted(
             self.configs.values(),
@@ -333,23 +376,20 @@ class Tally:
         return ExperimentSummary(
             counts=dict(self.counts),
             configs=ranked,
-            scorers={
-                name: ScorerStats(
-                    n=len(values),
-                    mean=statistics.fmean(values),
-                    minimum=min(values),
-                    maximum=max(values),
-                    stdev=statistics.pstdev(values),
-                )
-                for name, values in sorted(self.all_scores.items())
-            },
+            scorers={name: found.as_scorer_stats() for name, found in sorted(self.scorers.items())},
             weights=dict(self.weights),
             tokens_in=int(self.tokens_in),
             tokens_out=int(self.tokens_out),
             cost=float(self.cost),
             cached_runs=int(self.cached),
-            durations_ms=self._sorted_durations(),
+            timing=self._timing(median_duration_ms),
         )
+
+    def _timing(self, median_ms: float | None) -> Timing | None:
+        found = self.durations
+        if not found.n or median_ms is None:
+            return None
+        return Timing(found.n, found.minimum, median_ms, found.mean, found.maximum)
 
 
 Scored = tuple[Sequence[int], Sequence[float]]
