@@ -68,7 +68,10 @@ class Walk:
 
     def tick(self, name: str, value: str | None = None) -> None:
         where = f"[@value='{value}']" if value else ""
-        self.driver.find_element(self.by.XPATH, f"//input[@name='{name}']{where}").click()
+        box = self.driver.find_element(self.by.XPATH, f"//input[@name='{name}']{where}")
+        # In the middle of the window: a table's sticky header would cover it at the top.
+        self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", box)
+        box.click()
 
     def path(self) -> str:
         return self.driver.current_url.removeprefix(self.base)
