@@ -259,7 +259,10 @@ async def test_user_text_is_escaped(ui: UiClient, app: FastAPI) -> None:
 
 async def test_sample_form_refuses_bad_input_in_place(ui: UiClient, app: FastAPI) -> None:
     run_id = await seed_run(app, losses=[1.0])
-    await ui.get(f"/ui/training/runs/{run_id}")
+    page = (await ui.get(f"/ui/training/runs/{run_id}")).text
+    # The browser checks the limits first: they reach the inputs as attributes.
+    assert re.search(r'name="max_tokens"[^>]* min="1" max="4096"', page)
+    assert re.search(r'name="seed"[^>]* min="0"', page)
     response = await ui.post(
         f"/ui/training/runs/{run_id}/sample",
         {"prompt": "", "max_tokens": "0", "temperature": "hot", "top_p": "2", "seed": "-1"},
