@@ -91,6 +91,17 @@ async def drop_database(url: str) -> None:
         await _drop_pg_database(url)
 
 
+async def engine_at(backend: str, tmp_dir: Path, revision: str) -> AsyncIterator[AsyncEngine]:
+    """A new database of ``backend`` with the schema at ``revision``, for a migration's test
+    to fill as that revision left it; dropped afterwards."""
+    url = await fresh_database(backend, tmp_dir)
+    engine = create_engine(url)
+    await migrations.upgrade(engine, revision)
+    yield engine
+    await engine.dispose()
+    await drop_database(url)
+
+
 @pytest.fixture(scope="session")
 async def _databases(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, str]]:
     """Lazily created, migrated test databases, one per backend, dropped at the end."""

@@ -5,6 +5,7 @@ downgrade puts them back."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,23 +14,20 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptlooper import migrations
-from promptlooper.db.engine import create_engine
 from promptlooper.online import tallies
 from promptlooper.online.models import ExperimentEvent
-from tests.conftest import BACKENDS, drop_database, fresh_database
+from tests.conftest import BACKENDS, engine_at
 
 START = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 KEY = "agents_test"
 
 
 @pytest.fixture(params=BACKENDS)
-async def engine_at_0017(request: pytest.FixtureRequest, tmp_path: Path):
-    url = await fresh_database(request.param, tmp_path)
-    engine = create_engine(url)
-    await migrations.upgrade(engine, "0017")
-    yield engine
-    await engine.dispose()
-    await drop_database(url)
+async def engine_at_0017(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[AsyncEngine]:
+    async for engine in engine_at(request.param, tmp_path, "0017"):
+        yield engine
 
 
 def _table(name: str, *columns: str) -> sa.TableClause:

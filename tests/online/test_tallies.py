@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from promptlooper import migrations
-from promptlooper.db.engine import create_engine, create_sessionmaker
+from promptlooper.db.engine import create_sessionmaker
 from promptlooper.online.models import (
     ExperimentEvent,
     ExperimentTotals,
@@ -23,7 +24,7 @@ from promptlooper.online.models import (
     VariantTotals,
 )
 from promptlooper.online.tallies import EVENT_COUNTS, TOTALS
-from tests.conftest import BACKENDS, drop_database, fresh_database
+from tests.conftest import BACKENDS, engine_at
 from tests.online.conftest import store
 
 KINDS = list(EVENT_COUNTS)
@@ -143,13 +144,11 @@ async def test_concurrent_writers_lose_no_transition(sessionmaker, registry):
 
 
 @pytest.fixture(params=BACKENDS)
-async def engine_at_0006(request: pytest.FixtureRequest, tmp_path: Path):
-    url = await fresh_database(request.param, tmp_path)
-    engine = create_engine(url)
-    await migrations.upgrade(engine, "0006")
-    yield engine
-    await engine.dispose()
-    await drop_database(url)
+async def engine_at_0006(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[AsyncEngine]:
+    async for engine in engine_at(request.param, tmp_path, "0006"):
+        yield engine
 
 
 async def test_the_migration_fills_the_totals_from_stored_events(engine_at_0006: AsyncEngine):
@@ -168,13 +167,11 @@ async def test_the_migration_fills_the_totals_from_stored_events(engine_at_0006:
 
 
 @pytest.fixture(params=BACKENDS)
-async def engine_at_0017(request: pytest.FixtureRequest, tmp_path: Path):
-    url = await fresh_database(request.param, tmp_path)
-    engine = create_engine(url)
-    await migrations.upgrade(engine, "0017")
-    yield engine
-    await engine.dispose()
-    await drop_database(url)
+async def engine_at_0018(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[AsyncEngine]:
+    async for engine in engine_at(request.param, tmp_path, "0018"):
+        yield engine
 
 
 _INFLATE = (
@@ -211,12 +208,12 @@ async def _session_values(sessionmaker: async_sessionmaker[AsyncSession]) -> tup
 
 
 async def test_migration_0019_repairs_value_totals_the_first_0007_inflated(
-    engine_at_0017: AsyncEngine,
+    engine_at_0018: AsyncEngine,
 ):
-    sessionmaker = create_sessionmaker(engine_at_0017)
+    sessionmaker = create_sessionmaker(engine_at_0018)
     await store(sessionmaker, random_events(seed=13, count=400))
     await store(sessionmaker, random_events(seed=14, count=200, key="pricing_cta_test"))
-    async with engine_at_0017.begin() as conn:
+    async with engine_at_0018.begin() as conn:
         for statement in _INFLATE:
             await conn.execute(text(statement))
     kept, expected = await _session_values(sessionmaker)
@@ -225,7 +222,7 @@ async def test_migration_0019_repairs_value_totals_the_first_0007_inflated(
         before, _ = await kept_totals(session)
     assert before[("homepage_hero_test", "control")]["value_total"] > 0
 
-    await migrations.upgrade(engine_at_0017)
+    await migrations.upgrade(engine_at_0018)
 
     await assert_totals_match_events(sessionmaker)
     kept, expected = await _session_values(sessionmaker)
@@ -239,8 +236,8 @@ async def test_migration_0019_repairs_value_totals_the_first_0007_inflated(
         assert totals["value_total"] < before[key]["value_total"], key
 
     # Run again (a database that was right already): the same numbers.
-    await migrations.downgrade(engine_at_0017, "0017")
-    await migrations.upgrade(engine_at_0017)
+    await migrations.downgrade(engine_at_0018, "0018")
+    await migrations.upgrade(engine_at_0018)
     async with sessionmaker() as session:
         again, _ = await kept_totals(session)
     assert again.keys() == after.keys()
