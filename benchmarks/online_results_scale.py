@@ -330,15 +330,15 @@ async def compare_shapes(conn: asyncpg.Connection) -> dict[str, int]:
 async def history(conn: asyncpg.Connection, units: int) -> None:
     """Hourly weight changes over the 28 days, the experiment dated to its start, and the
     rejections a live experiment collects. A change records the units exposed so far as
-    ``history.exposed_total`` counts them: each unit twice here, once exposed by its impression
-    and once served by its calls."""
+    ``history.exposed_total`` counts them: the primary metric (quality per call) is a
+    performance metric, so the units the calls served."""
     changes = DAYS * 24
     rows = []
     for hour in range(changes):
         lead = min(0.9, 1 / 3 + hour / changes)  # the best arm's share grows
         weights = {"control": (1 - lead) / 2, "concise": (1 - lead) / 2, "detailed": lead}
         rows.append((
-            KEY, json.dumps(weights), 2 * units * hour // changes, "bandit",
+            KEY, json.dumps(weights), units * hour // changes, "bandit",
             START + timedelta(hours=hour + 1),
         ))  # fmt: skip
     await conn.executemany(

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from promptlooper.online import bandits, service, tallies, thompson, traffic, upkeep
+from promptlooper.online import bandits, history, service, tallies, thompson, traffic, upkeep
 from promptlooper.online.models import OnlineExperiment
 from tests.factories import online_experiment
 
@@ -228,3 +228,27 @@ async def test_a_bandit_without_its_primary_metric_is_located_at_the_field(
 def test_weights_read_as_written():
     assert traffic.with_floor([0.0, 1.0], 0.05) == [0.05, 0.95]
     assert sum(traffic.with_floor([0.3, 0.7], 0.1)) == pytest.approx(1.0)
+
+
+async def test_a_unit_with_an_impression_and_calls_counts_once_toward_the_schedule(
+    client: httpx.AsyncClient, sessionmaker, bootstrap_headers
+):
+    quality = {"name": "quality", "kind": "performance", "source": "quality",
+               "aggregation": "mean"}  # fmt: skip
+    made = await client.post("/api/admin/metrics", json=quality, headers=bootstrap_headers)
+    assert made.status_code == 201, made.text
+    body = _bandit(primary_metric="quality")
+    assert (await client.post(CREATE, json=body, headers=bootstrap_headers)).status_code == 201
+    units = [f"u-{i}" for i in range(30)]
+    await _round(sessionmaker, units, random.Random(2))  # each unit exposed by an impression
+    async with sessionmaker() as session:
+        experiment = await service.get_experiment(session, KEY)
+        arms = await service.served_variants(session, experiment, units)
+        calls = [{"experiment_key": KEY, "arm_key": arm, "unit_id": unit, "quality": 0.5}
+                 for unit, arm in arms.items()]  # fmt: skip
+        await tallies.record_calls(session, calls)
+        await session.commit()
+        # The units the results count for a performance primary metric: served ones, once.
+        assert await history.exposed_total(session, experiment) == len(units)
+        change = await history.record(session, experiment, "bandit")
+    assert change.exposed == len(units)

@@ -49,7 +49,7 @@ async def primary(
 async def due(session: AsyncSession, experiment: OnlineExperiment, now: datetime) -> int | None:
     """The units exposed now when an update is due, else None."""
     schedule = BanditSchedule.model_validate(experiment.bandit or {})
-    exposed = await history.exposed_total(session, experiment.experiment_key)
+    exposed = await history.exposed_total(session, experiment)
     previous = await history.latest(session, experiment.experiment_key, BANDIT)
     since = previous.exposed if previous else 0
     then = previous.created_at if previous else experiment.created_at

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from promptlooper.online import traffic
 from promptlooper.online.models import (
     ArmEvent,
+    MetricDefinition,
     MetricTotals,
     OnlineExperiment,
     VariantTotals,
@@ -30,19 +31,23 @@ SERVED_UNITS = f"{PERFORMANCE}calls:units"
 """The running term counting the units an arm served performance records for."""
 
 
-async def exposed_total(session: AsyncSession, key: str) -> int:
-    """Units the experiment has exposed (an impression) or served (a performance record with
-    their unit id), over all arms, from the running totals: what a bandit's schedule counts,
-    and what the periods of the SRM check are measured in."""
-    exposed = await session.scalar(
-        select(func.sum(VariantTotals.exposed)).where(VariantTotals.experiment_key == key)
+async def exposed_total(session: AsyncSession, experiment: OnlineExperiment) -> int:
+    """Units the experiment has exposed, over all arms, from the running totals: what a
+    bandit's schedule counts, and what the periods of the SRM check are measured in. They are
+    counted as the results count an arm's units, so the two stay comparable: the units its
+    performance records served when the primary metric is a performance metric, else the
+    sessions an impression exposed (a unit with both counts once)."""
+    key = experiment.experiment_key
+    kind = await session.scalar(
+        select(MetricDefinition.kind).where(MetricDefinition.name == experiment.primary_metric)
     )
-    served = await session.scalar(
-        select(func.sum(MetricTotals.value)).where(
+    if kind == "performance":
+        total = select(func.sum(MetricTotals.value)).where(
             MetricTotals.experiment_key == key, MetricTotals.term == SERVED_UNITS
         )
-    )
-    return int(exposed or 0) + int(served or 0)
+    else:
+        total = select(func.sum(VariantTotals.exposed)).where(VariantTotals.experiment_key == key)
+    return int(await session.scalar(total) or 0)
 
 
 async def record(session: AsyncSession, experiment: OnlineExperiment, reason: str) -> WeightChange:
@@ -50,7 +55,7 @@ async def record(session: AsyncSession, experiment: OnlineExperiment, reason: st
     change = WeightChange(
         experiment_key=experiment.experiment_key,
         weights=traffic.shares(experiment),
-        exposed=await exposed_total(session, experiment.experiment_key),
+        exposed=await exposed_total(session, experiment),
         reason=reason,
     )
     session.add(change)
