@@ -49,6 +49,14 @@ async def test_a_stopped_arm_is_shown_and_resumed_from_the_results_page(
     page = html.unescape((await ui_admin.get(PAGE)).text)
     assert "Arm tiny_gang_social_proof resumed" in page
     assert "was stopped by its guardrail" not in page
+    # Still past its threshold: the answer says so rather than "No comparison yet".
+    headline = re.search(r'class="banner bad answer"[^>]*><strong>(.*?)</strong>', page, re.S)
+    assert headline, page[:2000]
+    assert re.fullmatch(
+        r".+ breaches its guardrail cost-per-call: \+\d+\.\d %, past its threshold of "
+        r"\+20\.0 % — resumed by hand, so its visitors still see it\.",
+        headline[1],
+    ), headline[1]
     assert "tiny_gang_social_proof resumed by root-admin" in page
 
 

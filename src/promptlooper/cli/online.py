@@ -227,6 +227,13 @@ def _traffic_lines(found: dict[str, Any]) -> list[str]:
             f"(sequential CI {low:+.1%} … {high:+.1%}, threshold {why['threshold']:+g} "
             f"{why['scale']}) at {why['at']}; its units are served the control"
         )
+    for arm, why in found.get("guardrails", {}).get("breaching", {}).items():
+        low, high = why["ci"]
+        lines.append(
+            f"BREACHING {arm}: {why['metric']} lift {why['lift']:+.1%} "
+            f"(sequential CI {low:+.1%} … {high:+.1%}, threshold {why['threshold']:+g} "
+            f"{why['scale']}); its units still see it"
+        )
     traffic = found.get("traffic", {})
     if traffic.get("history"):
         shares = ", ".join(f"{k}={w:.1%}" for k, w in traffic["shares"].items())

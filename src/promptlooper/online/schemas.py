@@ -341,8 +341,9 @@ class ExperimentResults(BaseModel):
     )
     guardrails: dict[str, Any] = Field(
         default_factory=dict,
-        description="auto_stop, thresholds, the arms stopped (metric, numbers, time) and the "
-        "audit trail of stops and resumes",
+        description="auto_stop, thresholds, the arms stopped (metric, numbers, time), the "
+        "arms still served that are past a threshold (breaching: resumed by hand, or without "
+        "auto_stop) and the audit trail of stops and resumes",
     )
     traffic: dict[str, Any] = Field(
         default_factory=dict,
