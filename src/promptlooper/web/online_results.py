@@ -135,8 +135,9 @@ def headline(
     experiment: OnlineExperiment, result: dict[str, Any], rows: list[Comparison]
 ) -> tuple[str, str]:
     """The answer first, as (banner kind, sentence): a broken split, then an arm a guardrail
-    stopped, then an arm still served past a guardrail (resumed by hand), then the best treatment on the primary metric (a defined one, or the conversion
-    rate when it is the built-in ``conversion``) in that metric's direction."""
+    stopped, then an arm still served past a guardrail (resumed by hand), then the best
+    treatment on the primary metric (a defined one, or the conversion rate when it is the
+    built-in ``conversion``) in that metric's direction."""
     health = result["health"]
     if health["srm_mismatch"]:
         return "bad", "Sample-ratio mismatch: do not trust these results."
