@@ -41,6 +41,13 @@ async def test_a_stopped_arm_is_shown_and_resumed_from_the_results_page(
         headline[1],
     ), headline[1]
     assert "was stopped by its guardrail cost-per-call" in page
+    # The built-in comparisons have no conversions to test: the guardrail's is the only test.
+    assert (
+        "1 treatment × 3 metrics: 1 test, so its adjusted p-value is its own; "
+        "2 of 3 comparisons have no data to test yet" in page
+    )
+    assert "adjusted –" not in page
+    assert re.search(r"adjusted \d\.\d{4}", page)
     assert "Resume arm" in page
     assert "tiny_gang_social_proof stopped by guardrail" in page
     assert (await ui.post(RESUME, {})).status_code == 403

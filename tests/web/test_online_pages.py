@@ -424,6 +424,7 @@ async def test_results_answer_first_with_numbers_intervals_and_series(ui_admin: 
     assert 'class="forest-plot good"' in page.text
     assert page.text.count('<svg class="forest-plot') == 2
     assert "Holm–Bonferroni" in said
+    assert "1 treatment × 2 metrics: p-values adjusted across 2 tests." in said
     assert "Sample-ratio mismatch" not in said
     assert "Not enough data" not in said
     assert "Healthy: the split matches the allocations (sample-ratio p = 1)" in said

@@ -16,6 +16,7 @@ from rich.table import Table
 from promptlooper.cli.common import async_command, console, load_settings, session_scope
 from promptlooper.errors import Invalid
 from promptlooper.files import read_text
+from promptlooper.online import display
 
 online_app = typer.Typer(help="Online A/B experiments: registry and results.", no_args_is_help=True)
 FILE = typer.Argument(..., help="Definition file (YAML or JSON), as the admin API's body.")
@@ -174,6 +175,12 @@ async def results(
                 )
                 table.add_row(variant["variant_key"], name, role, means, *_row(block))
         console.print(table)
+    family = found["multiplicity"]
+    correction = display.CORRECTIONS[family["correction"]] if family["tests"] > 1 else ""
+    console.print(
+        f"p adj.: {display.family(family)}" + (f" ({correction})" if correction else ""),
+        soft_wrap=True,
+    )
     for line in _notes(found["variants"]):
         console.print(line, soft_wrap=True)
     health = found["health"]

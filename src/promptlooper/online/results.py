@@ -120,16 +120,18 @@ def arm_metrics(counts: dict[str, float]) -> dict[str, stats.Moments]:
     }
 
 
-def _adjust(blocks: list[dict[str, Any]], correction: str) -> None:
-    """Adjust every frequentist p-value for the number of comparisons made."""
+def _adjust(blocks: list[dict[str, Any]], correction: str) -> dict[str, Any]:
+    """Adjust every frequentist p-value for the number of comparisons made; the family:
+    how many tests it holds (the comparisons that could be made: one without data, as an
+    ``error``, tests nothing) and the correction. A family of one gives each test its own
+    p-value as the adjusted one, so every valid comparison has one to show."""
     tested = [b for b in blocks if "frequentist" in b]
-    if len(tested) < 2:
-        return
     raw = [b["frequentist"]["p_value"] for b in tested]
     adjusted = stats.holm(raw) if correction == "holm" else stats.benjamini_hochberg(raw)
     for block, value in zip(tested, adjusted, strict=True):
         block["frequentist"]["p_value_adjusted"] = value
         block["frequentist"]["correction"] = correction
+    return {"tests": len(tested), "comparisons": len(blocks), "correction": correction}
 
 
 def defined_metric(
@@ -316,7 +318,7 @@ async def compute(
                 } | found
             fields = arm_fields(definition["variant_key"], arm) | {"stats": compared}
             variants.append(fields | ({"metrics": defined} if named else {}))
-        _adjust(blocks, correction)
+        family = _adjust(blocks, correction)
         split = _split(experiment, arms, await history.changes(session, key))
         rejected = await rejection_counts(session, key)
         multiple, sessions = await multiple_exposure(session, key)
@@ -329,7 +331,12 @@ async def compute(
             "min_units_per_arm": MIN_UNITS,
             "enough_data": not split.shortfall,
         }
-        found = {"experiment_key": key, "variants": variants, "health": health}
+        found = {
+            "experiment_key": key,
+            "variants": variants,
+            "health": health,
+            "multiplicity": family,
+        }
         found |= await history.summary(session, experiment)
         found["guardrails"]["breaching"] = _breaching(experiment, named, arms, terms)
         answer.append(found)
