@@ -169,7 +169,10 @@ async def results(
                       "p adj.", "chance to win", title=f"{key}: defined metrics")  # fmt: skip
         for variant in treatments:
             for name, block in variant["metrics"].items():
-                means = f"{block['control_mean']:.4g} → {block['treatment_mean']:.4g}"
+                means = (
+                    f"{display.mean(block['control_mean'])} → "
+                    f"{display.mean(block['treatment_mean'])}"
+                )
                 role = block["role"] + (
                     " (lower is better)" if block["direction"] == "lower" else ""
                 )
@@ -290,7 +293,7 @@ def _row(block: dict[str, Any] | None) -> list[str]:
         f"{low:+.1%} … {high:+.1%}",
         f"{block['frequentist']['p_value']:.3g}",
         "" if adjusted is None else f"{adjusted:.3g}",
-        f"{block['bayesian']['chance_to_beat_control']:.1%}",
+        display.chance(block["bayesian"]["chance_to_beat_control"]),
     ]
 
 

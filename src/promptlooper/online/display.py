@@ -35,7 +35,7 @@ def mean(value: float | None, digits: int = SIGNIFICANT) -> str:
     if magnitude >= 9:
         return f"{value:.{digits - 1}e}"
     decimals = max(0, digits - 1 - magnitude)
-    return f"{round(value, decimals):,.{decimals}f}"
+    return f"{value:,.{decimals}f}"
 
 
 def family(multiplicity: dict[str, Any]) -> str:

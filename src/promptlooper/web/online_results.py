@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from typing import Any
 
+from promptlooper.online import display
 from promptlooper.online.models import OnlineExperiment
 from promptlooper.online.stats import ALPHA
 
@@ -171,7 +172,7 @@ def headline(
     sentence = (
         f"{best.label}: {percent(best.lift)} {name} "
         f"(95 % CI {percent(best.low)} to {percent(best.high)}), "
-        f"{best.chance * 100:.0f} % chance to beat control"
+        f"{display.chance(best.chance)} chance to beat control"
     )
     if not health["enough_data"]:
         return "warn", sentence + " — too early to call: not enough data yet."
