@@ -11,8 +11,8 @@ from promptlooper.online import display
 @pytest.mark.parametrize(
     ("probability", "shown"),
     [
-        (1.0, "100 %"),
-        (0.0, "0 %"),
+        (1.0, "> 99.9 %"),  # a normal posterior's tail past a float's digits, not certainty
+        (0.0, "< 0.1 %"),
         (0.9997, "> 99.9 %"),
         (0.99949, "> 99.9 %"),
         (0.999, "99.9 %"),

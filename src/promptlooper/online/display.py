@@ -13,10 +13,10 @@ SIGNIFICANT = 3
 
 
 def chance(probability: float) -> str:
-    """A probability in percent with one decimal, never rounded to a certainty it is not:
-    ``> 99.9 %`` and ``< 0.1 %`` unless it is exactly 1 or 0."""
-    if probability in (0.0, 1.0):
-        return f"{probability * 100:.0f} %"
+    """A probability in percent with one decimal, never rounded to a certainty: past 99.9 %
+    it reads ``> 99.9 %``, under 0.1 % ``< 0.1 %``. A chance to beat control comes from a
+    normal posterior, which is never certain: a 1.0 or 0.0 there is floating point running
+    out of digits in the tail, not an exact answer."""
     if probability > 0.999:
         return "> 99.9 %"
     if probability < 0.001:
