@@ -15,11 +15,13 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 from sqlalchemy import func, select
 
+from promptlooper.cli import sweeps
 from promptlooper.db.engine import create_engine
 from promptlooper.sweeps.models import Experiment, Run, Score, StageResult
 from tests.cli.inprocess import Invoke
@@ -146,6 +148,9 @@ def test_run_prints_leaderboard_and_exports_work(tmp_path: Path, db_url: str):
     assert "ticket-triage: leaderboard" in result.stdout
     assert "prompt #3: You triage customer support tickets." in result.stdout
     assert "144 runs in" in result.stderr
+    # Not a terminal: plain progress lines, the last one with every run finished.
+    assert re.search(r"^\S.*: 144/144 runs \(\d+ done, 0 failed, \d+ cached\), [\d.]+ runs/s$",
+                     result.stderr, re.MULTILINE), result.stderr  # fmt: skip
     assert f"(top 10 of 12 configs; `promptlooper sweep show {experiment_id} --top N`" in (
         " ".join(result.stdout.split())
     )
@@ -377,3 +382,17 @@ def test_nan_and_infinity_in_a_sweep_file_are_one_line_errors(
     for outcome in outcomes:
         assert outcome.code == 2
         assert outcome.err == f"error: {where}: Input should be a finite number\n"
+
+
+def test_plain_progress_prints_the_first_update_then_one_a_period_and_the_last(monkeypatch):
+    printed: list[str] = []
+    monkeypatch.setattr(sweeps.err_console, "print", lambda text, **_: printed.append(text))
+    clock = iter([0.0, 5.0, 31.0, 32.0, 33.0])
+    monkeypatch.setattr(sweeps.time, "monotonic", lambda: next(clock))
+    plain = sweeps._PlainProgress(every=30.0)
+    for finished in (1, 2, 3, 4, 5):
+        plain(SimpleNamespace(note=None, finished=finished, total=5, done=finished,
+                              failed=0, cached=0, rate=1.0))  # fmt: skip
+
+    shown = [line.split(" runs")[0] for line in printed]
+    assert shown == ["sweep: 1/5", "sweep: 3/5", "sweep: 5/5"]

@@ -129,6 +129,10 @@ async def test_guardrail_stops_an_expensive_arm_and_resume_undoes_it(
     assert again.status_code == 409
     found = (await client.get(RESULTS, headers=bootstrap_headers)).json()[0]
     assert [e["action"] for e in found["guardrails"]["events"]] == ["stopped", "resumed"]
+    # Overruled, the arm is still past its threshold, and the results say so.
+    breaching = found["guardrails"]["breaching"]["tiny_gang_social_proof"]
+    assert breaching["metric"] == "cost-per-call"
+    assert breaching["ci"][0] > 0.2
 
 
 async def test_an_arm_within_its_guardrail_or_without_auto_stop_keeps_running(
@@ -139,6 +143,15 @@ async def test_an_arm_within_its_guardrail_or_without_auto_stop_keeps_running(
     await upkeep.run_once(sessionmaker)
     experiment = (await client.get(EXPERIMENT, headers=bootstrap_headers)).json()
     assert experiment["stopped_arms"] == []
+    found = (await client.get(RESULTS, headers=bootstrap_headers)).json()[0]
+    assert list(found["guardrails"]["breaching"]) == ["tiny_gang_social_proof"]
+    # No conversions: the two built-in comparisons test nothing, so the family holds the
+    # guardrail's one test, and its adjusted p-value is its own.
+    assert found["multiplicity"] == {"tests": 1, "comparisons": 3, "correction": "holm"}
+    (treatment,) = found["variants"][1:]
+    assert all("error" in block for block in treatment["stats"].values())
+    cost = treatment["metrics"]["cost-per-call"]["frequentist"]
+    assert cost["p_value_adjusted"] == cost["p_value"]
     # Auto-stop on, but a rise of 100 % allowed: the arm is within its guardrail.
     changed = experiment | {
         "auto_stop": True,
@@ -148,6 +161,8 @@ async def test_an_arm_within_its_guardrail_or_without_auto_stop_keeps_running(
     await upkeep.run_once(sessionmaker)
     experiment = (await client.get(EXPERIMENT, headers=bootstrap_headers)).json()
     assert experiment["stopped_arms"] == []
+    found = (await client.get(RESULTS, headers=bootstrap_headers)).json()[0]
+    assert found["guardrails"]["breaching"] == {}
 
 
 @pytest.mark.parametrize(

@@ -109,6 +109,7 @@ async def test_a_running_experiment_reports_the_power_reached_and_days_left(
     assert body["days_running"] == 1
     # 400 units per arm on its one day so far: the rest of what it needs at that rate
     assert body["days_left"] == -(-(body["units_per_arm_needed"] - 400) // 400)
+    assert body["reason"] is None
     unknown = await client.get(
         POWER,
         params={"experiment_key": "homepage_hero_test", "metric": "nope"},
@@ -116,3 +117,34 @@ async def test_a_running_experiment_reports_the_power_reached_and_days_left(
     )
     assert unknown.status_code == 422
     assert "metric" in unknown.text
+
+
+async def test_a_running_experiment_without_an_answer_says_why(
+    client: httpx.AsyncClient, sessionmaker, registry, bootstrap_headers
+):
+    query = {"experiment_key": "homepage_hero_test", "lift": 0.1}
+    before = (await client.get(POWER, params=query, headers=bootstrap_headers)).json()
+    assert before["units_per_arm_needed"] is None
+    assert before["reason"] == (
+        "metric: conversion has no units yet: every arm needs exposed units"
+    )
+    events = [
+        {"experiment_key": "homepage_hero_test", "variant_key": variant,
+         "session_id": f"{variant}-{i}", "event_type": "impression"}
+        for variant in ("control", "tiny_gang_social_proof")
+        for i in range(50)
+    ]  # fmt: skip
+    await store(sessionmaker, events)
+
+    response = await client.get(POWER, params=query, headers=bootstrap_headers)
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    # Exposed units, but no conversion: a zero control mean has no relative lift.
+    assert (body["control_mean"], body["units_per_arm_needed"], body["days_left"]) == (
+        0,
+        None,
+        None,
+    )
+    assert body["reason"].startswith("metric: control's conversion is 0 so far")
+    assert "non-zero control mean" in body["reason"]

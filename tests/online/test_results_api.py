@@ -174,6 +174,7 @@ async def test_treatments_carry_stats_against_control_and_health(
     )
     assert conversion["sequential"]["p_value"] >= conversion["frequentist"]["p_value"]
     assert "p_value_adjusted" in conversion["frequentist"]  # two metrics were tested
+    assert result["multiplicity"] == {"tests": 2, "comparisons": 2, "correction": "holm"}
     value = treatment["stats"]["value_per_session"]
     assert value["treatment_mean"] == pytest.approx(70 * 10 / 420)
     health = result["health"]

@@ -41,14 +41,36 @@ async def test_a_stopped_arm_is_shown_and_resumed_from_the_results_page(
         headline[1],
     ), headline[1]
     assert "was stopped by its guardrail cost-per-call" in page
+    # The built-in comparisons have no conversions to test: the guardrail's is the only test.
+    assert (
+        "1 treatment × 3 metrics: 1 test, so its adjusted p-value is its own; "
+        "2 of 3 comparisons have no data to test yet" in page
+    )
+    assert "adjusted –" not in page
+    assert re.search(r"adjusted \d\.\d{4}", page)
     assert "Resume arm" in page
     assert "tiny_gang_social_proof stopped by guardrail" in page
+    # Moments read to the second in UTC; the exact ISO value stays in the datetime attribute.
+    assert re.search(
+        r'<li><time datetime="[^"]+\+00:00">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC</time> — '
+        r"tiny_gang_social_proof stopped by guardrail",
+        page,
+    )
+    assert not re.search(r">[^<]*\d{4}-\d\d-\d\dT\d\d:\d\d", page)  # no raw ISO as text
     assert (await ui.post(RESUME, {})).status_code == 403
     resumed = await ui_admin.post(RESUME, {})
     assert resumed.status_code == 303
     page = html.unescape((await ui_admin.get(PAGE)).text)
     assert "Arm tiny_gang_social_proof resumed" in page
     assert "was stopped by its guardrail" not in page
+    # Still past its threshold: the answer says so rather than "No comparison yet".
+    headline = re.search(r'class="banner bad answer"[^>]*><strong>(.*?)</strong>', page, re.S)
+    assert headline, page[:2000]
+    assert re.fullmatch(
+        r".+ breaches its guardrail cost-per-call: \+\d+\.\d %, past its threshold of "
+        r"\+20\.0 % — resumed by hand, so its visitors still see it\.",
+        headline[1],
+    ), headline[1]
     assert "tiny_gang_social_proof resumed by root-admin" in page
 
 
@@ -66,6 +88,8 @@ async def test_a_bandit_shows_its_weights_and_their_history(
     assert "Bandit weight (%)" in page
     assert "Weight history" in page
     assert page.count("<td>bandit</td>") >= 1
+    changed = r'<td><time datetime="[^"]+">[\d:\- ]+ UTC</time></td><td>bandit</td>'
+    assert re.search(changed, page)
 
 
 async def test_the_edit_form_shows_and_saves_the_bandit_auto_stop_and_thresholds(
@@ -228,3 +252,22 @@ async def test_the_new_form_says_what_is_wrong_beside_each_new_field(
     assert found["guardrail_thresholds"] == {
         "cost-per-call": {"threshold": 0.25, "scale": "relative"}
     }
+
+
+async def test_small_means_keep_their_significant_digits(
+    ui_admin: UiClient, app, client: httpx.AsyncClient, bootstrap_headers
+):
+    async with app.state.sessionmaker() as session:
+        await seed_demo(session, existing_variant_ids)
+        await session.commit()
+    assert (await _guard(client, bootstrap_headers, auto_stop=False)).status_code == 200
+    # Fractions of a cent per call, as LLM calls cost.
+    await store(
+        app.state.sessionmaker,
+        _traffic(300, {"control": 0.0004, "tiny_gang_social_proof": 0.0008}),
+    )
+    page = html.unescape((await ui_admin.get(PAGE)).text)
+    means = re.search(r'data-label="Control → variant">([^<]*)</td>\s*<td[^>]*>\s*▼', page)
+    assert means, page
+    assert re.fullmatch(r"0\.000\d{3} → 0\.000\d{3}", means[1].strip()), means[1]
+    assert "0.00 → 0.00" not in page

@@ -16,6 +16,7 @@ from rich.table import Table
 from promptlooper.cli.common import async_command, console, load_settings, session_scope
 from promptlooper.errors import Invalid
 from promptlooper.files import read_text
+from promptlooper.online import display
 
 online_app = typer.Typer(help="Online A/B experiments: registry and results.", no_args_is_help=True)
 FILE = typer.Argument(..., help="Definition file (YAML or JSON), as the admin API's body.")
@@ -168,12 +169,21 @@ async def results(
                       "p adj.", "chance to win", title=f"{key}: defined metrics")  # fmt: skip
         for variant in treatments:
             for name, block in variant["metrics"].items():
-                means = f"{block['control_mean']:.4g} → {block['treatment_mean']:.4g}"
+                means = (
+                    f"{display.mean(block['control_mean'])} → "
+                    f"{display.mean(block['treatment_mean'])}"
+                )
                 role = block["role"] + (
                     " (lower is better)" if block["direction"] == "lower" else ""
                 )
                 table.add_row(variant["variant_key"], name, role, means, *_row(block))
         console.print(table)
+    family = found["multiplicity"]
+    correction = display.CORRECTIONS[family["correction"]] if family["tests"] > 1 else ""
+    console.print(
+        f"p adj.: {display.family(family)}" + (f" ({correction})" if correction else ""),
+        soft_wrap=True,
+    )
     for line in _notes(found["variants"]):
         console.print(line, soft_wrap=True)
     health = found["health"]
@@ -232,6 +242,13 @@ def _traffic_lines(found: dict[str, Any]) -> list[str]:
             f"(sequential CI {low:+.1%} … {high:+.1%}, threshold {why['threshold']:+g} "
             f"{why['scale']}) at {why['at']}; its units are served the control"
         )
+    for arm, why in found.get("guardrails", {}).get("breaching", {}).items():
+        low, high = why["ci"]
+        lines.append(
+            f"BREACHING {arm}: {why['metric']} lift {why['lift']:+.1%} "
+            f"(sequential CI {low:+.1%} … {high:+.1%}, threshold {why['threshold']:+g} "
+            f"{why['scale']}); its units still see it"
+        )
     traffic = found.get("traffic", {})
     if traffic.get("history"):
         shares = ", ".join(f"{k}={w:.1%}" for k, w in traffic["shares"].items())
@@ -281,7 +298,7 @@ def _row(block: dict[str, Any] | None) -> list[str]:
         f"{low:+.1%} … {high:+.1%}",
         f"{block['frequentist']['p_value']:.3g}",
         "" if adjusted is None else f"{adjusted:.3g}",
-        f"{block['bayesian']['chance_to_beat_control']:.1%}",
+        display.chance(block["bayesian"]["chance_to_beat_control"]),
     ]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,6 +92,33 @@ def _progress_bar() -> Progress:
     )
 
 
+PLAIN_PROGRESS_SECONDS = 30.0
+"""How often a sweep whose output is not a terminal (a log file, CI) prints a progress line."""
+
+
+class _PlainProgress:
+    """Progress as plain lines on stderr, for output that is not a terminal: there the bar
+    draws nothing until the end, and a log would show no sign of life for the whole sweep.
+    The first update, then one every ``PLAIN_PROGRESS_SECONDS``, and the last."""
+
+    def __init__(self, every: float = PLAIN_PROGRESS_SECONDS) -> None:
+        self.every = every
+        self.last: float | None = None
+
+    def __call__(self, progress: Any) -> None:
+        now = time.monotonic()
+        final = progress.finished >= progress.total
+        if not final and self.last is not None and now - self.last < self.every:
+            return
+        self.last = now
+        err_console.print(
+            f"{progress.note or 'sweep'}: {progress.finished:,}/{progress.total:,} runs "
+            f"({progress.done:,} done, {progress.failed:,} failed, {progress.cached:,} cached), "
+            f"{progress.rate:.1f} runs/s",
+            soft_wrap=True,
+        )
+
+
 async def _create(
     engine: AsyncEngine, settings: Settings, spec: Any, project: str, user: str | None
 ) -> uuid.UUID:
@@ -167,7 +195,11 @@ async def _execute(
         if completed:
             err_console.print(f"resuming: {completed} of {total} runs already completed")
 
+    plain = None if err_console.is_terminal else _PlainProgress()
+
     def advanced(progress: Any, _outcome: Any) -> None:
+        if plain is not None:
+            plain(progress)
         bar.update(
             tasks[0],
             description=progress.note or "sweep",

@@ -21,35 +21,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.errors import Conflict, NotFound
-from promptlooper.online import history, results, stats
+from promptlooper.online import history, results
 from promptlooper.online.models import ArmEvent, MetricDefinition, OnlineExperiment
 from promptlooper.online.service import get_experiment
 
 GUARDRAIL = "guardrail"
-
-
-def breach(
-    control: stats.Statistic, treatment: stats.Statistic, threshold: float, scale: str
-) -> dict[str, Any] | None:
-    """The numbers of a breach of ``threshold`` by the treatment, or None when the
-    sequential interval does not lie wholly past it (or there is not enough data)."""
-    found = stats.effect(control, treatment, relative=scale == "relative")
-    if found is None:
-        return None
-    test = stats.sequential(found, control.n + treatment.n)
-    low, high = test["ci"]
-    if (threshold > 0 and low > threshold) or (threshold < 0 and high < threshold):
-        return {
-            "threshold": threshold,
-            "scale": scale,
-            "lift": found.estimate,
-            "ci": [low, high],
-            "p_value": test["p_value"],
-            "control_mean": control.mean,
-            "treatment_mean": treatment.mean,
-            "units": [control.n, treatment.n],
-        }
-    return None
 
 
 async def check(session: AsyncSession, experiment: OnlineExperiment) -> list[ArmEvent]:
@@ -74,21 +50,15 @@ async def check(session: AsyncSession, experiment: OnlineExperiment) -> list[Arm
         variant = arm["variant_key"]
         if variant in experiment.stopped_arms or variant in overruled:
             continue
-        for name, rule in rules.items():
-            metric = metrics.get(name)
-            if metric is None:
-                continue
-            found = breach(
-                results.defined_metric(
-                    metric, counts.get(control_key, {}), terms.get(control_key, {})
-                ),
-                results.defined_metric(metric, counts.get(variant, {}), terms.get(variant, {})),
-                rule["threshold"],
-                rule.get("scale", "relative"),
-            )
-            if found is not None:
-                stopped.append(await _stop(session, experiment, variant, name, found))
-                break
+        found = results.arm_breach(
+            metrics,
+            rules,
+            (counts.get(control_key, {}), terms.get(control_key, {})),
+            (counts.get(variant, {}), terms.get(variant, {})),
+        )
+        if found is not None:
+            name, numbers = found
+            stopped.append(await _stop(session, experiment, variant, name, numbers))
     return stopped
 
 

@@ -102,7 +102,8 @@ async def reached(
     """A running experiment's power against ``lift`` on ``metric`` (default: its primary
     metric) with the units its smallest arm has, and the days left until it reaches
     ``target`` at the traffic per arm and day seen so far (None: no traffic yet). A CUPED
-    metric's variance is the adjusted one."""
+    metric's variance is the adjusted one. ``reason`` says why, when the numbers are nulls
+    and zeros (no units, a zero control mean, no variance yet), naming the ``metric``."""
     experiment = await get_experiment(session, key)
     name = metric or experiment.primary_metric
     counts = await results.variant_counts(session, key)
@@ -146,6 +147,7 @@ async def reached(
     if needed is not None and rate:
         left = max(0, math.ceil((needed - per_arm) / rate))
     return {
+        "reason": _reason(name, mean, variance, per_arm),
         "experiment_key": key,
         "metric": name,
         "lift": lift,
@@ -160,3 +162,18 @@ async def reached(
             mean, variance, per_arm, alpha, target
         ),
     }
+
+
+def _reason(name: str, mean: float, variance: float, per_arm: int) -> str | None:
+    """Why a running experiment's power has no answer yet (its nulls and zeros), in the words
+    planning uses for the same input; None when the numbers stand."""
+    if not per_arm:
+        return f"metric: {name} has no units yet: every arm needs exposed units"
+    if mean == 0:
+        return (
+            f"metric: control's {name} is 0 so far (for a rate: no conversions yet); "
+            "a relative lift needs a non-zero control mean"
+        )
+    if variance <= 0:
+        return f"metric: {name} does not vary across control's units yet; power needs variance"
+    return None

@@ -137,16 +137,18 @@ def arm_metrics(counts: dict[str, float]) -> dict[str, stats.Moments]:
     }
 
 
-def _adjust(blocks: list[dict[str, Any]], correction: str) -> None:
-    """Adjust every frequentist p-value for the number of comparisons made."""
+def _adjust(blocks: list[dict[str, Any]], correction: str) -> dict[str, Any]:
+    """Adjust every frequentist p-value for the number of comparisons made; the family:
+    how many tests it holds (the comparisons that could be made: one without data, as an
+    ``error``, tests nothing) and the correction. A family of one gives each test its own
+    p-value as the adjusted one, so every valid comparison has one to show."""
     tested = [b for b in blocks if "frequentist" in b]
-    if len(tested) < 2:
-        return
     raw = [b["frequentist"]["p_value"] for b in tested]
     adjusted = stats.holm(raw) if correction == "holm" else stats.benjamini_hochberg(raw)
     for block, value in zip(tested, adjusted, strict=True):
         block["frequentist"]["p_value_adjusted"] = value
         block["frequentist"]["correction"] = correction
+    return {"tests": len(tested), "comparisons": len(blocks), "correction": correction}
 
 
 def defined_metric(
@@ -206,6 +208,55 @@ def compare_defined(
             "unadjusted_relative_lift": unadjusted.estimate if unadjusted else None,
         },
     }
+
+
+def breach(
+    control: stats.Statistic, treatment: stats.Statistic, threshold: float, scale: str
+) -> dict[str, Any] | None:
+    """The numbers of a breach of a guardrail's ``threshold`` by the treatment, or None when
+    the sequential interval does not lie wholly past it (or there is not enough data): the
+    test ``guardrails.check`` stops an arm on, and the one the results flag an arm resumed by
+    hand with."""
+    found = stats.effect(control, treatment, relative=scale == "relative")
+    if found is None:
+        return None
+    test = stats.sequential(found, control.n + treatment.n)
+    low, high = test["ci"]
+    if (threshold > 0 and low > threshold) or (threshold < 0 and high < threshold):
+        return {
+            "threshold": threshold,
+            "scale": scale,
+            "lift": found.estimate,
+            "ci": [low, high],
+            "p_value": test["p_value"],
+            "control_mean": control.mean,
+            "treatment_mean": treatment.mean,
+            "units": [control.n, treatment.n],
+        }
+    return None
+
+
+def arm_breach(
+    metrics: dict[str, MetricDefinition],
+    rules: dict[str, dict[str, Any]],
+    control: tuple[dict[str, float], dict[str, float]],
+    treatment: tuple[dict[str, float], dict[str, float]],
+) -> tuple[str, dict[str, Any]] | None:
+    """The first guardrail (by name in ``rules``) the treatment arm is past, with its
+    numbers; each arm given as its counts and terms."""
+    for name, rule in rules.items():
+        metric = metrics.get(name)
+        if metric is None:
+            continue
+        found = breach(
+            defined_metric(metric, *control),
+            defined_metric(metric, *treatment),
+            rule["threshold"],
+            rule.get("scale", "relative"),
+        )
+        if found is not None:
+            return name, found
+    return None
 
 
 async def metric_terms(session: AsyncSession, key: str) -> dict[str, dict[str, float]]:
@@ -287,7 +338,7 @@ async def compute(
                 } | found
             fields = arm_fields(definition["variant_key"], arm) | {"stats": compared}
             variants.append(fields | ({"metrics": defined} if named else {}))
-        _adjust(blocks, correction)
+        family = _adjust(blocks, correction)
         changes = await history.changes(session, key)
         split = _split(experiment, per_arm, changes)
         rejected = await rejection_counts(session, key)
@@ -303,11 +354,41 @@ async def compute(
             "units_per_arm": per_arm,
             "enough_data": not split.shortfall,
         }
-        answer.append(
-            {"experiment_key": key, "variants": variants, "health": health}
-            | await history.summary(session, experiment, changes)
-        )
+        found = {
+            "experiment_key": key,
+            "variants": variants,
+            "health": health,
+            "multiplicity": family,
+        }
+        found |= await history.summary(session, experiment, changes)
+        found["guardrails"]["breaching"] = _breaching(experiment, named, arms, terms)
+        answer.append(found)
     return answer
+
+
+def _breaching(
+    experiment: OnlineExperiment,
+    named: list[tuple[str, MetricDefinition]],
+    arms: list[dict[str, float]],
+    terms: dict[str, dict[str, float]],
+) -> dict[str, dict[str, Any]]:
+    """Per treatment arm still served (not stopped: resumed by hand, or without auto-stop)
+    that is past a guardrail's threshold, the guardrail and its numbers: a person who
+    overruled the guardrail still needs to see that the arm breaches it."""
+    rules = experiment.guardrail_thresholds or {}
+    if not rules:
+        return {}
+    metrics = {metric.name: metric for _, metric in named}
+    keys = [v["variant_key"] for v in experiment.variants]
+    control = (arms[0], terms.get(keys[0], {}))
+    found = {}
+    for variant, arm in zip(keys[1:], arms[1:], strict=True):
+        if variant in (experiment.stopped_arms or {}):
+            continue
+        hit = arm_breach(metrics, rules, control, (arm, terms.get(variant, {})))
+        if hit is not None:
+            found[variant] = {"metric": hit[0], **hit[1]}
+    return found
 
 
 MAX_DAYS = 366

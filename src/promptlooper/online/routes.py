@@ -221,9 +221,9 @@ async def experiment_power(
 ) -> dict[str, Any]:
     """Power and duration. With ``experiment_key``: the power a running experiment has reached
     against ``lift`` (default +5 %) on ``metric`` (default its primary one), and the days left
-    at its traffic. Without: plan one from ``baseline`` (and ``variance``, known for a rate),
-    ``units_per_day`` and ``arms`` — the minimum detectable lift in ``days``, or the days a
-    ``lift`` needs."""
+    at its traffic (``reason`` says why while they cannot be computed yet). Without: plan one
+    from ``baseline`` (and ``variance``, known for a rate), ``units_per_day`` and ``arms`` —
+    the minimum detectable lift in ``days``, or the days a ``lift`` needs."""
     if experiment_key is not None:
         return await power.reached(
             session, experiment_key, lift=0.05 if lift is None else lift, metric=metric

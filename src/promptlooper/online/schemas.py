@@ -339,10 +339,17 @@ class ExperimentResults(BaseModel):
         description="Sample-ratio mismatch, rejected events by reason, multiple exposure, "
         "and whether every arm has the minimum sample",
     )
+    multiplicity: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The family every p_value_adjusted is adjusted in: tests (the valid "
+        "comparisons, those without an error), comparisons (all treatment × metric pairs) "
+        "and the correction; with one test, its adjusted p-value is its own",
+    )
     guardrails: dict[str, Any] = Field(
         default_factory=dict,
-        description="auto_stop, thresholds, the arms stopped (metric, numbers, time) and the "
-        "audit trail of stops and resumes",
+        description="auto_stop, thresholds, the arms stopped (metric, numbers, time), the "
+        "arms still served that are past a threshold (breaching: resumed by hand, or without "
+        "auto_stop) and the audit trail of stops and resumes",
     )
     traffic: dict[str, Any] = Field(
         default_factory=dict,

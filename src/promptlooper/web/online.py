@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.db.deps import SessionDep
 from promptlooper.errors import Conflict, Invalid
-from promptlooper.online import definitions, guardrails, offline, results, service
+from promptlooper.online import definitions, display, guardrails, offline, results, service
 from promptlooper.online.models import OnlineExperiment
 from promptlooper.online.schemas import (
     EVENT_TYPES,
@@ -302,6 +302,7 @@ async def results_page(
         forest=view.forest(rows),
         metrics=view.METRICS,
         metric_count=len({row.metric for row in rows}),
+        family=display.family(result["multiplicity"]),
         plot_width=view.PLOT_WIDTH,
         percent=view.percent,
         labels={v["variant_key"]: v.get("label") or v["variant_key"] for v in experiment.variants},

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from typing import Any
 
+from promptlooper.online import display
 from promptlooper.online.models import OnlineExperiment
 from promptlooper.online.stats import ALPHA
 
@@ -135,21 +136,22 @@ def headline(
     experiment: OnlineExperiment, result: dict[str, Any], rows: list[Comparison]
 ) -> tuple[str, str]:
     """The answer first, as (banner kind, sentence): a broken split, then an arm a guardrail
-    stopped, then the best treatment on the primary metric (a defined one, or the conversion
-    rate when it is the built-in ``conversion``) in that metric's direction."""
+    stopped, then an arm still served past a guardrail (resumed by hand), then the best
+    treatment on the primary metric (a defined one, or the conversion rate when it is the
+    built-in ``conversion``) in that metric's direction."""
     health = result["health"]
     if health["srm_mismatch"]:
         return "bad", "Sample-ratio mismatch: do not trust these results."
     labels = {v["variant_key"]: v.get("label") or v["variant_key"] for v in experiment.variants}
-    stopped = result.get("guardrails", {}).get("stopped_arms", {})
-    if stopped:
-        arm, why = next(iter(stopped.items()))
-        others = f" (and {len(stopped) - 1} more)" if len(stopped) > 1 else ""
-        shown = percent if why.get("scale", "relative") == "relative" else "{:+.4g}".format
-        return "bad", (
-            f"{labels.get(arm, arm)}{others} stopped by its guardrail {why['metric']}: "
-            f"{shown(why['lift'])}, past its threshold of {shown(why['threshold'])} — "
-            "its visitors are served the control."
+    guardrails = result.get("guardrails", {})
+    if stopped := guardrails.get("stopped_arms"):
+        return "bad", _guardrail_sentence(
+            labels, stopped, "stopped by", "its visitors are served the control."
+        )
+    if breaching := guardrails.get("breaching"):
+        why = "resumed by hand" if experiment.auto_stop else "auto-stop is off"
+        return "bad", _guardrail_sentence(
+            labels, breaching, "breaches", f"{why}, so its visitors still see it."
         )
     primary = [r for r in rows if r.role == "primary"]
     name = experiment.primary_metric
@@ -170,7 +172,7 @@ def headline(
     sentence = (
         f"{best.label}: {percent(best.lift)} {name} "
         f"(95 % CI {percent(best.low)} to {percent(best.high)}), "
-        f"{best.chance * 100:.0f} % chance to beat control"
+        f"{display.chance(best.chance)} chance to beat control"
     )
     if not health["enough_data"]:
         return "warn", sentence + " — too early to call: not enough data yet."
@@ -185,6 +187,19 @@ def headline(
             f"(adjusted p {best.p_adjusted or 1:.3f}): keep it running."
         )
     return "info", f"{sentence} — no significant difference yet."
+
+
+def _guardrail_sentence(
+    labels: dict[str, str], arms: dict[str, dict[str, Any]], verb: str, outcome: str
+) -> str:
+    """The first of ``arms`` and the guardrail it is past, with its lift and threshold."""
+    arm, why = next(iter(arms.items()))
+    others = f" (and {len(arms) - 1} more)" if len(arms) > 1 else ""
+    shown = percent if why.get("scale", "relative") == "relative" else "{:+.4g}".format
+    return (
+        f"{labels.get(arm, arm)}{others} {verb} its guardrail {why['metric']}: "
+        f"{shown(why['lift'])}, past its threshold of {shown(why['threshold'])} — {outcome}"
+    )
 
 
 def banners(result: dict[str, Any]) -> list[tuple[str, str]]:

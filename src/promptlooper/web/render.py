@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import math
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -14,8 +15,10 @@ from urllib.parse import urlencode
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from promptlooper import __version__
+from promptlooper.online import display
 from promptlooper.web.session import CSRF_FIELD, CSRF_HEADER, PREFIX, Viewer
 
 HERE = Path(__file__).parent
@@ -46,6 +49,19 @@ def _number(value: float | int | None, digits: int = 3) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _when(value: str | datetime) -> Markup:
+    """A moment as people read it, in UTC to the second, in a ``<time>`` element whose
+    ``datetime`` keeps the exact ISO value for machines; the API's ISO strings carry
+    microseconds and an offset nobody needs to read. A naive value is UTC, as stored."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    return Markup('<time datetime="{}">{}</time>').format(
+        moment.isoformat(), moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+    )
+
+
 def _query(request: Request, **changes: Any) -> str:
     """This page's query string with some parameters changed (None removes one): links that
     sort, filter or page keep the rest of the view."""
@@ -61,6 +77,9 @@ def _query(request: Request, **changes: Any) -> str:
 
 
 templates.filters["number"] = _number
+templates.filters["chance"] = display.chance
+templates.filters["mean"] = display.mean
+templates.filters["when"] = _when
 templates.globals.update(
     PREFIX=PREFIX,
     CSRF_FIELD=CSRF_FIELD,
