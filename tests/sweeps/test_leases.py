@@ -198,8 +198,10 @@ async def test_starting_up_marks_lapsed_experiments_interrupted(
 async def test_an_execution_whose_lease_is_taken_away_stops(
     client: httpx.AsyncClient, app: FastAPI, owner, project_id, sessionmaker
 ):
-    # Far more runs than finish before the renewal that notices, even on a busy machine.
-    eid = (await create(client, owner, project_id, _slow(dataset={"rows": ROWS * 40})))["id"]
+    # Far more runs than finish before the renewal that notices, even on a busy machine: with
+    # the cache off, each of the 960 waits for the provider (14 s at least).
+    slow = _slow(dataset={"rows": ROWS * 40}, cache=False)
+    eid = (await create(client, owner, project_id, slow))["id"]
     await client.post(f"/api/experiments/{eid}/start", headers=owner.headers)
     await asyncio.sleep(0.3)
     async with sessionmaker() as session:  # what a cancel through another server does
