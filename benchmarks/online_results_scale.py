@@ -56,6 +56,7 @@ from benchmarks.server import CLI, ROOT, run_cli, start_server
 from benchmarks.sweep_throughput import fresh_database
 from promptlooper.db.engine import create_engine, create_sessionmaker
 from promptlooper.online import results, tallies, upkeep
+from promptlooper.online.history import SERVED_UNITS
 
 KEY = "support_bot"
 SAMPLE_SQL, SAMPLE_REAL = "shape_by_sql", "shape_by_ingestion"
@@ -428,6 +429,13 @@ async def timed_updates(url: str, repeats: int, exposures: int) -> tuple[list[fl
                     " impressions = impressions + :n WHERE experiment_key = :key"
                 ),
                 {"n": -(-exposures // len(ARMS)), "key": KEY},
+            )
+            await session.execute(  # the schedule of a performance primary metric counts these
+                text(
+                    "UPDATE online_metric_totals SET value = value + :n"
+                    " WHERE experiment_key = :key AND term = :term"
+                ),
+                {"n": -(-exposures // len(ARMS)), "key": KEY, "term": SERVED_UNITS},
             )
             await session.commit()
         began = time.perf_counter()
