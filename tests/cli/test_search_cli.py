@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import uuid
 from pathlib import Path
 
 import yaml
+from sqlalchemy import select
 
+from promptlooper.db.engine import create_engine
+from promptlooper.sweeps.models import Run
 from tests.cli.inprocess import Invoke
+from tests.sweeps.test_search_optuna import tuning
 from tests.sweeps.test_search_racing import racing, with_a_broken_config
 from tests.sweeps.test_search_spec import ONE_CONFIG
 
@@ -79,3 +85,49 @@ def test_validate_refuses_a_budget_in_dollars_over_unpriced_models(cli: Invoke, 
         "error: search.budget.usd: mock:close, mock:good have no price in providers.<name>.prices"
     )
     assert outcome.err.count("\n") == 1
+
+
+def test_an_optuna_sweep_file_samples_its_ranges(cli: Invoke, tmp_path: Path):
+    sweep = tmp_path / "tune.yaml"
+    sweep.write_text(yaml.safe_dump(tuning(n_trials=4)))
+
+    outcome = cli("sweep", "run", str(sweep))
+
+    assert outcome.code == 0, outcome.err
+    experiment_id = re.search(r"experiment ([0-9a-f-]{36})", outcome.err).group(1)
+    database = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    parameters = asyncio.run(_parameters(database, experiment_id))
+    assert len(parameters) > 1
+    for config in parameters:
+        assert 0.0 <= config["temperature"] <= 1.5
+        assert isinstance(config["max_tokens"], int)
+        assert 64 <= config["max_tokens"] <= 512
+
+
+def test_validate_reads_a_sweep_file_s_ranges_as_ranges(cli: Invoke, tmp_path: Path):
+    document = tuning()
+    document["parameter_space"]["temperature"] = {"low": 1.5, "high": 0.0}
+    sweep = tmp_path / "tune.yaml"
+    sweep.write_text(yaml.safe_dump(document))
+    del document["search"]
+    unsearched = tmp_path / "grid.yaml"
+    document["parameter_space"]["temperature"] = {"low": 0.0, "high": 1.5}
+    unsearched.write_text(yaml.safe_dump(document))
+
+    inverted = cli("sweep", "validate", str(sweep))
+    without_optuna = cli("sweep", "validate", str(unsearched))
+
+    assert inverted.code == 2
+    assert inverted.err == "error: parameter_space: temperature: low (1.5) is above high (0)\n"
+    assert without_optuna.code == 2
+    assert without_optuna.err.startswith("error: parameter_space.max_tokens: a range needs search")
+
+
+async def _parameters(db_url: str, experiment_id: str) -> list[dict]:
+    engine = create_engine(db_url)
+    try:
+        async with engine.connect() as connection:
+            query = select(Run.parameters).where(Run.experiment_id == uuid.UUID(experiment_id))
+            return [row[0] for row in await connection.execute(query.distinct())]
+    finally:
+        await engine.dispose()

@@ -352,6 +352,13 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     raise Invalid(f"dataset.path: {path.name}: use a .csv, .jsonl or .json file")
 
 
+def _inline_file(base: Path, value: Any, where: str) -> Any:
+    """A ``{file: PATH}`` value becomes the file's text; any other value is kept as written."""
+    if isinstance(value, dict) and set(value) == {"file"}:
+        return _read_text(base, value["file"], where)
+    return value
+
+
 def resolve_files(document: dict[str, Any], base: Path) -> dict[str, Any]:
     """Inline ``{file: ...}`` templates, CA bundles and the dataset file, relative to
     ``base``."""
@@ -360,13 +367,13 @@ def resolve_files(document: dict[str, Any], base: Path) -> dict[str, Any]:
     if isinstance(space, dict):
         resolved: dict[str, Any] = {}
         for key, values in space.items():
-            items = values if isinstance(values, list) else [values]
-            resolved[key] = [
-                _read_text(base, value["file"], f"parameter_space.{key}[{i}].file")
-                if isinstance(value, dict) and set(value) == {"file"}
-                else value
-                for i, value in enumerate(items)
-            ]
+            if isinstance(values, list):
+                resolved[key] = [
+                    _inline_file(base, value, f"parameter_space.{key}[{i}].file")
+                    for i, value in enumerate(values)
+                ]
+            else:  # one value, or a range that only a search samples: never wrapped here
+                resolved[key] = _inline_file(base, values, f"parameter_space.{key}.file")
         document["parameter_space"] = resolved
     stages = document.get("pipeline")
     if isinstance(stages, list):
