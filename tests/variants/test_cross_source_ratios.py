@@ -20,6 +20,7 @@ from promptlooper.online.models import MetricTotals
 from tests.online.conftest import BROWSER
 from tests.variants.test_agents_api import url
 from tests.variants.test_unit_resolution import _experiment
+from tests.web.conftest import UiClient, ui_admin  # noqa: F401 (the results page's admin)
 
 KEY = "extractor_temperature"
 RESULTS = f"/api/v1/experiments/results?experiment_key={KEY}"
@@ -261,3 +262,25 @@ async def test_a_denominator_naming_the_metrics_own_source_is_the_plain_ratio(
     assert response.status_code == 201, response.text
     assert response.json()["denominator"] == "cost"
     assert response.json()["denominator_kind"] is None
+
+
+async def test_the_results_page_shows_the_cross_source_ratio(
+    client: httpx.AsyncClient,
+    owner,
+    agent,
+    bootstrap_headers,
+    ui_admin: UiClient,  # noqa: F811
+):
+    await _setup(client, owner, agent, bootstrap_headers)
+    units = _units(random.Random(11), count=40)
+    await _send(client, _events(units, "first") + _events(units, "after"))
+    records = _records(units)
+    stored = await client.post(url(agent, "performance"), json=records, headers=owner.headers)
+    assert stored.status_code == 201, stored.text
+    control = _gbstats(units, "control")
+
+    page = await ui_admin.get(f"/ui/online/{KEY}")
+
+    assert page.status_code == 200
+    assert "cost-per-signup" in page.text
+    assert f"{control.mean:.3g}" in page.text
