@@ -21,7 +21,7 @@ skipped by the insert and so never counted) into
   every performance field, and the same terms per arm;
 - for each cross-source ratio metric (cost per conversion), one row per unit, arm and metric
   that both paths add their side to (``UnitRatio``), and the ratio's terms per arm over the
-  units exposed or served (``ratio_terms``).
+  units exposed or served (``_add_ratios``).
 
 A session's contribution to the totals depends on its whole history (it is *exposed* from its
 first impression on; the value statistics use the square of its total value), so the tally
