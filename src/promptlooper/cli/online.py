@@ -315,6 +315,8 @@ async def metric_create(file: Path = FILE) -> None:
     async with session_scope(load_settings()) as session:
         metric = await definitions.create_metric(session, body)
     what = "events" if metric.kind == "event" else "per call"
+    if metric.denominator_kind is not None:
+        what = f"per {metric.denominator!r} ({metric.denominator_kind}), units exposed or served"
     adjusted = ", CUPED-adjusted" if metric.cuped else ""
     console.print(
         f"defined {metric.name}: {metric.aggregation} of {metric.source!r} {what}{adjusted}"
@@ -333,6 +335,8 @@ async def metrics() -> None:
     for m in found:
         scope = str(m.project_id or "site")
         aggregation = m.aggregation + (" (CUPED)" if m.cuped else "")
+        if m.denominator_kind is not None:
+            aggregation += f" per {m.denominator} ({m.denominator_kind})"
         table.add_row(m.name, m.kind, m.source, aggregation, m.direction, scope)
     console.print(table)
 

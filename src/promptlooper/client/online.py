@@ -40,7 +40,7 @@ class Online(_Resource):
         source: str,
         aggregation: Literal["proportion", "mean", "ratio"],
         kind: Literal["event", "performance"] = "event",
-        denominator: str | None = None,
+        denominator: str | dict[str, str] | None = None,
         direction: Literal["higher", "lower"] = "higher",
         cuped: bool = False,
         description: str = "",
@@ -48,8 +48,10 @@ class Online(_Resource):
     ) -> Any:
         """A metric experiments can name: ``source`` is an event name (``kind="event"``) or a
         performance-log field (``kind="performance"``: cost, latency_ms, tokens_in,
-        tokens_out, success, quality, calls). ``cuped=True`` adjusts a mean of events by the
-        same metric before each unit's first exposure."""
+        tokens_out, success, quality, calls). A ratio's ``denominator`` is its own source's
+        name, or another source as ``{"kind": ..., "source": ...}`` (cost per conversion).
+        ``cuped=True`` adjusts a mean of events by the same metric before each unit's first
+        exposure."""
         body = {
             "name": name,
             "kind": kind,

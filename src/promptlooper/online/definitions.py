@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from promptlooper.errors import Conflict, Invalid, NotFound
 from promptlooper.online.models import MetricDefinition, OnlineExperiment
 from promptlooper.online.schemas import EVENT_TYPES, ExperimentDefinition, MetricCreate
+from promptlooper.online.tallies import CrossRatio
 
 ROLES = ("primary_metric", "secondary_metrics", "guardrail_metrics")
 
@@ -25,7 +26,7 @@ ROLES = ("primary_metric", "secondary_metrics", "guardrail_metrics")
 async def create_metric(session: AsyncSession, body: MetricCreate) -> MetricDefinition:
     if body.name in EVENT_TYPES:
         raise Invalid(f"name: {body.name!r} is a built-in event; name the metric otherwise")
-    metric = MetricDefinition(**body.model_dump())
+    metric = MetricDefinition(**body.stored())
     session.add(metric)
     try:
         async with session.begin_nested():
@@ -94,7 +95,27 @@ async def check_names(session: AsyncSession, body: ExperimentDefinition) -> None
 
 
 async def tracked_events(session: AsyncSession) -> frozenset[str]:
-    """The event names defined metrics measure: ingestion accepts them and keeps them per
-    session."""
+    """The event names defined metrics measure (a cross-source ratio's event denominator
+    included): ingestion accepts them and keeps them per session."""
     query = select(MetricDefinition.source).where(MetricDefinition.kind == "event")
-    return frozenset(await session.scalars(query.distinct()))
+    denominators = select(MetricDefinition.denominator).where(
+        MetricDefinition.denominator_kind == "event"
+    )
+    return frozenset(await session.scalars(query.union(denominators)))
+
+
+async def cross_ratios(session: AsyncSession) -> list[CrossRatio]:
+    """The cross-source ratio metrics defined now: both write paths keep their units' sides
+    from the metric's definition on, as for any metric's events."""
+    rows = await session.execute(
+        select(
+            MetricDefinition.id,
+            MetricDefinition.kind,
+            MetricDefinition.source,
+            MetricDefinition.denominator_kind,
+            MetricDefinition.denominator,
+        )
+        .where(MetricDefinition.denominator_kind.is_not(None))
+        .order_by(MetricDefinition.id)
+    )
+    return [CrossRatio(str(i), (k, s), (dk, d)) for i, k, s, dk, d in rows.all()]

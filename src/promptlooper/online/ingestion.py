@@ -38,6 +38,7 @@ from promptlooper.online import definitions, service, tallies
 from promptlooper.online.bots import is_bot
 from promptlooper.online.models import OnlineExperiment, Rejection
 from promptlooper.online.schemas import EVENT_TYPES, MAX_METADATA_BYTES, EventIn
+from promptlooper.online.tallies import CrossRatio
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 MAX_AGE = timedelta(days=7)
@@ -87,6 +88,8 @@ class Snapshot:
     tracked: frozenset[str] = frozenset()
     """The event names defined metrics measure: accepted besides the built-in ones, and kept
     per session for the metrics' totals."""
+    ratios: tuple[CrossRatio, ...] = ()
+    """The cross-source ratio metrics, whose exposed units' sides each write keeps."""
 
 
 def judge(
@@ -121,6 +124,7 @@ class _Pending:
     rows: list[dict[str, Any]]
     rejected: Counter[tuple[str, str]]
     tracked: frozenset[str]
+    ratios: tuple[CrossRatio, ...]
 
 
 class Intake:
@@ -158,7 +162,8 @@ class Intake:
                     experiments = await session.scalars(select(OnlineExperiment))
                     targets = {e.experiment_key: Target.of(e) for e in experiments}
                     tracked = await definitions.tracked_events(session)
-                snapshot = Snapshot(enabled, targets, time.monotonic(), tracked)
+                    ratios = tuple(await definitions.cross_ratios(session))
+                snapshot = Snapshot(enabled, targets, time.monotonic(), tracked, ratios)
                 self._snapshot = snapshot
             return snapshot
 
@@ -203,17 +208,20 @@ class Intake:
                 }
             )
         if rows or rejected:
-            await self._log.submit(_Pending(rows, rejected, snapshot.tracked))
+            await self._log.submit(_Pending(rows, rejected, snapshot.tracked, snapshot.ratios))
         return verdicts
 
 
 async def _commit(session: AsyncSession, batch: list[_Pending]) -> list[None]:
     rejected: Counter[tuple[str, str]] = Counter()
     tracked: frozenset[str] = frozenset()
+    ratios: dict[str, CrossRatio] = {}
     for item in batch:
         rejected.update(item.rejected)
         tracked |= item.tracked
-    await tallies.record(session, [row for item in batch for row in item.rows], tracked)
+        ratios |= {ratio.metric: ratio for ratio in item.ratios}
+    rows = [row for item in batch for row in item.rows]
+    await tallies.record(session, rows, tracked, sorted(ratios.values(), key=lambda r: r.metric))
     await insert_or_add(
         session,
         Rejection.__table__,  # type: ignore[arg-type]

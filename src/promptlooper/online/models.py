@@ -198,6 +198,10 @@ class MetricDefinition(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     aggregation: Mapped[str] = mapped_column(String(20))
     """proportion, mean or ratio."""
     denominator: Mapped[str | None] = mapped_column(String(50))
+    denominator_kind: Mapped[str | None] = mapped_column(String(20))
+    """None: a ratio's denominator is its own source (value per event, cost per call);
+    ``event`` or ``performance``: ``denominator`` names another source of that kind (cost per
+    conversion), whose per-unit running totals are kept in ``UnitRatio``."""
     direction: Mapped[str] = mapped_column(String(10), default="higher")
     cuped: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """A mean metric of browser events adjusted by the same metric before each unit's first
@@ -248,6 +252,26 @@ class UnitCalls(Base):
     success: Mapped[float] = mapped_column(Float)
     quality_calls: Mapped[int] = mapped_column(BigInteger)
     quality: Mapped[float] = mapped_column(Float)
+
+
+class UnitRatio(Base):
+    """One unit's sides of one cross-source ratio metric (``metric``, its id) in one arm: the
+    numerator and denominator it has added up since the metric was defined, and whether it
+    counts as a unit (``exposed``: event writes that saw it exposed; ``served``: its calls).
+    Both write paths add to this one row, whose lock orders them: each learns the row as it
+    was before its own write, so the arm's sum of products numerator × denominator moves by
+    exactly what the write changed, whichever side comes first."""
+
+    __tablename__ = "online_unit_ratios"
+
+    experiment_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    variant_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    unit_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(36), primary_key=True)
+    exposed: Mapped[int] = mapped_column(BigInteger)
+    served: Mapped[int] = mapped_column(BigInteger)
+    numerator: Mapped[float] = mapped_column(Float)
+    denominator: Mapped[float] = mapped_column(Float)
 
 
 class MetricTotals(Base):

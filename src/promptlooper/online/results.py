@@ -25,7 +25,7 @@ from promptlooper.online.models import (
     VariantTotals,
 )
 from promptlooper.online.service import get_experiment
-from promptlooper.online.tallies import EVENT_COUNTS, PERFORMANCE, TOTALS
+from promptlooper.online.tallies import EVENT_COUNTS, PERFORMANCE, TOTALS, ratio_source
 
 
 async def variant_counts(session: AsyncSession, key: str) -> dict[str, dict[str, float]]:
@@ -155,10 +155,14 @@ def defined_metric(
     metric: MetricDefinition, counts: dict[str, float], terms: dict[str, float]
 ) -> stats.Statistic:
     """A defined metric of one arm, over its exposed sessions (a performance metric: its units
-    served), from its source's terms (``tallies.terms``); a CUPED metric with its
-    pre-exposure covariate, θ still unset (``compare_defined`` pools it over both arms)."""
+    served; a cross-source ratio: its units exposed or served), from its source's terms
+    (``tallies.terms``); a CUPED metric with its pre-exposure covariate, θ still unset
+    (``compare_defined`` pools it over both arms)."""
     source = metric.source
-    if metric.kind == "performance":
+    if metric.denominator_kind is not None:  # cross-source: over the units exposed or served
+        source = ratio_source(metric.id)
+        n = int(terms.get(f"{source}:units", 0))
+    elif metric.kind == "performance":
         source = PERFORMANCE + source
         n = int(terms.get(f"{PERFORMANCE}calls:units", 0))
     else:

@@ -370,6 +370,15 @@ PERFORMANCE_FIELDS = (
 """What a performance metric can measure per call (``calls`` counts them)."""
 
 
+class RatioSide(RequestBody):
+    """A cross-source ratio's denominator: a source of either kind. Per unit it counts the
+    events of that name (from the unit's first impression on) or sums the performance field
+    (``calls``: the number of calls)."""
+
+    kind: Literal["event", "performance"]
+    source: MetricName
+
+
 class MetricCreate(RequestBody):
     """A metric experiments can name. ``source`` is the event name measured (a built-in one or
     your own, which ingestion then accepts) or, with ``kind: performance``, a field of the
@@ -378,7 +387,9 @@ class MetricCreate(RequestBody):
     sent the event (had a call with a non-zero value), ``mean`` the sum of the values (an
     event without a value counts 1), and ``ratio``
     Σ values / Σ events or calls over the units (value per event, cost per call), with
-    ``denominator`` naming the same source. ``cuped: true`` adjusts a mean metric of browser
+    ``denominator`` naming the same source, or another source as ``{"kind", "source"}``
+    (cost per conversion: Σ cost / Σ conversions over the units exposed or served).
+    ``cuped: true`` adjusts a mean metric of browser
     events by the same metric before each unit's first exposure (CUPED): a unit's events sent
     under its arm before its first impression are its covariate."""
 
@@ -386,7 +397,11 @@ class MetricCreate(RequestBody):
     kind: Literal["event", "performance"] = "event"
     source: MetricName
     aggregation: Aggregation
-    denominator: MetricName | None = None
+    denominator: MetricName | RatioSide | None = Field(
+        default=None,
+        description="A ratio's denominator: its own source's name (per event, per call), or "
+        "another source as {kind, source} (cost per conversion)",
+    )
     direction: Literal["higher", "lower"] = "higher"
     description: Annotated[str, StringConstraints(max_length=5000)] = ""
     project_id: uuid.UUID | None = Field(default=None, description="null: a site-wide metric")
@@ -414,12 +429,30 @@ class MetricCreate(RequestBody):
             raise ValueError("denominator: a ratio metric needs one")
         if self.aggregation != "ratio" and self.denominator is not None:
             raise ValueError(f"denominator: only a ratio has one, not a {self.aggregation}")
-        if self.denominator is not None and self.denominator != self.source:
+        side = self.denominator
+        if isinstance(side, RatioSide):
+            if side.kind == "performance" and side.source not in PERFORMANCE_FIELDS:
+                raise ValueError(
+                    "denominator.source: a performance denominator is one of "
+                    + ", ".join(PERFORMANCE_FIELDS)
+                )
+            if (side.kind, side.source) == (self.kind, self.source):
+                self.denominator = side.source  # the same source: the plain ratio
+        elif side is not None and side != self.source:
             raise ValueError(
                 f"denominator: a ratio divides {self.source!r} events' values by their number; "
-                f"set it to {self.source!r}"
+                f"set it to {self.source!r}, or name another source as "
+                '{"kind": "event" or "performance", "source": ...}'
             )
         return self
+
+    def stored(self) -> dict[str, Any]:
+        """The definition's columns: a cross-source denominator as its source and kind."""
+        row = self.model_dump()
+        side = self.denominator
+        if isinstance(side, RatioSide):
+            row |= {"denominator": side.source, "denominator_kind": side.kind}
+        return row
 
 
 class MetricPublic(BaseModel):
@@ -431,6 +464,10 @@ class MetricPublic(BaseModel):
     source: str
     aggregation: str
     denominator: str | None
+    denominator_kind: str | None = Field(
+        description="null: the denominator is the metric's own source; event or performance: "
+        "a cross-source ratio's denominator kind"
+    )
     direction: str
     description: str
     project_id: uuid.UUID | None

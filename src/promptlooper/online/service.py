@@ -447,4 +447,5 @@ async def arms_for(
 async def record_calls(session: AsyncSession, calls: Sequence[dict[str, Any]]) -> None:
     """Count served calls toward their arms' performance metrics (``tallies.record_calls``):
     the agent performance log's way in."""
-    await tallies.record_calls(session, calls)
+    if calls:
+        await tallies.record_calls(session, calls, await definitions.cross_ratios(session))

@@ -18,7 +18,10 @@ skipped by the insert and so never counted) into
   mean, ratio or CUPED metric's sufficient statistics. A metric counts what a unit did once
   exposed; what it did before is only CUPED's covariate (the same metric before exposure);
 - for the performance log's served calls (``record_calls``), one row per unit and arm holding
-  every performance field, and the same terms per arm.
+  every performance field, and the same terms per arm;
+- for each cross-source ratio metric (cost per conversion), one row per unit, arm and metric
+  that both paths add their side to (``UnitRatio``), and the ratio's terms per arm over the
+  units exposed or served (``_add_ratios``).
 
 A session's contribution to the totals depends on its whole history (it is *exposed* from its
 first impression on; the value statistics use the square of its total value), so the tally
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -50,6 +54,7 @@ from promptlooper.online.models import (
     SessionTally,
     UnitCalls,
     UnitEvents,
+    UnitRatio,
     VariantTotals,
 )
 from promptlooper.online.schemas import PERFORMANCE_FIELDS
@@ -76,12 +81,15 @@ def _zero_totals() -> dict[str, float]:
 
 
 async def record(
-    session: AsyncSession, events: list[dict[str, Any]], tracked: frozenset[str] = frozenset()
+    session: AsyncSession,
+    events: list[dict[str, Any]],
+    tracked: frozenset[str] = frozenset(),
+    ratios: Sequence[CrossRatio] = (),
 ) -> int:
     """Store ``events`` (rows of ``online_events``) and add the ones stored to the totals, in
     the caller's transaction; the events named in ``tracked`` (defined metrics' sources) are
-    also kept per session for the metrics' totals. Returns how many were stored (retries
-    excluded)."""
+    also kept per session for the metrics' totals, and the exposed sessions' sides of the
+    cross-source ``ratios``. Returns how many were stored (retries excluded)."""
     events = await _store(session, _first_of_each_id(sorted(events, key=_event_order)))
     if not events:
         return 0
@@ -150,9 +158,13 @@ async def record(
                 # (or both) happened in this write.
                 day = max(d for d in (converted, impressed_on if exposed else None) if d)
                 daily[(key, variant, day)][1] += 1
-    terms: dict[tuple[str, str, str], float] = {}
+    terms: defaultdict[tuple[str, str, str], float] = defaultdict(float)
+    sides: dict[tuple[str, str, str, str], list[float]] = {}
     if tracked:
-        terms = await _measure(session, _tracked(events, tracked, exposed_at), exposure)
+        terms, sides = await _measure(session, _tracked(events, tracked, exposed_at), exposure)
+    if ratios:
+        exposed = [k for k, (_, now, _) in exposure.items() if now]
+        await _add_ratios(session, _event_sides(ratios, exposed, sides), terms)
     await _add_arms(session, arms)
     await insert_or_add(
         session,
@@ -240,9 +252,11 @@ async def _measure(
     session: AsyncSession,
     measured: dict[tuple[str, str, str, str], list[float]],
     exposure: dict[tuple[str, str, str], tuple[bool, bool, bool]],
-) -> defaultdict[tuple[str, str, str], float]:
+) -> tuple[defaultdict[tuple[str, str, str], float], dict[tuple[str, str, str, str], list[float]]]:
     """Add this write's tracked events to each session's running counts and values (all, and
-    before exposure), and return what that changes in the variants' metric terms. Only
+    before exposure), and return what that changes in the variants' metric terms, and per
+    session and event name in what the metrics count (its number and value of events from
+    its exposure on: a cross-source ratio's side). Only
     exposed sessions count, as for the built-in metrics: a session exposed before this write
     moves its share from the old values to the new (a pre-exposure event arriving late moves
     its covariate); one exposed by this write brings its whole share, the event names it sent
@@ -257,26 +271,32 @@ async def _measure(
         returning=_UNIT_ROW,
     )  # fmt: skip
     changes: defaultdict[tuple[str, str, str], float] = defaultdict(float)
+    sides: defaultdict[tuple[str, str, str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
     # Sessions this write exposed after earlier events: all their rows are read back below.
     newly = {k for k, (was, now, earlier) in exposure.items() if now and not was and earlier}
 
-    def add(key: str, variant: str, share: dict[str, float], sign: float = 1.0) -> None:
+    def add(unit: tuple[str, str, str, str], row: Sequence[float], sign: float = 1.0) -> None:
+        key, variant, _, event_type = unit
+        share = _share(event_type, row)
         for term, amount in share.items():
             changes[(key, variant, term)] += sign * amount
+        side = sides[unit]
+        side[0] += sign * share[f"{event_type}:n"]
+        side[1] += sign * share[f"{event_type}:v"]
 
     for key, variant, session_id, event_type, *new in after:
         session_key = (key, variant, session_id)
         was_exposed, is_exposed, _ = exposure[session_key]
         if not is_exposed or session_key in newly:
             continue
-        add(key, variant, _share(event_type, new))
+        add((*session_key, event_type), new)
         if was_exposed:
             added = measured[(*session_key, event_type)]
             old = [now - more for now, more in zip(new, added, strict=True)]
-            add(key, variant, _share(event_type, old), -1.0)
-    for key, variant, _, event_type, *row in await _rows_of(session, newly):
-        add(key, variant, _share(event_type, row))
-    return changes
+            add((*session_key, event_type), old, -1.0)
+    for key, variant, session_id, event_type, *row in await _rows_of(session, newly):
+        add((key, variant, session_id, event_type), row)
+    return changes, sides
 
 
 async def _rows_of(session: AsyncSession, sessions: set[tuple[str, str, str]]) -> list[Row[Any]]:
@@ -426,12 +446,15 @@ def _call_shares(row: Sequence[float]) -> list[float]:
     return share
 
 
-async def record_calls(session: AsyncSession, calls: Sequence[dict[str, Any]]) -> None:
+async def record_calls(
+    session: AsyncSession, calls: Sequence[dict[str, Any]], ratios: Sequence[CrossRatio] = ()
+) -> None:
     """Add served calls (``experiment_key``, ``arm_key``, ``unit_id`` and the performance
     fields) to their units' running totals and their arms' metric terms, in the caller's
     transaction. Every unit served counts as exposed: ``perf:calls`` counts its calls, and
     each field sums the values of the calls that gave one (a cost left out is unknown, not
-    zero). A unit's fields share one row, written by one upsert per batch."""
+    zero). A unit's fields share one row, written by one upsert per batch; its sides of the
+    cross-source ``ratios`` are added to its ratio rows."""
     units: dict[tuple[str, str, str], list[Any]] = {}
     for call in calls:
         key = (call["experiment_key"], call["arm_key"], call["unit_id"])
@@ -452,6 +475,9 @@ async def record_calls(session: AsyncSession, calls: Sequence[dict[str, Any]]) -
         returning=(*_CALL_KEY, *_CALL_COLUMNS),
     )  # fmt: skip
     changes: dict[tuple[str, str], list[float]] = {}
+    terms: defaultdict[tuple[str, str, str], float] = defaultdict(float)
+    if ratios:
+        await _add_ratios(session, _call_sides(ratios, units), terms)
     for key, variant, unit_id, *new in after:
         total = changes.setdefault((key, variant), [0.0] * len(_CALL_TERMS))
         added = units[(key, variant, unit_id)]
@@ -461,11 +487,104 @@ async def record_calls(session: AsyncSession, calls: Sequence[dict[str, Any]]) -
             old = [now - more for now, more in zip(new, added, strict=True)]
             for index, amount in enumerate(_call_shares(old)):
                 total[index] -= amount
-    await insert_or_add(
+    for (key, variant), total in changes.items():
+        for term, amount in zip(_CALL_TERMS, total, strict=True):
+            terms[(key, variant, term)] += amount
+    await _add_terms(session, terms)
+
+
+RATIO = "x:"
+"""The prefix of a cross-source ratio's terms (``x:<metric id>:v``), apart from event names
+(slugs) and performance fields (``perf:``)."""
+
+
+def ratio_source(metric_id: object) -> str:
+    """The name a cross-source ratio metric's terms are kept under: its id, since the metric
+    alone joins its two sources."""
+    return f"{RATIO}{metric_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class CrossRatio:
+    """A ratio metric whose denominator is another source: each side a kind and a source."""
+
+    metric: str
+    numerator: tuple[str, str]
+    denominator: tuple[str, str]
+
+
+_RATIO_KEY = (*_CALL_KEY, "metric")
+_RATIO_COLUMNS = ("exposed", "served", "numerator", "denominator")
+
+
+def _event_sides(
+    ratios: Sequence[CrossRatio],
+    exposed: list[tuple[str, str, str]],
+    sides: dict[tuple[str, str, str, str], list[float]],
+) -> dict[tuple[str, str, str, str], list[float]]:
+    """What an event write adds to each exposed session's ratio rows: one more write that saw
+    it exposed, and the change in what its events count from exposure on (an event numerator
+    its value, an event denominator the number of events)."""
+    rows = {}
+    for session_key in exposed:
+        for ratio in ratios:
+            row: list[float] = [1, 0, 0.0, 0.0]  # the counts go in as integers
+            for slot, (kind, source) in ((2, ratio.numerator), (3, ratio.denominator)):
+                if kind == "event" and (side := sides.get((*session_key, source))):
+                    row[slot] = side[1] if slot == 2 else side[0]
+            rows[(*session_key, ratio.metric)] = row
+    return rows
+
+
+def _call_sides(
+    ratios: Sequence[CrossRatio], units: dict[tuple[str, str, str], list[Any]]
+) -> dict[tuple[str, str, str, str], list[float]]:
+    """What a write of served calls adds to each unit's ratio rows: its calls, and on a
+    performance side the sum of the field's values (``calls``: their number)."""
+    rows = {}
+    for unit, calls in units.items():
+        for ratio in ratios:
+            row: list[float] = [0, calls[0], 0.0, 0.0]
+            for slot, (kind, source) in ((2, ratio.numerator), (3, ratio.denominator)):
+                if kind == "performance":
+                    row[slot] = float(
+                        calls[0] if source == "calls" else calls[_CALL_COLUMNS.index(source)]
+                    )
+            rows[(*unit, ratio.metric)] = row
+    return rows
+
+
+def _ratio_share(row: Sequence[float]) -> tuple[float, ...]:
+    """One unit's share of its arm's ratio terms (``MOMENTS``, the denominator as the count
+    and the numerator as the value, as a same-source ratio has them): a unit counts once an
+    event write saw it exposed or it was served."""
+    exposed, served, numerator, denominator = row
+    return moments(denominator, numerator, exposed > 0 or served > 0)
+
+
+async def _add_ratios(
+    session: AsyncSession,
+    rows: dict[tuple[str, str, str, str], list[float]],
+    terms: defaultdict[tuple[str, str, str], float],
+) -> None:
+    """Add one write's sides to the units' ratio rows, and what that changes in their arms'
+    ratio terms to ``terms``. The upsert returns each row after this write and holds its lock
+    until the transaction ends, so the row before it is that less what was added, even when
+    the other path wrote the unit's other side a moment ago: the product of the two sides
+    moves by exactly this write's change."""
+    if not rows:
+        return
+    after = await insert_or_add(
         session,
-        MetricTotals.__table__,  # type: ignore[arg-type]
-        ("experiment_key", "variant_key", "term"),
-        [{"experiment_key": k, "variant_key": v, "term": t, "value": x}
-         for (k, v), total in sorted(changes.items())
-         for t, x in zip(_CALL_TERMS, total, strict=True)],
+        UnitRatio.__table__,  # type: ignore[arg-type]
+        _RATIO_KEY,
+        [dict(zip(_RATIO_KEY, key, strict=True)) | dict(zip(_RATIO_COLUMNS, row, strict=True))
+         for key, row in sorted(rows.items())],
+        returning=(*_RATIO_KEY, *_RATIO_COLUMNS),
     )  # fmt: skip
+    for key, variant, unit_id, metric, *new in after:
+        added = rows[(key, variant, unit_id, metric)]
+        old = [now - more for now, more in zip(new, added, strict=True)]
+        source = ratio_source(metric)
+        for name, now, before in zip(MOMENTS, _ratio_share(new), _ratio_share(old), strict=True):
+            terms[(key, variant, f"{source}:{name}")] += now - before

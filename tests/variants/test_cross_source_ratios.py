@@ -1,0 +1,286 @@
+"""Cross-source ratio metrics: Σ cost from the performance log over Σ signups the browser
+sent, per unit exposed or served, from running totals kept whichever side arrives first, and
+agreeing with gbstats' ratio statistic on the same units."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import warnings
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from promptlooper.online import definitions, tallies
+from promptlooper.online.assignment import assign
+from promptlooper.online.models import MetricTotals
+from tests.online.conftest import BROWSER
+from tests.variants.test_agents_api import url
+from tests.variants.test_unit_resolution import _experiment
+from tests.web.conftest import UiClient, ui_admin  # noqa: F401 (the results page's admin)
+
+KEY = "extractor_temperature"
+RESULTS = f"/api/v1/experiments/results?experiment_key={KEY}"
+METRIC = {
+    "name": "cost-per-signup",
+    "kind": "performance",
+    "source": "cost",
+    "aggregation": "ratio",
+    "denominator": {"kind": "event", "source": "signup"},
+    "direction": "lower",
+}
+
+
+@dataclass
+class Unit:
+    """One visitor: its arm, whether the browser sent an impression, its calls' costs, and
+    its signups before and after the impression (those before are not in the metric)."""
+
+    name: str
+    arm: str
+    impression: bool
+    costs: list[float] = field(default_factory=list)
+    before: int = 0
+    after: int = 0
+
+    @property
+    def counts(self) -> bool:
+        return self.impression or bool(self.costs)
+
+    @property
+    def signups(self) -> int:
+        return self.after if self.impression else 0
+
+
+def _units(rng: random.Random, count: int = 160) -> list[Unit]:
+    """Some units are only served, some only exposed, most both; the treatment's calls cost
+    more, and a unit that calls more signs up more (the two sides are correlated)."""
+    units = []
+    for index in range(count):
+        name = f"visitor-{index}"
+        arm = ["control", "hot"][assign(name, KEY, [50, 50])]  # type: ignore[index]
+        unit = Unit(name, arm, impression=rng.random() < 0.85)
+        calls = rng.choice([0, 1, 2, 3]) if unit.impression else rng.choice([1, 2])
+        factor = 1.5 if arm == "hot" else 1.0
+        unit.costs = [round(0.01 * factor * rng.uniform(0.5, 1.5), 5) for _ in range(calls)]
+        unit.before = int(rng.random() < 0.3)
+        unit.after = rng.choice([0, 1, 1, 2]) + (calls > 1)
+        units.append(unit)
+    return units
+
+
+def _events(units: list[Unit], phase: str) -> list[dict]:
+    """The browser's events: impressions and the signups before them, or those after."""
+    now = datetime.now(UTC)
+    found = []
+    for unit in units:
+        base = {"experiment_key": KEY, "variant_key": unit.arm, "session_id": unit.name}
+
+        def at(minutes: int, base: dict = base) -> dict:
+            return base | {"path": "/", "timestamp": (now - timedelta(minutes=minutes)).isoformat()}
+
+        if phase == "first":
+            if unit.impression:
+                found.append(at(5) | {"event_name": "impression"})
+            found += [at(10) | {"event_name": "signup"} for _ in range(unit.before)]
+        else:
+            found += [at(1) | {"event_name": "signup"} for _ in range(unit.after)]
+    return found
+
+
+def _records(units: list[Unit]) -> list[dict]:
+    return [{"unit_id": u.name, "cost": cost} for u in units for cost in u.costs]
+
+
+def _gbstats(units: list[Unit], arm: str):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from gbstats.models.statistics import RatioStatistic, SampleMeanStatistic
+    counted = [u for u in units if u.arm == arm and u.counts]
+    costs = [sum(u.costs) for u in counted]
+    signups = [float(u.signups) for u in counted]
+    n = len(counted)
+    return RatioStatistic(
+        n=n,
+        m_statistic=SampleMeanStatistic(n=n, sum=sum(costs), sum_squares=sum(c * c for c in costs)),
+        d_statistic=SampleMeanStatistic(
+            n=n, sum=sum(signups), sum_squares=sum(s * s for s in signups)
+        ),
+        m_d_sum_of_products=sum(c * s for c, s in zip(costs, signups, strict=True)),
+    )
+
+
+async def _send(client: httpx.AsyncClient, events: list[dict]) -> None:
+    response = await client.post("/api/experiments/batch", json={"events": events}, headers=BROWSER)
+    assert response.status_code == 202, response.text
+    assert response.json()["rejected"] == 0, response.text
+
+
+async def _setup(client: httpx.AsyncClient, owner, agent, headers) -> None:
+    created = await client.post("/api/admin/metrics", json=METRIC, headers=headers)
+    assert created.status_code == 201, created.text
+    assert created.json()["denominator"] == "signup"
+    assert created.json()["denominator_kind"] == "event"
+    hot = (
+        await client.post(
+            url(agent, "variants"), json={"name": "Hot", "temperature": 1.2}, headers=owner.headers
+        )
+    ).json()
+    await _experiment(client, headers, hot["id"], primary_metric="cost-per-signup")
+
+
+@pytest.mark.parametrize("order", ["records first", "events first", "interleaved"])
+async def test_cost_per_signup_agrees_with_gbstats_whichever_side_arrives_first(
+    client: httpx.AsyncClient, owner, agent, bootstrap_headers, order: str
+):
+    await _setup(client, owner, agent, bootstrap_headers)
+    units = _units(random.Random(7))
+    records = _records(units)
+
+    async def store(part: list[dict]) -> None:
+        stored = await client.post(url(agent, "performance"), json=part, headers=owner.headers)
+        assert stored.status_code == 201, stored.text
+
+    if order == "records first":
+        await store(records)
+    await _send(client, _events(units, "first"))
+    if order == "interleaved":
+        await store(records[::2])
+    await _send(client, _events(units, "after"))
+    if order == "interleaved":
+        await store(records[1::2])
+    if order == "events first":
+        await store(records)
+
+    response = await client.get(RESULTS, headers=bootstrap_headers)
+
+    assert response.status_code == 200, response.text
+    found = response.json()[0]["variants"][1]["metrics"]["cost-per-signup"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from gbstats.frequentist.tests import TwoSidedTTest
+    control, treatment = _gbstats(units, "control"), _gbstats(units, "hot")
+    expected = TwoSidedTTest(control, treatment).compute_result()
+    assert found["role"] == "primary"
+    assert found["aggregation"] == "ratio"
+    assert found["control_mean"] == pytest.approx(control.mean, abs=1e-9)
+    assert found["treatment_mean"] == pytest.approx(treatment.mean, abs=1e-9)
+    assert found["relative_lift"] == pytest.approx(expected.expected, abs=1e-9)
+    assert found["frequentist"]["p_value"] == pytest.approx(expected.p_value, abs=1e-9)
+    assert found["frequentist"]["ci"] == pytest.approx(expected.ci, abs=1e-9)
+    assert found["relative_lift"] > 0.2  # the treatment's calls cost half as much again
+
+
+async def test_concurrent_writers_of_both_sides_keep_the_products_exact(
+    client: httpx.AsyncClient, sessionmaker, owner, agent, bootstrap_headers
+):
+    """Events and records of the same units written at once from separate transactions: each
+    side's writer locks the unit's ratio row, so no product of the two sides is lost."""
+    await _setup(client, owner, agent, bootstrap_headers)
+    units = _units(random.Random(3), count=60)
+    now = datetime.now(UTC)
+
+    def events(kind: str, times: int) -> list[dict]:
+        return [
+            {"experiment_key": KEY, "variant_key": u.arm, "session_id": u.name,
+             "event_type": kind, "path": "/", "event_id": None, "value": None,
+             "metadata": None, "created_at": now + timedelta(seconds=times)}
+            for u in units if u.impression
+            for _ in range(1 if kind == "impression" else u.after)
+        ]  # fmt: skip
+
+    calls = [
+        {"experiment_key": KEY, "arm_key": u.arm, "unit_id": u.name, "cost": cost}
+        for u in units
+        for cost in u.costs
+    ]
+
+    async with sessionmaker() as session:
+        ratios = await definitions.cross_ratios(session)
+
+    async def write(part: list[dict], side: str) -> None:
+        async with sessionmaker() as session:
+            if side == "events":
+                await tallies.record(session, part, frozenset({"signup"}), ratios)
+            else:
+                await tallies.record_calls(session, part, ratios)
+            await session.commit()
+
+    await write(events("impression", 0), "events")  # a signup counts once its unit is exposed
+    signups = events("signup", 1)
+    writes = [write(signups[i::4], "events") for i in range(4)]
+    writes += [write(calls[i::4], "calls") for i in range(4)]
+    await asyncio.gather(*writes)
+
+    async with sessionmaker() as session:
+        rows = await session.execute(
+            select(MetricTotals.variant_key, MetricTotals.term, MetricTotals.value).where(
+                MetricTotals.term.like(f"{tallies.RATIO}%")
+            )
+        )
+        terms = {(arm, term.rsplit(":", 1)[1]): value for arm, term, value in rows.all()}
+    for arm in ("control", "hot"):
+        ours = _gbstats(units, arm)
+        assert terms[(arm, "units")] == ours.n
+        assert terms[(arm, "v")] == pytest.approx(ours.m_statistic.sum, abs=1e-9)
+        assert terms[(arm, "n")] == pytest.approx(ours.d_statistic.sum, abs=1e-9)
+        assert terms[(arm, "vv")] == pytest.approx(ours.m_statistic.sum_squares, abs=1e-9)
+        assert terms[(arm, "nn")] == pytest.approx(ours.d_statistic.sum_squares, abs=1e-9)
+        assert terms[(arm, "nv")] == pytest.approx(ours.m_d_sum_of_products, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("denominator", "field"),
+    [
+        ({"kind": "performance", "source": "revenue"}, "denominator.source"),
+        ({"kind": "browser", "source": "signup"}, "denominator"),
+        ({"kind": "event", "source": "Not A Slug"}, "denominator"),
+        ("signup", "denominator"),
+    ],
+)
+async def test_a_bad_denominator_is_a_422_naming_the_field(
+    client: httpx.AsyncClient, bootstrap_headers, denominator, field: str
+):
+    body = METRIC | {"denominator": denominator}
+
+    response = await client.post("/api/admin/metrics", json=body, headers=bootstrap_headers)
+
+    assert response.status_code == 422, response.text
+    assert field in response.text
+
+
+async def test_a_denominator_naming_the_metrics_own_source_is_the_plain_ratio(
+    client: httpx.AsyncClient, bootstrap_headers
+):
+    body = METRIC | {"denominator": {"kind": "performance", "source": "cost"}}
+
+    response = await client.post("/api/admin/metrics", json=body, headers=bootstrap_headers)
+
+    assert response.status_code == 201, response.text
+    assert response.json()["denominator"] == "cost"
+    assert response.json()["denominator_kind"] is None
+
+
+async def test_the_results_page_shows_the_cross_source_ratio(
+    client: httpx.AsyncClient,
+    owner,
+    agent,
+    bootstrap_headers,
+    ui_admin: UiClient,  # noqa: F811
+):
+    await _setup(client, owner, agent, bootstrap_headers)
+    units = _units(random.Random(11), count=40)
+    await _send(client, _events(units, "first") + _events(units, "after"))
+    records = _records(units)
+    stored = await client.post(url(agent, "performance"), json=records, headers=owner.headers)
+    assert stored.status_code == 201, stored.text
+    control = _gbstats(units, "control")
+
+    page = await ui_admin.get(f"/ui/online/{KEY}")
+
+    assert page.status_code == 200
+    assert "cost-per-signup" in page.text
+    assert f"{control.mean:.3g}" in page.text
