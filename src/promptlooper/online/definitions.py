@@ -98,3 +98,18 @@ async def tracked_events(session: AsyncSession) -> frozenset[str]:
     session."""
     query = select(MetricDefinition.source).where(MetricDefinition.kind == "event")
     return frozenset(await session.scalars(query.distinct()))
+
+
+async def cuped_windows(session: AsyncSession) -> dict[str, frozenset[int]]:
+    """Per event name, the pre-exposure windows (days) of the CUPED metrics measuring it:
+    ingestion keeps each exposed session's covariate for each."""
+    rows = await session.execute(
+        select(MetricDefinition.source, MetricDefinition.cuped_window_days)
+        .where(MetricDefinition.kind == "event", MetricDefinition.cuped.is_(True))
+        .distinct()
+    )
+    windows: dict[str, set[int]] = {}
+    for source, days in rows.all():
+        if days is not None:
+            windows.setdefault(source, set()).add(days)
+    return {source: frozenset(days) for source, days in windows.items()}

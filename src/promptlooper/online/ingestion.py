@@ -24,7 +24,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -87,6 +87,8 @@ class Snapshot:
     tracked: frozenset[str] = frozenset()
     """The event names defined metrics measure: accepted besides the built-in ones, and kept
     per session for the metrics' totals."""
+    windows: tallies.Windows = field(default_factory=dict)
+    """The CUPED metrics' pre-exposure windows of those names."""
 
 
 def judge(
@@ -121,6 +123,7 @@ class _Pending:
     rows: list[dict[str, Any]]
     rejected: Counter[tuple[str, str]]
     tracked: frozenset[str]
+    windows: tallies.Windows
 
 
 class Intake:
@@ -158,7 +161,8 @@ class Intake:
                     experiments = await session.scalars(select(OnlineExperiment))
                     targets = {e.experiment_key: Target.of(e) for e in experiments}
                     tracked = await definitions.tracked_events(session)
-                snapshot = Snapshot(enabled, targets, time.monotonic(), tracked)
+                    windows = await definitions.cuped_windows(session)
+                snapshot = Snapshot(enabled, targets, time.monotonic(), tracked, windows)
                 self._snapshot = snapshot
             return snapshot
 
@@ -203,17 +207,20 @@ class Intake:
                 }
             )
         if rows or rejected:
-            await self._log.submit(_Pending(rows, rejected, snapshot.tracked))
+            await self._log.submit(_Pending(rows, rejected, snapshot.tracked, snapshot.windows))
         return verdicts
 
 
 async def _commit(session: AsyncSession, batch: list[_Pending]) -> list[None]:
     rejected: Counter[tuple[str, str]] = Counter()
     tracked: frozenset[str] = frozenset()
+    windows: dict[str, frozenset[int]] = {}
     for item in batch:
         rejected.update(item.rejected)
         tracked |= item.tracked
-    await tallies.record(session, [row for item in batch for row in item.rows], tracked)
+        windows |= item.windows
+    rows = [row for item in batch for row in item.rows]
+    await tallies.record(session, rows, tracked, windows)
     await insert_or_add(
         session,
         Rejection.__table__,  # type: ignore[arg-type]

@@ -25,7 +25,13 @@ from promptlooper.online.models import (
     VariantTotals,
 )
 from promptlooper.online.service import get_experiment
-from promptlooper.online.tallies import EVENT_COUNTS, PERFORMANCE, TOTALS
+from promptlooper.online.tallies import (
+    EVENT_COUNTS,
+    MOMENTS,
+    PERFORMANCE,
+    TOTALS,
+    covariate_terms,
+)
 
 
 async def variant_counts(session: AsyncSession, key: str) -> dict[str, dict[str, float]]:
@@ -156,21 +162,24 @@ def defined_metric(
 ) -> stats.Statistic:
     """A defined metric of one arm, over its exposed sessions (a performance metric: its units
     served), from its source's terms (``tallies.terms``); a CUPED metric with its
-    pre-exposure covariate, θ still unset (``compare_defined`` pools it over both arms)."""
+    pre-exposure covariate over its window, θ still unset (``compare_defined`` pools it over
+    both arms)."""
     source = metric.source
     if metric.kind == "performance":
         source = PERFORMANCE + source
         n = int(terms.get(f"{PERFORMANCE}calls:units", 0))
     else:
         n = int(counts.get("exposed", 0))
-    names = ("units", "n", "v", "nn", "vv", "nv", "p", "pp", "vp")
-    term = {t: terms.get(f"{source}:{t}", 0.0) for t in names}
+    term = {t: terms.get(f"{source}:{t}", 0.0) for t in MOMENTS}
     if metric.aggregation == "proportion":
         return stats.Moments.binary(n, term["units"])
     values = stats.Moments(n, term["v"], term["vv"])
     if metric.aggregation == "mean":
-        if metric.cuped:
-            return stats.Adjusted(values, stats.Moments(n, term["p"], term["pp"]), term["vp"])
+        if metric.cuped and metric.cuped_window_days is not None:
+            p, pp, vp = (
+                terms.get(name, 0.0) for name in covariate_terms(source, metric.cuped_window_days)
+            )
+            return stats.Adjusted(values, stats.Moments(n, p, pp), vp)
         return values
     return stats.Ratio(values, stats.Moments(n, term["n"], term["nn"]), term["nv"])
 
