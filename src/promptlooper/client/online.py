@@ -43,13 +43,15 @@ class Online(_Resource):
         denominator: str | None = None,
         direction: Literal["higher", "lower"] = "higher",
         cuped: bool = False,
+        cuped_window_days: int | None = None,
         description: str = "",
         project_id: str | None = None,
     ) -> Any:
         """A metric experiments can name: ``source`` is an event name (``kind="event"``) or a
         performance-log field (``kind="performance"``: cost, latency_ms, tokens_in,
         tokens_out, success, quality, calls). ``cuped=True`` adjusts a mean of events by the
-        same metric before each unit's first exposure."""
+        same metric in the ``cuped_window_days`` (default 14) before each unit's first
+        exposure."""
         body = {
             "name": name,
             "kind": kind,
@@ -58,7 +60,13 @@ class Online(_Resource):
             "direction": direction,
             "cuped": cuped,
             "description": description,
-        } | _drop_none({"denominator": denominator, "project_id": project_id})
+        } | _drop_none(
+            {
+                "denominator": denominator,
+                "project_id": project_id,
+                "cuped_window_days": cuped_window_days,
+            }
+        )
         return self._run(Call("POST", f"{ADMIN}/metrics", body))
 
     def metrics(self, *, project_id: str | None = None) -> Any:
