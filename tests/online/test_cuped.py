@@ -102,6 +102,7 @@ async def test_a_cuped_metric_is_adjusted_by_the_value_before_exposure_as_gbstat
 
     page = await ui_admin.get("/ui/online/homepage_hero_test")
     assert page.status_code == 200
+    assert "what each unit did in the 14 days before its first exposure" in page.text
     said = f"removed {cuped['variance_removed'] * 100:.0f} % of the lift's variance"
     assert said in page.text
 
@@ -198,6 +199,7 @@ async def test_only_what_a_unit_sent_within_the_window_before_exposure_is_its_co
     assert response.status_code == 200, response.text
     revenue = response.json()[0]["variants"][1]["metrics"]["revenue"]
     _agrees_with_gbstats(revenue, units)
+    assert revenue["cuped"]["window_days"] == 2
 
 
 async def test_the_window_moves_with_each_units_exposure_and_events_are_judged_once(

@@ -193,8 +193,8 @@ def compare_defined(
 ) -> dict[str, Any]:
     """One defined metric of a treatment against control, each arm given as its counts and
     terms. A CUPED metric's lift is adjusted, its means are not; its ``cuped`` block says by
-    how much the covariate shrank the lift's variance (the share removed), what the lift was
-    before, and the adjusted means."""
+    how much the covariate (over its window of days) shrank the lift's variance (the share
+    removed), what the lift was before, and the adjusted means."""
     a, b = defined_metric(metric, *control), defined_metric(metric, *treatment)
     inverse = metric.direction == "lower"
     if not (isinstance(a, stats.Adjusted) and isinstance(b, stats.Adjusted)):
@@ -210,6 +210,7 @@ def compare_defined(
         "control_mean": a.unadjusted_mean,
         "treatment_mean": b.unadjusted_mean,
         "cuped": {
+            "window_days": metric.cuped_window_days,
             "control_mean_adjusted": a.mean,
             "treatment_mean_adjusted": b.mean,
             "theta": a.theta,
