@@ -370,7 +370,7 @@ async def test_a_failed_write_fails_its_requests_and_the_next_ones_are_stored(
 
     record = tallies.record
 
-    async def broken(session, rows, tracked):
+    async def broken(session, rows, tracked, windows):
         raise RuntimeError("the disk is full")
 
     monkeypatch.setattr(tallies, "record", broken)

@@ -42,7 +42,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, delete, select, tuple_
+from sqlalchemy import ColumnElement, Row, Table, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -358,13 +358,13 @@ async def _covariates(
     windows = measured.windows
     if not windows:
         return {}
-    waking = sorted({tuple(row[:3]) for row in rows if row[3] in windows} & newly)
+    waking = {tuple(row[:3]) for row in rows if row[3] in windows} & newly
     if waking:
-        keys = (PendingEvents.experiment_key, PendingEvents.variant_key, PendingEvents.session_id)
+        table = PendingEvents.__table__
         waiting = await session.execute(
-            select(*(PendingEvents.__table__.c[name] for name in _PENDING_ROW)).where(
-                tuple_(*keys).in_(waking)
-            )
+            delete(table)
+            .where(_of_sessions(table, waking))  # type: ignore[arg-type]
+            .returning(*(table.c[name] for name in _PENDING_ROW))
         )
         for key, variant, session_id, event_type, moment, value in waiting.all():
             measured.cover((key, variant, session_id), event_type, moment, value)
@@ -377,8 +377,6 @@ async def _covariates(
          for key in wanted],
         returning=(*_COVARIATE_KEY, "value"),
     )  # fmt: skip
-    if waking:
-        await session.execute(delete(PendingEvents).where(tuple_(*keys).in_(waking)))
     await insert_or_add(
         session,
         PendingEvents.__table__,  # type: ignore[arg-type]
@@ -394,13 +392,28 @@ async def _rows_of(session: AsyncSession, sessions: set[tuple[str, str, str]]) -
     after it: the upsert above holds their locks)."""
     if not sessions:
         return []
-    keys = (UnitEvents.experiment_key, UnitEvents.variant_key, UnitEvents.session_id)
+    table = UnitEvents.__table__
     found = await session.execute(
-        select(*(UnitEvents.__table__.c[name] for name in _UNIT_ROW)).where(
-            tuple_(*keys).in_(sorted(sessions))
-        )
+        select(*(table.c[name] for name in _UNIT_ROW)).where(_of_sessions(table, sessions))  # type: ignore[arg-type]
     )
     return list(found.all())
+
+
+def _of_sessions(table: Table, sessions: set[tuple[str, str, str]]) -> ColumnElement[bool]:
+    """The rows of the given sessions (experiment, variant, session id), as one list of ids
+    per experiment and variant: PostgreSQL plans a list of ids in an index scan, where a list
+    of tuples as long as a write's sessions takes it longer to plan than to run."""
+    grouped: defaultdict[tuple[str, str], list[str]] = defaultdict(list)
+    for key, variant, session_id in sessions:
+        grouped[(key, variant)].append(session_id)
+    return or_(
+        *(
+            (table.c.experiment_key == key)
+            & (table.c.variant_key == variant)
+            & table.c.session_id.in_(sorted(ids))
+            for (key, variant), ids in sorted(grouped.items())
+        )
+    )
 
 
 def _first_day(firsts: list[date | None], conversion: bool, moment: datetime) -> None:
