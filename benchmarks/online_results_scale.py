@@ -66,6 +66,8 @@ DAYS = 28
 START = datetime(2026, 11, 1, tzinfo=UTC)
 CHUNK = 200_000
 TRACKED = frozenset({"signup", "purchase"})
+WINDOWS = {"purchase": frozenset({14})}
+"""The CUPED window of revenue (the default): the purchase a minute before exposure is in it."""
 BIG = 100_000
 """A table with more rows than this must never be scanned whole by a results call."""
 
@@ -180,6 +182,11 @@ unit_events AS (
         (experiment_key, variant_key, session_id, event_type, count, value, pre_count, pre_value)
     SELECT $1, variant, unit, kind, count, value, pre_count, pre_value FROM unit_rows
 ),
+covariates AS (  -- every unit with purchases: its purchase before exposure is in the window
+    INSERT INTO online_unit_covariates
+        (experiment_key, variant_key, session_id, event_type, window_days, value)
+    SELECT $1, variant, unit, kind, 14, pre_value FROM unit_rows WHERE kind = 'purchase'
+),
 served AS (
     SELECT variant, unit, count(*) AS calls, sum(cost) AS cost, sum(latency_ms) AS latency_ms,
            sum(tokens_in)::float8 AS tokens_in, sum(tokens_out)::float8 AS tokens_out,
@@ -212,8 +219,8 @@ FROM shares AS r CROSS JOIN LATERAL (
     SELECT suffix, x FROM (VALUES
         (':units', r.present::int::float8), (':n', r.n), (':v', r.v), (':nn', r.n * r.n),
         (':vv', r.v * r.v), (':nv', r.n * r.v),
-        (':p', r.p), (':pp', r.p * r.p), (':vp', r.v * r.p)) AS terms(suffix, x)
-    WHERE r.event OR suffix NOT IN (':p', ':pp', ':vp')
+        (':p14', r.p), (':pp14', r.p * r.p), (':vp14', r.v * r.p)) AS terms(suffix, x)
+    WHERE (r.event AND r.source = 'purchase') OR suffix NOT IN (':p14', ':pp14', ':vp14')
 ) AS t
 GROUP BY r.variant, r.source || t.suffix
 ON CONFLICT (experiment_key, variant_key, term)
@@ -247,6 +254,8 @@ TOTALS_TABLES = {
     "online_session_arms": ("session_id",),
     "online_unit_events": ("variant_key", "session_id", "event_type"),
     "online_unit_calls": ("variant_key", "unit_id"),
+    "online_unit_covariates": ("variant_key", "session_id", "event_type", "window_days"),
+    "online_pending_events": ("variant_key", "session_id", "event_type", "created_at"),
     "online_variant_totals": ("variant_key",),
     "online_experiment_totals": (),
     "online_daily_totals": ("variant_key", "day"),
@@ -291,7 +300,7 @@ async def ingest_sample(url: str) -> None:
     rows = [{"experiment_key": SAMPLE_REAL, "metadata": None} | dict(e) for e in events]
     for start in range(0, len(rows), 250):
         async with sessionmaker() as session:
-            await tallies.record(session, rows[start : start + 250], TRACKED)
+            await tallies.record(session, rows[start : start + 250], TRACKED, WINDOWS)
             await session.commit()
     served = [{"experiment_key": SAMPLE_REAL} | dict(c) for c in calls]
     for start in range(0, len(served), 100):

@@ -152,11 +152,15 @@ def test_a_cuped_metric_from_the_terminal(cli: Invoke, tmp_path: Path):
 
     metric = tmp_path / "revenue.yaml"
     metric.write_text(yaml.safe_dump({"name": "revenue", "source": "purchase",
-                                      "aggregation": "mean", "cuped": True}))  # fmt: skip
+                                      "aggregation": "mean", "cuped": True,
+                                      "cuped_window_days": 3}))  # fmt: skip
     defined = cli("online", "metric-create", str(metric))
     assert defined.code == 0, defined.err
-    assert "defined revenue: mean of 'purchase' events, CUPED-adjusted" in defined.out
-    assert "mean (CUPED)" in cli("online", "metrics").out
+    assert (
+        "defined revenue: mean of 'purchase' events, CUPED-adjusted over the 3 days before "
+        "exposure" in defined.out
+    )
+    assert "mean (CUPED, 3 d)" in cli("online", "metrics").out
     experiment = tmp_path / "signup.yaml"
     experiment.write_text(yaml.safe_dump(DEFINITION | {"primary_metric": "revenue"}))
     assert cli("online", "create", str(experiment)).code == 0
@@ -174,7 +178,9 @@ def test_a_cuped_metric_from_the_terminal(cli: Invoke, tmp_path: Path):
 
     async def store() -> None:  # as ingestion stores them, into the CLI's database
         async with session_scope(load_settings()) as session:
-            await tallies.record(session, rows, frozenset({"purchase"}))
+            await tallies.record(
+                session, rows, frozenset({"purchase"}), {"purchase": frozenset({3})}
+            )
 
     asyncio.run(store())
 
@@ -189,3 +195,9 @@ def test_a_cuped_metric_from_the_terminal(cli: Invoke, tmp_path: Path):
     refused = cli("online", "metric-create", str(proportion))
     assert refused.code == 2
     assert "cuped" in refused.err
+    metric.write_text(yaml.safe_dump({"name": "spend", "source": "purchase",
+                                      "aggregation": "mean", "cuped": True,
+                                      "cuped_window_days": 0}))  # fmt: skip
+    refused = cli("online", "metric-create", str(metric))
+    assert refused.code == 2
+    assert refused.err.startswith("error: cuped_window_days:"), refused.err

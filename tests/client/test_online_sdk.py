@@ -35,7 +35,7 @@ async def test_an_experiment_end_to_end_with_the_blocking_client_against_a_live_
     def scenario() -> tuple:
         with Client(live_url, api_key=BOOTSTRAP_KEY) as client:
             metric = client.online.define_metric(
-                "revenue", source="purchase", aggregation="mean", cuped=True
+                "revenue", source="purchase", aggregation="mean", cuped=True, cuped_window_days=7
             )
             created = client.online.create("checkout_copy", DEFINITION)
             arms = {}
@@ -77,6 +77,7 @@ async def test_an_experiment_end_to_end_with_the_blocking_client_against_a_live_
     ) = await asyncio.to_thread(scenario)
 
     assert metric["cuped"] is True
+    assert metric["cuped_window_days"] == 7
     assert created["primary_metric"] == "revenue"
     assert set(arms.values()) == {"control", "bold"}
     assert arms == {u: ["control", "bold"][assign(u, "checkout_copy", [50, 50])] for u in arms}  # type: ignore[index]

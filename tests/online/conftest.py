@@ -47,16 +47,21 @@ def stored(session_id: str, kind: str, value: float | None = None, **fields) -> 
     } | fields
 
 
-async def store(sessionmaker, events: list[dict], tracked: frozenset[str] = frozenset()) -> None:
+async def store(
+    sessionmaker,
+    events: list[dict],
+    tracked: frozenset[str] = frozenset(),
+    windows: dict[str, frozenset[int]] | None = None,
+) -> None:
     """Store events as ingestion does (with the running totals, and the metrics' of the event
-    names in ``tracked``), bypassing HTTP."""
+    names in ``tracked``, with the CUPED covariates of their ``windows``), bypassing HTTP."""
     now = datetime.now(UTC)
     rows = [
         {"path": "/", "event_id": None, "value": None, "metadata": None, "created_at": now} | e
         for e in events
     ]
     async with sessionmaker() as session:
-        await tallies.record(session, rows, tracked)
+        await tallies.record(session, rows, tracked, windows)
         await session.commit()
 
 

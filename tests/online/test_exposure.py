@@ -18,6 +18,9 @@ from promptlooper.online.models import MetricTotals
 
 START = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 TRACKED = frozenset({"purchase", "signup"})
+WINDOWS = {"purchase": frozenset({1, 14})}
+"""Two CUPED metrics measure purchases: over the day before exposure, and over 14 days."""
+DAY = 24 * 60
 
 
 def stored(
@@ -43,7 +46,7 @@ def stored(
 
 async def write(sessionmaker: async_sessionmaker[AsyncSession], events: list[dict]) -> None:
     async with sessionmaker() as session:
-        await tallies.record(session, events, TRACKED)
+        await tallies.record(session, events, TRACKED, WINDOWS)
         await session.commit()
 
 
@@ -68,11 +71,11 @@ async def test_a_pre_exposure_event_arriving_after_the_impression_is_only_covari
     terms = await kept_terms(sessionmaker)
     assert terms[("control", "purchase:v")] == 10.0
     assert terms[("control", "purchase:n")] == 1.0
-    assert terms[("control", "purchase:p")] == 7.0
-    assert terms[("control", "purchase:vp")] == 70.0
+    assert terms[("control", "purchase:p14")] == 7.0
+    assert terms[("control", "purchase:vp14")] == 70.0
     assert terms[("control", "signup:units")] == 0.0  # signed up only before exposure
     assert terms[("control", "signup:n")] == 0.0
-    assert terms[("control", "signup:p")] == 1.0
+    assert ("control", "signup:p14") not in terms  # no CUPED metric measures signups
 
     # A later purchase adds to the metric; an impression arriving late with an earlier
     # timestamp moves the exposure of what is stored from then on, not of what was judged.
@@ -83,13 +86,14 @@ async def test_a_pre_exposure_event_arriving_after_the_impression_is_only_covari
     assert terms[("control", "purchase:v")] == 17.0
     assert terms[("control", "purchase:vv")] == 17.0**2
     assert terms[("control", "purchase:n")] == 3.0
-    assert terms[("control", "purchase:p")] == 7.0
+    assert terms[("control", "purchase:p14")] == 7.0
     assert terms[("control", "purchase:units")] == 1.0
 
 
 def sessions_events(seed: int) -> tuple[list[dict], list[dict], dict]:
-    """Sessions with one impression each at a random minute and purchases and signups around
-    it, half with ids (some sent twice). Returned in two waves for concurrent writers: the
+    """Sessions with one impression each at a random moment and purchases and signups in the
+    days around it (so some of those before it are outside the one-day CUPED window), half
+    with ids (some sent twice). Returned in two waves for concurrent writers: the
     impressions with some of the earlier events, then the later events with the rest of the
     earlier ones (arriving after the impression they precede); and the expected terms."""
     rng = random.Random(seed)
@@ -100,11 +104,11 @@ def sessions_events(seed: int) -> tuple[list[dict], list[dict], dict]:
     for index in range(40):
         variant = rng.choice(["control", "tiny_gang_social_proof"])
         session_id = f"s{index}"
-        exposed = rng.uniform(10, 50)
+        exposed = rng.uniform(1, 3) * DAY
         first.append(stored(session_id, "impression", exposed, variant=variant))
         for number in range(rng.randrange(6)):
             kind = rng.choice(sorted(TRACKED))
-            minute = rng.uniform(0, 60)
+            minute = rng.uniform(0, 4) * DAY
             value = round(rng.uniform(1, 40), 2) if kind == "purchase" else None
             event_id = f"{session_id}-{number}" if rng.random() < 0.5 else None
             event = stored(session_id, kind, minute, value, event_id, variant)
@@ -112,15 +116,16 @@ def sessions_events(seed: int) -> tuple[list[dict], list[dict], dict]:
             wave.append(event)
             if event_id and rng.random() < 0.3:  # a retry, never before the impression's write
                 (second if minute >= exposed else rng.choice([first, second])).append(dict(event))
-            unit = units.setdefault((variant, session_id, kind), [0, 0.0, 0.0])
+            unit = units.setdefault((variant, session_id, kind), [0, 0.0, {}])
             amount = 1.0 if value is None else value
-            if minute < exposed:
-                unit[2] += amount
-            else:
+            if minute >= exposed:
                 unit[0] += 1
                 unit[1] += amount
-    for (variant, _, kind), (count, value, pre) in units.items():
-        for term, amount in tallies.terms(kind, count, value, pre).items():
+            for days in WINDOWS.get(kind, ()):
+                inside = exposed - days * DAY <= minute < exposed
+                unit[2][days] = unit[2].get(days, 0.0) + amount * inside
+    for (variant, _, kind), (count, value, covariates) in units.items():
+        for term, amount in tallies.terms(kind, count, value, covariates).items():
             expected[(variant, term)] += amount
     rng.shuffle(first)
     rng.shuffle(second)

@@ -119,7 +119,7 @@ async def test_a_metric_counts_only_what_a_session_sent_from_its_first_impressio
     tracked = frozenset({"purchase", "signup"})
 
     async def write(events):
-        await store(sessionmaker, events, tracked)
+        await store(sessionmaker, events, tracked, {"purchase": frozenset({14})})
 
     await write([stored("a", "purchase", 4.0), stored("a", "signup"), stored("b", "impression")])
     await write([stored("a", "purchase", 6.0), stored("b", "purchase", 1.0)])
@@ -134,11 +134,11 @@ async def test_a_metric_counts_only_what_a_session_sent_from_its_first_impressio
     assert terms["purchase:n"] == 1.0
     assert terms["purchase:nv"] == 1.0
     assert terms["purchase:units"] == 1.0
-    assert terms["purchase:p"] == 10.0
-    assert terms["purchase:pp"] == 100.0
-    assert terms["purchase:vp"] == 0.0
+    assert terms["purchase:p14"] == 10.0
+    assert terms["purchase:pp14"] == 100.0
+    assert terms["purchase:vp14"] == 0.0
     assert terms["signup:units"] == 0.0
-    assert terms["signup:p"] == 1.0
+    assert terms["signup:n"] == 0.0  # signed up only before exposure
 
 
 @pytest.mark.parametrize(

@@ -204,7 +204,7 @@ async def test_concurrent_writers_of_both_sides_keep_the_products_exact(
     async def write(part: list[dict], side: str) -> None:
         async with sessionmaker() as session:
             if side == "events":
-                await tallies.record(session, part, frozenset({"signup"}), ratios)
+                await tallies.record(session, part, frozenset({"signup"}), ratios=ratios)
             else:
                 await tallies.record_calls(session, part, ratios)
             await session.commit()

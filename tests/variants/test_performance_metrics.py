@@ -8,6 +8,7 @@ import pytest
 
 from promptlooper.online import stats
 from promptlooper.online.assignment import assign
+from tests.online.conftest import BROWSER
 from tests.variants.test_agents_api import url
 from tests.variants.test_unit_resolution import _experiment
 
@@ -159,3 +160,60 @@ async def test_an_experiment_fed_only_by_performance_records_gathers_enough_data
     assert power.json()["units_per_arm"] == min(served)
     assert power.json()["days_running"] == 1
     assert power.json()["days_left"] is not None
+
+
+@pytest.mark.parametrize("primary", ["quality", "clicked"])
+async def test_srm_counts_each_unit_of_the_primary_metric_once_in_its_arm(
+    client: httpx.AsyncClient, owner, agent, bootstrap_headers, primary
+):
+    """Impressions for units 0-199 and two calls each for units 100-299: the units overlap in
+    part. SRM counts the units the primary metric is measured on, each once, in the arm it
+    was assigned: the units served for a performance metric (an impression adds nothing to
+    a unit that has calls, nor makes one that has none count), the sessions an impression
+    exposed for an event metric (calls neither)."""
+    metrics = [
+        {"name": "quality", "kind": "performance", "source": "quality", "aggregation": "mean"},
+        {"name": "clicked", "source": "cta_click", "aggregation": "proportion"},
+    ]
+    for metric in metrics:
+        made = await client.post("/api/admin/metrics", json=metric, headers=bootstrap_headers)
+        assert made.status_code == 201, made.text
+    hot = (
+        await client.post(
+            url(agent, "variants"), json={"name": "Hot", "temperature": 1.2}, headers=owner.headers
+        )
+    ).json()
+    other = "clicked" if primary == "quality" else "quality"
+    await _experiment(
+        client, bootstrap_headers, hot["id"], primary_metric=primary, secondary_metrics=[other]
+    )
+    arms = {
+        f"visitor-{i}": ["control", "hot"][
+            assign(f"visitor-{i}", "extractor_temperature", [50, 50])
+        ]  # type: ignore[index]
+        for i in range(300)
+    }
+    units = list(arms)
+    impressions = [
+        {"experiment_key": "extractor_temperature", "variant_key": arms[u], "session_id": u,
+         "path": "/", "event_name": "impression"}
+        for u in units[:200]
+    ]  # fmt: skip
+    sent = await client.post(
+        "/api/experiments/batch", json={"events": impressions}, headers=BROWSER
+    )
+    assert sent.status_code == 202, sent.text
+    assert sent.json()["rejected"] == 0, sent.text
+    calls = [{"quality": 0.5, "unit_id": u} for u in units[100:]] * 2
+    stored = await client.post(url(agent, "performance"), json=calls, headers=owner.headers)
+    assert stored.status_code == 201, stored.text
+
+    response = await client.get(RESULTS, headers=bootstrap_headers)
+
+    assert response.status_code == 200, response.text
+    health = response.json()[0]["health"]
+    counted = units[100:] if primary == "quality" else units[:200]
+    per_arm = [sum(1 for u in counted if arms[u] == arm) for arm in ("control", "hot")]
+    assert health["units"] == ("units served" if primary == "quality" else "exposed sessions")
+    assert health["units_per_arm"] == per_arm
+    assert health["srm_p_value"] == pytest.approx(stats.srm_p_value(per_arm, [50, 50]))

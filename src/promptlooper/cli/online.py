@@ -306,7 +306,7 @@ def _row(block: dict[str, Any] | None) -> list[str]:
 @async_command
 async def metric_create(file: Path = FILE) -> None:
     """Define a metric from a file (name, source, aggregation, denominator, direction,
-    cuped)."""
+    cuped, cuped_window_days)."""
     import promptlooper.projects.models  # noqa: F401  (the table a metric's project_id names)
     from promptlooper.online import definitions
     from promptlooper.online.schemas import MetricCreate
@@ -317,7 +317,9 @@ async def metric_create(file: Path = FILE) -> None:
     what = "events" if metric.kind == "event" else "per call"
     if metric.denominator_kind is not None:
         what = f"per {metric.denominator!r} ({metric.denominator_kind}), units exposed or served"
-    adjusted = ", CUPED-adjusted" if metric.cuped else ""
+    adjusted = ""
+    if metric.cuped:
+        adjusted = f", CUPED-adjusted over the {metric.cuped_window_days} days before exposure"
     console.print(
         f"defined {metric.name}: {metric.aggregation} of {metric.source!r} {what}{adjusted}"
     )
@@ -334,7 +336,7 @@ async def metrics() -> None:
     table = Table("name", "kind", "source", "aggregation", "direction", "project")
     for m in found:
         scope = str(m.project_id or "site")
-        aggregation = m.aggregation + (" (CUPED)" if m.cuped else "")
+        aggregation = m.aggregation + (f" (CUPED, {m.cuped_window_days} d)" if m.cuped else "")
         if m.denominator_kind is not None:
             aggregation += f" per {m.denominator} ({m.denominator_kind})"
         table.add_row(m.name, m.kind, m.source, aggregation, m.direction, scope)

@@ -43,6 +43,7 @@ class Online(_Resource):
         denominator: str | dict[str, str] | None = None,
         direction: Literal["higher", "lower"] = "higher",
         cuped: bool = False,
+        cuped_window_days: int | None = None,
         description: str = "",
         project_id: str | None = None,
     ) -> Any:
@@ -50,8 +51,8 @@ class Online(_Resource):
         performance-log field (``kind="performance"``: cost, latency_ms, tokens_in,
         tokens_out, success, quality, calls). A ratio's ``denominator`` is its own source's
         name, or another source as ``{"kind": ..., "source": ...}`` (cost per conversion).
-        ``cuped=True`` adjusts a mean of events by the same metric before each unit's first
-        exposure."""
+        ``cuped=True`` adjusts a mean of events by the same metric in the ``cuped_window_days``
+        (default 14) before each unit's first exposure."""
         body = {
             "name": name,
             "kind": kind,
@@ -60,7 +61,13 @@ class Online(_Resource):
             "direction": direction,
             "cuped": cuped,
             "description": description,
-        } | _drop_none({"denominator": denominator, "project_id": project_id})
+        } | _drop_none(
+            {
+                "denominator": denominator,
+                "project_id": project_id,
+                "cuped_window_days": cuped_window_days,
+            }
+        )
         return self._run(Call("POST", f"{ADMIN}/metrics", body))
 
     def metrics(self, *, project_id: str | None = None) -> Any:

@@ -119,3 +119,18 @@ async def cross_ratios(session: AsyncSession) -> list[CrossRatio]:
         .order_by(MetricDefinition.id)
     )
     return [CrossRatio(str(i), (k, s), (dk, d)) for i, k, s, dk, d in rows.all()]
+
+
+async def cuped_windows(session: AsyncSession) -> dict[str, frozenset[int]]:
+    """Per event name, the pre-exposure windows (days) of the CUPED metrics measuring it:
+    ingestion keeps each exposed session's covariate for each."""
+    rows = await session.execute(
+        select(MetricDefinition.source, MetricDefinition.cuped_window_days)
+        .where(MetricDefinition.kind == "event", MetricDefinition.cuped.is_(True))
+        .distinct()
+    )
+    windows: dict[str, set[int]] = {}
+    for source, days in rows.all():
+        if days is not None:
+            windows.setdefault(source, set()).add(days)
+    return {source: frozenset(days) for source, days in windows.items()}

@@ -24,7 +24,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -88,6 +88,8 @@ class Snapshot:
     tracked: frozenset[str] = frozenset()
     """The event names defined metrics measure: accepted besides the built-in ones, and kept
     per session for the metrics' totals."""
+    windows: tallies.Windows = field(default_factory=dict)
+    """The CUPED metrics' pre-exposure windows of those names."""
     ratios: tuple[CrossRatio, ...] = ()
     """The cross-source ratio metrics, whose exposed units' sides each write keeps."""
 
@@ -124,6 +126,7 @@ class _Pending:
     rows: list[dict[str, Any]]
     rejected: Counter[tuple[str, str]]
     tracked: frozenset[str]
+    windows: tallies.Windows
     ratios: tuple[CrossRatio, ...]
 
 
@@ -162,8 +165,9 @@ class Intake:
                     experiments = await session.scalars(select(OnlineExperiment))
                     targets = {e.experiment_key: Target.of(e) for e in experiments}
                     tracked = await definitions.tracked_events(session)
+                    windows = await definitions.cuped_windows(session)
                     ratios = tuple(await definitions.cross_ratios(session))
-                snapshot = Snapshot(enabled, targets, time.monotonic(), tracked, ratios)
+                snapshot = Snapshot(enabled, targets, time.monotonic(), tracked, windows, ratios)
                 self._snapshot = snapshot
             return snapshot
 
@@ -208,20 +212,26 @@ class Intake:
                 }
             )
         if rows or rejected:
-            await self._log.submit(_Pending(rows, rejected, snapshot.tracked, snapshot.ratios))
+            await self._log.submit(
+                _Pending(rows, rejected, snapshot.tracked, snapshot.windows, snapshot.ratios)
+            )
         return verdicts
 
 
 async def _commit(session: AsyncSession, batch: list[_Pending]) -> list[None]:
     rejected: Counter[tuple[str, str]] = Counter()
     tracked: frozenset[str] = frozenset()
+    windows: dict[str, frozenset[int]] = {}
     ratios: dict[str, CrossRatio] = {}
     for item in batch:
         rejected.update(item.rejected)
         tracked |= item.tracked
+        windows |= item.windows
         ratios |= {ratio.metric: ratio for ratio in item.ratios}
     rows = [row for item in batch for row in item.rows]
-    await tallies.record(session, rows, tracked, sorted(ratios.values(), key=lambda r: r.metric))
+    await tallies.record(
+        session, rows, tracked, windows, sorted(ratios.values(), key=lambda r: r.metric)
+    )
     await insert_or_add(
         session,
         Rejection.__table__,  # type: ignore[arg-type]

@@ -205,7 +205,10 @@ class MetricDefinition(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     direction: Mapped[str] = mapped_column(String(10), default="higher")
     cuped: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """A mean metric of browser events adjusted by the same metric before each unit's first
-    exposure (``UnitEvents.pre_value``)."""
+    exposure (``UnitCovariate``)."""
+    cuped_window_days: Mapped[int | None] = mapped_column(Integer)
+    """A CUPED metric's pre-exposure window: the days before a unit's first exposure whose
+    events are its covariate (None when the metric is not CUPED)."""
 
 
 class UnitEvents(Base):
@@ -226,6 +229,40 @@ class UnitEvents(Base):
     value: Mapped[float] = mapped_column(Float)
     pre_count: Mapped[int] = mapped_column(BigInteger, server_default="0")
     pre_value: Mapped[float] = mapped_column(Float, server_default="0")
+
+
+class UnitCovariate(Base):
+    """One exposed session's CUPED covariate for one event name and pre-exposure window: the
+    value of its pre-exposure events (``UnitEvents.pre_value``'s) stamped at most
+    ``window_days`` days before its first impression. Kept so that later writes can move the
+    session's share of the variant's terms without reading its events."""
+
+    __tablename__ = "online_unit_covariates"
+
+    experiment_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    variant_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(50), primary_key=True)
+    window_days: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+
+
+class PendingEvents(Base):
+    """The events of a CUPED metric's source that a session sent before it had any
+    impression, by timestamp: which of them fall in a pre-exposure window is only known once
+    its first impression is stored, which reads them here (by the session's key) and deletes
+    them. The raw events have no index by session, and need none."""
+
+    __tablename__ = "online_pending_events"
+
+    experiment_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    variant_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(50), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+    """The sum of the values of its events stamped at that moment (an event without a value
+    counts 1)."""
 
 
 class UnitCalls(Base):

@@ -25,7 +25,14 @@ from promptlooper.online.models import (
     VariantTotals,
 )
 from promptlooper.online.service import get_experiment
-from promptlooper.online.tallies import EVENT_COUNTS, PERFORMANCE, TOTALS, ratio_source
+from promptlooper.online.tallies import (
+    EVENT_COUNTS,
+    MOMENTS,
+    PERFORMANCE,
+    TOTALS,
+    covariate_terms,
+    ratio_source,
+)
 
 
 async def variant_counts(session: AsyncSession, key: str) -> dict[str, dict[str, float]]:
@@ -156,8 +163,8 @@ def defined_metric(
 ) -> stats.Statistic:
     """A defined metric of one arm, over its exposed sessions (a performance metric: its units
     served; a cross-source ratio: its units exposed or served), from its source's terms
-    (``tallies.terms``); a CUPED metric with its pre-exposure covariate, θ still unset
-    (``compare_defined`` pools it over both arms)."""
+    (``tallies.terms``); a CUPED metric with its pre-exposure covariate over its window, θ
+    still unset (``compare_defined`` pools it over both arms)."""
     source = metric.source
     if metric.denominator_kind is not None:  # cross-source: over the units exposed or served
         source = ratio_source(metric.id)
@@ -167,14 +174,16 @@ def defined_metric(
         n = int(terms.get(f"{PERFORMANCE}calls:units", 0))
     else:
         n = int(counts.get("exposed", 0))
-    names = ("units", "n", "v", "nn", "vv", "nv", "p", "pp", "vp")
-    term = {t: terms.get(f"{source}:{t}", 0.0) for t in names}
+    term = {t: terms.get(f"{source}:{t}", 0.0) for t in MOMENTS}
     if metric.aggregation == "proportion":
         return stats.Moments.binary(n, term["units"])
     values = stats.Moments(n, term["v"], term["vv"])
     if metric.aggregation == "mean":
-        if metric.cuped:
-            return stats.Adjusted(values, stats.Moments(n, term["p"], term["pp"]), term["vp"])
+        if metric.cuped and metric.cuped_window_days is not None:
+            p, pp, vp = (
+                terms.get(name, 0.0) for name in covariate_terms(source, metric.cuped_window_days)
+            )
+            return stats.Adjusted(values, stats.Moments(n, p, pp), vp)
         return values
     return stats.Ratio(values, stats.Moments(n, term["n"], term["nn"]), term["nv"])
 
@@ -188,8 +197,8 @@ def compare_defined(
 ) -> dict[str, Any]:
     """One defined metric of a treatment against control, each arm given as its counts and
     terms. A CUPED metric's lift is adjusted, its means are not; its ``cuped`` block says by
-    how much the covariate shrank the lift's variance (the share removed), what the lift was
-    before, and the adjusted means."""
+    how much the covariate (over its window of days) shrank the lift's variance (the share
+    removed), what the lift was before, and the adjusted means."""
     a, b = defined_metric(metric, *control), defined_metric(metric, *treatment)
     inverse = metric.direction == "lower"
     if not (isinstance(a, stats.Adjusted) and isinstance(b, stats.Adjusted)):
@@ -205,6 +214,7 @@ def compare_defined(
         "control_mean": a.unadjusted_mean,
         "treatment_mean": b.unadjusted_mean,
         "cuped": {
+            "window_days": metric.cuped_window_days,
             "control_mean_adjusted": a.mean,
             "treatment_mean_adjusted": b.mean,
             "theta": a.theta,

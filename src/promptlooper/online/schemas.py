@@ -368,6 +368,9 @@ PERFORMANCE_FIELDS = (
     "calls",
 )
 """What a performance metric can measure per call (``calls`` counts them)."""
+CUPED_WINDOW_DAYS = 14
+"""A CUPED metric's pre-exposure window unless it names one (GrowthBook's lookback)."""
+MAX_CUPED_WINDOW_DAYS = 365
 
 
 class RatioSide(RequestBody):
@@ -391,7 +394,8 @@ class MetricCreate(RequestBody):
     (cost per conversion: Σ cost / Σ conversions over the units exposed or served).
     ``cuped: true`` adjusts a mean metric of browser
     events by the same metric before each unit's first exposure (CUPED): a unit's events sent
-    under its arm before its first impression are its covariate."""
+    under its arm in the ``cuped_window_days`` (default 14) before its first impression are
+    its covariate."""
 
     name: MetricName
     kind: Literal["event", "performance"] = "event"
@@ -409,9 +413,24 @@ class MetricCreate(RequestBody):
         default=False,
         description="Mean metrics of browser events: adjust by the same metric before exposure",
     )
+    cuped_window_days: int | None = Field(
+        default=None,
+        strict=True,
+        ge=1,
+        le=MAX_CUPED_WINDOW_DAYS,
+        description="CUPED's pre-exposure window in days (default 14): only a unit's events in "
+        "that many days before its first exposure are its covariate",
+    )
 
     @model_validator(mode="after")
     def _denominator(self) -> MetricCreate:
+        if self.cuped_window_days is not None and not self.cuped:
+            raise ValueError(
+                "cuped_window_days: only a CUPED metric has a pre-exposure window; "
+                "set cuped: true or leave the window out"
+            )
+        if self.cuped and self.cuped_window_days is None:
+            self.cuped_window_days = CUPED_WINDOW_DAYS
         if self.cuped and self.aggregation != "mean":
             raise ValueError(
                 f"cuped: only a mean metric has a pre-exposure covariate, not a {self.aggregation}"
@@ -472,6 +491,7 @@ class MetricPublic(BaseModel):
     description: str
     project_id: uuid.UUID | None
     cuped: bool
+    cuped_window_days: int | None
     created_at: datetime
 
 

@@ -13,10 +13,16 @@ skipped by the insert and so never counted) into
 - for the event names defined metrics measure, one row per session, variant and name (how
   many, their value, and how many and what value of them came before the session's first
   impression) and per variant the sums over exposed sessions of the count and value of each
-  such session's events from its first impression on, their squares and product, and of its
-  pre-exposure value, its square and its product with the value (``terms``): a proportion,
-  mean, ratio or CUPED metric's sufficient statistics. A metric counts what a unit did once
-  exposed; what it did before is only CUPED's covariate (the same metric before exposure);
+  such session's events from its first impression on, their squares and product (``terms``):
+  a proportion, mean or ratio metric's sufficient statistics. A metric counts what a unit did
+  once exposed; what it did before is only CUPED's covariate;
+- for the event names CUPED metrics measure, per exposed session, name and pre-exposure window
+  (days), its covariate: the value of its pre-exposure events stamped within that window before
+  its first impression; and per variant the sums of the covariate, its square and its product
+  with the value. A session's events sent before it has any impression wait, by timestamp, in
+  a small table keyed by session until its first impression is stored, which reads and
+  deletes them: the write that exposes a session judges them against its exposure time, and
+  an event stored once the session is exposed is judged against the exposure known then;
 - for the performance log's served calls (``record_calls``), one row per unit and arm holding
   every performance field, and the same terms per arm;
 - for each cross-source ratio metric (cost per conversion), one row per unit, arm and metric
@@ -35,12 +41,12 @@ writers never wait on each other in a cycle (a deadlock).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, select, tuple_
+from sqlalchemy import ColumnElement, Row, Table, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -50,9 +56,11 @@ from promptlooper.online.models import (
     ExperimentEvent,
     ExperimentTotals,
     MetricTotals,
+    PendingEvents,
     SessionArms,
     SessionTally,
     UnitCalls,
+    UnitCovariate,
     UnitEvents,
     UnitRatio,
     VariantTotals,
@@ -74,6 +82,11 @@ _SESSION_KEY = ("experiment_key", "variant_key", "session_id")
 _UNIT_KEY = (*_SESSION_KEY, "event_type")
 _SESSION_ROW = (*_SESSION_KEY, "events", "impressions", "conversions", "value", "exposed_at")
 _UNIT_ROW = (*_UNIT_KEY, "count", "value", "pre_count", "pre_value")
+_COVARIATE_KEY = (*_UNIT_KEY, "window_days")
+_PENDING_ROW = (*_UNIT_KEY, "created_at", "value")
+
+Windows = Mapping[str, frozenset[int]]
+"""Per event name, the pre-exposure windows (days) of the CUPED metrics measuring it."""
 
 
 def _zero_totals() -> dict[str, float]:
@@ -84,12 +97,14 @@ async def record(
     session: AsyncSession,
     events: list[dict[str, Any]],
     tracked: frozenset[str] = frozenset(),
+    windows: Windows | None = None,
     ratios: Sequence[CrossRatio] = (),
 ) -> int:
     """Store ``events`` (rows of ``online_events``) and add the ones stored to the totals, in
     the caller's transaction; the events named in ``tracked`` (defined metrics' sources) are
-    also kept per session for the metrics' totals, and the exposed sessions' sides of the
-    cross-source ``ratios``. Returns how many were stored (retries excluded)."""
+    also kept per session for the metrics' totals, with the covariates of the CUPED
+    ``windows`` of their names, and the exposed sessions' sides of the cross-source
+    ``ratios``. Returns how many were stored (retries excluded)."""
     events = await _store(session, _first_of_each_id(sorted(events, key=_event_order)))
     if not events:
         return 0
@@ -161,7 +176,8 @@ async def record(
     terms: defaultdict[tuple[str, str, str], float] = defaultdict(float)
     sides: dict[tuple[str, str, str, str], list[float]] = {}
     if tracked:
-        terms, sides = await _measure(session, _tracked(events, tracked, exposed_at), exposure)
+        measured = _Measured(events, tracked, windows or {}, exposed_at)
+        terms, sides = await _measure(session, measured, exposure)
     if ratios:
         exposed = [k for k, (_, now, _) in exposure.items() if now]
         await _add_ratios(session, _event_sides(ratios, exposed, sides), terms)
@@ -197,106 +213,197 @@ def moments(count: float, value: float, present: bool) -> tuple[float, ...]:
     return (float(present), count, value, count * count, value * value, count * value)
 
 
-def terms(event_type: str, count: float, value: float, pre: float = 0.0) -> dict[str, float]:
+def terms(
+    event_type: str, count: float, value: float, covariates: Mapping[int, float] | None = None
+) -> dict[str, float]:
     """One exposed session's share of its variant's totals for one event name, from the
     ``count`` and ``value`` of the events it sent from its first exposure on (it had the event
-    when it sent one then), and ``pre``, the value of those it sent before (CUPED's
-    covariate): the ``MOMENTS`` and the pre-exposure value, its square and its product with
-    the value."""
+    when it sent one then), and its CUPED ``covariates`` by window (days): the ``MOMENTS``,
+    and per window the covariate, its square and its product with the value
+    (``covariate_terms`` names them)."""
     names = (f"{event_type}:{m}" for m in MOMENTS)
     share = dict(zip(names, moments(count, value, count > 0), strict=True))
-    return share | {
-        f"{event_type}:p": pre,
-        f"{event_type}:pp": pre * pre,
-        f"{event_type}:vp": value * pre,
-    }
+    for days, pre in (covariates or {}).items():
+        p, pp, vp = covariate_terms(event_type, days)
+        share |= {p: pre, pp: pre * pre, vp: value * pre}
+    return share
 
 
-def _tracked(
-    events: list[dict[str, Any]],
-    tracked: frozenset[str],
-    exposed_at: dict[tuple[str, str, str], datetime | None],
-) -> dict[tuple[str, str, str, str], list[float]]:
-    """Per session, variant and tracked event name, what the stored ``events`` add: their
-    number and value, and those of them sent before the session's first exposure. An event
-    is pre-exposure when its timestamp is earlier than the session's earliest impression
-    known once this write is done (``exposed_at``), or the session has no impression yet; it
-    is judged once, by the write that stores it, so a late impression with an earlier
-    timestamp leaves the events already judged as they were."""
-    measured: defaultdict[tuple[str, str, str, str], list[float]] = defaultdict(
-        lambda: [0, 0.0, 0, 0.0]
-    )
-    for event in events:
-        if event["event_type"] not in tracked:
-            continue
-        session_key = (event["experiment_key"], event["variant_key"], event["session_id"])
-        row = measured[(*session_key, event["event_type"])]
-        amount = 1.0 if event["value"] is None else event["value"]
-        row[0] += 1
-        row[1] += amount
-        since = exposed_at[session_key]
-        if since is None or event["created_at"] < since:
-            row[2] += 1
-            row[3] += amount
-    return measured
+def covariate_terms(event_type: str, days: int) -> tuple[str, str, str]:
+    """The names of the terms of an event name's CUPED covariate over a window of ``days``:
+    its sum, sum of squares and sum of products with the value (``purchase:p14``...)."""
+    return f"{event_type}:p{days}", f"{event_type}:pp{days}", f"{event_type}:vp{days}"
 
 
-def _share(event_type: str, row: Sequence[float]) -> dict[str, float]:
-    """``terms`` of a session's row of one event name: its count, value, pre-exposure count
-    and pre-exposure value."""
+class _Measured:
+    """What the stored ``events`` of tracked names add, per session, variant and name: their
+    number and value, and those of them sent before the session's first exposure (``rows``);
+    per CUPED window, the value of the pre-exposure ones within it (``covered``); and those
+    sent while the session has no impression (``pending``, by timestamp), whose windows are
+    not known yet.
+
+    An event is pre-exposure when its timestamp is earlier than the session's earliest
+    impression known once this write is done (``exposed_at``), or the session has no
+    impression yet; within a window of ``d`` days when it is stamped at most ``d`` days
+    before that impression. It is judged once, by the write that stores it (a pending one:
+    by the write that exposes its session), so a late impression with an earlier timestamp
+    leaves the events already judged as they were."""
+
+    def __init__(
+        self,
+        events: list[dict[str, Any]],
+        tracked: frozenset[str],
+        windows: Windows,
+        exposed_at: dict[tuple[str, str, str], datetime | None],
+    ) -> None:
+        self.windows = windows
+        self.exposed_at = exposed_at
+        self.rows: defaultdict[tuple[str, str, str, str], list[float]] = defaultdict(
+            lambda: [0, 0.0, 0, 0.0]
+        )
+        self.covered: defaultdict[tuple[str, str, str, str, int], float] = defaultdict(float)
+        self.pending: defaultdict[tuple[str, str, str, str, datetime], float] = defaultdict(float)
+        for event in events:
+            event_type = event["event_type"]
+            if event_type not in tracked:
+                continue
+            session_key = (event["experiment_key"], event["variant_key"], event["session_id"])
+            row = self.rows[(*session_key, event_type)]
+            amount = 1.0 if event["value"] is None else event["value"]
+            row[0] += 1
+            row[1] += amount
+            since = exposed_at[session_key]
+            if since is None or event["created_at"] < since:
+                row[2] += 1
+                row[3] += amount
+                if since is None and event_type in windows:
+                    self.pending[(*session_key, event_type, event["created_at"])] += amount
+                elif since is not None:
+                    self.cover(session_key, event_type, event["created_at"], amount)
+
+    def cover(
+        self, session_key: tuple[str, str, str], event_type: str, moment: datetime, amount: float
+    ) -> None:
+        """Add a pre-exposure event of an exposed session to the covariates of the windows
+        it falls in."""
+        since = self.exposed_at[session_key]
+        assert since is not None
+        for days in self.windows.get(event_type, ()):
+            if moment >= since - timedelta(days=days):
+                self.covered[(*session_key, event_type, days)] += amount
+
+
+def _share(
+    event_type: str, row: Sequence[float], covariates: Mapping[int, float]
+) -> dict[str, float]:
+    """``terms`` of a session's row of one event name (its count, value, pre-exposure count
+    and pre-exposure value) and its covariates by window."""
     count, value, pre_count, pre_value = row
-    return terms(event_type, count - pre_count, value - pre_value, pre_value)
+    return terms(event_type, count - pre_count, value - pre_value, covariates)
 
 
 async def _measure(
     session: AsyncSession,
-    measured: dict[tuple[str, str, str, str], list[float]],
+    measured: _Measured,
     exposure: dict[tuple[str, str, str], tuple[bool, bool, bool]],
 ) -> tuple[defaultdict[tuple[str, str, str], float], dict[tuple[str, str, str, str], list[float]]]:
     """Add this write's tracked events to each session's running counts and values (all, and
-    before exposure), and return what that changes in the variants' metric terms, and per
-    session and event name in what the metrics count (its number and value of events from
-    its exposure on: a cross-source ratio's side). Only
-    exposed sessions count, as for the built-in metrics: a session exposed before this write
-    moves its share from the old values to the new (a pre-exposure event arriving late moves
-    its covariate); one exposed by this write brings its whole share, the event names it sent
-    before included (read back only when it had earlier events)."""
+    before exposure) and covariates, and return what that changes in the variants' metric
+    terms, and per session and event name in what the metrics count (its number and value of
+    events from its exposure on: a cross-source ratio's side). Only exposed sessions count,
+    as for the built-in metrics: a session exposed before this write moves its share from the
+    old values to the new (a pre-exposure event arriving late moves its covariate); one
+    exposed by this write brings its whole share, the event names it sent before included
+    (read back only when it had earlier events)."""
     after = await insert_or_add(
         session,
         UnitEvents.__table__,  # type: ignore[arg-type]
         _UNIT_KEY,
         [{"experiment_key": k, "variant_key": v, "session_id": s, "event_type": e,
           "count": c, "value": x, "pre_count": pc, "pre_value": px}
-         for (k, v, s, e), (c, x, pc, px) in sorted(measured.items())],
+         for (k, v, s, e), (c, x, pc, px) in sorted(measured.rows.items())],
         returning=_UNIT_ROW,
     )  # fmt: skip
     changes: defaultdict[tuple[str, str, str], float] = defaultdict(float)
     sides: defaultdict[tuple[str, str, str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
     # Sessions this write exposed after earlier events: all their rows are read back below.
     newly = {k for k, (was, now, earlier) in exposure.items() if now and not was and earlier}
+    exposed_rows = [row for row in after if exposure[tuple(row[:3])][1]]
+    newly_rows = await _rows_of(session, newly)
+    covariates = await _covariates(session, measured, [*exposed_rows, *newly_rows], newly)
 
-    def add(unit: tuple[str, str, str, str], row: Sequence[float], sign: float = 1.0) -> None:
+    def add(unit: tuple[str, str, str, str], share: dict[str, float], sign: float = 1.0) -> None:
         key, variant, _, event_type = unit
-        share = _share(event_type, row)
         for term, amount in share.items():
             changes[(key, variant, term)] += sign * amount
         side = sides[unit]
         side[0] += sign * share[f"{event_type}:n"]
         side[1] += sign * share[f"{event_type}:v"]
 
-    for key, variant, session_id, event_type, *new in after:
+    def windows(row: tuple[str, str, str, str], before: bool = False) -> dict[int, float]:
+        """A row's covariates after this write, or before it (less what it added)."""
+        found = {}
+        for days in measured.windows.get(row[3], ()):
+            value = covariates[(*row, days)]
+            found[days] = value - measured.covered.get((*row, days), 0.0) if before else value
+        return found
+
+    for key, variant, session_id, event_type, *new in exposed_rows:
         session_key = (key, variant, session_id)
-        was_exposed, is_exposed, _ = exposure[session_key]
-        if not is_exposed or session_key in newly:
+        if session_key in newly:
             continue
-        add((*session_key, event_type), new)
-        if was_exposed:
-            added = measured[(*session_key, event_type)]
+        row = (*session_key, event_type)
+        add(row, _share(event_type, new, windows(row)))
+        if exposure[session_key][0]:  # exposed before: its old share goes
+            added = measured.rows[row]
             old = [now - more for now, more in zip(new, added, strict=True)]
-            add((*session_key, event_type), old, -1.0)
-    for key, variant, session_id, event_type, *row in await _rows_of(session, newly):
-        add((key, variant, session_id, event_type), row)
+            add(row, _share(event_type, old, windows(row, before=True)), -1.0)
+    for key, variant, session_id, event_type, *row in newly_rows:
+        unit = (key, variant, session_id, event_type)
+        add(unit, _share(event_type, row, windows(unit)))
     return changes, sides
+
+
+async def _covariates(
+    session: AsyncSession,
+    measured: _Measured,
+    rows: Sequence[Sequence[Any]],
+    newly: set[tuple[str, str, str]],
+) -> dict[tuple[str, str, str, str, int], float]:
+    """Add this write's covariates to the exposed sessions' (the pending events of those it
+    exposes included, which then stop waiting), and keep the pending events of the sessions
+    still without an impression. Returns the covariate of every window of the exposed
+    sessions' rows given, after this write."""
+    windows = measured.windows
+    if not windows:
+        return {}
+    waking = {tuple(row[:3]) for row in rows if row[3] in windows} & newly
+    if waking:
+        table = PendingEvents.__table__
+        waiting = await session.execute(
+            delete(table)
+            .where(_of_sessions(table, waking))  # type: ignore[arg-type]
+            .returning(*(table.c[name] for name in _PENDING_ROW))
+        )
+        for key, variant, session_id, event_type, moment, value in waiting.all():
+            measured.cover((key, variant, session_id), event_type, moment, value)
+    wanted = sorted({(*row[:4], days) for row in rows for days in windows.get(row[3], ())})
+    found = await insert_or_add(
+        session,
+        UnitCovariate.__table__,  # type: ignore[arg-type]
+        _COVARIATE_KEY,
+        [dict(zip(_COVARIATE_KEY, key, strict=True)) | {"value": measured.covered.get(key, 0.0)}
+         for key in wanted],
+        returning=(*_COVARIATE_KEY, "value"),
+    )  # fmt: skip
+    await insert_or_add(
+        session,
+        PendingEvents.__table__,  # type: ignore[arg-type]
+        _PENDING_ROW[:-1],
+        [dict(zip(_PENDING_ROW, (*key, value), strict=True))
+         for key, value in sorted(measured.pending.items())],
+    )  # fmt: skip
+    return {tuple(row[:5]): row[5] for row in found}  # type: ignore[misc]
 
 
 async def _rows_of(session: AsyncSession, sessions: set[tuple[str, str, str]]) -> list[Row[Any]]:
@@ -304,13 +411,28 @@ async def _rows_of(session: AsyncSession, sessions: set[tuple[str, str, str]]) -
     after it: the upsert above holds their locks)."""
     if not sessions:
         return []
-    keys = (UnitEvents.experiment_key, UnitEvents.variant_key, UnitEvents.session_id)
+    table = UnitEvents.__table__
     found = await session.execute(
-        select(*(UnitEvents.__table__.c[name] for name in _UNIT_ROW)).where(
-            tuple_(*keys).in_(sorted(sessions))
-        )
+        select(*(table.c[name] for name in _UNIT_ROW)).where(_of_sessions(table, sessions))  # type: ignore[arg-type]
     )
     return list(found.all())
+
+
+def _of_sessions(table: Table, sessions: set[tuple[str, str, str]]) -> ColumnElement[bool]:
+    """The rows of the given sessions (experiment, variant, session id), as one list of ids
+    per experiment and variant: PostgreSQL plans a list of ids in an index scan, where a list
+    of tuples as long as a write's sessions takes it longer to plan than to run."""
+    grouped: defaultdict[tuple[str, str], list[str]] = defaultdict(list)
+    for key, variant, session_id in sessions:
+        grouped[(key, variant)].append(session_id)
+    return or_(
+        *(
+            (table.c.experiment_key == key)
+            & (table.c.variant_key == variant)
+            & table.c.session_id.in_(sorted(ids))
+            for (key, variant), ids in sorted(grouped.items())
+        )
+    )
 
 
 def _first_day(firsts: list[date | None], conversion: bool, moment: datetime) -> None:
