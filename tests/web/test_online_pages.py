@@ -448,6 +448,9 @@ async def test_results_answer_first_with_numbers_intervals_and_series(ui_admin: 
         )[1]
     )
     assert lift["series"][0]["values"][-1] == pytest.approx(50.0)
+    # An arm keeps its colour and line style from one chart to the other.
+    assert [(s["color"], s["style"]) for s in spec["series"]] == [("muted", 0), ("accent", 1)]
+    assert [(s["color"], s["style"]) for s in lift["series"]] == [("accent", 1)]
     assert "uPlot.iife.min.js" in page.text
     assert "charts.js" in page.text
 
