@@ -281,7 +281,9 @@ def charts(
         "signed": True,
         "zero": True,
         "series": [
-            line(k, [None if v is None else round(v * 100, 2) for v in values])
+            # Rounded once, by the legend as by the table: 41.2451 first rounded to 41.25
+            # would read +41.3 % beside a headline of +41.2 %.
+            line(k, [None if v is None else round(v * 100, 6) for v in values])
             for k, values in series["lift"].items()
         ],
     }
