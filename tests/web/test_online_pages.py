@@ -625,3 +625,15 @@ def test_the_lift_chart_is_not_rounded_before_its_legend_rounds_it():
     assert lift["series"][0]["values"] == [pytest.approx(41.245136, abs=1e-6)]
     assert (lift["unit"], lift["digits"], lift["signed"]) == ("%", 1, True)
     assert [(s["label"], s["style"]) for s in exposure["series"]] == [("Original", 0), ("b", 1)]
+
+
+def test_arms_are_told_apart_by_colours_that_mean_nothing():
+    """Green, red and amber say better, worse, warning everywhere else on the page: a fourth
+    arm drawn green would read as a winner."""
+    keys = ["control", "b", "c", "d", "e"]
+    experiment = SimpleNamespace(variants=[{"variant_key": key} for key in keys])
+    series = {"days": [date(2026, 12, 6)], "exposed": {key: [10] for key in keys}, "lift": {}}
+    exposure, _ = view.charts(experiment, series)  # type: ignore[arg-type]
+    colours = [s["color"] for s in exposure["series"]]
+    assert len(set(colours)) == 5
+    assert not {"good", "bad", "warn"} & set(colours)

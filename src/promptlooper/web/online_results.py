@@ -16,7 +16,8 @@ from promptlooper.online.stats import ALPHA
 METRICS = {"conversion_rate": "conversion", "value_per_session": "value per session"}
 PLOT_WIDTH = 200
 PLOT_PAD = 10
-SERIES_COLOURS = ("muted", "accent", "warn", "good", "bad")
+SERIES_COLOURS = ("muted", "accent", "plum", "teal", "olive")
+"""Colours that say nothing about an arm: green, red and amber mean better, worse, warning."""
 MULTIPLE_EXPOSURE_WARNING = 0.01
 """A share of sessions seen in more than one variant above which the page warns."""
 

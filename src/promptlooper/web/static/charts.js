@@ -6,23 +6,24 @@
 // where the JSON is
 //   {"x": [..], "time": false, "daily": false, "xlabel": "step", "ylabel": "loss", "log": false,
 //    "unit": "", "digits": 2, "signed": false, "zero": false,
-//    "series": [{"label": "loss", "values": [..], "color": "accent|good|bad|warn|muted",
+//    "series": [{"label": "loss", "values": [..], "color": "accent",
 //                "style": 0, "smooth": true}]}
-// A null value is a gap. With "time": true, x is in Unix seconds, read in UTC (the server's
-// days are UTC days, whatever the reader's time zone). With "daily": true as well, each x is
-// a day (its midnight): the axis spans whole days with each point in the middle of its own,
-// its ticks fall on days (never "4am", never a day without data around one day of data), and
-// the legend names the date. Other x values that are all whole numbers (steps) get
-// whole-number ticks; a single one is drawn in the middle of a step either side: uPlot's own
-// range for one value is a share of the value, years around a Unix time.
-// "style" (0-4) gives a series its own dash pattern, line width and marker size, the widest
-// first: series drawn in order cover each other, so two series with equal values would show
-// as one line; with styles, the later, thinner and dashed line runs inside the wider one.
+// "color" names a colour of ui.css (accent, muted, plum, teal, olive; good, bad, warn where
+// the colour means that). A null value is a gap. With "time": true, x is in Unix seconds,
+// read in UTC (the server's days are UTC days, whatever the reader's time zone). With
+// "daily": true as well, each x is a day (its midnight): the axis spans whole days with each
+// point in the middle of its own, its ticks fall on days (never "4am", never a day without
+// data around one day of data), and the legend names the date. Other x values that are all
+// whole numbers (steps) get whole-number ticks; a single one is drawn in the middle of a step
+// either side: uPlot's own range for one value is a share of the value, years around a Unix
+// time. "style" (0-4) gives a series its own dash pattern, line width and marker size, the
+// widest first: series drawn in order cover each other, so two series with equal values would
+// show as one line; with styles, the later, thinner and dashed line runs inside the wider one.
 // Without it a series is a plain 2 px line. The legend always lists every series with its
 // value, its "unit" and "digits" decimals (signed with "signed"), at the x under the cursor,
-// or else the last x.
-// "zero": true keeps 0 on the y scale and draws a line there (a lift's reference). Charts
-// are drawn again in the new colours when the system switches between light and dark.
+// or else the last x. "zero": true keeps 0 on the y scale and draws a line there (a lift's
+// reference). Charts are drawn again in the new colours when the system switches between
+// light and dark.
 // An <input type="range" name="smooth" min="0" max="0.99" step="0.01" data-smooth-for="ID ID2">
 // on the page sets the exponential smoothing of the series marked "smooth" in the charts it
 // names (the raw line stays, faded), as TensorBoard does; its value is shown in an
