@@ -144,7 +144,10 @@
     var scale = {time: !!spec.time};
     var low = Math.min.apply(null, spec.x), high = Math.max.apply(null, spec.x);
     if (spec.daily) {
-      scale.range = function () { return [low - DAY / 2, high + DAY / 2]; };
+      // The whole data padded by half a day; a range dragged to zoom stays as dragged.
+      scale.range = function (u, min, max) {
+        return min === low && max === high ? [low - DAY / 2, high + DAY / 2] : [min, max];
+      };
     } else if (low === high) {
       var pad = spec.time ? DAY : 1;
       scale.range = function () { return [low - pad, high + pad]; };
