@@ -144,9 +144,10 @@
     var scale = {time: !!spec.time};
     var low = Math.min.apply(null, spec.x), high = Math.max.apply(null, spec.x);
     if (spec.daily) {
-      // The whole data padded by half a day; a range dragged to zoom stays as dragged.
+      // All the days, padded by half a day (uPlot widens a single value by far more before
+      // asking); a range dragged to zoom, within the days, stays as dragged.
       scale.range = function (u, min, max) {
-        return min === low && max === high ? [low - DAY / 2, high + DAY / 2] : [min, max];
+        return min <= low && max >= high ? [low - DAY / 2, high + DAY / 2] : [min, max];
       };
     } else if (low === high) {
       var pad = spec.time ? DAY : 1;
