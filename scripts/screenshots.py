@@ -87,8 +87,12 @@ def _browser() -> webdriver.Chrome:
 
 
 def _shoot(driver: webdriver.Chrome, name: str) -> None:
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(WIDTH, min(max(int(height), 600), MAX_HEIGHT))
+    """The whole page, up to MAX_HEIGHT: the window is the page's height plus the browser's
+    own frame, which the window's size includes and the screenshot does not."""
+    height, frame = driver.execute_script(
+        "return [document.documentElement.scrollHeight, window.outerHeight - window.innerHeight]"
+    )
+    driver.set_window_size(WIDTH, min(max(int(height), 600), MAX_HEIGHT) + int(frame))
     driver.save_screenshot(str(OUT / f"{name}.png"))
     print(f"{name}: {driver.current_url}")
     driver.set_window_size(WIDTH, 900)

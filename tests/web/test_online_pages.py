@@ -7,7 +7,8 @@ from __future__ import annotations
 import html
 import json
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from fastapi import FastAPI
 from promptlooper.online import service, tallies
 from promptlooper.online.demo import seed_demo, seed_demo_events
 from promptlooper.variants.service import existing_variant_ids
+from promptlooper.web import online_results as view
 from tests.web.conftest import UiClient
 
 EVIL = '<script>alert(1)</script>" onmouseover="x'
@@ -448,6 +450,9 @@ async def test_results_answer_first_with_numbers_intervals_and_series(ui_admin: 
         )[1]
     )
     assert lift["series"][0]["values"][-1] == pytest.approx(50.0)
+    # An arm keeps its colour and line style from one chart to the other.
+    assert [(s["color"], s["style"]) for s in spec["series"]] == [("muted", 0), ("accent", 1)]
+    assert [(s["color"], s["style"]) for s in lift["series"]] == [("accent", 1)]
     assert "uPlot.iife.min.js" in page.text
     assert "charts.js" in page.text
 
@@ -603,3 +608,32 @@ async def test_the_headline_answers_on_a_defined_primary_metric(
         r"> 99\.9 % chance to beat control — significantly better than control\.",
         sentence,
     ), sentence
+
+
+def test_the_lift_chart_is_not_rounded_before_its_legend_rounds_it():
+    """The legend rounds a lift to one decimal as the headline does; a spec already rounded
+    to two would turn 41.245 % into 41.25 % and then +41.3 % beside a headline of +41.2 %."""
+    arms = [{"variant_key": "control", "label": "Original"}, {"variant_key": "b"}]
+    experiment = SimpleNamespace(variants=arms)
+    series = {
+        "days": [date(2026, 12, 6)],
+        "exposed": {"control": [2500], "b": [2500]},
+        "lift": {"b": [363 / 257 - 1]},
+    }
+    exposure, lift = view.charts(experiment, series)  # type: ignore[arg-type]
+    assert lift is not None
+    assert lift["series"][0]["values"] == [pytest.approx(41.245136, abs=1e-6)]
+    assert (lift["unit"], lift["digits"], lift["signed"]) == ("%", 1, True)
+    assert [(s["label"], s["style"]) for s in exposure["series"]] == [("Original", 0), ("b", 1)]
+
+
+def test_arms_are_told_apart_by_colours_that_mean_nothing():
+    """Green, red and amber say better, worse, warning everywhere else on the page: a fourth
+    arm drawn green would read as a winner."""
+    keys = ["control", "b", "c", "d", "e"]
+    experiment = SimpleNamespace(variants=[{"variant_key": key} for key in keys])
+    series = {"days": [date(2026, 12, 6)], "exposed": {key: [10] for key in keys}, "lift": {}}
+    exposure, _ = view.charts(experiment, series)  # type: ignore[arg-type]
+    colours = [s["color"] for s in exposure["series"]]
+    assert len(set(colours)) == 5
+    assert not {"good", "bad", "warn"} & set(colours)

@@ -16,7 +16,8 @@ from promptlooper.online.stats import ALPHA
 METRICS = {"conversion_rate": "conversion", "value_per_session": "value per session"}
 PLOT_WIDTH = 200
 PLOT_PAD = 10
-SERIES_COLOURS = ("muted", "accent", "warn", "good", "bad")
+SERIES_COLOURS = ("muted", "accent", "plum", "teal", "olive")
+"""Colours that say nothing about an arm: green, red and amber mean better, worse, warning."""
 MULTIPLE_EXPOSURE_WARNING = 0.01
 """A share of sessions seen in more than one variant above which the page warns."""
 
@@ -251,33 +252,39 @@ def charts(
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """uPlot specs (``static/charts.js``): cumulative exposed sessions per variant, and each
     treatment's cumulative lift in conversion rate, in percent; None for the lift while no day
-    has one (control has no conversion yet), rather than an empty chart."""
+    has one (control has no conversion yet), rather than an empty chart. Each arm keeps its
+    colour and line style in both charts; the styles tell apart arms whose lines coincide (two
+    arms with the same exposures draw one line otherwise)."""
     x = [_unix(day) for day in series["days"]]
     labels = {v["variant_key"]: v.get("label") or v["variant_key"] for v in experiment.variants}
-    colours = {
-        key: SERIES_COLOURS[i % len(SERIES_COLOURS)] for i, key in enumerate(series["exposed"])
-    }
-    exposure = {
-        "x": x,
-        "time": True,
-        "xlabel": "day",
+    arms = {key: index for index, key in enumerate(series["exposed"])}
+
+    def line(key: str, values: list[Any]) -> dict[str, Any]:
+        index = arms[key]
+        return {
+            "label": labels.get(key, key),
+            "values": values,
+            "color": SERIES_COLOURS[index % len(SERIES_COLOURS)],
+            "style": index,
+        }
+
+    days = {"x": x, "time": True, "daily": True, "xlabel": "day (UTC)"}
+    exposure = days | {
         "ylabel": "exposed sessions",
-        "series": [
-            {"label": labels.get(k, k), "values": v, "color": colours[k]}
-            for k, v in series["exposed"].items()
-        ],
+        "unit": "sessions",
+        "digits": 0,
+        "series": [line(k, v) for k, v in series["exposed"].items()],
     }
-    lift = {
-        "x": x,
-        "time": True,
-        "xlabel": "day",
+    lift = days | {
         "ylabel": "lift in conversion (%)",
+        "unit": "%",
+        "digits": 1,
+        "signed": True,
+        "zero": True,
         "series": [
-            {
-                "label": labels.get(k, k),
-                "values": [None if v is None else round(v * 100, 2) for v in values],
-                "color": colours[k],
-            }
+            # Rounded once, by the legend as by the table: 41.2451 first rounded to 41.25
+            # would read +41.3 % beside a headline of +41.2 %.
+            line(k, [None if v is None else round(v * 100, 6) for v in values])
             for k, values in series["lift"].items()
         ],
     }

@@ -4,14 +4,27 @@
 //     <script type="application/json" id="ID">{...}</script>
 //   </figure>
 // where the JSON is
-//   {"x": [..], "time": false, "xlabel": "step", "ylabel": "loss", "log": false,
-//    "series": [{"label": "loss", "values": [..], "color": "accent|good|bad|warn|muted",
-//                "smooth": true}]}
-// A null value is a gap. With "time": true, x is in Unix seconds; x values that are all whole
-// numbers (steps) get whole-number ticks. A single x (one day, one step) is drawn in the middle
-// of a span of a day (time) or a step either side: uPlot's own range for one value is a share
-// of the value, years around a Unix time. An
-// <input type="range" name="smooth" min="0" max="0.99" step="0.01" data-smooth-for="ID ID2">
+//   {"x": [..], "time": false, "daily": false, "xlabel": "step", "ylabel": "loss", "log": false,
+//    "unit": "", "digits": 2, "signed": false, "zero": false,
+//    "series": [{"label": "loss", "values": [..], "color": "accent",
+//                "style": 0, "smooth": true}]}
+// "color" names a colour of ui.css (accent, muted, plum, teal, olive; good, bad, warn where
+// the colour means that). A null value is a gap. With "time": true, x is in Unix seconds,
+// read in UTC (the server's days are UTC days, whatever the reader's time zone). With
+// "daily": true as well, each x is a day (its midnight): the axis spans whole days with each
+// point in the middle of its own, its ticks fall on days (never "4am", never a day without
+// data around one day of data), and the legend names the date. Other x values that are all
+// whole numbers (steps) get whole-number ticks; a single one is drawn in the middle of a step
+// either side: uPlot's own range for one value is a share of the value, years around a Unix
+// time. "style" (0-4) gives a series its own dash pattern, line width and marker size, the
+// widest first: series drawn in order cover each other, so two series with equal values would
+// show as one line; with styles, the later, thinner and dashed line runs inside the wider one.
+// Without it a series is a plain 2 px line. The legend always lists every series with its
+// value, its "unit" and "digits" decimals (signed with "signed"), at the x under the cursor,
+// or else the last x. "zero": true keeps 0 on the y scale and draws a line there (a lift's
+// reference). Charts are drawn again in the new colours when the system switches between
+// light and dark.
+// An <input type="range" name="smooth" min="0" max="0.99" step="0.01" data-smooth-for="ID ID2">
 // on the page sets the exponential smoothing of the series marked "smooth" in the charts it
 // names (the raw line stays, faded), as TensorBoard does; its value is shown in an
 // <output data-smooth-value> beside it and kept in the page's URL (and in the links and forms
@@ -66,32 +79,110 @@
     });
   }
 
+  // Line styles for series that may coincide: the first is drawn first, widest and with the
+  // largest marker, so each later one stays visible on top of it; the legend's marker border
+  // repeats the dash.
+  var STYLES = [
+    {width: 8, dash: [], size: 16, marker: "solid", alpha: 0.45},
+    {width: 4, dash: [12, 6], size: 10, marker: "dashed"},
+    {width: 2, dash: [3, 3], size: 6, marker: "dotted"},
+    {width: 1.5, dash: [12, 4, 2, 4], size: 4, marker: "double"},
+    {width: 1, dash: [], size: 3, marker: "solid"},
+  ];
+
+  var DAY = 86400;
+  var DAY_INCRS = [1, 2, 3, 4, 7, 14, 28, 56, 91, 182, 364, 728].map(function (d) { return d * DAY; });
+
+  function utc(ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); }
+
+  // A legend value with the chart's unit and decimals: "2,500 sessions", "+4.1 %", "—" for a gap.
+  function formatter(spec) {
+    var digits = spec.digits === undefined ? {maximumFractionDigits: 2}
+      : {minimumFractionDigits: spec.digits, maximumFractionDigits: spec.digits};
+    var options = Object.assign({signDisplay: spec.signed ? "exceptZero" : "auto"}, digits);
+    var unit = spec.unit ? " " + spec.unit : "";
+    return function (u, v) {
+      return v === null || v === undefined ? "—" : v.toLocaleString(undefined, options) + unit;
+    };
+  }
+
   function build(spec, weight) {
-    var data = [spec.x], series = [{label: spec.xlabel || "x"}];
+    var data = [spec.x], series = [{label: spec.xlabel || "x"}], markers = ["solid"];
+    var value = spec.unit || spec.signed ? formatter(spec) : undefined;
+    if (spec.daily) {
+      var date = uPlot.fmtDate("{YYYY}-{MM}-{DD}");
+      series[0].value = function (u, ts) { return ts === null ? "—" : date(utc(ts)); };
+    }
     spec.series.forEach(function (s) {
       var colour = cssColour(s.color);
+      var style = s.style === undefined ? null : STYLES[s.style % STYLES.length];
+      var line = {label: s.label, stroke: colour, width: 2, spanGaps: false};
+      if (value) line.value = value;
       if (s.smooth && weight > 0) {
         data.push(s.values);
-        series.push({label: s.label + " (raw)", stroke: colour, alpha: 0.25, width: 1, spanGaps: false});
+        series.push(Object.assign({}, line, {label: s.label + " (raw)", alpha: 0.25, width: 1}));
+        markers.push("solid");
         data.push(smooth(s.values, weight));
-        series.push({label: s.label, stroke: colour, width: 2, spanGaps: false});
+        series.push(line);
       } else {
         data.push(s.values);
-        series.push({label: s.label, stroke: colour, width: 2, spanGaps: false,
-                     points: {show: spec.x.length <= 60}});
+        line.points = {show: spec.x.length <= 60};
+        if (style) {
+          line.width = style.width;
+          line.dash = style.dash;
+          if (style.alpha) line.alpha = style.alpha;
+          Object.assign(line.points, {size: style.size, width: 2, fill: cssColour("bg")});
+        }
+        series.push(line);
       }
+      markers.push(style ? style.marker : "solid");
     });
-    return {data: data, series: series};
+    return {data: data, series: series, markers: markers};
   }
 
   function xScale(spec) {
     var scale = {time: !!spec.time};
     var low = Math.min.apply(null, spec.x), high = Math.max.apply(null, spec.x);
-    if (low === high) {
-      var pad = spec.time ? 86400 : 1;
+    if (spec.daily) {
+      // All the days, padded by half a day (uPlot widens a single value by far more before
+      // asking); a range dragged to zoom, within the days, stays as dragged.
+      scale.range = function (u, min, max) {
+        return min <= low && max >= high ? [low - DAY / 2, high + DAY / 2] : [min, max];
+      };
+    } else if (low === high) {
+      var pad = spec.time ? DAY : 1;
       scale.range = function () { return [low - pad, high + pad]; };
     }
     return scale;
+  }
+
+  function yScale(spec) {
+    if (spec.log) return {distr: 3};
+    if (!spec.zero) return {};
+    return {range: function (u, low, high) {
+      if (low === null || high === null) return [-1, 1];
+      return uPlot.rangeNum(Math.min(low, 0), Math.max(high, 0), 0.1, true);
+    }};
+  }
+
+  // The line at zero, under the series.
+  function zeroLine(u) {
+    var y = Math.round(u.valToPos(0, "y", true)), ctx = u.ctx;
+    ctx.save();
+    ctx.strokeStyle = cssColour("muted");
+    ctx.lineWidth = uPlot.pxRatio;
+    ctx.beginPath();
+    ctx.moveTo(u.bbox.left, y);
+    ctx.lineTo(u.bbox.left + u.bbox.width, y);
+    ctx.stroke();
+    ctx.restore();
+  }
+
+  // The legend at rest (no cursor over the plot) shows the last x rather than blanks.
+  function restLegend(u) {
+    if (u.cursor.idx === null || u.cursor.idx === undefined) {
+      u.setLegend({idx: u.data[0].length - 1}, false);
+    }
   }
 
   function draw(figure) {
@@ -104,17 +195,21 @@
     var built = build(spec, weight);
     var axis = {stroke: cssColour("muted"), grid: {stroke: cssColour("line"), width: 1},
                 ticks: {stroke: cssColour("line"), width: 1}};
+    var ticks = spec.daily ? {incrs: DAY_INCRS}
+      : !spec.time && wholeNumbers(spec.x) ? {incrs: WHOLE_INCRS} : {};
     var options = {
       width: Math.max(figure.clientWidth, 240),
       height: Number(figure.getAttribute("data-height")) || 240,
       series: built.series,
-      scales: {x: xScale(spec), y: spec.log ? {distr: 3} : {}},
-      axes: [Object.assign({label: spec.xlabel || ""}, axis,
-                           !spec.time && wholeNumbers(spec.x) ? {incrs: WHOLE_INCRS} : {}),
+      scales: {x: xScale(spec), y: yScale(spec)},
+      axes: [Object.assign({label: spec.xlabel || ""}, axis, ticks),
              Object.assign({label: spec.ylabel || ""}, axis)],
-      legend: {live: true},
+      legend: {live: true, markers: {width: 3, dash: function (u, i) { return built.markers[i]; }}},
       cursor: {drag: {x: true, y: false}},
+      hooks: {ready: [restLegend], setCursor: [restLegend],
+              drawAxes: spec.zero ? [zeroLine] : []},
     };
+    if (spec.time) options.tzDate = utc;
     if (figure._plot) figure._plot.destroy();
     var holder = figure.querySelector(".chart-canvas");
     if (!holder) {
@@ -130,6 +225,11 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () { drawAll(document); });
+  // The colours are read from the page's CSS when drawing: a switch between light and dark
+  // while the page is open draws the charts again in the new ones.
+  window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", function () {
+    drawAll(document);
+  });
   document.addEventListener("htmx:afterSettle", function (event) { drawAll(event.detail.elt); });
   document.addEventListener("input", function (event) {
     var slider = event.target;
