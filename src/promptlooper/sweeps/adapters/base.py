@@ -38,6 +38,10 @@ class AdapterError(Exception):
 
 @runtime_checkable
 class Adapter(Protocol):
+    """A provider's calls. An adapter may also define ``async prepare(model)``: what must be
+    done before a call that is not the provider's answer time (a local model loading); the
+    executor awaits it before the call's timeout starts."""
+
     async def complete(
         self, prompt: str, model: str, params: dict[str, Any], *, system: str | None = None
     ) -> AdapterResponse: ...

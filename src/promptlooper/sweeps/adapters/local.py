@@ -7,10 +7,12 @@ checkpoint of a training run, so a sweep can compare a base model with its fine-
 Prompts are sent as a chat (the stage's ``system`` first, then the prompt as the user's turn)
 rendered with the model's chat template. Params: ``temperature`` (default 0, greedy),
 ``max_tokens`` (default 128), ``top_p``, ``top_k``, ``seed``, ``stop``. Generation runs on the
-same per-model worker as training, one call at a time; the model loads on first use. A result's
-latency is the model's time for its call: with calls queued one behind another (and the first
-waiting for the model to load), the time a caller waits says more about the sweep's
-concurrency than about the model.
+same per-model worker as training, one call at a time, so the provider's ``concurrency``
+defaults to 1: calls wait their turn at the sweep's gate, and the model loads (``prepare``)
+before the first call's timeout starts. A call's ``timeout`` is then the model's time for it,
+whatever the queue and however busy the machine; a call sent to the worker runs to its end
+even when its caller stops waiting, so a timeout that counted the queue would only queue a
+retry behind it. A result's latency is the model's time for its call.
 
 With a Ray cluster configured for the process running the sweep (``RAY_ADDRESS`` or
 ``--ray``), the model's worker is a host actor on the cluster instead (see
@@ -30,6 +32,7 @@ from promptlooper.sweeps.adapters.base import AdapterError, AdapterResponse, Pro
 from promptlooper.sweeps.adapters.registry import register_adapter
 from promptlooper.training.backend import TrainingBackend
 from promptlooper.training.backend.host import RunSpec
+from promptlooper.training.backend.worker import LOAD
 from promptlooper.training.layout import checkpoint_root, parse_checkpoint_ref
 from promptlooper.training.registry import ModelEntry, ModelRegistry, ModelSource, load_registry
 from promptlooper.training.schemas import Message, SampleRequest
@@ -45,6 +48,7 @@ class LocalAdapter:
         self.backend = TrainingBackend.shared(
             self.data_dir, options.get("device", "auto"), options.get("ray_address") or None
         )
+        self._loaded: set[str] = set()
 
     def _target(self, model: str) -> tuple[ModelEntry, RunSpec | None]:
         ref = parse_checkpoint_ref(model)
@@ -73,6 +77,18 @@ class LocalAdapter:
             resume_from=str(folder),
         )
         return base, spec
+
+    async def prepare(self, model: str) -> None:
+        """Load the model's base on its worker, once per adapter (a worker that died and
+        restarted loads it again inside a call)."""
+        entry, _spec = self._target(model)
+        if entry.name in self._loaded:
+            return
+        try:
+            await asyncio.wrap_future(self.backend.submit(entry, LOAD))
+        except Exception as exc:  # no PyTorch, unreadable weights: the call says it
+            raise AdapterError(f"local:{model}: {exc}") from exc
+        self._loaded.add(entry.name)
 
     async def complete(
         self, prompt: str, model: str, params: dict[str, Any], *, system: str | None = None
