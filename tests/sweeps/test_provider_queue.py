@@ -5,6 +5,8 @@ every call of a busy sweep within a timeout far shorter than the queue."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -23,28 +25,32 @@ TIMEOUT = 1.0
 
 
 class OneAtATime:
-    """Like a local model's worker: it loads on its first call (or ``prepare``), then answers
-    one call at a time, in order, each taking ``CALL_SECONDS``."""
+    """Like the ``local`` adapter: its model's worker answers one call at a time in arrival
+    order, loading the model with its first call (``CALL_SECONDS`` a call, ``LOAD_SECONDS``
+    to load), and the adapter's calls take turns, the model loaded first."""
 
     def __init__(self, config: ProviderConfig) -> None:
-        self.turn = asyncio.Lock()
+        self.worker = asyncio.Lock()
+        self.turns = asyncio.Lock()
         self.loaded = False
 
-    async def _load(self) -> None:
-        if not self.loaded:
-            await asyncio.sleep(LOAD_SECONDS)
-            self.loaded = True
+    async def _on_worker(self, seconds: float) -> None:
+        async with self.worker:
+            if not self.loaded:
+                await asyncio.sleep(LOAD_SECONDS)
+                self.loaded = True
+            await asyncio.sleep(seconds)
 
-    async def prepare(self, model: str) -> None:
-        async with self.turn:
-            await self._load()
+    @contextlib.asynccontextmanager
+    async def turn(self, model: str) -> AsyncIterator[None]:
+        async with self.turns:
+            await self._on_worker(0)
+            yield
 
     async def complete(
         self, prompt: str, model: str, params: dict[str, Any], *, system: str | None = None
     ) -> AdapterResponse:
-        async with self.turn:
-            await self._load()
-            await asyncio.sleep(float(params.get("seconds", CALL_SECONDS)))
+        await self._on_worker(float(params.get("seconds", CALL_SECONDS)))
         return AdapterResponse(text=prompt, model=model)
 
     async def list_models(self) -> list[str]:
@@ -63,9 +69,7 @@ def _factory(config: ProviderConfig) -> OneAtATime:
 
 
 def _providers() -> Providers:
-    config = ProviderConfig(
-        name="queued", type="one_at_a_time", concurrency=1, timeout=TIMEOUT, max_retries=0
-    )
+    config = ProviderConfig(name="queued", type="one_at_a_time", timeout=TIMEOUT, max_retries=0)
     return Providers({"queued": config})
 
 

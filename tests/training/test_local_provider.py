@@ -152,9 +152,7 @@ async def test_local_calls_queued_behind_the_model_load_keep_a_short_timeout(tmp
     generation, so none of them runs into it."""
     local = {"timeout": 3, "max_retries": 0, "data_dir": str(tmp_path), "device": "cpu"}
     spec = SweepSpec.model_validate(sweep(["local:tiny-test"]) | {"providers": {"local": local}})
-    configs = provider_configs(spec)
-    assert configs["local"].concurrency == 1
-    providers = Providers(configs)
+    providers = Providers(provider_configs(spec))
     try:
         calls = [
             providers.complete("local:tiny-test", f"Classify: {i}", {"max_tokens": 4}, None)

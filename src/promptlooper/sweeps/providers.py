@@ -36,14 +36,9 @@ DEFAULT_PROVIDERS: dict[str, dict[str, Any]] = {
     "openai": {"base_url_env": "OPENAI_BASE_URL", "api_key_env": "OPENAI_API_KEY"},
     "anthropic": {"base_url_env": "ANTHROPIC_BASE_URL", "api_key_env": "ANTHROPIC_API_KEY"},
     "python": {},
-    "local": {
-        "options_env": {"data_dir": "DATA_DIR", "models_file": "TRAINING_MODELS_FILE"},
-        "concurrency": 1,
-    },
+    "local": {"options_env": {"data_dir": "DATA_DIR", "models_file": "TRAINING_MODELS_FILE"}},
 }
-"""Providers usable without a ``providers:`` entry, and where their settings come from. A
-``local`` model's worker runs one call at a time: its calls queue at the sweep's gate, where
-their timeout has not started (``adapters.local``)."""
+"""Providers usable without a ``providers:`` entry, and where their settings come from."""
 
 KEYED_TYPES = frozenset(name for name, d in DEFAULT_PROVIDERS.items() if "api_key_env" in d)
 """Provider types that send a key, and so may have stored credentials."""
@@ -276,7 +271,6 @@ def provider_configs(
             type=name,
             base_url=env.get(defaults.get("base_url_env", "")) or None,
             api_key=access.default_key(defaults.get("api_key_env")),
-            concurrency=defaults.get("concurrency"),
             options=_options_from_env(defaults, env),
         )
     for name, entry in spec.providers.items():
@@ -300,7 +294,7 @@ def provider_configs(
             type=kind,
             base_url=entry.base_url or env.get(defaults.get("base_url_env", "")) or None,
             api_key=_entry_key(entry, kind, access, where, host),
-            concurrency=entry.concurrency or defaults.get("concurrency"),
+            concurrency=entry.concurrency,
             rate_limit=entry.rate_limit,
             timeout=entry.timeout,
             max_retries=entry.max_retries,

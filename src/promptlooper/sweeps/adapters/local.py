@@ -7,12 +7,12 @@ checkpoint of a training run, so a sweep can compare a base model with its fine-
 Prompts are sent as a chat (the stage's ``system`` first, then the prompt as the user's turn)
 rendered with the model's chat template. Params: ``temperature`` (default 0, greedy),
 ``max_tokens`` (default 128), ``top_p``, ``top_k``, ``seed``, ``stop``. Generation runs on the
-same per-model worker as training, one call at a time, so the provider's ``concurrency``
-defaults to 1: calls wait their turn at the sweep's gate, and the model loads (``prepare``)
-before the first call's timeout starts. A call's ``timeout`` is then the model's time for it,
-whatever the queue and however busy the machine; a call sent to the worker runs to its end
-even when its caller stops waiting, so a timeout that counted the queue would only queue a
-retry behind it. A result's latency is the model's time for its call.
+same per-model worker as training, one call at a time, so a sweep's calls to one model take
+turns here (``turn``), and the model loads before the first one's turn ends. A call's
+``timeout`` is then the model's time for it, whatever the queue and however busy the machine;
+a call sent to the worker runs to its end even when its caller stops waiting, so a timeout that
+counted the queue would only queue a retry behind it. A result's latency is the model's time
+for its call.
 
 With a Ray cluster configured for the process running the sweep (``RAY_ADDRESS`` or
 ``--ray``), the model's worker is a host actor on the cluster instead (see
@@ -23,7 +23,9 @@ model asks for.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,7 @@ class LocalAdapter:
         self.backend = TrainingBackend.shared(
             self.data_dir, options.get("device", "auto"), options.get("ray_address") or None
         )
+        self._turns: dict[str, asyncio.Lock] = {}
         self._loaded: set[str] = set()
 
     def _target(self, model: str) -> tuple[ModelEntry, RunSpec | None]:
@@ -78,17 +81,20 @@ class LocalAdapter:
         )
         return base, spec
 
-    async def prepare(self, model: str) -> None:
-        """Load the model's base on its worker, once per adapter (a worker that died and
-        restarted loads it again inside a call)."""
+    @contextlib.asynccontextmanager
+    async def turn(self, model: str) -> AsyncIterator[None]:
+        """This sweep's turn at the model's worker, the base model loaded (once per adapter:
+        a worker that died and restarted loads it again inside a call). Calls to other
+        models, with workers of their own, do not wait."""
         entry, _spec = self._target(model)
-        if entry.name in self._loaded:
-            return
-        try:
-            await asyncio.wrap_future(self.backend.submit(entry, LOAD))
-        except Exception as exc:  # no PyTorch, unreadable weights: the call says it
-            raise AdapterError(f"local:{model}: {exc}") from exc
-        self._loaded.add(entry.name)
+        async with self._turns.setdefault(entry.name, asyncio.Lock()):
+            if entry.name not in self._loaded:
+                try:
+                    await asyncio.wrap_future(self.backend.submit(entry, LOAD))
+                except Exception as exc:  # no PyTorch, unreadable weights: the call says it
+                    raise AdapterError(f"local:{model}: {exc}") from exc
+                self._loaded.add(entry.name)
+            yield
 
     async def complete(
         self, prompt: str, model: str, params: dict[str, Any], *, system: str | None = None

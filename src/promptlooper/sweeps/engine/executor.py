@@ -137,15 +137,17 @@ class Providers:
         seconds: float,
     ) -> AdapterResponse:
         """One call. Its timeout counts the provider's time only: waiting for the gate (the
-        rate limiter, a concurrency slot) and for the adapter to get ready (a local model
-        loading) is this side's queue, which a busy machine or a long sweep lengthens, and a
-        call that timed out there would be retried into the same queue."""
+        rate limiter, a concurrency slot) and for the adapter's turn (a local model's worker,
+        which answers one call at a time and loads the model first) is this side's queue,
+        which a busy machine or a long sweep lengthens, and a call that timed out there would
+        be retried into the same queue."""
         if gate.limiter is not None:
             await gate.limiter.acquire()
-        async with gate.semaphore or contextlib.nullcontext():
-            prepare = getattr(gate.adapter, "prepare", None)
-            if prepare is not None:
-                await prepare(model)
+        turn = getattr(gate.adapter, "turn", None)
+        async with (
+            gate.semaphore or contextlib.nullcontext(),
+            turn(model) if turn is not None else contextlib.nullcontext(),
+        ):
             try:
                 async with asyncio.timeout(seconds):
                     return await gate.adapter.complete(prompt, model, params, system=system)
