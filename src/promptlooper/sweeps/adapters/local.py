@@ -8,7 +8,7 @@ Prompts are sent as a chat (the stage's ``system`` first, then the prompt as the
 rendered with the model's chat template. Params: ``temperature`` (default 0, greedy),
 ``max_tokens`` (default 128), ``top_p``, ``top_k``, ``seed``, ``stop``. Generation runs on the
 same per-model worker as training, one call at a time, so a sweep's calls to one model take
-turns here (``turn``), and the model loads before the first one's turn ends. A call's
+turns here (``turn``), the first turn waiting for the model to load. A call's
 ``timeout`` is then the model's time for it, whatever the queue and however busy the machine;
 a call sent to the worker runs to its end even when its caller stops waiting, so a timeout that
 counted the queue would only queue a retry behind it. A result's latency is the model's time
