@@ -8,6 +8,10 @@ import uuid
 import httpx
 from fastapi import FastAPI
 
+from promptlooper.sweeps.engine.executor import Providers
+from promptlooper.sweeps.providers import provider_configs
+from promptlooper.sweeps.spec import SweepSpec
+from promptlooper.training.backend import TrainingBackend
 from tests.factories import Actor
 from tests.training.conftest import new_run
 
@@ -140,3 +144,24 @@ async def test_an_unknown_local_model_or_checkpoint_is_refused_at_creation(
     assert judge.json()["detail"].startswith("scorers[0].model:")
     listed = await client.get(url, headers=alice.headers)
     assert listed.json()["count"] == 0
+
+
+async def test_local_calls_queued_behind_the_model_load_keep_a_short_timeout(tmp_path) -> None:
+    """A fresh worker starts, imports PyTorch and builds the model before the first answer,
+    and a sweep's calls queue behind it and each other; the timeout counts each call's own
+    generation, so none of them runs into it."""
+    local = {"timeout": 3, "max_retries": 0, "data_dir": str(tmp_path), "device": "cpu"}
+    spec = SweepSpec.model_validate(sweep(["local:tiny-test"]) | {"providers": {"local": local}})
+    providers = Providers(provider_configs(spec))
+    try:
+        calls = [
+            providers.complete("local:tiny-test", f"Classify: {i}", {"max_tokens": 4}, None)
+            for i in range(12)
+        ]
+        answers = await asyncio.gather(*calls)
+    finally:
+        await providers.aclose()
+        TrainingBackend.shared(tmp_path, "cpu").shutdown()
+    assert len(answers) == 12
+    assert all(a.tokens_out > 0 for a in answers)
+    assert providers.retries == 0

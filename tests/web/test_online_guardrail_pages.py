@@ -181,6 +181,49 @@ async def test_the_edit_form_shows_and_saves_the_bandit_auto_stop_and_thresholds
     )
 
 
+async def test_an_edit_form_loaded_before_a_bandit_update_still_saves(
+    ui_admin: UiClient, app, client: httpx.AsyncClient, bootstrap_headers
+):
+    """The form's version covers what admins edit, not the weights the upkeep moves on its
+    own: with a bandit updating every few minutes, a form that must be saved between two
+    updates could not be saved."""
+    created = await client.post("/api/admin/experiments", json=_bandit(), headers=bootstrap_headers)
+    assert created.status_code == 201
+    page = (await ui_admin.get("/ui/online/answer_bandit/edit")).text
+    version = re.search(r'name="version" value="([0-9a-f]+)"', page)
+    assert version
+    await _round(app.state.sessionmaker, [f"u-{i}" for i in range(300)], random.Random(1))
+    url = "/api/admin/experiments/answer_bandit"
+    learned = (await client.get(url, headers=bootstrap_headers)).json()["weights"]
+    assert learned is not None
+
+    form = {
+        "name": "Renamed bandit",
+        "cookie_name": "pl_answer_bandit",
+        "enabled": "on",
+        "status": "running",
+        "coverage": "100",
+        "primary_metric": "conversion",
+        "type": "bandit",
+        "bandit.every_exposures": "200",
+        "bandit.every_seconds": "3600",
+        "bandit.floor": "0.05",
+        "variants.0.variant_key": "control",
+        "variants.0.allocation": "50",
+        "variants.1.variant_key": "better",
+        "variants.1.allocation": "50",
+        "control": "0",
+        "version": version[1],
+    }
+    saved = await ui_admin.post("/ui/online/answer_bandit/edit", form)
+    assert saved.status_code == 303, saved.text
+    found = (await client.get(url, headers=bootstrap_headers)).json()
+    assert (found["name"], found["weights"]) == ("Renamed bandit", learned)
+    # An admin's edit since the form was loaded still refuses it.
+    stale = await ui_admin.post("/ui/online/answer_bandit/edit", form | {"name": "Again"})
+    assert stale.status_code == 409
+
+
 NEW = "/ui/online/new"
 FORM = {
     "experiment_key": "answer_guard",

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from promptlooper.errors import Conflict, NotFound
 from promptlooper.online import history, results
 from promptlooper.online.models import ArmEvent, MetricDefinition, OnlineExperiment
-from promptlooper.online.service import get_experiment
+from promptlooper.online.service import lock_experiment
 
 GUARDRAIL = "guardrail"
 
@@ -90,7 +90,7 @@ async def _stop(
 
 async def resume(session: AsyncSession, key: str, variant: str, actor: str) -> ArmEvent:
     """Serve a stopped arm its own variant again (409 when it is not stopped)."""
-    experiment = await get_experiment(session, key)
+    experiment = await lock_experiment(session, key)
     if variant not in {v["variant_key"] for v in experiment.variants}:
         raise NotFound(f"Experiment {key!r} has no arm {variant!r}")
     if variant not in experiment.stopped_arms:

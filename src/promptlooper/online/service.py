@@ -146,6 +146,25 @@ async def get_experiment(session: AsyncSession, key: str) -> OnlineExperiment:
     return experiment
 
 
+async def lock_experiment(session: AsyncSession, key: str) -> OnlineExperiment:
+    """The experiment as it is now, to be changed: its row stays locked until the caller's
+    transaction ends (``FOR UPDATE`` on PostgreSQL; SQLite's writers already queue for its one
+    write lock when they begin). Every writer of the row reads it this way: an admin's edit
+    and the server's upkeep (in this process or another) then take turns, and neither writes
+    what it decided from a state the other has since changed, such as weights computed for
+    arms an edit has changed, or a stop an edit's older copy of the stopped arms would undo.
+    The row is read afresh even when the session holds it already."""
+    experiment = await session.scalar(
+        select(OnlineExperiment)
+        .where(OnlineExperiment.experiment_key == key)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if experiment is None:
+        raise NotFound(f"No online experiment with key {key!r}")
+    return experiment
+
+
 def _check_read_only(experiment: OnlineExperiment, body: ExperimentUpdate) -> None:
     for field in READ_ONLY:
         if field in body.model_fields_set and getattr(body, field) != getattr(experiment, field):
@@ -157,7 +176,7 @@ async def update_experiment(
 ) -> OnlineExperiment:
     """Replace the definition. The hash seed stays unless the body changes it: keeping the
     seed keeps every unit in its variant, changing it re-randomises on purpose."""
-    experiment = await get_experiment(session, key)
+    experiment = await lock_experiment(session, key)
     _check_read_only(experiment, body)
     _refuse_reviving(experiment, body.status)
     _keep_bandit(experiment, body)
@@ -181,8 +200,6 @@ async def update_experiment(
         experiment.weights = traffic.refloor(experiment.weights, floor or 0.0, body.bandit.floor)
     keys = {v.variant_key for v in body.variants}
     if not set(experiment.stopped_arms) <= keys:
-        # Only when arms went (never while running): rewriting it otherwise could undo a stop
-        # the server's upkeep committed since this request read the experiment.
         experiment.stopped_arms = {k: v for k, v in experiment.stopped_arms.items() if k in keys}
     await session.flush()
     return experiment
@@ -213,10 +230,18 @@ def assignment_changes(experiment: OnlineExperiment, body: ExperimentDefinition)
     return changes
 
 
+UPKEEP_STATE = frozenset({"stopped_arms", "weights"})
+"""What the server's upkeep changes on its own, which an edit keeps as it finds it."""
+
+
 def experiment_version(experiment: OnlineExperiment) -> str:
     """A tag of the whole definition an edit form shows, status and archiving included: a
-    form loaded before anyone else's change (an edit, a start or stop) is recognised."""
-    shown = ExperimentPublic.model_validate(experiment).model_dump(mode="json")
+    form loaded before anyone else's change (an edit, a start or stop) is recognised. The
+    upkeep's stops and weights are left out: a bandit's weights may move every minute, and a
+    form that could only be saved between two updates could not be saved at all."""
+    shown = ExperimentPublic.model_validate(experiment).model_dump(
+        mode="json", exclude=UPKEEP_STATE
+    )
     material = json.dumps([shown, str(experiment.archived_at)], sort_keys=True)
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
@@ -298,7 +323,7 @@ async def _check_arms(
 
 async def set_status(session: AsyncSession, key: str, status: str) -> OnlineExperiment:
     """Start (``running``) or stop (``stopped``) an experiment without touching the rest."""
-    experiment = await get_experiment(session, key)
+    experiment = await lock_experiment(session, key)
     _refuse_reviving(experiment, status)
     experiment.status = status
     await session.flush()
@@ -316,7 +341,7 @@ async def list_experiments(
 
 async def archive_experiment(session: AsyncSession, key: str) -> OnlineExperiment:
     """Stop it and hide it from the public list; its events and results stay."""
-    experiment = await get_experiment(session, key)
+    experiment = await lock_experiment(session, key)
     if experiment.archived_at is None:
         experiment.archived_at = datetime.now(UTC)
         experiment.status = "stopped"

@@ -2,8 +2,11 @@
 on a fixed period, so an arm is stopped and weights move whether or not anyone reads the
 results, and whether the data came as browser events or as performance records.
 
-Each experiment is checked in its own transaction with its row locked (``FOR UPDATE`` on
-PostgreSQL), so two server processes never stop the same arm or update the same weights twice.
+Each experiment is checked in its own transaction with its row locked
+(``service.lock_experiment``), as every admin edit locks it: two server processes never stop the
+same arm or update the same weights twice, and an edit made meanwhile waits for the check to
+commit and then works on what it wrote (nor does the check write from a definition an edit
+replaced).
 A failure is logged and the loop goes on: upkeep must never take the server down.
 """
 
@@ -49,10 +52,8 @@ async def run_once(
 async def check(session: AsyncSession, key: str, now: datetime | None = None) -> list[str]:
     """One experiment's guardrails and bandit schedule, its row locked; what was done, in
     words. The caller commits."""
-    experiment = await session.scalar(
-        select(OnlineExperiment).where(OnlineExperiment.experiment_key == key).with_for_update()
-    )
-    if experiment is None or not service.is_live(experiment):
+    experiment = await service.lock_experiment(session, key)
+    if not service.is_live(experiment):
         return []
     done = []
     for stopped in await guardrails.check(session, experiment):

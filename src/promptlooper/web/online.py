@@ -190,8 +190,9 @@ async def update_experiment(
     request: Request, key: str, viewer: ViewerDep, session: SessionDep
 ) -> Response:
     _admin(viewer)
-    experiment = await service.get_experiment(session, key)
     form = await form_fields(request)
+    # Locked before the version check, so no edit commits between the check and the save.
+    experiment = await service.lock_experiment(session, key)
     if form.get("add_variant"):
         return await _form_page(request, viewer, session, form, {}, experiment=experiment)
     data, rows = definition_data(form)

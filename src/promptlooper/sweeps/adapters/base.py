@@ -38,6 +38,11 @@ class AdapterError(Exception):
 
 @runtime_checkable
 class Adapter(Protocol):
+    """A provider's calls. An adapter may also define ``turn(model)``, an async context
+    manager entered before each call and held during it: the wait for a model that answers
+    one call at a time, and for it to load, which the executor keeps out of the call's
+    timeout."""
+
     async def complete(
         self, prompt: str, model: str, params: dict[str, Any], *, system: str | None = None
     ) -> AdapterResponse: ...

@@ -7,10 +7,12 @@ checkpoint of a training run, so a sweep can compare a base model with its fine-
 Prompts are sent as a chat (the stage's ``system`` first, then the prompt as the user's turn)
 rendered with the model's chat template. Params: ``temperature`` (default 0, greedy),
 ``max_tokens`` (default 128), ``top_p``, ``top_k``, ``seed``, ``stop``. Generation runs on the
-same per-model worker as training, one call at a time; the model loads on first use. A result's
-latency is the model's time for its call: with calls queued one behind another (and the first
-waiting for the model to load), the time a caller waits says more about the sweep's
-concurrency than about the model.
+same per-model worker as training, one call at a time, so a sweep's calls to one model take
+turns here (``turn``), the first turn waiting for the model to load. A call's
+``timeout`` is then the model's time for it, whatever the queue and however busy the machine;
+a call sent to the worker runs to its end even when its caller stops waiting, so a timeout that
+counted the queue would only queue a retry behind it. A result's latency is the model's time
+for its call.
 
 With a Ray cluster configured for the process running the sweep (``RAY_ADDRESS`` or
 ``--ray``), the model's worker is a host actor on the cluster instead (see
@@ -21,7 +23,9 @@ model asks for.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ from promptlooper.sweeps.adapters.base import AdapterError, AdapterResponse, Pro
 from promptlooper.sweeps.adapters.registry import register_adapter
 from promptlooper.training.backend import TrainingBackend
 from promptlooper.training.backend.host import RunSpec
+from promptlooper.training.backend.worker import LOAD
 from promptlooper.training.layout import checkpoint_root, parse_checkpoint_ref
 from promptlooper.training.registry import ModelEntry, ModelRegistry, ModelSource, load_registry
 from promptlooper.training.schemas import Message, SampleRequest
@@ -45,6 +50,8 @@ class LocalAdapter:
         self.backend = TrainingBackend.shared(
             self.data_dir, options.get("device", "auto"), options.get("ray_address") or None
         )
+        self._turns: dict[str, asyncio.Lock] = {}
+        self._loaded: set[str] = set()
 
     def _target(self, model: str) -> tuple[ModelEntry, RunSpec | None]:
         ref = parse_checkpoint_ref(model)
@@ -73,6 +80,21 @@ class LocalAdapter:
             resume_from=str(folder),
         )
         return base, spec
+
+    @contextlib.asynccontextmanager
+    async def turn(self, model: str) -> AsyncIterator[None]:
+        """This sweep's turn at the model's worker, the base model loaded (once per adapter:
+        a worker that died and restarted loads it again inside a call). Calls to other
+        models, with workers of their own, do not wait."""
+        entry, _spec = self._target(model)
+        async with self._turns.setdefault(entry.name, asyncio.Lock()):
+            if entry.name not in self._loaded:
+                try:
+                    await asyncio.wrap_future(self.backend.submit(entry, LOAD))
+                except Exception as exc:  # no PyTorch, unreadable weights: the call says it
+                    raise AdapterError(f"local:{model}: {exc}") from exc
+                self._loaded.add(entry.name)
+            yield
 
     async def complete(
         self, prompt: str, model: str, params: dict[str, Any], *, system: str | None = None

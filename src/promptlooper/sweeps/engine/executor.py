@@ -2,9 +2,9 @@
 
 A fixed pool of ``concurrency`` workers pulls tasks; each worker runs one run's stages in
 order, so multi-stage pipelines stay parallel across runs. Every provider call passes its
-provider's gate: a concurrency cap, a requests-per-minute limiter, a per-call timeout, and
-retries with exponential backoff and jitter on retryable failures, waiting ``Retry-After``
-when the provider sends one.
+provider's gate: a concurrency cap, a requests-per-minute limiter, a per-call timeout (of the
+provider's time: the wait at the gate is not part of it), and retries with exponential backoff
+and jitter on retryable failures, waiting ``Retry-After`` when the provider sends one.
 """
 
 from __future__ import annotations
@@ -136,18 +136,25 @@ class Providers:
         system: str | None,
         seconds: float,
     ) -> AdapterResponse:
+        """One call. Its timeout counts the provider's time only: waiting for the gate (the
+        rate limiter, a concurrency slot) and for the adapter's turn (a local model's worker,
+        which answers one call at a time and loads the model first) is this side's queue,
+        which a busy machine or a long sweep lengthens, and a call that timed out there would
+        be retried into the same queue."""
         if gate.limiter is not None:
             await gate.limiter.acquire()
-        try:
-            async with asyncio.timeout(seconds):
-                if gate.semaphore is None:
+        turn = getattr(gate.adapter, "turn", None)
+        async with (
+            gate.semaphore or contextlib.nullcontext(),
+            turn(model) if turn is not None else contextlib.nullcontext(),
+        ):
+            try:
+                async with asyncio.timeout(seconds):
                     return await gate.adapter.complete(prompt, model, params, system=system)
-                async with gate.semaphore:
-                    return await gate.adapter.complete(prompt, model, params, system=system)
-        except TimeoutError as exc:
-            raise AdapterError(
-                f"{gate.config.name} timed out after {seconds:g} s", retryable=True
-            ) from exc
+            except TimeoutError as exc:
+                raise AdapterError(
+                    f"{gate.config.name} timed out after {seconds:g} s", retryable=True
+                ) from exc
 
     async def complete(
         self,

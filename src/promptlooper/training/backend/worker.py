@@ -33,6 +33,11 @@ HOLD_SECONDS = 0.05
 """How long an answer may wait for the ones after it while more calls are queued."""
 
 
+LOAD = "load"
+"""The call that only loads the model, so that a caller can wait for that apart from its
+calls' own time."""
+
+
 class Host:
     """A base model's ``ModelHost``, loaded with the first call that needs it: what a worker
     process (here) and a Ray actor (``actor``) each hold and dispatch calls to."""
@@ -48,6 +53,8 @@ class Host:
                 return False  # nothing loaded, nothing held
             if self._host is None:
                 self._host = _load(*self._args)
+            if method == LOAD:
+                return True  # loaded: what the caller waited for
             return getattr(self._host, method)(*args)
         except Exception as exc:
             exc.add_note(f"in the training worker:\n{traceback.format_exc()}")
