@@ -148,7 +148,8 @@ async def _made_so_far(
 ) -> tuple[str | None, int]:
     """What a resume finds: a line saying the experiment has nothing left to run (None when it
     has), and how many runs are already completed. A search's skipped runs are its decisions,
-    so they count as done but never as completed. A search is refused on a Ray cluster."""
+    so they count as done but never as completed. A search with a budget is refused on a Ray
+    cluster."""
     from promptlooper.db.engine import create_sessionmaker
     from promptlooper.sweeps import service
     from promptlooper.sweeps.execution import refuse_search_on_cluster

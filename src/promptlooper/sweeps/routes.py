@@ -204,8 +204,8 @@ async def start_experiment(
 ) -> StartResponse:
     """Run what is not completed yet, in the background. Starting twice is harmless: an
     experiment running in any server is left to it (``started`` false). What its providers
-    may use is judged again (422 naming the field), and an adaptive search is refused (422)
-    on a server whose sweeps run on a Ray cluster."""
+    may use is judged again (422 naming the field), and an adaptive search with a budget
+    is refused (422) on a server whose sweeps run on a Ray cluster."""
     experiment = await service.get_experiment(session, principal, experiment_id)
     await service.startable_providers(
         session,

@@ -100,7 +100,8 @@ async def startable_providers(
 ) -> dict[str, ProviderConfig]:
     """The experiment's providers as ``policy`` lets them be used now (settings, credentials
     and its owner's rights may have changed since it was created); ``Invalid`` otherwise, and
-    for an adaptive search where a Ray cluster (``ray_address``) is configured."""
+    for an adaptive search with a budget where a Ray cluster (``ray_address``) is
+    configured."""
     spec = parse_spec(experiment.spec)
     refuse_search_on_cluster(spec, ray_address)
     access = await provider_access(session, policy, experiment.project_id, spec)

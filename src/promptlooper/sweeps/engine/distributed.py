@@ -51,6 +51,7 @@ from promptlooper.sweeps.engine.executor import (
 )
 from promptlooper.sweeps.engine.persistence import RunOutcome, RunSink
 from promptlooper.sweeps.engine.runner import RunTask
+from promptlooper.sweeps.engine.spending import BudgetedCaller, Limits, Spend, SpendingLimit
 from promptlooper.sweeps.scorers.base import ScorerContext
 from promptlooper.sweeps.scorers.registry import create_scorer
 
@@ -90,6 +91,8 @@ class BatchResult:
     outcomes: list[RunOutcome]
     cache_entries: dict[str, CachedResponse]
     retries: int
+    spent: Spend
+    """The calls the batch made (an LLM judge's included), what they cost and their tokens."""
 
 
 @dataclass
@@ -172,7 +175,9 @@ async def _run_batch_here(
     attempt = await coordinator.begin.remote(batch_id, node_id, len(tasks))
     limits = functools.partial(cluster_limits, coordinator, batch_id)
     providers = Providers(setup.providers, limits=limits)
-    context = ScorerContext(complete=providers.complete, allow_python=setup.allow_python)
+    # A caller with no limit, only to count what the batch spends for an adaptive search.
+    caller = BudgetedCaller(providers, SpendingLimit(Limits()))
+    context = ScorerContext(complete=caller.complete, allow_python=setup.allow_python)
     scorers = [create_scorer(kind, name, options, context) for kind, name, options in setup.scorers]
     cache = _BatchCache(found) if found is not None else None
     collected = _Collected()
@@ -189,6 +194,7 @@ async def _run_batch_here(
             scorers=scorers,
             weights=setup.weights,
             bus=relay.bus if relay is not None else None,
+            caller=caller,
         )
     finally:
         if sending is not None:
@@ -199,7 +205,15 @@ async def _run_batch_here(
     if relay is not None:
         await relay.send()  # before the outcomes: the driver publishes a run's end after these
     entries = cache.new if cache is not None else {}
-    return BatchResult(batch_id, node_id, attempt, collected.outcomes, entries, providers.retries)
+    return BatchResult(
+        batch_id,
+        node_id,
+        attempt,
+        collected.outcomes,
+        entries,
+        providers.retries,
+        caller.limit.spent,
+    )
 
 
 @ray.remote(max_retries=TASK_RETRIES)
@@ -255,13 +269,17 @@ async def execute_on_cluster(
     bus: EventBus | None = None,
     on_progress: Callable[[Progress, RunOutcome], None] | None = None,
     experiment_id: uuid.UUID | None = None,
+    progress: Progress | None = None,
+    limit: SpendingLimit | None = None,
 ) -> Progress:
     """``execute`` on the cluster at ``address``: the same outcomes, the same sink, the same
     progress; on cancellation the batches in flight are cancelled and their runs stay
-    pending, everything already returned written first."""
+    pending, everything already returned written first. A search that executes in steps
+    passes its ``progress`` on, so the totals run across them, and its ``limit``, which is
+    settled with what each batch spent."""
     # Joining takes seconds; in a thread, so that a server's event loop keeps answering.
     await asyncio.to_thread(connect, address)
-    progress = Progress(total=total)
+    progress = Progress(total=total) if progress is None else progress
     in_flight, per_batch, batch_size = _shape(concurrency)
     coordinator = start_coordinator(experiment_id, setup.providers)
     setup_ref = ray.put(setup)
@@ -312,6 +330,8 @@ async def execute_on_cluster(
     async def receive(result: BatchResult) -> None:
         stats.batches_by_node[result.node_id] += 1
         stats.retried += result.attempt > 1
+        if limit is not None:
+            limit.settle(Spend(), result.spent)
         if cache is not None:
             for key, response in result.cache_entries.items():
                 await cache.put(key, response)
