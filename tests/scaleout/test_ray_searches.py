@@ -1,6 +1,6 @@
 """Adaptive searches (racing, Optuna) on a real two-node Ray cluster: the driver keeps the
-database and the search's decisions, each step's runs go out in batches like a grid's. A
-search with a budget is still refused there, with one clear line."""
+database and the search's decisions, each step's runs go out in batches like a grid's, and a
+budget holds over every node, its ledger written by the driver."""
 
 from __future__ import annotations
 
@@ -16,16 +16,13 @@ from fastapi import FastAPI
 from promptlooper.db.engine import create_sessionmaker
 from promptlooper.settings import Settings
 from promptlooper.sweeps.execution import run_experiment
+from promptlooper.sweeps.models import Experiment
 from promptlooper.sweeps.search import store
 from tests.cli.inprocess import Invoke
 from tests.scaleout.local_cluster import LocalCluster
 from tests.scaleout.test_ray_sweeps import _nodes_used, _options, _results
 from tests.sweeps.conftest import create, run_to_end
 from tests.sweeps.test_search_racing import racing
-
-NOWHERE = "127.0.0.1:9"
-"""A Ray address nothing listens on: a refusal must come before any attempt to join."""
-REFUSED = "search.budget: a racing search with a budget does not run on a Ray cluster"
 
 ON_SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 """The cluster's part is under test, not the database's."""
@@ -89,46 +86,59 @@ async def test_a_search_on_the_cluster_decides_and_scores_as_in_process(
 
 
 @ON_SQLITE
-async def test_a_server_on_the_cluster_runs_a_racing_search_and_refuses_a_budget(
-    client: httpx.AsyncClient, app: FastAPI, owner, project_id, sessionmaker
+async def test_a_server_on_the_cluster_runs_a_racing_search(
+    client: httpx.AsyncClient, app: FastAPI, owner, project_id
 ):
     from promptlooper.sweeps.engine.distributed import stats
 
     doc = racing({"good": 0.95, "bad": 0.1}, n_rows=40)
     experiment = await create(client, owner, project_id, doc)
-    budgeted = await create(
-        client, owner, project_id, {**doc, "search": {**doc["search"], "budget": {"calls": 50}}}
-    )
     batches = sum(stats.batches_by_node.values())
 
     final = await run_to_end(client, app, owner, experiment["id"])
-    refused = await client.post(f"/api/experiments/{budgeted['id']}/start", headers=owner.headers)
 
     assert final["status"] == "completed"
     assert sum(stats.batches_by_node.values()) > batches  # its steps ran on the cluster
     assert len(await _eliminated(app, uuid.UUID(experiment["id"]))) == 1
-    assert refused.status_code == 422
-    assert REFUSED in refused.text
 
 
-def test_sweep_run_with_ray_runs_a_search_there_and_refuses_a_budget(
+@ON_SQLITE
+async def test_a_budget_holds_over_the_whole_cluster_and_its_ledger_is_the_drivers(
+    client: httpx.AsyncClient, app: FastAPI, owner, project_id, sessionmaker, settings, ray_cluster
+):
+    # The first slice alone (3 configs x 20 rows) needs 60 calls: the budget stops it at 50,
+    # every batch on either node reserving its calls at the coordinator.
+    doc = racing({"good": 0.95, "close": 0.93, "fair": 0.9}, n_rows=60, budget={"calls": 50})
+    experiment_id = uuid.UUID((await create(client, owner, project_id, doc))["id"])
+
+    result = await run_experiment(
+        app.state.engine, experiment_id, options=_options(settings, ray_cluster)
+    )
+
+    results = await _results(sessionmaker, experiment_id)
+    made = [answer for status, answer, _ in results.values() if status == "completed"]
+    assert len(made) == 50  # every call the budget allowed, and not one more
+    assert result.progress.spent_out
+    assert "pending" not in {status for status, _, _ in results.values()}
+    async with sessionmaker() as session:
+        experiment = await session.get(Experiment, experiment_id)
+    assert experiment.status == "completed"
+    assert experiment.search_calls == 50  # what was really spent, written by the driver
+
+
+def test_sweep_run_with_ray_runs_a_search_with_a_budget_there(
     cli: Invoke, tmp_path: Path, ray_cluster: LocalCluster
 ):
-    doc = racing({"good": 0.95, "bad": 0.1}, n_rows=40)
+    doc = racing({"good": 0.95, "bad": 0.1}, n_rows=40, budget={"calls": 30})
     path = tmp_path / "search.json"
     path.write_text(json.dumps(doc))
-    budgeted = tmp_path / "budgeted.json"
-    doc["search"]["budget"] = {"calls": 50}
-    budgeted.write_text(json.dumps(doc))
 
     ran = cli("sweep", "run", str(path), "--ray", ray_cluster.address)
-    refused = cli("sweep", "run", str(budgeted), "--ray", NOWHERE)
 
     assert ran.code == 0, ran.err
     assert "status completed" in ran.out
-    assert refused.code == 2
-    (line,) = refused.err.strip().splitlines()
-    assert REFUSED in line
-    assert "without --ray and RAY_ADDRESS" in line  # and how to run it
     with sqlite3.connect(tmp_path / "cli.db") as db:
-        assert db.execute("SELECT count(*) FROM experiments").fetchone() == (1,)
+        assert db.execute("SELECT search_calls FROM experiments").fetchone() == (30,)
+        assert db.execute("SELECT count(*) FROM runs WHERE status = 'completed'").fetchone() == (
+            30,
+        )

@@ -24,7 +24,7 @@ from uuid6 import uuid7
 from promptlooper.db.base import utcnow
 from promptlooper.db.engine import create_sessionmaker, read_only
 from promptlooper.db.upsert import insert_ignore, insert_new
-from promptlooper.errors import Conflict, Invalid, NotFound
+from promptlooper.errors import Conflict, NotFound
 from promptlooper.events import EventBus
 from promptlooper.sweeps.credentials.service import provider_access
 from promptlooper.sweeps.engine.executor import Progress, Providers, execute
@@ -37,7 +37,7 @@ from promptlooper.sweeps.models import Experiment, Run, Score, StageResult
 from promptlooper.sweeps.plan import SweepPlan, compile_plan
 from promptlooper.sweeps.providers import ProviderPolicy
 from promptlooper.sweeps.scorers.base import ScorerContext
-from promptlooper.sweeps.spec import SweepSpec, parse_spec
+from promptlooper.sweeps.spec import parse_spec
 from promptlooper.sweeps.store import CacheBound, SqlResponseCache, SqlRunSink
 from promptlooper.values import storable
 
@@ -216,19 +216,6 @@ def describe(exc: BaseException) -> str:
     return storable(message + (f" (and {more} more)" if more else ""))
 
 
-def refuse_search_on_cluster(spec: SweepSpec, ray_address: str | None) -> None:
-    """An adaptive search with a budget is refused where a Ray cluster is configured, rather
-    than run quietly outside it: its budget is checked before every call, ledger written
-    ahead, in the process that runs it, which the cluster's batches cannot do yet. Without a
-    budget, a racing or Optuna search runs each step's runs on the cluster."""
-    if ray_address and spec.search.adaptive and spec.search.budget is not None:
-        raise Invalid(
-            f"search.budget: a {spec.search.strategy} search with a budget does not run on a "
-            "Ray cluster; run it without the budget, or without --ray and RAY_ADDRESS (on a "
-            "server without RAY_ADDRESS)"
-        )
-
-
 async def _take_lease(
     sessionmaker: async_sessionmaker[AsyncSession],
     experiment_id: uuid.UUID,
@@ -322,7 +309,6 @@ async def _execute(
         )
         use_cache = plan.spec.cache and experiment.use_cache
     _place_local_models(plan, options.ray_address)
-    refuse_search_on_cluster(spec, options.ray_address)
     if plan.spec.search.adaptive:
         from promptlooper.sweeps.search.runner import SearchRun, run_search
 

@@ -62,14 +62,14 @@ class Step:
 
     search: SearchRun
     providers: Providers
-    caller: BudgetedCaller
+    limit: SpendingLimit
     cache: SqlResponseCache | None
     progress: Progress
+    caller: BudgetedCaller = field(init=False)
     _stages: dict[str, list[StageDef]] = field(default_factory=dict)
 
-    @property
-    def limit(self) -> SpendingLimit:
-        return self.caller.limit
+    def __post_init__(self) -> None:
+        self.caller = BudgetedCaller(self.providers, self.limit)
 
     def tasks(self, runs: list[tuple[uuid.UUID, str, int, int, dict[str, Any]]]) -> list[RunTask]:
         """Run rows (id, config hash, row index, repeat, parameters) as the executor's tasks."""
@@ -289,7 +289,7 @@ async def run_search(search: SearchRun, on_start: OnStart | None) -> ExecutionRe
             if search.use_cache
             else None
         )
-        step = Step(search, providers, BudgetedCaller(providers, limit), cache, Progress(total=0))
+        step = Step(search, providers, limit, cache, Progress(total=0))
         await strategy(step, on_start)
         await limit.close()
     finally:
