@@ -104,3 +104,68 @@ def test_a_server_started_with_ray_shows_its_sweeps_batches_in_health(
     for node in seen["nodes"]:  # no address of the cluster for an anonymous caller
         assert node["address"].partition(":")[0] not in anonymous.text
     assert ray_cluster.address not in anonymous.text
+
+
+def _train_over_http(server: Deployed) -> dict:
+    """A run on the tiny model through the REST routes: two steps, a seeded sample and a
+    checkpoint, each call answered before the next is sent."""
+    with server.client(timeout=300) as http:
+        created = http.post(
+            "/api/training/runs",
+            json={"base_model": "tiny-test", "name": "over http", "seed": 3, "lora_rank": 4},
+            headers=server.admin,
+        )
+        assert created.status_code == 201, created.text
+        runs = f"/api/training/runs/{created.json()['id']}"
+        losses, steps = [], []
+        for text in ("one two three four five", "the quick brown fox"):
+            answer = http.post(
+                f"{runs}/forward_backward",
+                json={"examples": [{"text": text}]},
+                headers=server.admin,
+            )
+            assert answer.status_code == 200, answer.text
+            losses.append(answer.json()["loss"])
+            stepped = http.post(
+                f"{runs}/optim_step", json={"learning_rate": 0.02}, headers=server.admin
+            )
+            assert stepped.status_code == 200, stepped.text
+            steps.append(stepped.json()["step"])
+        sampled = http.post(
+            f"{runs}/sample",
+            json={"prompts": ["Once upon a time"], "max_tokens": 8, "seed": 7},
+            headers=server.admin,
+        )
+        assert sampled.status_code == 200, sampled.text
+        saved = http.post(f"{runs}/save_state", json={"name": "two"}, headers=server.admin)
+        assert saved.status_code == 201, saved.text
+        listed = http.get(f"{runs}/checkpoints", headers=server.admin).json()
+        health = http.get("/api/health", headers=server.admin).json()
+    return {
+        "losses": losses,
+        "steps": steps,
+        "sample": sampled.json()["samples"][0]["sequences"][0]["tokens"],
+        "saved": (saved.json()["name"], saved.json()["step"]),
+        "checkpoints": [(c["name"], c["step"]) for c in listed["data"]],
+        "health": health,
+    }
+
+
+@pytest.mark.parametrize("deployed_db", ["sqlite"], indirect=True)
+def test_a_server_started_with_ray_trains_over_http_in_a_host_actor(
+    serve, ray_cluster: LocalCluster
+):
+    on_cluster = _train_over_http(serve(("--ray", ray_cluster.address)))
+    in_process = _train_over_http(serve())
+
+    for key in ("losses", "steps", "sample", "saved", "checkpoints"):
+        assert on_cluster[key] == in_process[key], key  # the primitives' numbers do not change
+    assert on_cluster["steps"] == [1, 2]
+    assert on_cluster["losses"][0] != on_cluster["losses"][1]
+    assert on_cluster["saved"] == ("two", 2)
+    ray = on_cluster["health"]["ray"]
+    nodes = {node["node_id"] for node in ray["nodes"]}
+    (host,) = [actor for actor in ray["actors"] if actor["class"] == "HostActor"]
+    assert host["name"].startswith("model-tiny-test-")
+    assert host["node_id"] in nodes
+    assert in_process["health"]["ray"] == {"configured": False}

@@ -346,7 +346,7 @@ def test_ray_status_without_an_address_says_how_to_give_one(
 
 def test_a_sweep_of_local_models_stays_in_the_driver_process(caplog: pytest.LogCaptureFixture):
     from promptlooper.sweeps.adapters.base import ProviderConfig
-    from promptlooper.sweeps.execution import _on_cluster
+    from promptlooper.sweeps.execution import on_cluster
 
     options = ExecutionOptions(policy=None, ray_address="127.0.0.1:6390")  # type: ignore[arg-type]
     providers = {"mock": ProviderConfig("mock", "mock"), "tuned": ProviderConfig("tuned", "local")}
@@ -357,7 +357,7 @@ def test_a_sweep_of_local_models_stays_in_the_driver_process(caplog: pytest.LogC
 
     hosted, local = plan("mock:small"), plan("mock:small", "tuned:smollm2")
 
-    assert _on_cluster(options, hosted)
-    assert not _on_cluster(options, local)
+    assert on_cluster(options, hosted)
+    assert not on_cluster(options, local)
     assert "['tuned'] run local models: this sweep runs in this process" in caplog.text
-    assert not _on_cluster(replace(options, ray_address=None), hosted)
+    assert not on_cluster(replace(options, ray_address=None), hosted)

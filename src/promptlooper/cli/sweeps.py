@@ -143,23 +143,17 @@ async def _create(
         return experiment.id
 
 
-async def _made_so_far(
-    engine: AsyncEngine, experiment_id: uuid.UUID, ray_address: str
-) -> tuple[str | None, int]:
+async def _made_so_far(engine: AsyncEngine, experiment_id: uuid.UUID) -> tuple[str | None, int]:
     """What a resume finds: a line saying the experiment has nothing left to run (None when it
     has), and how many runs are already completed. A search's skipped runs are its decisions,
-    so they count as done but never as completed. A search is refused on a Ray cluster."""
+    so they count as done but never as completed."""
     from promptlooper.db.engine import create_sessionmaker
     from promptlooper.sweeps import service
-    from promptlooper.sweeps.execution import refuse_search_on_cluster
-    from promptlooper.sweeps.spec import parse_spec
 
     async with create_sessionmaker(engine)() as session:
         experiment = await service.get_experiment(
             session, Principal.local_operator(), experiment_id
         )
-        if ray_address:
-            refuse_search_on_cluster(parse_spec(experiment.spec), ray_address)
         counts = (await service.progress(session, [experiment_id]))[experiment_id]
     skipped = f", {counts['skipped']:,} skipped by the search" if counts["skipped"] else ""
     if not service.finished(experiment, counts):
@@ -376,7 +370,7 @@ def run_sweep(
                 err_console.print(f"experiment {current[-1]}: {spec.name}")
                 spec = None  # stored: the run reads it back, and one copy of a dataset is enough
             else:
-                finished, completed = await _made_so_far(engine, current[-1], settings.ray_address)
+                finished, completed = await _made_so_far(engine, current[-1])
                 if finished:
                     console.print(finished, highlight=False, soft_wrap=True)
                     return
@@ -464,12 +458,10 @@ def run(
     ray: str | None = RayOption,
 ) -> None:
     """Create an experiment from FILE and run it, with a progress bar and a leaderboard."""
-    from promptlooper.sweeps.execution import refuse_search_on_cluster
     from promptlooper.sweeps.spec import load_sweep_file, parse_spec
 
     settings = with_ray(load_settings(), ray)
     spec = parse_spec(load_sweep_file(file))
-    refuse_search_on_cluster(spec, settings.ray_address)
     with collector_paused():  # until the sweep's start freezes what start-up built
         run_sweep(
             settings,

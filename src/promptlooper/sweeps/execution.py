@@ -12,7 +12,7 @@ import contextlib
 import itertools
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,19 +24,20 @@ from uuid6 import uuid7
 from promptlooper.db.base import utcnow
 from promptlooper.db.engine import create_sessionmaker, read_only
 from promptlooper.db.upsert import insert_ignore, insert_new
-from promptlooper.errors import Conflict, Invalid, NotFound
+from promptlooper.errors import Conflict, NotFound
 from promptlooper.events import EventBus
 from promptlooper.sweeps.credentials.service import provider_access
 from promptlooper.sweeps.engine.executor import Progress, Providers, execute
 from promptlooper.sweeps.engine.persistence import RunOutcome
 from promptlooper.sweeps.engine.runner import RunTask, StageDef, first_stage_key
 from promptlooper.sweeps.engine.space import config_hash
+from promptlooper.sweeps.engine.spending import SpendingLimit
 from promptlooper.sweeps.lease import Lease, LeaseLost, cancel_unowned
 from promptlooper.sweeps.models import Experiment, Run, Score, StageResult
 from promptlooper.sweeps.plan import SweepPlan, compile_plan
 from promptlooper.sweeps.providers import ProviderPolicy
 from promptlooper.sweeps.scorers.base import ScorerContext
-from promptlooper.sweeps.spec import SweepSpec, parse_spec
+from promptlooper.sweeps.spec import parse_spec
 from promptlooper.sweeps.store import CacheBound, SqlResponseCache, SqlRunSink
 from promptlooper.values import storable
 
@@ -215,18 +216,6 @@ def describe(exc: BaseException) -> str:
     return storable(message + (f" (and {more} more)" if more else ""))
 
 
-def refuse_search_on_cluster(spec: SweepSpec, ray_address: str | None) -> None:
-    """An adaptive search (racing, Optuna) is refused where a Ray cluster is configured,
-    rather than run quietly outside it: it decides each step from the scores of the last and
-    checks its budget before every call, ledger written ahead, in the process that runs it,
-    which the cluster's batches cannot do yet."""
-    if ray_address and spec.search.adaptive:
-        raise Invalid(
-            f"search: a {spec.search.strategy} search does not run on a Ray cluster; run it "
-            "without --ray and RAY_ADDRESS, or on a server without RAY_ADDRESS"
-        )
-
-
 async def _take_lease(
     sessionmaker: async_sessionmaker[AsyncSession],
     experiment_id: uuid.UUID,
@@ -320,7 +309,6 @@ async def _execute(
         )
         use_cache = plan.spec.cache and experiment.use_cache
     _place_local_models(plan, options.ray_address)
-    refuse_search_on_cluster(spec, options.ray_address)
     if plan.spec.search.adaptive:
         from promptlooper.sweeps.search.runner import SearchRun, run_search
 
@@ -355,8 +343,8 @@ async def _execute(
                 }
             )
         concurrency = options.concurrency or plan.spec.concurrency
-        if _on_cluster(options, plan):
-            progress = await _execute_on_cluster(
+        if on_cluster(options, plan):
+            progress = await execute_plan_on_cluster(
                 experiment_id,
                 options,
                 plan,
@@ -394,7 +382,7 @@ async def _execute(
     )
 
 
-def _on_cluster(options: ExecutionOptions, plan: SweepPlan) -> bool:
+def on_cluster(options: ExecutionOptions, plan: SweepPlan) -> bool:
     """Whether the calls go to the Ray cluster: when one is configured, unless a provider is
     a ``local`` model. Such a sweep runs in this process, and its local models generate in
     their host actors on the cluster (``_place_local_models``)."""
@@ -421,19 +409,24 @@ def _place_local_models(plan: SweepPlan, ray_address: str | None) -> None:
             plan.providers[name] = replace(config, options=options)
 
 
-async def _execute_on_cluster(
+async def execute_plan_on_cluster(
     experiment_id: uuid.UUID,
     options: ExecutionOptions,
     plan: SweepPlan,
-    tasks: AsyncIterator[RunTask],
+    tasks: AsyncIterable[RunTask] | Iterable[RunTask],
     pending: int,
     sink: SqlRunSink,
     concurrency: int,
     cache: SqlResponseCache | None,
     bus: EventBus | None,
     on_progress: ProgressCallback | None = None,
+    *,
+    progress: Progress | None = None,
+    limit: SpendingLimit | None = None,
 ) -> Progress:
-    """The runs executed on the Ray cluster; Ray is imported only here."""
+    """The runs executed on the Ray cluster, a grid's all at once or a search's step by step
+    (``progress`` and ``limit`` as ``execute_on_cluster`` takes them); Ray is imported only
+    here."""
     from promptlooper.sweeps.engine.distributed import WorkerSetup, execute_on_cluster
 
     assert options.ray_address
@@ -454,6 +447,8 @@ async def _execute_on_cluster(
         bus=bus,
         on_progress=on_progress,
         experiment_id=experiment_id,
+        progress=progress,
+        limit=limit,
     )
 
 

@@ -204,15 +204,13 @@ async def start_experiment(
 ) -> StartResponse:
     """Run what is not completed yet, in the background. Starting twice is harmless: an
     experiment running in any server is left to it (``started`` false). What its providers
-    may use is judged again (422 naming the field), and an adaptive search is refused (422)
-    on a server whose sweeps run on a Ray cluster."""
+    may use is judged again (422 naming the field)."""
     experiment = await service.get_experiment(session, principal, experiment_id)
     await service.startable_providers(
         session,
         experiment,
         policy=request.app.state.provider_policy,
         allow_python=request.app.state.settings.allow_python_callables,
-        ray_address=request.app.state.settings.ray_address,
     )
     body = body or StartRequest()
     started = await _jobs(request).start(

@@ -21,7 +21,6 @@ from promptlooper.errors import Conflict, Invalid, NotFound
 from promptlooper.projects import service as projects
 from promptlooper.sweeps.adapters.base import ProviderConfig
 from promptlooper.sweeps.credentials.service import provider_access
-from promptlooper.sweeps.execution import refuse_search_on_cluster
 from promptlooper.sweeps.lease import live
 from promptlooper.sweeps.models import CacheEntry, Experiment, Run, Score, StageResult
 from promptlooper.sweeps.plan import SweepPlan, compile_plan
@@ -96,13 +95,10 @@ async def startable_providers(
     *,
     policy: ProviderPolicy,
     allow_python: bool,
-    ray_address: str = "",
 ) -> dict[str, ProviderConfig]:
     """The experiment's providers as ``policy`` lets them be used now (settings, credentials
-    and its owner's rights may have changed since it was created); ``Invalid`` otherwise, and
-    for an adaptive search where a Ray cluster (``ray_address``) is configured."""
+    and its owner's rights may have changed since it was created); ``Invalid`` otherwise."""
     spec = parse_spec(experiment.spec)
-    refuse_search_on_cluster(spec, ray_address)
     access = await provider_access(session, policy, experiment.project_id, spec)
     return provider_configs(spec, access, allow_python=allow_python)
 

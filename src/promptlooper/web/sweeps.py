@@ -208,7 +208,6 @@ async def start(
             experiment,
             policy=request.app.state.provider_policy,
             allow_python=request.app.state.settings.allow_python_callables,
-            ray_address=request.app.state.settings.ray_address,
         )
     except Invalid as exc:
         return redirect(request, back, f"Not started: {exc.message}")

@@ -6,6 +6,12 @@ held in a batch's name: those an attempt that died still held are given back whe
 begins again or ends. The actor also knows which batches are running where, which
 ``promptlooper ray status`` and ``/api/health`` show, and holds the run events batches send
 until the driver publishes them.
+
+For an adaptive search with a budget it also holds the search's ``SpendingLimit`` for the
+step: every batch's calls reserve against it, so the budget holds over all nodes together.
+Its ledger is the driver's: a mark that must be written before a call is handed to the
+driver (``ledger_wanted``), which writes it to the database and says so
+(``ledger_written``); until then the call waits, as it does in one process.
 """
 
 from __future__ import annotations
@@ -23,16 +29,41 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from promptlooper.raycluster import NAMESPACE
 from promptlooper.sweeps.adapters.base import ProviderConfig
 from promptlooper.sweeps.engine.executor import Limits, rate_limiter
+from promptlooper.sweeps.engine.spending import Limits as BudgetLimits
+from promptlooper.sweeps.engine.spending import Spend, SpendingExhausted, SpendingLimit
 
 COORDINATOR_PREFIX = "sweep-"
+
+
+class _DriverLedger:
+    """A ``SpendLedger`` whose writes the driver makes: one mark at a time (the limit writes
+    under a lock), handed over and waited for."""
+
+    def __init__(self) -> None:
+        self.wanted: asyncio.Queue[Spend] = asyncio.Queue()
+        self.written: asyncio.Future[str | None] | None = None
+
+    async def write(self, spend: Spend) -> None:
+        self.written = asyncio.get_running_loop().create_future()
+        await self.wanted.put(spend)
+        error = await self.written
+        if error is not None:
+            raise SpendingExhausted(f"the search's spending ledger could not be written: {error}")
 
 
 @ray.remote(num_cpus=0, max_concurrency=10_000)
 class SweepCoordinator:
     """One execution's provider limits and batches in flight, shared by its every batch."""
 
-    def __init__(self, experiment_id: str, limits: dict[str, tuple[int | None, float | None]]):
+    def __init__(
+        self,
+        experiment_id: str,
+        limits: dict[str, tuple[int | None, float | None]],
+        budget: tuple[BudgetLimits, Spend] | None = None,
+    ):
         self.experiment_id = experiment_id
+        self._ledger = _DriverLedger()
+        self._budget = SpendingLimit(*budget, self._ledger) if budget is not None else None
         self.started = time.time()
         self._slots = {p: asyncio.Semaphore(c) for p, (c, _) in limits.items() if c}
         self._rates = {p: rate_limiter(r) for p, (_, r) in limits.items() if r}
@@ -72,6 +103,28 @@ class SweepCoordinator:
     async def drain(self) -> list[dict[str, Any]]:
         events, self._events = self._events, []
         return events
+
+    async def reserve(self, estimate: Spend) -> str | None:
+        """Reserve a call's estimate against the search's budget: None once the driver's
+        ledger covers it, or why the call must not be made."""
+        assert self._budget is not None
+        try:
+            await self._budget.reserve(estimate)
+        except SpendingExhausted as exc:
+            return str(exc)
+        return None
+
+    async def settle(self, estimate: Spend, actual: Spend) -> None:
+        assert self._budget is not None
+        self._budget.settle(estimate, actual)
+
+    async def ledger_wanted(self) -> Spend:
+        """The next mark the driver must write (waits until one is needed)."""
+        return await self._ledger.wanted.get()
+
+    async def ledger_written(self, error: str | None) -> None:
+        if self._ledger.written is not None and not self._ledger.written.done():
+            self._ledger.written.set_result(error)
 
     async def rate(self, provider: str) -> None:
         await self._rates[provider].acquire()
@@ -122,10 +175,38 @@ def cluster_limits(coordinator: Any, batch_id: int, config: ProviderConfig) -> L
     )
 
 
+class ClusterBudget:
+    """A batch's side of the search's budget (a ``spending.Budget``): each call reserves at
+    the coordinator and settles there; what the batch spent is counted here too."""
+
+    def __init__(self, coordinator: Any, limits: BudgetLimits) -> None:
+        self.limits = limits
+        self.spent = Spend()
+        self._coordinator = coordinator
+        self._settling: list[Any] = []
+
+    async def reserve(self, estimate: Spend) -> None:
+        refused = await self._coordinator.reserve.remote(estimate)
+        if refused is not None:
+            raise SpendingExhausted(refused)
+
+    def settle(self, estimate: Spend, actual: Spend) -> None:
+        self.spent = self.spent + actual
+        self._settling.append(self._coordinator.settle.remote(estimate, actual))
+
+    async def settled(self) -> None:
+        """Once every settlement has reached the coordinator: before the batch returns, so
+        the next step's reservations see all of this one's spending."""
+        await asyncio.gather(*self._settling)
+
+
 def start_coordinator(
-    experiment_id: uuid.UUID | None, providers: Mapping[str, ProviderConfig]
+    experiment_id: uuid.UUID | None,
+    providers: Mapping[str, ProviderConfig],
+    budget: tuple[BudgetLimits, Spend] | None = None,
 ) -> Any:
-    """The execution's coordinator, on the driver's own node: it lives and dies with it."""
+    """The execution's coordinator, on the driver's own node: it lives and dies with it.
+    ``budget``: a search's limits and what it has spent so far."""
     label = str(experiment_id or uuid.uuid4())
     limits = {p.name: (p.concurrency, p.rate_limit) for p in providers.values()}
     here = ray.get_runtime_context().get_node_id()
@@ -133,4 +214,4 @@ def start_coordinator(
         name=f"{COORDINATOR_PREFIX}{label}-{uuid.uuid4().hex[:8]}",
         namespace=NAMESPACE,
         scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
-    ).remote(label, limits)
+    ).remote(label, limits, budget)

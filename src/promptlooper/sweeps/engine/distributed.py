@@ -8,8 +8,10 @@ again elsewhere, by Ray's own task retries and then by the driver; only the atte
 returns is recorded, and the sink's writes are idempotent, so no run is lost or written
 twice. Runs in flight when the driver itself dies stay pending, and ``sweep resume`` runs them.
 
-Provider limits hold across the cluster through the execution's coordinator actor
-(``coordinator.py``), which also knows the batches in flight that ``cluster_status`` reports.
+Provider limits, and an adaptive search's budget, hold across the cluster through the
+execution's coordinator actor (``coordinator.py``), which also knows the batches in flight
+that ``cluster_status`` reports; each batch sends back what it spent, so a search steps on
+with the totals it would have in one process.
 A sweep on the cluster publishes the run events a sweep in process does: a batch sends its
 runs' starts and stages to the coordinator as they happen, the driver publishes them, and
 announces each run's end once the batch's outcomes, those recorded, are back.
@@ -28,7 +30,7 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import ray
@@ -40,6 +42,7 @@ from promptlooper.sweeps.adapters.base import ProviderConfig
 from promptlooper.sweeps.engine.cache import CachedResponse, ResponseCache
 from promptlooper.sweeps.engine.coordinator import (
     COORDINATOR_PREFIX,
+    ClusterBudget,
     cluster_limits,
     start_coordinator,
 )
@@ -51,6 +54,7 @@ from promptlooper.sweeps.engine.executor import (
 )
 from promptlooper.sweeps.engine.persistence import RunOutcome, RunSink
 from promptlooper.sweeps.engine.runner import RunTask
+from promptlooper.sweeps.engine.spending import BudgetedCaller, Limits, Spend, SpendingLimit
 from promptlooper.sweeps.scorers.base import ScorerContext
 from promptlooper.sweeps.scorers.registry import create_scorer
 
@@ -79,6 +83,8 @@ class WorkerSetup:
     worker's own providers (an LLM judge calls from there)."""
     weights: dict[str, float]
     allow_python: bool = False
+    budget: Limits | None = None
+    """An adaptive search's budget, held for the whole cluster by the coordinator."""
 
 
 @dataclass
@@ -90,6 +96,10 @@ class BatchResult:
     outcomes: list[RunOutcome]
     cache_entries: dict[str, CachedResponse]
     retries: int
+    spent: Spend
+    """The calls the batch made (an LLM judge's included), what they cost and their tokens."""
+    spent_out: bool = False
+    """The budget refused a call: the batch's runs not started were left pending."""
 
 
 @dataclass
@@ -172,14 +182,21 @@ async def _run_batch_here(
     attempt = await coordinator.begin.remote(batch_id, node_id, len(tasks))
     limits = functools.partial(cluster_limits, coordinator, batch_id)
     providers = Providers(setup.providers, limits=limits)
-    context = ScorerContext(complete=providers.complete, allow_python=setup.allow_python)
+    # The search's budget at the coordinator, or no limit: only to count what the batch spends.
+    budget = (
+        ClusterBudget(coordinator, setup.budget)
+        if setup.budget is not None
+        else SpendingLimit(Limits())
+    )
+    caller = BudgetedCaller(providers, budget)
+    context = ScorerContext(complete=caller.complete, allow_python=setup.allow_python)
     scorers = [create_scorer(kind, name, options, context) for kind, name, options in setup.scorers]
     cache = _BatchCache(found) if found is not None else None
     collected = _Collected()
     relay = _EventRelay(coordinator) if relaying else None
     sending = asyncio.create_task(relay.keep_sending()) if relay is not None else None
     try:
-        await execute(
+        done = await execute(
             tasks,
             total=len(tasks),
             providers=providers,
@@ -189,6 +206,7 @@ async def _run_batch_here(
             scorers=scorers,
             weights=setup.weights,
             bus=relay.bus if relay is not None else None,
+            caller=caller,
         )
     finally:
         if sending is not None:
@@ -196,10 +214,21 @@ async def _run_batch_here(
             with contextlib.suppress(asyncio.CancelledError):
                 await sending
         await providers.aclose()
+    if isinstance(budget, ClusterBudget):
+        await budget.settled()
     if relay is not None:
         await relay.send()  # before the outcomes: the driver publishes a run's end after these
     entries = cache.new if cache is not None else {}
-    return BatchResult(batch_id, node_id, attempt, collected.outcomes, entries, providers.retries)
+    return BatchResult(
+        batch_id,
+        node_id,
+        attempt,
+        collected.outcomes,
+        entries,
+        providers.retries,
+        budget.spent,
+        done.spent_out,
+    )
 
 
 @ray.remote(max_retries=TASK_RETRIES)
@@ -255,16 +284,25 @@ async def execute_on_cluster(
     bus: EventBus | None = None,
     on_progress: Callable[[Progress, RunOutcome], None] | None = None,
     experiment_id: uuid.UUID | None = None,
+    progress: Progress | None = None,
+    limit: SpendingLimit | None = None,
 ) -> Progress:
     """``execute`` on the cluster at ``address``: the same outcomes, the same sink, the same
     progress; on cancellation the batches in flight are cancelled and their runs stay
-    pending, everything already returned written first."""
+    pending, everything already returned written first. A search that executes in steps
+    passes its ``progress`` on, so the totals run across them, and its ``limit``, which is
+    settled with what each batch spent."""
     # Joining takes seconds; in a thread, so that a server's event loop keeps answering.
     await asyncio.to_thread(connect, address)
-    progress = Progress(total=total)
+    progress = Progress(total=total) if progress is None else progress
     in_flight, per_batch, batch_size = _shape(concurrency)
-    coordinator = start_coordinator(experiment_id, setup.providers)
-    setup_ref = ray.put(setup)
+    budget = limit.limits if limit is not None and limit.limits != Limits() else None
+    coordinator = start_coordinator(
+        experiment_id,
+        setup.providers,
+        None if limit is None or budget is None else (budget, limit.spent),
+    )
+    setup_ref = ray.put(replace(setup, budget=budget))
     source = task_stream(tasks)
     numbers = itertools.count()
     running: dict[asyncio.Future[BatchResult], tuple[_Batch, Any]] = {}
@@ -305,13 +343,31 @@ async def execute_on_cluster(
         )
         running[asyncio.wrap_future(ref.future())] = (batch, ref)
 
+    async def write_ledger(limit: SpendingLimit) -> None:
+        """Write the marks the coordinator's budget needs before its calls, as they come."""
+        while True:
+            mark = await coordinator.ledger_wanted.remote()
+            try:
+                await limit.write_ahead(mark)
+            except Exception as exc:
+                await coordinator.ledger_written.remote(str(exc))
+                raise
+            await coordinator.ledger_written.remote(None)
+
     async def fill() -> None:
-        while len(running) < in_flight and (runs := await _take(source, batch_size)):
+        while (
+            not progress.spent_out
+            and len(running) < in_flight
+            and (runs := await _take(source, batch_size))
+        ):
             submit(_Batch(next(numbers), runs, await cache_hits(runs)))
 
     async def receive(result: BatchResult) -> None:
         stats.batches_by_node[result.node_id] += 1
         stats.retried += result.attempt > 1
+        if limit is not None:
+            limit.settle(Spend(), result.spent)
+        progress.spent_out |= result.spent_out
         if cache is not None:
             for key, response in result.cache_entries.items():
                 await cache.put(key, response)
@@ -324,6 +380,9 @@ async def execute_on_cluster(
                 on_progress(progress, outcome)
 
     publisher = asyncio.create_task(keep_publishing()) if bus is not None else None
+    ledger = None
+    if limit is not None and budget is not None:
+        ledger = asyncio.create_task(write_ledger(limit))
     try:
         await fill()
         while running:
@@ -344,11 +403,14 @@ async def execute_on_cluster(
                 coordinator.finish.remote(batch.batch_id)
                 await receive(result)
             await fill()
+        if ledger is not None and ledger.done() and (error := ledger.exception()) is not None:
+            raise error  # the budget's ledger could not be written: the search stops here
     finally:
-        if publisher is not None:
-            publisher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, RayError):
-                await publisher
+        for helper in (publisher, ledger):
+            if helper is not None and not helper.done():
+                helper.cancel()
+                with contextlib.suppress(asyncio.CancelledError, RayError):
+                    await helper
         for _batch, ref in running.values():
             with contextlib.suppress(Exception):
                 ray.cancel(ref, force=True)

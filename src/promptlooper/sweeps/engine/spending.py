@@ -116,6 +116,17 @@ class SpendLedger(Protocol):
     async def write(self, spend: Spend) -> None: ...
 
 
+class Budget(Protocol):
+    """What ``BudgetedCaller`` reserves calls against: a ``SpendingLimit`` here, or one held
+    for a whole Ray cluster by a sweep's coordinator."""
+
+    limits: Limits
+
+    async def reserve(self, estimate: Spend) -> None: ...
+
+    def settle(self, estimate: Spend, actual: Spend) -> None: ...
+
+
 class SpendingLimit:
     """What has been spent (and reserved by calls in flight) against ``limits``; with a
     ``ledger``, ``spent`` starts from what it holds."""
@@ -156,6 +167,14 @@ class SpendingLimit:
         self._reserved = self._reserved - estimate
         self.spent = self.spent + actual
 
+    async def write_ahead(self, mark: Spend) -> None:
+        """Write ``mark`` to the ledger for calls reserved elsewhere (on a Ray cluster, by
+        the coordinator), before they are made."""
+        if self._ledger is not None:
+            async with self._writing:
+                await self._ledger.write(mark)
+                self._written = mark
+
     async def close(self) -> None:
         """Once no call is in flight: the ledger gets what was really spent, and the part
         of the budget written ahead is free again."""
@@ -171,7 +190,7 @@ class SpendingLimit:
 class BudgetedCaller:
     """A ``ModelCaller`` that makes a call only when the budget can pay for it."""
 
-    def __init__(self, caller: ModelCaller, limit: SpendingLimit) -> None:
+    def __init__(self, caller: ModelCaller, limit: Budget) -> None:
         self._caller = caller
         self.limit = limit
         self._longest: dict[str, int] = {}

@@ -24,7 +24,13 @@ from promptlooper.events import EventBus
 from promptlooper.sweeps.engine.executor import Progress, Providers, execute
 from promptlooper.sweeps.engine.runner import RunTask, StageDef, first_stage_key, weighted_score
 from promptlooper.sweeps.engine.spending import BudgetedCaller, Limits, Spend, SpendingLimit
-from promptlooper.sweeps.execution import ExecutionOptions, ExecutionResult, ProgressCallback
+from promptlooper.sweeps.execution import (
+    ExecutionOptions,
+    ExecutionResult,
+    ProgressCallback,
+    execute_plan_on_cluster,
+    on_cluster,
+)
 from promptlooper.sweeps.models import Experiment, Run, Score, StageResult
 from promptlooper.sweeps.plan import SweepPlan
 from promptlooper.sweeps.scorers.base import ScorerContext
@@ -56,14 +62,14 @@ class Step:
 
     search: SearchRun
     providers: Providers
-    caller: BudgetedCaller
+    limit: SpendingLimit
     cache: SqlResponseCache | None
     progress: Progress
+    caller: BudgetedCaller = field(init=False)
     _stages: dict[str, list[StageDef]] = field(default_factory=dict)
 
-    @property
-    def limit(self) -> SpendingLimit:
-        return self.caller.limit
+    def __post_init__(self) -> None:
+        self.caller = BudgetedCaller(self.providers, self.limit)
 
     def tasks(self, runs: list[tuple[uuid.UUID, str, int, int, dict[str, Any]]]) -> list[RunTask]:
         """Run rows (id, config hash, row index, repeat, parameters) as the executor's tasks."""
@@ -85,7 +91,8 @@ class Step:
         return tasks
 
     async def run(self, tasks: list[RunTask]) -> None:
-        """Execute ``tasks``; stops early (``progress.spent_out``) when the budget is spent."""
+        """Execute ``tasks``, on the Ray cluster when one is configured (as a grid's runs
+        are); stops early (``progress.spent_out``) when the budget is spent."""
         if not tasks or self.progress.spent_out:
             return
         if self.cache is not None:
@@ -93,13 +100,31 @@ class Step:
                 [key for t in tasks if (key := first_stage_key(t, self.providers))]
             )
         search = self.search
+        sink = SqlRunSink(search.engine, cache=self.cache)
+        concurrency = search.options.concurrency or search.plan.spec.concurrency
+        if on_cluster(search.options, search.plan):
+            await execute_plan_on_cluster(
+                search.experiment.id,
+                search.options,
+                search.plan,
+                tasks,
+                len(tasks),
+                sink,
+                concurrency,
+                self.cache,
+                search.bus,
+                search.on_progress,
+                progress=self.progress,
+                limit=self.limit,
+            )
+            return
         await execute(
             tasks,
             total=len(tasks),
             providers=self.providers,
             caller=self.caller,
-            sink=SqlRunSink(search.engine, cache=self.cache),
-            concurrency=search.options.concurrency or search.plan.spec.concurrency,
+            sink=sink,
+            concurrency=concurrency,
             cache=self.cache,
             scorers=search.plan.build_scorers(
                 ScorerContext(
@@ -264,7 +289,7 @@ async def run_search(search: SearchRun, on_start: OnStart | None) -> ExecutionRe
             if search.use_cache
             else None
         )
-        step = Step(search, providers, BudgetedCaller(providers, limit), cache, Progress(total=0))
+        step = Step(search, providers, limit, cache, Progress(total=0))
         await strategy(step, on_start)
         await limit.close()
     finally:
