@@ -50,6 +50,12 @@ async def get_principal(
     return await principals.resolve(token, check)
 
 
+async def principal_of(request: Request) -> Principal:
+    """``get_principal`` for a route served ahead of the router (``api/direct.py``), which
+    solves no dependencies: the same credentials, read by the same schemes."""
+    return await get_principal(request, await _api_key_header(request), await _bearer(request))
+
+
 async def get_optional_principal(
     request: Request,
     api_key: Annotated[str | None, Depends(_api_key_header)],
