@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import httpx
@@ -13,6 +14,7 @@ from promptlooper.auth.cache import PrincipalCache
 from promptlooper.auth.models import ApiKey, User
 from promptlooper.auth.principal import Principal
 from promptlooper.db.base import utcnow
+from promptlooper.errors import Unauthenticated
 from tests.factories import make_actor
 
 
@@ -78,3 +80,55 @@ async def test_a_change_made_by_another_process_bites_within_the_ttl(
     forgotten = await client.get("/api/auth/me", headers=actor.headers)
 
     assert (remembered.status_code, forgotten.status_code) == (200, 401)
+
+
+async def test_requests_that_find_a_key_lapsed_share_one_check() -> None:
+    cache = PrincipalCache(ttl=2.0)
+    alice = someone()
+    checks = 0
+    release = asyncio.Event()
+
+    async def check() -> Principal:
+        nonlocal checks
+        checks += 1
+        await release.wait()
+        return alice
+
+    waiting = [asyncio.ensure_future(cache.resolve("pl_secret", check)) for _ in range(20)]
+    await asyncio.sleep(0)
+    release.set()
+
+    assert await asyncio.gather(*waiting) == [alice] * 20
+    assert checks == 1
+    assert await cache.resolve("pl_secret", check) is alice  # remembered: no second check
+    assert checks == 1
+
+
+async def test_a_failed_check_reaches_every_waiter_and_is_not_remembered() -> None:
+    cache = PrincipalCache(ttl=2.0)
+
+    async def refuse() -> Principal:
+        await asyncio.sleep(0)
+        raise Unauthenticated("Invalid API key")
+
+    found = await asyncio.gather(
+        *(cache.resolve("pl_bad", refuse) for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(f, Unauthenticated) for f in found)
+    assert cache.get("pl_bad") is None
+
+
+async def test_a_check_under_way_when_keys_are_forgotten_is_not_remembered() -> None:
+    cache = PrincipalCache(ttl=2.0)
+    release = asyncio.Event()
+
+    async def check() -> Principal:
+        await release.wait()
+        return someone()
+
+    under_way = asyncio.ensure_future(cache.resolve("pl_secret", check))
+    await asyncio.sleep(0)
+    cache.clear()  # a key revoked through this server while the check ran
+    release.set()
+    await under_way
+    assert cache.get("pl_secret") is None

@@ -227,3 +227,29 @@ async def test_omitted_tokens_and_cost_are_unknown_not_zero(
     assert base["tokens_out_n"] == 1
     assert base["mean_cost"] == pytest.approx(0.004)
     assert base["cost_n"] == 1
+
+
+async def test_the_route_served_ahead_of_the_router_answers_as_the_router_would(
+    client: httpx.AsyncClient, owner, agent
+):
+    """Records skip the router's dependency solving: the credentials, the path and its errors
+    are read as for any route."""
+    url = f"/api/agents/{agent['id']}/performance"
+    bearer = {"Authorization": f"Bearer {owner.headers['X-Api-Key']}"}
+
+    by_bearer = await client.post(url, json={"latency_ms": 5}, headers=bearer)
+    anonymous = await client.post("/api/agents/not-a-uuid/performance", json={"latency_ms": 5})
+    bad_path = await client.post(
+        "/api/agents/not-a-uuid/performance", json={"latency_ms": 5}, headers=owner.headers
+    )
+    unknown = await client.post(
+        f"/api/agents/{uuid.uuid4()}/performance", json={"latency_ms": 5}, headers=owner.headers
+    )
+    other_method = await client.put(url, json={"latency_ms": 5}, headers=owner.headers)
+
+    assert (by_bearer.status_code, by_bearer.json()) == (201, {"recorded": 1})
+    assert anonymous.status_code == 401
+    assert bad_path.status_code == 422
+    assert bad_path.json()["detail"][0]["loc"] == ["path", "agent_id"]
+    assert (unknown.status_code, unknown.json()["detail"]) == (404, "Agent not found")
+    assert other_method.status_code == 405

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from promptlooper import __version__
 from promptlooper.api.bodylimit import BodyFamily, BodyLimit
 from promptlooper.api.cors import PublicCORS
+from promptlooper.api.direct import DirectRoutes
 from promptlooper.api.errors import install_error_handlers
 from promptlooper.api.health import router as health_router
 from promptlooper.api.openapi import document_errors
@@ -26,7 +27,7 @@ from promptlooper.auth.service import AuthConfig
 from promptlooper.db.engine import create_engine, create_sessionmaker, read_only
 from promptlooper.events import EventBus
 from promptlooper.online.ingestion import Intake
-from promptlooper.online.routes import BROWSER_PATHS, REJECTED_HEADER, IngestionRoutes
+from promptlooper.online.routes import BROWSER_PATHS, INGESTION, REJECTED_HEADER
 from promptlooper.online.routes import admin_router as online_admin_router
 from promptlooper.online.routes import public_router as online_public_router
 from promptlooper.online.upkeep import Upkeep
@@ -48,7 +49,7 @@ from promptlooper.training.trainer import Trainer
 from promptlooper.variants import performance
 from promptlooper.variants import service as variants_service
 from promptlooper.variants.offline import sweep_scores
-from promptlooper.variants.routes import performance_router, sweep_agent
+from promptlooper.variants.routes import PERFORMANCE, performance_router, sweep_agent
 from promptlooper.variants.routes import router as variants_router
 from promptlooper.web import sweeps as sweep_pages
 from promptlooper.web.limits import body_too_large
@@ -88,7 +89,9 @@ def _body_families(settings: Settings) -> tuple[BodyFamily, ...]:
     ]
     return (
         BodyFamily(
-            tuple(IngestionRoutes.ROUTES), settings.max_body_public_bytes, "MAX_BODY_PUBLIC_BYTES"
+            tuple(route.path for route, _ in INGESTION),
+            settings.max_body_public_bytes,
+            "MAX_BODY_PUBLIC_BYTES",
         ),
         BodyFamily(documents, settings.max_body_document_bytes, "MAX_BODY_DOCUMENT_BYTES"),
     )
@@ -194,9 +197,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     document_errors(app)
     # The router tries routes in order, and each try has a cost: the routes that take the most
-    # traffic come first. Ingestion skips the router altogether (see IngestionRoutes); next
-    # come assignment, the agents' performance log (a record per call served), then
-    # training's primitives, which an SDK loop calls twice a step.
+    # traffic come first. Ingestion and the agents' performance log (a record per call served)
+    # skip the router altogether (``DirectRoutes``); next come assignment, then training's
+    # primitives, which an SDK loop calls twice a step.
     for router in (
         online_public_router,
         health_router,
@@ -213,7 +216,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     app.mount("/static", static_files, name="static")
-    app.add_middleware(IngestionRoutes)
+    app.add_middleware(DirectRoutes, routes=[*INGESTION, *PERFORMANCE])
     app.add_middleware(
         BodyLimit,
         default=BodyFamily((), settings.max_body_bytes, "MAX_BODY_BYTES"),

@@ -32,20 +32,28 @@ async def get_principal(
         raise Unauthenticated("Not authenticated")
     principals: PrincipalCache = request.app.state.principals
     is_jwt = not api_key and looks_like_jwt(token)
-    if not is_jwt and (remembered := principals.get(token)) is not None:
-        return remembered
-    # A session of its own, opened only when the database must be asked: auth's bookkeeping (a
-    # key's last use, the bootstrap user) is committed apart from the route's unit of work, and
-    # a remembered key costs a route that needs no database no session at all.
-    async with request.app.state.sessionmaker() as session:
-        if is_jwt:
-            principal = await service.principal_from_jwt(session, config, token)
-        else:
-            principal = await service.principal_from_api_key(session, config, token)
-        await session.commit()
-    if not is_jwt:
-        principals.put(token, principal)
-    return principal
+
+    async def check() -> Principal:
+        # A session of its own, opened only when the database must be asked: auth's bookkeeping
+        # (a key's last use, the bootstrap user) is committed apart from the route's unit of
+        # work, and a remembered key costs a route that needs no database no session at all.
+        async with request.app.state.sessionmaker() as session:
+            if is_jwt:
+                found = await service.principal_from_jwt(session, config, token)
+            else:
+                found = await service.principal_from_api_key(session, config, token)
+            await session.commit()
+        return found
+
+    if is_jwt:
+        return await check()
+    return await principals.resolve(token, check)
+
+
+async def principal_of(request: Request) -> Principal:
+    """``get_principal`` for a route served ahead of the router (``api/direct.py``), which
+    solves no dependencies: the same credentials, read by the same schemes."""
+    return await get_principal(request, await _api_key_header(request), await _bearer(request))
 
 
 async def get_optional_principal(

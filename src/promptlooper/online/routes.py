@@ -8,15 +8,13 @@ was refused travels in the ``X-Event-Rejected`` header (and per event in the bat
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from functools import cache
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from promptlooper.auth.deps import AdminDep
 from promptlooper.db.deps import SessionDep
@@ -277,9 +275,7 @@ def _known(request: Request) -> service.KnownVariants:
 
 # --- ingestion --------------------------------------------------------------------------------
 # The three ingestion routes are declared on the router (that is where the API documentation
-# comes from) but served by ``IngestionRoutes``, a middleware that hands them straight to the
-# functions below: the router's matching, dependency solving and response handling cost more
-# than the ingestion itself (~170 µs of ~350 µs CPU per single event, measured). They read and
+# comes from) but served ahead of it (``api/direct.py``) by the functions below, which read and
 # validate the body themselves, in one pass, with pydantic's JSON parser.
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -385,45 +381,10 @@ BROWSER_PATHS = tuple(
 """The routes the A/B script calls from pages on other sites: only these answer CORS."""
 
 
-class IngestionRoutes:
-    """Serves the ingestion routes ahead of the router (installed with ``add_middleware``, so
-    the outer middleware still limits body size and turns a crash into a 500); a failure
-    these routes raise is answered by the app's own exception handler, as the router would."""
-
-    ROUTES: ClassVar[dict[str, Callable[[Request], Awaitable[Response]]]] = {
-        route.path: route.endpoint
-        for route in public_router.routes
-        if isinstance(route, APIRoute)
-        and route.endpoint in (ingest_event, ingest_impression, ingest_batch)
-    }
-    """Path → endpoint, read off the router so the paths are declared once."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = self.ROUTES.get(scope["path"]) if scope["type"] == "http" else None
-        if endpoint is None or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        request = Request(scope, receive)
-        try:
-            response = await endpoint(request)
-        except Exception as exc:
-            handler = _handler_for(request, exc)
-            if handler is None:
-                raise
-            response = await handler(request, exc)
-        await response(scope, receive, send)
-
-
-def _handler_for(request: Request, exc: Exception) -> Any:
-    """The handler the router's exception middleware would use; unexpected errors go on to
-    the outer middleware's 500, as they do from any route."""
-    handlers = request.app.exception_handlers
-    for cls in type(exc).__mro__:
-        if cls is Exception:
-            return None
-        if cls in handlers:
-            return handlers[cls]
-    return None
+INGESTION = [
+    (route, route.endpoint)
+    for route in public_router.routes
+    if isinstance(route, APIRoute)
+    and route.endpoint in (ingest_event, ingest_impression, ingest_batch)
+]
+"""The ingestion routes, each served ahead of the router by its own endpoint."""

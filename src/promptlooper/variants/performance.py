@@ -94,19 +94,18 @@ async def store(session: AsyncSession, batch: list[Submission]) -> list[int | Ex
     it stored or why not. A record that says which ``unit_id`` it served is filed under the
     online experiment arm that unit is assigned to (read in this transaction, so a stopped arm
     or a bandit unit's stored arm holds as of now), and counts toward that arm's metrics."""
-    owners = dict(
-        (
-            await session.execute(
-                select(Agent.id, Project.owner_id)
-                .join(Project, Project.id == Agent.project_id)
-                .where(Agent.id.in_({item.agent_id for item in batch}))
-            )
-        ).all()
+    # The agents' owners and variants in one round trip: every transaction asks.
+    query = (
+        select(Agent.id, Project.owner_id, Variant.id)
+        .join(Project, Project.id == Agent.project_id)
+        .outerjoin(Variant, Variant.agent_id == Agent.id)
+        .where(Agent.id.in_({item.agent_id for item in batch}))
     )
+    owners: dict[uuid.UUID, uuid.UUID] = {}
     variants: defaultdict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
-    if owners:
-        query = select(Variant.id, Variant.agent_id).where(Variant.agent_id.in_(owners))
-        for variant_id, agent_id in await session.execute(query):
+    for agent_id, owner_id, variant_id in await session.execute(query):
+        owners[agent_id] = owner_id
+        if variant_id is not None:
             variants[agent_id].add(variant_id)
     answers: list[int | Exception] = []
     accepted: list[Submission] = []

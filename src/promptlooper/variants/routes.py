@@ -9,10 +9,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 from werkzeug.http import parse_etags
 
-from promptlooper.auth.deps import PrincipalDep
+from promptlooper.auth.deps import PrincipalDep, principal_of
 from promptlooper.db.deps import Offset, SessionDep
 from promptlooper.db.groupcommit import GroupCommit
 from promptlooper.errors import validation_detail
@@ -58,8 +59,8 @@ from promptlooper.variants.schemas import (
 
 router = APIRouter(tags=["agents"])
 performance_router = APIRouter(tags=["agents"])
-"""The performance log's route alone: an agent logs every call it serves, so the app tries it
-before the other routes (each route tried costs the request)."""
+"""The performance log's route alone: an agent logs every call it serves, so the app serves it
+ahead of the router (``PERFORMANCE``)."""
 UnitId = Annotated[
     str | None,
     Query(
@@ -425,6 +426,34 @@ async def record_performance(
     records = [i.model_dump(exclude_unset=True) for i in items]
     log: GroupCommit[performance.Submission, int] = request.app.state.performance_log
     return Recorded(recorded=await log.submit(performance.prepare(principal, agent_id, records)))
+
+
+_AGENT_ID: TypeAdapter[uuid.UUID] = TypeAdapter(uuid.UUID)
+
+
+async def serve_performance(request: Request) -> Response:
+    """``record_performance`` served ahead of the router (``api/direct.py``): an agent sends a
+    record per call it serves, and the router's matching and dependency solving cost more than
+    recording one. The caller is checked first, then the path, as the router would."""
+    principal = await principal_of(request)
+    try:
+        agent_id = _AGENT_ID.validate_python(request.path_params["agent_id"])
+    except ValidationError as exc:
+        raise RequestValidationError(
+            validation_detail(exc.errors(include_url=False), ("path", "agent_id"))
+        ) from None
+    recorded = await record_performance(agent_id, request, principal)
+    return Response(
+        recorded.model_dump_json(), status.HTTP_201_CREATED, media_type="application/json"
+    )
+
+
+PERFORMANCE = [
+    (route, serve_performance)
+    for route in performance_router.routes
+    if isinstance(route, APIRoute) and route.endpoint is record_performance
+]
+"""The performance log's route, served ahead of the router."""
 
 
 @router.get("/api/agents/{agent_id}/metrics")
