@@ -364,6 +364,10 @@ def run_sweep(
     one uses the cache)."""
     import asyncio
 
+    from promptlooper.sweeps.execution import refuse_search_on_cluster
+
+    if spec is not None:
+        refuse_search_on_cluster(spec, settings.ray_address)
     current: list[uuid.UUID] = [experiment_id] if experiment_id else []
     shown: list[ExperimentSummary] = []
 
@@ -464,16 +468,14 @@ def run(
     ray: str | None = RayOption,
 ) -> None:
     """Create an experiment from FILE and run it, with a progress bar and a leaderboard."""
-    from promptlooper.sweeps.execution import refuse_search_on_cluster
     from promptlooper.sweeps.spec import load_sweep_file, parse_spec
 
     settings = with_ray(load_settings(), ray)
-    spec = parse_spec(load_sweep_file(file))
-    refuse_search_on_cluster(spec, settings.ray_address)
     with collector_paused():  # until the sweep's start freezes what start-up built
         run_sweep(
             settings,
-            spec=spec,
+            # Not kept here: once the experiment stores it, run_sweep lets its dataset go.
+            spec=parse_spec(load_sweep_file(file)),
             project=project,
             user=user,
             concurrency=concurrency,
