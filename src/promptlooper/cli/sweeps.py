@@ -461,11 +461,11 @@ def run(
     from promptlooper.sweeps.spec import load_sweep_file, parse_spec
 
     settings = with_ray(load_settings(), ray)
-    spec = parse_spec(load_sweep_file(file))
     with collector_paused():  # until the sweep's start freezes what start-up built
         run_sweep(
             settings,
-            spec=spec,
+            # Not kept here: once the experiment stores it, run_sweep lets its dataset go.
+            spec=parse_spec(load_sweep_file(file)),
             project=project,
             user=user,
             concurrency=concurrency,

@@ -37,7 +37,7 @@ from promptlooper.sweeps.models import Experiment, Run, Score, StageResult
 from promptlooper.sweeps.plan import SweepPlan, compile_plan
 from promptlooper.sweeps.providers import ProviderPolicy
 from promptlooper.sweeps.scorers.base import ScorerContext
-from promptlooper.sweeps.spec import parse_spec
+from promptlooper.sweeps.spec import parse_stored_spec
 from promptlooper.sweeps.store import CacheBound, SqlResponseCache, SqlRunSink
 from promptlooper.values import storable
 
@@ -301,8 +301,8 @@ async def _execute(
         experiment = await session.get(Experiment, experiment_id)
         if experiment is None:
             raise NotFound("Experiment not found")
-        spec = parse_spec(experiment.spec)
-        session.expire(experiment, ["spec"])  # the plan holds the dataset; once is enough
+        spec = parse_stored_spec(experiment.spec)
+        session.expire(experiment, ["spec"])  # the plan holds the dataset, packed; once is enough
         access = await provider_access(session, options.policy, experiment.project_id, spec)
         plan = compile_plan(
             spec, allow_python=options.allow_python, access=access, max_runs=options.max_runs

@@ -7,7 +7,7 @@ and oversized sweeps all fail here with a message that names the field.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +73,9 @@ class SweepPlan:
     spec: SweepSpec
     configs: list[Config]
     stages: list[StageSpec]
-    rows: list[dict[str, Any]]
+    rows: Sequence[dict[str, Any]]
+    """A list, or packed rows (``PackedRows``) when a stored sweep executes: each index reads
+    a fresh dict."""
     providers: dict[str, ProviderConfig]
     weights: dict[str, float]
     allow_python: bool
@@ -191,7 +193,7 @@ def _check_local_model(ref: str, where: str, provider: ProviderConfig) -> None:
 
 
 def _check_template(
-    source: Any, where: str, space: Mapping[str, Any], rows: list[dict[str, Any]]
+    source: Any, where: str, space: Mapping[str, Any], rows: Sequence[dict[str, Any]]
 ) -> None:
     if not isinstance(source, str):
         raise Invalid(f"{where}: a prompt template must be text, got {source!r}")

@@ -16,11 +16,20 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    InstanceOf,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
 from promptlooper.errors import Invalid
 from promptlooper.files import read_lines, read_text
 from promptlooper.sweeps.adapters.tls import trusted_context
+from promptlooper.sweeps.rows import PackedRows
 from promptlooper.types import RequestBody
 
 MAX_ROWS = 100_000
@@ -40,7 +49,8 @@ class StageSpec(RequestBody):
 
 
 class DatasetSpec(RequestBody):
-    rows: list[dict[str, Any]] | None = None
+    rows: list[dict[str, Any]] | SkipJsonSchema[InstanceOf[PackedRows]] | None = None
+    """Packed only when a stored sweep is read to execute (``parse_stored_spec``)."""
     path: str | None = None
 
     @model_validator(mode="after")
@@ -303,6 +313,17 @@ def parse_spec(document: Any) -> SweepSpec:
         return SweepSpec.model_validate(document)
     except ValidationError as exc:
         raise Invalid(_validation_message(exc)) from exc
+
+
+def parse_stored_spec(document: dict[str, Any]) -> SweepSpec:
+    """An experiment's stored sweep, to execute it: its dataset rows are packed
+    (``PackedRows``) instead of validated into a second copy of dicts. They were validated
+    when the experiment was created and come back from the database as JSON; packed, they are
+    all the executing process keeps of them once the stored document is let go."""
+    dataset = document.get("dataset")
+    if isinstance(dataset, dict) and isinstance(dataset.get("rows"), list):
+        document = {**document, "dataset": {**dataset, "rows": PackedRows(dataset["rows"])}}
+    return parse_spec(document)
 
 
 def reject_file_references(document: dict[str, Any]) -> None:
