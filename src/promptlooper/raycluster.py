@@ -24,23 +24,57 @@ _joining = threading.Lock()
 each joining from its thread."""
 
 
-def connect(address: str) -> None:
-    """Join the cluster at ``address`` (once per process; another address is refused)."""
+CONNECT_SECONDS = 20.0
+"""How long joining may take by default (the ``RAY_CONNECT_SECONDS`` setting): Ray itself
+retries an address where nothing answers for minutes."""
+
+
+def connect(address: str, timeout: float = CONNECT_SECONDS) -> None:
+    """Join the cluster at ``address`` (once per process; another address is refused), or
+    fail within ``timeout`` seconds."""
     with _joining:
         if _connected:
             if _connected[0] != address:
                 raise ConfigurationError(f"already connected to the Ray cluster at {_connected[0]}")
             return
-        try:
-            ray.init(
-                address=address,
-                namespace=NAMESPACE,
-                log_to_driver=False,
-                logging_level=logging.WARNING,
+        outcome: list[BaseException | None] = []
+        # ``ray.init`` has no timeout of its own: it runs in a daemon thread, abandoned if it
+        # does not return in time (the process then ends or stays unjoined).
+        joining = threading.Thread(target=_init, args=(address, outcome), daemon=True)
+        joining.start()
+        joining.join(timeout)
+        if not outcome:
+            raise ConfigurationError(
+                f"cannot join the Ray cluster at {address}: no answer within {timeout:g} s "
+                "(nothing listening there, or a cluster that refuses RAY_AUTH_TOKEN; "
+                "RAY_CONNECT_SECONDS sets the wait)"
             )
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ConfigurationError(f"cannot join the Ray cluster at {address}: {exc}") from exc
+        error = outcome[0]
+        if isinstance(error, ConnectionError):
+            raise ConfigurationError(
+                f"cannot join the Ray cluster at {address}: {error} (is RAY_AUTH_TOKEN the "
+                "cluster's token, where it requires one?)"
+            ) from error
+        if isinstance(error, RuntimeError | ValueError):
+            message = f"cannot join the Ray cluster at {address}: {error}"
+            raise ConfigurationError(message) from error
+        if error is not None:
+            raise error
         _connected.append(address)
+
+
+def _init(address: str, outcome: list[BaseException | None]) -> None:
+    try:
+        ray.init(
+            address=address,
+            namespace=NAMESPACE,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
+    except BaseException as exc:  # handed to the thread that waits, which raises it
+        outcome.append(exc)
+    else:
+        outcome.append(None)
 
 
 def joined() -> bool:

@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     """A Ray cluster (``host:port`` of its head node) that makes sweeps' calls; the process
     that starts a sweep still owns the database. Empty: sweeps run in that process, and
     nothing of Ray is imported."""
+    ray_connect_seconds: float = Field(default=20.0, gt=0, le=600)
+    """How long joining the Ray cluster may take before it is an error (Ray on its own keeps
+    retrying an address where nothing answers for minutes)."""
     sweep_lease_seconds: float = Field(default=30.0, ge=1, le=3600)
     """How long an experiment counts as running without a heartbeat from the process that
     runs it (renewed every third of it): after a crash it is resumable this long after."""
@@ -134,6 +137,11 @@ class Settings(BaseSettings):
     @classmethod
     def _host_patterns(cls, entries: list[str]) -> list[str]:
         return [_host_pattern(entry) for entry in entries]
+
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_address(cls, address: str) -> str:
+        return ray_address(address)
 
     @field_validator("cors_origins")
     @classmethod
@@ -235,6 +243,16 @@ def _host_pattern(entry: Any) -> str:
         pass
     if not _HOST_NAME.fullmatch(text):
         raise ValueError(f"{entry!r} is not a host name, *.domain, an address, a CIDR range or *")
+    return text
+
+
+def ray_address(address: str) -> str:
+    """``address`` checked before anything tries it: a ``host:port`` whose port is not one
+    is a ``ValueError`` naming it (Ray would try it for minutes)."""
+    text = address.strip()
+    host, colon, port = text.removeprefix("ray://").rpartition(":")
+    if colon and (not host or not port.isdigit() or not 1 <= int(port) <= 65535):
+        raise ValueError(f"{text!r} is not host:port with a port from 1 to 65535")
     return text
 
 

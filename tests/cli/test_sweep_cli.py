@@ -138,6 +138,44 @@ def test_a_sweep_over_sweep_max_runs_is_one_line_naming_the_setting(tmp_path: Pa
         )
 
 
+def test_an_adapter_that_raises_fails_its_runs_and_the_sweep_goes_on(tmp_path: Path, db_url: str):
+    """A provider adapter's unexpected exception (here the mock's ``float()`` of a parameter
+    it cannot take) fails only the runs that met it, with the error stored on each."""
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    doc["parameter_space"] = {
+        "model": ["mock:small"],
+        "temperature": [0.0, "hot"],
+        "prompt": ["Classify: {{ input }}"],
+    }
+    doc["dataset"] = {"rows": [{"input": "I was charged twice", "expected": "billing"}] * 3}
+    path = tmp_path / "hot.yaml"
+    path.write_text(yaml.safe_dump(doc))
+
+    result = run(env_for(tmp_path, db_url), "sweep", "run", str(path))
+
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    (experiment_id,) = set(ID.findall(result.stdout + result.stderr))
+    state = asyncio.run(_state(db_url, experiment_id))
+    assert (state["status"], state["completed"], state["failed"]) == ("completed", 3, 3)
+
+    async def errors() -> set[str | None]:
+        engine = create_engine(db_url)
+        try:
+            async with engine.connect() as conn:
+                found = await conn.scalars(
+                    select(Run.error).where(
+                        Run.experiment_id == uuid.UUID(experiment_id), Run.status == "failed"
+                    )
+                )
+                return set(found)
+        finally:
+            await engine.dispose()
+
+    message = "mock failed: ValueError: could not convert string to float: 'hot'"
+    assert asyncio.run(errors()) == {message}
+
+
 def test_run_prints_leaderboard_and_exports_work(tmp_path: Path, db_url: str):
     env = env_for(tmp_path, db_url)
 

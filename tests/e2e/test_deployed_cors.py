@@ -10,7 +10,10 @@ from collections.abc import Callable
 from aiohttp import web
 
 from tests.deployed import Deployed, ThreadedApp, wait_for
-from tests.web.conftest import browser  # noqa: F401 (fixture)
+from tests.web.conftest import (
+    USER_AGENT,
+    browser,  # noqa: F401 (fixture)
+)
 
 EXPERIMENT = {
     "experiment_key": "landing_headline",
@@ -98,3 +101,87 @@ def test_the_script_works_from_a_page_on_another_origin(
             counted = wait_for(impressions, timeout=15, what="the impression to be recorded")
 
     assert counted == {variant: 1, ("bold" if variant == "control" else "control"): 0}
+
+
+WRITER = """<!doctype html>
+<html><body><p id="sent"></p>
+<script>
+  const server = {server!r};
+  function body(name, id) {{
+    return JSON.stringify({{experiment_key: "landing_headline", variant_key: "bold",
+      session_id: "intruder", event_name: name, event_id: id, value: 1000}});
+  }}
+  const simple = {{method: "POST", mode: "no-cors", headers: {{"Content-Type": "text/plain"}}}};
+  Promise.all([
+    fetch(server + "/api/experiments/impression", {{...simple, body: body("impression", "i1")}}),
+    fetch(server + "/api/experiments/event", {{...simple, body: body("conversion", "c1")}}),
+    fetch(server + "/api/experiments/event",
+          {{...simple, keepalive: true, body: body("conversion", "c2")}}),
+    fetch(server + "/api/experiments/batch",
+          {{...simple, body: JSON.stringify({{events: [JSON.parse(body("conversion", "c3"))]}})}}),
+  ]).then(() => {{
+    navigator.sendBeacon(server + "/api/experiments/event", body("conversion", "c4"));
+    document.getElementById("sent").textContent = "sent";
+  }});
+</script></body></html>"""
+
+
+def test_a_page_on_a_refused_origin_cannot_write_events(
+    serve: Callable[..., Deployed],
+    browser,  # noqa: F811
+):
+    """CORS stops a page elsewhere from reading answers, not from sending a "simple" POST:
+    ingestion itself refuses a page whose origin is not in CORS_ORIGINS, by every way a page
+    can send (fetch with ``no-cors``, ``keepalive``, ``sendBeacon``), while a request with no
+    ``Origin`` (a server-side SDK, curl) still writes."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server_url: dict[str, str] = {}
+
+    async def page(_request: web.Request) -> web.Response:
+        return web.Response(text=WRITER.format(server=server_url["url"]), content_type="text/html")
+
+    site = web.Application()
+    site.router.add_get("/write", page)
+    with ThreadedApp(site) as refused, ThreadedApp(_shop(server_url)) as allowed:
+        server = serve(CORS_ORIGINS=allowed.origin)
+        server_url["url"] = server.url
+        with server.client() as http:
+            created = http.post("/api/admin/experiments", json=EXPERIMENT, headers=server.admin)
+            assert created.status_code == 201, created.text
+
+            browser.get(f"{refused.origin}/write")
+            WebDriverWait(browser, 15).until(lambda d: d.find_element(By.ID, "sent").text)
+
+            def health() -> dict | None:
+                results = http.get(
+                    "/api/v1/experiments/results",
+                    params={"experiment_key": "landing_headline"},
+                    headers=server.admin,
+                ).json()[0]
+                return results if results["health"]["rejected"].get("origin") == 5 else None
+
+            results = wait_for(health, timeout=15, what="the refused origin's 5 events")
+            bold = next(v for v in results["variants"] if v["variant_key"] == "bold")
+            assert (bold["impressions"], bold["conversions"]) == (0, 0)
+
+            event = {
+                "experiment_key": "landing_headline",
+                "variant_key": "bold",
+                "session_id": "s1",
+                "event_name": "impression",
+            }
+            agent = {"User-Agent": USER_AGENT}
+            elsewhere = http.post(
+                "/api/experiments/event",
+                json=event,
+                headers={**agent, "Origin": "http://evil.example"},
+            )
+            assert elsewhere.status_code == 202
+            assert elsewhere.json()["accepted"] is False
+            assert elsewhere.headers["X-Event-Rejected"] == "origin"
+            for origin in (allowed.origin, server.url, None):
+                headers = agent if origin is None else {**agent, "Origin": origin}
+                answer = http.post("/api/experiments/event", json=event, headers=headers)
+                assert answer.json()["accepted"] is True, (origin, answer.headers)

@@ -159,3 +159,51 @@ def test_back_after_logout_shows_nothing_private(browser: Any, deployed: Deploye
     assert "Log in" in text
     assert browser.current_url.startswith(deployed.url + "/ui/login")
     assert agent_path.removeprefix("/") in browser.current_url.replace("%2F", "/")
+
+
+def test_the_agent_pages_fit_a_phone(browser, deployed: Deployed):
+    """At 390 px the agents list, an agent and its variant keep within the window: long
+    prompts and the variants' overrides wrap, or scroll inside their own box."""
+    walk = Walk(browser, deployed.url)
+    walk.open("/ui/login")
+    walk.fill({"username": "alice", "password": PASSWORD})
+    walk.click("Log in")
+    walk.open("/ui/")
+    walk.fill({"name": "Phone project"})
+    walk.click("Create project")
+    project_id = re.search(r"/ui/projects/([0-9a-f-]{36})", walk.path())[1]
+    walk.open(f"/ui/projects/{project_id}/agents")
+    walk.click("New agent")
+    prompt = "Answer the customer's question about their order carefully: {{ input }} " * 4
+    walk.fill(
+        {
+            "name": "Support agent with a long name",
+            "model_provider": "mock",
+            "model_name": "a-rather-long-model-name-v2",
+            "system_prompt": "You are a careful, friendly support assistant. " * 6,
+            "user_prompt_template": prompt,
+        }
+    )
+    walk.click("Create agent")
+    agent_url = walk.path()
+    walk.click("New variant")
+    walk.fill({"name": "warmer", "temperature": "0.9", "system_prompt": "Be warm. " * 20})
+    walk.click("Create variant")
+    variant_url = walk.path()
+
+    browser.set_window_size(390, 900)
+    try:
+        width = browser.execute_script("return window.innerWidth")
+        assert width <= 400
+        for page in (f"/ui/projects/{project_id}/agents", agent_url, variant_url):
+            walk.open(page)
+            page_width = browser.execute_script("return document.documentElement.scrollWidth")
+            wide = browser.execute_script(
+                "return [...document.querySelectorAll('body *')].filter(e => "
+                "e.getBoundingClientRect().right > window.innerWidth + 1 && "
+                "!e.closest('.table-wrap')).map(e => e.tagName + '.' + e.className + ' ' + "
+                "Math.round(e.getBoundingClientRect().right)).slice(0, 12)"
+            )
+            assert page_width <= width, (page, page_width, width, wide)
+    finally:
+        browser.set_window_size(1280, 900)

@@ -466,7 +466,21 @@ async def test_without_conversions_there_is_no_empty_lift_chart(ui_admin: UiClie
 
     assert 'id="exposure-chart"' in page.text
     assert 'id="lift-chart"' not in page.text
-    assert "No lift in conversion rate to draw yet: control has no conversions." in page.text
+    said = "No lift in conversion rate to draw yet: the control (Original) has no conversions."
+    assert said in page.text
+
+
+async def test_without_treatment_data_the_page_says_so_rather_than_blame_control(
+    ui_admin: UiClient, app
+):
+    await _create(ui_admin)
+    await _sessions(app, "control", 1, 1, days=1)
+
+    page = await ui_admin.get("/ui/online/hero")
+
+    assert 'id="lift-chart"' not in page.text
+    said = "No lift in conversion rate to draw yet: Social proof has no exposed sessions."
+    assert said in page.text
 
 
 async def test_a_lift_significant_only_before_the_adjustment_is_not_called_significant(
@@ -506,7 +520,10 @@ async def test_results_warn_of_a_skewed_split_little_data_and_refused_events(
     assert re.search(
         r"Sample-ratio mismatch \(p = [0-9.e-]+\): the exposed sessions \(600, 300\)", said
     )
-    assert "2 events refused (1 from bots): bot 1, unknown_variant 1." in said
+    assert (
+        "2 events refused: 1 from bots (crawler or headless-browser user agents), "
+        "1 naming a variant it does not have." in said
+    )
 
     await _create(ui_admin, experiment_key="small", cookie_name="exp_small")
     await _sessions(app, "control", 40, 4, key="small")

@@ -27,6 +27,7 @@ from promptlooper.auth.service import AuthConfig
 from promptlooper.db.engine import create_engine, create_sessionmaker, read_only
 from promptlooper.events import EventBus
 from promptlooper.online.ingestion import Intake
+from promptlooper.online.origins import Origins
 from promptlooper.online.routes import BROWSER_PATHS, INGESTION, REJECTED_HEADER
 from promptlooper.online.routes import admin_router as online_admin_router
 from promptlooper.online.routes import public_router as online_public_router
@@ -184,6 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.known_agent_variants = variants_service.existing_variant_ids
     app.state.sweep_scores = sweep_scores
     app.state.intake = Intake(sessionmaker, reader)
+    app.state.origins = Origins(settings.cors_origins)
     app.state.performance_log = performance.writer(sessionmaker)
     app.state.trainer = trainer
     app.state.auth_config = AuthConfig(

@@ -5,6 +5,11 @@ Starlette's ``CORSMiddleware`` does the work; this only scopes it, so every othe
 another origin with no CORS headers at all, whatever ``CORS_ORIGINS`` says: a page elsewhere
 can never read an authenticated answer. Credentials are never allowed: the browser script sends
 none, and the public routes need none.
+
+CORS only keeps a page from *reading* an answer: a "simple" POST (``text/plain``,
+``mode: "no-cors"``, ``sendBeacon``) is still delivered. So ingestion asks ``Origins`` too, and
+refuses an event whose ``Origin`` header names a site outside ``CORS_ORIGINS``
+(``online/origins.py``, with the same Starlette rule).
 """
 
 from __future__ import annotations

@@ -7,7 +7,14 @@ import time
 import typer
 from rich.table import Table
 
-from promptlooper.cli.common import RayOption, console, err_console, load_settings, with_ray
+from promptlooper.cli.common import (
+    RayOption,
+    console,
+    err_console,
+    join_cluster,
+    load_settings,
+    with_ray,
+)
 from promptlooper.errors import Invalid
 
 ray_app = typer.Typer(help="The Ray cluster that sweeps run on.", no_args_is_help=True)
@@ -17,13 +24,13 @@ ray_app = typer.Typer(help="The Ray cluster that sweeps run on.", no_args_is_hel
 def status(ray: str | None = RayOption) -> None:
     """Show the cluster's nodes and resources, the actors PromptLooper placed on it, and the
     batches each sweep has in flight."""
-    address = with_ray(load_settings(), ray).ray_address
-    if not address:
+    settings = with_ray(load_settings(), ray)
+    if not settings.ray_address:
         raise Invalid("no Ray cluster: set RAY_ADDRESS or pass --ray ADDRESS")
     from promptlooper.sweeps.engine.distributed import cluster_status
 
-    err_console.print(f"connecting to the Ray cluster at {address} …")
-    found = cluster_status(address)
+    join_cluster(settings)
+    found = cluster_status(settings.ray_address)
     nodes = Table("node", "address", "alive", "CPUs", "GPUs", title="nodes")
     for node in found["nodes"]:
         nodes.add_row(

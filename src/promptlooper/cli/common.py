@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from promptlooper import migrations
-from promptlooper.errors import ConfigurationError
+from promptlooper.errors import ConfigurationError, Invalid
 
 if TYPE_CHECKING:  # database and settings machinery loads when a command needs it
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -147,4 +147,22 @@ RayOption = typer.Option(
 
 def with_ray(settings: Settings, address: str | None) -> Settings:
     """``settings`` with ``--ray``'s address, when given, in place of ``RAY_ADDRESS``."""
-    return settings.model_copy(update={"ray_address": address}) if address else settings
+    from promptlooper.settings import ray_address
+
+    if not address:
+        return settings
+    try:
+        checked = ray_address(address)
+    except ValueError as exc:
+        raise Invalid(f"--ray: {exc}") from None
+    return settings.model_copy(update={"ray_address": checked})
+
+
+def join_cluster(settings: Settings) -> None:
+    """Join the configured Ray cluster, if any, before a command creates or starts anything:
+    an address that does not answer is one line and exit 2, within RAY_CONNECT_SECONDS."""
+    if settings.ray_address:
+        from promptlooper import raycluster
+
+        err_console.print(f"connecting to the Ray cluster at {settings.ray_address} …")
+        raycluster.connect(settings.ray_address, settings.ray_connect_seconds)

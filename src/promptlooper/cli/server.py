@@ -21,8 +21,10 @@ from promptlooper.cli.common import (
     console,
     database,
     freeze_long_lived_objects,
+    join_cluster,
     load_settings,
     session_scope,
+    with_ray,
 )
 from promptlooper.errors import ConfigurationError, PromptLooperError
 
@@ -82,9 +84,10 @@ def serve(
     ray: str | None = RayOption,
 ) -> None:
     """Serve the REST API (docs at /docs), upgrading the schema first."""
-    if ray:
-        os.environ["RAY_ADDRESS"] = ray  # the server's app builds its settings from the environment
-    settings = load_settings()
+    settings = with_ray(load_settings(), ray)
+    if ray:  # the server's app builds its settings from the environment
+        os.environ["RAY_ADDRESS"] = settings.ray_address
+    join_cluster(settings)  # a cluster that does not answer stops the start, with the reason
     with _listen_socket(host, port) as sock:
         if not no_migrate:
             revision = _migrate(settings)

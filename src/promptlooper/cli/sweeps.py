@@ -26,6 +26,7 @@ from promptlooper.cli.common import (
     database,
     err_console,
     freeze_long_lived_objects,
+    join_cluster,
     load_settings,
     release_freed_memory,
     session_scope,
@@ -366,6 +367,7 @@ def run_sweep(
         async with database(settings) as engine:
             completed = 0
             if spec is not None:
+                join_cluster(settings)  # before the experiment is created
                 current.append(await _create(engine, settings, spec, project, user))
                 err_console.print(f"experiment {current[-1]}: {spec.name}")
                 spec = None  # stored: the run reads it back, and one copy of a dataset is enough
@@ -374,6 +376,7 @@ def run_sweep(
                 if finished:
                     console.print(finished, highlight=False, soft_wrap=True)
                     return
+                join_cluster(settings)  # before it is marked running again
             result = await _execute(
                 engine,
                 settings,

@@ -1,10 +1,10 @@
 """Event ingestion: judge each event, store the accepted ones once, count the rejected.
 
 An event is refused (``accepted: false``, nothing stored) when experiments are switched off,
-when it comes from a crawler, names an unknown experiment or variant, an experiment that is not
-running, an event name that is neither built in nor a defined metric's source, a timestamp far
-in the future, or oversized metadata. The reason goes back to the caller and is counted per
-experiment for the results' health block.
+when it comes from a crawler or a page on a site outside CORS_ORIGINS, names an unknown
+experiment or variant, an experiment that is not running, an event name that is neither built
+in nor a defined metric's source, a timestamp far in the future, or oversized metadata. The
+reason goes back to the caller and is counted per experiment for the results' health block.
 
 Two things make it fast without giving anything up:
 
@@ -172,15 +172,21 @@ class Intake:
             return snapshot
 
     async def ingest(
-        self, events: Sequence[EventIn], *, user_agent: str | None, event_type: str | None = None
+        self,
+        events: Sequence[EventIn],
+        *,
+        user_agent: str | None,
+        event_type: str | None = None,
+        origin_allowed: bool = True,
     ) -> list[Verdict]:
         """One verdict per event, in order, once the accepted ones are committed;
         ``event_type`` fixes the type (the impression endpoint), otherwise each event's
-        ``event_name`` is its type."""
+        ``event_name`` is its type. ``origin_allowed`` false (a page on a site outside
+        CORS_ORIGINS sent it) refuses every event, as a crawler's are."""
         snapshot = await self._current()
         if not snapshot.enabled:
             return [refused("experiments_disabled")] * len(events)
-        bot = is_bot(user_agent)
+        sender = "origin" if not origin_allowed else "bot" if is_bot(user_agent) else None
         now = datetime.now(UTC)
         verdicts: list[Verdict] = []
         rows: list[dict[str, Any]] = []
@@ -189,8 +195,8 @@ class Intake:
             kind = event_type or event.event_name or ""
             target = snapshot.targets.get(event.experiment_key)
             reason = (
-                "bot"
-                if bot and target is not None
+                sender
+                if sender is not None and target is not None
                 else judge(event, kind, target, now, snapshot.tracked)
             )
             verdicts.append(ACCEPTED if reason is None else refused(reason))

@@ -20,6 +20,7 @@ from promptlooper.auth.deps import AdminDep
 from promptlooper.db.deps import SessionDep
 from promptlooper.online import definitions, guardrails, history, offline, power, results, service
 from promptlooper.online.ingestion import Intake, Verdict
+from promptlooper.online.origins import Origins
 from promptlooper.online.schemas import (
     Accepted,
     Assignment,
@@ -310,6 +311,17 @@ def _documented_body(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": content}}
 
 
+def _sender(request: Request) -> dict[str, Any]:
+    """What ingestion judges of who sent the request: its user agent, and whether a page on
+    another site may write (CORS alone does not stop a "simple" cross-site POST)."""
+    headers = request.headers
+    origins: Origins = request.app.state.origins
+    return {
+        "user_agent": headers.get("user-agent"),
+        "origin_allowed": origins.allow(headers.get("origin"), headers.get("host")),
+    }
+
+
 async def _single(request: Request, kind: str | None) -> Response:
     event = await _parse(request, EventIn)
     if kind is not None and event.event_name not in (None, kind):
@@ -317,8 +329,7 @@ async def _single(request: Request, kind: str | None) -> Response:
         message = f"this route records {kind} events; send {event.event_name!r} to /event"
         problem = {"loc": ("body", "event_name"), "msg": message, "type": "value_error"}
         raise RequestValidationError([problem])
-    user_agent = request.headers.get("user-agent")
-    (verdict,) = await _intake(request).ingest([event], user_agent=user_agent, event_type=kind)
+    (verdict,) = await _intake(request).ingest([event], event_type=kind, **_sender(request))
     headers = {REJECTED_HEADER: verdict.reason} if verdict.reason else None
     return Response(_ACCEPTED[verdict.accepted], 202, headers, media_type="application/json")
 
@@ -356,8 +367,7 @@ async def ingest_impression(request: Request) -> Response:
 async def ingest_batch(request: Request) -> Response:
     """Up to 1,000 events; each gets its own verdict and reason, in order."""
     body = await _parse(request, BatchIn)
-    user_agent = request.headers.get("user-agent")
-    verdicts = await _intake(request).ingest(body.events, user_agent=user_agent)
+    verdicts = await _intake(request).ingest(body.events, **_sender(request))
     accepted = sum(v.accepted for v in verdicts)
     answer = BatchOut(
         accepted=accepted,

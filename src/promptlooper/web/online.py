@@ -313,6 +313,7 @@ async def results_page(
         days=len(series["days"]),
         exposure_chart=exposure_chart,
         lift_chart=lift_chart,
+        no_lift=None if lift_chart else view.no_lift(experiment, series),
         correction=correction,
         settings=await service.site_settings(session),
         is_live=service.is_live(experiment),

@@ -234,13 +234,48 @@ def banners(result: dict[str, Any]) -> list[tuple[str, str]]:
             f"{health['min_units_per_arm']:,} {unit}, no events refused."
         )))  # fmt: skip
     if rejected:
-        reasons = ", ".join(f"{reason} {count:,}" for reason, count in sorted(rejected.items()))
+        total = sum(rejected.values())
+        reasons = ", ".join(
+            f"{count:,} {REFUSALS.get(reason, reason)}"
+            for reason, count in sorted(rejected.items(), key=lambda item: -item[1])
+        )
         kind = "warn" if health["bots_rejected"] else "info"
         found.append((kind, (
-            f"{sum(rejected.values()):,} events refused ({health['bots_rejected']:,} from bots): "
-            f"{reasons}. They are not in the numbers below."
+            f"{total:,} event{'s' if total != 1 else ''} refused: {reasons}. "
+            "They are not in the numbers below."
         )))  # fmt: skip
     return found
+
+
+REFUSALS = {
+    "bot": "from bots (crawler or headless-browser user agents)",
+    "origin": "from pages on sites not in CORS_ORIGINS",
+    "experiment_inactive": "while the experiment was not running",
+    "unknown_variant": "naming a variant it does not have",
+    "unknown_event": "with an event name no metric tracks",
+    "future_timestamp": "timestamped in the future",
+    "stale_timestamp": "timestamped more than 7 days ago",
+    "metadata_too_large": "with metadata over 4 KB",
+}
+"""How the results page says each ingestion refusal reason (``online/ingestion.py``)."""
+
+
+def no_lift(experiment: OnlineExperiment, series: dict[str, Any]) -> str:
+    """Why no day has a lift to draw: the arm that lacks what a lift needs."""
+    labels = [v.get("label") or v["variant_key"] for v in experiment.variants]
+    control, *treatments = series["conversion_rate"].values()
+    if not any(rate is not None for rate in control):
+        return f"the control ({labels[0]}) has no exposed sessions"
+    if not any(control):
+        return f"the control ({labels[0]}) has no conversions"
+    # Cumulative rates: with a control conversion, only a treatment never exposed has no lift.
+    unexposed = [
+        label
+        for label, rates in zip(labels[1:], treatments, strict=True)
+        if all(rate is None for rate in rates)
+    ]
+    verb = "has" if len(unexposed) == 1 else "have"
+    return f"{' and '.join(unexposed)} {verb} no exposed sessions"
 
 
 def _unix(day: Any) -> int:

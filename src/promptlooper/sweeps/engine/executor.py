@@ -26,7 +26,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from promptlooper.errors import Invalid
+from promptlooper.errors import Invalid, PromptLooperError
 from promptlooper.events import EventBus
 from promptlooper.sweeps.adapters.base import (
     Adapter,
@@ -154,6 +154,14 @@ class Providers:
             except TimeoutError as exc:
                 raise AdapterError(
                     f"{gate.config.name} timed out after {seconds:g} s", retryable=True
+                ) from exc
+            except (AdapterError, PromptLooperError, SpendingExhausted):
+                raise
+            except Exception as exc:
+                # An adapter's own bug, or a parameter it cannot take, fails the run it was
+                # making, with the error on the run, not the whole sweep.
+                raise AdapterError(
+                    f"{gate.config.name} failed: {type(exc).__name__}: {exc}", retryable=False
                 ) from exc
 
     async def complete(

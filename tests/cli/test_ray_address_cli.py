@@ -1,0 +1,92 @@
+"""A Ray address that is wrong, or where nothing answers, is one line and exit 2 within
+RAY_CONNECT_SECONDS, and a sweep is not created before the cluster is joined: as the README
+promises of every CLI error (Ray on its own retries such an address for minutes)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "ticket-triage" / "sweep.yaml"
+
+
+def _promptlooper(tmp_path: Path, *args: str, **env: str) -> tuple[Any, float]:
+    """``promptlooper ARGS`` in a process of its own (joining Ray leaves threads behind) on a
+    fresh SQLite database, with ``env`` set; the outcome and how long it took."""
+    inherited = {
+        k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "API_KEY", "REDIS_URL")
+    }
+    environment = {
+        **inherited,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "DATA_DIR": str(tmp_path / "data"),
+        **env,
+    }
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "promptlooper", *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done, time.monotonic() - started
+
+
+def _silent_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:99999", "127.0.0.1:0", "127.0.0.1:port"])
+def test_an_address_whose_port_is_not_one_is_refused_at_once(tmp_path: Path, address: str):
+    done, _ = _promptlooper(tmp_path, "ray", "status", "--ray", address)
+    assert done.returncode == 2, done
+    assert done.stderr.strip().splitlines() == [
+        f"error: --ray: '{address}' is not host:port with a port from 1 to 65535"
+    ]
+    done, _ = _promptlooper(tmp_path, "ray", "status", RAY_ADDRESS=address)
+    assert done.returncode == 2, done
+    assert "RAY_ADDRESS" in done.stderr
+    assert "65535" in done.stderr
+
+
+def test_an_address_where_nothing_answers_fails_within_the_setting(tmp_path: Path):
+    address = f"127.0.0.1:{_silent_port()}"
+    done, took = _promptlooper(tmp_path, "ray", "status", "--ray", address, RAY_CONNECT_SECONDS="3")
+    assert done.returncode == 2, done
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: cannot join the Ray cluster at {address}: no answer within 3 s (nothing "
+        "listening there, or a cluster that refuses RAY_AUTH_TOKEN; RAY_CONNECT_SECONDS sets "
+        "the wait)"
+    ]
+    assert took < 60
+
+    assert _promptlooper(tmp_path, "db", "upgrade")[0].returncode == 0
+    done, _ = _promptlooper(
+        tmp_path, "sweep", "run", str(EXAMPLE), "--ray", address, RAY_CONNECT_SECONDS="3"
+    )
+    assert done.returncode == 2, done
+    assert f"error: cannot join the Ray cluster at {address}" in done.stderr
+    with sqlite3.connect(tmp_path / "cli.db") as db:
+        assert db.execute("select count(*) from experiments").fetchone() == (0,)
+
+
+def test_a_server_whose_cluster_does_not_answer_does_not_start(tmp_path: Path):
+    address = f"127.0.0.1:{_silent_port()}"
+    done, _ = _promptlooper(
+        tmp_path, "serve", "--port", str(_silent_port()), "--ray", address, RAY_CONNECT_SECONDS="3"
+    )
+    assert done.returncode == 2, done
+    assert f"error: cannot join the Ray cluster at {address}: no answer within 3 s" in done.stderr
