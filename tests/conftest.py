@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import text
@@ -100,6 +101,12 @@ async def engine_at(backend: str, tmp_dir: Path, revision: str) -> AsyncIterator
     yield engine
     await engine.dispose()
     await drop_database(url)
+
+
+def old_table(name: str, *columns: str) -> sa.TableClause:
+    """A table as a migration's test fills it at an earlier revision: only the columns it
+    had then, since the models describe the latest."""
+    return sa.table(name, *(sa.column(c) for c in columns))
 
 
 @pytest.fixture(scope="session")

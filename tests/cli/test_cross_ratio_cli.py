@@ -9,15 +9,7 @@ import yaml
 
 from tests.cli.inprocess import Invoke
 from tests.factories import online_experiment
-
-METRIC = {
-    "name": "cost-per-signup",
-    "kind": "performance",
-    "source": "cost",
-    "aggregation": "ratio",
-    "denominator": {"kind": "event", "source": "signup"},
-    "direction": "lower",
-}
+from tests.variants.test_cross_source_ratios import METRIC
 
 
 def test_a_cross_source_ratio_from_the_terminal(cli: Invoke, tmp_path: Path):

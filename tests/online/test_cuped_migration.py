@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from promptlooper import migrations
 from promptlooper.online import tallies
 from promptlooper.online.models import ExperimentEvent, MetricDefinition
-from tests.conftest import BACKENDS, engine_at
+from tests.conftest import BACKENDS, engine_at, old_table
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 KEY = "agents_test"
@@ -31,21 +31,17 @@ async def engine_at_0019(
         yield engine
 
 
-def _table(name: str, *columns: str) -> sa.TableClause:
-    return sa.table(name, *(sa.column(c) for c in columns))
-
-
-TALLIES = _table(
+TALLIES = old_table(
     "online_session_tallies",
     "experiment_key", "variant_key", "session_id", "events", "impressions", "conversions",
     "value", "exposed_at",
 )  # fmt: skip
-UNIT_EVENTS = _table(
+UNIT_EVENTS = old_table(
     "online_unit_events",
     "experiment_key", "variant_key", "session_id", "event_type", "count", "value",
     "pre_count", "pre_value",
 )  # fmt: skip
-TERMS = _table("online_metric_totals", "experiment_key", "variant_key", "term", "value")
+TERMS = old_table("online_metric_totals", "experiment_key", "variant_key", "term", "value")
 
 
 def _event(session_id: str, kind: str, day: float, value: float | None = None) -> dict:

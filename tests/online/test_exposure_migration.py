@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from promptlooper import migrations
 from promptlooper.online import tallies
 from promptlooper.online.models import ExperimentEvent
-from tests.conftest import BACKENDS, engine_at
+from tests.conftest import BACKENDS, engine_at, old_table
 
 START = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 KEY = "agents_test"
@@ -30,19 +30,15 @@ async def engine_at_0017(
         yield engine
 
 
-def _table(name: str, *columns: str) -> sa.TableClause:
-    return sa.table(name, *(sa.column(c) for c in columns))
-
-
-TALLIES = _table(
+TALLIES = old_table(
     "online_session_tallies",
     "experiment_key", "variant_key", "session_id", "events", "impressions", "conversions", "value",
 )  # fmt: skip
-UNIT_EVENTS = _table(
+UNIT_EVENTS = old_table(
     "online_unit_events",
     "experiment_key", "variant_key", "session_id", "event_type", "count", "value", "pre_value",
 )  # fmt: skip
-TERMS = _table("online_metric_totals", "experiment_key", "variant_key", "term", "value")
+TERMS = old_table("online_metric_totals", "experiment_key", "variant_key", "term", "value")
 
 
 def _event(session_id: str, kind: str, minute: int, value: float | None = None) -> dict:
