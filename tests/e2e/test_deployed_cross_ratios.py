@@ -30,6 +30,8 @@ def test_cost_per_signup_joins_the_performance_log_and_browser_events(
     costs = {u: [rng.uniform(0.01, 0.03) * (0.6 if arms[u] == "lean" else 1) for _ in
                  range(rng.randint(1, 3))] for u in units}  # fmt: skip
     signups = {u: rng.choice([0, 1, 1, 2]) for u in units}
+    for unit in units[:12]:  # shown an impression, never served: in the metric and its units
+        costs[unit] = []
     with server.client() as http, Client(server.url, api_key=BOOTSTRAP_KEY) as sdk:
         project = http.post("/api/projects", json={"name": "answers"}, headers=admin).json()
         agent = http.post(
@@ -105,3 +107,6 @@ def test_cost_per_signup_joins_the_performance_log_and_browser_events(
     assert found["relative_lift"] == pytest.approx(expected.expected, abs=1e-9)
     assert found["frequentist"]["p_value"] == pytest.approx(expected.p_value, abs=1e-9)
     assert found["bayesian"]["chance_to_beat_control"] > 0.5  # lean's signups cost less
+    health = over_http.json()[0]["health"]
+    assert health["units"] == "units exposed or served"
+    assert health["units_per_arm"] == [control.n, treatment.n]

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from promptlooper.online import definitions, tallies
+from promptlooper.online import bandits, definitions, history, results, service, stats, tallies
 from promptlooper.online.assignment import assign
 from promptlooper.online.models import MetricTotals
 from tests.online.conftest import BROWSER
@@ -284,3 +284,93 @@ async def test_the_results_page_shows_the_cross_source_ratio(
     assert page.status_code == 200
     assert "cost-per-signup" in page.text
     assert f"{control.mean:.3g}" in page.text
+
+
+async def _overlapping_units(
+    client: httpx.AsyncClient, owner, agent, resolve: bool = False
+) -> tuple[list[str], dict[str, str]]:
+    """Units 0-99 only shown an impression, 100-199 shown one and served two calls each,
+    200-299 only served calls; each unit's arm (its resolved config's, with ``resolve``)."""
+    names = [f"visitor-{i}" for i in range(300)]
+    arms = {}
+    for name in names:
+        if resolve:
+            found = await client.get(
+                url(agent, "config"), params={"unit_id": name}, headers=owner.headers
+            )
+            arms[name] = found.json()["experiment"]["variant_key"]
+        else:
+            arms[name] = ["control", "hot"][assign(name, KEY, [50, 50])]  # type: ignore[index]
+    impressions = [
+        {"experiment_key": KEY, "variant_key": arms[u], "session_id": u, "path": "/",
+         "event_name": "impression"}
+        for u in names[:200]
+    ]  # fmt: skip
+    await _send(client, impressions)
+    calls = [{"unit_id": u, "cost": 0.01} for u in names[100:]] * 2
+    stored = await client.post(url(agent, "performance"), json=calls, headers=owner.headers)
+    assert stored.status_code == 201, stored.text
+    return names, arms
+
+
+async def test_the_health_counts_the_units_a_cross_source_primary_counts(
+    client: httpx.AsyncClient, sessionmaker, owner, agent, bootstrap_headers
+):
+    """The primary is cost per signup: its units are those exposed or served, each once, so
+    the health's units, SRM and power count every one of the 300 units (an impression alone,
+    calls alone, or both), not only those served."""
+    await _setup(client, owner, agent, bootstrap_headers)
+    names, arms = await _overlapping_units(client, owner, agent)
+    per_arm = [sum(1 for u in names if arms[u] == arm) for arm in ("control", "hot")]
+
+    response = await client.get(RESULTS, headers=bootstrap_headers)
+
+    assert response.status_code == 200, response.text
+    health = response.json()[0]["health"]
+    assert health["units"] == "units exposed or served"
+    assert health["units_per_arm"] == per_arm
+    assert health["srm_p_value"] == pytest.approx(stats.srm_p_value(per_arm, [50, 50]))
+    assert health["enough_data"] is (min(per_arm) >= 100)
+    power = await client.get(
+        "/api/v1/experiments/power",
+        params={"experiment_key": KEY, "lift": 0.05},
+        headers=bootstrap_headers,
+    )
+    assert power.status_code == 200, power.text
+    assert power.json()["units_per_arm"] == min(per_arm)
+    async with sessionmaker() as session:
+        experiment = await service.get_experiment(session, KEY)
+        summary = (await results.health_summaries(session, [experiment]))[KEY]
+    assert summary.units == "units exposed or served"
+    assert summary.sessions == 300
+    assert "300 units exposed or served" in summary.line
+
+
+async def test_a_bandit_on_a_cross_source_primary_schedules_by_its_units(
+    client: httpx.AsyncClient, sessionmaker, owner, agent, bootstrap_headers
+):
+    """Due every 250 units: the 200 units served alone would not be, the 300 units exposed
+    or served are, and the weight history records 300."""
+    created = await client.post("/api/admin/metrics", json=METRIC, headers=bootstrap_headers)
+    assert created.status_code == 201, created.text
+    hot = (
+        await client.post(
+            url(agent, "variants"), json={"name": "Hot", "temperature": 1.2}, headers=owner.headers
+        )
+    ).json()
+    bandit = {"every_exposures": 250, "every_seconds": 3600, "floor": 0.05}
+    await _experiment(
+        client, bootstrap_headers, hot["id"], primary_metric=METRIC["name"], type="bandit",
+        bandit=bandit,
+    )  # fmt: skip
+    await _overlapping_units(client, owner, agent, resolve=True)
+
+    async with sessionmaker() as session:
+        experiment = await service.get_experiment(session, KEY)
+        assert await history.exposed_total(session, experiment) == 300
+        assert await bandits.due(session, experiment, datetime.now(UTC)) == 300
+        change = await history.record(session, experiment, "bandit")
+        await session.commit()
+    assert change.exposed == 300
+    response = await client.get(RESULTS, headers=bootstrap_headers)
+    assert response.json()[0]["traffic"]["history"][-1]["exposed"] == 300

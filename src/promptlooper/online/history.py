@@ -25,25 +25,37 @@ from promptlooper.online.models import (
     VariantTotals,
     WeightChange,
 )
-from promptlooper.online.tallies import PERFORMANCE
+from promptlooper.online.tallies import PERFORMANCE, ratio_source
 
 SERVED_UNITS = f"{PERFORMANCE}calls:units"
 """The running term counting the units an arm served performance records for."""
+
+
+def units_term(metric: MetricDefinition | None) -> str | None:
+    """The running term (``MetricTotals``) counting, per arm, the units a metric (a built-in
+    one: None) is measured on, each once: a cross-source ratio's units exposed or served (the
+    ratio keeps them among its own terms), a performance metric's units served; None for the
+    sessions an impression exposed, which the variant totals count."""
+    if metric is None:
+        return None
+    if metric.denominator_kind is not None:
+        return f"{ratio_source(metric.id)}:units"
+    return SERVED_UNITS if metric.kind == "performance" else None
 
 
 async def exposed_total(session: AsyncSession, experiment: OnlineExperiment) -> int:
     """Units the experiment has exposed, over all arms, from the running totals: what a
     bandit's schedule counts, and what the periods of the SRM check are measured in. They are
     counted as the results count an arm's units, so the two stay comparable: the units its
-    performance records served when the primary metric is a performance metric, else the
-    sessions an impression exposed (a unit with both counts once)."""
+    primary metric is measured on (``units_term``), each once."""
     key = experiment.experiment_key
-    kind = await session.scalar(
-        select(MetricDefinition.kind).where(MetricDefinition.name == experiment.primary_metric)
+    primary = await session.scalar(
+        select(MetricDefinition).where(MetricDefinition.name == experiment.primary_metric)
     )
-    if kind == "performance":
+    term = units_term(primary)
+    if term is not None:
         total = select(func.sum(MetricTotals.value)).where(
-            MetricTotals.experiment_key == key, MetricTotals.term == SERVED_UNITS
+            MetricTotals.experiment_key == key, MetricTotals.term == term
         )
     else:
         total = select(func.sum(VariantTotals.exposed)).where(VariantTotals.experiment_key == key)

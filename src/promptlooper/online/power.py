@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.errors import Invalid
-from promptlooper.online import definitions, results, stats
+from promptlooper.online import definitions, history, results, stats
 from promptlooper.online.models import DailyTotals
 from promptlooper.online.service import get_experiment
 
@@ -110,13 +110,13 @@ async def reached(
     control_key = experiment.variants[0]["variant_key"]
     control_counts = counts.get(control_key, {})
     terms: dict[str, dict[str, float]] = {}
-    on = results.EXPOSED
+    term: str | None = None
     if name in BUILT_IN:
         control: stats.Statistic = results.arm_metrics(control_counts)[BUILT_IN[name]]
     elif name in definitions.named(experiment):
         terms = await results.metric_terms(session, key)
         defined = await definitions.get_metric(session, name)
-        on = results.measured_on(defined)
+        term = history.units_term(defined)
         control = results.defined_metric(defined, control_counts, terms.get(control_key, {}))
         if isinstance(control, stats.Adjusted):
             # CUPED: the variance left once the pooled θ adjusts it, which is what the
@@ -129,7 +129,7 @@ async def reached(
     else:
         raise Invalid(f"metric: {name!r} is not a metric of experiment {key!r}")
     per_arm = min(
-        results.units(counts.get(v["variant_key"], {}), terms.get(v["variant_key"], {}), on)
+        results.units(counts.get(v["variant_key"], {}), terms.get(v["variant_key"], {}), term)
         for v in experiment.variants
     )
     first = await session.scalar(

@@ -89,22 +89,26 @@ def arm_fields(variant_key: str, counts: dict[str, float] | None) -> dict[str, A
 
 MIN_UNITS = 100
 """Units each arm needs before the results call a winner."""
-EXPOSED, SERVED = "exposed sessions", "units served"
-"""What an experiment's units are (``measured_on``): sessions exposed by an impression, or the
-units its performance records served."""
+EXPOSED, SERVED, EITHER = "exposed sessions", "units served", "units exposed or served"
+"""What an experiment's units are (``measured_on``): sessions exposed by an impression, the
+units its performance records served, or either (each unit once)."""
 
 
 def measured_on(metric: MetricDefinition | None) -> str:
-    """The units a metric (a built-in one: None) is measured on: the units performance records
-    served for a performance metric, else sessions exposed by an impression. An experiment's
-    units are its primary metric's, so one over agent variants fed only by performance records
-    (no impression at all) still gathers units."""
-    return SERVED if metric is not None and metric.kind == "performance" else EXPOSED
+    """The units a metric (a built-in one: None) is measured on: the units exposed or served
+    for a cross-source ratio, the units performance records served for another performance
+    metric, else sessions exposed by an impression. An experiment's units are its primary
+    metric's, so one over agent variants fed only by performance records (no impression at
+    all) still gathers units, and the health counts what the primary's statistics count."""
+    term = history.units_term(metric)
+    if term is None:
+        return EXPOSED
+    return SERVED if term == history.SERVED_UNITS else EITHER
 
 
-def units(counts: dict[str, float], terms: dict[str, float], on: str) -> int:
-    """One arm's units as ``measured_on`` says."""
-    return int(terms.get(history.SERVED_UNITS, 0.0) if on == SERVED else counts.get("exposed", 0))
+def units(counts: dict[str, float], terms: dict[str, float], term: str | None) -> int:
+    """One arm's units: its ``term`` (``history.units_term``), else its exposed sessions."""
+    return int(terms.get(term, 0.0) if term is not None else counts.get("exposed", 0))
 
 
 SRM_THRESHOLD = 0.001
@@ -322,8 +326,9 @@ async def compute(
         arms = [counts.get(v["variant_key"], {}) for v in experiment.variants]
         named = await _named_metrics(session, experiment)
         terms = await metric_terms(session, key) if named else {}
-        on = measured_on(next((m for role, m in named if role == "primary"), None))
-        per_arm = [units(a, terms.get(v["variant_key"], {}), on)
+        primary = next((m for role, m in named if role == "primary"), None)
+        on, term = measured_on(primary), history.units_term(primary)
+        per_arm = [units(a, terms.get(v["variant_key"], {}), term)
                    for v, a in zip(experiment.variants, arms, strict=True)]  # fmt: skip
         control = arm_metrics(arms[0])
         control_key = experiment.variants[0]["variant_key"]
@@ -472,7 +477,7 @@ class HealthSummary:
     experiment_key: str
     variants: int
     sessions: int
-    """Sessions seen (for an experiment measured on ``SERVED``: units served)."""
+    """Sessions seen (for an experiment measured on another kind of unit: those units)."""
     srm_p_value: float
     srm_mismatch: bool
     shortfall: int
@@ -488,7 +493,7 @@ class HealthSummary:
         """Say "2 variants · 4,812 sessions · SRM p=0.0003 — do not trust", or "no data yet",
         or "healthy" with how many more sessions each arm needs while there are too few to call
         a winner."""
-        noun = "sessions" if self.units == EXPOSED else SERVED
+        noun = "sessions" if self.units == EXPOSED else self.units
         head = f"{self.variants} variants · {self.sessions:,} {noun} · "
         if self.srm_mismatch:
             p = "p<0.0001" if self.srm_p_value < 0.0001 else f"p={self.srm_p_value:.4f}"
@@ -509,7 +514,7 @@ async def health_summaries(
     if not keys:
         return {}
     counts = await variant_counts_of(session, keys)
-    served = await _served_units_of(session, experiments)
+    measured = await _primary_units_of(session, experiments)
     changes = await history.changes_of(session, keys)
     found = await session.execute(
         select(ExperimentTotals.experiment_key, ExperimentTotals.sessions).where(
@@ -520,17 +525,17 @@ async def health_summaries(
     answer = {}
     for experiment in experiments:
         key = experiment.experiment_key
-        on = SERVED if key in served else EXPOSED
-        arm_terms = served.get(key, {})
+        primary, arm_terms = measured.get(key, (None, {}))
+        on, term = measured_on(primary), history.units_term(primary)
         per_arm = [
-            units(counts[key].get(v["variant_key"], {}), arm_terms.get(v["variant_key"], {}), on)
+            units(counts[key].get(v["variant_key"], {}), arm_terms.get(v["variant_key"], {}), term)
             for v in experiment.variants
         ]
         split = _split(experiment, per_arm, changes[key])
         answer[key] = HealthSummary(
             experiment_key=key,
             variants=len(experiment.variants),
-            sessions=sum(per_arm) if on == SERVED else sessions.get(key, 0),
+            sessions=sum(per_arm) if on != EXPOSED else sessions.get(key, 0),
             srm_p_value=split.srm_p_value,
             srm_mismatch=split.srm_mismatch,
             shortfall=split.shortfall,
@@ -539,30 +544,40 @@ async def health_summaries(
     return answer
 
 
-async def _served_units_of(
+async def _primary_units_of(
     session: AsyncSession, experiments: Sequence[OnlineExperiment]
-) -> dict[str, dict[str, dict[str, float]]]:
-    """Of the experiments measured on the units their performance records served
-    (``measured_on``), per variant the served-units term, keyed as ``metric_terms``."""
+) -> dict[str, tuple[MetricDefinition, dict[str, dict[str, float]]]]:
+    """Of the experiments whose primary metric counts units by a running term rather than
+    the exposed sessions (``history.units_term``), the primary and per variant that term,
+    keyed as ``metric_terms``, in two queries however many experiments there are."""
     primaries = {e.primary_metric for e in experiments} - set(EVENT_COUNTS)
     if not primaries:
         return {}
-    performance = set(
-        await session.scalars(
-            select(MetricDefinition.name).where(
-                MetricDefinition.name.in_(primaries), MetricDefinition.kind == "performance"
-            )
+    defined = {
+        m.name: m
+        for m in await session.scalars(
+            select(MetricDefinition).where(MetricDefinition.name.in_(primaries))
         )
-    )
-    keys = [e.experiment_key for e in experiments if e.primary_metric in performance]
-    if not keys:
+        if history.units_term(m) is not None
+    }
+    found: dict[str, tuple[MetricDefinition, dict[str, dict[str, float]]]] = {
+        e.experiment_key: (defined[e.primary_metric], {})
+        for e in experiments
+        if e.primary_metric in defined
+    }
+    if not found:
         return {}
-    found: dict[str, dict[str, dict[str, float]]] = {key: {} for key in keys}
+    wanted = {key: history.units_term(metric) for key, (metric, _) in found.items()}
     rows = await session.execute(
-        select(MetricTotals.experiment_key, MetricTotals.variant_key, MetricTotals.value).where(
-            MetricTotals.experiment_key.in_(keys), MetricTotals.term == history.SERVED_UNITS
+        select(
+            MetricTotals.experiment_key, MetricTotals.variant_key, MetricTotals.term,
+            MetricTotals.value,
+        ).where(
+            MetricTotals.experiment_key.in_(list(wanted)),
+            MetricTotals.term.in_(set(wanted.values())),
         )
-    )
-    for key, variant, value in rows.all():
-        found[key][variant] = {history.SERVED_UNITS: value}
+    )  # fmt: skip
+    for key, variant, term, value in rows.all():
+        if wanted[key] == term:
+            found[key][1][variant] = {term: value}
     return found

@@ -205,8 +205,8 @@ def _guardrail_sentence(
 
 def banners(result: dict[str, Any]) -> list[tuple[str, str]]:
     """Health, worst first: sample-ratio mismatch, too little data, multiple exposure, bots
-    and other refused events; counted in the experiment's units (exposed sessions, or the
-    units its performance records served)."""
+    and other refused events; counted in the experiment's units (exposed sessions, the units
+    its performance records served, or either for a cross-source ratio primary)."""
     health = result["health"]
     per_arm, unit = health["units_per_arm"], health["units"]
     found = []
