@@ -30,12 +30,12 @@ class _Unset(enum.Enum):
 
 
 UNSET: Final = _Unset.UNSET
+UnsetType: TypeAlias = _Unset
 
 NO_ESCAPES: Final = "no_escapes"
 """Validation context flag: the JSON document holds no ``\\u`` escape. The JSON parser refuses
 a raw NUL and text that is not UTF-8, so without escapes no text in it holds a NUL or a lone
 surrogate, and floats are finite by ``RequestBody``'s config: a ``flat`` body is storable."""
-UnsetType: TypeAlias = _Unset
 
 
 class RequestBody(BaseModel):
