@@ -7,7 +7,7 @@ import enum
 import uuid
 from typing import Any, ClassVar, Final, Self, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from promptlooper.values import find_problem
@@ -32,6 +32,11 @@ class _Unset(enum.Enum):
 UNSET: Final = _Unset.UNSET
 UnsetType: TypeAlias = _Unset
 
+NO_ESCAPES: Final = "no_escapes"
+"""Validation context flag: the JSON document holds no ``\\u`` escape. The JSON parser refuses
+a raw NUL and text that is not UTF-8, so without escapes no text in it holds a NUL or a lone
+surrogate, and floats are finite by ``RequestBody``'s config: a ``flat`` body is storable."""
+
 
 class RequestBody(BaseModel):
     """What users send (API bodies, sweep and config files): unknown fields are refused, and so
@@ -48,8 +53,16 @@ class RequestBody(BaseModel):
     """Fields whose parts are validated (and refused) one at a time by the code that takes
     them."""
 
+    flat: ClassVar[bool] = False
+    """Every field is a scalar (text, a number, a flag, an id, a timestamp): read from a JSON
+    document without ``\\u`` escapes (validation context ``NO_ESCAPES``), such a body holds
+    nothing unstorable, and the walk over its fields, which costs more than the rest of its
+    validation, is skipped."""
+
     @model_validator(mode="after")
-    def _storable(self) -> Self:
+    def _storable(self, info: ValidationInfo) -> Self:
+        if self.flat and info.context is not None and info.context.get(NO_ESCAPES):
+            return self
         fields = {
             name: value
             for name, value in {**self.__dict__, **(self.model_extra or {})}.items()

@@ -12,7 +12,13 @@ import pytest
 from growthbook import Experiment, GrowthBook
 from growthbook.core import gbhash, getBucketRanges
 
-from promptlooper.online.assignment import assign, bucket_ranges, hash_unit, route_matches
+from promptlooper.online.assignment import (
+    assign,
+    assigner,
+    bucket_ranges,
+    hash_unit,
+    route_matches,
+)
 
 SPEC = json.loads((Path(__file__).parents[1] / "spec" / "assignment.json").read_text())
 
@@ -63,6 +69,21 @@ def test_every_unit_lands_where_the_growthbook_sdk_puts_it():
         result = GrowthBook(attributes={"id": unit}).run(experiment)
         expected = result.variationId if result.inExperiment else None
         assert assign(unit, "seed-1", allocations, coverage) == expected, unit
+
+
+def test_one_assigner_puts_many_units_where_the_growthbook_sdk_does():
+    """A batch hashes the seed once and goes on from it with each unit: still GrowthBook's
+    hash of seed and unit together, for units of any length and characters."""
+    experiment = Experiment(
+        key="exp", variations=[0, 1, 2], weights=[0.2, 0.3, 0.5], coverage=0.8, hashVersion=2,
+        seed="séed-2",
+    )  # fmt: skip
+    pick = assigner("séed-2", [20, 30, 50], 80)
+    rng = random.Random(11)
+    for i in range(2000):
+        unit = f"{i}-" + "".join(chr(rng.randint(32, 0x2FFF)) for _ in range(rng.randint(0, 40)))
+        result = GrowthBook(attributes={"id": unit}).run(experiment)
+        assert pick(unit) == (result.variationId if result.inExperiment else None), unit
 
 
 def test_allocations_are_respected_over_many_units():

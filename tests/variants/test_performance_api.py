@@ -202,6 +202,32 @@ async def test_refusals_point_into_the_body_as_it_was_sent(
     assert "PerformanceIn" not in response.text
 
 
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({"unit_id": "a\u0000b"}, ["body", "unit_id"]),
+        ([{"revision": "caf\u00e9"}, {"error": "x\u0000"}], ["body", 1, "error"]),
+    ],
+)
+async def test_unstorable_text_is_refused_at_its_place(
+    client: httpx.AsyncClient, owner, agent, body, loc
+):
+    """Records are checked for unstorable text only when the body has escapes to hold it:
+    the check must still find it wherever it is, in one record or a list."""
+    response = await client.post(
+        f"/api/agents/{agent['id']}/performance",
+        content=json.dumps(body),
+        headers={**owner.headers, "Content-Type": "application/json"},
+    )
+    metrics = (await client.get(f"/api/agents/{agent['id']}/metrics", headers=owner.headers)).json()
+
+    assert response.status_code == 422, response.text
+    (problem,) = response.json()["detail"]
+    assert problem["loc"] == loc
+    assert "NUL" in problem["msg"]
+    assert metrics["data"] == []
+
+
 async def test_omitted_tokens_and_cost_are_unknown_not_zero(
     client: httpx.AsyncClient, owner, agent
 ):

@@ -51,18 +51,19 @@ class GroupCommit(Generic[Item, Answer]):
         self._most = writers
         self._busy = busy
         self._pending: list[_Waiting[Item, Answer]] = []
+        self._pending_size = 0
         self._writers: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: Item) -> Answer:
         """Write ``item`` with whatever else waits; its answer once committed (or its error)."""
         done: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._pending.append(_Waiting(item, done))
+        self._pending_size += self._size(item)
         # A writer that found nothing left has finished: only running ones count (a done
         # callback would drop it too late, after a request that still saw it had queued here).
         self._writers = {writer for writer in self._writers if not writer.done()}
         if not self._writers or (
-            len(self._writers) < self._most
-            and sum(self._size(waiting.item) for waiting in self._pending) >= self._busy
+            len(self._writers) < self._most and self._pending_size >= self._busy
         ):
             self._writers.add(asyncio.create_task(self._drain()))
         return await done
@@ -75,7 +76,7 @@ class GroupCommit(Generic[Item, Answer]):
             try:
                 async with self._sessionmaker() as session:
                     while self._pending:
-                        batch, self._pending = self._pending, []
+                        batch, self._pending, self._pending_size = self._pending, [], 0
                         try:
                             answers = await self._work(session, [w.item for w in batch])
                             await session.commit()

@@ -10,7 +10,7 @@ the same key, seed, weights and coverage puts every unit in the same variant. Pu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 FNV_OFFSET = 0x811C9DC5
 FNV_PRIME = 0x01000193
@@ -18,18 +18,23 @@ MASK = 0xFFFFFFFF
 Range = tuple[float, float]
 
 
-def fnv1a32(text: str) -> int:
+def fnv1a32(text: str, value: int = FNV_OFFSET) -> int:
     """FNV-1a over the string's code points, as the Python SDK does (identical to the
-    JavaScript SDK's UTF-16 code units for every character below U+10000)."""
-    value = FNV_OFFSET
-    for char in text:
-        value = ((value ^ ord(char)) * FNV_PRIME) & MASK
+    JavaScript SDK's UTF-16 code units for every character below U+10000). ``value``, the
+    hash of a prefix, goes on from that prefix: ``fnv1a32(b, fnv1a32(a)) == fnv1a32(a + b)``,
+    so a batch of units hashes its experiment's seed once."""
+    for code in map(ord, text):
+        value = ((value ^ code) * FNV_PRIME) & MASK
     return value
 
 
 def hash_unit(seed: str, unit_id: str) -> float:
     """Hashing version 2: a number in [0, 1) with four decimal places."""
-    return fnv1a32(str(fnv1a32(seed + unit_id))) % 10_000 / 10_000
+    return _hash_seeded(fnv1a32(seed), unit_id)
+
+
+def _hash_seeded(seeded: int, unit_id: str) -> float:
+    return fnv1a32(str(fnv1a32(unit_id, seeded))) % 10_000 / 10_000
 
 
 def bucket_ranges(weights: Sequence[float], coverage: float = 1.0) -> list[Range]:
@@ -66,10 +71,21 @@ def assign(
     ``allocations`` are percentages summing to 100 and ``coverage_percent`` the share of
     traffic in the experiment, as the registry stores them.
     """
-    if not unit_id:
-        return None
+    return assigner(seed, allocations, coverage_percent)(unit_id)
+
+
+def assigner(
+    seed: str, allocations: Sequence[float], coverage_percent: float = 100.0
+) -> Callable[[str], int | None]:
+    """``assign`` for one experiment and many units: its ranges and its seed's hash are
+    worked out once, not once per unit."""
     ranges = bucket_ranges([a / 100 for a in allocations], coverage_percent / 100)
-    return choose(hash_unit(seed, unit_id), ranges)
+    seeded = fnv1a32(seed)
+
+    def assign_one(unit_id: str) -> int | None:
+        return choose(_hash_seeded(seeded, unit_id), ranges) if unit_id else None
+
+    return assign_one
 
 
 def route_matches(path: str, patterns: Sequence[str]) -> bool:

@@ -384,10 +384,22 @@ def variant_for(experiment: OnlineExperiment, unit_id: str, path: str | None = N
         return None
     if path is not None and not assignment.route_matches(path, experiment.eligible_routes):
         return None
-    allocations = [v["allocation"] for v in experiment.variants]
-    index = assignment.assign(unit_id, experiment.hash_seed, allocations, experiment.coverage)
-    hashed = None if index is None else experiment.variants[index]["variant_key"]
-    return traffic.served(experiment, hashed)
+    return _hashed(experiment)(unit_id)
+
+
+def _hashed(experiment: OnlineExperiment) -> Callable[[str], str | None]:
+    """``variant_for`` of a live experiment, for many units: the experiment's side (ranges,
+    seed, keys) is worked out once."""
+    assign = assignment.assigner(
+        experiment.hash_seed, [v["allocation"] for v in experiment.variants], experiment.coverage
+    )
+    keys = [v["variant_key"] for v in experiment.variants]
+
+    def served(unit_id: str) -> str | None:
+        index = assign(unit_id)
+        return traffic.served(experiment, None if index is None else keys[index])
+
+    return served
 
 
 async def served_variants(
@@ -405,7 +417,8 @@ async def served_variants(
     if experiment.type == "bandit":
         stuck = await sticky.arms(session, experiment, unit_ids, store=store)
         return {unit: traffic.served(experiment, arm) or arm for unit, arm in stuck.items()}
-    found = {unit: variant_for(experiment, unit) for unit in unit_ids}
+    served = _hashed(experiment)
+    found = {unit: served(unit) for unit in unit_ids}
     return {unit: variant for unit, variant in found.items() if variant is not None}
 
 
@@ -455,17 +468,16 @@ async def arms_for(
         linked = {v.get("agent_variant_id") for v in experiment.variants}
         if not is_live(experiment) or not linked & wanted:
             continue
-        found = {}
-        served = await served_variants(session, experiment, unit_ids, store=store)
-        for unit_id, key in served.items():
-            arm = next(v for v in experiment.variants if v["variant_key"] == key)
-            link = arm.get("agent_variant_id")
-            found[unit_id] = Arm(
+        arms = {
+            v["variant_key"]: Arm(
                 experiment.experiment_key,
-                key,
-                uuid.UUID(link) if link and link in wanted else None,
+                v["variant_key"],
+                uuid.UUID(link) if (link := v.get("agent_variant_id")) in wanted else None,
             )
-        return found
+            for v in experiment.variants
+        }
+        served = await served_variants(session, experiment, unit_ids, store=store)
+        return {unit_id: arms[key] for unit_id, key in served.items()}
     return {}
 
 

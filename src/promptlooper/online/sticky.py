@@ -36,11 +36,12 @@ async def arms(
         return {}
     found = await _stored(session, key, wanted)
     percents = [w * 100 for w in traffic.hashing_weights(experiment)]
+    assign = assignment.assigner(experiment.hash_seed, percents, experiment.coverage)
     new = []
     for unit_id in wanted:
         if unit_id in found:
             continue
-        index = assignment.assign(unit_id, experiment.hash_seed, percents, experiment.coverage)
+        index = assign(unit_id)
         if index is not None:
             new.append(
                 {

@@ -40,6 +40,7 @@ writers never wait on each other in a cycle (a deadlock).
 
 from __future__ import annotations
 
+import operator
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -552,9 +553,12 @@ async def _add_arms(session: AsyncSession, arms: Counter[tuple[str, str]]) -> No
 CALL_FIELDS = tuple(field for field in PERFORMANCE_FIELDS if field != "calls")
 _CALL_KEY = ("experiment_key", "variant_key", "unit_id")
 _CALL_COLUMNS = ("calls", *(c for field in CALL_FIELDS for c in (f"{field}_calls", field)))
+_CALL_ROW = (*_CALL_KEY, *_CALL_COLUMNS)
 _CALL_TERMS = tuple(
     f"{PERFORMANCE}{field}:{m}" for field in ("calls", *CALL_FIELDS) for m in MOMENTS
 )
+_CALL_SLOTS = tuple((field, 2 * index + 1) for index, field in enumerate(CALL_FIELDS))
+"""Each field and where its count sits in a ``_CALL_COLUMNS`` row (its sum right after)."""
 
 
 def _call_shares(row: Sequence[float]) -> list[float]:
@@ -584,31 +588,30 @@ async def record_calls(
         if row is None:
             row = units[key] = [0] * len(_CALL_COLUMNS)
         row[0] += 1
-        for index, field in enumerate(CALL_FIELDS):
+        for field, slot in _CALL_SLOTS:
             if (value := call.get(field)) is not None:
-                row[2 * index + 1] += 1
-                row[2 * index + 2] += float(value)
+                row[slot] += 1
+                row[slot + 1] += float(value)
     after = await insert_or_add(
         session,
         UnitCalls.__table__,  # type: ignore[arg-type]
         _CALL_KEY,
-        [dict(zip(_CALL_KEY, key, strict=True)) | dict(zip(_CALL_COLUMNS, row, strict=True))
-         for key, row in sorted(units.items())],
-        returning=(*_CALL_KEY, *_CALL_COLUMNS),
-    )  # fmt: skip
+        [dict(zip(_CALL_ROW, (*key, *row), strict=True)) for key, row in sorted(units.items())],
+        returning=_CALL_ROW,
+    )
     changes: dict[tuple[str, str], list[float]] = {}
     terms: defaultdict[tuple[str, str, str], float] = defaultdict(float)
     if ratios:
         await _add_ratios(session, _call_sides(ratios, units), terms)
     for key, variant, unit_id, *new in after:
-        total = changes.setdefault((key, variant), [0.0] * len(_CALL_TERMS))
+        total = changes.get((key, variant))
+        share = _call_shares(new)
+        total = share if total is None else list(map(operator.add, total, share))
         added = units[(key, variant, unit_id)]
-        for index, amount in enumerate(_call_shares(new)):
-            total[index] += amount
         if new[0] > added[0]:  # the unit had calls before: its old share goes
             old = [now - more for now, more in zip(new, added, strict=True)]
-            for index, amount in enumerate(_call_shares(old)):
-                total[index] -= amount
+            total = list(map(operator.sub, total, _call_shares(old)))
+        changes[(key, variant)] = total
     for (key, variant), total in changes.items():
         for term, amount in zip(_CALL_TERMS, total, strict=True):
             terms[(key, variant, term)] += amount

@@ -144,12 +144,15 @@ async def _file_under_arms(
     for row in rows:
         if row["unit_id"] is not None:
             units[row["agent_id"]].add(row["unit_id"])
+    arms: dict[uuid.UUID, dict[str, online.Arm]] = {}
     for agent_id, unit_ids in units.items():
         # In order: writers beside each other store a bandit's new units without deadlock.
-        arms = await online.arms_for(session, variants[agent_id], sorted(unit_ids))
-        for row in rows:
-            if row["agent_id"] == agent_id and (arm := arms.get(row["unit_id"])) is not None:
-                row |= {"experiment_key": arm.experiment_key, "arm_key": arm.variant_key}
+        arms[agent_id] = await online.arms_for(session, variants[agent_id], sorted(unit_ids))
+    for row in rows:
+        unit_id = row["unit_id"]
+        if unit_id is not None and (arm := arms[row["agent_id"]].get(unit_id)) is not None:
+            row["experiment_key"] = arm.experiment_key
+            row["arm_key"] = arm.variant_key
 
 
 def writer(sessionmaker: async_sessionmaker[AsyncSession]) -> GroupCommit[Submission, int]:

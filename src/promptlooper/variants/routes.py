@@ -20,6 +20,7 @@ from promptlooper.errors import validation_detail
 from promptlooper.sweeps import service as sweeps
 from promptlooper.sweeps.schemas import ExperimentDetail
 from promptlooper.sweeps.spec import reject_file_references
+from promptlooper.types import NO_ESCAPES
 from promptlooper.variants import performance, promotion, service
 from promptlooper.variants.compare import compare
 from promptlooper.variants.metrics import Summary
@@ -402,10 +403,11 @@ async def _performance_records(request: Request) -> list[PerformanceIn]:
     schema class; read here, it points at the caller's own fields (``tokens_in``,
     ``[3].cost``)."""
     body = await request.body()
+    context = {NO_ESCAPES: b"\\u" not in body}
     try:
         if body.lstrip()[:1] == b"[":
-            return _RECORDS.validate_json(body)
-        return [_RECORD.validate_json(body)]
+            return _RECORDS.validate_json(body, context=context)
+        return [_RECORD.validate_json(body, context=context)]
     except ValidationError as exc:
         raise RequestValidationError(
             validation_detail(exc.errors(include_url=False), ("body",))
@@ -422,8 +424,9 @@ async def record_performance(
 ) -> Recorded:
     """Log served calls: one record, or a list of up to 1,000 (stored all or none), answered
     once committed."""
-    items = await _performance_records(request)
-    records = [i.model_dump(exclude_unset=True) for i in items]
+    # Each record's fields as they stand (a field left out holds its default, which
+    # ``prepare`` reads as it reads one left out), without a copy per record.
+    records = [vars(item) for item in await _performance_records(request)]
     log: GroupCommit[performance.Submission, int] = request.app.state.performance_log
     return Recorded(recorded=await log.submit(performance.prepare(principal, agent_id, records)))
 

@@ -175,6 +175,8 @@ MAX_TOKENS = 2**31 - 1
 class PerformanceIn(RequestBody):
     """One served call. ``variant_id`` null: the agent's base config answered."""
 
+    flat = True
+
     variant_id: uuid.UUID | None = None
     revision: Annotated[str, StringConstraints(max_length=40)] | None = None
     latency_ms: float | None = Field(default=None, ge=0)
