@@ -58,3 +58,12 @@ def test_an_integer_beyond_64_bits_reads_back_exact() -> None:
     rows = [{"input": "a", "id": 2**70}, {"input": "b", "id": -(2**64)}]
 
     assert list(PackedRows(rows)) == rows
+
+
+def test_rows_read_once_switch_to_json_from_the_first_integer_beyond_64_bits() -> None:
+    rows = [{"input": "a", "score": 0.1}, {"input": "b", "id": 2**70}, {"input": "c"}]
+
+    packed = PackedRows(iter(rows))
+
+    assert list(packed) == rows
+    assert packed[1]["id"] == 2**70

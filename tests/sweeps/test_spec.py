@@ -9,7 +9,8 @@ import pytest
 
 from promptlooper.errors import Invalid
 from promptlooper.sweeps.plan import compile_plan
-from promptlooper.sweeps.spec import load_sweep_file, parse_spec
+from promptlooper.sweeps.rows import PackedRows
+from promptlooper.sweeps.spec import load_sweep_file, parse_spec, stored_document
 from tests.fakes.certificates import self_signed
 
 SWEEP = """
@@ -62,6 +63,23 @@ def test_files_are_inlined_and_the_plan_compiles(folder: Path, data: str, rows: 
     assert plan.run_config(plan.configs[0], plan.rows[0])["params"] == {}
 
 
+def test_a_jsonl_dataset_is_packed_as_read_and_stored_as_the_same_rows_inline(folder: Path):
+    rows = [
+        {"input": "hello", "expected": "hi", "n": 2**70, "nested": {"x": [1.5, None, True]}},
+        {"input": "bye", "expected": "ciao", "score": 0.25},
+    ]
+    (folder / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    path = folder / "sweep.yaml"
+    path.write_text(SWEEP.replace("DATA", "rows.jsonl"))
+
+    spec = parse_spec(load_sweep_file(path))
+    inline = parse_spec({**load_sweep_file(path), "dataset": {"rows": rows}})
+
+    assert isinstance(spec.dataset.rows, PackedRows)
+    assert stored_document(spec) == stored_document(inline)
+    assert stored_document(spec)["dataset"]["rows"][0]["n"] == 2**70
+
+
 def test_json_sweep_files_work_too(folder: Path):
     path = folder / "sweep.json"
     path.write_text(
@@ -81,6 +99,9 @@ def test_json_sweep_files_work_too(folder: Path):
     [
         ("input\n", "the dataset has no rows"),
         ('{"input": "ok"}\nnot json\n', "rows.jsonl line 2"),
+        ('{"input": "ok"}\n["a list"]\n', "every row must be an object"),
+        ("\n", "the dataset has no rows"),
+        ('{"input": "ok"}\n{"score": NaN}\n', "rows.jsonl line 2: NaN is not a finite number"),
     ],
 )
 def test_bad_dataset_files_name_the_problem(folder: Path, content: str, message: str):

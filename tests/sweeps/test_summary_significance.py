@@ -11,7 +11,7 @@ import pytest
 from scipy import stats as sp
 
 from promptlooper.multiplicity import holm
-from promptlooper.sweeps.summary import RunningStats, RunRow, summarise
+from promptlooper.sweeps.summary import RowScores, RunningStats, RunRow, summarise
 
 
 def _summary(configs: dict[str, list[list[float]]]):
@@ -158,3 +158,18 @@ def test_running_stats_give_what_the_statistics_module_gives_over_every_value():
         assert found.mean == pytest.approx(statistics.fmean(values), rel=1e-12)
         assert found.stdev == pytest.approx(statistics.pstdev(values), rel=1e-9, abs=1e-12)
         assert (found.minimum, found.maximum) == (min(values), max(values))
+
+
+def test_row_scores_read_by_row_whether_a_config_answered_every_row_or_some() -> None:
+    every = RowScores([2, 0, 1], [0.3, 0.1, 0.2])
+    some = RowScores([3, 1], [0.4, 0.2])
+
+    assert dict(every) == {0: 0.1, 1: 0.2, 2: 0.3}
+    assert dict(some) == {1: 0.2, 3: 0.4}
+    assert [list(found) for found in every.aligned(some)] == [[0.2], [0.2]]
+    assert [list(found) for found in every.aligned(every)] == [[0.1, 0.2, 0.3]] * 2
+    assert list(some.scores()) == [0.2, 0.4]
+    with pytest.raises(KeyError):
+        some[0]
+    with pytest.raises(KeyError):
+        every[3]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, overload
 
 import orjson
@@ -22,26 +22,26 @@ import orjson
 
 class PackedRows(Sequence[dict[str, Any]]):
     """Dataset rows (JSON objects, as a stored sweep holds them) packed one after another;
-    indexing decodes one. Rows go in as they are: they were validated when the experiment was
-    created. orjson writes and reads them, unless a row holds an integer beyond 64 bits, which
-    orjson refuses to write and would read back as a float: then every row goes through
-    ``json``, which keeps it exact."""
+    indexing decodes one. Rows go in as they are, read once from ``rows`` (a file's rows may
+    arrive one at a time, so no list of them is ever built): they were validated by whoever
+    gives them. orjson writes and reads them, unless a row holds an integer beyond 64 bits,
+    which orjson refuses to write and would read back as a float: from that row on ``json``
+    writes them, and every row is read with ``json``, which reads what orjson wrote the same
+    and keeps such an integer exact."""
 
     __slots__ = ("_data", "_ends", "_loads")
 
-    def __init__(self, rows: Sequence[dict[str, Any]]) -> None:
-        try:
-            self._pack(rows, orjson.dumps)
-            self._loads: Callable[[memoryview], Any] = orjson.loads
-        except TypeError:
-            self._pack(rows, lambda row: json.dumps(row, separators=(",", ":")).encode())
-            self._loads = _json_loads
-
-    def _pack(self, rows: Sequence[dict[str, Any]], dumps: Callable[[Any], bytes]) -> None:
+    def __init__(self, rows: Iterable[dict[str, Any]]) -> None:
         data = bytearray()
         ends = array("Q")
+        dumps: Callable[[Any], bytes] = orjson.dumps
+        self._loads: Callable[[memoryview], Any] = orjson.loads
         for row in rows:
-            data += dumps(row)
+            try:
+                data += dumps(row)
+            except TypeError:
+                dumps, self._loads = _json_dumps, _json_loads
+                data += dumps(row)
             ends.append(len(data))
         self._data = memoryview(data)
         self._ends = ends
@@ -73,6 +73,10 @@ class PackedRows(Sequence[dict[str, Any]]):
 
     def __repr__(self) -> str:
         return f"<PackedRows: {len(self)} rows, {len(self._data)} bytes>"
+
+
+def _json_dumps(row: Any) -> bytes:
+    return json.dumps(row, separators=(",", ":")).encode()
 
 
 def _json_loads(data: memoryview) -> Any:

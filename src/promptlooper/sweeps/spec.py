@@ -12,6 +12,7 @@ import csv
 import json
 import math
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -50,7 +51,8 @@ class StageSpec(RequestBody):
 
 class DatasetSpec(RequestBody):
     rows: list[dict[str, Any]] | SkipJsonSchema[InstanceOf[PackedRows]] | None = None
-    """Packed only when a stored sweep is read to execute (``parse_stored_spec``)."""
+    """Packed when read from a JSONL file (``load_sweep_file``) and when a stored sweep is read
+    to execute (``parse_stored_spec``)."""
     path: str | None = None
 
     @model_validator(mode="after")
@@ -279,11 +281,14 @@ def _validation_message(exc: ValidationError) -> str:
 
 def stored_document(spec: SweepSpec) -> dict[str, Any]:
     """The sweep as an experiment stores it (JSON). The dataset's rows are shared with
-    ``spec`` when they are JSON as they stand, as rows from JSONL, CSV or a request are, rather
-    than copied: for a large dataset a copy would double what creating the experiment holds."""
+    ``spec`` when they are JSON as they stand, as rows from CSV or a request are, rather than
+    copied: for a large dataset a copy would double what creating the experiment holds. Packed
+    rows (a JSONL file's) are decoded only here, for as long as the insert needs them."""
     document = spec.model_dump(mode="json", exclude_none=True, exclude={"dataset": {"rows"}})
     rows = spec.dataset.rows
-    if rows is not None:
+    if isinstance(rows, PackedRows):  # JSON read back: plain by construction
+        document["dataset"]["rows"] = list(rows)
+    elif rows is not None:
         plain = all(map(_plain_json, rows))
         document["dataset"]["rows"] = (
             rows if plain else spec.dataset.model_dump(mode="json", include={"rows"})["rows"]
@@ -350,17 +355,13 @@ def _read_text(base: Path, ref: Any, where: str) -> str:
     return read_text((base / ref).expanduser(), where)
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
+def _read_rows(path: Path) -> list[dict[str, Any]] | PackedRows:
+    """A JSONL file's rows are checked and packed line by line as they are read: a large
+    dataset never exists as a list of dicts, which would take ~9× the packed size and leave
+    the process's memory fragmented after it is freed."""
     suffix = path.suffix.lower()
     if suffix in {".jsonl", ".ndjson"}:
-        rows = []
-        for number, line in enumerate(read_lines(path, "dataset.path"), start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except ValueError as exc:
-                    raise Invalid(f"dataset.path: {path.name} line {number}: {exc}") from exc
-        return rows
+        return PackedRows(_jsonl_rows(path))
     text = read_text(path, "dataset.path")
     try:
         if suffix == ".csv":
@@ -371,6 +372,26 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     except (ValueError, csv.Error) as exc:
         raise Invalid(f"dataset.path: {path.name}: {exc}") from exc
     raise Invalid(f"dataset.path: {path.name}: use a .csv, .jsonl or .json file")
+
+
+def _jsonl_rows(path: Path) -> Iterator[dict[str, Any]]:
+    for number, line in enumerate(read_lines(path, "dataset.path"), start=1):
+        if line.strip():
+            try:
+                row = json.loads(line, parse_constant=_not_finite)
+            except ValueError as exc:
+                raise Invalid(f"dataset.path: {path.name} line {number}: {exc}") from exc
+            if not isinstance(row, dict):
+                raise Invalid(_NOT_AN_OBJECT)
+            yield row
+
+
+_NOT_AN_OBJECT = "dataset.path: every row must be an object"
+
+
+def _not_finite(name: str) -> float:
+    """Rows are validated here, not by the spec's model, which refuses a non-finite number."""
+    raise ValueError(f"{name} is not a finite number")
 
 
 def _inline_file(base: Path, value: Any, where: str) -> Any:
@@ -425,8 +446,8 @@ def resolve_files(document: dict[str, Any], base: Path) -> dict[str, Any]:
     dataset = document.get("dataset")
     if isinstance(dataset, dict) and isinstance(dataset.get("path"), str):
         rows = _read_rows((base / dataset["path"]).expanduser())
-        if not all(isinstance(row, dict) for row in rows):
-            raise Invalid("dataset.path: every row must be an object")
+        if not isinstance(rows, PackedRows) and not all(isinstance(row, dict) for row in rows):
+            raise Invalid(_NOT_AN_OBJECT)
         document["dataset"] = {"rows": rows}
     return document
 

@@ -62,9 +62,10 @@ class RunRow:
 
 
 class RowScores(Mapping[int, float]):
-    """A config's score on each row it answered, by row index, packed in two arrays sorted by
-    row: a leaderboard keeps one for every config until all are compared with the leader, and
-    as a dict of Python numbers it would take several times the memory of the numbers."""
+    """A config's score on each row it answered, by row index, packed in arrays sorted by row:
+    a leaderboard keeps one for every config until all are compared with the leader, and as a
+    dict of Python numbers it would take several times the memory of the numbers. A config
+    that answered every row (the common case) keeps its scores alone, the rows implied."""
 
     __slots__ = ("_rows", "_values")
 
@@ -73,34 +74,40 @@ class RowScores(Mapping[int, float]):
         if any(later <= earlier for earlier, later in pairwise(rows)):
             order = sorted(range(len(rows)), key=rows.__getitem__)
             rows, values = [rows[i] for i in order], [values[i] for i in order]
-        self._rows = array("i", rows)  # a dataset's row indices fit in 32 bits
+        # Distinct and sorted: from 0 to len - 1 they are every row.
+        every = not rows or (rows[0] == 0 and rows[-1] == len(rows) - 1)
+        self._rows = None if every else array("i", rows)  # a dataset's rows fit in 32 bits
         self._values = array("d", values)
 
+    def _row_indices(self) -> Sequence[int]:
+        return range(len(self._values)) if self._rows is None else self._rows
+
     def __getitem__(self, row: int) -> float:
-        at = bisect_left(self._rows, row)
-        if at == len(self._rows) or self._rows[at] != row:
+        rows = self._row_indices()
+        at = bisect_left(rows, row)
+        if at == len(rows) or rows[at] != row:
             raise KeyError(row)
         return self._values[at]
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self._rows)
+        return iter(self._row_indices())
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._values)
 
     def __repr__(self) -> str:
         return f"RowScores({dict(self.items())!r})"
 
-    def scores(self) -> list[float]:
-        """The scores in row order."""
-        return self._values.tolist()
+    def scores(self) -> Sequence[float]:
+        """The scores in row order (the packed array itself: not to be changed)."""
+        return self._values
 
-    def aligned(self, other: RowScores) -> tuple[list[float], list[float]]:
+    def aligned(self, other: RowScores) -> tuple[Sequence[float], Sequence[float]]:
         """This mapping's and ``other``'s scores on the rows both answered, row by row."""
-        if self._rows == other._rows:  # the common case: both answered every row
-            return self._values.tolist(), other._values.tolist()
-        theirs = dict(zip(other._rows, other._values, strict=True))
-        pairs = zip(self._rows, self._values, strict=True)
+        if len(self) == len(other) and self._rows == other._rows:  # both every row, mostly
+            return self._values, other._values
+        theirs = dict(zip(other._row_indices(), other._values, strict=True))
+        pairs = zip(self._row_indices(), self._values, strict=True)
         common = [(ours, theirs[row]) for row, ours in pairs if row in theirs]
         return [ours for ours, _ in common], [found for _, found in common]
 
