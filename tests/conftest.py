@@ -14,7 +14,9 @@ import socket
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -107,6 +109,24 @@ def old_table(name: str, *columns: str) -> sa.TableClause:
     """A table as a migration's test fills it at an earlier revision: only the columns it
     had then, since the models describe the latest."""
     return sa.table(name, *(sa.column(c) for c in columns))
+
+
+def raw_event(
+    key: str, session_id: str, kind: str, at: datetime, value: float | None = None
+) -> dict[str, Any]:
+    """One stored browser event, as a migration's test inserts it into ``online_events`` at
+    an earlier revision (the columns that table has had from the start)."""
+    return {
+        "experiment_key": key,
+        "variant_key": "a",
+        "session_id": session_id,
+        "path": "/",
+        "event_type": kind,
+        "event_id": None,
+        "value": value,
+        "metadata": None,
+        "created_at": at,
+    }
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from promptlooper import migrations
 from promptlooper.online import tallies
 from promptlooper.online.models import ExperimentEvent, MetricDefinition
-from tests.conftest import BACKENDS, engine_at, old_table
+from tests.conftest import BACKENDS, engine_at, old_table, raw_event
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 KEY = "agents_test"
@@ -45,17 +45,7 @@ TERMS = old_table("online_metric_totals", "experiment_key", "variant_key", "term
 
 
 def _event(session_id: str, kind: str, day: float, value: float | None = None) -> dict:
-    return {
-        "experiment_key": KEY,
-        "variant_key": "a",
-        "session_id": session_id,
-        "path": "/",
-        "event_type": kind,
-        "event_id": None,
-        "value": value,
-        "metadata": None,
-        "created_at": START + timedelta(days=day),
-    }
+    return raw_event(KEY, session_id, kind, START + timedelta(days=day), value)
 
 
 async def _terms(engine: AsyncEngine) -> dict[str, float]:

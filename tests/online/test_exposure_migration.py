@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from promptlooper import migrations
 from promptlooper.online import tallies
 from promptlooper.online.models import ExperimentEvent
-from tests.conftest import BACKENDS, engine_at, old_table
+from tests.conftest import BACKENDS, engine_at, old_table, raw_event
 
 START = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 KEY = "agents_test"
@@ -42,17 +42,7 @@ TERMS = old_table("online_metric_totals", "experiment_key", "variant_key", "term
 
 
 def _event(session_id: str, kind: str, minute: int, value: float | None = None) -> dict:
-    return {
-        "experiment_key": KEY,
-        "variant_key": "a",
-        "session_id": session_id,
-        "path": "/",
-        "event_type": kind,
-        "event_id": None,
-        "value": value,
-        "metadata": None,
-        "created_at": START + timedelta(minutes=minute),
-    }
+    return raw_event(KEY, session_id, kind, START + timedelta(minutes=minute), value)
 
 
 async def test_revision_0018_counts_stored_metrics_from_exposure_and_moves_performance_rows(

@@ -18,6 +18,7 @@ from promptlooper.online import bandits, definitions, history, results, service,
 from promptlooper.online.assignment import assign
 from promptlooper.online.models import MetricTotals
 from tests.online.conftest import BROWSER
+from tests.variants.conftest import make_variant
 from tests.variants.test_agents_api import url
 from tests.variants.test_unit_resolution import _experiment
 from tests.web.conftest import UiClient, ui_admin  # noqa: F401 (the results page's admin)
@@ -124,11 +125,7 @@ async def _setup(client: httpx.AsyncClient, owner, agent, headers) -> None:
     assert created.status_code == 201, created.text
     assert created.json()["denominator"] == "signup"
     assert created.json()["denominator_kind"] == "event"
-    hot = (
-        await client.post(
-            url(agent, "variants"), json={"name": "Hot", "temperature": 1.2}, headers=owner.headers
-        )
-    ).json()
+    hot = await make_variant(client, owner, agent, name="Hot", temperature=1.2)
     await _experiment(client, headers, hot["id"], primary_metric="cost-per-signup")
 
 
@@ -353,11 +350,7 @@ async def test_a_bandit_on_a_cross_source_primary_schedules_by_its_units(
     or served are, and the weight history records 300."""
     created = await client.post("/api/admin/metrics", json=METRIC, headers=bootstrap_headers)
     assert created.status_code == 201, created.text
-    hot = (
-        await client.post(
-            url(agent, "variants"), json={"name": "Hot", "temperature": 1.2}, headers=owner.headers
-        )
-    ).json()
+    hot = await make_variant(client, owner, agent, name="Hot", temperature=1.2)
     bandit = {"every_exposures": 250, "every_seconds": 3600, "floor": 0.05}
     await _experiment(
         client, bootstrap_headers, hot["id"], primary_metric=METRIC["name"], type="bandit",

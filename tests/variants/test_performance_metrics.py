@@ -9,6 +9,7 @@ import pytest
 from promptlooper.online import stats
 from promptlooper.online.assignment import assign
 from tests.online.conftest import BROWSER
+from tests.variants.conftest import make_variant
 from tests.variants.test_agents_api import url
 from tests.variants.test_unit_resolution import _experiment
 
@@ -28,11 +29,7 @@ async def test_calls_count_toward_the_arm_of_their_unit(
     for metric in metrics:
         created = await client.post("/api/admin/metrics", json=metric, headers=bootstrap_headers)
         assert created.status_code == 201, created.text
-    hot = (
-        await client.post(
-            url(agent, "variants"), json={"name": "Hot", "temperature": 1.2}, headers=owner.headers
-        )
-    ).json()
+    hot = await make_variant(client, owner, agent, name="Hot", temperature=1.2)
     await _experiment(
         client,
         bootstrap_headers,
@@ -115,11 +112,7 @@ async def test_an_experiment_fed_only_by_performance_records_gathers_enough_data
     assert (
         await client.post("/api/admin/metrics", json=metric, headers=bootstrap_headers)
     ).status_code == 201
-    hot = (
-        await client.post(
-            url(agent, "variants"), json={"name": "Hot", "temperature": 1.2}, headers=owner.headers
-        )
-    ).json()
+    hot = await make_variant(client, owner, agent, name="Hot", temperature=1.2)
     await _experiment(client, bootstrap_headers, hot["id"], primary_metric="quality")
     arms = {f"visitor-{i}": assign(f"visitor-{i}", "extractor_temperature", [50, 50])
             for i in range(400)}  # fmt: skip
@@ -178,11 +171,7 @@ async def test_srm_counts_each_unit_of_the_primary_metric_once_in_its_arm(
     for metric in metrics:
         made = await client.post("/api/admin/metrics", json=metric, headers=bootstrap_headers)
         assert made.status_code == 201, made.text
-    hot = (
-        await client.post(
-            url(agent, "variants"), json={"name": "Hot", "temperature": 1.2}, headers=owner.headers
-        )
-    ).json()
+    hot = await make_variant(client, owner, agent, name="Hot", temperature=1.2)
     other = "clicked" if primary == "quality" else "quality"
     await _experiment(
         client, bootstrap_headers, hot["id"], primary_metric=primary, secondary_metrics=[other]

@@ -92,6 +92,26 @@ async def test_a_bandit_shows_its_weights_and_their_history(
     assert re.search(changed, page)
 
 
+BANDIT_EDIT = {
+    "name": "Renamed bandit",
+    "cookie_name": "pl_answer_bandit",
+    "enabled": "on",
+    "status": "running",
+    "coverage": "100",
+    "primary_metric": "conversion",
+    "type": "bandit",
+    "bandit.every_exposures": "200",
+    "bandit.every_seconds": "3600",
+    "bandit.floor": "0.05",
+    "variants.0.variant_key": "control",
+    "variants.0.allocation": "50",
+    "variants.1.variant_key": "better",
+    "variants.1.allocation": "50",
+    "control": "0",
+}
+"""The edit form of ``_bandit()``'s experiment as an admin saves it, renamed."""
+
+
 async def test_the_edit_form_shows_and_saves_the_bandit_auto_stop_and_thresholds(
     ui_admin: UiClient, client: httpx.AsyncClient, bootstrap_headers
 ):
@@ -111,26 +131,12 @@ async def test_the_edit_form_shows_and_saves_the_bandit_auto_stop_and_thresholds
         in page
     )
     assert re.search(r'name="auto_stop" value="on" checked', page)
-    form = {
-        "name": "Renamed bandit",
-        "cookie_name": "pl_answer_bandit",
-        "enabled": "on",
-        "status": "running",
-        "coverage": "100",
-        "primary_metric": "conversion",
-        "type": "bandit",
-        "bandit.every_exposures": "200",
-        "bandit.every_seconds": "3600",
+    form = BANDIT_EDIT | {
         "bandit.floor": "0.1",
         "guardrail.cost-per-call": "on",
         "guardrail_thresholds.cost-per-call.threshold": "0.3",
         "guardrail_thresholds.cost-per-call.scale": "relative",
         "auto_stop": "on",
-        "variants.0.variant_key": "control",
-        "variants.0.allocation": "50",
-        "variants.1.variant_key": "better",
-        "variants.1.allocation": "50",
-        "control": "0",
     }
     url = "/api/admin/experiments/answer_bandit"
 
@@ -197,24 +203,7 @@ async def test_an_edit_form_loaded_before_a_bandit_update_still_saves(
     learned = (await client.get(url, headers=bootstrap_headers)).json()["weights"]
     assert learned is not None
 
-    form = {
-        "name": "Renamed bandit",
-        "cookie_name": "pl_answer_bandit",
-        "enabled": "on",
-        "status": "running",
-        "coverage": "100",
-        "primary_metric": "conversion",
-        "type": "bandit",
-        "bandit.every_exposures": "200",
-        "bandit.every_seconds": "3600",
-        "bandit.floor": "0.05",
-        "variants.0.variant_key": "control",
-        "variants.0.allocation": "50",
-        "variants.1.variant_key": "better",
-        "variants.1.allocation": "50",
-        "control": "0",
-        "version": version[1],
-    }
+    form = BANDIT_EDIT | {"version": version[1]}
     saved = await ui_admin.post("/ui/online/answer_bandit/edit", form)
     assert saved.status_code == 303, saved.text
     found = (await client.get(url, headers=bootstrap_headers)).json()
