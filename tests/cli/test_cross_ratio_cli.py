@@ -36,3 +36,7 @@ def test_a_cross_source_ratio_from_the_terminal(cli: Invoke, tmp_path: Path):
     assert "ratio per signup (event)" in " ".join(listed.out.split())
     assert results.code == 0, results.err
     assert "cost-per-signup" in results.out
+    # The primary is a defined metric: its table comes before the built-in conversion rate.
+    assert results.out.index("answers: defined metrics") < results.out.index(
+        "answers: conversion rate"
+    )

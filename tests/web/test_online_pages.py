@@ -617,8 +617,12 @@ async def test_the_headline_answers_on_a_defined_primary_metric(
         )
         assert sent.json()["rejected"] == 0, sent.text
 
-    kind, sentence = _headline((await ui_admin.get("/ui/online/hero")).text)
+    page = (await ui_admin.get("/ui/online/hero")).text
+    kind, sentence = _headline(page)
 
+    # The primary leads the comparisons, before the built-in conversion and value rows.
+    metrics = re.findall(r'<td data-label="Metric">([^<]*)<', page)
+    assert metrics == ["spend", "conversion", "value per session"], metrics
     assert kind == "good"
     assert re.match(
         r"Social proof: \+20\.0 % spend \(95 % CI \+\d+\.\d % to \+\d+\.\d %\), "

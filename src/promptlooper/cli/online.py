@@ -152,32 +152,12 @@ async def results(
     if as_json:
         console.print_json(json.dumps(found))
         return
-    table = Table("variant", "impressions→conversions", "rate", "lift", "95% CI", "p", "p adj.",
-                  "chance to win", title=f"{key}: conversion rate")  # fmt: skip
-    for variant in found["variants"]:
-        row = _row(variant.get("stats", {}).get("conversion_rate"))
-        table.add_row(
-            variant["variant_key"],
-            f"{variant['impressions']}→{variant['conversions']}",
-            f"{variant['conversion_rate']:.2%}",
-            *row,
-        )
-    console.print(table)
-    treatments = [v for v in found["variants"][1:] if v.get("metrics")]
-    if treatments:
-        table = Table("variant", "metric", "role", "control → variant", "lift", "95% CI", "p",
-                      "p adj.", "chance to win", title=f"{key}: defined metrics")  # fmt: skip
-        for variant in treatments:
-            for name, block in variant["metrics"].items():
-                means = (
-                    f"{display.mean(block['control_mean'])} → "
-                    f"{display.mean(block['treatment_mean'])}"
-                )
-                role = block["role"] + (
-                    " (lower is better)" if block["direction"] == "lower" else ""
-                )
-                table.add_row(variant["variant_key"], name, role, means, *_row(block))
-        console.print(table)
+    tables = [_conversion_table(key, found), _defined_table(key, found)]
+    if display.primary_is_defined(found["variants"]):
+        tables.reverse()
+    for table in tables:
+        if table is not None:
+            console.print(table)
     family = found["multiplicity"]
     correction = display.CORRECTIONS[family["correction"]] if family["tests"] > 1 else ""
     console.print(
@@ -201,6 +181,37 @@ async def results(
     )
     for line in _traffic_lines(found):
         console.print(line, soft_wrap=True)
+
+
+def _conversion_table(key: str, found: dict[str, Any]) -> Table:
+    table = Table("variant", "impressions→conversions", "rate", "lift", "95% CI", "p", "p adj.",
+                  "chance to win", title=f"{key}: conversion rate")  # fmt: skip
+    for variant in found["variants"]:
+        row = _row(variant.get("stats", {}).get("conversion_rate"))
+        table.add_row(
+            variant["variant_key"],
+            f"{variant['impressions']}→{variant['conversions']}",
+            f"{variant['conversion_rate']:.2%}",
+            *row,
+        )
+    return table
+
+
+def _defined_table(key: str, found: dict[str, Any]) -> Table | None:
+    """The defined metrics per treatment, primary first; None when none are named."""
+    treatments = [v for v in found["variants"][1:] if v.get("metrics")]
+    if not treatments:
+        return None
+    table = Table("variant", "metric", "role", "control → variant", "lift", "95% CI", "p",
+                  "p adj.", "chance to win", title=f"{key}: defined metrics")  # fmt: skip
+    for variant in treatments:
+        for name, block in variant["metrics"].items():
+            means = (
+                f"{display.mean(block['control_mean'])} → {display.mean(block['treatment_mean'])}"
+            )
+            role = block["role"] + (" (lower is better)" if block["direction"] == "lower" else "")
+            table.add_row(variant["variant_key"], name, role, means, *_row(block))
+    return table
 
 
 @online_app.command("check")

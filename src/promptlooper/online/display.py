@@ -12,6 +12,16 @@ SIGNIFICANT = 3
 """Significant digits of a mean: a cost of 0.00042 per call reads as 0.00042, not 0.00."""
 
 
+def primary_is_defined(variants: list[dict[str, Any]]) -> bool:
+    """Whether the experiment's primary metric is a defined one (it then leads the
+    comparisons: a reader decides on it, not on the built-in conversion rate)."""
+    return any(
+        block.get("role") == "primary"
+        for variant in variants[1:]
+        for block in (variant.get("metrics") or {}).values()
+    )
+
+
 def chance(probability: float) -> str:
     """A probability in percent with one decimal, never rounded to a certainty: past 99.9 %
     it reads ``> 99.9 %``, under 0.1 % ``< 0.1 %``. A chance to beat control comes from a

@@ -85,9 +85,11 @@ def percent(value: float, digits: int = 1, sign: bool = True) -> str:
 def comparisons(experiment: OnlineExperiment, result: dict[str, Any]) -> list[Comparison]:
     labels = {v["variant_key"]: v.get("label") or v["variant_key"] for v in experiment.variants}
     found = []
+    lead = display.primary_is_defined(result["variants"])
     for variant in result["variants"][1:]:
-        blocks = list((variant.get("stats") or {}).items())
-        blocks += (variant.get("metrics") or {}).items()
+        builtin = list((variant.get("stats") or {}).items())
+        defined = list((variant.get("metrics") or {}).items())
+        blocks = defined + builtin if lead else builtin + defined
         for metric, stats in blocks:
             base = {
                 "variant_key": variant["variant_key"],
