@@ -148,6 +148,16 @@ def _agrees_with_gbstats(
     assert found["control_mean"] == pytest.approx(control.post_statistic.mean, abs=1e-9)
     assert found["treatment_mean"] == pytest.approx(treatment.post_statistic.mean, abs=1e-9)
     assert found["cuped"]["theta"] == pytest.approx(control.theta, abs=1e-9)
+    # The adjusted means sit on the metric's scale: centred on the pooled covariate's mean.
+    pooled = sum(x for arm in ARMS for x, _ in units[arm]) / sum(len(units[a]) for a in ARMS)
+    for key, theirs_ in (("control", control), ("treatment", treatment)):
+        centred = theirs_.post_statistic.mean - control.theta * (
+            theirs_.pre_statistic.mean - pooled
+        )
+        assert found["cuped"][f"{key}_mean_adjusted"] == pytest.approx(centred, abs=1e-9)
+    assert (
+        found["cuped"]["treatment_mean_adjusted"] - found["cuped"]["control_mean_adjusted"]
+    ) == pytest.approx(treatment.mean - control.mean, abs=1e-9)
     assert found["cuped"]["unadjusted_relative_lift"] == pytest.approx(
         unadjusted.expected, abs=1e-9
     )

@@ -213,14 +213,18 @@ def compare_defined(
     removed = None
     if adjusted is not None and unadjusted is not None:
         removed = 1 - adjusted.variance / unadjusted.variance
-    # The means as the units spent them, as GrowthBook shows them; the lift is adjusted.
+    # The means as the units spent them, as GrowthBook shows them; the lift is adjusted. The
+    # adjusted means are centred on the pooled covariate's mean (each arm's mean had both
+    # arms' units behaved alike before exposure): post − θ·pre alone is a number on no scale
+    # a reader knows, though its difference between the arms is the same.
+    centre = a.theta * (a.pre + b.pre).mean
     return found | {
         "control_mean": a.unadjusted_mean,
         "treatment_mean": b.unadjusted_mean,
         "cuped": {
             "window_days": metric.cuped_window_days,
-            "control_mean_adjusted": a.mean,
-            "treatment_mean_adjusted": b.mean,
+            "control_mean_adjusted": a.mean + centre,
+            "treatment_mean_adjusted": b.mean + centre,
             "theta": a.theta,
             "variance_removed": removed,
             "unadjusted_relative_lift": unadjusted.estimate if unadjusted else None,
