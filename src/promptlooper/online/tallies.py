@@ -576,7 +576,8 @@ def _call_shares(rows: Sequence[Sequence[float]]) -> list[float]:
 
 
 def _moment_sums(counts: Sequence[float], values: Sequence[float]) -> list[float]:
-    """The sums of ``moments`` over units, given each one's count and value."""
+    """The sums of ``moments`` over units (in ``MOMENTS`` order), given each one's count and
+    value."""
     return [
         float(sum(map(operator.lt, repeat(0), values))),
         sum(counts),
