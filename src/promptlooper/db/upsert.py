@@ -28,13 +28,13 @@ def _insert(dialect: str, table: Table, names: tuple[str, ...]) -> Insert:
     """``INSERT`` of the named columns. On PostgreSQL each column travels as one array, written
     as the text of an array literal (``INSERT ... SELECT * FROM unnest($1::uuid[], ...)``):
     one short statement, planned once, whatever the number of rows, whose values orjson
-    writes and PostgreSQL reads, both in compiled code. Sent as arrays the driver encodes, every
-    value would be checked and encoded in Python (for 1,000 events 5.5 µs an event in the
-    server); sent as one JSON document of row objects (``json_to_recordset``), PostgreSQL
-    spends about twice as long taking the rows apart as reading the arrays' text (a 1,000-row
-    batch of performance records: 14 ms against 8). Timestamps travel in ISO 8601 with their
-    offset (a naive one is taken as UTC), UUIDs as text, JSON columns as their JSON text. That
-    needs every column left out to be filled by the database, not by a Python-side default.
+    writes and PostgreSQL reads, both in compiled code. Arrays the driver encoded would have
+    every value checked and encoded in Python, in the one process that cannot use both cores;
+    one JSON document of row objects (``json_to_recordset``) costs PostgreSQL more to take
+    apart than the arrays' text, and repeats every column's name in every row. Timestamps
+    travel in ISO 8601 with their offset (a naive one is taken as UTC), UUIDs as text, JSON
+    columns as their JSON text. That needs every column left out to be filled by the
+    database, not by a Python-side default.
 
     Each dialect's module loads when first used: PostgreSQL's takes ~35 ms to import, and a
     SQLite process never needs it."""
@@ -94,9 +94,9 @@ _OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
 
 
 def _document(rows: Any) -> str:
-    """The rows as a JSON array of objects (or one JSON column's value). orjson writes it
-    (~12 times faster than ``json`` here); an integer beyond 64 bits in a JSON column, which
-    orjson refuses, sends the rows through ``json`` instead."""
+    """Values as JSON: a column's values as an array, or one JSON column's value. orjson
+    writes it; an integer beyond 64 bits in a JSON column, which orjson refuses, goes through
+    ``json`` instead."""
     try:
         return orjson.dumps(rows, default=_json_value, option=_OPTIONS).decode()
     except orjson.JSONEncodeError:
