@@ -1,5 +1,5 @@
-"""Bulk inserts keep every value exactly, on SQLite and on PostgreSQL (where each column
-travels as the text of an array literal), and a clash leaves nothing half written."""
+"""Bulk inserts keep every value exactly, on SQLite and on PostgreSQL (where the rows travel
+as one JSON document), and a clash leaves nothing half written."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ async def test_every_value_comes_back_exactly(engine: AsyncEngine, tables):
         ),
         row("tiny", ratio=1e-300, doc=["a", {"b": None}]),
         row("wide", doc={"beyond 64 bits": 2**70, "negative": -(2**65)}),
-        # What an array literal reads apart: its own NULL, punctuation, blanks, emptiness.
+        # Text a transport could take apart: NULL spelt out, punctuation, blanks, escapes.
         row("null", doc="null", ref=None, at=None, big=None, ratio=None),
         row("NULL"),
         row(""),

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import operator
-import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -18,22 +16,21 @@ from functools import cache
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Insert, Row, Table, Text, bindparam, case, cast, func, select
+from sqlalchemy import JSON, Insert, Row, Table, Text, bindparam, case, cast, column, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 
 def _insert(dialect: str, table: Table, names: tuple[str, ...]) -> Insert:
-    """``INSERT`` of the named columns. On PostgreSQL each column travels as one array, written
-    as the text of an array literal (``INSERT ... SELECT * FROM unnest($1::uuid[], ...)``):
-    one short statement, planned once, whatever the number of rows, whose values orjson
-    writes and PostgreSQL reads, both in compiled code. Arrays the driver encoded would have
-    every value checked and encoded in Python, in the one process that cannot use both cores;
-    one JSON document of row objects (``json_to_recordset``) costs PostgreSQL more to take
-    apart than the arrays' text, and repeats every column's name in every row. Timestamps
-    travel in ISO 8601 with their offset (a naive one is taken as UTC), UUIDs as text, JSON
-    columns as their JSON text. That needs every column left out to be filled by the
+    """``INSERT`` of the named columns. On PostgreSQL the rows travel as one JSON document
+    (``INSERT ... SELECT * FROM json_to_recordset(...)``): one short statement, planned once,
+    whatever the number of rows, which orjson writes and PostgreSQL unpacks, both in compiled
+    code. Sent as one array per column instead, the driver checks and encodes every value in
+    Python: for 1,000 events that cost 5.5 µs an event in the server and 5.2 in PostgreSQL,
+    against ~1.5 and 6.6 as JSON (the server is the one process that cannot use both cores).
+    Timestamps travel in ISO 8601 with their offset (a naive one is taken as UTC), UUIDs as
+    text, JSON columns as nested JSON. That needs every column left out to be filled by the
     database, not by a Python-side default.
 
     Each dialect's module loads when first used: PostgreSQL's takes ~35 ms to import, and a
@@ -43,18 +40,10 @@ def _insert(dialect: str, table: Table, names: tuple[str, ...]) -> Insert:
         c.default is not None for c in table.c if c.name not in names
     ):
         return statement
-    from sqlalchemy.dialects.postgresql import ARRAY
-
-    arrays = (
-        cast(bindparam(f"{_COLUMN}{index}", type_=Text), ARRAY(table.c[name].type))
-        for index, name in enumerate(names)
-    )
-    rows = func.unnest(*arrays).table_valued(*names).render_derived()
+    document = cast(bindparam("rows", type_=Text), JSON)
+    columns = (column(name, table.c[name].type) for name in names)
+    rows = func.json_to_recordset(document).table_valued(*columns).render_derived(with_types=True)
     return statement.from_select(names, select(*(rows.c[name] for name in names)))
-
-
-_COLUMN = "c"
-"""The prefix of a column's parameter (``c0``, ``c1``...) in an ``INSERT`` sent as arrays."""
 
 
 @cache
@@ -94,45 +83,13 @@ _OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
 
 
 def _document(rows: Any) -> str:
-    """Values as JSON: a column's values as an array, or one JSON column's value. orjson
-    writes it; an integer beyond 64 bits in a JSON column, which orjson refuses, goes through
-    ``json`` instead."""
+    """The rows as a JSON array of objects (or one JSON column's value). orjson writes it
+    (~12 times faster than ``json`` here); an integer beyond 64 bits in a JSON column, which
+    orjson refuses, sends the rows through ``json`` instead."""
     try:
         return orjson.dumps(rows, default=_json_value, option=_OPTIONS).decode()
     except orjson.JSONEncodeError:
         return json.dumps(rows, default=_json_value)
-
-
-_ESCAPE = re.compile(r"\\[bfnrtu]")
-"""A JSON escape that an array literal would read otherwise (``\\n`` as ``n``): JSON and an
-array literal agree on ``\\"`` and ``\\\\`` only."""
-
-
-def _arrays(table: Table, rows: list[dict[str, Any]]) -> dict[str, str]:
-    """Each column of the rows as the text of a PostgreSQL array literal, in the parameters
-    ``_insert`` names. orjson writes a column as a JSON array, which is that literal between
-    brackets rather than braces (``null`` reads as NULL, strings are quoted alike), unless a
-    string in it holds a control character: JSON escapes those (``\\n``), an array literal
-    does not, so such a column is quoted here instead. A JSON column's values go as their
-    JSON text."""
-    arrays = {}
-    for index, name in enumerate(rows[0]):
-        values = list(map(operator.itemgetter(name), rows))
-        json_column = _is_json(table.c[name].type)
-        if json_column:
-            values = [None if value is None else _document(value) for value in values]
-        text = _document(values)
-        if not json_column and _ESCAPE.search(text):
-            text = "[" + ",".join(map(_element, values)) + "]"
-        arrays[f"{_COLUMN}{index}"] = "{" + text[1:-1] + "}"
-    return arrays
-
-
-def _element(value: Any) -> str:
-    """One value of an array literal, a string quoted as the literal quotes it."""
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return _document(value)
 
 
 def _json_value(value: Any) -> str:
@@ -152,8 +109,8 @@ async def _execute(
     rows: list[dict[str, Any]],
     returning: Sequence[str],
 ) -> list[Row[Any]]:
-    if statement.select is not None:  # one array per column
-        result = await executor.execute(statement, _arrays(statement.table, rows))
+    if statement.select is not None:  # the rows as one JSON document
+        result = await executor.execute(statement, {"rows": _document(rows)})
     else:
         result = await executor.execute(statement, rows)
     return list(result.all()) if returning else []
