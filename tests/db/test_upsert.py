@@ -82,6 +82,12 @@ async def test_every_value_comes_back_exactly(engine: AsyncEngine, tables):
         ),
         row("tiny", ratio=1e-300, doc=["a", {"b": None}]),
         row("wide", doc={"beyond 64 bits": 2**70, "negative": -(2**65)}),
+        # Text a transport could take apart: NULL spelt out, punctuation, blanks, escapes.
+        row("null", doc="null", ref=None, at=None, big=None, ratio=None),
+        row("NULL"),
+        row(""),
+        row(" {a,b} \\u0041 "),
+        row("back\\slash", doc={"escapes": "\\n is not \n", "quote": '"{}"'}),
     ]
     async with engine.begin() as conn:
         await insert_rows(conn, rows_table, rows)
