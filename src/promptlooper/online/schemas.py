@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from promptlooper.types import RequestBody
+from promptlooper.values import MAX_AMOUNT
 
 Key = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9]+([_-][a-z0-9]+)*$", min_length=1, max_length=100)
@@ -32,11 +33,6 @@ Status = Literal["draft", "running", "stopped"]
 EVENT_TYPES = ("impression", "cta_click", "form_start", "form_submit", "conversion")
 MAX_METADATA_BYTES = 4096
 MAX_BATCH = 1000
-
-
-MAX_EVENT_VALUE = 1e15
-"""Any amount in any currency's smallest unit; squared and summed over sessions (for the
-variance of value per session), a float's range must still hold it."""
 
 
 class VariantDefinition(RequestBody):
@@ -265,8 +261,8 @@ class EventIn(RequestBody):
         default=None,
         validation_alias=AliasChoices("value", "conversion_value"),
         allow_inf_nan=False,
-        ge=-MAX_EVENT_VALUE,
-        le=MAX_EVENT_VALUE,
+        ge=-MAX_AMOUNT,
+        le=MAX_AMOUNT,
         description="A conversion's value (a finite number, at most 1e15 either way); "
         "`conversion_value`, the name the results use, is accepted in its place",
     )
