@@ -23,6 +23,11 @@ _search = _UNSTORABLE.search
 REPLACEMENT = "\ufffd"
 MAX_DEPTH = 64
 """How deeply lists and objects may nest inside one field of a request body."""
+MAX_AMOUNT = 1e15
+"""The largest magnitude of a measured number users send (an event's value, a call's cost or
+latency): any amount in any currency's smallest unit, yet summed per unit, squared and summed
+again over millions of units (for a variance), it stays far inside a float's range, so no
+running total or statistic overflows to infinity."""
 
 NUL_IN_TEXT = "Text must not contain the NUL character (\\u0000)"
 

@@ -40,3 +40,15 @@ def test_a_cross_source_ratio_from_the_terminal(cli: Invoke, tmp_path: Path):
     assert results.out.index("answers: defined metrics") < results.out.index(
         "answers: conversion rate"
     )
+
+
+def test_a_denominator_of_an_unknown_kind_is_one_line_naming_the_kinds(cli: Invoke, tmp_path: Path):
+    bad = tmp_path / "m5.yaml"
+    bad.write_text(yaml.safe_dump(METRIC | {"denominator": {"kind": "perf", "source": "cost"}}))
+
+    refused = cli("online", "metric-create", str(bad))
+
+    assert refused.code == 2
+    assert refused.err.strip().splitlines() == [
+        "error: denominator.kind: Input should be 'event' or 'performance'"
+    ]

@@ -229,24 +229,64 @@ async def test_concurrent_writers_of_both_sides_keep_the_products_exact(
         assert terms[(arm, "nv")] == pytest.approx(ours.m_d_sum_of_products, abs=1e-9)
 
 
+SIDE = '{"kind": "event" or "performance", "source": ...}'
+
+
 @pytest.mark.parametrize(
-    ("denominator", "field"),
+    ("denominator", "loc", "said"),
     [
-        ({"kind": "performance", "source": "revenue"}, "denominator.source"),
-        ({"kind": "browser", "source": "signup"}, "denominator"),
-        ({"kind": "event", "source": "Not A Slug"}, "denominator"),
-        ("signup", "denominator"),
+        ({"kind": "performance", "source": "revenue"}, ["denominator", "source"], "one of cost"),
+        ({"kind": "browser", "source": "signup"}, ["denominator", "kind"], "'event' or 'perf"),
+        ({"kind": "perf", "source": "cost"}, ["denominator", "kind"], "'event' or 'performance'"),
+        ({"source": "signup"}, ["denominator", "kind"], "Field required"),
+        ({"kind": "event", "source": "Not A Slug"}, ["denominator", "source"], "pattern"),
+        ("Not A Slug", ["denominator"], "pattern"),
+        (5, ["denominator"], SIDE),
+        (["signup"], ["denominator"], SIDE),
+        # A performance metric's own denominator counts calls, not events.
+        ("signup", ["denominator"], "divides the calls' 'cost' by the number of calls"),
     ],
 )
-async def test_a_bad_denominator_is_a_422_naming_the_field(
-    client: httpx.AsyncClient, bootstrap_headers, denominator, field: str
+async def test_a_bad_denominator_is_one_422_naming_the_field(
+    client: httpx.AsyncClient, bootstrap_headers, denominator, loc: list[str], said: str
 ):
     body = METRIC | {"denominator": denominator}
 
     response = await client.post("/api/admin/metrics", json=body, headers=bootstrap_headers)
 
     assert response.status_code == 422, response.text
-    assert field in response.text
+    (problem,) = response.json()["detail"]
+    assert problem["loc"] == ["body", *loc]
+    assert said in problem["msg"]
+    assert "events' values" not in problem["msg"]
+
+
+async def test_a_metric_read_back_is_created_again_as_it_reads(
+    client: httpx.AsyncClient, bootstrap_headers
+):
+    """What a metric's GET gives, less what the server sets (id, creation time), defines the
+    same metric again: ``denominator_kind`` names the kind of a denominator given by name."""
+    plain = METRIC | {"name": "cost-per-call", "denominator": "cost"}
+    for body in (METRIC, plain):
+        created = await client.post("/api/admin/metrics", json=body, headers=bootstrap_headers)
+        assert created.status_code == 201, created.text
+        metric = await client.get(f"/api/admin/metrics/{body['name']}", headers=bootstrap_headers)
+        read = {k: v for k, v in metric.json().items() if k not in ("id", "created_at")}
+        again = await client.post(
+            "/api/admin/metrics", json=read | {"name": "again"}, headers=bootstrap_headers
+        )
+        assert again.status_code == 201, again.text
+        same = {k: v for k, v in again.json().items() if k not in ("id", "created_at")}
+        assert same == read | {"name": "again"}
+        deleted = await client.delete("/api/admin/metrics/again", headers=bootstrap_headers)
+        assert deleted.status_code == 204, deleted.text
+    contradicted = METRIC | {"denominator_kind": "performance"}
+    refused = await client.post("/api/admin/metrics", json=contradicted, headers=bootstrap_headers)
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["loc"] == ["body", "denominator_kind"]
+    alone = {k: v for k, v in METRIC.items() if k != "denominator"} | {"denominator_kind": "event"}
+    refused = await client.post("/api/admin/metrics", json=alone, headers=bootstrap_headers)
+    assert refused.status_code == 422
 
 
 async def test_a_denominator_naming_the_metrics_own_source_is_the_plain_ratio(

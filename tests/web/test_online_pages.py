@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from promptlooper.online import service, tallies
 from promptlooper.online.demo import seed_demo, seed_demo_events
+from promptlooper.values import MAX_AMOUNT
 from promptlooper.variants.service import existing_variant_ids
 from promptlooper.web import online_results as view
 from tests.web.conftest import UiClient
@@ -72,10 +73,17 @@ async def _experiments(app: FastAPI) -> list:
 
 
 async def _sessions(
-    app: FastAPI, variant: str, count: int, converting: int, *, key: str = "hero", days: int = 3
+    app: FastAPI,
+    variant: str,
+    count: int,
+    converting: int,
+    *,
+    key: str = "hero",
+    days: int = 3,
+    value: float = 10.0,
 ) -> None:
     """``count`` sessions of ``variant`` with an impression each, the first ``converting`` of
-    them converting with a value of 10, spread over the last ``days`` days; stored as
+    them converting with a ``value`` (10), spread over the last ``days`` days; stored as
     ingestion stores them."""
     now = datetime.now(UTC)
     rows = []
@@ -85,7 +93,7 @@ async def _sessions(
         common = {"path": "/", "event_id": None, "metadata": None, "created_at": moment}
         rows.append(base | common | {"event_type": "impression", "value": None})
         if i < converting:
-            rows.append(base | common | {"event_type": "conversion", "value": 10.0})
+            rows.append(base | common | {"event_type": "conversion", "value": value})
     async with app.state.sessionmaker() as session:
         await tallies.record(session, rows)
         await session.commit()
@@ -455,6 +463,19 @@ async def test_results_answer_first_with_numbers_intervals_and_series(ui_admin: 
     assert [(s["color"], s["style"]) for s in lift["series"]] == [("accent", 1)]
     assert "uPlot.iife.min.js" in page.text
     assert "charts.js" in page.text
+
+
+async def test_the_largest_values_accepted_still_give_a_results_page(ui_admin: UiClient, app):
+    """Every conversion worth the most an event may carry: the squares summed over thousands
+    of sessions stay inside a float's range, and the page reads them."""
+    await _create(ui_admin)
+    await _sessions(app, "control", 2000, 1500, value=MAX_AMOUNT)
+    await _sessions(app, "social", 2000, 1900, value=MAX_AMOUNT)
+    page = await ui_admin.get("/ui/online/hero")
+    assert page.status_code == 200, page.text[-2000:]
+    said = _text(page.text)
+    assert "Original (control) control 50.0 2,000 2,000 0 0 0 1,500 75.00 7.50e+14" in said
+    assert "value per session 7.50e+14 → 9.50e+14 ▲ +26.7 %" in said
 
 
 async def test_without_conversions_there_is_no_empty_lift_chart(ui_admin: UiClient, app):

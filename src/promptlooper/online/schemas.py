@@ -13,12 +13,17 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    TypeAdapter,
+    ValidationInfo,
+    WrapValidator,
     field_validator,
     model_serializer,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from promptlooper.types import RequestBody
+from promptlooper.values import MAX_AMOUNT
 
 Key = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9]+([_-][a-z0-9]+)*$", min_length=1, max_length=100)
@@ -32,11 +37,6 @@ Status = Literal["draft", "running", "stopped"]
 EVENT_TYPES = ("impression", "cta_click", "form_start", "form_submit", "conversion")
 MAX_METADATA_BYTES = 4096
 MAX_BATCH = 1000
-
-
-MAX_EVENT_VALUE = 1e15
-"""Any amount in any currency's smallest unit; squared and summed over sessions (for the
-variance of value per session), a float's range must still hold it."""
 
 
 class VariantDefinition(RequestBody):
@@ -265,8 +265,8 @@ class EventIn(RequestBody):
         default=None,
         validation_alias=AliasChoices("value", "conversion_value"),
         allow_inf_nan=False,
-        ge=-MAX_EVENT_VALUE,
-        le=MAX_EVENT_VALUE,
+        ge=-MAX_AMOUNT,
+        le=MAX_AMOUNT,
         description="A conversion's value (a finite number, at most 1e15 either way); "
         "`conversion_value`, the name the results use, is accepted in its place",
     )
@@ -382,6 +382,28 @@ class RatioSide(RequestBody):
     source: MetricName
 
 
+_SOURCE_NAME: TypeAdapter[str] = TypeAdapter(MetricName)
+_RATIO_SIDE: TypeAdapter[RatioSide] = TypeAdapter(RatioSide)
+
+
+def _one_denominator(value: Any, _handler: Any, info: ValidationInfo) -> str | RatioSide:
+    """A denominator read as what it is: a name checked as a name, an object as ``{kind,
+    source}``. Checked as the union it is declared as, a bad one would be refused by both
+    readings, each under the internal name of its schema."""
+    if isinstance(value, str):
+        return _SOURCE_NAME.validate_python(value, context=info.context)
+    if isinstance(value, dict | RatioSide):
+        return _RATIO_SIDE.validate_python(value, context=info.context)
+    raise PydanticCustomError(
+        "denominator_type",
+        "a ratio's denominator is a source's name, or "
+        '{"kind": "event" or "performance", "source": ...}',
+    )
+
+
+Denominator = Annotated[MetricName | RatioSide, WrapValidator(_one_denominator)]
+
+
 class MetricCreate(RequestBody):
     """A metric experiments can name. ``source`` is the event name measured (a built-in one or
     your own, which ingestion then accepts) or, with ``kind: performance``, a field of the
@@ -401,10 +423,15 @@ class MetricCreate(RequestBody):
     kind: Literal["event", "performance"] = "event"
     source: MetricName
     aggregation: Aggregation
-    denominator: MetricName | RatioSide | None = Field(
+    denominator: Denominator | None = Field(
         default=None,
         description="A ratio's denominator: its own source's name (per event, per call), or "
         "another source as {kind, source} (cost per conversion)",
+    )
+    denominator_kind: Literal["event", "performance"] | None = Field(
+        default=None,
+        description="With a denominator given by name, as a metric is read back: its kind "
+        '(the same as {"kind", "source"})',
     )
     direction: Literal["higher", "lower"] = "higher"
     description: Annotated[str, StringConstraints(max_length=5000)] = ""
@@ -424,6 +451,18 @@ class MetricCreate(RequestBody):
 
     @model_validator(mode="after")
     def _denominator(self) -> MetricCreate:
+        if self.denominator_kind is not None:  # a metric as read back: the side by its parts
+            side = self.denominator
+            if side is None:
+                raise ValueError("denominator_kind: there is no denominator to be of that kind")
+            if isinstance(side, RatioSide) and side.kind != self.denominator_kind:
+                raise ValueError(
+                    f"denominator_kind: {self.denominator_kind!r} contradicts the "
+                    f"denominator's kind {side.kind!r}"
+                )
+            if isinstance(side, str):
+                self.denominator = RatioSide(kind=self.denominator_kind, source=side)
+            self.denominator_kind = None  # ``stored`` gives the kind of a cross-source side
         if self.cuped_window_days is not None and not self.cuped:
             raise ValueError(
                 "cuped_window_days: only a CUPED metric has a pre-exposure window; "
@@ -458,10 +497,14 @@ class MetricCreate(RequestBody):
             if (side.kind, side.source) == (self.kind, self.source):
                 self.denominator = side.source  # the same source: the plain ratio
         elif side is not None and side != self.source:
+            own = (
+                f"{self.source!r} events' values by their number"
+                if self.kind == "event"
+                else f"the calls' {self.source!r} by the number of calls that gave it"
+            )
             raise ValueError(
-                f"denominator: a ratio divides {self.source!r} events' values by their number; "
-                f"set it to {self.source!r}, or name another source as "
-                '{"kind": "event" or "performance", "source": ...}'
+                f"denominator: a ratio divides {own}; set it to {self.source!r}, or name "
+                'another source as {"kind": "event" or "performance", "source": ...}'
             )
         return self
 

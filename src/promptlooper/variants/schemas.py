@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from promptlooper.types import RequestBody
+from promptlooper.values import MAX_AMOUNT
 from promptlooper.variants.config import CONFIG_FIELDS, ConfigFields
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
@@ -173,16 +174,20 @@ MAX_TOKENS = 2**31 - 1
 
 
 class PerformanceIn(RequestBody):
-    """One served call. ``variant_id`` null: the agent's base config answered."""
+    """One served call. ``variant_id`` null: the agent's base config answered. Its amounts
+    are bounded as events' values are (``MAX_AMOUNT``): an experiment's running totals sum their
+    squares, and one square past a float's range would leave them infinite for good."""
 
     flat = True
 
     variant_id: uuid.UUID | None = None
     revision: Annotated[str, StringConstraints(max_length=40)] | None = None
-    latency_ms: float | None = Field(default=None, ge=0)
+    latency_ms: float | None = Field(default=None, ge=0, le=MAX_AMOUNT)
     tokens_in: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
     tokens_out: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
-    cost: float | None = Field(default=None, ge=0, description="Left out: unknown, not free")
+    cost: float | None = Field(
+        default=None, ge=0, le=MAX_AMOUNT, description="Left out: unknown, not free"
+    )
     success: bool = True
     quality: float | None = Field(default=None, ge=0, le=1)
     error: Annotated[str, StringConstraints(max_length=5000)] | None = None

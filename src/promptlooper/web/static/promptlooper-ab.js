@@ -5,7 +5,8 @@
  * Usage (no build step):
  *   <style>[data-experiment]{display:none}</style>   <!-- nothing shows until assigned -->
  *   <script src="/static/promptlooper-ab.js" defer></script>
- *   <div data-experiment="homepage_hero_test" data-variant="control">...</div>
+ *   <div data-experiment="homepage_hero_test" data-variant="old" data-control>...</div>
+ *   <div data-experiment="homepage_hero_test" data-variant="new">...</div>
  *   <button data-track="cta_click">Go</button>
  *   <form data-track-form>...</form>                   <!-- form_start, form_submit -->
  *   PromptLooperAB.track("conversion", {value: 49});
@@ -151,18 +152,37 @@
     });
   }
 
-  // Visitors outside an experiment (route, coverage, a switched-off experiment, no network)
-  // see its control.
+  // An experiment's control: the arm the registry marks is_control.
+  function controlOf(experiment) {
+    return experiment.variants.filter(function (v) { return v.is_control; })[0].variant_key;
+  }
+
+  // The control as the page marks it, for an experiment the registry does not list (archived,
+  // or the registry unreadable: server down, page origin not in CORS_ORIGINS): the element
+  // with data-control, else the one whose data-variant is "control", else the first.
+  function markedControl(nodes) {
+    var marked = Array.prototype.filter.call(nodes, function (node) {
+      return node.hasAttribute("data-control");
+    })[0] || Array.prototype.filter.call(nodes, function (node) {
+      return node.getAttribute("data-variant") === "control";
+    })[0] || nodes[0];
+    return marked.getAttribute("data-variant");
+  }
+
+  // Visitors outside an experiment (route, coverage, a switched-off or archived experiment,
+  // no registry) see its control.
   function revealControls(experiments) {
     var controls = {};
-    experiments.forEach(function (e) {
-      var control = e.variants.filter(function (v) { return v.is_control; })[0];
-      if (control) controls[e.experiment_key] = control.variant_key;
-    });
+    experiments.forEach(function (e) { controls[e.experiment_key] = controlOf(e); });
     var nodes = document.querySelectorAll("[data-experiment]");
+    var keys = {};
     Array.prototype.forEach.call(nodes, function (node) {
-      var key = node.getAttribute("data-experiment");
-      if (!assignments[key]) reveal(key, controls[key] || "control");
+      keys[node.getAttribute("data-experiment")] = true;
+    });
+    Object.keys(keys).forEach(function (key) {
+      if (assignments[key]) return;
+      reveal(key, controls[key] ||
+        markedControl(document.querySelectorAll('[data-experiment="' + key + '"]')));
     });
   }
 
@@ -177,7 +197,7 @@
       if (!variant) return;
       writeCookie(experiment.cookie_name, variant);
       // The cookie keeps the arm; while a guardrail has stopped it, the control is served.
-      if ((experiment.stopped_arms || []).indexOf(variant) >= 0) variant = keys[0];
+      if ((experiment.stopped_arms || []).indexOf(variant) >= 0) variant = controlOf(experiment);
       assignments[experiment.experiment_key] = variant;
       reveal(experiment.experiment_key, variant);
       // One impression per visitor and experiment: the id makes repeats no-ops.
