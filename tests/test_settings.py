@@ -184,3 +184,19 @@ def test_cors_origins_are_read_as_browsers_write_them(monkeypatch: pytest.Monkey
 def test_cors_origins_refuse_what_is_not_an_origin(origin: str):
     with pytest.raises(ValidationError, match="is not an origin"):
         _settings(cors_origins=origin)
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["127.0.0.1:6390", "head.example.com:6379", "ray://10.0.0.1:10001", "[::1]:6390", ""],
+)
+def test_a_head_node_s_address_is_accepted(address: str):
+    assert Settings(_env_file=None, ray_address=address).ray_address == address  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    "address", ["local", "auto", "127.0.0.1", "ray://", "ray://local", "http://h:6379", ":6379"]
+)
+def test_an_address_that_would_have_ray_start_its_own_cluster_is_refused(address: str):
+    with pytest.raises(ValidationError, match="ray start --head"):
+        Settings(_env_file=None, ray_address=address)  # type: ignore[call-arg]

@@ -60,16 +60,20 @@ def connect(address: str, timeout: float = CONNECT_SECONDS) -> None:
             raise ConfigurationError(message) from error
         if error is not None:
             raise error
+        logging.getLogger("ray").setLevel(logging.WARNING)  # joined: Ray's warnings matter again
         _connected.append(address)
 
 
 def _init(address: str, outcome: list[BaseException | None]) -> None:
+    """``ray.init`` with its ``ray`` logger at ERROR while it joins: run from this thread
+    (not the main one), it warns that it cannot set its SIGTERM handler, which is no concern of
+    a command that sets its own, and a failure to join is said in one line by ``connect``."""
     try:
         ray.init(
             address=address,
             namespace=NAMESPACE,
             log_to_driver=False,
-            logging_level=logging.WARNING,
+            logging_level=logging.ERROR,
         )
     except BaseException as exc:  # handed to the thread that waits, which raises it
         outcome.append(exc)

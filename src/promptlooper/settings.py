@@ -247,13 +247,34 @@ def _host_pattern(entry: Any) -> str:
 
 
 def ray_address(address: str) -> str:
-    """``address`` checked before anything tries it: a ``host:port`` whose port is not one
-    is a ``ValueError`` naming it (Ray would try it for minutes)."""
+    """``address`` checked before anything of Ray is imported: the ``host:port`` (or
+    ``ray://host:port``) of a running cluster's head node. Anything else is a ``ValueError``
+    saying so: Ray would try a bad port for minutes, and it reads ``local`` or ``auto`` (or
+    no port) as "start a cluster of your own", whose processes would outlive the command."""
     text = address.strip()
+    if not text:
+        return text
     host, colon, port = text.removeprefix("ray://").rpartition(":")
-    if colon and (not host or not port.isdigit() or not 1 <= int(port) <= 65535):
+    if not colon or not _is_host(host):
+        raise ValueError(
+            f"{text!r} is not the host:port of a Ray cluster's head node; PromptLooper joins "
+            "a running cluster and starts none: start one with `ray start --head --port PORT` "
+            "and give its address"
+        )
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ValueError(f"{text!r} is not host:port with a port from 1 to 65535")
     return text
+
+
+def _is_host(text: str) -> bool:
+    """Whether ``text`` is a host name, an IPv4 address or a bracketed IPv6 address."""
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+        try:
+            return ipaddress.ip_address(text).version == 6
+        except ValueError:
+            return False
+    return bool(re.fullmatch(rf"{_LABEL}(\.{_LABEL})*", text.lower().rstrip(".")))
 
 
 def _origin(entry: str) -> str:

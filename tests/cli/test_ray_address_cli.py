@@ -18,9 +18,24 @@ import pytest
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "ticket-triage" / "sweep.yaml"
 
 
+RAY_IMPORTED = "ray imported:"
+
+# The CLI as `python -m promptlooper` runs it, then (however it exits) whether Ray was imported:
+# Ray starts no process of its own unless it is imported.
+_CLI_THEN_REPORT_RAY = f"""
+import runpy, sys
+sys.argv = ["promptlooper", *sys.argv[1:]]
+try:
+    runpy.run_module("promptlooper", run_name="__main__", alter_sys=True)
+finally:
+    print("{RAY_IMPORTED}", "ray" in sys.modules)
+"""
+
+
 def _promptlooper(tmp_path: Path, *args: str, **env: str) -> tuple[Any, float]:
     """``promptlooper ARGS`` in a process of its own (joining Ray leaves threads behind) on a
-    fresh SQLite database, with ``env`` set; the outcome and how long it took."""
+    fresh SQLite database, with ``env`` set; the outcome and how long it took. Its stdout ends
+    with whether the command imported Ray."""
     inherited = {
         k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "API_KEY", "REDIS_URL")
     }
@@ -32,7 +47,7 @@ def _promptlooper(tmp_path: Path, *args: str, **env: str) -> tuple[Any, float]:
     }
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "promptlooper", *args],
+        [sys.executable, "-c", _CLI_THEN_REPORT_RAY, *args],
         env=environment,
         capture_output=True,
         text=True,
@@ -65,11 +80,12 @@ def test_an_address_where_nothing_answers_fails_within_the_setting(tmp_path: Pat
     address = f"127.0.0.1:{_silent_port()}"
     done, took = _promptlooper(tmp_path, "ray", "status", "--ray", address, RAY_CONNECT_SECONDS="3")
     assert done.returncode == 2, done
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [
+    # Ray's own warning that it cannot set a SIGTERM handler from the joining thread is quiet
+    assert done.stderr.splitlines() == [
+        f"connecting to the Ray cluster at {address} …",
         f"error: cannot join the Ray cluster at {address}: no answer within 3 s (nothing "
         "listening there, or a cluster that refuses RAY_AUTH_TOKEN; RAY_CONNECT_SECONDS sets "
-        "the wait)"
+        "the wait)",
     ]
     assert took < 60
 
@@ -90,3 +106,50 @@ def test_a_server_whose_cluster_does_not_answer_does_not_start(tmp_path: Path):
     )
     assert done.returncode == 2, done
     assert f"error: cannot join the Ray cluster at {address}: no answer within 3 s" in done.stderr
+
+
+NOT_AN_ADDRESS = (
+    "is not the host:port of a Ray cluster's head node; PromptLooper joins a running cluster "
+    "and starts none: start one with `ray start --head --port PORT` and give its address"
+)
+
+
+@pytest.mark.parametrize("address", ["local", "auto", "127.0.0.1", "ray://local", "http://h:1"])
+def test_an_address_that_is_no_head_node_s_is_refused_before_ray_is_imported(
+    tmp_path: Path, address: str
+):
+    """``local`` and ``auto`` would have Ray start (or look for) a cluster of its own, whose
+    processes outlive the command: refused at once, and Ray never even imported."""
+    done, took = _promptlooper(tmp_path, "sweep", "run", str(EXAMPLE), "--ray", address)
+
+    assert done.returncode == 2, done
+    assert done.stderr.splitlines() == [f"error: --ray: '{address}' {NOT_AN_ADDRESS}"]
+    assert done.stdout.splitlines()[-1] == f"{RAY_IMPORTED} False"
+    assert took < 30
+    assert not (tmp_path / "cli.db").exists() or _experiments(tmp_path) == 0
+
+
+def test_a_server_given_local_refuses_to_start_before_ray_is_imported(tmp_path: Path):
+    done, _ = _promptlooper(tmp_path, "serve", "--port", str(_silent_port()), "--ray", "local")
+
+    assert done.returncode == 2, done
+    assert done.stderr.splitlines() == [f"error: --ray: 'local' {NOT_AN_ADDRESS}"]
+    assert done.stdout.splitlines()[-1] == f"{RAY_IMPORTED} False"
+
+
+@pytest.mark.parametrize("command", [("ray", "status"), ("sweep", "run", str(EXAMPLE)), ("serve",)])
+def test_ray_address_local_is_an_invalid_setting_before_ray_is_imported(
+    tmp_path: Path, command: tuple[str, ...]
+):
+    done, _ = _promptlooper(tmp_path, *command, RAY_ADDRESS="local")
+
+    assert done.returncode == 2, done
+    assert done.stderr.splitlines() == [
+        f"error: invalid setting RAY_ADDRESS: Value error, 'local' {NOT_AN_ADDRESS}"
+    ]
+    assert done.stdout.splitlines()[-1] == f"{RAY_IMPORTED} False"
+
+
+def _experiments(tmp_path: Path) -> int:
+    with sqlite3.connect(tmp_path / "cli.db") as db:
+        return db.execute("select count(*) from experiments").fetchone()[0]

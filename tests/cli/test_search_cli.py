@@ -28,6 +28,24 @@ def test_a_racing_search_of_one_config_is_a_one_line_error(cli: Invoke, tmp_path
     assert outcome.err == "error: search.strategy: racing compares configs; the space has one\n"
 
 
+def test_a_seed_optuna_cannot_take_is_a_one_line_error_before_anything_runs(
+    cli: Invoke, tmp_path: Path
+):
+    sweep = tmp_path / "tune.yaml"
+    sweep.write_text(yaml.safe_dump(tuning(2, seed=-1)))
+
+    checked = cli("sweep", "validate", str(sweep))
+    ran = cli("sweep", "run", str(sweep))
+
+    for outcome in (checked, ran):
+        assert outcome.code == 2
+        assert outcome.err.endswith(
+            "error: search.seed: Input should be greater than or equal to 0\n"
+        ), outcome.err
+        assert "Traceback" not in outcome.err
+    assert "experiment" not in ran.err
+
+
 def test_a_race_lists_its_eliminations_under_the_leaderboard(cli: Invoke, tmp_path: Path):
     sweep = tmp_path / "race.yaml"
     sweep.write_text(yaml.safe_dump(racing({"good": 0.95, "close": 0.93, "bad": 0.1})))

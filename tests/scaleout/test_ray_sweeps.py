@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import subprocess
@@ -247,6 +248,12 @@ def test_ray_status_shows_the_nodes_of_the_cluster(cli: Invoke, ray_cluster: Loc
     assert result.out.count(" yes ") == 2  # two live nodes
     assert "CPU 2/2 free" in result.out
     assert "no sweep is executing on the cluster" in result.out
+
+
+def test_once_joined_ray_s_own_warnings_are_shown_again(ray_cluster: LocalCluster):
+    """Ray's logger is quiet only while joining (see ``raycluster``): a lost node, a batch
+    retried, are Ray's warnings worth seeing during a sweep."""
+    assert logging.getLogger("ray").getEffectiveLevel() == logging.WARNING
 
 
 def test_sweep_run_with_ray_makes_its_calls_on_the_cluster(

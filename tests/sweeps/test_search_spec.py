@@ -7,11 +7,12 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from promptlooper.errors import Invalid
 from promptlooper.sweeps.plan import compile_plan
 from promptlooper.sweeps.spec import parse_spec
-from tests.sweeps.conftest import document
+from tests.sweeps.conftest import create, document, run_to_end
 from tests.sweeps.test_search_optuna import tuning
 from tests.sweeps.test_search_racing import racing
 
@@ -36,6 +37,14 @@ BAD = [
     (_with(RACING, "search.budget", {}), "search.budget: give calls, usd or tokens"),
     (_with(RACING, "search.strategy", "bandit"), "search.strategy: "),
     (_with(RACING, "search.alpha", 1.5), "search.alpha: "),
+    (_with(tuning(), "search.seed", -1), "search.seed: Input should be greater than or equal to 0"),
+    (
+        _with(tuning(), "search.seed", 99999999999999999999),
+        "search.seed: Input should be less than or equal to 4294967295",
+    ),
+    (_with(RACING, "search.seed", 2**32), "search.seed: "),
+    (_with(RACING, "search.budget", {"calls": 2**31}), "search.budget.calls: "),
+    (_with(RACING, "search.budget", {"tokens": 10**30}), "search.budget.tokens: "),
     (
         _with(RACING, "parameter_space", {"model": "mock:small", "prompt": "{{ input }}"}),
         "search.strategy: racing compares configs; the space has one",
@@ -68,6 +77,39 @@ def test_bad_search_settings_name_the_field(doc: dict[str, Any], message: str):
         parse_spec(doc)
 
     assert caught.value.message.startswith(message), caught.value.message
+
+
+def test_the_bounds_themselves_are_accepted():
+    spec = parse_spec(
+        _with(tuning(), "search", {"strategy": "optuna", "seed": 2**32 - 1, "n_trials": 2})
+    )
+    assert spec.search.seed == 2**32 - 1
+    limits = {"calls": 2**31 - 1, "tokens": 2**31 - 1}
+    assert parse_spec(_with(RACING, "search.budget", limits)).search.budget.calls == 2**31 - 1
+
+
+async def test_the_largest_seed_runs_an_optuna_search(
+    client: httpx.AsyncClient, app: FastAPI, owner, project_id
+):
+    """What the spec accepts, Optuna's sampler takes: the seed fails nothing at run time."""
+    experiment = await create(client, owner, project_id, tuning(2, seed=2**32 - 1))
+    final = await run_to_end(client, app, owner, experiment["id"])
+
+    assert final["status"] == "completed", final["error"]
+
+
+@pytest.mark.parametrize("seed", [-1, 99999999999999999999])
+async def test_the_api_refuses_a_seed_optuna_cannot_take_with_a_422_naming_it(
+    client: httpx.AsyncClient, owner, project_id, seed: int
+):
+    response = await client.post(
+        f"/api/projects/{project_id}/experiments",
+        json=_with(tuning(2), "search.seed", seed),
+        headers=owner.headers,
+    )
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "search", "seed"]
 
 
 def test_ranges_keep_whole_numbers_whole():

@@ -141,12 +141,26 @@ class ScorerSpec(RequestBody):
         return {**self.options, **(self.model_extra or {})}
 
 
+MAX_LEDGER_COUNT = 2**31 - 1
+"""The most calls or tokens a budget may allow: the spending ledger's columns
+(``search_calls``, ``search_tokens``) are 32-bit integers on PostgreSQL, and the ledger is
+written up to the limit, so a larger one would fail only once the search runs."""
+
+MAX_SEED = 2**32 - 1
+"""The largest search seed: Optuna's sampler seeds NumPy's generator, which takes 0 to
+2**32 - 1 and would refuse any other seed only once the search runs."""
+
+
 class BudgetSpec(RequestBody):
     """Limits an adaptive search stops before crossing; any of them, at least one."""
 
-    calls: int | None = Field(default=None, gt=0, description="provider calls actually made")
+    calls: int | None = Field(
+        default=None, gt=0, le=MAX_LEDGER_COUNT, description="provider calls actually made"
+    )
     usd: float | None = Field(default=None, gt=0, description="cost from the providers' prices")
-    tokens: int | None = Field(default=None, gt=0, description="tokens in and out")
+    tokens: int | None = Field(
+        default=None, gt=0, le=MAX_LEDGER_COUNT, description="tokens in and out"
+    )
 
     @model_validator(mode="after")
     def _some_limit(self) -> BudgetSpec:
@@ -158,7 +172,13 @@ class BudgetSpec(RequestBody):
 class SearchSpec(RequestBody):
     strategy: Literal["grid", "random", "racing", "optuna"] = "grid"
     n: int | None = Field(default=None, ge=1)
-    seed: int = 0
+    seed: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_SEED,
+        description="shuffles the rows (racing, Optuna), draws the configs (random) and seeds "
+        "Optuna's sampler",
+    )
     budget: BudgetSpec | None = None
     alpha: float = Field(default=0.05, gt=0, lt=1, description="racing's significance level")
     first_slice: int = Field(
