@@ -260,6 +260,23 @@ def wait_for(
         time.sleep(interval)
 
 
+def agent_with_variant(
+    http: httpx.Client, headers: Mapping[str, str], project: str, variant: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A new project's mock-model agent and one variant of it, made over HTTP as a user
+    would: the arms of an experiment over agent variants."""
+    found = http.post("/api/projects", json={"name": project}, headers=headers).json()
+    agent = http.post(
+        f"/api/projects/{found['id']}/agents",
+        json={"name": "Answerer", "model_provider": "mock", "model_name": "m"},
+        headers=headers,
+    ).json()
+    made = http.post(
+        f"/api/agents/{agent['id']}/variants", json={"name": variant}, headers=headers
+    ).json()
+    return agent, made
+
+
 def finished_experiment(
     client: httpx.Client, experiment_id: str, headers: Mapping[str, str], timeout: float = 60
 ) -> dict[str, Any]:

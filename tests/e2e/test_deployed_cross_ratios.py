@@ -12,7 +12,7 @@ import pytest
 
 from promptlooper.client import Client
 from promptlooper.online.assignment import assign
-from tests.deployed import BOOTSTRAP_KEY, Deployed
+from tests.deployed import BOOTSTRAP_KEY, Deployed, agent_with_variant
 from tests.factories import even_arms
 
 BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/130.0"}
@@ -33,15 +33,7 @@ def test_cost_per_signup_joins_the_performance_log_and_browser_events(
     for unit in units[:12]:  # shown an impression, never served: in the metric and its units
         costs[unit] = []
     with server.client() as http, Client(server.url, api_key=BOOTSTRAP_KEY) as sdk:
-        project = http.post("/api/projects", json={"name": "answers"}, headers=admin).json()
-        agent = http.post(
-            f"/api/projects/{project['id']}/agents",
-            json={"name": "Answerer", "model_provider": "mock", "model_name": "m"},
-            headers=admin,
-        ).json()
-        lean = http.post(
-            f"/api/agents/{agent['id']}/variants", json={"name": "Lean"}, headers=admin
-        ).json()
+        agent, lean = agent_with_variant(http, admin, "answers", "Lean")
         metric = sdk.online.define_metric(
             "cost-per-signup",
             kind="performance",

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from promptlooper.online.assignment import assign
 from promptlooper.values import MAX_AMOUNT
 from promptlooper.variants.schemas import MAX_TOKENS
-from tests.deployed import Deployed
+from tests.deployed import Deployed, agent_with_variant
 from tests.factories import even_arms
 
 BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/130.0"}
@@ -37,15 +37,7 @@ def test_performance_values_are_bounded_and_the_largest_still_give_results(
     units = [f"visitor-{i}" for i in range(60)]
     arms = {u: ["control", "fast"][assign(u, KEY, [50, 50])] for u in units}  # type: ignore[index]
     with server.client() as http:
-        project = http.post("/api/projects", json={"name": "big"}, headers=admin).json()
-        agent = http.post(
-            f"/api/projects/{project['id']}/agents",
-            json={"name": "Answerer", "model_provider": "mock", "model_name": "m"},
-            headers=admin,
-        ).json()
-        fast = http.post(
-            f"/api/agents/{agent['id']}/variants", json={"name": "Fast"}, headers=admin
-        ).json()
+        agent, fast = agent_with_variant(http, admin, "big", "Fast")
         for metric in METRICS:
             created = http.post("/api/admin/metrics", json=metric, headers=admin)
             assert created.status_code == 201, created.text
