@@ -31,6 +31,8 @@ from promptlooper.db.engine import create_engine
 from promptlooper.settings import Settings
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
 def _redis_url() -> str:
     """Database 15 (or ``TEST_REDIS_URL``'s), one lower for each further pytest-xdist
     worker, since every test flushes its database: workers never share one."""
