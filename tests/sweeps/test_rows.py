@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 
 from promptlooper.sweeps.plan import compile_plan
@@ -52,6 +55,34 @@ def test_a_stored_sweep_executes_with_its_rows_packed_and_plans_as_before() -> N
     assert packed.total_runs == listed.total_runs == 3
     config = packed.configs[0]
     assert packed.run_config(config, packed.rows[1]) == listed.run_config(config, listed.rows[1])
+
+
+class CountedRows(PackedRows):
+    """Packed rows that count how many rows were decoded."""
+
+    __slots__ = ("decoded",)
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        super().__init__(rows)
+        self.decoded = 0
+
+    def __getitem__(self, index: Any) -> Any:
+        self.decoded += 1
+        return super().__getitem__(index)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for row in super().__iter__():
+            self.decoded += 1
+            yield row
+
+
+def test_packed_rows_are_taken_as_they_are_without_decoding_a_row() -> None:
+    rows = CountedRows(ROWS)
+
+    spec = parse_spec({**DOCUMENT, "dataset": {"rows": rows}})
+
+    assert spec.dataset.rows is rows
+    assert rows.decoded == 0
 
 
 def test_an_integer_beyond_64_bits_reads_back_exact() -> None:

@@ -173,3 +173,15 @@ def test_row_scores_read_by_row_whether_a_config_answered_every_row_or_some() ->
         some[0]
     with pytest.raises(KeyError):
         every[3]
+
+
+def test_pass_fail_row_scores_read_back_as_the_same_floats() -> None:
+    passed = RowScores([1, 0, 2], [1.0, 0.0, 1.0])
+    graded = RowScores([0, 1, 2], [1.0, 0.5, 0.0])
+
+    assert passed.scores().typecode == "d"
+    assert list(passed.scores()) == [0.0, 1.0, 1.0]
+    assert all(isinstance(value, float) for value in passed.values())
+    assert [list(found) for found in passed.aligned(graded)] == [[0.0, 1.0, 1.0], [1.0, 0.5, 0.0]]
+    assert passed._values.itemsize == 1  # kept a byte each, as graded scores are not
+    assert graded._values.itemsize == 8

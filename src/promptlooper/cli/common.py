@@ -113,20 +113,34 @@ def freeze_long_lived_objects() -> None:
     gc.enable()
 
 
+M_MMAP_THRESHOLD = -3
+"""glibc's ``mallopt`` parameter: blocks at least this large get their own mapping."""
+MMAP_THRESHOLD = 128 * 1024
+"""glibc's default, set explicitly so that it stays there."""
+
+
 def release_freed_memory() -> None:
     """Give the system back what a finished phase of a long command freed, before the next
     phase grows: the dataset and pages a sweep's execution held would otherwise stay in the
     process under the leaderboard's own peak. The execution's objects were frozen at its
     start, so they are unfrozen to let a collection free their cycles, and frozen again; then
     glibc's allocator is asked to return its free pages (``malloc_trim``: elsewhere, freed
-    memory stays with the allocator as before)."""
+    memory stays with the allocator as before).
+
+    glibc also raises its mmap threshold each time a large block is freed (up to 32 MB), so
+    after the execution the next phase's growing arrays (a summary's per-config scores, each
+    reallocated as it grows) would come from the heap, where every copy they outgrow is a
+    hole the heap keeps. Setting the threshold turns that adjustment off: blocks of 128 KiB
+    and more get their own mappings again, which go back to the system when freed."""
     import ctypes.util
 
     gc.unfreeze()
     gc.collect()
     gc.freeze()
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 def load_settings() -> Settings:

@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     InstanceOf,
     ValidationError,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
@@ -54,6 +55,14 @@ class DatasetSpec(RequestBody):
     """Packed when read from a JSONL file (``load_sweep_file``) and when a stored sweep is read
     to execute (``parse_stored_spec``)."""
     path: str | None = None
+
+    @field_validator("rows", mode="wrap")
+    @classmethod
+    def _packed_as_they_are(cls, rows: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """Packed rows were checked as they were packed. Validated, pydantic would try them
+        as a list too and decode every row into a throwaway list of dicts: the whole dataset
+        again, at a large sweep's start."""
+        return rows if isinstance(rows, PackedRows) else handler(rows)
 
     @model_validator(mode="after")
     def _one_source(self) -> DatasetSpec:

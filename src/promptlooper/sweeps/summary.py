@@ -65,7 +65,10 @@ class RowScores(Mapping[int, float]):
     """A config's score on each row it answered, by row index, packed in arrays sorted by row:
     a leaderboard keeps one for every config until all are compared with the leader, and as a
     dict of Python numbers it would take several times the memory of the numbers. A config
-    that answered every row (the common case) keeps its scores alone, the rows implied."""
+    that answered every row (the common case) keeps its scores alone, the rows implied, and
+    scores that are all 0 or 1 (a pass/fail scorer's) are kept a byte each: with a dozen
+    configs on a large dataset, eight bytes a score are most of what a leaderboard holds
+    until the comparisons. They read back as the same floats."""
 
     __slots__ = ("_rows", "_values")
 
@@ -77,7 +80,8 @@ class RowScores(Mapping[int, float]):
         # Distinct and sorted: from 0 to len - 1 they are every row.
         every = not rows or (rows[0] == 0 and rows[-1] == len(rows) - 1)
         self._rows = None if every else array("i", rows)  # a dataset's rows fit in 32 bits
-        self._values = array("d", values)
+        binary = significance.is_binary(values)
+        self._values = array("B", map(int, values)) if binary else array("d", values)
 
     def _row_indices(self) -> Sequence[int]:
         return range(len(self._values)) if self._rows is None else self._rows
@@ -87,7 +91,7 @@ class RowScores(Mapping[int, float]):
         at = bisect_left(rows, row)
         if at == len(rows) or rows[at] != row:
             raise KeyError(row)
-        return self._values[at]
+        return float(self._values[at])
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._row_indices())
@@ -99,15 +103,17 @@ class RowScores(Mapping[int, float]):
         return f"RowScores({dict(self.items())!r})"
 
     def scores(self) -> Sequence[float]:
-        """The scores in row order (the packed array itself: not to be changed)."""
-        return self._values
+        """The scores in row order, packed (the array itself, not to be changed, unless they
+        are kept a byte each: then a copy as floats, one config's at a time)."""
+        return self._values if self._values.typecode == "d" else array("d", self._values)
 
     def aligned(self, other: RowScores) -> tuple[Sequence[float], Sequence[float]]:
         """This mapping's and ``other``'s scores on the rows both answered, row by row."""
+        ours, found = self.scores(), other.scores()
         if len(self) == len(other) and self._rows == other._rows:  # both every row, mostly
-            return self._values, other._values
-        theirs = dict(zip(other._row_indices(), other._values, strict=True))
-        pairs = zip(self._row_indices(), self._values, strict=True)
+            return ours, found
+        theirs = dict(zip(other._row_indices(), found, strict=True))
+        pairs = zip(self._row_indices(), ours, strict=True)
         common = [(ours, theirs[row]) for row, ours in pairs if row in theirs]
         return [ours for ours, _ in common], [found for _, found in common]
 
