@@ -55,7 +55,7 @@ lint: $(VENV)/.installed-dev
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver
 
 test: lint | /usr/bin/chromedriver
-	$(BIN)/pytest -n 4 --dist loadgroup
+	$(BIN)/pytest
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache

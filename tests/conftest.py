@@ -33,20 +33,7 @@ from promptlooper.db.engine import create_engine
 from promptlooper.settings import Settings
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def _redis_url() -> str:
-    """Database 15 (or ``TEST_REDIS_URL``'s), one lower for each further pytest-xdist
-    worker, since every test flushes its database: workers never share one."""
-    url = make_url(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
-    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
-    database = int(url.database or 0) - worker
-    if database < 0:
-        raise pytest.UsageError(f"TEST_REDIS_URL's database leaves none for worker {worker}")
-    return url.set(database=str(database)).render_as_string(False)
-
-
-REDIS_URL = _redis_url()
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TEST_JWT_SECRET = "test-jwt-secret-not-for-production"
 BOOTSTRAP_KEY = "test-bootstrap-admin-key"
 BACKENDS = ["sqlite", "postgresql"]

@@ -28,27 +28,14 @@ async def _chunks(size: int, chunk: int = 64 << 10) -> AsyncIterator[bytes]:
         yield b" " * min(chunk, size - start)
 
 
-ABSENT = "00000000-0000-4000-8000-000000000000"
-"""An id nothing has: the limit answers before the route looks. A fixed one, so that every
-pytest-xdist worker collects the same test ids."""
-
-
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 @pytest.mark.parametrize(
     ("path", "setting", "limit"),
     [
         ("/api/experiments/event", "MAX_BODY_PUBLIC_BYTES", 512 << 10),
         ("/api/experiments/batch", "MAX_BODY_PUBLIC_BYTES", 512 << 10),
-        (
-            f"/api/projects/{ABSENT}/experiments",
-            "MAX_BODY_DOCUMENT_BYTES",
-            8 << 20,
-        ),
-        (
-            f"/api/agents/{ABSENT}/experiments",
-            "MAX_BODY_DOCUMENT_BYTES",
-            8 << 20,
-        ),
+        (f"/api/projects/{uuid.uuid4()}/experiments", "MAX_BODY_DOCUMENT_BYTES", 8 << 20),
+        (f"/api/agents/{uuid.uuid4()}/experiments", "MAX_BODY_DOCUMENT_BYTES", 8 << 20),
         ("/api/projects", "MAX_BODY_BYTES", 2 << 20),
         ("/api/training/runs", "MAX_BODY_BYTES", 2 << 20),
     ],

@@ -14,7 +14,6 @@ import json
 import os
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -23,7 +22,6 @@ from tests.e2e.conftest import deployed_db, serve  # noqa: F401 (fixtures)
 from tests.scaleout.local_cluster import LocalCluster, start_cluster
 from tests.sweeps.conftest import owner, project_id  # noqa: F401 (fixtures)
 
-_FOLDER = Path(__file__).parent
 _BASE = int(os.environ.get("PROMPTLOOPER_TEST_RAY_PORT", "6390"))
 HEAD_PORTS = range(_BASE, _BASE + 10)
 WORKER_PORTS = range(20000 + (_BASE - 6390) * 50, 21000 + (_BASE - 6390) * 50)
@@ -50,14 +48,6 @@ def _free_head_port() -> int:
         f"no free port in {HEAD_PORTS.start}-{HEAD_PORTS.stop - 1} for the Ray head node "
         "(PROMPTLOOPER_TEST_RAY_PORT moves the range)"
     )
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``--dist loadgroup``) this folder's tests run on one worker: one
-    Ray cluster, started once, rather than one per worker on the same ports."""
-    for item in items:
-        if item.path.is_relative_to(_FOLDER):
-            item.add_marker(pytest.mark.xdist_group("ray"))
 
 
 @pytest.fixture(scope="package")
