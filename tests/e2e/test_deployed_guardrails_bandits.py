@@ -72,6 +72,18 @@ def test_the_server_stops_an_expensive_arm_and_moves_a_bandit(serve: Callable[..
             headers=server.admin,
         ).json()[0]
         assert results["guardrails"]["stopped_arms"]["verbose"]["metric"] == "cost-per-call"
+        # Served the control now, the unit still counts in its own arm (intent to treat): the
+        # events naming what it was served are filed under its arm, so no arm gains a unit.
+        base = {"experiment_key": "answer_style", "variant_key": "control"}
+        base["session_id"] = verbose_unit
+        _send(http, [base | {"event_name": "impression"}, base | {"event_name": "llm_call"}])
+        after = http.get(
+            "/api/v1/experiments/results",
+            params={"experiment_key": "answer_style"},
+            headers=server.admin,
+        ).json()[0]
+        assert after["health"]["units_per_arm"] == results["health"]["units_per_arm"]
+        assert after["health"]["multiple_exposure_rate"] == 0.0
         resumed = http.post(
             "/api/admin/experiments/answer_style/arms/verbose/resume", headers=server.admin
         )

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from promptlooper.online import service, upkeep
 from promptlooper.online.models import UnitAssignment
+from promptlooper.variants.models import PerformanceRecord
 from tests.factories import create_online_experiment
 from tests.variants.conftest import extractor_experiment, make_variant
 from tests.variants.test_agents_api import url
@@ -81,6 +82,39 @@ async def test_an_expensive_agent_variant_is_stopped_and_its_units_get_the_contr
     assert served["experiment"]["variant_key"] == "control"
     assert served["variant_id"] != hot["id"]
     assert served["config"]["temperature"] != 1.2
+
+    # Served the control, the unit still counts in its own arm (intent to treat): its calls
+    # move the hot arm's cost, not the control's, and no arm gains a unit.
+    before = await _arms(client, bootstrap_headers)
+    calls = [{"cost": 0.05, "unit_id": hot_unit}] * 2
+    stored = await client.post(url(agent, "performance"), json=calls, headers=owner.headers)
+    assert stored.status_code == 201, stored.text
+    after = await _arms(client, bootstrap_headers)
+    assert after["units"] == before["units"]
+    assert after["cost"]["control"] == before["cost"]["control"]
+    assert after["cost"]["hot"] > before["cost"]["hot"]
+    async with sessionmaker() as session:
+        filed = await session.scalars(
+            select(PerformanceRecord.arm_key).where(PerformanceRecord.unit_id == hot_unit)
+        )
+        assert set(filed) == {"hot"}
+
+
+async def _arms(client: httpx.AsyncClient, headers: dict) -> dict[str, dict[str, int]]:
+    """Per arm, the units its primary metric (quality) is measured on and its cost per call."""
+    found = (
+        await client.get(
+            "/api/v1/experiments/results",
+            params={"experiment_key": "extractor_temperature"},
+            headers=headers,
+        )
+    ).json()[0]
+    keys = [v["variant_key"] for v in found["variants"]]
+    cost = found["variants"][1]["metrics"]["cost-per-call"]
+    return {
+        "units": dict(zip(keys, found["health"]["units_per_arm"], strict=True)),
+        "cost": {"control": cost["control_mean"], "hot": cost["treatment_mean"]},
+    }
 
 
 async def test_a_bandit_over_agent_variants_keeps_each_unit_on_its_first_arm(

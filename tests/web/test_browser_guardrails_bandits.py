@@ -1,15 +1,16 @@
 """The browser script follows guardrails and bandits, in real headless Chromium: a visitor
-whose cookie holds a stopped arm is shown the control (the cookie keeps the arm), and a new
-visitor is placed with a bandit's weights in force, as the server's assignment places them."""
+whose cookie holds a stopped arm is shown the control (the cookie keeps the arm, and its events
+name it: the visitor counts in its own arm), and a new visitor is placed with a bandit's
+weights in force, as the server's assignment places them."""
 
 from __future__ import annotations
 
 import asyncio
 
 import httpx
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from promptlooper.online.models import OnlineExperiment
+from promptlooper.online.models import ExperimentEvent, OnlineExperiment
 from tests.online.conftest import registry  # noqa: F401 (fixture)
 
 TREATMENT = "tiny_gang_social_proof"
@@ -38,6 +39,20 @@ async def _set(sessionmaker, **values) -> None:
         await session.commit()
 
 
+async def _clicks(sessionmaker, unit: str) -> list[str]:
+    """The arms the unit's clicks were stored under, once there are any."""
+    query = select(ExperimentEvent.variant_key).where(
+        ExperimentEvent.session_id == unit, ExperimentEvent.event_type == "cta_click"
+    )
+    for _ in range(100):
+        async with sessionmaker() as session:
+            found = list(await session.scalars(query))
+        if found:
+            return found
+        await asyncio.sleep(0.1)
+    return []
+
+
 async def test_the_script_serves_control_for_a_stopped_arm_and_follows_bandit_weights(
     browser,
     live_url: str,
@@ -50,6 +65,9 @@ async def test_the_script_serves_control_for_a_stopped_arm_and_follows_bandit_we
     shown, cookies = await asyncio.to_thread(_shown, browser, live_url)
     assert shown == ["control"]
     assert cookies["exp_homepage_hero"] == TREATMENT
+    script = 'PromptLooperAB.track("cta_click", {experiment: "homepage_hero_test"})'
+    await asyncio.to_thread(browser.execute_script, script)
+    assert await _clicks(sessionmaker, cookies["pl_sid"]) == [TREATMENT]
 
     await _set(sessionmaker, stopped_arms={}, type="bandit", weights=[0.0, 1.0])
     for _ in range(4):  # new visitors: with the allocations, each would be a coin toss

@@ -7,9 +7,10 @@ fixed-horizon test would stop arms by chance. An arm is past its threshold when 
 interval of its lift against control lies beyond it: above a positive threshold (a metric
 better lower, cost) or below a negative one (better higher, success rate).
 
-A stopped arm's units are served the control from then on (``traffic.served``); each stop and
-resume is an audited ``ArmEvent`` and a change of the shares in force (``history``). An arm
-resumed by hand is not stopped again by the guardrail: a person has overruled it.
+A stopped arm's units are served the control from then on (``traffic.served``) but still count
+in the arm they are assigned (intent to treat), so a stop leaves the split of units the SRM
+check expects as it was; each stop and resume is an audited ``ArmEvent``. An arm resumed by
+hand is not stopped again by the guardrail: a person has overruled it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.errors import Conflict, NotFound
-from promptlooper.online import history, results
+from promptlooper.online import results
 from promptlooper.online.models import ArmEvent, MetricDefinition, OnlineExperiment
 from promptlooper.online.service import lock_experiment
 
@@ -84,7 +85,6 @@ async def _stop(
         created_at=now,
     )
     session.add(event)
-    await history.record(session, experiment, "stopped")
     return event
 
 
@@ -106,7 +106,6 @@ async def resume(session: AsyncSession, key: str, variant: str, actor: str) -> A
         actor=actor,
     )
     session.add(event)
-    await history.record(session, experiment, "resumed")
     return event
 
 

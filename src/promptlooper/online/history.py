@@ -1,11 +1,12 @@
-"""The history of traffic shares in force (bandit updates, arms stopped and resumed), and the
-shares the SRM check expects from it. The caller commits.
+"""The history of a bandit's weights in force, and the split of units the SRM check expects
+from it. The caller commits.
 
 Each change records how many units the experiment had exposed when it took effect, so the
-units exposed under each set of shares are differences of running totals: the expected split
-is Σ over periods of (units exposed in the period × that period's shares), never a scan of the
+units exposed under each set of weights are differences of running totals: the expected split
+is Σ over periods of (units exposed in the period × that period's weights), never a scan of the
 events. Units are counted at their first exposure, which for a sticky bandit is when they were
-assigned, so a period's new units followed that period's shares.
+assigned, so a period's new units followed that period's weights. A guardrail's stop changes
+what a unit is served, not the arm it counts in, so it is no change of the split.
 """
 
 from __future__ import annotations
@@ -63,10 +64,11 @@ async def exposed_total(session: AsyncSession, experiment: OnlineExperiment) -> 
 
 
 async def record(session: AsyncSession, experiment: OnlineExperiment, reason: str) -> WeightChange:
-    """Note that the experiment's current shares are in force from now on."""
+    """Note that the experiment's current weights are in force from now on."""
+    keys = [v["variant_key"] for v in experiment.variants]
     change = WeightChange(
         experiment_key=experiment.experiment_key,
-        weights=traffic.shares(experiment),
+        weights=dict(zip(keys, traffic.hashing_weights(experiment), strict=True)),
         exposed=await exposed_total(session, experiment),
         reason=reason,
     )
@@ -121,8 +123,8 @@ async def summary(
     session: AsyncSession, experiment: OnlineExperiment, found: Sequence[Row[Any]]
 ) -> dict[str, Any]:
     """What the results show of guardrails and weights: stopped arms with the audit trail,
-    the shares in force and their history (``found``: the experiment's ``changes``, which
-    the caller has read for the SRM check already)."""
+    the shares of traffic served now, and a bandit's weights with their history (``found``:
+    the experiment's ``changes``, which the caller has read for the SRM check already)."""
     key = experiment.experiment_key
     return {
         "guardrails": {
@@ -143,7 +145,7 @@ async def summary(
 def expected_shares(
     experiment: OnlineExperiment, found: Sequence[Row[Any]], exposed: int
 ) -> list[float]:
-    """Per variant (in order), the share of the ``exposed`` units the shares in force while
+    """Per variant (in order), the share of the ``exposed`` units the weights in force while
     they arrived predict; the allocations when nothing changed."""
     keys = [v["variant_key"] for v in experiment.variants]
     configured = [v["allocation"] / 100 for v in experiment.variants]

@@ -73,11 +73,18 @@ class Target:
 
     live: bool
     variant_keys: frozenset[str]
+    control: str
+    guarded: bool
+    """A guardrail may have stopped an arm (auto-stop is on, or an arm is stopped): its units,
+    served the control, may send events naming it. The stop itself is read when the events are
+    stored, as this snapshot may predate it."""
 
     @classmethod
     def of(cls, experiment: OnlineExperiment) -> Target:
         keys = frozenset(v["variant_key"] for v in experiment.variants)
-        return cls(service.is_live(experiment), keys)
+        control = experiment.variants[0]["variant_key"]
+        guarded = experiment.auto_stop or bool(experiment.stopped_arms)
+        return cls(service.is_live(experiment), keys, control, guarded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +135,9 @@ class _Pending:
     tracked: frozenset[str]
     windows: tallies.Windows
     ratios: tuple[CrossRatio, ...]
+    served_control: dict[str, list[int]] = field(default_factory=dict)
+    """Per experiment a guardrail may have stopped an arm of, the rows (indices) of events
+    naming the control: a stopped arm's unit among them counts in its own arm (``_intended``)."""
 
 
 class Intake:
@@ -191,6 +201,7 @@ class Intake:
         verdicts: list[Verdict] = []
         rows: list[dict[str, Any]] = []
         rejected: Counter[tuple[str, str]] = Counter()
+        served_control: dict[str, list[int]] = {}
         for event in events:
             kind = event_type or event.event_name or ""
             target = snapshot.targets.get(event.experiment_key)
@@ -204,6 +215,8 @@ class Intake:
                 if target is not None:
                     rejected[(event.experiment_key, reason)] += 1
                 continue
+            if target is not None and target.guarded and event.variant_key == target.control:
+                served_control.setdefault(event.experiment_key, []).append(len(rows))
             rows.append(
                 {
                     "experiment_key": event.experiment_key,
@@ -218,9 +231,10 @@ class Intake:
                 }
             )
         if rows or rejected:
-            await self._log.submit(
-                _Pending(rows, rejected, snapshot.tracked, snapshot.windows, snapshot.ratios)
+            pending = _Pending(
+                rows, rejected, snapshot.tracked, snapshot.windows, snapshot.ratios, served_control
             )
+            await self._log.submit(pending)
         return verdicts
 
 
@@ -234,6 +248,7 @@ async def _commit(session: AsyncSession, batch: list[_Pending]) -> list[None]:
         tracked |= item.tracked
         windows |= item.windows
         ratios |= {ratio.metric: ratio for ratio in item.ratios}
+        await _intended(session, item)
     rows = [row for item in batch for row in item.rows]
     await tallies.record(
         session, rows, tracked, windows, sorted(ratios.values(), key=lambda r: r.metric)
@@ -245,3 +260,21 @@ async def _commit(session: AsyncSession, batch: list[_Pending]) -> list[None]:
         [{"experiment_key": k, "reason": r, "count": n} for (k, r), n in sorted(rejected.items())],
     )
     return [None] * len(batch)
+
+
+async def _intended(session: AsyncSession, item: _Pending) -> None:
+    """File the events a stopped arm's units sent while served the control under the arm they
+    are assigned (intent to treat): a unit counts in one arm, the control's metrics hold only
+    the control's units, and the SRM check expects the assignment weights. The browser script
+    names the assigned arm itself; this covers callers that name the variant they served."""
+    for key, indices in item.served_control.items():
+        query = select(OnlineExperiment).where(OnlineExperiment.experiment_key == key)
+        experiment = await session.scalar(query)
+        if experiment is None or not experiment.stopped_arms:
+            continue
+        units = {item.rows[i]["session_id"] for i in indices}
+        assigned = await service.assigned_variants(session, experiment, units, store=False)
+        for i in indices:
+            arm = assigned.get(item.rows[i]["session_id"])
+            if arm in experiment.stopped_arms:
+                item.rows[i]["variant_key"] = arm

@@ -63,7 +63,8 @@ class OnlineExperiment(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     bandit: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     """A bandit's schedule and floor: every_exposures, every_seconds, floor."""
     stopped_arms: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    """Arms a guardrail stopped (variant key → why): their units are served control."""
+    """Arms a guardrail stopped (variant key → why): their units are served control, and still
+    count in their own arm."""
     weights: Mapped[list[float] | None] = mapped_column(JSONType)
     """A bandit's weights in force (fractions, in the order of ``variants``); None until the
     first update, when the allocations are the weights."""
@@ -344,18 +345,18 @@ class ArmEvent(UUIDPrimaryKeyMixin, Base):
 
 
 class WeightChange(UUIDPrimaryKeyMixin, Base):
-    """The traffic shares in force from ``created_at`` on: a bandit's update, an arm stopped
-    or resumed. ``exposed`` is the experiment's exposed units at that moment, so the units
-    exposed under each set of shares are known from the running totals (for the SRM check)."""
+    """A bandit's weights in force from ``created_at`` on. ``exposed`` is the experiment's
+    exposed units at that moment, so the units exposed under each set of weights are known from
+    the running totals (for the SRM check)."""
 
     __tablename__ = "online_weight_changes"
 
     experiment_key: Mapped[str] = mapped_column(String(100), index=True)
     weights: Mapped[dict[str, float]] = mapped_column(JSONType)
-    """Variant key → share of traffic (fractions summing to 1)."""
+    """Variant key → share of new units assigned (fractions summing to 1)."""
     exposed: Mapped[int] = mapped_column(BigInteger)
     reason: Mapped[str] = mapped_column(String(20))
-    """``bandit``, ``stopped`` or ``resumed``."""
+    """``bandit``."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

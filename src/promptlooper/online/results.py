@@ -132,7 +132,7 @@ def _split(
     experiment: OnlineExperiment, per_arm: Sequence[int], changes: Sequence[Any] = ()
 ) -> _Split:
     """How the units (``units``) fell across the arms against the shares that were in force
-    while they arrived (the allocations, unless a bandit or a guardrail ``changes`` them)."""
+    while they arrived (the allocations, unless a bandit ``changes`` them)."""
     expected = history.expected_shares(experiment, changes, sum(per_arm))
     srm = stats.srm_p_value(per_arm, expected)
     return _Split(srm, srm < SRM_THRESHOLD, max(0, MIN_UNITS - min(per_arm)))

@@ -376,30 +376,37 @@ def is_live(experiment: OnlineExperiment) -> bool:
     return experiment.enabled and experiment.status == "running" and experiment.archived_at is None
 
 
-def variant_for(experiment: OnlineExperiment, unit_id: str, path: str | None = None) -> str | None:
-    """The unit's variant key, or None: not live, route not eligible, or outside coverage; a
-    unit of an arm a guardrail stopped is served the control. A bandit's units are stuck to
-    their first arm instead: ``served_variants``."""
-    if not is_live(experiment):
-        return None
-    if path is not None and not assignment.route_matches(path, experiment.eligible_routes):
-        return None
-    return _hashed(experiment)(unit_id)
-
-
 def _hashed(experiment: OnlineExperiment) -> Callable[[str], str | None]:
-    """``variant_for`` of a live experiment, for many units: the experiment's side (ranges,
-    seed, keys) is worked out once."""
+    """Unit id → the arm an A/B test's hash puts it in (None: outside the coverage), for many
+    units: the experiment's side (ranges, seed, keys) is worked out once."""
     assign = assignment.assigner(
         experiment.hash_seed, [v["allocation"] for v in experiment.variants], experiment.coverage
     )
     keys = [v["variant_key"] for v in experiment.variants]
 
-    def served(unit_id: str) -> str | None:
+    def arm(unit_id: str) -> str | None:
         index = assign(unit_id)
-        return traffic.served(experiment, None if index is None else keys[index])
+        return None if index is None else keys[index]
 
-    return served
+    return arm
+
+
+async def assigned_variants(
+    session: AsyncSession,
+    experiment: OnlineExperiment,
+    unit_ids: Collection[str],
+    *,
+    store: bool = True,
+) -> dict[str, str]:
+    """Unit id → the arm it is assigned (units outside the experiment left out), whether or
+    not a guardrail stopped that arm: an A/B test's by hashing, a bandit's from its sticky
+    assignments (``sticky.py``; with ``store=False``, on a path that only reads, a new unit's
+    arm is not stored yet). The results count a unit in this arm (intent to treat)."""
+    if experiment.type == "bandit":
+        return await sticky.arms(session, experiment, unit_ids, store=store)
+    arm = _hashed(experiment)
+    found = {unit: arm(unit) for unit in unit_ids}
+    return {unit: variant for unit, variant in found.items() if variant is not None}
 
 
 async def served_variants(
@@ -409,17 +416,12 @@ async def served_variants(
     *,
     store: bool = True,
 ) -> dict[str, str]:
-    """Unit id → the variant it is served (units outside the experiment left out), for an
-    A/B test by hashing, for a bandit from its sticky assignments (``sticky.py``; with
-    ``store=False``, on a path that only reads, a new unit's arm is not stored yet)."""
+    """Unit id → the variant it is served: its assigned arm, or the control while a
+    guardrail has stopped that arm; nothing when the experiment is not live."""
     if not is_live(experiment):
         return {}
-    if experiment.type == "bandit":
-        stuck = await sticky.arms(session, experiment, unit_ids, store=store)
-        return {unit: traffic.served(experiment, arm) or arm for unit, arm in stuck.items()}
-    served = _hashed(experiment)
-    found = {unit: served(unit) for unit in unit_ids}
-    return {unit: variant for unit, variant in found.items() if variant is not None}
+    assigned = await assigned_variants(session, experiment, unit_ids, store=store)
+    return {unit: traffic.served(experiment, arm) or arm for unit, arm in assigned.items()}
 
 
 async def assign_unit(
@@ -445,24 +447,40 @@ class Arm:
 async def arm_for(
     session: AsyncSession, agent_variant_ids: set[uuid.UUID], unit_id: str
 ) -> Arm | None:
-    """The unit's arm in the oldest live experiment that links any of ``agent_variant_ids``;
-    None when no such experiment runs or the unit is outside it. Resolution only reads: a
-    bandit's new unit gets its arm stored by its first performance record (or assignment)."""
-    return (await arms_for(session, agent_variant_ids, [unit_id], store=False)).get(unit_id)
+    """The arm that serves the unit in the oldest live experiment that links any of
+    ``agent_variant_ids`` (the control while a guardrail has stopped its own); None when no
+    such experiment runs or the unit is outside it. Resolution only reads: a bandit's new unit
+    gets its arm stored by its first performance record (or assignment)."""
+    linked = await _linked(session, agent_variant_ids)
+    if linked is None:
+        return None
+    experiment, arms = linked
+    served = await served_variants(session, experiment, [unit_id], store=False)
+    return arms[served[unit_id]] if unit_id in served else None
 
 
 async def arms_for(
-    session: AsyncSession,
-    agent_variant_ids: set[uuid.UUID],
-    unit_ids: Collection[str],
-    *,
-    store: bool = True,
+    session: AsyncSession, agent_variant_ids: set[uuid.UUID], unit_ids: Collection[str]
 ) -> dict[str, Arm]:
-    """``arm_for`` of many units at once (the units outside the experiment left out): one
-    registry read for a batch of performance records, whose transaction stores a bandit's
-    new units' arms."""
-    if not agent_variant_ids or not unit_ids or not await experiments_enabled(session):
+    """Per unit, the arm its performance records are filed under in that experiment (the
+    units outside it left out): the arm it is assigned, even while a guardrail has it served
+    the control, so a unit counts in one arm only. One registry read for a batch of records,
+    whose transaction stores a bandit's new units' arms."""
+    linked = await _linked(session, agent_variant_ids)
+    if linked is None or not unit_ids:
         return {}
+    experiment, arms = linked
+    assigned = await assigned_variants(session, experiment, unit_ids)
+    return {unit_id: arms[key] for unit_id, key in assigned.items()}
+
+
+async def _linked(
+    session: AsyncSession, agent_variant_ids: set[uuid.UUID]
+) -> tuple[OnlineExperiment, dict[str, Arm]] | None:
+    """The oldest live experiment with an arm linking any of ``agent_variant_ids``, and its
+    arms by variant key."""
+    if not agent_variant_ids or not await experiments_enabled(session):
+        return None
     wanted = {str(i) for i in agent_variant_ids}
     for experiment in await list_experiments(session):
         linked = {v.get("agent_variant_id") for v in experiment.variants}
@@ -476,9 +494,8 @@ async def arms_for(
             )
             for v in experiment.variants
         }
-        served = await served_variants(session, experiment, unit_ids, store=store)
-        return {unit_id: arms[key] for unit_id, key in served.items()}
-    return {}
+        return experiment, arms
+    return None
 
 
 async def record_calls(session: AsyncSession, calls: Sequence[dict[str, Any]]) -> None:

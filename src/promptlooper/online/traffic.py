@@ -4,7 +4,8 @@ Two sets of numbers are kept apart on purpose. The *hashing weights* cut the has
 arms (a bandit's weights in force, otherwise the allocations): stopping an arm leaves them as
 they are, so no other unit moves. The *shares* are the traffic each arm is actually served:
 the hashing weights with a stopped arm's share moved to control, because its units are served
-the control from then on. The SRM check compares exposures with the shares.
+the control from then on. A unit still counts in the arm it is assigned (intent to treat), so
+the SRM check compares the units with the hashing weights.
 """
 
 from __future__ import annotations

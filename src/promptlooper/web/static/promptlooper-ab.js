@@ -21,7 +21,8 @@
   var API = (script && script.getAttribute("data-api")) || (script ? new URL(script.src).origin : "");
   var SESSION_COOKIE = (script && script.getAttribute("data-session-cookie")) || "pl_sid";
   var COOKIE_DAYS = 90;
-  var assignments = {};
+  var assignments = {};  // experiment key -> the variant shown
+  var arms = {};  // experiment key -> the arm the visitor counts in (its cookie's)
   var ready = false;
   var queue = [];
 
@@ -127,7 +128,7 @@
     extra = extra || {};
     return {
       experiment_key: key,
-      variant_key: assignments[key],
+      variant_key: arms[key],
       session_id: visitor(),
       path: location.pathname,
       event_name: name,
@@ -196,7 +197,9 @@
       if (keys.indexOf(variant) < 0) variant = choose(unit, experiment);
       if (!variant) return;
       writeCookie(experiment.cookie_name, variant);
-      // The cookie keeps the arm; while a guardrail has stopped it, the control is served.
+      arms[experiment.experiment_key] = variant;
+      // The cookie keeps the arm; while a guardrail has stopped it, the control is served,
+      // and events still name the arm, where the results count the visitor (intent to treat).
       if ((experiment.stopped_arms || []).indexOf(variant) >= 0) variant = controlOf(experiment);
       assignments[experiment.experiment_key] = variant;
       reveal(experiment.experiment_key, variant);
