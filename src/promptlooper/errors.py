@@ -100,8 +100,15 @@ def http_status(exc: PromptLooperError) -> int:
     return 500
 
 
-NAMED_FIELD = re.compile(r"(?:Value error, )?([A-Za-z_][\w-]*(?:\.[\w-]+)*): ")
+NAMED_FIELD = re.compile(r"([A-Za-z_][\w-]*(?:\.[\w-]+)*): ")
 """A check of a whole body names its field first, ``variants.0.allocation: ...``."""
+
+
+def problem_message(problem: Mapping[str, Any]) -> str:
+    """A validation problem's message as a user should read it: without the "Value error, "
+    the validation library puts before a check's own words, which names an exception class
+    and says nothing about the input."""
+    return str(problem.get("msg", "is not valid")).removeprefix("Value error, ")
 
 
 def validation_detail(
@@ -114,7 +121,7 @@ def validation_detail(
     detail = []
     for p in problems:
         loc = [*prefix, *p.get("loc", ())]
-        msg, kind = p.get("msg", ""), p.get("type", "")
+        msg, kind = problem_message(p), p.get("type", "")
         whole_body = kind == "value_error" and all(part == "body" for part in loc)
         if whole_body and (named := NAMED_FIELD.match(msg)):
             loc += [int(x) if x.isdigit() else x for x in named[1].split(".")]

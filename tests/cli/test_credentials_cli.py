@@ -80,9 +80,9 @@ def test_set_list_replace_and_delete_a_credential(
 @pytest.mark.parametrize(
     ("args", "secret", "message"),
     [
-        (("k", "--provider", "mock"), SECRET, "error: --provider: Value error, must be one of"),
-        (("k", "--provider", "openai"), "", "error: secret: Value error, must be 1 to 4096"),
-        (("k", "--provider", "openai"), "sk with space", "error: secret: Value error, must be"),
+        (("k", "--provider", "mock"), SECRET, "error: --provider: must be one of"),
+        (("k", "--provider", "openai"), "", "error: secret: must be 1 to 4096"),
+        (("k", "--provider", "openai"), "sk with space", "error: secret: must be"),
         (("bad/name", "--provider", "openai"), SECRET, "error: NAME: String should match"),
     ],
 )
@@ -185,19 +185,19 @@ def test_a_key_in_the_working_directorys_dotenv_reaches_a_cli_sweep(
         (
             "PROVIDER_KEY_ENVS",
             "OPENAI_API_KEY,API_KEY",
-            "error: invalid setting PROVIDER_KEY_ENVS: Value error, API_KEY is a PromptLooper "
+            "error: invalid setting PROVIDER_KEY_ENVS: API_KEY is a PromptLooper "
             "setting; sweeps may never use it\n",
         ),
         (
             "PROVIDER_KEY_ENVS",
             "JWT_SECRET",
-            "error: invalid setting PROVIDER_KEY_ENVS: Value error, JWT_SECRET is a PromptLooper "
+            "error: invalid setting PROVIDER_KEY_ENVS: JWT_SECRET is a PromptLooper "
             "setting; sweeps may never use it\n",
         ),
         (
             "PROVIDER_ALLOWED_HOSTS",
             "https://api.openai.com",
-            "error: invalid setting PROVIDER_ALLOWED_HOSTS: Value error, 'https://api.openai.com' "
+            "error: invalid setting PROVIDER_ALLOWED_HOSTS: 'https://api.openai.com' "
             "is not a host name, *.domain, an address, a CIDR range or *\n",
         ),
     ],

@@ -63,6 +63,7 @@ def test_online_registry_from_the_terminal(env: dict[str, str], tmp_path: Path):
         (DEFINITION | {"variants": DEFINITION["variants"][:1]}, "variants: List should have"),
         (DEFINITION | {"eligible_routes": ["signup"]}, "must start with /"),
         ({"name": "x"}, "cookie_name: Field required"),
+        (["not", "a", "mapping"], "error: bad.yaml: Input should be"),
     ],
 )
 def test_bad_definitions_are_one_line_errors(
@@ -75,6 +76,7 @@ def test_bad_definitions_are_one_line_errors(
 
     assert result.code == 2
     assert message in result.err
+    assert "Value error" not in result.err
     assert len(result.err.strip().splitlines()) == 1
 
 

@@ -145,7 +145,7 @@ def test_ray_address_local_is_an_invalid_setting_before_ray_is_imported(
 
     assert done.returncode == 2, done
     assert done.stderr.splitlines() == [
-        f"error: invalid setting RAY_ADDRESS: Value error, 'local' {NOT_AN_ADDRESS}"
+        f"error: invalid setting RAY_ADDRESS: 'local' {NOT_AN_ADDRESS}"
     ]
     assert done.stdout.splitlines()[-1] == f"{RAY_IMPORTED} False"
 

@@ -370,7 +370,7 @@ async def test_delete_experiment(
         ),
         (
             {"providers": {"openai": {"base_url": "127.0.0.1:8001/v1"}}},
-            "providers.openai.base_url: Value error, must be an http:// or https:// URL",
+            "providers.openai.base_url: must be an http:// or https:// URL",
         ),
         (
             {"providers": {"openai": {"api_key_env": "PL_TEST_UNSET_KEY"}}},
@@ -378,7 +378,7 @@ async def test_delete_experiment(
         ),
         (
             {"providers": {"openai": {"api_key_env": "OPENAI_API_KEY", "credential": "k"}}},
-            "providers.openai: Value error, give credential or api_key_env, not both",
+            "providers.openai: give credential or api_key_env, not both",
         ),
         (
             {"providers": {"openai": {"credential": "no such/name"}}},
@@ -394,11 +394,11 @@ async def test_delete_experiment(
         ),
         (  # text, never a path the server would read
             {"providers": {"openai": {"ca_bundle": "/etc/ssl/certs/ca-certificates.crt"}}},
-            "providers.openai.ca_bundle: Value error, not a PEM certificate bundle: no start line",
+            "providers.openai.ca_bundle: not a PEM certificate bundle: no start line",
         ),
         (
             {"providers": {"openai": {"ca_bundle": {"file": "ca.pem"}}}},
-            "providers.openai.ca_bundle: Value error, give the PEM text inline",
+            "providers.openai.ca_bundle: give the PEM text inline",
         ),
         ({"colour": "blue"}, "colour"),
         ({"repeats": 0}, "repeats"),

@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from promptlooper.cli.common import async_command, console, load_settings, session_scope
-from promptlooper.errors import Invalid
+from promptlooper.errors import Invalid, problem_message
 
 if TYPE_CHECKING:
     from promptlooper.sweeps.credentials.schemas import CredentialSet
@@ -36,13 +36,13 @@ def _validated(name: str, provider: str, secret: str) -> CredentialSet:
     try:
         TypeAdapter(CredentialName).validate_python(name)
     except ValidationError as exc:
-        raise Invalid(f"NAME: {exc.errors()[0]['msg']}") from exc
+        raise Invalid(f"NAME: {problem_message(exc.errors()[0])}") from exc
     try:
         return CredentialSet(provider=provider, secret=secret)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
         field = "--provider" if first["loc"][0] == "provider" else "secret"
-        raise Invalid(f"{field}: {first['msg']}") from exc
+        raise Invalid(f"{field}: {problem_message(first)}") from exc
 
 
 def _read_secret(from_stdin: bool) -> str:

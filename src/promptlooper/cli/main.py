@@ -22,7 +22,7 @@ from promptlooper.cli.server import demo, serve
 from promptlooper.cli.sweeps import cache_app, export_command, sweep_app
 from promptlooper.cli.training import train_app
 from promptlooper.cli.users import apikey_app, user_app
-from promptlooper.errors import PromptLooperError
+from promptlooper.errors import PromptLooperError, problem_message
 
 EXIT_ERROR = 2
 
@@ -74,7 +74,7 @@ def _one_line(exc: BaseException) -> str | None:
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]).upper()
-        return f"invalid setting {field}: {first['msg']}"
+        return f"invalid setting {field}: {problem_message(first)}"
     if isinstance(exc, OSError) and exc.filename is not None:  # a file the user named
         return f"{exc.filename}: {exc.strerror}"
     if isinstance(exc, SQLAlchemyError | OSError):

@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from promptlooper.cli.common import async_command, console, load_settings, session_scope
-from promptlooper.errors import Invalid
+from promptlooper.errors import Invalid, problem_message
 from promptlooper.files import read_text
 from promptlooper.online import display
 
@@ -35,8 +35,8 @@ def _definition(path: Path, model: Any) -> Any:
         return model.model_validate(document)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "document"
-        raise Invalid(f"{where}: {first['msg'].removeprefix('Value error, ')}") from exc
+        where = ".".join(str(p) for p in first["loc"]) or path.name
+        raise Invalid(f"{where}: {problem_message(first)}") from exc
 
 
 def _summary(experiment: Any) -> str:

@@ -27,7 +27,7 @@ from promptlooper.cli.common import (
     with_ray,
 )
 from promptlooper.cli.sweeps import principal_for
-from promptlooper.errors import BadExample, Invalid, PromptLooperError
+from promptlooper.errors import BadExample, Invalid, PromptLooperError, problem_message
 from promptlooper.files import read_text
 
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ def read_examples(path: Path) -> list[tuple[int, Any]]:
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
-            message = first["msg"].removeprefix("Value error, ")
+            message = problem_message(first)
             prefix = f"{path.name} line {number}: {where + ': ' if where else ''}"
             raise Invalid(prefix + message) from exc
     if not examples:
@@ -190,7 +190,7 @@ def _request(schema: type[Body], options: Mapping[str, str], **values: Any) -> B
         error = exc.errors()[0]
         field = str(error["loc"][0]) if error["loc"] else ""
         hint = f"'{options.get(field, field)}'"
-        raise typer.BadParameter(error["msg"], param_hint=hint) from None
+        raise typer.BadParameter(problem_message(error), param_hint=hint) from None
 
 
 @train_app.command("sft")

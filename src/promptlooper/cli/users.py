@@ -17,7 +17,7 @@ from promptlooper.cli.common import (
     load_settings,
     session_scope,
 )
-from promptlooper.errors import Invalid
+from promptlooper.errors import Invalid, problem_message
 
 if TYPE_CHECKING:
     from promptlooper.auth.schemas import UserCreate
@@ -43,7 +43,7 @@ def _validated_user(name: str, password: str, is_admin: bool) -> UserCreate:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "password"
-        raise Invalid(f"{field}: {first['msg']}") from exc
+        raise Invalid(f"{field}: {problem_message(first)}") from exc
 
 
 @user_app.command("create")

@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from promptlooper.errors import Invalid
+from promptlooper.errors import Invalid, problem_message
 from promptlooper.files import read_lines, read_text
 from promptlooper.sweeps.adapters.tls import trusted_context
 from promptlooper.sweeps.rows import PackedRows
@@ -300,7 +300,7 @@ class SweepSpec(RequestBody):
 
 def _validation_message(exc: ValidationError) -> str:
     first = exc.errors()[0]
-    message = first["msg"].removeprefix("Value error, ")
+    message = problem_message(first)
     extra = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
     if not first["loc"]:  # a check across fields names the field in its message
         return f"{message}{extra}"

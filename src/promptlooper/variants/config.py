@@ -16,7 +16,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 from slugify import slugify as _slugify
 
-from promptlooper.errors import Conflict, Invalid
+from promptlooper.errors import Conflict, Invalid, problem_message
 from promptlooper.sweeps.adapters import adapter_types
 from promptlooper.sweeps.engine.templating import TemplateError, check_syntax
 from promptlooper.types import UNSET, RequestBody, UnsetType
@@ -84,7 +84,7 @@ def validate_fields(values: Mapping[str, Any]) -> dict[str, Any]:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise Invalid(f"{where}: {first['msg']}") from exc
+        raise Invalid(f"{where}: {problem_message(first)}") from exc
     return parsed.model_dump(include=set(values))
 
 

@@ -52,7 +52,8 @@ def _status_page(request: Request, exc: Exception) -> Response:
         if in_path:
             return error_page(request, 404, "Not found", NOT_FOUND)
         problems = "; ".join(
-            f"{problem['loc'][-1]}: {problem['msg']}" for problem in exc.errors()[:5]
+            f"{problem['loc'][-1]}: {errors.problem_message(problem)}"
+            for problem in exc.errors()[:5]
         )
         return error_page(request, 400, "Bad request", problems)
     if isinstance(exc, HTTPException):  # e.g. a streamed body that passed its limit

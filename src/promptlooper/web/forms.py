@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
+from promptlooper.errors import problem_message
 from promptlooper.web.session import CSRF_FIELD
 
 M = TypeVar("M", bound=BaseModel)
@@ -39,8 +40,7 @@ def field_errors(problems: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     for problem in problems:
         loc = [str(part) for part in problem.get("loc", ()) if part != "body"]
         key = ".".join(loc) or FORM_ERROR
-        message = str(problem.get("msg", "is not valid"))
-        errors.setdefault(key, message.removeprefix("Value error, "))
+        errors.setdefault(key, problem_message(problem))
     return errors
 
 

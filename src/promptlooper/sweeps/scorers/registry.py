@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from promptlooper.errors import Invalid
+from promptlooper.errors import Invalid, problem_message
 from promptlooper.sweeps.scorers.base import BaseScorer, ScorerContext
 
 ScorerClass = type[BaseScorer]
@@ -69,5 +69,5 @@ def create_scorer(
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise Invalid(f"scorer {name!r} ({type_name}): {where}: {first['msg']}") from exc
+        raise Invalid(f"scorer {name!r} ({type_name}): {where}: {problem_message(first)}") from exc
     return cls(name, parsed, context or ScorerContext())
