@@ -37,7 +37,8 @@ EXPERIMENTS = [
     },
 ]
 # The control marked in the markup but written second; the other experiment's control
-# unmarked and written second too: only the registry knows it.
+# unmarked and written second too: only the registry knows it. An experiment key the page
+# wrote with quotes, which no registry lists, must not stop the script.
 PAGE = """<!doctype html>
 <html><head>
 <style>[data-experiment] { display: none; }</style>
@@ -47,6 +48,7 @@ PAGE = """<!doctype html>
 <h1 data-experiment="arch_test" data-variant="old" data-control>OLD HERO</h1>
 <h2 data-experiment="first_test" data-variant="fancy">FANCY</h2>
 <h2 data-experiment="first_test" data-variant="plain">PLAIN</h2>
+<h2 data-experiment='a "quoted" key' data-variant="only">QUOTED</h2>
 <p id="assigned"></p>
 <script>
   document.addEventListener("promptlooper:assigned", function (e) {
@@ -103,10 +105,10 @@ def test_visitors_the_script_cannot_assign_see_the_control(
 
         # Archived: the registry no longer lists it; the page is off first_test's routes, and
         # the registry names that one's control.
-        assert _shown(browser, f"{allowed.origin}/") == ["OLD HERO", "PLAIN"]
+        assert _shown(browser, f"{allowed.origin}/") == ["OLD HERO", "PLAIN", "QUOTED"]
         # The registry unreadable: neither experiment is known, the markup decides.
-        assert _shown(browser, f"{refused.origin}/") == ["OLD HERO", "FANCY"]
-        assert _shown(browser, f"{orphan.origin}/") == ["OLD HERO", "FANCY"]
+        assert _shown(browser, f"{refused.origin}/") == ["OLD HERO", "FANCY", "QUOTED"]
+        assert _shown(browser, f"{orphan.origin}/") == ["OLD HERO", "FANCY", "QUOTED"]
 
 
 def _readme_snippet() -> str:

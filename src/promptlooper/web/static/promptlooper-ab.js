@@ -141,8 +141,11 @@
 
   // Keeps the chosen variant's elements (un-hiding them) and removes the others.
   function reveal(key, variant) {
-    document.documentElement.setAttribute("data-exp-" + key, variant);
-    var nodes = document.querySelectorAll('[data-experiment="' + key + '"]');
+    // Mirrored on <html> for styling; a key the page wrote that makes no attribute name is not.
+    if (/^[A-Za-z0-9_-]+$/.test(key)) {
+      document.documentElement.setAttribute("data-exp-" + key, variant);
+    }
+    var nodes = document.querySelectorAll('[data-experiment="' + CSS.escape(key) + '"]');
     Array.prototype.forEach.call(nodes, function (node) {
       if (node.getAttribute("data-variant") === variant) {
         node.removeAttribute("data-experiment");
@@ -183,7 +186,7 @@
     Object.keys(keys).forEach(function (key) {
       if (assignments[key]) return;
       reveal(key, controls[key] ||
-        markedControl(document.querySelectorAll('[data-experiment="' + key + '"]')));
+        markedControl(document.querySelectorAll('[data-experiment="' + CSS.escape(key) + '"]')));
     });
   }
 
