@@ -679,3 +679,25 @@ def test_arms_are_told_apart_by_colours_that_mean_nothing():
     colours = [s["color"] for s in exposure["series"]]
     assert len(set(colours)) == 5
     assert not {"good", "bad", "warn"} & set(colours)
+
+
+async def test_the_form_says_what_each_metric_measures(
+    ui_admin: UiClient, client: httpx.AsyncClient, bootstrap_headers
+):
+    # Two metrics on the same events that only their definitions tell apart.
+    for metric in (
+        {"name": "spend", "source": "purchase", "aggregation": "mean"},
+        {"name": "per-purchase", "source": "purchase", "aggregation": "ratio",
+         "denominator": "purchase", "direction": "lower"},
+    ):  # fmt: skip
+        created = await client.post("/api/admin/metrics", json=metric, headers=bootstrap_headers)
+        assert created.status_code == 201, created.text
+
+    page = html.unescape((await ui_admin.get("/ui/online/new")).text)
+
+    primary = re.search(r'<select id="f-primary_metric".*?</select>', page, re.S)
+    assert primary, page[:2000]
+    options = re.findall(r"<option[^>]*>(.*?)</option>", primary[0])
+    assert "spend — mean of purchase, better higher" in options
+    assert "per-purchase — purchase per purchase, better lower" in options
+    assert "conversion — built-in event" in options

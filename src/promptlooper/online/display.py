@@ -1,11 +1,11 @@
 """How the results' numbers read, alike on the results page and in the CLI: a chance to beat
-control, a mean of any size, and the family the p-values are adjusted in. Plain Python, no
-SciPy: the page and the CLI format what ``results`` computed."""
+control, a mean of any size, the family the p-values are adjusted in, and what a metric
+measures. Plain Python, no SciPy: the page and the CLI format what ``results`` computed."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Protocol
 
 CORRECTIONS = {"holm": "Holm–Bonferroni", "bh": "Benjamini–Hochberg"}
 SIGNIFICANT = 3
@@ -60,3 +60,30 @@ def family(multiplicity: dict[str, Any]) -> str:
     if tests == 1:
         return f"1 test, so its adjusted p-value is its own{without}"
     return f"p-values adjusted across {tests} tests{without}"
+
+
+class Metric(Protocol):
+    kind: str
+    source: str
+    aggregation: str
+    denominator: str | None
+    denominator_kind: str | None
+    direction: str
+    cuped: bool
+    cuped_window_days: int | None
+
+
+def metric_summary(metric: Metric) -> str:
+    """What a defined metric measures, in a few words, where it is picked by its name alone
+    (the experiment form): two metrics on the same events read apart."""
+    source = metric.source if metric.kind == "event" else f"{metric.source} (performance log)"
+    if metric.aggregation == "ratio" and metric.denominator is not None:
+        over = metric.denominator
+        if metric.denominator_kind is not None:
+            over += f" ({metric.denominator_kind})"
+        what = f"{source} per {over}"
+    else:
+        what = f"{metric.aggregation} of {source}"
+    if metric.cuped:
+        what += f", CUPED over {metric.cuped_window_days} days"
+    return f"{what}, better {metric.direction}"

@@ -124,6 +124,10 @@ async def _form_page(
         rows=row_count(form),
         changes=changes or [],
         metric_names=[*EVENT_TYPES, *(m.name for m in defined)],
+        metric_notes={
+            **dict.fromkeys(EVENT_TYPES, "built-in event"),
+            **{m.name: display.metric_summary(m) for m in defined},
+        },
         directions={m.name: m.direction for m in defined},
         guardrail=GUARDRAIL,
         secondary=SECONDARY,
