@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from promptlooper.online import tallies, upkeep
-from promptlooper.online.models import ArmEvent
+from promptlooper.online.models import ArmEvent, ExperimentEvent, OnlineExperiment
 from tests.factories import COST_GUARD
+from tests.online.conftest import BROWSER, event
 
 EXPERIMENT = "/api/admin/experiments/homepage_hero_test"
 RESULTS = "/api/v1/experiments/results?experiment_key=homepage_hero_test"
@@ -239,3 +240,67 @@ async def test_resuming_an_arm_needs_an_admin_and_a_known_arm(
     assert (
         await client.post(f"{base}/tiny_gang_social_proof/resume", headers=bootstrap_headers)
     ).status_code == 409
+
+
+async def _arms_stored(sessionmaker, units: list[str]) -> dict[str, str]:
+    async with sessionmaker() as session:
+        rows = await session.execute(
+            select(ExperimentEvent.session_id, ExperimentEvent.variant_key).where(
+                ExperimentEvent.session_id.in_(units)
+            )
+        )
+        return dict(rows.all())
+
+
+async def _stop_arm(app, sessionmaker, **values) -> None:
+    """Stop the treatment arm of homepage_hero_test (with ``values``) as the upkeep would,
+    and let ingestion see it at once."""
+    stopped = {"tiny_gang_social_proof": {"metric": "cost-per-call"}}
+    async with sessionmaker() as session:
+        await session.execute(
+            update(OnlineExperiment)
+            .where(OnlineExperiment.experiment_key == "homepage_hero_test")
+            .values(stopped_arms=stopped, **values)
+        )
+        await session.commit()
+    app.state.intake.invalidate()
+
+
+async def test_events_naming_the_control_from_a_stopped_arms_units_count_in_that_arm(
+    app, client: httpx.AsyncClient, sessionmaker, registry
+):
+    treated = await _unit_in(client, "tiny_gang_social_proof")
+    control = await _unit_in(client, "control")
+    await _stop_arm(app, sessionmaker)
+    assert await _assigned(client, treated) == "control"
+
+    # Both report what they were served, as a caller of the assignment API does.
+    for unit in (treated, control):
+        body = event(session_id=unit)
+        sent = await client.post("/api/experiments/event", json=body, headers=BROWSER)
+        assert sent.json()["accepted"], sent.text
+
+    assert await _arms_stored(sessionmaker, [treated, control]) == {
+        treated: "tiny_gang_social_proof",
+        control: "control",
+    }
+
+
+async def test_a_bandits_units_count_in_the_arm_the_server_stored(
+    app, client: httpx.AsyncClient, sessionmaker, registry
+):
+    await _stop_arm(app, sessionmaker, type="bandit", weights=[0.0, 1.0])
+    given = "given-by-the-server"
+    assert await _assigned(client, given) == "control"  # stored: the treatment, served: control
+    # A unit the browser script placed in the control (its cookie) was never given an arm by
+    # the server: its events stay where they say, whatever a hash would pick now.
+    placed = "placed-by-the-browser"
+    for unit in (given, placed):
+        body = event(session_id=unit)
+        sent = await client.post("/api/experiments/event", json=body, headers=BROWSER)
+        assert sent.json()["accepted"], sent.text
+
+    assert await _arms_stored(sessionmaker, [given, placed]) == {
+        given: "tiny_gang_social_proof",
+        placed: "control",
+    }

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from promptlooper.db.groupcommit import GroupCommit
 from promptlooper.db.upsert import insert_or_add
-from promptlooper.online import definitions, service, tallies
+from promptlooper.online import definitions, service, sticky, tallies
 from promptlooper.online.bots import is_bot
 from promptlooper.online.models import OnlineExperiment, Rejection
 from promptlooper.online.schemas import EVENT_TYPES, MAX_METADATA_BYTES, EventIn
@@ -273,7 +273,12 @@ async def _intended(session: AsyncSession, item: _Pending) -> None:
         if experiment is None or not experiment.stopped_arms:
             continue
         units = {item.rows[i]["session_id"] for i in indices}
-        assigned = await service.assigned_variants(session, experiment, units, store=False)
+        if experiment.type == "bandit":
+            # Only the arms the server gave: a unit the browser script placed keeps its arm in
+            # its cookie, and its events name that arm already.
+            assigned = await sticky.stored(session, key, units)
+        else:
+            assigned = await service.assigned_variants(session, experiment, units, store=False)
         for i in indices:
             arm = assigned.get(item.rows[i]["session_id"])
             if arm in experiment.stopped_arms:

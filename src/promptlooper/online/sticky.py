@@ -34,7 +34,7 @@ async def arms(
     wanted = [u for u in dict.fromkeys(unit_ids) if u]
     if not wanted:
         return {}
-    found = await _stored(session, key, wanted)
+    found = await stored(session, key, wanted)
     percents = [w * 100 for w in traffic.hashing_weights(experiment)]
     assign = assignment.assigner(experiment.hash_seed, percents, experiment.coverage)
     new = []
@@ -55,14 +55,15 @@ async def arms(
     if new:
         await insert_ignore(session, UnitAssignment.__table__, new)  # type: ignore[arg-type]
         # Another request may have stored some of them first: its arm is the one that holds.
-        found |= await _stored(session, key, [row["unit_id"] for row in new])
+        found |= await stored(session, key, [row["unit_id"] for row in new])
     return found
 
 
-async def _stored(session: AsyncSession, key: str, unit_ids: list[str]) -> dict[str, str]:
+async def stored(session: AsyncSession, key: str, unit_ids: Collection[str]) -> dict[str, str]:
+    """Unit id → its stored arm, for the units the server has given one."""
     rows = await session.execute(
         select(UnitAssignment.unit_id, UnitAssignment.variant_key).where(
-            UnitAssignment.experiment_key == key, UnitAssignment.unit_id.in_(unit_ids)
+            UnitAssignment.experiment_key == key, UnitAssignment.unit_id.in_(list(unit_ids))
         )
     )
     return dict(rows.all())
