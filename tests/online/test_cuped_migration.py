@@ -112,7 +112,9 @@ async def test_revision_0020_windows_the_covariates_of_stored_cuped_metrics(
     assert await _terms(engine) == {"purchase:v": 5.0, "purchase:p14": 2.0,
                                     "purchase:pp14": 4.0, "purchase:vp14": 10.0}  # fmt: skip
 
-    # s2's impression on day 5 judges its waiting purchases against it: inside 14 days.
+    # s2's impression on day 5 judges its waiting purchases against it: inside 14 days
+    # (written by today's ingestion, into today's schema).
+    await migrations.upgrade(engine)
     async with AsyncSession(engine) as session:
         impression = _event("s2", "impression", 5)
         await tallies.record(session, [impression], frozenset({"purchase"}),

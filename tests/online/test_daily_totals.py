@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from promptlooper import migrations
 from promptlooper.db.engine import create_engine
 from promptlooper.db.upsert import insert_rows
-from promptlooper.online import results, tallies
+from promptlooper.online import tallies, timeline
 from promptlooper.online.models import DailyTotals, ExperimentEvent
 from tests.conftest import BACKENDS, drop_database, fresh_database
 
@@ -72,7 +72,7 @@ async def test_each_session_counts_on_the_day_it_became_exposed_and_converting(s
             await session.commit()
     async with sessionmaker() as session:
         assert await _daily(session) == EXPECTED
-        series = await results.over_time(
+        series = await timeline.over_time(
             session, KEY, ["control", "treat"], until=date(2026, 11, 5)
         )
     assert series["days"] == [date(2026, 11, 2) + timedelta(days=i) for i in range(3)]
@@ -86,8 +86,8 @@ async def test_the_series_window_adds_older_days_into_its_first(sessionmaker):
     async with sessionmaker() as session:
         await tallies.record(session, [e for batch in EVENTS[:2] for e in batch])
         await session.commit()
-        later = date(2026, 11, 3) + timedelta(days=results.MAX_DAYS - 1)
-        series = await results.over_time(session, KEY, ["control", "treat"], until=later)
+        later = date(2026, 11, 3) + timedelta(days=timeline.MAX_DAYS - 1)
+        series = await timeline.over_time(session, KEY, ["control", "treat"], until=later)
     assert series["days"] == [date(2026, 11, 3)]  # day 0 fell out of the window...
     assert series["exposed"]["control"] == [1]  # ...but its session still counts
     assert series["conversion_rate"]["control"] == [1.0]

@@ -650,6 +650,13 @@ async def test_the_headline_answers_on_a_defined_primary_metric(
         r"> 99\.9 % chance to beat control — significantly better than control\.",
         sentence,
     ), sentence
+    # The lift over time is in the primary metric too, agreeing with the headline.
+    lift = json.loads(
+        re.search(r'<script type="application/json" id="lift-chart">(.+?)</script>', page, re.S)[1]
+    )
+    assert lift["ylabel"] == "lift in spend (%)"
+    assert lift["series"][0]["values"][-1] == pytest.approx(20.0)
+    assert "Cumulative relative lift in spend of each treatment against control" in page
 
 
 def test_the_lift_chart_is_not_rounded_before_its_legend_rounds_it():
@@ -701,3 +708,22 @@ async def test_the_form_says_what_each_metric_measures(
     assert "spend — mean of purchase, better higher" in options
     assert "per-purchase — purchase per purchase, better lower" in options
     assert "conversion — built-in event" in options
+
+
+def test_without_a_lift_in_a_defined_primary_metric_the_page_says_what_is_missing():
+    arms = [{"variant_key": "control", "label": "Original"}, {"variant_key": "b", "label": "B"}]
+    experiment = SimpleNamespace(variants=arms)
+    metric = {"name": "cost", "direction": "lower", "lift": {"b": [None]}}
+    series = {
+        "days": [date(2026, 12, 6)],
+        "exposed": {"control": [0], "b": [3]},
+        "lift": {"b": [None]},
+        "metric": metric | {"units": {"control": [0], "b": [3]}},
+    }
+    assert view.charts(experiment, series)[1] is None  # type: ignore[arg-type]
+    assert view.lift_metric(series) == "cost, lower is better"
+    said = view.no_lift(experiment, series)  # type: ignore[arg-type]
+    assert said == "the control (Original) has no units measured yet"
+    series["metric"] = metric | {"units": {"control": [1], "b": [1]}}
+    said = view.no_lift(experiment, series)  # type: ignore[arg-type]
+    assert said.startswith("each arm needs two units whose cost varies")

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # alembic is imported where it is used: most commands never m
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 HERE = Path(__file__).parent
-HEAD = "0022"
+HEAD = "0023"
 """The newest revision. Kept here so that checking a database needs no Alembic import;
 ``tests/db/test_migrations.py`` fails if it falls behind the history."""
 

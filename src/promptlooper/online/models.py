@@ -327,6 +327,21 @@ class MetricTotals(Base):
     value: Mapped[float] = mapped_column(Float)
 
 
+class MetricDays(Base):
+    """What each write added to a ``MetricTotals`` term, per UTC day of the write: the sum of a
+    term's rows up to a day is the term as it stood at that day's end (terms move by deltas),
+    so the results' series over time read a defined metric at each day's end without the
+    events. Rows before revision 0023 all fall on the day it ran."""
+
+    __tablename__ = "online_metric_days"
+
+    experiment_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    variant_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    term: Mapped[str] = mapped_column(String(60), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+
+
 class ArmEvent(UUIDPrimaryKeyMixin, Base):
     """The audit trail of arms stopped by a guardrail and resumed by hand."""
 

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.online import definitions, history, stats
 from promptlooper.online.models import (
-    DailyTotals,
     ExperimentTotals,
     MetricDefinition,
     MetricTotals,
@@ -162,22 +160,23 @@ def _adjust(blocks: list[dict[str, Any]], correction: str) -> dict[str, Any]:
     return {"tests": len(tested), "comparisons": len(blocks), "correction": correction}
 
 
+def source_of(metric: MetricDefinition) -> str:
+    """What a defined metric's terms are named after (``<source>:v``): a cross-source ratio's
+    id, a performance field behind its prefix, else its event name."""
+    if metric.denominator_kind is not None:
+        return ratio_source(metric.id)
+    return PERFORMANCE + metric.source if metric.kind == "performance" else metric.source
+
+
 def defined_metric(
     metric: MetricDefinition, counts: dict[str, float], terms: dict[str, float]
 ) -> stats.Statistic:
     """A defined metric of one arm, over its exposed sessions (a performance metric: its units
     served; a cross-source ratio: its units exposed or served), from its source's terms
     (``tallies.terms``); a CUPED metric with its pre-exposure covariate over its window, θ
-    still unset (``compare_defined`` pools it over both arms)."""
-    source = metric.source
-    if metric.denominator_kind is not None:  # cross-source: over the units exposed or served
-        source = ratio_source(metric.id)
-        n = int(terms.get(f"{source}:units", 0))
-    elif metric.kind == "performance":
-        source = PERFORMANCE + source
-        n = int(terms.get(f"{PERFORMANCE}calls:units", 0))
-    else:
-        n = int(counts.get("exposed", 0))
+    still unset (``compared`` pools it over both arms)."""
+    source, term_of_units = source_of(metric), history.units_term(metric)
+    n = int(terms.get(term_of_units, 0) if term_of_units else counts.get("exposed", 0))
     term = {t: terms.get(f"{source}:{t}", 0.0) for t in MOMENTS}
     if metric.aggregation == "proportion":
         return stats.Moments.binary(n, term["units"])
@@ -192,6 +191,19 @@ def defined_metric(
     return stats.Ratio(values, stats.Moments(n, term["n"], term["nn"]), term["nv"])
 
 
+def compared(
+    metric: MetricDefinition,
+    control: tuple[dict[str, float], dict[str, float]],
+    treatment: tuple[dict[str, float], dict[str, float]],
+) -> tuple[stats.Statistic, stats.Statistic]:
+    """A defined metric of control and of a treatment, each arm given as its counts and terms,
+    as the two are compared: a CUPED metric's with θ pooled over both arms."""
+    a, b = defined_metric(metric, *control), defined_metric(metric, *treatment)
+    if isinstance(a, stats.Adjusted) and isinstance(b, stats.Adjusted):
+        return stats.cuped(a, b)
+    return a, b
+
+
 def compare_defined(
     metric: MetricDefinition,
     control: tuple[dict[str, float], dict[str, float]],
@@ -203,12 +215,11 @@ def compare_defined(
     terms. A CUPED metric's lift is adjusted, its means are not; its ``cuped`` block says by
     how much the covariate (over its window of days) shrank the lift's variance (the share
     removed), what the lift was before, and the adjusted means."""
-    a, b = defined_metric(metric, *control), defined_metric(metric, *treatment)
+    a, b = compared(metric, control, treatment)
     inverse = metric.direction == "lower"
-    if not (isinstance(a, stats.Adjusted) and isinstance(b, stats.Adjusted)):
-        return stats.compare(a, b, proper_prior=proper_prior, inverse=inverse)
-    a, b = stats.cuped(a, b)
     found = stats.compare(a, b, proper_prior=proper_prior, inverse=inverse)
+    if not (isinstance(a, stats.Adjusted) and isinstance(b, stats.Adjusted)):
+        return found
     adjusted, unadjusted = stats.effect(a, b), stats.effect(a.post, b.post)
     removed = None
     if adjusted is not None and unadjusted is not None:
@@ -412,66 +423,6 @@ def _breaching(
         if hit is not None:
             found[variant] = {"metric": hit[0], **hit[1]}
     return found
-
-
-MAX_DAYS = 366
-"""The series over time show at most this many days, the latest: one row per arm and day."""
-
-
-async def over_time(
-    session: AsyncSession, key: str, variant_keys: Sequence[str], *, until: date | None = None
-) -> dict[str, Any]:
-    """Cumulative exposed sessions and conversion rate per variant, and each treatment's
-    relative lift in conversion rate against the first variant (control), per UTC day, from
-    the daily totals (``tallies.py``). Days before the window are added up into its first."""
-    last = until or datetime.now(UTC).date()
-    first = last - timedelta(days=MAX_DAYS - 1)
-    keyed = DailyTotals.experiment_key == key
-    before = await session.execute(
-        select(
-            DailyTotals.variant_key, func.sum(DailyTotals.exposed), func.sum(DailyTotals.converting)
-        )
-        .where(keyed, DailyTotals.day < first)
-        .group_by(DailyTotals.variant_key)
-    )
-    running = {v: [0, 0] for v in variant_keys}
-    for variant, exposed, converting in before.all():
-        if variant in running:
-            running[variant] = [int(exposed or 0), int(converting or 0)]
-    rows = await session.execute(
-        select(
-            DailyTotals.day, DailyTotals.variant_key, DailyTotals.exposed, DailyTotals.converting
-        )
-        .where(keyed, DailyTotals.day >= first, DailyTotals.day <= last)
-        .order_by(DailyTotals.day)
-    )
-    by_day: dict[date, dict[str, tuple[int, int]]] = {}
-    for day, variant, exposed, converting in rows.all():
-        by_day.setdefault(day, {})[variant] = (int(exposed), int(converting))
-    days: list[date] = []
-    exposed_series: dict[str, list[int]] = {v: [] for v in variant_keys}
-    rates: dict[str, list[float | None]] = {v: [] for v in variant_keys}
-    if by_day:
-        day = min(by_day)
-        while day <= max(by_day):
-            for variant, (exposed, converting) in by_day.get(day, {}).items():
-                if variant in running:
-                    running[variant][0] += exposed
-                    running[variant][1] += converting
-            days.append(day)
-            for variant, (exposed, converting) in running.items():
-                exposed_series[variant].append(exposed)
-                rates[variant].append(converting / exposed if exposed else None)
-            day += timedelta(days=1)
-    control = rates[variant_keys[0]] if variant_keys else []
-    lifts = {
-        variant: [
-            (t - c) / c if t is not None and c else None
-            for t, c in zip(rates[variant], control, strict=True)
-        ]
-        for variant in variant_keys[1:]
-    }
-    return {"days": days, "exposed": exposed_series, "conversion_rate": rates, "lift": lifts}
 
 
 @dataclass(frozen=True, slots=True)

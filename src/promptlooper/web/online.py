@@ -11,7 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from promptlooper.db.deps import SessionDep
 from promptlooper.errors import Conflict, Invalid
-from promptlooper.online import definitions, display, guardrails, offline, results, service
+from promptlooper.online import (
+    definitions,
+    display,
+    guardrails,
+    offline,
+    results,
+    service,
+    timeline,
+)
 from promptlooper.online.models import OnlineExperiment
 from promptlooper.online.schemas import (
     EVENT_TYPES,
@@ -291,7 +299,7 @@ async def results_page(
     (result,) = await results.compute(session, [key], correction=correction)
     await offline.attach(session, experiment, result, sweep_scores)
     keys = [v["variant_key"] for v in experiment.variants]
-    series = await results.over_time(session, key, keys)
+    series = await timeline.over_time(session, key, keys)
     rows = view.comparisons(experiment, result)
     exposed = [v["exposed"] for v in result["variants"]]
     exposure_chart, lift_chart = view.charts(experiment, series)
@@ -317,6 +325,7 @@ async def results_page(
         days=len(series["days"]),
         exposure_chart=exposure_chart,
         lift_chart=lift_chart,
+        lift_metric=view.lift_metric(series),
         no_lift=None if lift_chart else view.no_lift(experiment, series),
         correction=correction,
         settings=await service.site_settings(session),

@@ -262,9 +262,20 @@ REFUSALS = {
 """How the results page says each ingestion refusal reason (``online/ingestion.py``)."""
 
 
+def lift_metric(series: dict[str, Any]) -> str:
+    """What the lift over time is a lift in: the defined primary metric (with its direction
+    when lower is better), else the conversion rate."""
+    metric = series.get("metric")
+    if metric is None:
+        return "conversion rate"
+    return metric["name"] + (", lower is better" if metric["direction"] == "lower" else "")
+
+
 def no_lift(experiment: OnlineExperiment, series: dict[str, Any]) -> str:
     """Why no day has a lift to draw: the arm that lacks what a lift needs."""
     labels = [v.get("label") or v["variant_key"] for v in experiment.variants]
+    if (metric := series.get("metric")) is not None:
+        return _no_metric_lift(labels, metric)
     control, *treatments = series["conversion_rate"].values()
     if not any(rate is not None for rate in control):
         return f"the control ({labels[0]}) has no exposed sessions"
@@ -280,6 +291,22 @@ def no_lift(experiment: OnlineExperiment, series: dict[str, Any]) -> str:
     return f"{' and '.join(unexposed)} {verb} no exposed sessions"
 
 
+def _no_metric_lift(labels: list[str], metric: dict[str, Any]) -> str:
+    """Why no day has a lift in a defined primary metric: an arm without units, else what the
+    results table needs to compare the arms."""
+    control, *treatments = metric["units"].values()
+    if not any(control):
+        return f"the control ({labels[0]}) has no units measured yet"
+    lacking = [label for label, units in zip(labels[1:], treatments, strict=True) if not any(units)]
+    if lacking:
+        verb = "has" if len(lacking) == 1 else "have"
+        return f"{' and '.join(lacking)} {verb} no units measured yet"
+    return (
+        f"each arm needs two units whose {metric['name']} varies, and the control a mean "
+        "other than zero"
+    )
+
+
 def _unix(day: Any) -> int:
     return int(datetime.combine(day, time(), tzinfo=UTC).timestamp())
 
@@ -288,8 +315,9 @@ def charts(
     experiment: OnlineExperiment, series: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """uPlot specs (``static/charts.js``): cumulative exposed sessions per variant, and each
-    treatment's cumulative lift in conversion rate, in percent; None for the lift while no day
-    has one (control has no conversion yet), rather than an empty chart. Each arm keeps its
+    treatment's cumulative lift in percent, in the defined primary metric when there is one,
+    else in conversion rate; None for the lift while no day has one (control has no
+    conversion yet, say), rather than an empty chart. Each arm keeps its
     colour and line style in both charts; the styles tell apart arms whose lines coincide (two
     arms with the same exposures draw one line otherwise)."""
     x = [_unix(day) for day in series["days"]]
@@ -312,8 +340,11 @@ def charts(
         "digits": 0,
         "series": [line(k, v) for k, v in series["exposed"].items()],
     }
+    metric = series.get("metric")
+    lifts = series["lift"] if metric is None else metric["lift"]
+    name = "conversion" if metric is None else metric["name"]
     lift = days | {
-        "ylabel": "lift in conversion (%)",
+        "ylabel": f"lift in {name} (%)",
         "unit": "%",
         "digits": 1,
         "signed": True,
@@ -322,8 +353,8 @@ def charts(
             # Rounded once, by the legend as by the table: 41.2451 first rounded to 41.25
             # would read +41.3 % beside a headline of +41.2 %.
             line(k, [None if v is None else round(v * 100, 6) for v in values])
-            for k, values in series["lift"].items()
+            for k, values in lifts.items()
         ],
     }
-    drawn = any(v is not None for values in series["lift"].values() for v in values)
+    drawn = any(v is not None for values in lifts.values() for v in values)
     return exposure, lift if drawn else None
