@@ -444,19 +444,11 @@ async def test_results_answer_first_with_numbers_intervals_and_series(ui_admin: 
     bh = await ui_admin.get("/ui/online/hero?correction=bh")
     assert "<strong>Benjamini–Hochberg</strong>" in bh.text
 
-    spec = json.loads(
-        re.search(
-            r'<script type="application/json" id="exposure-chart">(.+?)</script>', page.text, re.S
-        )[1]
-    )
+    spec = _chart(page.text, "exposure-chart")
     assert spec["time"] is True
     assert len(spec["x"]) == 3
     assert [s["values"][-1] for s in spec["series"]] == [1000, 1000]
-    lift = json.loads(
-        re.search(
-            r'<script type="application/json" id="lift-chart">(.+?)</script>', page.text, re.S
-        )[1]
-    )
+    lift = _chart(page.text, "lift-chart")
     assert lift["series"][0]["values"][-1] == pytest.approx(50.0)
     # An arm keeps its colour and line style from one chart to the other.
     assert [(s["color"], s["style"]) for s in spec["series"]] == [("muted", 0), ("accent", 1)]
@@ -604,6 +596,13 @@ async def test_defined_metrics_are_chosen_in_the_form_and_shown_on_the_results_p
     assert "× 3 metrics" in page
 
 
+def _chart(page: str, name: str) -> dict:
+    """The uPlot spec the page embeds for chart ``name``."""
+    found = re.search(rf'<script type="application/json" id="{name}">(.+?)</script>', page, re.S)
+    assert found, f"no {name} on the page"
+    return json.loads(found[1])
+
+
 def _headline(page: str) -> tuple[str, str]:
     found = re.search(r'class="banner (\w+) answer"[^>]*><strong>(.*?)</strong>', page, re.S)
     assert found, page[:2000]
@@ -651,12 +650,13 @@ async def test_the_headline_answers_on_a_defined_primary_metric(
         sentence,
     ), sentence
     # The lift over time is in the primary metric too, agreeing with the headline.
-    lift = json.loads(
-        re.search(r'<script type="application/json" id="lift-chart">(.+?)</script>', page, re.S)[1]
-    )
+    lift = _chart(page, "lift-chart")
     assert lift["ylabel"] == "lift in spend (%)"
     assert lift["series"][0]["values"][-1] == pytest.approx(20.0)
     assert "Cumulative relative lift in spend of each treatment against control" in page
+    exposure = _chart(page, "exposure-chart")
+    assert exposure["ylabel"] == "units measured (spend)"
+    assert [arm["values"][-1] for arm in exposure["series"]] == [120, 120]
 
 
 def test_the_lift_chart_is_not_rounded_before_its_legend_rounds_it():

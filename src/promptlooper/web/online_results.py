@@ -334,13 +334,16 @@ def charts(
         }
 
     days = {"x": x, "time": True, "daily": True, "xlabel": "day (UTC)"}
-    exposure = days | {
-        "ylabel": "exposed sessions",
-        "unit": "sessions",
-        "digits": 0,
-        "series": [line(k, v) for k, v in series["exposed"].items()],
-    }
     metric = series.get("metric")
+    # The units the primary metric is measured on: an experiment fed by the performance log
+    # alone has units served and no exposed session.
+    counted = series["exposed"] if metric is None else metric["units"]
+    exposure = days | {
+        "ylabel": "exposed sessions" if metric is None else f"units measured ({metric['name']})",
+        "unit": "sessions" if metric is None else "units",
+        "digits": 0,
+        "series": [line(k, v) for k, v in counted.items()],
+    }
     lifts = series["lift"] if metric is None else metric["lift"]
     name = "conversion" if metric is None else metric["name"]
     lift = days | {
