@@ -242,7 +242,12 @@ async def test_resuming_an_arm_needs_an_admin_and_a_known_arm(
     ).status_code == 409
 
 
-async def _arms_stored(sessionmaker, units: list[str]) -> dict[str, str]:
+async def _served_control(client: httpx.AsyncClient, sessionmaker, units: list[str]) -> dict:
+    """Each unit sends an event naming the control; the arm each was stored under."""
+    for unit in units:
+        body = event(session_id=unit)
+        sent = await client.post("/api/experiments/event", json=body, headers=BROWSER)
+        assert sent.json()["accepted"], sent.text
     async with sessionmaker() as session:
         rows = await session.execute(
             select(ExperimentEvent.session_id, ExperimentEvent.variant_key).where(
@@ -275,12 +280,7 @@ async def test_events_naming_the_control_from_a_stopped_arms_units_count_in_that
     assert await _assigned(client, treated) == "control"
 
     # Both report what they were served, as a caller of the assignment API does.
-    for unit in (treated, control):
-        body = event(session_id=unit)
-        sent = await client.post("/api/experiments/event", json=body, headers=BROWSER)
-        assert sent.json()["accepted"], sent.text
-
-    assert await _arms_stored(sessionmaker, [treated, control]) == {
+    assert await _served_control(client, sessionmaker, [treated, control]) == {
         treated: "tiny_gang_social_proof",
         control: "control",
     }
@@ -295,12 +295,7 @@ async def test_a_bandits_units_count_in_the_arm_the_server_stored(
     # A unit the browser script placed in the control (its cookie) was never given an arm by
     # the server: its events stay where they say, whatever a hash would pick now.
     placed = "placed-by-the-browser"
-    for unit in (given, placed):
-        body = event(session_id=unit)
-        sent = await client.post("/api/experiments/event", json=body, headers=BROWSER)
-        assert sent.json()["accepted"], sent.text
-
-    assert await _arms_stored(sessionmaker, [given, placed]) == {
+    assert await _served_control(client, sessionmaker, [given, placed]) == {
         given: "tiny_gang_social_proof",
         placed: "control",
     }
