@@ -1,16 +1,16 @@
 """The series over time carry a defined primary metric: each arm's mean as it stood at the
-end of each UTC day, from the terms kept per day of the write, and each treatment's lift as
-the results table computes it."""
+end of each UTC day, from the picture of its terms the server's upkeep keeps each day (today's
+from the running totals), and each treatment's lift as the results table computes it."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from promptlooper.online import tallies, timeline
-from promptlooper.online.models import MetricDays, MetricDefinition, OnlineExperiment
+from promptlooper.online import tallies, timeline, upkeep
+from promptlooper.online.models import MetricDays, MetricDefinition, MetricTotals, OnlineExperiment
 
 KEY, ARMS = "homepage_hero_test", ["control", "tiny_gang_social_proof"]
 
@@ -50,9 +50,10 @@ async def test_a_defined_primary_mean_is_drawn_as_it_stood_at_each_days_end(sess
         _rows(earlier, "control", {"c0": 10.0, "c1": 20.0}, {"c0", "c1"})
         + _rows(earlier, ARMS[1], {"t0": 12.0, "t1": 30.0}, {"t0", "t1"}),
     )
-    async with sessionmaker() as session:  # as if that write had been made yesterday
-        await session.execute(update(MetricDays).values(day=yesterday))
-        await session.commit()
+    # The upkeep's last run yesterday kept the day's picture; a later run today does not
+    # change it, and nothing the upkeep has not seen yet is missing from today's point.
+    await upkeep.run_once(sessionmaker, now=earlier)
+    await upkeep.run_once(sessionmaker)
     # Today: one more session per arm, and c0 buys again (its total 15: its square moves too).
     await _write(
         sessionmaker,
@@ -75,6 +76,20 @@ async def test_a_defined_primary_mean_is_drawn_as_it_stood_at_each_days_end(sess
     }
     # The conversion series stay as they were: nobody converted.
     assert series["lift"] == {ARMS[1]: [None, None]}
+    # Ingestion wrote no picture: the two are the upkeep's, today's taken before today's writes.
+    async with sessionmaker() as session:
+        kept = await session.execute(
+            select(MetricDays.day, MetricDays.term, MetricDays.value).where(
+                MetricDays.variant_key == "control", MetricDays.term == "purchase:v"
+            )
+        )
+        assert sorted(kept.all()) == [(yesterday, "purchase:v", 30.0), (today, "purchase:v", 30.0)]
+        live = await session.scalar(
+            select(MetricTotals.value).where(
+                MetricTotals.variant_key == "control", MetricTotals.term == "purchase:v"
+            )
+        )
+    assert live == 65.0
 
 
 async def test_without_a_defined_primary_metric_there_is_no_metric_series(sessionmaker, registry):

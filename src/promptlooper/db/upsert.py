@@ -76,6 +76,15 @@ def _insert_or_add(
     return statement.returning(*(table.c[c] for c in returning)) if returning else statement
 
 
+@cache
+def _insert_or_set(
+    dialect: str, table: Table, names: tuple[str, ...], keys: tuple[str, ...]
+) -> Insert:
+    statement = _insert(dialect, table, names)
+    changes = {n: statement.excluded[n] for n in names if n not in keys}
+    return statement.on_conflict_do_update(index_elements=list(keys), set_=changes)
+
+
 UNIQUE_VIOLATION = "23505"
 """PostgreSQL's SQLSTATE for a row that clashes with a unique constraint."""
 
@@ -210,3 +219,17 @@ async def insert_new(
 
 def _is_json(kind: TypeEngine[Any]) -> bool:
     return isinstance(kind.impl_instance if isinstance(kind, TypeDecorator) else kind, JSON)
+
+
+async def insert_or_set(
+    executor: AsyncSession | AsyncConnection,
+    table: Table,
+    keys: Sequence[str],
+    rows: list[dict[str, Any]],
+) -> None:
+    """Insert each row, or overwrite the other columns of the row already under its ``keys``
+    (the latest picture of something wins, whoever writes it). ``rows`` must not repeat a
+    key."""
+    if rows:
+        statement = _insert_or_set(_dialect(executor), table, tuple(rows[0]), tuple(keys))
+        await _execute(executor, statement, rows, ())

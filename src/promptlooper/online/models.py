@@ -328,10 +328,11 @@ class MetricTotals(Base):
 
 
 class MetricDays(Base):
-    """What each write added to a ``MetricTotals`` term, per UTC day of the write: the sum of a
-    term's rows up to a day is the term as it stood at that day's end (terms move by deltas),
-    so the results' series over time read a defined metric at each day's end without the
-    events. Rows before revision 0023 all fall on the day it ran."""
+    """Each live experiment's ``MetricTotals`` terms as the server's upkeep last saw them on a
+    UTC day: the results' series over time read a defined metric as it stood at each day's end
+    (today's from the running totals themselves) without the events, and ingestion writes
+    nothing more for it. A day the upkeep did not run carries the day before forward. Rows
+    before revision 0023 all fall on the day it ran."""
 
     __tablename__ = "online_metric_days"
 

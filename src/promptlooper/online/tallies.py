@@ -27,9 +27,7 @@ skipped by the insert and so never counted) into
   every performance field, and the same terms per arm;
 - for each cross-source ratio metric (cost per conversion), one row per unit, arm and metric
   that both paths add their side to (``UnitRatio``), and the ratio's terms per arm over the
-  units exposed or served (``_add_ratios``);
-- every change to those terms also per arm and UTC day of the write, so the series over time
-  read each term as it stood at the end of each day.
+  units exposed or served (``_add_ratios``).
 
 A session's contribution to the totals depends on its whole history (it is *exposed* from its
 first impression on; the value statistics use the square of its total value), so the tally
@@ -59,7 +57,6 @@ from promptlooper.online.models import (
     DailyTotals,
     ExperimentEvent,
     ExperimentTotals,
-    MetricDays,
     MetricTotals,
     PendingEvents,
     SessionArms,
@@ -518,22 +515,14 @@ def _fold(
 
 async def _add_terms(session: AsyncSession, terms: dict[tuple[str, str, str], float]) -> None:
     """Add changes in the arms' metric terms (what ``_measure`` returns) to their running
-    totals, and to the rows of today (UTC) that the series over time add up."""
-    rows = [{"experiment_key": k, "variant_key": v, "term": t, "value": x}
-            for (k, v, t), x in sorted(terms.items())]  # fmt: skip
+    totals."""
     await insert_or_add(
         session,
         MetricTotals.__table__,  # type: ignore[arg-type]
         ("experiment_key", "variant_key", "term"),
-        rows,
-    )
-    today = datetime.now(UTC).date()
-    await insert_or_add(
-        session,
-        MetricDays.__table__,  # type: ignore[arg-type]
-        ("experiment_key", "variant_key", "term", "day"),
-        [row | {"day": today} for row in rows],
-    )
+        [{"experiment_key": k, "variant_key": v, "term": t, "value": x}
+         for (k, v, t), x in sorted(terms.items())],
+    )  # fmt: skip
 
 
 async def _add_arms(session: AsyncSession, arms: Counter[tuple[str, str]]) -> None:

@@ -1,6 +1,7 @@
-"""Results over time: per UTC day, what each arm had gathered by that day's end, from the
-rows ingestion keeps per day (``online/tallies.py``): exposed and converting sessions, and
-the defined metrics' terms. Each day's picture is computed as the results compute today's
+"""Results over time: per UTC day, what each arm had gathered by that day's end: exposed and
+converting sessions from the rows ingestion keeps per day (``online/tallies.py``), and the
+defined metrics' terms from the pictures the server's upkeep keeps of them (``keep``), today's
+from the running totals. Each day's picture is computed as the results compute today's
 (``results.compared``), so the last day of a series is the results table's number."""
 
 from __future__ import annotations
@@ -10,11 +11,18 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, func, or_, select
+from sqlalchemy import ColumnElement, FromClause, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from promptlooper.db.upsert import insert_or_set
 from promptlooper.online import history, results, stats
-from promptlooper.online.models import DailyTotals, MetricDays, MetricDefinition, OnlineExperiment
+from promptlooper.online.models import (
+    DailyTotals,
+    MetricDays,
+    MetricDefinition,
+    MetricTotals,
+    OnlineExperiment,
+)
 
 MAX_DAYS = 366
 """The series over time show at most this many days, the latest: one row per arm and day
@@ -30,17 +38,13 @@ async def over_time(
     """Cumulative exposed sessions and conversion rate per variant, and each treatment's
     relative lift in conversion rate against the first variant (control), per UTC day; with
     a defined primary metric, its ``metric`` block too (``_metric``), else None. Days before
-    the window are added up into its first."""
-    last = until or datetime.now(UTC).date()
+    the window are added up into its first. Up to today (``until`` None), today's metric is
+    read from the running totals."""
+    today = datetime.now(UTC).date()
+    last = until or today
     first = last - timedelta(days=MAX_DAYS - 1)
     running, by_day = await _window(
-        session,
-        DailyTotals.__table__,
-        key,
-        first,
-        last,
-        ("variant_key",),
-        ("exposed", "converting"),
+        session, DailyTotals.__table__, key, first, last, ("exposed", "converting")
     )
     primary = await session.scalar(
         select(MetricDefinition)
@@ -50,10 +54,9 @@ async def over_time(
     metric_running: Sums = {}
     metric_by_day: dict[date, Sums] = {}
     if primary is not None:
-        metric_running, metric_by_day = await _window(
-            session, MetricDays.__table__, key, first, last, ("variant_key", "term"), ("value",),
-            _terms_of(primary),
-        )  # fmt: skip
+        metric_running, metric_by_day = await _standing(session, key, primary, first, last)
+        if last == today:
+            metric_by_day[today] = await _live(session, key, primary)
     exposed = {v: running.get((v,), [0.0, 0.0]) for v in variant_keys}
     terms: dict[str, dict[str, float]] = defaultdict(dict)
     for (variant, term), (value,) in metric_running.items():
@@ -69,7 +72,7 @@ async def over_time(
                 if variant in exposed:
                     exposed[variant] = [a + b for a, b in zip(exposed[variant], added, strict=True)]
             for (variant, term), (value,) in metric_by_day.get(day, {}).items():
-                terms[variant][term] = terms[variant].get(term, 0.0) + value
+                terms[variant][term] = value
             days.append(day)
             for variant, (sessions, converting) in exposed.items():
                 exposed_series[variant].append(int(sessions))
@@ -123,12 +126,77 @@ def _metric(
     }
 
 
-def _terms_of(metric: MetricDefinition) -> ColumnElement[bool]:
-    """The terms a defined metric is computed from: its source's, and the term counting its
-    units when that is not the exposed sessions (``history.units_term``)."""
-    found = MetricDays.term.startswith(f"{results.source_of(metric)}:", autoescape=True)
+def _terms_of(term: Any, metric: MetricDefinition) -> ColumnElement[bool]:
+    """The terms (``term``: a table's column) a defined metric is computed from: its
+    source's, and the term counting its units when that is not the exposed sessions
+    (``history.units_term``)."""
+    found = term.startswith(f"{results.source_of(metric)}:", autoescape=True)
     units = history.units_term(metric)
-    return found if units is None else or_(found, MetricDays.term == units)
+    return found if units is None else or_(found, term == units)
+
+
+async def _standing(
+    session: AsyncSession, key: str, metric: MetricDefinition, first: date, last: date
+) -> tuple[Sums, dict[date, Sums]]:
+    """A defined metric's terms as they stood before ``first`` (each term's last picture
+    before it) and the pictures of each day from ``first`` to ``last``."""
+    kept = [MetricDays.experiment_key == key, _terms_of(MetricDays.term, metric)]
+    latest = (
+        select(MetricDays.variant_key, MetricDays.term, func.max(MetricDays.day).label("day"))
+        .where(*kept, MetricDays.day < first)
+        .group_by(MetricDays.variant_key, MetricDays.term)
+        .subquery()
+    )
+    before = await session.execute(
+        select(MetricDays.variant_key, MetricDays.term, MetricDays.value)
+        .join(
+            latest,
+            and_(
+                MetricDays.variant_key == latest.c.variant_key,
+                MetricDays.term == latest.c.term,
+                MetricDays.day == latest.c.day,
+            ),
+        )
+        .where(MetricDays.experiment_key == key)
+    )
+    running: Sums = {(variant, term): [value] for variant, term, value in before.all()}
+    rows = await session.execute(
+        select(MetricDays.day, MetricDays.variant_key, MetricDays.term, MetricDays.value).where(
+            *kept, MetricDays.day >= first, MetricDays.day <= last
+        )
+    )
+    by_day: dict[date, Sums] = {}
+    for day, variant, term, value in rows.all():
+        by_day.setdefault(day, {})[(variant, term)] = [value]
+    return running, by_day
+
+
+async def _live(session: AsyncSession, key: str, metric: MetricDefinition) -> Sums:
+    """A defined metric's terms as they stand now."""
+    rows = await session.execute(
+        select(MetricTotals.variant_key, MetricTotals.term, MetricTotals.value).where(
+            MetricTotals.experiment_key == key, _terms_of(MetricTotals.term, metric)
+        )
+    )
+    return {(variant, term): [value] for variant, term, value in rows.all()}
+
+
+async def keep(session: AsyncSession, keys: Sequence[str], day: date) -> None:
+    """Keep the experiments' terms as they stand now as ``day``'s picture (the last one
+    written on a day is the one that stays). The caller commits."""
+    rows = await session.execute(
+        select(MetricTotals.experiment_key, MetricTotals.variant_key, MetricTotals.term,
+               MetricTotals.value)
+        .where(MetricTotals.experiment_key.in_(list(keys)))
+        .order_by(MetricTotals.experiment_key, MetricTotals.variant_key, MetricTotals.term)
+    )  # fmt: skip
+    await insert_or_set(
+        session,
+        MetricDays.__table__,  # type: ignore[arg-type]
+        ("experiment_key", "variant_key", "term", "day"),
+        [{"experiment_key": k, "variant_key": v, "term": t, "day": day, "value": x}
+         for k, v, t, x in rows.all()],
+    )  # fmt: skip
 
 
 async def _window(
@@ -137,29 +205,25 @@ async def _window(
     key: str,
     first: date,
     last: date,
-    keys: tuple[str, ...],
     values: tuple[str, ...],
-    *where: ColumnElement[bool],
 ) -> tuple[Sums, dict[date, Sums]]:
-    """Of an experiment's rows of a daily table (keyed by ``keys`` and ``day``), the sums of
-    ``values`` over the days before ``first``, and per day from ``first`` to ``last`` its
-    rows' values: at most one row per key and day is read from the window."""
-    grouped = [table.c[name] for name in keys]
-    keyed = [table.c.experiment_key == key, *where]
+    """Of an experiment's rows of a table of daily counts (keyed by variant and day), the sums
+    of ``values`` over the days before ``first``, and per day from ``first`` to ``last`` its
+    rows' values: at most one row per variant and day is read from the window."""
+    variant = table.c.variant_key
+    keyed = table.c.experiment_key == key
     before = await session.execute(
-        select(*grouped, *(func.sum(table.c[name]) for name in values))
-        .where(*keyed, table.c.day < first)
-        .group_by(*grouped)
+        select(variant, *(func.sum(table.c[name]) for name in values))
+        .where(keyed, table.c.day < first)
+        .group_by(variant)
     )
-    running = {
-        tuple(row[: len(keys)]): [float(v or 0) for v in row[len(keys) :]] for row in before.all()
-    }
+    running = {(row[0],): [float(v or 0) for v in row[1:]] for row in before.all()}
     rows = await session.execute(
-        select(table.c.day, *grouped, *(table.c[name] for name in values))
-        .where(*keyed, table.c.day >= first, table.c.day <= last)
+        select(table.c.day, variant, *(table.c[name] for name in values))
+        .where(keyed, table.c.day >= first, table.c.day <= last)
         .order_by(table.c.day)
     )
     by_day: dict[date, Sums] = {}
-    for day, *row in rows.all():
-        by_day.setdefault(day, {})[tuple(row[: len(keys)])] = [float(v) for v in row[len(keys) :]]
+    for day, arm, *counts in rows.all():
+        by_day.setdefault(day, {})[(arm,)] = [float(v) for v in counts]
     return running, by_day

@@ -1,6 +1,8 @@
 """The server's background upkeep of online experiments: guardrail checks and bandit updates
 on a fixed period, so an arm is stopped and weights move whether or not anyone reads the
-results, and whether the data came as browser events or as performance records.
+results, and whether the data came as browser events or as performance records; and the
+day's picture of every live experiment's metric terms, which the series over time read
+(``timeline.keep``), kept here so that ingestion writes nothing more for it.
 
 Each experiment is checked in its own transaction with its row locked
 (``service.lock_experiment``), as every admin edit locks it: two server processes never stop the
@@ -20,7 +22,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from promptlooper.online import bandits, guardrails, service
+from promptlooper.online import bandits, guardrails, service, timeline
 from promptlooper.online.models import OnlineExperiment
 
 logger = logging.getLogger(__name__)
@@ -29,20 +31,27 @@ logger = logging.getLogger(__name__)
 async def run_once(
     sessionmaker: async_sessionmaker[AsyncSession], now: datetime | None = None
 ) -> None:
-    """Check every live experiment that has auto-stop on or is a bandit, once."""
+    """Keep today's picture of every live experiment's terms, and check every live one that has
+    auto-stop on or is a bandit, once."""
+    now = now or datetime.now(UTC)
     async with sessionmaker() as session:
         if not await service.experiments_enabled(session):
             return
-        keys = list(
-            await session.scalars(
-                select(OnlineExperiment.experiment_key).where(
-                    OnlineExperiment.archived_at.is_(None),
-                    OnlineExperiment.enabled.is_(True),
-                    OnlineExperiment.status == "running",
-                    (OnlineExperiment.auto_stop.is_(True)) | (OnlineExperiment.type == "bandit"),
-                )
+        live = await session.execute(
+            select(
+                OnlineExperiment.experiment_key, OnlineExperiment.auto_stop, OnlineExperiment.type
             )
+            .where(
+                OnlineExperiment.archived_at.is_(None),
+                OnlineExperiment.enabled.is_(True),
+                OnlineExperiment.status == "running",
+            )
+            .order_by(OnlineExperiment.experiment_key)
         )
+        found = live.all()
+        await timeline.keep(session, [key for key, *_ in found], now.date())
+        await session.commit()
+    keys = [key for key, auto_stop, kind in found if auto_stop or kind == "bandit"]
     for key in keys:
         async with sessionmaker() as session:
             await check(session, key, now)

@@ -1,7 +1,8 @@
-"""The defined metrics' running terms per UTC day, which the results' series over time add up.
+"""The defined metrics' running terms as they stood each UTC day, which the results' series
+over time read (the server's upkeep keeps the day's picture).
 
-Nothing older says on which day a term moved, so everything counted so far lands on the day
-this revision runs: each existing ``online_metric_totals`` row becomes that day's row, and a
+Nothing older says how a term stood on earlier days, so the picture starts on the day this
+revision runs: each existing ``online_metric_totals`` row becomes that day's row, and a
 defined metric's series starts there, with all it had gathered before.
 
 Revision ID: 0023
