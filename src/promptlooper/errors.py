@@ -104,10 +104,20 @@ NAMED_FIELD = re.compile(r"([A-Za-z_][\w-]*(?:\.[\w-]+)*): ")
 """A check of a whole body names its field first, ``variants.0.allocation: ...``."""
 
 
+NOT_A_MAPPING = frozenset({"model_type", "model_attributes_type", "dict_type"})
+"""The validation library's types for an object that was not given one; its message names
+a class ("a valid dictionary or instance of ExperimentCreate")."""
+KINDS = {list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+
+
 def problem_message(problem: Mapping[str, Any]) -> str:
     """A validation problem's message as a user should read it: without the "Value error, "
     the validation library puts before a check's own words, which names an exception class
-    and says nothing about the input."""
+    and says nothing about the input, nor a class name where an object was expected."""
+    if problem.get("type") in NOT_A_MAPPING:
+        given = problem.get("input")
+        kind = "nothing" if given is None else KINDS.get(type(given), type(given).__name__)
+        return f"must be a mapping of fields (name: value), not {kind}"
     return str(problem.get("msg", "is not valid")).removeprefix("Value error, ")
 
 

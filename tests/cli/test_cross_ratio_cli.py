@@ -50,5 +50,5 @@ def test_a_denominator_of_an_unknown_kind_is_one_line_naming_the_kinds(cli: Invo
 
     assert refused.code == 2
     assert refused.err.strip().splitlines() == [
-        "error: denominator.kind: Input should be 'event' or 'performance'"
+        "error: m5.yaml: denominator.kind: Input should be 'event' or 'performance'"
     ]

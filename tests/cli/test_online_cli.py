@@ -57,13 +57,21 @@ def test_online_registry_from_the_terminal(env: dict[str, str], tmp_path: Path):
     assert [v["variant_key"] for v in as_json["variants"]] == ["control", "short"]
 
 
+NOT_A_MAPPING = "must be a mapping of fields (name: value)"
+
+
 @pytest.mark.parametrize(
     ("definition", "message"),
     [
         (DEFINITION | {"variants": DEFINITION["variants"][:1]}, "variants: List should have"),
         (DEFINITION | {"eligible_routes": ["signup"]}, "must start with /"),
         ({"name": "x"}, "cookie_name: Field required"),
-        (["not", "a", "mapping"], "error: bad.yaml: Input should be"),
+        (
+            ["not", "a", "mapping"],
+            "error: bad.yaml: must be a mapping of fields (name: value), not a list",
+        ),
+        (None, "error: bad.yaml: must be a mapping of fields (name: value), not nothing"),
+        (DEFINITION | {"auto_stop": "maybe"}, "error: bad.yaml: auto_stop: Input should be"),
     ],
 )
 def test_bad_definitions_are_one_line_errors(
@@ -202,4 +210,4 @@ def test_a_cuped_metric_from_the_terminal(cli: Invoke, tmp_path: Path):
                                       "cuped_window_days": 0}))  # fmt: skip
     refused = cli("online", "metric-create", str(metric))
     assert refused.code == 2
-    assert refused.err.startswith("error: cuped_window_days:"), refused.err
+    assert refused.err.startswith("error: revenue.yaml: cuped_window_days:"), refused.err

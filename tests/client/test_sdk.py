@@ -100,6 +100,8 @@ async def test_resolve_is_served_from_cache_within_the_ttl_then_revalidated(
     assert switch.statuses[-1] == 200
     assert changed.source == "agent"
     assert changed["temperature"] == 0.2
+    assert "temperature" in changed
+    assert "variant_id" not in changed  # a field of the answer, not of the config
     assert changed.revision != first.revision
 
 

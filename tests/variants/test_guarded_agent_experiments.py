@@ -4,6 +4,7 @@ and a bandit, whose new units keep the arm their first record stored."""
 
 from __future__ import annotations
 
+import html
 import random
 
 import httpx
@@ -15,6 +16,7 @@ from promptlooper.variants.models import PerformanceRecord
 from tests.factories import create_online_experiment
 from tests.variants.conftest import extractor_experiment, make_variant
 from tests.variants.test_agents_api import url
+from tests.web.conftest import ui_admin  # noqa: F401 (fixture)
 
 METRICS = [
     {"name": "cost-per-call", "kind": "performance", "source": "cost",
@@ -30,7 +32,7 @@ async def _hot_experiment(client: httpx.AsyncClient, owner, agent, headers, **ch
         created = await client.post("/api/admin/metrics", json=metric, headers=headers)
         assert created.status_code == 201, created.text
     hot = await make_variant(client, owner, agent, name="Hot", temperature=1.2)
-    definition = extractor_experiment(hot["id"], primary_metric="quality", **changes)
+    definition = extractor_experiment(hot["id"], **({"primary_metric": "quality"} | changes))
     await create_online_experiment(client, headers, definition)
     return hot
 
@@ -147,3 +149,27 @@ async def test_a_bandit_over_agent_variants_keeps_each_unit_on_its_first_arm(
         assert (await _resolve(client, owner, agent, unit))["experiment"]["variant_key"] == arm
     later = await _calls(client, owner, agent, [f"later-{i}" for i in range(40)], call)
     assert list(later.values()).count("hot") > 30
+
+
+async def test_the_results_page_shows_an_experiment_fed_only_by_performance_records(
+    client: httpx.AsyncClient,
+    owner,
+    agent,
+    bootstrap_headers,
+    ui_admin,  # noqa: F811
+):
+    # The primary metric left at conversion, which no browser event feeds: the guardrail's
+    # cost per call is all there is, and the page shows it.
+    await _hot_experiment(
+        client, owner, agent, bootstrap_headers, primary_metric="conversion",
+        guardrail_metrics=["cost-per-call"],
+    )  # fmt: skip
+    rng = random.Random(3)
+    units = [f"visitor-{i}" for i in range(40)]
+    await _calls(client, owner, agent, units, lambda arm: {"cost": 0.01 * rng.uniform(0.8, 1.2)})
+
+    page = html.unescape((await ui_admin.get("/ui/online/extractor_temperature")).text)
+
+    assert "No events yet" not in page
+    assert "Against control" in page
+    assert "cost-per-call" in page

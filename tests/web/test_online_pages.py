@@ -139,6 +139,10 @@ async def test_the_registry_teaches_when_empty_then_lists_each_definition(ui_adm
     landing = await ui_admin.get("/ui/online/hero")
     assert "Experiment Hero test created (running)." in _text(landing.text)
     assert "No events yet" in landing.text
+    # The hint's command as typed: a full address, and a browser's user agent (a curl one is
+    # refused as a bot's).
+    hint = html.unescape(landing.text)
+    assert "curl -X POST http://testserver/api/experiments/impression -A 'Mozilla/5.0'" in hint
 
     listed = _text((await ui_admin.get("/ui/online")).text)
     assert "1 experiment, 1 running" in listed
@@ -706,7 +710,7 @@ async def test_the_form_says_what_each_metric_measures(
     assert primary, page[:2000]
     options = re.findall(r"<option[^>]*>(.*?)</option>", primary[0])
     assert "spend — mean of purchase, better higher" in options
-    assert "per-purchase — purchase per purchase, better lower" in options
+    assert "per-purchase — value per purchase event, better lower" in options
     assert "conversion — built-in event" in options
 
 

@@ -35,8 +35,9 @@ def _definition(path: Path, model: Any) -> Any:
         return model.model_validate(document)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or path.name
-        raise Invalid(f"{where}: {problem_message(first)}") from exc
+        field = ".".join(str(p) for p in first["loc"])
+        where = f"{path.name}: {field}: " if field else f"{path.name}: "
+        raise Invalid(where + problem_message(first)) from exc
 
 
 def _summary(experiment: Any) -> str:

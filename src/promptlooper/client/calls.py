@@ -125,6 +125,11 @@ class Resolved:
     def __getitem__(self, key: str) -> Any:
         return self.config[key]
 
+    def __contains__(self, key: object) -> bool:
+        """Whether the config has ``key``, as for a dict (without it, ``in`` would try
+        integer indices through ``__getitem__``)."""
+        return key in self.config
+
     def get(self, key: str, default: Any = None) -> Any:
         return self.config.get(key, default)
 

@@ -77,11 +77,10 @@ def metric_summary(metric: Metric) -> str:
     """What a defined metric measures, in a few words, where it is picked by its name alone
     (the experiment form): two metrics on the same events read apart."""
     source = metric.source if metric.kind == "event" else f"{metric.source} (performance log)"
-    if metric.aggregation == "ratio" and metric.denominator is not None:
-        over = metric.denominator
-        if metric.denominator_kind is not None:
-            over += f" ({metric.denominator_kind})"
-        what = f"{source} per {over}"
+    if metric.aggregation == "ratio" and metric.denominator_kind is not None:
+        what = f"{source} per {metric.denominator} ({metric.denominator_kind})"
+    elif metric.aggregation == "ratio":  # its own denominator: a value per event or per call
+        what = f"value per {source} event" if metric.kind == "event" else f"{source} per call"
     else:
         what = f"{metric.aggregation} of {source}"
     if metric.cuped:

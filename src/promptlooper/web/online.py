@@ -301,7 +301,6 @@ async def results_page(
     keys = [v["variant_key"] for v in experiment.variants]
     series = await timeline.over_time(session, key, keys)
     rows = view.comparisons(experiment, result)
-    exposed = [v["exposed"] for v in result["variants"]]
     exposure_chart, lift_chart = view.charts(experiment, series)
     return page(
         request,
@@ -319,9 +318,7 @@ async def results_page(
         plot_width=view.PLOT_WIDTH,
         percent=view.percent,
         labels={v["variant_key"]: v.get("label") or v["variant_key"] for v in experiment.variants},
-        has_data=any(exposed)
-        or any(result["health"]["units_per_arm"])
-        or any(v["unique_sessions"] for v in result["variants"]),
+        has_data=view.has_data(result),
         days=len(series["days"]),
         exposure_chart=exposure_chart,
         lift_chart=lift_chart,

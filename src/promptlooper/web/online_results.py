@@ -262,6 +262,22 @@ REFUSALS = {
 """How the results page says each ingestion refusal reason (``online/ingestion.py``)."""
 
 
+def has_data(result: dict[str, Any]) -> bool:
+    """Whether the experiment has anything to show: sessions seen, units its primary metric
+    is measured on, or a defined metric with a value (an experiment fed by the performance log
+    alone has its guardrail's numbers and no session)."""
+    variants = result["variants"]
+    return (
+        any(v["exposed"] or v["unique_sessions"] for v in variants)
+        or any(result["health"]["units_per_arm"])
+        or any(
+            block.get("control_mean") or block.get("treatment_mean")
+            for v in variants[1:]
+            for block in (v.get("metrics") or {}).values()
+        )
+    )
+
+
 def lift_metric(series: dict[str, Any]) -> str:
     """What the lift over time is a lift in: the defined primary metric (with its direction
     when lower is better), else the conversion rate."""
