@@ -115,7 +115,9 @@ def problem_message(problem: Mapping[str, Any]) -> str:
     the validation library puts before a check's own words, which names an exception class
     and says nothing about the input, nor a class name where an object was expected."""
     if problem.get("type") in NOT_A_MAPPING:
-        given = problem.get("input")
+        if "input" not in problem:  # left out where the input must not be echoed
+            return "must be a mapping of fields (name: value)"
+        given = problem["input"]
         kind = "nothing" if given is None else KINDS.get(type(given), type(given).__name__)
         return f"must be a mapping of fields (name: value), not {kind}"
     return str(problem.get("msg", "is not valid")).removeprefix("Value error, ")

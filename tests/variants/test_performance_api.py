@@ -182,8 +182,8 @@ async def test_a_variant_of_another_agent_is_refused(
         ({"surprise": True}, ["body", "surprise"], "Extra inputs are not permitted"),
         ([{"latency_ms": 5}, {"cost": "a"}], ["body", 1, "cost"], "a valid number"),
         ([], ["body"], "at least 1 item"),
-        ("x", ["body"], "Input should be an object"),
-        (["x"], ["body", 0], "Input should be an object"),
+        ("x", ["body"], "must be a mapping of fields (name: value)"),
+        (["x"], ["body", 0], "must be a mapping of fields (name: value)"),
     ],
 )
 async def test_refusals_point_into_the_body_as_it_was_sent(
