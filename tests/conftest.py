@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 import uvicorn
+from argon2 import PasswordHasher, profiles
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -29,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from promptlooper import migrations
 from promptlooper.api import create_app
+from promptlooper.auth import passwords
 from promptlooper.db.engine import create_engine
 from promptlooper.settings import Settings
 
@@ -127,6 +129,22 @@ def raw_event(
         "metadata": None,
         "created_at": at,
     }
+
+
+CHEAP_HASHER = PasswordHasher.from_parameters(profiles.CHEAPEST)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def production_hasher() -> Iterator[Callable[[], PasswordHasher]]:
+    """Argon2id at its cheapest in this process, for the run; the value is the hasher the
+    product uses. Most tests make a user, and at the product's cost (64 MiB, three passes)
+    each password hashed or checked took more CPU than the rest of a typical test. The
+    product's parameters are asserted in ``tests/auth``, and servers started as processes
+    (``tests/e2e``) hash at full cost."""
+    product = passwords._hasher
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(passwords, "_hasher", lambda: CHEAP_HASHER)
+        yield product
 
 
 @pytest.fixture(scope="session")

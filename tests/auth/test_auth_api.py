@@ -8,6 +8,7 @@ import httpx
 import jwt
 import pytest
 
+from promptlooper.auth import passwords
 from promptlooper.auth.models import ApiKey, User
 from promptlooper.auth.service import BOOTSTRAP_USERNAME
 from tests.conftest import TEST_JWT_SECRET
@@ -140,6 +141,33 @@ async def test_passwords_are_stored_hashed(sessionmaker):
     assert user.password_hash is not None
     assert DEFAULT_PASSWORD not in user.password_hash
     assert user.password_hash.startswith("$argon2id$")
+
+
+def test_the_product_hashes_passwords_with_argon2id_at_rfc_9106_cost(production_hasher):
+    hashed = production_hasher().hash(DEFAULT_PASSWORD)
+
+    assert hashed.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+
+
+async def test_login_rehashes_a_password_stored_at_a_weaker_cost(
+    client: httpx.AsyncClient, sessionmaker, production_hasher, monkeypatch: pytest.MonkeyPatch
+):
+    user = await make_user(sessionmaker, "alice")  # at the run's cheapest cost
+    assert user.password_hash is not None
+    assert "$m=8,t=1,p=1$" in user.password_hash
+    monkeypatch.setattr(passwords, "_hasher", production_hasher)
+
+    response = await client.post(
+        "/api/auth/login", json={"username": "alice", "password": DEFAULT_PASSWORD}
+    )
+
+    assert response.status_code == 200
+    async with sessionmaker() as session:
+        stored = await session.get(User, user.id)
+    assert stored is not None
+    assert stored.password_hash is not None
+    assert stored.password_hash.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    assert passwords.verify_password(stored.password_hash, DEFAULT_PASSWORD)
 
 
 async def test_cannot_revoke_someone_elses_key(client: httpx.AsyncClient, sessionmaker):
