@@ -160,6 +160,7 @@ async def test_create_refusals_are_beside_their_fields_and_nothing_is_saved(
     cases = {
         "must sum to 100": {"variants.1.allocation": "40"},
         "exactly one control is needed, found 0": {"control": ""},
+        "the variant key 'control' is used twice": {"variants.1.variant_key": "control"},
         "Input should be a valid number": {"variants.1.allocation": "half"},
         "must start with /": {"eligible_routes": "blog"},
         "less than or equal to 100": {"coverage": "150"},
