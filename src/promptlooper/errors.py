@@ -49,6 +49,29 @@ class Invalid(PromptLooperError):
     """The input is well-formed but not acceptable."""
 
 
+class FieldInvalid(Invalid):
+    """One field's value is not acceptable, by a check that needs more than the request
+    (a metric's direction in the registry, an agent variant that must exist). ``message``
+    names the field first, as a check of a whole body does (the CLI and the web form read it
+    so); the API answers in the shape of a validation problem, ``[{loc, msg, type}]``, so that
+    a client finds the field in ``loc`` whichever check refused it."""
+
+    def __init__(self, field: str, reason: str, *, source: str = "body") -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+        self.source = source
+
+    def detail(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "loc": [self.source, *field_path(self.field)],
+                "msg": self.reason,
+                "type": "value_error",
+            }
+        ]
+
+
 class Unauthenticated(PromptLooperError):
     """Missing or bad credentials."""
 
@@ -100,8 +123,19 @@ def http_status(exc: PromptLooperError) -> int:
     return 500
 
 
+def field_path(dotted: str) -> list[str | int]:
+    """A dotted field path (``variants.0.allocation``) as a ``loc``, list indexes as numbers."""
+    return [int(part) if part.isdigit() else part for part in dotted.split(".")]
+
+
 NAMED_FIELD = re.compile(r"([A-Za-z_][\w-]*(?:\.[\w-]+)*): ")
 """A check of a whole body names its field first, ``variants.0.allocation: ...``."""
+
+
+FORM_WORDS = "form"
+"""Context key of a problem's message as a web form says it: a check of a whole body names
+other fields as the API does ("give guardrail_thresholds"), where a form user sees labels.
+A 422 and the CLI leave the context out."""
 
 
 NOT_A_MAPPING = frozenset({"model_type", "model_attributes_type", "dict_type"})
@@ -136,6 +170,6 @@ def validation_detail(
         msg, kind = problem_message(p), p.get("type", "")
         whole_body = kind == "value_error" and all(part == "body" for part in loc)
         if whole_body and (named := NAMED_FIELD.match(msg)):
-            loc += [int(x) if x.isdigit() else x for x in named[1].split(".")]
+            loc += field_path(named[1])
         detail.append({"loc": loc, "msg": msg, "type": kind})
     return detail

@@ -7,7 +7,15 @@ import enum
 import uuid
 from typing import Any, ClassVar, Final, Self, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from promptlooper.values import find_problem
@@ -15,6 +23,28 @@ from promptlooper.values import find_problem
 ID: TypeAlias = uuid.UUID
 JSONValue: TypeAlias = Any
 JSONObject: TypeAlias = dict[str, Any]
+
+
+PATTERN_MISMATCH: Final = "string_pattern_mismatch"
+
+
+def pattern_words(words: str) -> WrapValidator:
+    """Put after a ``StringConstraints(pattern=...)`` (or a ``Field(pattern=...)``), so that a
+    value the pattern refuses is told ``words`` ("must be lowercase letters and digits, ...")
+    where the validation library would show the regular expression itself, which an API
+    client, a CLI user and a form user alike would have to decode. The problem keeps its type
+    and the pattern in its context; the schema still publishes the pattern."""
+
+    def check(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            if problem["type"] != PATTERN_MISMATCH:
+                raise
+            raise PydanticCustomError(PATTERN_MISMATCH, words, problem.get("ctx")) from None
+
+    return WrapValidator(check)
 
 
 class _Unset(enum.Enum):

@@ -83,7 +83,11 @@ def test_set_list_replace_and_delete_a_credential(
         (("k", "--provider", "mock"), SECRET, "error: --provider: must be one of"),
         (("k", "--provider", "openai"), "", "error: secret: must be 1 to 4096"),
         (("k", "--provider", "openai"), "sk with space", "error: secret: must be"),
-        (("bad/name", "--provider", "openai"), SECRET, "error: NAME: String should match"),
+        (
+            ("bad/name", "--provider", "openai"),
+            SECRET,
+            "error: NAME: must start with a letter or digit, then letters, digits, _ . or - only",
+        ),
     ],
 )
 def test_bad_credentials_are_one_line_errors(

@@ -72,6 +72,16 @@ NOT_A_MAPPING = "must be a mapping of fields (name: value)"
         ),
         (None, "error: bad.yaml: must be a mapping of fields (name: value), not nothing"),
         (DEFINITION | {"auto_stop": "maybe"}, "error: bad.yaml: auto_stop: Input should be"),
+        (
+            DEFINITION | {"experiment_key": "Signup Copy"},
+            "error: bad.yaml: experiment_key: must be lowercase letters and digits, words "
+            "joined by - or _ (like checkout-button)",
+        ),
+        (  # a file names fields as the API does, not as the web form's labels
+            DEFINITION | {"guardrail_thresholds": {"cost": {"threshold": 0.2}}},
+            "error: bad.yaml: guardrail_thresholds.cost: not one of guardrail_metrics; add it "
+            "there",
+        ),
     ],
 )
 def test_bad_definitions_are_one_line_errors(
@@ -111,7 +121,7 @@ def test_update_takes_the_file_create_took_and_what_show_printed(cli: Invoke, tm
     renamed = cli("online", "update", "signup_copy", str(created))
     assert renamed.code == 2
     assert renamed.err.strip() == (
-        "error: experiment_key is read-only and differs from the experiment's; leave it out"
+        "error: experiment_key: read-only, and differs from the experiment's; leave it out"
     )
 
 

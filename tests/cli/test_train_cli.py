@@ -104,7 +104,13 @@ def test_bad_input_is_one_line_and_exit_2(cli: Invoke, tmp_path: Path) -> None:
         ("--lr", "inf", "Input should be a finite number"),
         ("--lr", "11", "Input should be less than or equal to 10"),
         ("--rank", "5000", "Input should be less than or equal to 1024"),
-        ("--save", "../elsewhere", "String should match pattern"),  # not after training
+        # not after training
+        (
+            "--save",
+            "../elsewhere",
+            "must start with a letter or digit, then letters, digits, . _ or - only "
+            "(100 characters at most)",
+        ),
     ]
     for option, value, message in options:
         outcome = cli("train", "sft", "--model", "tiny-test", "--data", str(data), option, value)

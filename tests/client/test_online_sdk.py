@@ -231,3 +231,39 @@ async def test_resume_arm_serves_a_stopped_arm_again_from_both_clients(live_url:
             await client.online.resume_arm("answer_style", "nope")
         found = (await client.online.results("answer_style"))[0]
     assert [e["action"] for e in found["guardrails"]["events"]] == ["stopped", "resumed"]
+
+
+async def test_a_refused_field_reads_as_field_and_message_from_the_sdk(live_url: str):
+    """A 422 from the schema and one from the registry (a threshold against the metric's
+    direction) come in the same shape, and the SDK says each as ``field: message``."""
+    wrong_sign = {
+        "name": "Answer style",
+        "cookie_name": "exp_style",
+        "guardrail_metrics": ["cost-per-call"],
+        "guardrail_thresholds": {"cost-per-call": {"threshold": -0.2}},
+        "variants": even_arms("verbose"),
+    }
+
+    def attempt() -> tuple[str, str]:
+        with Client(live_url, api_key=BOOTSTRAP_KEY) as client:
+            client.online.define_metric(
+                "cost-per-call", source="llm_call", aggregation="ratio",
+                denominator="llm_call", direction="lower",
+            )  # fmt: skip
+            refused = []
+            for key, body in (("answer_style", wrong_sign), ("Answer Style", DEFINITION)):
+                with pytest.raises(ValidationError) as caught:
+                    client.online.create(key, body)
+                refused.append(caught.value.detail)
+            return refused[0], refused[1]
+
+    sign, key = await asyncio.to_thread(attempt)
+
+    assert sign == (
+        "guardrail_thresholds.cost-per-call.threshold: 'cost-per-call' is better lower, so harm "
+        "is a rise: give a positive threshold (e.g. 0.2), not -0.2"
+    )
+    assert key == (
+        "experiment_key: must be lowercase letters and digits, words joined by - or _ "
+        "(like checkout-button)"
+    )

@@ -166,7 +166,7 @@ async def test_a_bandit_without_a_usable_primary_metric_is_a_422(
     body = {k: v for k, v in (_bandit() | changes).items() if v is not None}
     response = await client.post(CREATE, json=body, headers=bootstrap_headers)
     assert response.status_code == 422, response.text
-    assert field in response.text
+    assert response.json()["detail"][0]["loc"] == ["body", *field.split(".")]
 
 
 async def test_a_bandit_that_assigned_units_keeps_its_type_and_learned_weights(

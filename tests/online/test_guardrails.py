@@ -166,36 +166,51 @@ async def test_an_arm_within_its_guardrail_or_without_auto_stop_keeps_running(
     assert found["guardrails"]["breaching"] == {}
 
 
+THRESHOLDS = ["body", "guardrail_thresholds"]
+
+
 @pytest.mark.parametrize(
-    ("changes", "field"),
+    ("changes", "loc", "msg"),
     [
         (
             {"guardrail_thresholds": {"cost-per-call": {"threshold": -0.2}}},
-            "guardrail_thresholds.cost-per-call.threshold",
+            [*THRESHOLDS, "cost-per-call", "threshold"],
+            "'cost-per-call' is better lower, so harm is a rise: give a positive threshold "
+            "(e.g. 0.2), not -0.2",
         ),
         (
             {
                 "guardrail_metrics": ["answered"],
                 "guardrail_thresholds": {"answered": {"threshold": 0.02, "scale": "absolute"}},
             },
-            "guardrail_thresholds.answered.threshold",
+            [*THRESHOLDS, "answered", "threshold"],
+            "'answered' is better higher, so harm is a fall: give a negative threshold "
+            "(e.g. -0.02), not 0.02",
         ),
-        ({"guardrail_thresholds": {"answered": {"threshold": -0.02}}}, "guardrail_thresholds"),
+        (
+            {"guardrail_thresholds": {"answered": {"threshold": -0.02}}},
+            [*THRESHOLDS, "answered"],
+            "guardrail_thresholds.answered: not one of guardrail_metrics; add it there",
+        ),
         (
             {
                 "guardrail_metrics": ["conversion"],
                 "guardrail_thresholds": {"conversion": {"threshold": -0.1}},
             },
-            "guardrail_thresholds.conversion",
+            [*THRESHOLDS, "conversion"],
+            "a threshold needs a defined metric; define 'conversion' first",
         ),
     ],
 )
-async def test_a_threshold_of_the_wrong_sign_or_metric_is_a_422_naming_the_field(
-    client: httpx.AsyncClient, registry, bootstrap_headers, changes, field
+async def test_a_threshold_of_the_wrong_sign_or_metric_is_a_422_at_its_field(
+    client: httpx.AsyncClient, registry, bootstrap_headers, changes, loc, msg
 ):
+    """Refused by the schema or by the registry (a metric's direction), the 422 has the one
+    shape of a validation problem, so a client finds the field in ``loc`` either way."""
     response = await _guard(client, bootstrap_headers, **changes)
+
     assert response.status_code == 422, response.text
-    assert field in response.text
+    assert response.json()["detail"] == [{"loc": loc, "msg": msg, "type": "value_error"}]
     assert (await client.get(EXPERIMENT, headers=bootstrap_headers)).json()["auto_stop"] is False
 
 

@@ -175,7 +175,13 @@ async def test_experiments_name_only_known_metrics_and_keep_them_defined(
         EXPERIMENT, json=experiment | {"guardrail_metrics": ["nope"]}, headers=bootstrap_headers
     )
     assert unknown.status_code == 422
-    assert "guardrail_metrics.0" in unknown.json()["detail"]
+    assert unknown.json()["detail"] == [
+        {
+            "loc": ["body", "guardrail_metrics", 0],
+            "msg": "no metric named 'nope'; define it first",
+            "type": "value_error",
+        }
+    ]
 
     await _define(client, bootstrap_headers, {"secondary_metrics": ["revenue"]})
     again = await client.post("/api/admin/metrics", json=METRICS[1], headers=bootstrap_headers)

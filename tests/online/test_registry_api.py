@@ -273,7 +273,13 @@ async def test_put_refuses_a_changed_read_only_field(
     response = await client.put(key, json=current | {field: value}, headers=bootstrap_headers)
 
     assert response.status_code == 422
-    assert response.json()["detail"].startswith(f"{field} is read-only")
+    assert response.json()["detail"] == [
+        {
+            "loc": ["body", field],
+            "msg": "read-only, and differs from the experiment's; leave it out",
+            "type": "value_error",
+        }
+    ]
     assert (await client.get(key, headers=bootstrap_headers)).json() == current
 
 
@@ -365,3 +371,37 @@ async def test_admin_routes_refuse_non_admins(client: httpx.AsyncClient, session
         headers={"X-Api-Key": "test-bootstrap-admin-key"},
     )
     assert unknown.status_code == 404
+
+
+SLUG_WORDS = "must be lowercase letters and digits, words joined by - or _ (like checkout-button)"
+
+
+async def test_a_bad_key_or_name_is_refused_in_words_at_each_field(
+    client: httpx.AsyncClient, bootstrap_headers
+):
+    """Every slug (the key, arm keys, metric names) says what it must be, not its regex."""
+    variants = HOMEPAGE_PUT["variants"]
+    body = HOMEPAGE_PUT | {
+        "experiment_key": "Homepage Hero",
+        "primary_metric": "Sign-Up",
+        "secondary_metrics": ["conversion", "a__b"],
+        "guardrail_metrics": ["cost-"],
+        "guardrail_thresholds": {"Cost": {"threshold": 0.2}},
+        "variants": [variants[0] | {"variant_key": "control!"}, variants[1]],
+    }
+
+    response = await client.post("/api/admin/experiments", json=body, headers=bootstrap_headers)
+
+    assert response.status_code == 422, response.text
+    found = {tuple(p["loc"]): (p["msg"], p["type"]) for p in response.json()["detail"]}
+    assert found == dict.fromkeys(
+        [
+            ("body", "experiment_key"),
+            ("body", "primary_metric"),
+            ("body", "secondary_metrics", 1),
+            ("body", "guardrail_metrics", 0),
+            ("body", "guardrail_thresholds", "Cost", "[key]"),
+            ("body", "variants", 0, "variant_key"),
+        ],
+        (SLUG_WORDS, "string_pattern_mismatch"),
+    )

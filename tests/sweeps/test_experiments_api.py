@@ -382,7 +382,8 @@ async def test_delete_experiment(
         ),
         (
             {"providers": {"openai": {"credential": "no such/name"}}},
-            "providers.openai.credential: String should match pattern",
+            "providers.openai.credential: must start with a letter or digit, then letters, "
+            "digits, _ . or - only (64 characters at most)",
         ),
         (
             {"providers": {"mock": {"credential": "k"}}},

@@ -159,18 +159,30 @@ async def test_the_edit_form_shows_and_saves_the_bandit_auto_stop_and_thresholds
     }
 
     # A threshold left on an unticked guardrail, auto-stop with nothing to stop on: each is
-    # refused beside its input with the API's message, and nothing is saved.
+    # refused beside its input, in the form's terms (not the API's field names), and nothing
+    # is saved.
     untick = {"guardrail.cost-per-call": None}
     refused = await save(**untick)
     assert refused.status_code == 422
-    text = html.unescape(refused.text)
-    assert "not one of guardrail_metrics; add it there" in text
-    assert re.search(r'cost-per-call: threshold" class="num invalid"', refused.text)
+    beside = re.search(
+        r'cost-per-call: threshold" class="num invalid">\s*<input[^>]*>\s*'
+        r'<small class="error">([^<]+)</small>',
+        refused.text,
+    )
+    assert beside
+    assert html.unescape(beside[1]) == (
+        "cost-per-call has a threshold but is not a guardrail; tick its guardrail box, "
+        "or clear the threshold"
+    )
     refused = await save(**untick, **{"guardrail_thresholds.cost-per-call.threshold": ""})
     assert refused.status_code == 422
-    assert re.search(
-        r'<small class="error" id="e-auto_stop">there is nothing to stop an arm on', refused.text
-    )
+    assert (
+        '<small class="error" id="e-auto_stop">there is nothing to stop an arm on; give a '
+        "threshold for a guardrail metric, or leave auto-stop off</small>"
+    ) in refused.text
+    shown = re.findall(r'class="error"[^>]*>([^<]*)<', refused.text)
+    assert shown
+    assert not [m for m in shown if re.search(r"guardrail_|auto_stop", m)], shown
     assert (await client.get(url, headers=bootstrap_headers)).json() == found
     saved = await save(
         **untick, **{"guardrail_thresholds.cost-per-call.threshold": "", "auto_stop": None}

@@ -160,7 +160,7 @@ async def test_create_refusals_are_beside_their_fields_and_nothing_is_saved(
     cases = {
         "must sum to 100": {"variants.1.allocation": "40"},
         "exactly one control is needed, found 0": {"control": ""},
-        "String should match pattern": {"experiment_key": "Bad Key!"},
+        "the variant key 'control' is used twice": {"variants.1.variant_key": "control"},
         "Input should be a valid number": {"variants.1.allocation": "half"},
         "must start with /": {"eligible_routes": "blog"},
         "less than or equal to 100": {"coverage": "150"},
@@ -207,6 +207,22 @@ async def test_create_refusals_are_beside_their_fields_and_nothing_is_saved(
     assert unknown.status_code == 422
     assert "no agent variant" in unknown.text
     assert [e.experiment_key for e in await _experiments(app)] == ["hero"]
+
+
+async def test_a_bad_key_or_variant_key_is_refused_in_words_beside_its_input(ui_admin: UiClient):
+    """A slug's pattern is said in words, as the API and the CLI say it, not as a regex."""
+    words = "must be lowercase letters and digits, words joined by - or _ (like checkout-button)"
+
+    refused = await _create(ui_admin, experiment_key="Bad Key!", **{"variants.1.variant_key": "B"})
+
+    assert refused.status_code == 422
+    assert f'<small class="error" id="e-experiment_key">{words}</small>' in refused.text
+    row = re.search(
+        r'name="variants\.1\.variant_key"[^>]*>\s*<small class="error">([^<]+)', refused.text
+    )
+    assert row
+    assert row[1] == words
+    assert "pattern" not in html.unescape(refused.text)
 
 
 async def test_a_form_without_the_csrf_token_is_refused(ui_admin: UiClient, app):

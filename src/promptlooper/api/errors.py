@@ -22,9 +22,8 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
         headers["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, errors.RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
-    return JSONResponse(
-        {"detail": exc.message}, status_code=errors.http_status(exc), headers=headers
-    )
+    detail = exc.detail() if isinstance(exc, errors.FieldInvalid) else exc.message
+    return JSONResponse({"detail": detail}, status_code=errors.http_status(exc), headers=headers)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

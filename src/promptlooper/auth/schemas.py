@@ -8,11 +8,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from promptlooper.types import RequestBody
+from promptlooper.types import RequestBody, pattern_words
 
 Username = Annotated[
     str,
     StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$"),
+    pattern_words("must start with a letter or digit, then letters, digits, _ . @ or - only"),
 ]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=1024)]
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
-from promptlooper.client.errors import APIError, ValidationError, error_for
+from promptlooper.client.errors import APIError, ValidationError, detail_text, error_for
 
 if TYPE_CHECKING:
     from promptlooper.client.outbox import Outbox
@@ -88,7 +88,7 @@ def raise_for_status(response: httpx.Response) -> None:
         detail = response.json().get("detail", response.text)
     except ValueError:
         detail = response.text
-    raise error_for(response.status_code, detail if isinstance(detail, str) else str(detail))
+    raise error_for(response.status_code, detail_text(detail))
 
 
 def text(response: httpx.Response) -> str:

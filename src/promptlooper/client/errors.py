@@ -3,7 +3,29 @@ exactly what they handle (``except NotFoundError``) or everything (``except APIE
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
+
+REQUEST_PARTS = frozenset({"body", "query", "path"})
+
+
+def detail_text(detail: Any) -> str:
+    """A refusal's ``detail`` as a line to read: a list of validation problems (``{loc, msg,
+    type}``) as ``field: message`` each, without the request part (``body``) a caller did not
+    write, and without naming a field twice where the message names it already."""
+    if isinstance(detail, str):
+        return detail
+    if not isinstance(detail, list) or not all(isinstance(p, dict) for p in detail):
+        return str(detail)
+    lines = []
+    for problem in detail:
+        loc = [str(part) for part in problem.get("loc", ())]
+        field = ".".join(loc[1:] if loc and loc[0] in REQUEST_PARTS else loc)
+        message = str(problem.get("msg", ""))
+        named = not field or message.startswith(f"{field}: ")
+        lines.append(message if named else f"{field}: {message}")
+    return "; ".join(lines)
 
 
 class APIError(Exception):

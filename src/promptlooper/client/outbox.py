@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import httpx
 
 from promptlooper.client.calls import Call, encode_json
-from promptlooper.client.errors import APIError, error_for
+from promptlooper.client.errors import APIError, detail_text, error_for
 
 MAX_CALLS = 100
 """Calls per request; a longer queue goes in several."""
@@ -159,20 +159,16 @@ def _outcome(sent: int, outcome: httpx.Response | BaseException) -> tuple[int, _
     try:
         body = outcome.json()
         if outcome.status_code != 202:
-            return 0, _Failure(outcome.status_code, _text(body["detail"]))
+            return 0, _Failure(outcome.status_code, detail_text(body["detail"]))
         refused = body["refused"]
         if refused is None:
             return sent, None
         index = int(refused["index"])
         if not 0 <= index < sent:
             raise ValueError(f"refused call {index} of {sent}")
-        return index, _Failure(int(refused["status_code"]), _text(refused["detail"]))
+        return index, _Failure(int(refused["status_code"]), detail_text(refused["detail"]))
     except (ValueError, KeyError, TypeError):
         return 0, _Failure(outcome.status_code, f"unexpected answer: {outcome.text[:200]}")
-
-
-def _text(detail: Any) -> str:
-    return detail if isinstance(detail, str) else str(detail)
 
 
 class Queue(Protocol):

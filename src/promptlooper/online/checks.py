@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from promptlooper.errors import Invalid
+from promptlooper.errors import FieldInvalid
 from promptlooper.online.models import MetricDefinition
 from promptlooper.online.schemas import ExperimentDefinition
 
@@ -30,26 +30,30 @@ async def check(session: AsyncSession, body: ExperimentDefinition) -> None:
         field = f"guardrail_thresholds.{name}"
         metric = found.get(name)
         if metric is None:
-            raise Invalid(f"{field}: a threshold needs a defined metric; define {name!r} first")
+            raise FieldInvalid(field, f"a threshold needs a defined metric; define {name!r} first")
         if metric.direction == "lower" and rule.threshold < 0:
-            raise Invalid(
-                f"{field}.threshold: {name!r} is better lower, so harm is a rise: give a "
-                f"positive threshold (e.g. {-rule.threshold:g}), not {rule.threshold:g}"
+            raise FieldInvalid(
+                f"{field}.threshold",
+                f"{name!r} is better lower, so harm is a rise: give a "
+                f"positive threshold (e.g. {-rule.threshold:g}), not {rule.threshold:g}",
             )
         if metric.direction == "higher" and rule.threshold > 0:
-            raise Invalid(
-                f"{field}.threshold: {name!r} is better higher, so harm is a fall: give a "
-                f"negative threshold (e.g. {-rule.threshold:g}), not {rule.threshold:g}"
+            raise FieldInvalid(
+                f"{field}.threshold",
+                f"{name!r} is better higher, so harm is a fall: give a "
+                f"negative threshold (e.g. {-rule.threshold:g}), not {rule.threshold:g}",
             )
     if body.type == "bandit":
         if body.primary_metric != BANDIT_BUILT_IN and body.primary_metric not in found:
-            raise Invalid(
-                f"primary_metric: a bandit optimises {BANDIT_BUILT_IN!r} or a defined metric, "
-                f"not {body.primary_metric!r}"
+            raise FieldInvalid(
+                "primary_metric",
+                f"a bandit optimises {BANDIT_BUILT_IN!r} or a defined metric, "
+                f"not {body.primary_metric!r}",
             )
         floor = body.bandit.floor if body.bandit else 0.0
         if floor * len(body.variants) >= 1:
-            raise Invalid(
-                f"bandit.floor: {floor:g} for each of {len(body.variants)} arms leaves nothing "
-                "to learn with; lower it"
+            raise FieldInvalid(
+                "bandit.floor",
+                f"{floor:g} for each of {len(body.variants)} arms leaves nothing "
+                "to learn with; lower it",
             )

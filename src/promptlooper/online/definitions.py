@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from promptlooper.errors import Conflict, Invalid, NotFound
+from promptlooper.errors import Conflict, FieldInvalid, NotFound
 from promptlooper.online.models import MetricDefinition, OnlineExperiment
 from promptlooper.online.schemas import EVENT_TYPES, ExperimentDefinition, MetricCreate
 from promptlooper.online.tallies import CrossRatio
@@ -25,7 +25,7 @@ ROLES = ("primary_metric", "secondary_metrics", "guardrail_metrics")
 
 async def create_metric(session: AsyncSession, body: MetricCreate) -> MetricDefinition:
     if body.name in EVENT_TYPES:
-        raise Invalid(f"name: {body.name!r} is a built-in event; name the metric otherwise")
+        raise FieldInvalid("name", f"{body.name!r} is a built-in event; name the metric otherwise")
     metric = MetricDefinition(**body.stored())
     session.add(metric)
     try:
@@ -33,7 +33,7 @@ async def create_metric(session: AsyncSession, body: MetricCreate) -> MetricDefi
             await session.flush()
     except IntegrityError as exc:
         if body.project_id is not None and "project" in str(exc.orig).lower():
-            raise Invalid(f"project_id: no project {body.project_id}") from exc
+            raise FieldInvalid("project_id", f"no project {body.project_id}") from exc
         raise Conflict(f"A metric named {body.name!r} exists") from exc
     return metric
 
@@ -91,7 +91,7 @@ async def check_names(session: AsyncSession, body: ExperimentDefinition) -> None
         for index, name in enumerate([value] if isinstance(value, str) else value):
             if name not in known:
                 where = role if isinstance(value, str) else f"{role}.{index}"
-                raise Invalid(f"{where}: no metric named {name!r}; define it first")
+                raise FieldInvalid(where, f"no metric named {name!r}; define it first")
 
 
 async def tracked_events(session: AsyncSession) -> frozenset[str]:

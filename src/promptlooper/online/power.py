@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from promptlooper.errors import Invalid
+from promptlooper.errors import FieldInvalid
 from promptlooper.online import definitions, history, results, stats
 from promptlooper.online.models import DailyTotals
 from promptlooper.online.service import get_experiment
@@ -42,23 +42,37 @@ def planned(
     first: a missing, non-finite or out-of-range one is ``Invalid`` naming it. A rate's
     variance is known, p(1 − p); any other baseline needs its ``variance``."""
     if baseline is None or baseline == 0:
-        raise Invalid("baseline: give the control mean (non-zero), or an experiment_key")
+        raise FieldInvalid(
+            "baseline", "give the control mean (non-zero), or an experiment_key", source="query"
+        )
     if not math.isfinite(baseline):
-        raise Invalid("baseline: must be a finite number")
+        raise FieldInvalid("baseline", "must be a finite number", source="query")
     if units_per_day is None:
-        raise Invalid("units_per_day: give the expected traffic of all arms together")
+        raise FieldInvalid(
+            "units_per_day", "give the expected traffic of all arms together", source="query"
+        )
     if not 0 < units_per_day <= MAX_UNITS_PER_DAY:  # NaN fails this too
-        raise Invalid(f"units_per_day: must be above 0 and at most {MAX_UNITS_PER_DAY:.0e}")
+        raise FieldInvalid(
+            "units_per_day", f"must be above 0 and at most {MAX_UNITS_PER_DAY:.0e}", source="query"
+        )
     if variance is None:
         if not 0 < baseline < 1:
-            raise Invalid("variance: needed unless baseline is a rate between 0 and 1")
+            raise FieldInvalid(
+                "variance", "needed unless baseline is a rate between 0 and 1", source="query"
+            )
         variance = baseline * (1 - baseline)
     if not 0 < variance < math.inf:
-        raise Invalid("variance: must be a finite number above 0")
+        raise FieldInvalid("variance", "must be a finite number above 0", source="query")
     if lift is not None and not -1 < lift <= 10:
-        raise Invalid("lift: must be above -1 and at most 10 (relative, 0.05 = +5 %)")
+        raise FieldInvalid(
+            "lift", "must be above -1 and at most 10 (relative, 0.05 = +5 %)", source="query"
+        )
     if days is None and lift is None:
-        raise Invalid("days: give days (for the detectable lift) or lift (for the days needed)")
+        raise FieldInvalid(
+            "days",
+            "give days (for the detectable lift) or lift (for the days needed)",
+            source="query",
+        )
     return plan(baseline, variance, units_per_day, arms=arms, days=days, lift=lift)
 
 
@@ -127,7 +141,9 @@ async def reached(
             )
             control, _ = stats.cuped(control, treatment)  # type: ignore[arg-type]
     else:
-        raise Invalid(f"metric: {name!r} is not a metric of experiment {key!r}")
+        raise FieldInvalid(
+            "metric", f"{name!r} is not a metric of experiment {key!r}", source="query"
+        )
     per_arm = min(
         results.units(counts.get(v["variant_key"], {}), terms.get(v["variant_key"], {}), term)
         for v in experiment.variants

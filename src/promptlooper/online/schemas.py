@@ -22,17 +22,24 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from promptlooper.types import RequestBody
+from promptlooper.errors import FORM_WORDS
+from promptlooper.types import RequestBody, pattern_words
 from promptlooper.values import MAX_AMOUNT
 
-Key = Annotated[
-    str, StringConstraints(pattern=r"^[a-z0-9]+([_-][a-z0-9]+)*$", min_length=1, max_length=100)
-]
+SLUG = r"^[a-z0-9]+([_-][a-z0-9]+)*$"
+SLUG_WORDS = pattern_words(
+    "must be lowercase letters and digits, words joined by - or _ (like checkout-button)"
+)
+Key = Annotated[str, StringConstraints(pattern=SLUG, min_length=1, max_length=100), SLUG_WORDS]
 MetricName = Annotated[
-    str, StringConstraints(pattern=r"^[a-z0-9]+([_-][a-z0-9]+)*$", min_length=1, max_length=50)
+    str, StringConstraints(pattern=SLUG, min_length=1, max_length=50), SLUG_WORDS
 ]
 """A metric's or event's name, as events carry it in ``event_name``."""
-CookieName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$", max_length=100)]
+CookieName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$", max_length=100),
+    pattern_words("must be letters, digits, _ . or - only (like exp_checkout)"),
+]
 Status = Literal["draft", "running", "stopped"]
 EVENT_TYPES = ("impression", "cta_click", "form_start", "form_submit", "conversion")
 MAX_METADATA_BYTES = 4096
@@ -88,6 +95,13 @@ class BanditSchedule(RequestBody):
     floor: float = Field(default=0.05, ge=0, lt=0.5, description="Least weight of any arm")
 
 
+def _refused(field: str, words: str, *, form: str) -> PydanticCustomError:
+    """A check of the whole definition, naming ``field`` first as those checks do: ``words``
+    name other fields as the API and definition files call them, ``form`` says the same in
+    the terms of the web form, which shows labels and boxes, not field names."""
+    return PydanticCustomError("value_error", f"{field}: {words}", {FORM_WORDS: f"{field}: {form}"})
+
+
 class ExperimentDefinition(RequestBody):
     """The full definition, as ``PUT /api/admin/experiments/{key}`` replaces it."""
 
@@ -139,7 +153,11 @@ class ExperimentDefinition(RequestBody):
         keys = [v.variant_key for v in self.variants]
         duplicate = next((k for k in keys if keys.count(k) > 1), None)
         if duplicate:
-            raise ValueError(f"variants: variant_key {duplicate!r} is used twice")
+            raise _refused(
+                "variants",
+                f"variant_key {duplicate!r} is used twice",
+                form=f"the variant key {duplicate!r} is used twice",
+            )
         controls = [v for v in self.variants if v.is_control]
         if len(controls) != 1:
             raise ValueError(f"variants: exactly one control is needed, found {len(controls)}")
@@ -150,13 +168,19 @@ class ExperimentDefinition(RequestBody):
         self.variants = controls + [v for v in self.variants if not v.is_control]
         for name in self.guardrail_thresholds:
             if name not in self.guardrail_metrics:
-                raise ValueError(
-                    f"guardrail_thresholds.{name}: not one of guardrail_metrics; add it there"
+                raise _refused(
+                    f"guardrail_thresholds.{name}",
+                    "not one of guardrail_metrics; add it there",
+                    form=f"{name} has a threshold but is not a guardrail; tick its guardrail box, "
+                    "or clear the threshold",
                 )
         if self.auto_stop and not self.guardrail_thresholds:
-            raise ValueError(
-                "auto_stop: there is nothing to stop an arm on; give guardrail_thresholds for "
-                "the guardrail metrics, or leave auto_stop off"
+            raise _refused(
+                "auto_stop",
+                "there is nothing to stop an arm on; give guardrail_thresholds for the "
+                "guardrail metrics, or leave auto_stop off",
+                form="there is nothing to stop an arm on; give a threshold for a guardrail "
+                "metric, or leave auto-stop off",
             )
         if self.type == "bandit":
             if "primary_metric" not in self.model_fields_set:

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from promptlooper.errors import Conflict, Invalid, NotFound
+from promptlooper.errors import Conflict, FieldInvalid, NotFound
 from promptlooper.online import assignment, checks, definitions, sticky, tallies, traffic
 from promptlooper.online.models import OnlineExperiment, SiteSettings, VariantTotals
 from promptlooper.online.schemas import (
@@ -105,7 +105,7 @@ async def _check_links(
     found = await known(session, links)
     for index, link in enumerate(v.agent_variant_id for v in body.variants):
         if link is not None and link not in found:
-            raise Invalid(f"variants.{index}.agent_variant_id: no agent variant {link}")
+            raise FieldInvalid(f"variants.{index}.agent_variant_id", f"no agent variant {link}")
 
 
 async def _check_cookie(session: AsyncSession, key: str, cookie_name: str) -> None:
@@ -168,7 +168,7 @@ async def lock_experiment(session: AsyncSession, key: str) -> OnlineExperiment:
 def _check_read_only(experiment: OnlineExperiment, body: ExperimentUpdate) -> None:
     for field in READ_ONLY:
         if field in body.model_fields_set and getattr(body, field) != getattr(experiment, field):
-            raise Invalid(f"{field} is read-only and differs from the experiment's; leave it out")
+            raise FieldInvalid(field, "read-only, and differs from the experiment's; leave it out")
 
 
 async def update_experiment(

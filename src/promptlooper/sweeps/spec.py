@@ -32,13 +32,20 @@ from promptlooper.errors import Invalid, problem_message
 from promptlooper.files import read_lines, read_text
 from promptlooper.sweeps.adapters.tls import trusted_context
 from promptlooper.sweeps.rows import PackedRows
-from promptlooper.types import RequestBody
+from promptlooper.types import RequestBody, pattern_words
 
 MAX_ROWS = 100_000
 MAX_CA_BUNDLE = 1_000_000  # characters; the whole Mozilla bundle is about 220,000
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
-CredentialName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+CredentialName = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
+    pattern_words(
+        "must start with a letter or digit, then letters, digits, _ . or - only "
+        "(64 characters at most)"
+    ),
+]
 """A project credential's name: what a sweep's ``credential:`` and the API's path say."""
 
 
@@ -87,7 +94,17 @@ class ProviderSpec(RequestBody):
 
     type: str | None = None
     base_url: str | None = None
-    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    api_key_env: (
+        Annotated[
+            str,
+            Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"),
+            pattern_words(
+                "must be an environment variable's name: letters, digits and _, "
+                "not starting with a digit"
+            ),
+        ]
+        | None
+    ) = None
     credential: CredentialName | None = None
     concurrency: int | None = Field(default=None, ge=1, le=4096)
     rate_limit: float | None = Field(default=None, gt=0, description="requests per minute")

@@ -7,9 +7,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from promptlooper.types import RequestBody
+from promptlooper.types import RequestBody, pattern_words
 
 LossFn = Literal["cross_entropy", "importance_sampling", "ppo"]
 CheckpointKind = Literal["adapter", "merged"]
@@ -192,12 +192,19 @@ class SampleResult(BaseModel):
     """The model's time for this call: not the wait behind earlier calls, nor loading."""
 
 
-CHECKPOINT_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+CheckpointName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"),
+    pattern_words(
+        "must start with a letter or digit, then letters, digits, . _ or - only "
+        "(100 characters at most)"
+    ),
+]
 
 
 class SaveState(RequestBody):
     kind: CheckpointKind = "adapter"
-    name: str | None = Field(default=None, pattern=CHECKPOINT_NAME)
+    name: CheckpointName | None = None
     """Defaults to ``step-<n>`` (``merged-<n>`` for a merged model)."""
     overwrite: bool = False
     """Replace a checkpoint of the same name; without it, saving over one is 409."""
@@ -219,7 +226,7 @@ class CheckpointList(BaseModel):
 
 
 class LoadState(RequestBody):
-    checkpoint: str = Field(pattern=CHECKPOINT_NAME)
+    checkpoint: CheckpointName
     run_id: uuid.UUID | None = None
     """Another of your runs to load from (same base model and LoRA shape); default this run."""
     with_optimizer: bool = False
@@ -274,7 +281,11 @@ BODIES: dict[str, type[PrimitiveBody]] = {
 """Each primitive's request body, as its own route takes it."""
 
 MAX_QUEUED = 1000
-FUTURE_ID = r"^[A-Za-z0-9_-]{8,64}$"
+FutureId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$"),
+    pattern_words("must be 8 to 64 letters, digits, _ or -"),
+]
 
 
 class QueuedCall(RequestBody):
@@ -284,7 +295,7 @@ class QueuedCall(RequestBody):
 
     operation: Operation
     body: dict[str, Any] = Field(default_factory=dict)
-    future_id: str | None = Field(default=None, pattern=FUTURE_ID)
+    future_id: FutureId | None = None
 
     def parsed_body(self) -> PrimitiveBody:
         """The body checked by the operation's own model; a ``ValidationError``'s locations

@@ -12,12 +12,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from promptlooper.types import RequestBody
+from promptlooper.types import RequestBody, pattern_words
 from promptlooper.values import MAX_AMOUNT
 from promptlooper.variants.config import CONFIG_FIELDS, ConfigFields
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
-Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=100)]
+Slug = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=100),
+    pattern_words("must be lowercase letters and digits, words joined by - (like support-bot)"),
+]
 Description = Annotated[str, StringConstraints(max_length=5000)]
 META_FIELDS = frozenset({"name", "description", "slug", "inherit", "reason"})
 

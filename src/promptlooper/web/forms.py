@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from promptlooper.errors import problem_message
+from promptlooper.errors import FORM_WORDS, problem_message
 from promptlooper.web.session import CSRF_FIELD
 
 M = TypeVar("M", bound=BaseModel)
@@ -35,12 +35,13 @@ async def form_fields(request: Request) -> dict[str, str]:
 
 
 def field_errors(problems: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-    """Validation problems keyed by field path (``config.temperature``); the first per field."""
+    """Validation problems keyed by field path (``config.temperature``); the first per field,
+    in the form's own words where the check gave them (``FORM_WORDS``)."""
     errors: dict[str, str] = {}
     for problem in problems:
         loc = [str(part) for part in problem.get("loc", ()) if part != "body"]
         key = ".".join(loc) or FORM_ERROR
-        errors.setdefault(key, problem_message(problem))
+        errors.setdefault(key, problem.get("ctx", {}).get(FORM_WORDS) or problem_message(problem))
     return errors
 
 

@@ -8,7 +8,9 @@ for the Nth variant it was given are moved back to the row that variant was type
 
 The other inputs are named by the API field they fill (``bandit.floor``,
 ``guardrail_thresholds.cost-per-call.threshold``), so a problem the schema or the service
-reports at a field path lands beside the input of that name, with the API's own message.
+reports at a field path lands beside the input of that name, with the API's own message; a
+check of the whole definition that names other fields ("give guardrail_thresholds") says it in
+the form's terms instead (``FORM_WORDS``), since the form shows labels and boxes.
 """
 
 from __future__ import annotations
