@@ -85,7 +85,13 @@ async def test_an_arm_cannot_link_a_variant_that_does_not_exist(
     body = extractor_experiment(missing)
     created = await client.post("/api/admin/experiments", json=body, headers=bootstrap_headers)
     assert created.status_code == 422
-    assert "variants.1.agent_variant_id" in created.json()["detail"]
+    assert created.json()["detail"] == [
+        {
+            "loc": ["body", "variants", 1, "agent_variant_id"],
+            "msg": f"no agent variant {missing}",
+            "type": "value_error",
+        }
+    ]
     listed = await client.get("/api/admin/experiments", headers=bootstrap_headers)
     assert listed.json() == {"data": [], "count": 0}
 
@@ -96,4 +102,17 @@ async def test_an_arm_cannot_link_a_variant_that_does_not_exist(
         "/api/admin/experiments/extractor_temperature", json=body, headers=bootstrap_headers
     )
     assert replaced.status_code == 422
-    assert "variants.1.agent_variant_id" in replaced.json()["detail"]
+    assert replaced.json()["detail"][0]["loc"] == ["body", "variants", 1, "agent_variant_id"]
+
+
+async def test_a_refused_link_points_at_the_arm_as_sent_when_the_control_comes_last(
+    client: httpx.AsyncClient, agent, bootstrap_headers
+):
+    missing = "00000000-0000-4000-8000-000000000000"
+    body = extractor_experiment(missing)
+    body["variants"].reverse()  # the treatment first, the control after it
+
+    created = await client.post("/api/admin/experiments", json=body, headers=bootstrap_headers)
+
+    assert created.status_code == 422
+    assert created.json()["detail"][0]["loc"] == ["body", "variants", 0, "agent_variant_id"]

@@ -12,6 +12,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StringConstraints,
     TypeAdapter,
     ValidationInfo,
@@ -148,6 +149,14 @@ class ExperimentDefinition(RequestBody):
                 raise ValueError(f"route {route!r}: only a trailing /* is a pattern")
         return routes
 
+    _sent: list[str] = PrivateAttr(default_factory=list)
+
+    def sent_index(self, variant_key: str) -> int:
+        """Where the caller put an arm in ``variants``: the control is moved first, but a
+        problem about an arm points at the arm the caller wrote (``variants.2.allocation``)."""
+        keys = self._sent or [v.variant_key for v in self.variants]
+        return keys.index(variant_key)
+
     @model_validator(mode="after")
     def _variants(self) -> ExperimentDefinition:
         keys = [v.variant_key for v in self.variants]
@@ -165,6 +174,7 @@ class ExperimentDefinition(RequestBody):
         if abs(total - 100) > 1e-6:
             raise ValueError(f"variants: allocations must sum to 100, not {total:g}")
         # Control first, the rest in the order given.
+        self._sent = keys
         self.variants = controls + [v for v in self.variants if not v.is_control]
         for name in self.guardrail_thresholds:
             if name not in self.guardrail_metrics:

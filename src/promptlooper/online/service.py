@@ -103,8 +103,9 @@ async def _check_links(
     if not links:
         return
     found = await known(session, links)
-    for index, link in enumerate(v.agent_variant_id for v in body.variants):
-        if link is not None and link not in found:
+    for variant in body.variants:
+        if (link := variant.agent_variant_id) is not None and link not in found:
+            index = body.sent_index(variant.variant_key)
             raise FieldInvalid(f"variants.{index}.agent_variant_id", f"no agent variant {link}")
 
 
@@ -273,7 +274,9 @@ def _keep_bandit(experiment: OnlineExperiment, body: ExperimentDefinition) -> No
     after = {v.variant_key: v.allocation for v in body.variants}
     if experiment.weights is not None and before.keys() == after.keys() and before != after:
         index = next(
-            i for i, v in enumerate(body.variants) if before[v.variant_key] != v.allocation
+            body.sent_index(v.variant_key)
+            for v in body.variants
+            if before[v.variant_key] != v.allocation
         )
         raise Conflict(
             f"variants.{index}.allocation: {key!r} is a bandit with learned weights; new "

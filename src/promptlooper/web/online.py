@@ -4,7 +4,7 @@ is made."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -166,7 +166,7 @@ async def create_experiment(request: Request, viewer: ViewerDep, session: Sessio
             )
         except (Conflict, Invalid) as exc:
             await session.rollback()
-            errors = _refused(exc, body, data, rows)
+            errors = refusal(exc, rows)
         else:
             await session.commit()
             _changed(request)
@@ -176,15 +176,6 @@ async def create_experiment(request: Request, viewer: ViewerDep, session: Sessio
                 f"Experiment {experiment.name} created ({experiment.status}).",
             )
     return await _form_page(request, viewer, session, form, errors, status=422)
-
-
-def _refused(
-    exc: Conflict | Invalid, body: ExperimentCreate | ExperimentUpdate, data: dict[str, Any],
-    rows: list[int],
-) -> dict[str, str]:  # fmt: skip
-    """The service's refusal beside the field or variant row it names."""
-    typed = {v["variant_key"]: row for v, row in zip(data["variants"], rows, strict=True)}
-    return refusal(exc, [v.variant_key for v in body.variants], typed)
 
 
 @router.get(HOME + "/{key}/edit")
@@ -232,7 +223,7 @@ async def update_experiment(
             )
         except (Conflict, Invalid) as exc:
             await session.rollback()
-            errors = _refused(exc, body, data, rows)
+            errors = refusal(exc, rows)
         else:
             await session.commit()
             _changed(request)

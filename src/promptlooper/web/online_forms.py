@@ -176,18 +176,15 @@ def place_errors(errors: dict[str, str], rows: list[int]) -> dict[str, str]:
     return placed
 
 
-def refusal(
-    exc: PromptLooperError, service_keys: list[str], rows_by_key: Mapping[str, int]
-) -> dict[str, str]:
-    """A service's refusal beside the field it is about. The service numbers variants in its
-    own order (control first), ``service_keys``; ``rows_by_key`` gives each one's form row."""
+def refusal(exc: PromptLooperError, rows: list[int]) -> dict[str, str]:
+    """A service's refusal beside the field it is about. The service numbers variants as
+    they were sent, and ``rows`` gives each one's form row."""
     message = exc.message
     head, sep, rest = message.partition(": ")
     if sep and (found := _ROW_ERROR.match(head)):
         index = int(found[1])
-        key = service_keys[index] if index < len(service_keys) else None
-        if key in rows_by_key:
-            return {_row(rows_by_key[key], found[2]): rest}
+        if index < len(rows):
+            return {_row(rows[index], found[2]): rest}
         return {"variants": message}
     if sep and NAMED_FIELD.fullmatch(head + sep) and _shown(head):
         return {_input(head): rest}
