@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     Integer,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Uuid,
+    false,
     select,
     text,
 )
@@ -36,6 +38,12 @@ rows_table = Table(
     Column("doc", JSONType),
     Column("big", BigInteger),
     Column("ratio", Float),
+)
+flags = Table(
+    "upsert_flags",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("flag", Boolean, default=True, server_default=false()),
 )
 counters = Table(
     "upsert_counters",
@@ -145,6 +153,24 @@ async def test_new_rows_come_back_exactly_and_a_clash_fails_the_batch(engine: As
     assert set(kept) == {"plain", "doc"}
     for expected in rows:
         assert {k: kept[expected["key"]][k] for k in expected} == expected
+    async with engine.connect() as conn:  # stored as every other write stores them
+        found = select(rows_table.c.key).where(
+            rows_table.c.ref == rows[1]["ref"], rows_table.c.at == rows[1]["at"]
+        )
+        assert (await conn.execute(found)).scalars().all() == ["doc"]
+
+
+async def test_a_column_left_out_of_new_rows_takes_the_database_default(
+    engine: AsyncEngine, tables
+):
+    """As ``COPY`` does on PostgreSQL: the statement names the given columns only, so a
+    Python-side default never applies, on either database."""
+    async with engine.begin() as conn:
+        await insert_new(conn, flags, [{"key": "a"}, {"key": "b"}])
+
+    async with engine.connect() as conn:
+        found = await conn.execute(select(flags.c.key, flags.c.flag).order_by(flags.c.key))
+        assert [tuple(r) for r in found] == [("a", False), ("b", False)]
 
 
 async def test_insert_ignore_skips_clashes_and_returns_what_it_inserted(
