@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 
-from promptlooper.sweeps import service
+from promptlooper.sweeps import service, store
 from promptlooper.sweeps.engine.cache import CachedResponse
 from promptlooper.sweeps.engine.persistence import RunOutcome, StageOutcome
 from promptlooper.sweeps.execution import pending_tasks, prepare_runs
@@ -63,6 +63,45 @@ async def test_outcomes_recorded_while_the_writer_ticks_are_all_written(
         )
     assert statuses == {"completed": len(tasks)}
     assert stages == len(tasks) == 480
+
+
+async def test_a_full_batch_is_written_though_its_worker_is_cancelled_mid_write(
+    client, app, owner, project_id, sessionmaker, monkeypatch
+):
+    """As when a sweep is cancelled: the worker stops waiting, the batch still commits, and
+    the connection it used is free for the next writer."""
+    experiment = await create(client, owner, project_id, document())
+    engine = app.state.engine
+    async with sessionmaker() as session:
+        exp = await service.get_experiment(session, _admin(), uuid.UUID(experiment["id"]))
+    plan = compile_plan(parse_spec(exp.spec))
+    await prepare_runs(sessionmaker, exp, plan)
+    tasks = [task async for task in pending_tasks(engine, exp, plan, use_cache=False)]
+    sink = SqlRunSink(engine, batch_size=len(tasks) - 1, interval=60)
+    for i, task in enumerate(tasks[:-2]):
+        await sink.record(outcome(task.run_id, i))
+    writing, original = asyncio.Event(), store.write_outcomes
+
+    async def write_outcomes(conn, batch) -> None:
+        writing.set()
+        await asyncio.sleep(0.05)  # the transaction is open: the worker is cancelled now
+        await original(conn, batch)
+
+    monkeypatch.setattr(store, "write_outcomes", write_outcomes)
+    worker = asyncio.create_task(sink.record(outcome(tasks[-2].run_id, len(tasks) - 2)))
+    await writing.wait()
+    worker.cancel()
+
+    await asyncio.wait_for(sink.flush(), 10)
+    await asyncio.wait_for(sink.record(outcome(tasks[-1].run_id, len(tasks) - 1)), 10)
+    await asyncio.wait_for(sink.flush(), 10)
+
+    assert worker.cancelled()
+    async with sessionmaker() as session:
+        statuses = (
+            await session.scalars(select(Run.status).where(Run.experiment_id == exp.id))
+        ).all()
+    assert statuses == ["completed"] * len(tasks)
 
 
 async def test_cache_lookups_coalesce_and_new_entries_are_written_with_the_runs(app, project_id):

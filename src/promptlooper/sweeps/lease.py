@@ -153,7 +153,9 @@ class Lease:
             while True:
                 await asyncio.sleep(self.seconds / 3)
                 try:
-                    ours = await self.renew()
+                    # Shielded: stopped mid-renewal, the update would still commit rather
+                    # than leave a transaction (on SQLite, the write lock) behind.
+                    ours = await asyncio.shield(self.renew())
                 except Exception as exc:
                     logger.warning("renewing the lease of %s failed: %s", self.experiment_id, exc)
                     continue

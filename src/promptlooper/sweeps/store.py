@@ -233,7 +233,13 @@ async def evict(conn: AsyncConnection, bound: CacheBound) -> None:
 
 class SqlRunSink:
     """Collects outcomes; a background task writes them every ``interval`` seconds, and a
-    full batch is written at once (the recording worker waits, which bounds memory)."""
+    full batch is written at once (the recording worker waits, which bounds memory).
+
+    No write is ever cut off by a cancellation: a worker cancelled while its batch is being
+    written (the sweep cancelled) stops waiting, but the write goes on to its commit. Cut off
+    mid-transaction, it would lose its batch, and on SQLite its connection could keep the
+    write lock, so that every other writer, this sweep's last one included, waits out the
+    busy timeout and fails."""
 
     def __init__(
         self,
@@ -251,13 +257,18 @@ class SqlRunSink:
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._full: set[asyncio.Task[None]] = set()
+        """Full batches' writes in flight, awaited by ``flush`` whoever stopped waiting."""
 
     async def record(self, outcome: RunOutcome) -> None:
         self._pending.append(outcome)
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_periodically())
         if len(self._pending) >= self._batch_size:
-            await self._write()
+            write = asyncio.create_task(self._write())
+            self._full.add(write)
+            write.add_done_callback(self._full.discard)
+            await asyncio.shield(write)
 
     async def _write_periodically(self) -> None:
         # Never cancelled: a write cut off mid-transaction would lose its batch.
@@ -268,6 +279,8 @@ class SqlRunSink:
 
     async def flush(self) -> None:
         """Write everything recorded so far and stop the background writer."""
+        for write in list(self._full):
+            await write
         if self._writer is not None:
             self._stopping.set()
             await self._writer
