@@ -330,6 +330,32 @@ async def test_editing_a_running_experiment_asks_before_it_re_buckets(ui_admin: 
     assert experiment.name == "Hero test"
 
 
+async def test_a_running_ab_test_turned_bandit_is_refused_before_any_confirmation(
+    ui_admin: UiClient, app
+):
+    """New allocations would ask to confirm a re-bucketing, but the edit cannot be saved at
+    all: the refusal comes at once, beside the type, and nothing is saved."""
+    await _create(ui_admin)
+    edited = await _edit_form(ui_admin)
+    bandit = edited | {"type": "bandit", "bandit.every_exposures": "200",
+                       "bandit.every_seconds": "3600", "bandit.floor": "0.05",
+                       "variants.0.allocation": "70", "variants.1.allocation": "30"}  # fmt: skip
+
+    refused = await ui_admin.post("/ui/online/hero/edit", bandit)
+
+    assert refused.status_code == 422
+    assert "Save and re-bucket" not in refused.text
+    beside = re.search(r'<small class="error" id="e-type">([^<]+)</small>', refused.text)
+    assert beside, refused.text
+    assert html.unescape(beside[1]) == (
+        "'hero' is an A/B test that has assigned units; as a bandit it would move them to "
+        "other arms once its weights change, while their earlier events stay under the arm "
+        "they had. Create a new experiment instead"
+    )
+    (experiment,) = await _experiments(app)
+    assert (experiment.type, experiment.variants[0]["allocation"]) == ("ab", 50)
+
+
 async def test_an_edit_on_a_stale_form_is_refused_and_keeps_what_was_typed(ui_admin: UiClient, app):
     """Two admins open the same form; the second to save is told, instead of silently
     undoing the first one's change."""
