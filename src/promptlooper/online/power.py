@@ -63,10 +63,8 @@ def planned(
         variance = baseline * (1 - baseline)
     if not 0 < variance < math.inf:
         raise FieldInvalid("variance", "must be a finite number above 0", source="query")
-    if lift is not None and not -1 < lift <= 10:
-        raise FieldInvalid(
-            "lift", "must be above -1 and at most 10 (relative, 0.05 = +5 %)", source="query"
-        )
+    if lift is not None:
+        check_lift(lift)
     if days is None and lift is None:
         raise FieldInvalid(
             "days",
@@ -74,6 +72,22 @@ def planned(
             source="query",
         )
     return plan(baseline, variance, units_per_day, arms=arms, days=days, lift=lift)
+
+
+MAX_LIFT = 10.0
+"""+1000 %: a larger relative lift is a typo (20 for +20 %), not an effect to plan for."""
+
+
+def check_lift(lift: float) -> None:
+    """The one range every door (API, SDK, CLI) holds a relative lift to, planning or not: at
+    or below -1 a mean would vanish or turn negative, and past ``MAX_LIFT`` the power comes out
+    as a number that looks right for an effect no one meant."""
+    if not -1 < lift <= MAX_LIFT:  # NaN fails this too
+        raise FieldInvalid(
+            "lift",
+            f"must be above -1 and at most {MAX_LIFT:g} (relative, 0.05 = +5 %)",
+            source="query",
+        )
 
 
 def plan(
@@ -118,6 +132,7 @@ async def reached(
     ``target`` at the traffic per arm and day seen so far (None: no traffic yet). A CUPED
     metric's variance is the adjusted one. ``reason`` says why, when the numbers are nulls
     and zeros (no units, a zero control mean, no variance yet), naming the ``metric``."""
+    check_lift(lift)
     experiment = await get_experiment(session, key)
     name = metric or experiment.primary_metric
     counts = await results.variant_counts(session, key)
