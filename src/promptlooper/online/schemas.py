@@ -63,8 +63,13 @@ class VariantDefinition(RequestBody):
     def _allocation(cls, allocation: float) -> float:
         """A split is written in hundredths of a percent at most: an arm of 0.0000001 % is a
         typing slip that would leave it without a single unit, and never a design."""
-        if round(allocation, 2) != allocation:
-            raise ValueError(f"allocation {allocation} has more than 2 decimals; use e.g. 33.33")
+        rounded = round(allocation, 2)
+        if rounded != allocation:
+            # Its own value rounded (never below the smallest arm there is), so the example
+            # fits the split that was meant: 33.333/66.667 → 33.33/66.67.
+            raise ValueError(
+                f"allocation {allocation} has more than 2 decimals; use e.g. {max(rounded, 0.01)}"
+            )
         return allocation
 
 
