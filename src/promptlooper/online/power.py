@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from promptlooper.errors import FieldInvalid
 from promptlooper.online import definitions, history, results, stats
 from promptlooper.online.models import DailyTotals
+from promptlooper.online.schemas import MAX_RELATIVE
 from promptlooper.online.service import get_experiment
 
 BUILT_IN = {"conversion": "conversion_rate", "conversion_rate": "conversion_rate"}
@@ -74,18 +75,14 @@ def planned(
     return plan(baseline, variance, units_per_day, arms=arms, days=days, lift=lift)
 
 
-MAX_LIFT = 10.0
-"""+1000 %: a larger relative lift is a typo (20 for +20 %), not an effect to plan for."""
-
-
 def check_lift(lift: float) -> None:
     """The one range every door (API, SDK, CLI) holds a relative lift to, planning or not: at
-    or below -1 a mean would vanish or turn negative, and past ``MAX_LIFT`` the power comes out
+    or below -1 a mean would vanish or turn negative, and past ``MAX_RELATIVE`` the power comes out
     as a number that looks right for an effect no one meant."""
-    if not -1 < lift <= MAX_LIFT:  # NaN fails this too
+    if not -1 < lift <= MAX_RELATIVE:  # NaN fails this too
         raise FieldInvalid(
             "lift",
-            f"must be above -1 and at most {MAX_LIFT:g} (relative, 0.05 = +5 %)",
+            f"must be above -1 and at most {MAX_RELATIVE:g} (relative, 0.05 = +5 %)",
             source="query",
         )
 

@@ -206,7 +206,7 @@ async def experiment_power(
         # Range-checked by ``power.check_lift``, as the CLI's is, so both say the same.
         Query(
             allow_inf_nan=False,
-            description=f"Relative, 0.05 = +5 %; above -1 and at most {power.MAX_LIFT:g}",
+            description=f"Relative, 0.05 = +5 %; above -1 and at most {power.MAX_RELATIVE:g}",
         ),
     ] = None,
     baseline: Annotated[
