@@ -376,6 +376,27 @@ async def test_an_allocation_with_too_many_decimals_is_shown_its_own_rounding(
     }
 
 
+async def test_a_variant_key_used_twice_is_located_at_its_second_use(
+    client: httpx.AsyncClient, registry, bootstrap_headers
+):
+    """Numbered as sent (the control, moved first once valid, is here last)."""
+    variants = [
+        {"variant_key": "a", "allocation": 30},
+        {"variant_key": "b", "allocation": 30},
+        {"variant_key": "a", "allocation": 40, "is_control": True},
+    ]
+    response = await client.put(
+        "/api/admin/experiments/homepage_hero_test",
+        json=HOMEPAGE_PUT | {"variants": variants},
+        headers=bootstrap_headers,
+    )
+
+    assert response.status_code == 422
+    (problem,) = response.json()["detail"]
+    assert problem["loc"] == ["body", "variants", 2, "variant_key"]
+    assert problem["msg"] == "variants.2.variant_key: 'a' is used twice; give each arm its own key"
+
+
 async def test_admin_routes_refuse_non_admins(client: httpx.AsyncClient, sessionmaker, registry):
     user = await make_actor(sessionmaker, "plain-user")
 

@@ -177,6 +177,19 @@ async def test_create_refusals_are_beside_their_fields_and_nothing_is_saved(
         assert 'class="error"' in refused.text
         # What was typed stays.
         assert 'value="Social proof"' in refused.text
+    # A key used twice is shown beside its second use, counted in the rows as typed (a blank
+    # row between them is skipped, not numbered).
+    twice = await _create(ui_admin, **{"variants.1.variant_key": "", "variants.1.allocation": "",
+                                       "variants.1.label": "",
+                                       "variants.0.allocation": "50",
+                                       "variants.2.variant_key": "control",
+                                       "variants.2.allocation": "50"})  # fmt: skip
+    assert twice.status_code == 422
+    row = re.search(
+        r'name="variants\.2\.variant_key"[^>]*>\s*<small class="error">([^<]+)', twice.text
+    )
+    assert row, twice.text
+    assert html.unescape(row[1]) == "the variant key 'control' is used twice"
     beside = await _create(ui_admin, **{"variants.1.allocation": "half"})
     row = re.search(
         r'name="variants\.1\.allocation"[^>]*>\s*<small class="error">([^<]+)', beside.text

@@ -195,12 +195,13 @@ class ExperimentDefinition(RequestBody):
     @model_validator(mode="after")
     def _variants(self) -> ExperimentDefinition:
         keys = [v.variant_key for v in self.variants]
-        duplicate = next((k for k in keys if keys.count(k) > 1), None)
-        if duplicate:
+        # At the second use, as sent: the first arm with that key is where it belongs.
+        second = next((i for i, key in enumerate(keys) if key in keys[:i]), None)
+        if second is not None:
             raise _refused(
-                "variants",
-                f"variant_key {duplicate!r} is used twice",
-                form=f"the variant key {duplicate!r} is used twice",
+                f"variants.{second}.variant_key",
+                f"{keys[second]!r} is used twice; give each arm its own key",
+                form=f"the variant key {keys[second]!r} is used twice",
             )
         controls = [v for v in self.variants if v.is_control]
         if len(controls) != 1:
