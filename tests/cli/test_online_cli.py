@@ -148,6 +148,12 @@ def test_metrics_and_power_from_the_terminal(cli: Invoke, tmp_path: Path):
     running = cli("online", "power", "signup_copy", "--lift", "0.1")
     assert running.code == 0, running.err
     assert json.loads(running.out)["power_reached"] == 0.0  # no units yet
+    for lift in ("-5", "20"):  # refused as the API refuses them, not a power for them
+        unmeant = cli("online", "power", "signup_copy", "--lift", lift)
+        assert unmeant.code == 2, unmeant.out
+        assert unmeant.err.strip() == (
+            "error: lift: must be above -1 and at most 10 (relative, 0.05 = +5 %)"
+        )
 
     ratio = tmp_path / "ratio.yaml"
     ratio.write_text(yaml.safe_dump({"name": "aov", "source": "purchase", "aggregation": "ratio"}))

@@ -208,6 +208,37 @@ async def test_a_bandit_that_assigned_units_keeps_its_type_and_learned_weights(
     assert (weights[0] < weights[1]) == (learned[0] < learned[1])
 
 
+async def test_an_ab_test_that_has_started_does_not_become_a_bandit(
+    client: httpx.AsyncClient, bootstrap_headers
+):
+    """Its units were placed by the hash, not stored: a bandit's moving weights would put them
+    in other arms while their earlier events stay under the old one."""
+    ab = {k: v for k, v in _bandit().items() if k not in ("type", "bandit")}
+    assert (await client.post(CREATE, json=ab, headers=bootstrap_headers)).status_code == 201
+    assert await _assign(client, "u-1") is not None
+    url = f"{CREATE}/{KEY}"
+
+    as_bandit = await client.put(url, json=_bandit(), headers=bootstrap_headers)
+
+    assert as_bandit.status_code == 409, as_bandit.text
+    assert as_bandit.json()["detail"] == (
+        f"type: {KEY!r} is an A/B test that has assigned units; as a bandit it would move "
+        "them to other arms once its weights change, while their earlier events stay under "
+        "the arm they had. Create a new experiment instead"
+    )
+    assert (await client.get(url, headers=bootstrap_headers)).json()["type"] == "ab"
+    # A draft has assigned no unit: it may still become a bandit.
+    draft = ab | {"experiment_key": "draft_ab", "cookie_name": "pl_draft", "status": "draft"}
+    assert (await client.post(CREATE, json=draft, headers=bootstrap_headers)).status_code == 201
+    turned = await client.put(
+        f"{CREATE}/draft_ab",
+        json=_bandit(**{k: draft[k] for k in ("experiment_key", "cookie_name", "status")}),
+        headers=bootstrap_headers,
+    )
+    assert turned.status_code == 200, turned.text
+    assert turned.json()["type"] == "bandit"
+
+
 def test_a_raised_floor_lifts_the_learned_weights():
     learned = traffic.with_floor([0.02, 0.98], 0.05)
 

@@ -200,6 +200,31 @@ THRESHOLDS = ["body", "guardrail_thresholds"]
             [*THRESHOLDS, "conversion"],
             "a threshold needs a defined metric; define 'conversion' first",
         ),
+        (
+            {"guardrail_thresholds": {"cost-per-call": {"threshold": 1e308}}},
+            [*THRESHOLDS, "cost-per-call", "threshold"],
+            "guardrail_thresholds.cost-per-call.threshold: a relative threshold is at most 10 "
+            "(1000 %) either way, not 1e+308; 0.2 is 20 %",
+        ),
+        (
+            {
+                "guardrail_metrics": ["answered"],
+                "guardrail_thresholds": {"answered": {"threshold": -1e16, "scale": "absolute"}},
+            },
+            [*THRESHOLDS, "answered", "threshold"],
+            "guardrail_thresholds.answered.threshold: an absolute threshold is at most 1e+15 "
+            "either way (the largest amount an event carries), not -1e+16",
+        ),
+        (
+            {"guardrail_metrics": ["cost-per-call", "cost-per-call"]},
+            ["body", "guardrail_metrics"],
+            "'cost-per-call' is listed twice",
+        ),
+        (
+            {"secondary_metrics": ["answered", "cost-per-call", "answered"]},
+            ["body", "secondary_metrics"],
+            "'answered' is listed twice",
+        ),
     ],
 )
 async def test_a_threshold_of_the_wrong_sign_or_metric_is_a_422_at_its_field(

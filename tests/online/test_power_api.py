@@ -10,6 +10,7 @@ from promptlooper.online import power, stats
 from tests.online.conftest import store
 
 POWER = "/api/v1/experiments/power"
+LIFT_REFUSED = "must be above -1 and at most 10 (relative, 0.05 = +5 %)"
 
 
 async def test_planning_gives_the_detectable_lift_and_the_days_a_lift_needs(
@@ -45,6 +46,7 @@ async def test_planning_gives_the_detectable_lift_and_the_days_a_lift_needs(
         ({"baseline": "inf", "variance": 1, "units_per_day": 100, "days": 7}, "baseline"),
         ({"baseline": 5, "variance": "NaN", "units_per_day": 100, "days": 7}, "variance"),
         ({"baseline": 0.1, "units_per_day": 100, "lift": "NaN"}, "lift"),
+        ({"baseline": 0.1, "units_per_day": 100, "lift": 20}, "lift"),
     ],
 )
 async def test_a_plan_missing_an_input_is_422_naming_it(
@@ -117,6 +119,15 @@ async def test_a_running_experiment_reports_the_power_reached_and_days_left(
     )
     assert unknown.status_code == 422
     assert "metric" in unknown.text
+    for lift in (-5, 20):  # -500 %, or +20 % typed as 20: refused as in planning
+        unmeant = await client.get(
+            POWER,
+            params={"experiment_key": "homepage_hero_test", "lift": lift},
+            headers=bootstrap_headers,
+        )
+        assert unmeant.status_code == 422
+        (problem,) = unmeant.json()["detail"]
+        assert (problem["loc"], problem["msg"]) == (["query", "lift"], LIFT_REFUSED)
 
 
 async def test_a_running_experiment_without_an_answer_says_why(

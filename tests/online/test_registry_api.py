@@ -354,6 +354,49 @@ async def test_bad_definitions_are_422_with_a_message(
     assert message in response.text
 
 
+async def test_an_allocation_with_too_many_decimals_is_shown_its_own_rounding(
+    client: httpx.AsyncClient, registry, bootstrap_headers
+):
+    """The example fits the split that was meant, so following it gives one summing to 100."""
+    response = await client.put(
+        "/api/admin/experiments/homepage_hero_test",
+        json=HOMEPAGE_PUT | {"variants": _variants((33.333, True), (66.667, False))},
+        headers=bootstrap_headers,
+    )
+
+    assert response.status_code == 422
+    said = {tuple(p["loc"]): p["msg"] for p in response.json()["detail"]}
+    assert said == {
+        ("body", "variants", 0, "allocation"): (
+            "allocation 33.333 has more than 2 decimals; use e.g. 33.33"
+        ),
+        ("body", "variants", 1, "allocation"): (
+            "allocation 66.667 has more than 2 decimals; use e.g. 66.67"
+        ),
+    }
+
+
+async def test_a_variant_key_used_twice_is_located_at_its_second_use(
+    client: httpx.AsyncClient, registry, bootstrap_headers
+):
+    """Numbered as sent (the control, moved first once valid, is here last)."""
+    variants = [
+        {"variant_key": "a", "allocation": 30},
+        {"variant_key": "b", "allocation": 30},
+        {"variant_key": "a", "allocation": 40, "is_control": True},
+    ]
+    response = await client.put(
+        "/api/admin/experiments/homepage_hero_test",
+        json=HOMEPAGE_PUT | {"variants": variants},
+        headers=bootstrap_headers,
+    )
+
+    assert response.status_code == 422
+    (problem,) = response.json()["detail"]
+    assert problem["loc"] == ["body", "variants", 2, "variant_key"]
+    assert problem["msg"] == "variants.2.variant_key: 'a' is used twice; give each arm its own key"
+
+
 async def test_admin_routes_refuse_non_admins(client: httpx.AsyncClient, sessionmaker, registry):
     user = await make_actor(sessionmaker, "plain-user")
 

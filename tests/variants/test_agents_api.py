@@ -281,6 +281,21 @@ async def test_duplicates_cross_agent_moves_and_missing_things(
         "set and inherit": 422,
     }
     assert responses["activate other's"].json() == {"detail": "Variant not found for this agent"}
+    missing = {"detail": "No agent with slug 'nope' in this project"}
+    assert responses["missing slug"].json() == missing
+    capitalised = await client.get(
+        f"/api/projects/{project_id}/agents/Extractor/config", headers=owner.headers
+    )
+    assert capitalised.status_code == 404
+    assert capitalised.json() == {
+        "detail": "No agent with slug 'Extractor' in this project; slugs are lowercase: "
+        "did you mean 'extractor'?"
+    }
+    # A hint only for an agent that exists.
+    unknown = await client.get(
+        f"/api/projects/{project_id}/agents/Nope/config", headers=owner.headers
+    )
+    assert unknown.json() == {"detail": "No agent with slug 'Nope' in this project"}
     intruder = await make_actor(sessionmaker, "intruder")
     assert (await client.get(url(agent, "config"), headers=intruder.headers)).status_code == 403
 

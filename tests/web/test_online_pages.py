@@ -177,6 +177,19 @@ async def test_create_refusals_are_beside_their_fields_and_nothing_is_saved(
         assert 'class="error"' in refused.text
         # What was typed stays.
         assert 'value="Social proof"' in refused.text
+    # A key used twice is shown beside its second use, counted in the rows as typed (a blank
+    # row between them is skipped, not numbered).
+    twice = await _create(ui_admin, **{"variants.1.variant_key": "", "variants.1.allocation": "",
+                                       "variants.1.label": "",
+                                       "variants.0.allocation": "50",
+                                       "variants.2.variant_key": "control",
+                                       "variants.2.allocation": "50"})  # fmt: skip
+    assert twice.status_code == 422
+    row = re.search(
+        r'name="variants\.2\.variant_key"[^>]*>\s*<small class="error">([^<]+)', twice.text
+    )
+    assert row, twice.text
+    assert html.unescape(row[1]) == "the variant key 'control' is used twice"
     beside = await _create(ui_admin, **{"variants.1.allocation": "half"})
     row = re.search(
         r'name="variants\.1\.allocation"[^>]*>\s*<small class="error">([^<]+)', beside.text
@@ -328,6 +341,32 @@ async def test_editing_a_running_experiment_asks_before_it_re_buckets(ui_admin: 
     assert "cannot change because it is running" in html.unescape(renamed.text)
     (experiment,) = await _experiments(app)
     assert experiment.name == "Hero test"
+
+
+async def test_a_running_ab_test_turned_bandit_is_refused_before_any_confirmation(
+    ui_admin: UiClient, app
+):
+    """New allocations would ask to confirm a re-bucketing, but the edit cannot be saved at
+    all: the refusal comes at once, beside the type, and nothing is saved."""
+    await _create(ui_admin)
+    edited = await _edit_form(ui_admin)
+    bandit = edited | {"type": "bandit", "bandit.every_exposures": "200",
+                       "bandit.every_seconds": "3600", "bandit.floor": "0.05",
+                       "variants.0.allocation": "70", "variants.1.allocation": "30"}  # fmt: skip
+
+    refused = await ui_admin.post("/ui/online/hero/edit", bandit)
+
+    assert refused.status_code == 422
+    assert "Save and re-bucket" not in refused.text
+    beside = re.search(r'<small class="error" id="e-type">([^<]+)</small>', refused.text)
+    assert beside, refused.text
+    assert html.unescape(beside[1]) == (
+        "'hero' is an A/B test that has assigned units; as a bandit it would move them to "
+        "other arms once its weights change, while their earlier events stay under the arm "
+        "they had. Create a new experiment instead"
+    )
+    (experiment,) = await _experiments(app)
+    assert (experiment.type, experiment.variants[0]["allocation"]) == ("ab", 50)
 
 
 async def test_an_edit_on_a_stale_form_is_refused_and_keeps_what_was_typed(ui_admin: UiClient, app):

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from promptlooper.errors import FieldInvalid
 from promptlooper.online import definitions, history, results, stats
 from promptlooper.online.models import DailyTotals
+from promptlooper.online.schemas import MAX_RELATIVE
 from promptlooper.online.service import get_experiment
 
 BUILT_IN = {"conversion": "conversion_rate", "conversion_rate": "conversion_rate"}
@@ -63,10 +64,8 @@ def planned(
         variance = baseline * (1 - baseline)
     if not 0 < variance < math.inf:
         raise FieldInvalid("variance", "must be a finite number above 0", source="query")
-    if lift is not None and not -1 < lift <= 10:
-        raise FieldInvalid(
-            "lift", "must be above -1 and at most 10 (relative, 0.05 = +5 %)", source="query"
-        )
+    if lift is not None:
+        check_lift(lift)
     if days is None and lift is None:
         raise FieldInvalid(
             "days",
@@ -74,6 +73,18 @@ def planned(
             source="query",
         )
     return plan(baseline, variance, units_per_day, arms=arms, days=days, lift=lift)
+
+
+def check_lift(lift: float) -> None:
+    """The one range every door (API, SDK, CLI) holds a relative lift to, planning or not: at
+    or below -1 a mean would vanish or turn negative, and past ``MAX_RELATIVE`` the power comes out
+    as a number that looks right for an effect no one meant."""
+    if not -1 < lift <= MAX_RELATIVE:  # NaN fails this too
+        raise FieldInvalid(
+            "lift",
+            f"must be above -1 and at most {MAX_RELATIVE:g} (relative, 0.05 = +5 %)",
+            source="query",
+        )
 
 
 def plan(
@@ -118,6 +129,7 @@ async def reached(
     ``target`` at the traffic per arm and day seen so far (None: no traffic yet). A CUPED
     metric's variance is the adjusted one. ``reason`` says why, when the numbers are nulls
     and zeros (no units, a zero control mean, no variance yet), naming the ``metric``."""
+    check_lift(lift)
     experiment = await get_experiment(session, key)
     name = metric or experiment.primary_metric
     counts = await results.variant_counts(session, key)

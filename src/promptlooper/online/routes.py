@@ -203,7 +203,11 @@ async def experiment_power(
     metric: Annotated[str | None, Query(max_length=50)] = None,
     lift: Annotated[
         float | None,
-        Query(gt=-1, le=10, allow_inf_nan=False, description="Relative, 0.05 = +5 %"),
+        # Range-checked by ``power.check_lift``, as the CLI's is, so both say the same.
+        Query(
+            allow_inf_nan=False,
+            description=f"Relative, 0.05 = +5 %; above -1 and at most {power.MAX_RELATIVE:g}",
+        ),
     ] = None,
     baseline: Annotated[
         float | None, Query(allow_inf_nan=False, description="Planned: the control mean")

@@ -63,9 +63,19 @@ class VariantDefinition(RequestBody):
     def _allocation(cls, allocation: float) -> float:
         """A split is written in hundredths of a percent at most: an arm of 0.0000001 % is a
         typing slip that would leave it without a single unit, and never a design."""
-        if round(allocation, 2) != allocation:
-            raise ValueError(f"allocation {allocation} has more than 2 decimals; use e.g. 33.33")
+        rounded = round(allocation, 2)
+        if rounded != allocation:
+            # Its own value rounded (never below the smallest arm there is), so the example
+            # fits the split that was meant: 33.333/66.667 → 33.33/66.67.
+            raise ValueError(
+                f"allocation {allocation} has more than 2 decimals; use e.g. {max(rounded, 0.01)}"
+            )
         return allocation
+
+
+MAX_RELATIVE = 10.0
+"""The largest relative change (1000 %) a guardrail threshold or a lift to plan for may be:
+a larger one is a slip (20 typed for +20 %), not an effect anyone means."""
 
 
 class GuardrailThreshold(RequestBody):
@@ -101,6 +111,22 @@ def _refused(field: str, words: str, *, form: str) -> PydanticCustomError:
     name other fields as the API and definition files call them, ``form`` says the same in
     the terms of the web form, which shows labels and boxes, not field names."""
     return PydanticCustomError("value_error", f"{field}: {words}", {FORM_WORDS: f"{field}: {form}"})
+
+
+def _check_reachable(field: str, rule: GuardrailThreshold) -> None:
+    """A threshold no arm could reach would guard nothing while looking like a guardrail; the
+    bounds are those of what it is compared with, a relative change or an amount. Checked
+    with the whole definition, so the problem names the threshold itself."""
+    if rule.scale == "relative" and abs(rule.threshold) > MAX_RELATIVE:
+        raise ValueError(
+            f"{field}: a relative threshold is at most {MAX_RELATIVE:g} "
+            f"({MAX_RELATIVE * 100:g} %) either way, not {rule.threshold:g}; 0.2 is 20 %"
+        )
+    if abs(rule.threshold) > MAX_AMOUNT:
+        raise ValueError(
+            f"{field}: an absolute threshold is at most {MAX_AMOUNT:.0e} either way (the "
+            f"largest amount an event carries), not {rule.threshold:g}"
+        )
 
 
 class ExperimentDefinition(RequestBody):
@@ -139,6 +165,15 @@ class ExperimentDefinition(RequestBody):
         default=None, description="A bandit's schedule (defaults when left out)"
     )
 
+    @field_validator("secondary_metrics", "guardrail_metrics")
+    @classmethod
+    def _once(cls, names: list[str]) -> list[str]:
+        """A metric listed twice would be stored, tested and counted in the multiple-testing
+        correction twice."""
+        if twice := next((name for name in names if names.count(name) > 1), None):
+            raise ValueError(f"{twice!r} is listed twice")
+        return names
+
     @field_validator("eligible_routes")
     @classmethod
     def _routes(cls, routes: list[str]) -> list[str]:
@@ -160,12 +195,13 @@ class ExperimentDefinition(RequestBody):
     @model_validator(mode="after")
     def _variants(self) -> ExperimentDefinition:
         keys = [v.variant_key for v in self.variants]
-        duplicate = next((k for k in keys if keys.count(k) > 1), None)
-        if duplicate:
+        # At the second use, as sent: the first arm with that key is where it belongs.
+        second = next((i for i, key in enumerate(keys) if key in keys[:i]), None)
+        if second is not None:
             raise _refused(
-                "variants",
-                f"variant_key {duplicate!r} is used twice",
-                form=f"the variant key {duplicate!r} is used twice",
+                f"variants.{second}.variant_key",
+                f"{keys[second]!r} is used twice; give each arm its own key",
+                form=f"the variant key {keys[second]!r} is used twice",
             )
         controls = [v for v in self.variants if v.is_control]
         if len(controls) != 1:
@@ -176,7 +212,7 @@ class ExperimentDefinition(RequestBody):
         # Control first, the rest in the order given.
         self._sent = keys
         self.variants = controls + [v for v in self.variants if not v.is_control]
-        for name in self.guardrail_thresholds:
+        for name, rule in self.guardrail_thresholds.items():
             if name not in self.guardrail_metrics:
                 raise _refused(
                     f"guardrail_thresholds.{name}",
@@ -184,6 +220,7 @@ class ExperimentDefinition(RequestBody):
                     form=f"{name} has a threshold but is not a guardrail; tick its guardrail box, "
                     "or clear the threshold",
                 )
+            _check_reachable(f"guardrail_thresholds.{name}.threshold", rule)
         if self.auto_stop and not self.guardrail_thresholds:
             raise _refused(
                 "auto_stop",

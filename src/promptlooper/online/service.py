@@ -180,7 +180,7 @@ async def update_experiment(
     experiment = await lock_experiment(session, key)
     _check_read_only(experiment, body)
     _refuse_reviving(experiment, body.status)
-    _keep_bandit(experiment, body)
+    keep_type(experiment, body)
     await _check_arms(session, experiment, body)
     await _check_links(session, body, known)
     await definitions.check_names(session, body)
@@ -257,14 +257,25 @@ def check_version(experiment: OnlineExperiment, expected: str) -> None:
         )
 
 
-def _keep_bandit(experiment: OnlineExperiment, body: ExperimentDefinition) -> None:
-    """A bandit that has assigned units stays one, and keeps the weights it learned: an A/B
-    test would hash its units again, moving those its weights placed (they are stuck to their
-    arm only while it is a bandit), and new allocations would silently throw the learned
-    weights away. Both are a 409; a new experiment is the way to start over."""
-    if experiment.type != "bandit" or experiment.status == "draft":
+def keep_type(experiment: OnlineExperiment, body: ExperimentDefinition) -> None:
+    """An experiment that has assigned units keeps its type, and a bandit the weights it
+    learned. An A/B test turned bandit would place its earlier units (never stored: its hash
+    placed them) by weights that move, so they would change arm while their earlier events stay
+    under the old one; a bandit turned A/B test would hash its units again, moving those its
+    weights placed (they are stuck to their arm only while it is a bandit); and new
+    allocations would silently throw the learned weights away. Each is a 409; a new experiment
+    is the way to start over. Public so the edit form refuses before asking to confirm."""
+    if experiment.status == "draft":
         return
     key = experiment.experiment_key
+    if experiment.type != "bandit":
+        if body.type == "bandit":
+            raise Conflict(
+                f"type: {key!r} is an A/B test that has assigned units; as a bandit it would "
+                "move them to other arms once its weights change, while their earlier events "
+                "stay under the arm they had. Create a new experiment instead"
+            )
+        return
     if body.type != "bandit":
         raise Conflict(
             f"type: {key!r} is a bandit that has assigned units; as an A/B test it would move "

@@ -123,8 +123,22 @@ async def get_agent_by_slug(
         select(Agent).where(Agent.project_id == project_id, Agent.slug == slug)
     )
     if agent is None:
-        raise NotFound(f"No agent with slug {slug!r} in this project")
+        hint = await _lowercase_hint(session, project_id, slug)
+        raise NotFound(f"No agent with slug {slug!r} in this project{hint}")
     return agent
+
+
+async def _lowercase_hint(session: AsyncSession, project_id: uuid.UUID, slug: str) -> str:
+    """A slug typed as the agent's name is capitalised (``Ans`` for ``ans``): slugs are
+    lowercase, so say which one was meant, when it exists. Looked up only for a slug with
+    capitals, which no agent can have."""
+    lowered = slug.lower()
+    if lowered == slug:
+        return ""
+    found = await session.scalar(
+        select(Agent.slug).where(Agent.project_id == project_id, Agent.slug == lowered)
+    )
+    return f"; slugs are lowercase: did you mean {lowered!r}?" if found else ""
 
 
 async def list_agents(

@@ -209,6 +209,13 @@ async def update_experiment(
         body, errors = validate(ExperimentUpdate, data)
         errors = place_errors(errors, rows)
     if body is not None:
+        try:
+            # Refused before the confirmation below: confirming an edit that cannot be saved
+            # would only lead to the refusal one step later.
+            service.keep_type(experiment, body)
+        except Conflict as exc:
+            body, errors = None, refusal(exc, rows)
+    if body is not None:
         changes = (
             service.assignment_changes(experiment, body) if service.is_live(experiment) else []
         )
