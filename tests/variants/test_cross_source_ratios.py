@@ -239,8 +239,12 @@ SIDE = '{"kind": "event" or "performance", "source": ...}'
         ({"kind": "browser", "source": "signup"}, ["denominator", "kind"], "'event' or 'perf"),
         ({"kind": "perf", "source": "cost"}, ["denominator", "kind"], "'event' or 'performance'"),
         ({"source": "signup"}, ["denominator", "kind"], "Field required"),
-        ({"kind": "event", "source": "Not A Slug"}, ["denominator", "source"], "pattern"),
-        ("Not A Slug", ["denominator"], "pattern"),
+        (
+            {"kind": "event", "source": "Not A Slug"},
+            ["denominator", "source"],
+            "lowercase letters and digits",
+        ),
+        ("Not A Slug", ["denominator"], "lowercase letters and digits"),
         (5, ["denominator"], SIDE),
         (["signup"], ["denominator"], SIDE),
         # A performance metric's own denominator counts calls, not events.
