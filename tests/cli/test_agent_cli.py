@@ -112,6 +112,10 @@ def test_agent_sweep_runs_around_the_agent_config(env: dict[str, str], tmp_path:
         (["agent", "create", "X", "--model", "mock:b", "--set", "temperature=9"], "temperature:"),
         (["agent", "create", "X", "--model", "opneai:b"], "model_provider: unknown provider"),
         (["agent", "create", "X", "--set", "bogus=1"], "bogus: Extra inputs are not permitted"),
+        (
+            ["agent", "create", "X", "--model", "mock:b", "--set", "slug=x"],
+            "--set slug: not a config field; --help shows where it goes",
+        ),
         (["agent", "create", "X"], "model_provider: an agent needs a model provider"),
         (["variant", "list", "missing"], "No agent with slug 'missing'"),
         (["agent", "rollback", "missing", "not-an-id"], "revision_id: not an id"),

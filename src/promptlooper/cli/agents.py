@@ -50,10 +50,15 @@ def parse_fields(assignments: list[str] | None, model: str | None) -> dict[str, 
         if not provider or not name:
             raise Invalid(f"--model: expected provider:model, got {model!r}")
         fields["model_provider"], fields["model_name"] = provider, name
+    from promptlooper.variants.schemas import META_FIELDS
+
     for item in assignments or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise Invalid(f"--set: expected field=value, got {item!r}")
+        if key.strip() in META_FIELDS:
+            # The API takes these beside the config; here they have their own options.
+            raise Invalid(f"--set {key.strip()}: not a config field; --help shows where it goes")
         if raw.startswith("@"):
             fields[key.strip()] = read_text(Path(raw[1:]).expanduser(), f"--set {key}")
         else:
