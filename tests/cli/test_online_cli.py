@@ -154,6 +154,9 @@ def test_metrics_and_power_from_the_terminal(cli: Invoke, tmp_path: Path):
         assert unmeant.err.strip() == (
             "error: lift: must be above -1 and at most 10 (relative, 0.05 = +5 %)"
         )
+    ignored = cli("online", "power", "signup_copy", "--baseline", "0.1")
+    assert ignored.code == 2, ignored.out
+    assert ignored.err.startswith("error: baseline: plans an experiment; with experiment_key")
 
     ratio = tmp_path / "ratio.yaml"
     ratio.write_text(yaml.safe_dump({"name": "aov", "source": "purchase", "aggregation": "ratio"}))

@@ -130,6 +130,34 @@ async def test_a_running_experiment_reports_the_power_reached_and_days_left(
         assert (problem["loc"], problem["msg"]) == (["query", "lift"], LIFT_REFUSED)
 
 
+@pytest.mark.parametrize(
+    ("query", "field", "said"),
+    [
+        ({"experiment_key": "homepage_hero_test", "lift": 0}, "lift", "0 is no change"),
+        ({"baseline": 0.1, "units_per_day": 100, "lift": 0}, "lift", "0 is no change"),
+        (
+            {"experiment_key": "homepage_hero_test", "baseline": 0.1},
+            "baseline",
+            "plans an experiment; with experiment_key",
+        ),
+        (
+            {"experiment_key": "homepage_hero_test", "units_per_day": 5, "days": 3},
+            "units_per_day",
+            "plans an experiment; with experiment_key",
+        ),
+    ],
+)
+async def test_a_question_power_cannot_answer_is_422_not_an_answer(
+    client: httpx.AsyncClient, registry, bootstrap_headers, query, field, said
+):
+    response = await client.get(POWER, params=query, headers=bootstrap_headers)
+
+    assert response.status_code == 422, response.text
+    (problem,) = response.json()["detail"]
+    assert problem["loc"] == ["query", field]
+    assert said in problem["msg"]
+
+
 async def test_a_running_experiment_without_an_answer_says_why(
     client: httpx.AsyncClient, sessionmaker, registry, bootstrap_headers
 ):

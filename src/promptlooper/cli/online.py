@@ -383,6 +383,9 @@ async def power(
     from promptlooper.online import power as estimates
 
     if key is not None:
+        estimates.check_running(
+            baseline=baseline, variance=variance, units_per_day=units_per_day, days=days
+        )
         async with session_scope(load_settings()) as session:
             found = await estimates.reached(
                 session, key, lift=0.05 if lift is None else lift, metric=metric

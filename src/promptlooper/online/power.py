@@ -85,6 +85,22 @@ def check_lift(lift: float) -> None:
             f"must be above -1 and at most {MAX_RELATIVE:g} (relative, 0.05 = +5 %)",
             source="query",
         )
+    if lift == 0:
+        raise FieldInvalid(
+            "lift", "0 is no change, which no sample detects: give the smallest lift worth "
+            "detecting (0.05 = +5 %)", source="query",
+        )  # fmt: skip
+
+
+def check_running(**planning: float | None) -> None:
+    """A running experiment's power comes from its own traffic and metric: a planning input
+    given beside its key would be ignored without a word, so it is refused, naming it."""
+    for name, value in planning.items():
+        if value is not None:
+            raise FieldInvalid(
+                name, "plans an experiment; with experiment_key the experiment's own traffic "
+                "is used: leave it out, or leave out the key to plan", source="query",
+            )  # fmt: skip
 
 
 def plan(

@@ -228,6 +228,9 @@ async def experiment_power(
     from ``baseline`` (and ``variance``, known for a rate), ``units_per_day`` and ``arms`` —
     the minimum detectable lift in ``days``, or the days a ``lift`` needs."""
     if experiment_key is not None:
+        power.check_running(
+            baseline=baseline, variance=variance, units_per_day=units_per_day, days=days
+        )
         return await power.reached(
             session, experiment_key, lift=0.05 if lift is None else lift, metric=metric
         )
